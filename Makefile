@@ -1,0 +1,36 @@
+# servicenet — the two commands a user needs are `make up` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test bench lint deps venv clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start an embedded cluster (API server + every landed component).
+up: $(STAMP)
+	$(BIN)/servicenet up $(ARGS)
+
+## Install system packages the tests need, then run the test suite.
+deps:
+	bash scripts/install-deps.sh
+
+test: $(STAMP) deps
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+bench: $(STAMP) deps
+	$(BIN)/python -m bench $(BENCH)
+
+lint: $(STAMP)
+	$(BIN)/ruff check servicenet tests bench
+	$(BIN)/ruff format --check servicenet tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

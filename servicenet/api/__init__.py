@@ -1,0 +1,1 @@
+"""servicenet.api"""

@@ -1,0 +1,1 @@
+"""Shared plumbing: structured logging, health/metrics server, component protocol, netns."""

@@ -1,0 +1,19 @@
+"""The protocol every long-running servicenet component implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Component(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Return once the component serves (or has synced enough to be useful)."""
+
+    async def stop(self) -> None:
+        """Shut down cleanly and remove whatever the component created."""
+
+    def describe(self) -> dict[str, str]:
+        """What the component listens on, for ``servicenet up`` to print."""

@@ -1,0 +1,1 @@
+"""servicenet.dns"""
