@@ -1,0 +1,654 @@
+"""HTTP handlers for the resource endpoints: REST verbs, subresources, LIST pagination, WATCH."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import random
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from servicenet.api import errors
+from servicenet.api.errors import ApiStatusError
+from servicenet.api.resources import ResourceInfo, by_plural
+from servicenet.apiserver.registry import WriteOptions, key_for, now_rfc3339, prefix_for
+from servicenet.store import Compacted, FutureRevision, Record, WatchClosed
+
+if TYPE_CHECKING:
+    from servicenet.apiserver.server import ApiServer
+
+JSON = "application/json"
+TRUE = ("true", "1", "True")
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    body = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+def record_response(rec: Record | dict[str, Any], status: int = 200,
+                    headers: dict[str, str] | None = None) -> web.Response:
+    if isinstance(rec, Record):
+        return web.Response(body=rec.value, status=status, content_type=JSON, headers=headers)
+    return json_response(rec, status, headers)
+
+
+def wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def _obj(rec: Record | dict[str, Any]) -> dict[str, Any]:
+    return rec.obj() if isinstance(rec, Record) else rec
+
+
+class Target:
+    """A parsed resource URL."""
+
+    __slots__ = ("info", "namespace", "name", "subresource")
+
+    def __init__(self, info: ResourceInfo, namespace: str | None, name: str | None, subresource: str | None):
+        self.info = info
+        self.namespace = namespace
+        self.name = name
+        self.subresource = subresource
+
+
+def parse_target(group: str, version: str, rest: list[str]) -> Target | None:
+    if not rest:
+        return None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        inner = by_plural(group, version, rest[2])
+        if inner is not None and inner.namespaced:
+            ns = rest[1]
+            name = rest[3] if len(rest) > 3 else None
+            sub = "/".join(rest[4:]) or None
+            return Target(inner, ns, name, sub)
+    info = by_plural(group, version, rest[0])
+    if info is None:
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = "/".join(rest[2:]) or None
+    return Target(info, None, name, sub)
+
+
+class ResourceHandlers:
+    def __init__(self, server: ApiServer) -> None:
+        self.server = server
+        self.registry = server.registry
+        self.store = server.store
+
+    # -- parsing -------------------------------------------------------------------------------------
+    async def read_body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        ctype = (request.content_type or JSON).lower()
+        if not raw:
+            raise errors.bad_request("the request body is empty")
+        try:
+            if "yaml" in ctype:
+                obj = yaml.safe_load(raw)
+            else:
+                obj = orjson.loads(raw)
+        except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+            raise errors.bad_request(f"the object provided is unrecognized (must be of type JSON): {exc}") from None
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
+        return obj
+
+    def write_options(self, request: web.Request) -> WriteOptions:
+        q = request.query
+        fv = q.get("fieldValidation") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(
+                f"fieldValidation parameter unsupported: {fv!r}. Supported values: Ignore, Warn, Strict")
+        dry = q.getall("dryRun", [])
+        if any(d != "All" for d in dry):
+            raise errors.bad_request(f"Invalid dry run parameter: {dry}")
+        return WriteOptions(field_manager=q.get("fieldManager") or _manager_from_ua(request),
+                            field_validation=fv, dry_run=bool(dry))
+
+    def check_unknown_fields(self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions) -> None:
+        if opts.field_validation == "Ignore":
+            return
+        from servicenet.api import schema
+
+        unknown = schema.unknown_fields(info.api_version, info.kind, obj)
+        if not unknown:
+            return
+        if opts.field_validation == "Strict":
+            raise errors.bad_request(
+                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
+                "strict decoding error: " + ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown))
+        opts.warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+
+    @staticmethod
+    def warning_headers(opts: WriteOptions) -> dict[str, str]:
+        if not opts.warnings:
+            return {}
+        # aiohttp multidict would allow several; one combined header keeps it simple for clients.
+        return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in opts.warnings)}
+
+    def check_kind(self, info: ResourceInfo, obj: dict[str, Any], target: Target) -> None:
+        kind = obj.get("kind")
+        av = obj.get("apiVersion")
+        if kind and kind != info.kind or av and av != info.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({av}) does not match the expected API version ({info.api_version})"
+                if av != info.api_version else
+                f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
+        ns = (obj.get("metadata") or {}).get("namespace")
+        if info.namespaced and ns and target.namespace and ns != target.namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request")
+
+    # -- dispatch ------------------------------------------------------------------------------------
+    async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
+        m = request.method
+        t = target
+        if t.info.namespaced and t.namespace is None and t.name is not None:
+            raise errors.not_found(t.info.plural, t.info.group, t.name)
+        if t.subresource:
+            return await self.handle_subresource(request, t)
+        if t.name is None:
+            if m == "GET":
+                if request.query.get("watch") in TRUE:
+                    return await self.watch(request, t)
+                return await self.list(request, t)
+            if m == "POST":
+                return await self.create(request, t)
+            if m == "DELETE":
+                return await self.delete_collection(request, t)
+            raise errors.method_not_allowed(f"the server does not allow this method on the requested resource")
+        if m == "GET":
+            rec = self.registry.get_record(t.info, t.namespace, t.name)
+            if wants_table(request):
+                return json_response(self.server.table(t.info, [rec.obj()], request, str(rec.mod_revision)))
+            return record_response(rec)
+        if m == "PUT":
+            return await self.update(request, t)
+        if m == "PATCH":
+            return await self.patch(request, t)
+        if m == "DELETE":
+            return await self.delete(request, t)
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+
+    # -- verbs ---------------------------------------------------------------------------------------
+    async def create(self, request: web.Request, t: Target) -> web.Response:
+        obj = await self.read_body(request)
+        self.check_kind(t.info, obj, t)
+        opts = self.write_options(request)
+        self.check_unknown_fields(t.info, obj, opts)
+        rec = await self.registry.create(t.info, t.namespace, obj, opts)
+        return record_response(rec, 201, self.warning_headers(opts))
+
+    async def update(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
+        assert t.name is not None
+        obj = await self.read_body(request)
+        self.check_kind(t.info, obj, t)
+        opts = self.write_options(request)
+        self.check_unknown_fields(t.info, obj, opts)
+        key = key_for(t.info, t.namespace, t.name)
+        if self.store.get(key) is None and subresource is None:
+            # PUT on a missing object creates it for kinds that allow it (upstream AllowCreateOnUpdate);
+            # our built-ins do not, except through apply.
+            raise errors.not_found(t.info.plural, t.info.group, t.name)
+        rec = await self.registry.update(t.info, t.namespace, t.name, obj, opts, subresource=subresource)
+        return record_response(rec, 200, self.warning_headers(opts))
+
+    async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
+        assert t.name is not None
+        from servicenet.api import apply, patch
+
+        ctype = (request.content_type or "").lower()
+        raw = await request.read()
+        opts = self.write_options(request)
+        if ctype == "application/apply-patch+yaml":
+            manager = request.query.get("fieldManager")
+            if not manager:
+                raise errors.bad_request(
+                    "PATCH, application/apply-patch+yaml requires the fieldManager parameter to be set")
+            force = request.query.get("force") in TRUE
+            try:
+                applied = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise errors.bad_request(f"error decoding YAML: {exc}") from None
+            if not isinstance(applied, dict):
+                raise errors.bad_request("the apply patch must be an object")
+            self.check_kind(t.info, applied, t)
+            self.check_unknown_fields(t.info, applied, opts)
+            for _ in range(5):
+                rec = self.store.get(key_for(t.info, t.namespace, t.name))
+                live = rec.obj() if rec is not None else None
+                merged = apply.server_side_apply(t.info, live, applied, manager, force, now_rfc3339())
+                if rec is None:
+                    if subresource:
+                        raise errors.not_found(t.info.plural, t.info.group, t.name)
+                    merged.setdefault("metadata", {})["name"] = t.name
+                    created = await self.registry.create(t.info, t.namespace, merged,
+                                                         WriteOptions(None, opts.field_validation, opts.dry_run))
+                    return record_response(created, 201, self.warning_headers(opts))
+                try:
+                    out = await self.registry.update(
+                        t.info, t.namespace, t.name, merged, WriteOptions(None, opts.field_validation, opts.dry_run),
+                        subresource=subresource, expected_rv=rec.mod_revision, old_rec=rec)
+                    return record_response(out, 200, self.warning_headers(opts))
+                except ApiStatusError as exc:
+                    if exc.reason == "Conflict" and "modified" in exc.message:
+                        continue
+                    raise
+            raise errors.conflict(t.info.plural, t.info.group, t.name)
+        if ctype not in ("application/json-patch+json", "application/merge-patch+json",
+                         "application/strategic-merge-patch+json"):
+            raise errors.unsupported_media_type(ctype or "<none>")
+        for _ in range(5):
+            rec = self.registry.get_record(t.info, t.namespace, t.name)
+            live = rec.obj()
+            patched = patch.apply_patch(t.info, live, raw, ctype)
+            if not isinstance(patched, dict):
+                raise errors.bad_request("the patch produced something that is not an object")
+            prv = (patched.get("metadata") or {}).get("resourceVersion")
+            expected = rec.mod_revision
+            if prv and prv != str(rec.mod_revision):
+                # the patch itself named a resourceVersion: that is a precondition
+                raise errors.conflict(t.info.plural, t.info.group, t.name)
+            self.check_unknown_fields(t.info, patched, opts)
+            try:
+                out = await self.registry.update(t.info, t.namespace, t.name, patched, opts,
+                                                 subresource=subresource, expected_rv=expected, old_rec=rec)
+                return record_response(out, 200, self.warning_headers(opts))
+            except ApiStatusError as exc:
+                if exc.reason == "Conflict" and not prv and "modified" in exc.message:
+                    continue
+                raise
+        raise errors.conflict(t.info.plural, t.info.group, t.name)
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        opts: dict[str, Any] = {}
+        if raw:
+            try:
+                opts = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise errors.bad_request("the DeleteOptions body is not valid JSON") from None
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+        if "propagationPolicy" in q:
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        if "orphanDependents" in q:
+            opts["orphanDependents"] = q["orphanDependents"] in TRUE
+        return opts
+
+    async def delete(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        opts = await self._delete_options(request)
+        dry = bool(request.query.getall("dryRun", [])) or "All" in (opts.get("dryRun") or [])
+        out, removed = await self.registry.delete(t.info, t.namespace, t.name, opts, dry_run=dry)
+        obj = _obj(out)
+        if removed and t.info.plural not in ("pods", "services", "namespaces"):
+            md = obj.get("metadata") or {}
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "details": {"name": md.get("name"), **({"group": t.info.group} if t.info.group
+                                                                         else {}),
+                                              "kind": t.info.plural, "uid": md.get("uid")}})
+        return record_response(out, 200 if removed or t.info.plural in ("pods", "namespaces") else 202)
+
+    async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        opts = await self._delete_options(request)
+        objs = self.filtered(request, t)[0]
+        for o in objs:
+            try:
+                await self.registry.delete(t.info, t.namespace or o["metadata"].get("namespace"),
+                                           o["metadata"]["name"], opts)
+            except ApiStatusError as exc:
+                if exc.code != 404:
+                    raise
+        return json_response({"kind": t.info.list_kind or t.info.kind + "List", "apiVersion": t.info.api_version,
+                              "metadata": {"resourceVersion": str(self.store.revision)}, "items": objs})
+
+    # -- list ----------------------------------------------------------------------------------------
+    def selectors(self, request: web.Request, info: ResourceInfo) -> tuple[Any, Any]:
+        from servicenet.api.selectors import FieldSelector, LabelSelector
+
+        ls = request.query.get("labelSelector") or ""
+        fs = request.query.get("fieldSelector") or ""
+        lsel = LabelSelector.parse(ls) if ls else None
+        fsel = FieldSelector.parse(fs, info.kind) if fs else None
+        return lsel, fsel
+
+    def filtered(self, request: web.Request, t: Target) -> tuple[list[dict[str, Any]], int]:
+        lsel, fsel = self.selectors(request, t.info)
+        recs, rev, _ = self.registry.list_records(t.info, t.namespace)
+        out = []
+        for r in recs:
+            o = r.obj()
+            if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
+                continue
+            if fsel is not None and not fsel.matches(o):
+                continue
+            out.append(o)
+        return out, rev
+
+    async def list(self, request: web.Request, t: Target) -> web.Response:
+        q = request.query
+        info = t.info
+        lsel, fsel = self.selectors(request, info)
+        limit = int(q["limit"]) if q.get("limit", "").isdigit() and int(q["limit"]) > 0 else None
+        start_after: str | None = None
+        revision: int | None = None
+        if q.get("continue"):
+            try:
+                tok = orjson.loads(base64.urlsafe_b64decode(q["continue"] + "=="))
+                revision = int(tok["rv"])
+                start_after = str(tok["start"])
+            except Exception:
+                raise errors.bad_request("continue key is not valid: illegal base64 data") from None
+        elif q.get("resourceVersion") not in (None, "", "0") and q.get("resourceVersionMatch") == "Exact":
+            revision = int(q["resourceVersion"])
+        selecting = lsel is not None or fsel is not None
+        items: list[bytes] = []
+        objs: list[dict[str, Any]] = []
+        table = wants_table(request)
+        more = False
+        last_key: str | None = start_after
+        served_rev = 0
+        cursor = start_after
+        while True:
+            batch = None if limit is None else max(limit - len(items), 1) * (4 if selecting else 1)
+            recs, served_rev, more = self.registry.list_records(info, t.namespace, limit=batch,
+                                                                start_after=cursor, revision=revision)
+            if revision is None:
+                revision = served_rev
+            for r in recs:
+                cursor = r.key
+                if selecting or table:
+                    o = r.obj()
+                    if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
+                        continue
+                    if fsel is not None and not fsel.matches(o):
+                        continue
+                    objs.append(o)
+                items.append(r.value)
+                last_key = r.key
+                if limit is not None and len(items) >= limit:
+                    break
+            if limit is None or len(items) >= limit or not more:
+                if limit is not None and len(items) >= limit and cursor != last_key:
+                    more = True
+                break
+        meta: dict[str, Any] = {"resourceVersion": str(served_rev)}
+        if limit is not None and more and last_key is not None:
+            tok = orjson.dumps({"v": "meta.k8s.io/v1", "rv": served_rev, "start": last_key})
+            meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
+            if not selecting:
+                meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
+        if table:
+            return json_response(self.server.table(info, objs, request, meta["resourceVersion"],
+                                                   meta.get("continue")))
+        head = orjson.dumps({"kind": info.list_kind or info.kind + "List", "apiVersion": info.api_version,
+                             "metadata": meta})
+        body = head[:-1] + b',"items":[' + b",".join(items) + b"]}"
+        return web.Response(body=body, content_type=JSON)
+
+    # -- watch ---------------------------------------------------------------------------------------
+    async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        info = t.info
+        lsel, fsel = self.selectors(request, info)
+        table = wants_table(request)
+        bookmarks = q.get("allowWatchBookmarks") in TRUE
+        send_initial = q.get("sendInitialEvents") in TRUE
+        rv = q.get("resourceVersion") or ""
+        try:
+            timeout = float(q.get("timeoutSeconds") or 0) or random.uniform(1800, 3600)
+        except ValueError:
+            raise errors.bad_request("timeoutSeconds must be a number") from None
+        prefix = prefix_for(info, t.namespace)
+        initial: list[Record] = []
+        if rv in ("", "0") or send_initial:
+            initial, start, _ = self.store.list(prefix)
+        else:
+            try:
+                start = int(rv)
+            except ValueError:
+                raise errors.bad_request(f"invalid resource version: {rv}") from None
+        try:
+            w = self.store.watch(prefix, start)
+        except Compacted as exc:
+            return await self._watch_error(request, errors.expired(
+                f"too old resource version: {rv} ({exc.compact_revision})"))
+        except FutureRevision:
+            raise errors.ApiStatusError(504, "Timeout", "Too large resource version: " + rv,
+                                        {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                     "message": "Too large resource version"}],
+                                         "retryAfterSeconds": 1}) from None
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        resp.enable_chunked_encoding()
+        first_table = [True]
+
+        def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
+            if table:
+                o = obj if obj is not None else rec.obj()
+                tbl = self.server.table(info, [o], request, str(rec.mod_revision))
+                if not first_table[0]:
+                    tbl["columnDefinitions"] = None
+                first_table[0] = False
+                return orjson.dumps({"type": etype, "object": tbl}) + b"\n"
+            return b'{"type":"' + etype.encode() + b'","object":' + rec.value + b"}\n"
+
+        def match(o: dict[str, Any]) -> bool:
+            if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
+                return False
+            return not (fsel is not None and not fsel.matches(o))
+
+        selecting = lsel is not None or fsel is not None
+        try:
+            await resp.prepare(request)
+            buf = bytearray()
+            for rec in initial:
+                o = rec.obj() if selecting else None
+                if o is None or match(o):
+                    buf += encode("ADDED", rec, o)
+            if send_initial and bookmarks:
+                buf += orjson.dumps({"type": "BOOKMARK", "object": {
+                    "kind": info.kind, "apiVersion": info.api_version,
+                    "metadata": {"resourceVersion": str(start),
+                                 "annotations": {"k8s.io/initial-events-end": "true"}}}}) + b"\n"
+            if buf:
+                await resp.write(bytes(buf))
+            loop = request.loop if hasattr(request, "loop") else None
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            last_rev = start
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    ev = await w.next(timeout=min(remaining, 60.0))
+                except WatchClosed as exc:
+                    if exc.error:
+                        await resp.write(orjson.dumps({"type": "ERROR", "object": errors.expired(
+                            f"watch closed: {exc.reason}").status()}) + b"\n")
+                    break
+                if ev is None:
+                    if bookmarks and last_rev < self.store.revision:
+                        last_rev = self.store.revision
+                    if bookmarks:
+                        await resp.write(orjson.dumps({"type": "BOOKMARK", "object": {
+                            "kind": info.kind, "apiVersion": info.api_version,
+                            "metadata": {"resourceVersion": str(last_rev)}}}) + b"\n")
+                    continue
+                last_rev = ev.revision
+                out = bytearray()
+                pending = [ev]
+                # drain whatever else is queued so one write carries a burst
+                while w.pending and len(pending) < 256:
+                    nxt = await w.next(timeout=0)
+                    if nxt is None:
+                        break
+                    pending.append(nxt)
+                for e in pending:
+                    last_rev = e.revision
+                    if not selecting:
+                        out += encode(e.type, e.record, None)
+                        continue
+                    cur = e.record.obj()
+                    if e.type == "DELETED":
+                        if match(cur):
+                            out += encode("DELETED", e.record, cur)
+                        continue
+                    now_m = match(cur)
+                    was_m = e.prev is not None and match(e.prev.obj())
+                    if now_m and was_m:
+                        out += encode("MODIFIED", e.record, cur)
+                    elif now_m:
+                        out += encode("ADDED", e.record, cur)
+                    elif was_m:
+                        out += encode("DELETED", e.record, cur)
+                if out:
+                    await resp.write(bytes(out))
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            w.close()
+        try:
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError, RuntimeError):
+            pass
+        return resp
+
+    async def _watch_error(self, request: web.Request, err: ApiStatusError) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        await resp.prepare(request)
+        await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+        await resp.write_eof()
+        return resp
+
+    # -- subresources --------------------------------------------------------------------------------
+    async def handle_subresource(self, request: web.Request, t: Target) -> web.StreamResponse:
+        sub = t.subresource or ""
+        info = t.info
+        m = request.method
+        assert t.name is not None
+        if sub not in info.subresources:
+            raise errors.not_found(f"{info.plural}/{sub}", info.group, t.name)
+        if sub == "status":
+            if m == "GET":
+                return record_response(self.registry.get_record(info, t.namespace, t.name))
+            if m == "PUT":
+                return await self.update(request, t, subresource="status")
+            if m == "PATCH":
+                return await self.patch(request, t, subresource="status")
+        elif sub == "scale":
+            return await self.scale(request, t)
+        elif sub == "binding" and m == "POST":
+            return await self.bind(request, t)
+        elif sub == "finalize" and m == "PUT":
+            return await self.finalize(request, t)
+        elif sub in ("log", "exec", "attach", "portforward", "proxy"):
+            return await self.server.node_proxy(request, t)
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+
+    def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        from servicenet.api.selectors import label_selector_from_dict, selector_to_string
+
+        md = obj["metadata"]
+        sel = (obj.get("spec") or {}).get("selector") or {}
+        try:
+            sel_str = selector_to_string(label_selector_from_dict(sel))
+        except Exception:
+            sel_str = ",".join(f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items())
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),
+                             "resourceVersion": md.get("resourceVersion"),
+                             "creationTimestamp": md.get("creationTimestamp")},
+                "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+                "status": {"replicas": (obj.get("status") or {}).get("replicas", 0), "selector": sel_str}}
+
+    async def scale(self, request: web.Request, t: Target) -> web.Response:
+        from servicenet.api import patch as patchmod
+
+        assert t.name is not None
+        rec = self.registry.get_record(t.info, t.namespace, t.name)
+        obj = rec.obj()
+        if request.method == "GET":
+            return json_response(self._scale_of(t.info, obj))
+        cur = self._scale_of(t.info, obj)
+        if request.method == "PUT":
+            body = await self.read_body(request)
+        elif request.method == "PATCH":
+            ctype = (request.content_type or "").lower()
+            raw = await request.read()
+            if ctype == "application/apply-patch+yaml":
+                body = {**cur, **(yaml.safe_load(raw) or {})}
+            else:
+                body = patchmod.apply_patch(None, cur, raw, ctype)
+        else:
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+        replicas = (body.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
+                "spec.replicas", replicas, "must be greater than or equal to 0")])
+        brv = (body.get("metadata") or {}).get("resourceVersion")
+        if request.method == "PUT" and brv and brv != str(rec.mod_revision):
+            raise errors.conflict(t.info.plural, t.info.group, t.name)
+        obj["spec"]["replicas"] = replicas
+        out = await self.registry.update(t.info, t.namespace, t.name, obj, self.write_options(request),
+                                         expected_rv=rec.mod_revision, old_rec=rec)
+        return json_response(self._scale_of(t.info, _obj(out)))
+
+    async def bind(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        body = await self.read_body(request)
+        node = ((body.get("target") or {}).get("name")) or ""
+        if not node:
+            raise errors.invalid_object("Binding", "", t.name, [errors.required("target.name")])
+        for _ in range(5):
+            rec = self.registry.get_record(t.info, t.namespace, t.name)
+            pod = rec.obj()
+            if (pod.get("spec") or {}).get("nodeName"):
+                raise errors.conflict("pods/binding", "", t.name, f"pod {t.name} is already assigned to node "
+                                                                  f"\"{pod['spec']['nodeName']}\"")
+            pod["spec"]["nodeName"] = node
+            conds = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
+                     if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": now_rfc3339()})
+            pod["status"]["conditions"] = conds
+            try:
+                await self.store.update(rec.key, pod, rec.mod_revision)
+                return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                      "code": 201}, 201)
+            except Exception as exc:  # RevisionConflict → retry
+                if type(exc).__name__ != "RevisionConflict":
+                    raise
+        raise errors.conflict("pods/binding", "", t.name)
+
+    async def finalize(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        body = await self.read_body(request)
+        rec = self.registry.get_record(t.info, t.namespace, t.name)
+        obj = rec.obj()
+        obj.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+        md = obj["metadata"]
+        if md.get("deletionTimestamp") and not obj["spec"]["finalizers"] and not md.get("finalizers"):
+            out = await self.store.delete(rec.key, rec.mod_revision)
+            return record_response(out)
+        return record_response(await self.store.update(rec.key, obj, rec.mod_revision))
+
+
+def _manager_from_ua(request: web.Request) -> str | None:
+    ua = request.headers.get("User-Agent", "")
+    if not ua:
+        return None
+    return ua.split("/", 1)[0][:128] or None
+
+
+def age_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,322 @@
+"""The API server component: HTTPS + bearer tokens in front of the registry and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import prometheus_client
+from aiohttp import web
+
+from servicenet import __version__
+from servicenet.api import errors, resources
+from servicenet.api.errors import ApiStatusError
+from servicenet.api.resources import ResourceInfo
+from servicenet.apiserver import certs
+from servicenet.apiserver.gc import GarbageCollector
+from servicenet.apiserver.handlers import ResourceHandlers, Target, json_response, parse_target
+from servicenet.apiserver.registry import Registry, WriteOptions
+from servicenet.apiserver.services import ServiceRegistry
+from servicenet.client.kubeconfig import render as render_kubeconfig
+from servicenet.common import log
+from servicenet.common.health import HealthServer
+
+_log = log.get("apiserver")
+_PUBLIC = {"/healthz", "/livez", "/readyz", "/version", "/metrics"}
+
+
+@dataclass
+class ApiServerConfig:
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".servicenet")
+    host: str = "127.0.0.1"
+    port: int = 6443
+    storage: str = "sqlite"  # sqlite | memory
+    service_cidrs: list[str] = field(default_factory=lambda: ["10.96.0.0/12"])
+    node_port_range: tuple[int, int] = (30000, 32767)
+    tls: bool = True
+    compact_interval: float = 60.0
+    history_seconds: float = 300.0
+
+
+class ApiServer:
+    name = "apiserver"
+
+    def __init__(self, config: ApiServerConfig) -> None:
+        self.config = config
+        self.store: Any = None
+        self.registry: Registry | None = None  # type: ignore[assignment]
+        self.services = ServiceRegistry(config.service_cidrs, config.node_port_range)
+        self.gc: GarbageCollector | None = None
+        self.creds: certs.Credentials | None = None
+        self._runner: web.AppRunner | None = None
+        self._tokens: dict[str, str] = {}
+        self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
+        self.metrics_registry = self.health.registry
+        self.m_requests = prometheus_client.Counter(
+            "apiserver_request_total", "API requests by verb, resource and code",
+            ["verb", "resource", "code"], registry=self.metrics_registry)
+        self.m_latency = prometheus_client.Histogram(
+            "apiserver_request_duration_seconds", "API request latency by verb and resource",
+            ["verb", "resource"], registry=self.metrics_registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
+        self.started = 0.0
+        self.port = config.port
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.config.data_dir / "kubeconfig"
+
+    async def _open_store(self) -> None:
+        from servicenet.store import MemoryStore, SQLiteStore
+
+        if self.config.storage == "memory":
+            self.store = MemoryStore()
+        else:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = SQLiteStore(str(self.config.data_dir / "state.db"))
+        await self.store.open()
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._open_store()
+        self.registry = Registry(self.store)
+        self.registry.before_create["services"] = self.services.before_create
+        self.registry.before_update["services"] = self.services.before_update
+        self.registry.after_delete["services"] = self.services.after_delete
+        recs, _, _ = self.store.list("/registry/core/services/")
+        self.services.rebuild(r.obj() for r in recs)
+        await self._bootstrap()
+        self.gc = GarbageCollector(self.registry)
+        await self.gc.start()
+        self.handlers = ResourceHandlers(self)
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        ssl_ctx = None
+        if self.config.tls:
+            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
+            self._tokens = self.creds.tokens()
+            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_ctx.load_cert_chain(str(self.creds.server_cert), str(self.creds.server_key))
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx,
+                           reuse_address=True, backlog=1024)
+        await site.start()
+        srv = site._server
+        if srv is not None and srv.sockets:
+            self.port = srv.sockets[0].getsockname()[1]
+        self.started = time.time()
+        self.write_kubeconfig()
+        self.health.add_ready_check("store", lambda: (self.store is not None, "store not open"))
+        _log.info("serving", url=self.url, storage=self.config.storage, data_dir=str(self.config.data_dir))
+
+    def write_kubeconfig(self) -> None:
+        if self.creds is None:
+            return
+        text = render_kubeconfig(self.url, self.creds.admin_token(), self.creds.ca_pem)
+        path = self.kubeconfig_path
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    async def stop(self) -> None:
+        if self.gc is not None:
+            await self.gc.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    def describe(self) -> dict[str, str]:
+        return {"api": self.url, "kubeconfig": str(self.kubeconfig_path)}
+
+    # -- bootstrap -----------------------------------------------------------------------------------
+    async def _bootstrap(self) -> None:
+        assert self.registry is not None
+        ns_info = resources.by_plural("", "v1", "namespaces")
+        svc_info = resources.by_plural("", "v1", "services")
+        assert ns_info is not None and svc_info is not None
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            if self.store.get(f"/registry/core/namespaces/{ns}") is None:
+                await self.registry.create(ns_info, None, {"metadata": {"name": ns}}, WriteOptions())
+        if self.store.get("/registry/core/services/default/kubernetes") is None:
+            await self.registry.create(svc_info, "default", {
+                "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": self.services.kubernetes_ip(), "type": "ClusterIP",
+                         "sessionAffinity": "None",
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                    "targetPort": self.config.port or 6443}]},
+            }, WriteOptions())
+        if self.store.get("/registry/core/services/kube-system/kube-dns") is None:
+            await self.registry.create(svc_info, "kube-system", {
+                "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns",
+                                                            "kubernetes.io/name": "CoreDNS",
+                                                            "kubernetes.io/cluster-service": "true"}},
+                "spec": {"clusterIP": self.services.dns_ip(), "type": "ClusterIP",
+                         "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                   {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                                   {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]},
+            }, WriteOptions())
+
+    # -- HTTP plumbing -------------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        resource = "-"
+        code = 500
+        try:
+            if self.config.tls and request.path not in _PUBLIC:
+                auth = request.headers.get("Authorization", "")
+                token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+                if not token or token not in self._tokens:
+                    raise errors.unauthorized()
+            resp = await handler(request)
+            code = resp.status
+            return resp
+        except ApiStatusError as exc:
+            code = exc.code
+            return json_response(exc.status(), exc.code, exc.headers or None)
+        except web.HTTPException:
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:
+            _log.exception("request failed", method=request.method, path=request.path)
+            err = errors.internal(repr(exc))
+            return json_response(err.status(), 500)
+        finally:
+            parts = request.path.split("/")
+            resource = parts[-1] if len(parts) < 4 else (parts[4] if parts[1] == "apis" and len(parts) > 4 else
+                                                         parts[3] if len(parts) > 3 else "-")
+            if resource == "namespaces" and len(parts) > 5:
+                resource = parts[6] if parts[1] == "apis" and len(parts) > 6 else parts[5]
+            verb = request.method if request.query.get("watch") not in ("true", "1") else "WATCH"
+            self.m_requests.labels(verb, resource[:40], str(code)).inc()
+            if verb != "WATCH":
+                self.m_latency.labels(verb, resource[:40]).observe(time.perf_counter() - t0)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        if path in ("/healthz", "/livez", "/readyz", "/metrics") or path.startswith(("/healthz/", "/livez/",
+                                                                                      "/readyz/")):
+            base = "/" + parts[0]
+            return await {"/healthz": self.health._healthz, "/livez": self.health._healthz,
+                          "/readyz": self.health._readyz, "/metrics": self.health._metrics}[base](request)
+        if path == "/version":
+            return json_response(version_info())
+        if path == "/":
+            return json_response({"paths": sorted(["/api", "/api/v1", "/apis", "/healthz", "/livez",
+                                                   "/readyz", "/metrics", "/version", "/openapi/v3"]
+                                                  + [f"/apis/{g}/{v}" for g, v in resources.group_versions()
+                                                     if g] + [f"/apis/{g}" for g, _ in
+                                                              resources.group_versions() if g])})
+        if parts[0] == "openapi":
+            return self._openapi(request, parts)
+        if parts[0] == "api":
+            if len(parts) == 1:
+                return json_response(resources.api_versions(f"{self.config.host}:{self.port}"))
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis":
+            if len(parts) == 1:
+                return json_response(resources.api_group_list())
+            if len(parts) == 2:
+                g = resources.api_group(parts[1])
+                if not g:
+                    raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                return json_response(g)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            doc = resources.api_resource_list(group, version)
+            if doc is None:
+                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            return json_response(doc)
+        target = parse_target(group, version, rest)
+        if target is None:
+            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+        return await self.handlers.handle(request, target)
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+        from servicenet.api import openapi
+
+        if len(parts) >= 2 and parts[1] == "v3":
+            if len(parts) == 2:
+                return json_response(openapi.v3_index())
+            doc = openapi.v3_document("/".join(parts[2:]))
+            if doc is None:
+                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
+                                content_type="application/json")
+        raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+
+    # -- helpers used by handlers --------------------------------------------------------------------
+    def table(self, info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
+              continue_token: str | None = None) -> dict[str, Any]:
+        from servicenet.api import tables
+
+        include = request.query.get("includeObject") or "Metadata"
+        return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
+                               resource_version=rv, continue_token=continue_token)
+
+    async def node_proxy(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """pods/log, pods/exec, pods/attach, pods/portforward: forwarded to the pod's node agent."""
+        assert self.registry is not None and t.name is not None
+        pod = self.registry.get(t.info, t.namespace, t.name)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise errors.bad_request(f"pod {t.name} does not have a host assigned")
+        node_rec = self.store.get(f"/registry/core/nodes/{node_name}")
+        if node_rec is None:
+            raise errors.not_found("nodes", "", node_name)
+        node = node_rec.obj()
+        port = (((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        if not port:
+            raise errors.ApiStatusError(503, "ServiceUnavailable", f"node {node_name} has no agent endpoint")
+        try:
+            from servicenet.node.kubelet_proxy import proxy_to_node
+        except ImportError:
+            raise errors.ApiStatusError(501, "NotImplemented", "pod proxying is not available") from None
+        sub = t.subresource or ""
+        container = request.query.get("container") or _default_container(pod)
+        if sub == "log":
+            path = f"/containerLogs/{t.namespace}/{t.name}/{container}"
+        elif sub == "portforward":
+            path = f"/portForward/{t.namespace}/{t.name}"
+        else:
+            path = f"/{sub}/{t.namespace}/{t.name}/{container}"
+        return await proxy_to_node(request, f"http://127.0.0.1:{port}", path)
+
+
+def _default_container(pod: dict[str, Any]) -> str:
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    if ann.get("kubectl.kubernetes.io/default-container"):
+        return ann["kubectl.kubernetes.io/default-container"]
+    cs = (pod.get("spec") or {}).get("containers") or [{}]
+    return cs[0].get("name", "")
+
+
+def version_info() -> dict[str, str]:
+    import platform
+
+    return {"major": "1", "minor": "32", "gitVersion": f"v1.32.0+servicenet-{__version__}",
+            "gitCommit": "servicenet", "gitTreeState": "clean", "buildDate": "2026-11-21T00:00:00Z",
+            "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
+            "platform": f"linux/{platform.machine()}"}

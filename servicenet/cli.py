@@ -1,0 +1,214 @@
+"""``servicenet`` command line: up, apiserver, kubeconfig, version and the component commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from servicenet import __version__
+from servicenet.common import log
+
+DEFAULT_DATA_DIR = Path(os.environ.get("SERVICENET_DATA_DIR", str(Path.home() / ".servicenet")))
+
+# component command → module with ``main(argv) -> int``
+COMPONENT_COMMANDS = {
+    "dns": "servicenet.dns.server",
+    "proxy": "servicenet.proxy.server",
+    "node": "servicenet.node.agent",
+    "controller-manager": "servicenet.controllers.manager",
+}
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {s!r}")
+    return host.strip("[]"), int(port)
+
+
+def _api_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory (default ~/.servicenet)")
+    p.add_argument("--api-listen", type=_hostport, default=("127.0.0.1", 6443), metavar="HOST:PORT")
+    p.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    p.add_argument("--service-cidr", action="append", default=None,
+                   help="service CIDR (repeat for dual-stack); default by network mode")
+    p.add_argument("--node-port-range", default="30000-32767")
+    p.add_argument("--log-level", default="info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="servicenet", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="run an embedded cluster: API server and every component")
+    _api_args(up)
+    up.add_argument("--network", choices=["auto", "netns", "loopback", "virtual"], default="auto")
+    up.add_argument("--proxy-mode", choices=["auto", "userspace", "iptables", "nftables"], default="auto")
+    up.add_argument("--dns-listen", action="append", type=_hostport, default=None, metavar="HOST:PORT")
+    up.add_argument("--node-name", default="node-1")
+    up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
+    api = sub.add_parser("apiserver", help="run the API server alone")
+    _api_args(api)
+    kc = sub.add_parser("kubeconfig", help="print a kubeconfig for the cluster")
+    kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    kc.add_argument("--path", action="store_true", help="print where the kubeconfig is written")
+    sub.add_parser("version", help="print the version")
+    for name in COMPONENT_COMMANDS:
+        c = sub.add_parser(name, help=f"run the {name} component alone", add_help=False)
+        c.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _network_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "netns" if os.geteuid() == 0 else "loopback"
+
+
+def _service_cidrs(args: argparse.Namespace, network: str) -> list[str]:
+    if args.service_cidr:
+        return list(args.service_cidr)
+    return ["127.96.0.0/16"] if network == "loopback" else ["10.96.0.0/12"]
+
+
+def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
+    from servicenet.apiserver.server import ApiServerConfig
+
+    lo, _, hi = args.node_port_range.partition("-")
+    return ApiServerConfig(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
+                           storage=args.storage, service_cidrs=_service_cidrs(args, network),
+                           node_port_range=(int(lo), int(hi)))
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _run_apiserver(args: argparse.Namespace) -> int:
+    from servicenet.apiserver.server import ApiServer
+
+    server = ApiServer(_api_config(args))
+    await server.start()
+    print(f"servicenet apiserver listening on {server.url}")
+    print(f"kubeconfig: {server.kubeconfig_path}  (export KUBECONFIG={server.kubeconfig_path})", flush=True)
+    try:
+        await _wait_for_signal()
+    finally:
+        await server.stop()
+    return 0
+
+
+def _optional_components(args: argparse.Namespace, network: str, client: Any, api: Any) -> list[Any]:
+    """Build every landed component that ``up`` should run, skipping those not present yet."""
+    wanted = {c for c in args.only.split(",") if c}
+    out: list[Any] = []
+    builders = [
+        ("controller-manager", "servicenet.controllers.manager", "build_for_up"),
+        ("node", "servicenet.node.agent", "build_for_up"),
+        ("dns", "servicenet.dns.server", "build_for_up"),
+        ("proxy", "servicenet.proxy.server", "build_for_up"),
+    ]
+    for name, module, fn in builders:
+        if wanted and name not in wanted:
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        build = getattr(mod, fn, None)
+        if build is None:
+            continue
+        out.append(build(client=client, args=args, network=network, api=api))
+    return out
+
+
+async def _run_up(args: argparse.Namespace) -> int:
+    from servicenet.apiserver.server import ApiServer
+    from servicenet.client import ApiClient
+
+    network = _network_mode(args.network)
+    if network == "netns" and os.geteuid() != 0:
+        print("servicenet up: --network netns needs root", file=sys.stderr)
+        return 2
+    args.network = network
+    if args.proxy_mode == "auto":
+        args.proxy_mode = "nftables" if network == "netns" else "userspace"
+    if args.dns_listen is None:
+        args.dns_listen = [("127.0.0.1", 1053)]
+    api = ApiServer(_api_config(args, network))
+    await api.start()
+    client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
+    components: list[Any] = []
+    try:
+        for comp in _optional_components(args, network, client, api):
+            await comp.start()
+            components.append(comp)
+        print(f"servicenet {__version__} is up (network mode: {network})")
+        print(f"  {'apiserver':<20} {api.url}")
+        for comp in components:
+            for what, where in comp.describe().items():
+                print(f"  {comp.name + ' ' + what:<20} {where}")
+        print(f"\nPoint kubectl at it:\n  export KUBECONFIG={api.kubeconfig_path}\n  kubectl get svc -A\n",
+              flush=True)
+        await _wait_for_signal()
+    finally:
+        for comp in reversed(components):
+            with contextlib.suppress(Exception):
+                await comp.stop()
+        await client.close()
+        await api.stop()
+    return 0
+
+
+def _kubeconfig(args: argparse.Namespace) -> int:
+    path = args.data_dir / "kubeconfig"
+    if args.path:
+        print(path)
+        return 0
+    if not path.exists():
+        print(f"no kubeconfig at {path}: start the cluster first (make up / servicenet up)", file=sys.stderr)
+        return 1
+    sys.stdout.write(path.read_text())
+    return 0
+
+
+def _run(coro: Any) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return int(asyncio.run(coro))
+    return int(uvloop.run(coro))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMPONENT_COMMANDS:
+        log.setup()
+        mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])
+        return int(mod.main(argv[1:]))
+    args = build_parser().parse_args(argv)
+    if args.cmd == "version":
+        print(f"servicenet {__version__}")
+        return 0
+    if args.cmd == "kubeconfig":
+        return _kubeconfig(args)
+    log.setup(getattr(args, "log_level", "info"))
+    if args.cmd == "apiserver":
+        return _run(_run_apiserver(args))
+    if args.cmd == "up":
+        return _run(_run_up(args))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Informers: list + watch into a local cache with indexes and handlers.
+
+One informer per (apiVersion, plural, namespace, selectors), shared through
+:class:`InformerFactory`. The watch resumes from the last seen resourceVersion;
+a 410 (Expired/Gone) re-lists and reconciles the cache, emitting the differences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from servicenet.client.rest import ApiClient, ApiError
+from servicenet.common import log
+
+Handler = Callable[[str, dict[str, Any], "dict[str, Any] | None"], None]
+IndexFn = Callable[[dict[str, Any]], Iterable[str]]
+
+_log = log.get("informer")
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    md = obj.get("metadata") or {}
+    ns = md.get("namespace") or ""
+    return f"{ns}/{md.get('name', '')}" if ns else md.get("name", "")
+
+
+class Cache:
+    """The local store: objects by key plus secondary indexes (pure data structure)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self._index_fns: dict[str, IndexFn] = {}
+        self._indexes: dict[str, dict[str, set[str]]] = {}
+
+    def add_index(self, name: str, fn: IndexFn) -> None:
+        self._index_fns[name] = fn
+        idx: dict[str, set[str]] = {}
+        for key, obj in self.items.items():
+            for v in fn(obj):
+                idx.setdefault(v, set()).add(key)
+        self._indexes[name] = idx
+
+    def _unindex(self, key: str, obj: dict[str, Any]) -> None:
+        for name, fn in self._index_fns.items():
+            idx = self._indexes[name]
+            for v in fn(obj):
+                s = idx.get(v)
+                if s is not None:
+                    s.discard(key)
+                    if not s:
+                        del idx[v]
+
+    def _index(self, key: str, obj: dict[str, Any]) -> None:
+        for name, fn in self._index_fns.items():
+            idx = self._indexes[name]
+            for v in fn(obj):
+                idx.setdefault(v, set()).add(key)
+
+    def upsert(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        key = object_key(obj)
+        old = self.items.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self.items[key] = obj
+        self._index(key, obj)
+        return old
+
+    def remove(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        key = object_key(obj)
+        old = self.items.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        return old
+
+    def by_index(self, name: str, value: str) -> list[dict[str, Any]]:
+        return [self.items[k] for k in self._indexes[name].get(value, ())]
+
+
+class Informer:
+    def __init__(self, client: ApiClient, api_version: str, plural: str, namespace: str | None = None, *,
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 page_size: int = 500) -> None:
+        self.client = client
+        self.api_version = api_version
+        self.plural = plural
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.page_size = page_size
+        self.cache = Cache()
+        self.resource_version = ""
+        self._handlers: list[Handler] = []
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.relists = 0
+
+    # -- read side ----------------------------------------------------------------------------------
+    def add_handler(self, fn: Handler) -> None:
+        """Register ``fn(event_type, obj, old)``; existing objects are replayed as ADDED."""
+        self._handlers.append(fn)
+        for obj in list(self.cache.items.values()):
+            fn("ADDED", obj, None)
+
+    def add_index(self, name: str, fn: IndexFn) -> None:
+        self.cache.add_index(name, fn)
+
+    def by_index(self, name: str, value: str) -> list[dict[str, Any]]:
+        return self.cache.by_index(name, value)
+
+    def get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self.cache.items.get(f"{namespace}/{name}" if namespace else name)
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self.cache.items.values())
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"informer-{self.plural}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def _emit(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        for fn in self._handlers:
+            try:
+                fn(etype, obj, old)
+            except Exception:
+                _log.exception("handler failed", resource=self.plural, event=etype)
+
+    async def _relist(self) -> None:
+        res = await self.client.list_all(self.api_version, self.plural, self.namespace,
+                                         label_selector=self.label_selector,
+                                         field_selector=self.field_selector, page=self.page_size)
+        self.relists += 1
+        fresh = {object_key(o): o for o in res.get("items") or []}
+        for key in [k for k in self.cache.items if k not in fresh]:
+            old = self.cache.items[key]
+            self.cache.remove(old)
+            self._emit("DELETED", old, None)
+        for obj in fresh.values():
+            kind = res.get("kind", "")
+            if kind.endswith("List") and "kind" not in obj:
+                obj["kind"] = kind[:-4]
+                obj["apiVersion"] = res.get("apiVersion", self.api_version)
+            old = self.cache.upsert(obj)
+            if old is None:
+                self._emit("ADDED", obj, None)
+            elif (old.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get(
+                    "resourceVersion"):
+                self._emit("MODIFIED", obj, old)
+        self.resource_version = (res.get("metadata") or {}).get("resourceVersion", "")
+        self._synced.set()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                await self._watch_once()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except ApiError as exc:
+                if exc.status == 410:
+                    need_list = True
+                    continue
+                _log.warning("watch failed", resource=self.plural, error=str(exc))
+            except Exception as exc:  # network errors: reconnect with backoff
+                _log.debug("watch interrupted", resource=self.plural, error=repr(exc))
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 10.0)
+
+    async def _watch_once(self) -> None:
+        timeout = random.randint(300, 600)
+        async for ev in self.client.watch(self.api_version, self.plural, self.namespace,
+                                          resource_version=self.resource_version,
+                                          label_selector=self.label_selector,
+                                          field_selector=self.field_selector, timeout_seconds=timeout):
+            etype = ev.get("type")
+            obj = ev.get("object") or {}
+            if etype == "ERROR":
+                code = obj.get("code")
+                if code == 410:
+                    raise ApiError(410, obj)
+                raise ApiError(int(code or 500), obj)
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if etype == "BOOKMARK":
+                if rv:
+                    self.resource_version = rv
+                continue
+            if etype in ("ADDED", "MODIFIED"):
+                old = self.cache.upsert(obj)
+                self._emit("ADDED" if old is None else "MODIFIED", obj, old)
+            elif etype == "DELETED":
+                old = self.cache.remove(obj)
+                self._emit("DELETED", obj, old)
+            if rv:
+                self.resource_version = rv
+
+
+class InformerFactory:
+    """Shares one informer per (apiVersion, plural, namespace, selectors) among components."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self._informers: dict[tuple[Any, ...], Informer] = {}
+        self._started = False
+
+    def informer(self, api_version: str, plural: str, namespace: str | None = None, *,
+                 label_selector: str | None = None, field_selector: str | None = None) -> Informer:
+        key = (api_version, plural, namespace, label_selector, field_selector)
+        inf = self._informers.get(key)
+        if inf is None:
+            inf = Informer(self.client, api_version, plural, namespace, label_selector=label_selector,
+                           field_selector=field_selector)
+            self._informers[key] = inf
+            if self._started:
+                asyncio.get_running_loop().create_task(inf.start())
+        return inf
+
+    async def start(self) -> None:
+        self._started = True
+        for inf in self._informers.values():
+            await inf.start()
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(asyncio.gather(*(i.wait_synced() for i in self._informers.values())), timeout)
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced for i in self._informers.values())
+
+    async def stop(self) -> None:
+        for inf in self._informers.values():
+            await inf.stop()

@@ -1,0 +1,228 @@
+"""Async REST client for the Kubernetes API (works against servicenet or a real kube-apiserver)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from servicenet.client.kubeconfig import ClusterConfig, load
+
+PATCH_TYPES = {
+    "json": "application/json-patch+json",
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server; ``body`` is the Status object when there is one."""
+
+    def __init__(self, status: int, body: dict[str, Any] | None, text: str = "") -> None:
+        self.status = status
+        self.body = body or {}
+        self.reason = self.body.get("reason", "") if isinstance(self.body, dict) else ""
+        self.message = self.body.get("message", text) if isinstance(self.body, dict) else text
+        super().__init__(f"{status} {self.reason}: {self.message}")
+
+
+def collection_path(api_version: str, plural: str, namespace: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespace:
+        return f"{base}/namespaces/{quote(namespace)}/{plural}"
+    return f"{base}/{plural}"
+
+
+def object_path(api_version: str, plural: str, namespace: str | None, name: str,
+                subresource: str | None = None) -> str:
+    p = f"{collection_path(api_version, plural, namespace)}/{quote(name)}"
+    return f"{p}/{subresource}" if subresource else p
+
+
+class ApiClient:
+    def __init__(self, server: str, token: str | None = None, ca_data: bytes | None = None,
+                 *, insecure: bool = False, config: ClusterConfig | None = None,
+                 user_agent: str = "servicenet") -> None:
+        self.config = config or ClusterConfig(server=server.rstrip("/"), token=token, ca_data=ca_data,
+                                              insecure=insecure)
+        self.server = self.config.server
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if self.config.token:
+            self._headers["Authorization"] = f"Bearer {self.config.token}"
+        self._session: aiohttp.ClientSession | None = None
+        self._streams: set[aiohttp.ClientResponse] = set()
+        self._ssl = self.config.ssl_context()
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike[str] | None = None, context: str | None = None,
+                        user_agent: str = "servicenet") -> ApiClient:
+        cfg = load(path, context)
+        return cls(cfg.server, config=cfg, user_agent=user_agent)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            conn = aiohttp.TCPConnector(ssl=self._ssl, limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=conn, headers=self._headers, json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close every connection, open watch streams included (a later call reconnects)."""
+        for resp in list(self._streams):
+            resp.close()
+        self._streams.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                      body: Any = None, content_type: str = "application/json",
+                      timeout: float | None = 60.0) -> dict[str, Any]:
+        data = None
+        headers = {}
+        if body is not None:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            headers["Content-Type"] = content_type
+        clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
+        async with self.session.request(method, self.server + path, params=clean, data=data, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                try:
+                    parsed = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                raise ApiError(resp.status, parsed if isinstance(parsed, dict) else None, raw.decode(errors="replace"))
+            return orjson.loads(raw) if raw else {}
+
+    # -- verbs -------------------------------------------------------------------------------------
+    async def get(self, api_version: str, plural: str, namespace: str | None, name: str,
+                  subresource: str | None = None) -> dict[str, Any]:
+        return await self.request("GET", object_path(api_version, plural, namespace, name, subresource))
+
+    async def list(self, api_version: str, plural: str, namespace: str | None = None, *,
+                   label_selector: str | None = None, field_selector: str | None = None,
+                   limit: int | None = None, continue_: str | None = None,
+                   resource_version: str | None = None) -> dict[str, Any]:
+        params = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
+                  "continue": continue_, "resourceVersion": resource_version}
+        return await self.request("GET", collection_path(api_version, plural, namespace), params=params)
+
+    async def list_all(self, api_version: str, plural: str, namespace: str | None = None, *,
+                       label_selector: str | None = None, field_selector: str | None = None,
+                       page: int = 500) -> dict[str, Any]:
+        """LIST following ``continue`` tokens; returns one List with every item."""
+        items: list[dict[str, Any]] = []
+        cont: str | None = None
+        while True:
+            res = await self.list(api_version, plural, namespace, label_selector=label_selector,
+                                  field_selector=field_selector, limit=page, continue_=cont)
+            items.extend(res.get("items") or [])
+            cont = (res.get("metadata") or {}).get("continue")
+            if not cont:
+                res["items"] = items
+                return res
+
+    async def create(self, api_version: str, plural: str, namespace: str | None, body: dict[str, Any], *,
+                     field_manager: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        params = {"fieldManager": field_manager, "dryRun": "All" if dry_run else None}
+        return await self.request("POST", collection_path(api_version, plural, namespace), params=params, body=body)
+
+    async def update(self, api_version: str, plural: str, namespace: str | None, name: str,
+                     body: dict[str, Any], *, subresource: str | None = None,
+                     field_manager: str | None = None) -> dict[str, Any]:
+        return await self.request("PUT", object_path(api_version, plural, namespace, name, subresource),
+                                  params={"fieldManager": field_manager}, body=body)
+
+    async def update_status(self, api_version: str, plural: str, namespace: str | None, name: str,
+                            body: dict[str, Any]) -> dict[str, Any]:
+        return await self.update(api_version, plural, namespace, name, body, subresource="status")
+
+    async def patch(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Any, *,
+                    patch_type: str = "merge", subresource: str | None = None,
+                    field_manager: str | None = None, force: bool = False) -> dict[str, Any]:
+        ctype = PATCH_TYPES.get(patch_type, patch_type)
+        params: dict[str, Any] = {"fieldManager": field_manager}
+        if ctype == PATCH_TYPES["apply"]:
+            params["fieldManager"] = field_manager or "servicenet"
+            params["force"] = "true" if force else None
+        return await self.request("PATCH", object_path(api_version, plural, namespace, name, subresource),
+                                  params=params, body=patch, content_type=ctype)
+
+    async def delete(self, api_version: str, plural: str, namespace: str | None, name: str, *,
+                     grace_period_seconds: int | None = None, propagation_policy: str | None = None,
+                     preconditions: dict[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        if preconditions:
+            body["preconditions"] = preconditions
+        return await self.request("DELETE", object_path(api_version, plural, namespace, name), body=body)
+
+    async def watch(self, api_version: str, plural: str, namespace: str | None = None, *,
+                    resource_version: str | None = None, label_selector: str | None = None,
+                    field_selector: str | None = None, timeout_seconds: int | None = None,
+                    allow_bookmarks: bool = True) -> AsyncIterator[dict[str, Any]]:
+        """Yield watch events (``{"type": ..., "object": ...}``) until the server ends the stream."""
+        params = {"watch": "true", "resourceVersion": resource_version, "labelSelector": label_selector,
+                  "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
+                  "allowWatchBookmarks": "true" if allow_bookmarks else None}
+        clean = {k: _param(v) for k, v in params.items() if v is not None}
+        url = self.server + collection_path(api_version, plural, namespace)
+        async with self.session.get(url, params=clean, timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=10, sock_read=(timeout_seconds or 600) + 30)) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                try:
+                    parsed = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                raise ApiError(resp.status, parsed if isinstance(parsed, dict) else None, raw.decode(errors="replace"))
+            self._streams.add(resp)
+            try:
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    while True:
+                        nl = buf.find(b"\n")
+                        if nl < 0:
+                            break
+                        line, buf = buf[:nl], buf[nl + 1:]
+                        if line.strip():
+                            yield orjson.loads(line)
+                if buf.strip():
+                    yield orjson.loads(buf)
+            finally:
+                self._streams.discard(resp)
+
+
+def _param(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` (sync or async) until truthy; raise TimeoutError at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        res = predicate()
+        if asyncio.iscoroutine(res):
+            res = await res
+        if res:
+            return res
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met before the deadline")
+        await asyncio.sleep(interval)

@@ -1,0 +1,360 @@
+"""``NodeAgent``: the kubelet of servicenet (Component) and ``servicenet node``.
+
+Registers the Node, heartbeats its Ready condition, watches the pods bound to it
+(``spec.nodeName``) and runs them through :class:`PodRuntime`; serves the kubelet API
+(logs/exec/port-forward) plus ``/healthz``, ``/readyz`` and ``/metrics`` on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from servicenet.api.timefmt import format_rfc3339
+from servicenet.common import log
+from servicenet.common.health import HealthServer
+from servicenet.common.netns import is_root
+from servicenet.node.network import PodNetwork, make_network
+from servicenet.node.podspec import HostResolv, parse_resolv_conf
+from servicenet.node.runtime import PodRuntime, RuntimeConfig
+from servicenet.node.server import make_routes
+from servicenet.node.status import Backoff
+
+__all__ = ["NETNS_ANNOTATION", "NodeAgent", "main", "node_object"]
+
+_log = log.get("node")
+Obj = dict[str, Any]
+NETNS_ANNOTATION = "servicenet.dev/netns"
+KUBELET_VERSION = "v1.32.0-servicenet"
+DEFAULTS = {  # mode -> (pod CIDR of the node, cluster DNS)
+    "netns": ("10.244.0.0/24", "10.96.0.10"),
+    "loopback": ("127.64.0.0/24", "127.96.0.10"),
+    "virtual": ("10.244.0.0/24", "10.96.0.10"),
+}
+
+
+def _now() -> str:
+    return format_rfc3339(datetime.now(UTC))
+
+
+def node_conditions(now: str, since: str) -> list[Obj]:
+    def c(t: str, s: str, reason: str, msg: str) -> Obj:
+        return {"type": t, "status": s, "lastHeartbeatTime": now, "lastTransitionTime": since,
+                "reason": reason, "message": msg}
+    return [
+        c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        c("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        c("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ]
+
+
+def node_object(name: str, *, internal_ip: str, pod_cidr: str, port: int, netns: str | None, now: str,
+                since: str) -> Obj:
+    """The Node this agent registers (pure)."""
+    cpu = str(os.cpu_count() or 1)
+    try:
+        mem_kib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
+    except (ValueError, OSError):
+        mem_kib = 1 << 20
+    capacity = {"cpu": cpu, "memory": f"{mem_kib}Ki", "pods": "110", "ephemeral-storage": "10Gi"}
+    machine = platform.machine()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    annotations = {"node.alpha.kubernetes.io/ttl": "0"}
+    if netns:
+        annotations[NETNS_ANNOTATION] = netns
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": annotations, "labels": {
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
+            "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch}},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+        "status": {
+            "capacity": capacity, "allocatable": dict(capacity),
+            "addresses": [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            "nodeInfo": {"machineID": uuid.uuid5(uuid.NAMESPACE_DNS, name).hex, "systemUUID": str(
+                uuid.uuid5(uuid.NAMESPACE_URL, name)), "bootID": _boot_id(), "kernelVersion": platform.release(),
+                "osImage": "servicenet", "containerRuntimeVersion": "servicenet://0.1.0",
+                "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
+                "operatingSystem": "linux", "architecture": arch},
+            "conditions": node_conditions(now, since),
+            "phase": "Running",
+        },
+    }
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class NodeAgent:
+    name = "node"
+
+    def __init__(self, client: Any, *, node_name: str, network: str = "auto", pod_cidr: str | None = None,
+                 cluster_dns_ip: str | None = None, cluster_domain: str = "cluster.local",
+                 data_dir: str | None = None, virtual_ready_delay: float = 0.0, backoff_base: float = 10.0,
+                 host: str = "127.0.0.1", port: int = 0, resolv_conf: str | None = "/etc/resolv.conf",
+                 heartbeat_interval: float = 10.0, net_id: str | None = None) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.mode = ("netns" if is_root() else "loopback") if network == "auto" else network
+        default_cidr, default_dns = DEFAULTS[self.mode]
+        self.pod_cidr = pod_cidr or default_cidr
+        self.cluster_dns_ip = default_dns if cluster_dns_ip is None else cluster_dns_ip
+        self.data_dir = data_dir or os.path.join(tempfile.gettempdir(), "servicenet", f"node-{node_name}")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.net_id = net_id or self._load_net_id()
+        self.network: PodNetwork = make_network(self.mode, self.pod_cidr, self.net_id)
+        host_resolv = HostResolv()
+        if resolv_conf:
+            with contextlib.suppress(OSError), open(resolv_conf) as f:
+                host_resolv = parse_resolv_conf(f.read())
+        self.runtime = PodRuntime(
+            RuntimeConfig(node_name=node_name, data_dir=self.data_dir,
+                          cluster_dns=[self.cluster_dns_ip] if self.cluster_dns_ip else [],
+                          cluster_domain=cluster_domain, host_resolv=host_resolv,
+                          backoff=Backoff(base=backoff_base, cap=max(300.0, backoff_base)),
+                          virtual_ready_delay=virtual_ready_delay,
+                          node_allocatable={"cpu": str(os.cpu_count() or 1)}),
+            self.network, write_status=self._write_status, finalize=self._finalize, fetch=self._fetch,
+            services=self._services, on_event=self._event)
+        self.health = HealthServer(host, port)
+        self.heartbeat_interval = heartbeat_interval
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self._pods: Any = None
+        self._svcs: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._since = _now()
+        self._recent_events: dict[tuple[str, str, str], float] = {}
+        self.port = 0
+
+    # -- identity -------------------------------------------------------------------------------------
+    def _load_net_id(self) -> str:
+        path = os.path.join(self.data_dir, "agent.json")
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            with open(path) as f:
+                return str(json.load(f)["net_id"])
+        nid = secrets.token_hex(2)
+        with open(path, "w") as f:
+            json.dump({"net_id": nid, "node": self.node_name}, f)
+        return nid
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def describe(self) -> dict[str, str]:
+        d = {"node": self.node_name, "network": self.mode, "kubelet": self.url, "podCIDR": self.pod_cidr,
+             "clusterDNS": self.cluster_dns_ip}
+        if self.network.node_netns:
+            d["netns"] = self.network.node_netns
+        return d
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        from servicenet.client import Informer
+
+        await self.network.setup()
+        self.runtime.load_state()
+        app = web.Application()
+        app.add_routes(make_routes(self.runtime))
+        app.add_routes(self.health.routes())
+        self.health.add_ready_check("pods-synced", lambda: (self._pods is not None and self._pods.synced,
+                                                            "pod informer not synced"))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        await self._register()
+        self._svcs = Informer(self.client, "v1", "services")
+        self._pods = Informer(self.client, "v1", "pods", field_selector=f"spec.nodeName={self.node_name}")
+        self._pods.add_handler(self._on_pod)
+        await self._svcs.start()
+        await self._pods.start()
+        await self._svcs.wait_synced()
+        await self._pods.wait_synced()
+        await self.runtime.cleanup_orphans()
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="node heartbeat"))
+        _log.info("node agent started", node=self.node_name, network=self.mode, port=self.port)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for inf in (self._pods, self._svcs):
+            if inf is not None:
+                await inf.stop()
+        await self.runtime.shutdown()
+        await self.network.teardown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- API glue -------------------------------------------------------------------------------------
+    def _on_pod(self, etype: str, obj: Obj, old: Obj | None) -> None:
+        if (obj.get("spec") or {}).get("nodeName") != self.node_name:
+            return
+        if etype == "DELETED":
+            self.runtime.remove_pod(obj)
+        else:
+            self.runtime.sync_pod(obj)
+
+    def _services(self) -> list[Obj]:
+        return self._svcs.list() if self._svcs is not None else []
+
+    async def _write_status(self, pod: Obj, status: Obj) -> None:
+        from servicenet.client import ApiError
+
+        meta = pod["metadata"]
+        patch = {"metadata": {"uid": meta.get("uid")}, "status": status}
+        try:
+            await self.client.patch("v1", "pods", meta.get("namespace"), meta["name"], patch,
+                                    patch_type="merge", subresource="status")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    async def _finalize(self, pod: Obj) -> None:
+        from servicenet.client import ApiError
+
+        meta = pod["metadata"]
+        try:
+            await self.client.delete("v1", "pods", meta.get("namespace"), meta["name"], grace_period_seconds=0,
+                                     preconditions={"uid": meta["uid"]} if meta.get("uid") else None)
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                _log.warning("final pod delete failed", pod=meta["name"], error=str(exc))
+
+    async def _fetch(self, kind: str, namespace: str, name: str) -> Obj | None:
+        from servicenet.client import ApiError
+
+        try:
+            return await self.client.get("v1", kind, namespace, name)  # type: ignore[no-any-return]
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _event(self, pod: Obj, etype: str, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        key = (meta.get("uid", ""), reason, message)
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._recent_events.get(key, -1e9) < 10:
+            return  # the kubelet aggregates repeats; do not flood the API
+        self._recent_events[key] = loop.time()
+        if len(self._recent_events) > 2000:
+            self._recent_events.clear()
+        now = _now()
+        ev = {"apiVersion": "v1", "kind": "Event",
+              "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
+              "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": meta.get("namespace"),
+                                 "name": meta["name"], "uid": meta.get("uid")},
+              "reason": reason, "message": message, "type": etype, "count": 1,
+              "firstTimestamp": now, "lastTimestamp": now,
+              "source": {"component": "kubelet", "host": self.node_name},
+              "reportingComponent": "kubelet", "reportingInstance": self.node_name}
+
+        async def send() -> None:
+            with contextlib.suppress(Exception):
+                await self.client.create("v1", "events", meta.get("namespace"), ev)
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(send()))
+
+    async def _register(self) -> None:
+        from servicenet.client import ApiError
+
+        node = node_object(self.node_name, internal_ip=self.network.node_ip, pod_cidr=self.pod_cidr,
+                           port=self.port, netns=self.network.node_netns, now=_now(), since=self._since)
+        try:
+            await self.client.create("v1", "nodes", None, node)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            cur = await self.client.get("v1", "nodes", None, self.node_name)
+            cur["metadata"].setdefault("labels", {}).update(node["metadata"]["labels"])
+            annotations = cur["metadata"].setdefault("annotations", {})
+            annotations.update(node["metadata"]["annotations"])
+            if not self.network.node_netns:
+                annotations.pop(NETNS_ANNOTATION, None)
+            cur["spec"] = {**(cur.get("spec") or {}), **node["spec"]}
+            await self.client.update("v1", "nodes", None, self.node_name, cur)
+        await self.client.patch("v1", "nodes", None, self.node_name, {"status": node["status"]},
+                                patch_type="merge", subresource="status")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.client.patch("v1", "nodes", None, self.node_name,
+                                        {"status": {"conditions": node_conditions(_now(), self._since)}},
+                                        patch_type="merge", subresource="status")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("heartbeat failed", error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await self._register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="servicenet node", description="Run the servicenet node agent")
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    p.add_argument("--node-name", default=socket.gethostname())
+    p.add_argument("--network", choices=["auto", "netns", "loopback", "virtual"], default="auto")
+    p.add_argument("--pod-cidr")
+    p.add_argument("--cluster-dns")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--data-dir")
+    p.add_argument("--port", type=int, default=10250)
+    p.add_argument("--virtual-ready-delay", type=float, default=0.0)
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    log.setup(args.log_level)
+
+    async def run() -> None:
+        from servicenet.client import ApiClient
+
+        client = ApiClient.from_kubeconfig(args.kubeconfig)
+        agent = NodeAgent(client, node_name=args.node_name, network=args.network, pod_cidr=args.pod_cidr,
+                          cluster_dns_ip=args.cluster_dns, cluster_domain=args.cluster_domain,
+                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.start()
+        print(json.dumps(agent.describe()), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await agent.stop()
+            await client.close()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""``serve_hostname``: answers every HTTP request (and TCP connection) on 9376 with the hostname."""
+
+from __future__ import annotations
+
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from servicenet.node.images import bind_ip, hostname
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+        body = hostname().encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def main(argv: list[str]) -> None:
+    port = 9376
+    for a in argv:
+        if a.startswith("-port=") or a.startswith("--port="):
+            port = int(a.split("=", 1)[1])
+    srv = ThreadingHTTPServer((bind_ip(), port), _Handler)
+    srv.daemon_threads = True
+    print(f"Serving on port {port}.", flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

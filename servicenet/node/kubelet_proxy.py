@@ -1,0 +1,107 @@
+"""API-server side of pods/log, pods/exec, pods/attach and pods/portforward: forward to the node agent.
+
+The API server mounts :func:`proxy_to_node` in its handlers::
+
+    node_url = f"http://127.0.0.1:{node['status']['daemonEndpoints']['kubeletEndpoint']['Port']}"
+    return await proxy_to_node(request, node_url, f"/exec/{ns}/{pod}/{container}")
+
+``path`` is the node-side path; the client's query string is forwarded unchanged (the kubelet
+uses the same ``command``/``stdin``/``stdout``/``stderr``/``tty``/``port``/``follow``/
+``tailLines``/``previous`` parameters as the API).  A websocket upgrade is bridged frame by
+frame with the subprotocol the node agreed to; anything else is streamed as plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+__all__ = ["proxy_to_node", "node_url_of"]
+
+
+def node_url_of(node: dict) -> str:  # type: ignore[type-arg]
+    """The agent's base URL from a Node object (``daemonEndpoints.kubeletEndpoint.Port``)."""
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    return f"http://127.0.0.1:{port}"
+
+
+def _is_upgrade(request: web.Request) -> bool:
+    return (request.headers.get("Upgrade", "").lower() == "websocket"
+            and "upgrade" in request.headers.get("Connection", "").lower())
+
+
+async def proxy_to_node(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+    url = node_url.rstrip("/") + path
+    if request.query_string:
+        url += "?" + request.query_string
+    if _is_upgrade(request):
+        return await _proxy_websocket(request, url)
+    return await _proxy_http(request, url)
+
+
+async def _proxy_http(request: web.Request, url: str) -> web.StreamResponse:
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+    try:
+        async with session.request(request.method, url, data=await request.read() or None) as up:
+            resp = web.StreamResponse(status=up.status, headers={
+                "Content-Type": up.headers.get("Content-Type", "text/plain")})
+            await resp.prepare(request)
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+    except aiohttp.ClientError as exc:
+        raise web.HTTPBadGateway(text=f"error talking to the node agent: {exc}") from exc
+    finally:
+        await session.close()
+
+
+async def _proxy_websocket(request: web.Request, url: str) -> web.StreamResponse:
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    session = aiohttp.ClientSession()
+    try:
+        try:
+            node_ws = await session.ws_connect(url.replace("http://", "ws://", 1), protocols=offered,
+                                               max_msg_size=0, autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            return web.Response(status=exc.status if exc.status >= 400 else 502,
+                                text=f"node agent refused the stream: {exc.status} {exc.message}")
+        except aiohttp.ClientError as exc:
+            raise web.HTTPBadGateway(text=f"error dialing the node agent: {exc}") from exc
+        chosen = node_ws.protocol
+        client_ws = web.WebSocketResponse(protocols=[chosen] if chosen else [], max_msg_size=0)
+        await client_ws.prepare(request)
+
+        async def to_node() -> None:
+            async for msg in client_ws:
+                if msg.type == WSMsgType.BINARY:
+                    await node_ws.send_bytes(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await node_ws.send_str(msg.data)
+            await node_ws.close()
+
+        async def to_client() -> None:
+            async for msg in node_ws:
+                if msg.type == WSMsgType.BINARY:
+                    await client_ws.send_bytes(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await client_ws.send_str(msg.data)
+            await client_ws.close()
+
+        tasks = [asyncio.create_task(to_node()), asyncio.create_task(to_client())]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # when the node side ends (command finished) let the close reach the client; when the
+        # client goes away, stop the node side
+        for t in pending:
+            if t is tasks[1]:
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(t, 5)
+            t.cancel()
+        await node_ws.close()
+        await client_ws.close()
+        return client_ws
+    finally:
+        await session.close()

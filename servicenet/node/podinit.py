@@ -1,0 +1,83 @@
+"""Pre-exec helper that puts a container process into its pod (netns mode).
+
+``python -m servicenet.node.podinit '<json spec>'`` joins the pod's network namespace, unshares
+UTS and mount namespaces, sets the hostname, makes mounts private, bind-mounts the pod's
+``/etc/resolv.conf``, ``/etc/hosts`` and volumes, then execs the container command (same pid).
+
+Spec keys: ``netns`` (path), ``hostname``, ``mounts`` ([src, dst, read_only]), ``cwd``, ``argv``.
+Missing mount points are created (``mkdir -p``) and listed in ``created`` so the runtime can
+remove them when the pod goes away.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(src: str | None, dst: str, flags: int) -> None:
+    _check(_libc.mount(src.encode() if src else None, dst.encode(), None, flags, None), f"mount {dst}")
+
+
+def enter_pod(spec: dict[str, Any]) -> None:
+    """Do the namespace work for ``spec`` in the calling process (single-threaded)."""
+    if spec.get("netns"):
+        fd = os.open(spec["netns"], os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+        finally:
+            os.close(fd)
+    _check(_libc.unshare(CLONE_NEWUTS | CLONE_NEWNS), "unshare")
+    hostname = spec.get("hostname") or ""
+    if hostname:
+        b = hostname.encode()
+        _check(_libc.sethostname(b, len(b)), "sethostname")
+    _mount(None, "/", MS_REC | MS_PRIVATE)
+    for src, dst, read_only in spec.get("mounts") or []:
+        if not os.path.lexists(dst):
+            if os.path.isdir(src):
+                os.makedirs(dst, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                open(dst, "a").close()
+        _mount(src, dst, MS_BIND | MS_REC)
+        if read_only:
+            _mount(None, dst, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    cwd = spec.get("cwd")
+    if cwd:
+        os.chdir(cwd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(args[0])
+    try:
+        enter_pod(spec)
+        os.execvp(spec["argv"][0], spec["argv"])
+    except OSError as exc:
+        print(f"servicenet podinit: {exc}", file=sys.stderr, flush=True)
+        os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
+
+
+if __name__ == "__main__":
+    main()

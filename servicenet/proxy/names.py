@@ -1,0 +1,83 @@
+"""Chain and set names, derived exactly like upstream kube-proxy derives them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+
+from servicenet.proxy.model import Endpoint, ServicePortName
+
+NFT_NAME_MAX = 240
+
+
+@lru_cache(maxsize=1 << 16)
+def _b32sha(s: str) -> str:
+    return base64.b32encode(hashlib.sha256(s.encode()).digest()).decode()
+
+
+# --- iptables ---------------------------------------------------------------------------
+
+def ipt_hash(spn: ServicePortName) -> str:
+    """First 16 base32 chars of sha256(``ns/name:port`` + ``tcp``)."""
+    return _b32sha(str(spn) + spn.proto)[:16]
+
+
+def ipt_svc(spn: ServicePortName) -> str:
+    return "KUBE-SVC-" + ipt_hash(spn)
+
+
+def ipt_svl(spn: ServicePortName) -> str:
+    return "KUBE-SVL-" + ipt_hash(spn)
+
+
+def ipt_ext(spn: ServicePortName) -> str:
+    return "KUBE-EXT-" + ipt_hash(spn)
+
+
+def ipt_fw(spn: ServicePortName) -> str:
+    return "KUBE-FW-" + ipt_hash(spn)
+
+
+def ipt_sep(spn: ServicePortName, ep: Endpoint) -> str:
+    return "KUBE-SEP-" + _b32sha(str(spn) + spn.proto + ep.addr)[:16]
+
+
+# --- nftables ---------------------------------------------------------------------------
+
+def _hash_and_truncate(name: str) -> str:
+    full = _b32sha(name)[:8] + "-" + name
+    return full if len(full) <= NFT_NAME_MAX else full[: NFT_NAME_MAX - 3] + "..."
+
+
+def nft_base(spn: ServicePortName) -> str:
+    return f"{spn.namespace}/{spn.name}/{spn.proto}/{spn.port}"
+
+
+def nft_ep_base(spn: ServicePortName, ep: Endpoint) -> str:
+    ip = ep.ip.replace(":", ".")
+    return f"{nft_base(spn)}__{ip}/{ep.port}"
+
+
+def nft_service(spn: ServicePortName) -> str:
+    return "service-" + _hash_and_truncate(nft_base(spn))
+
+
+def nft_local(spn: ServicePortName) -> str:
+    return "local-" + _hash_and_truncate(nft_base(spn))
+
+
+def nft_external(spn: ServicePortName) -> str:
+    return "external-" + _hash_and_truncate(nft_base(spn))
+
+
+def nft_firewall(spn: ServicePortName) -> str:
+    return "firewall-" + _hash_and_truncate(nft_base(spn))
+
+
+def nft_endpoint(spn: ServicePortName, ep: Endpoint) -> str:
+    return "endpoint-" + _hash_and_truncate(nft_ep_base(spn, ep))
+
+
+def nft_affinity(spn: ServicePortName, ep: Endpoint) -> str:
+    return "affinity-" + _hash_and_truncate(nft_ep_base(spn, ep))

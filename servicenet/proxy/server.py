@@ -1,0 +1,359 @@
+"""``ProxyServer``: the service proxy component (userspace, iptables or nftables mode).
+
+Feeds a snapshot (informers or a static source) through :mod:`model`, hands the desired
+state to a data plane (kernel backend in a network namespace, or the userspace proxy),
+and serves kube-proxy's ``/healthz`` + ``/livez`` JSON, ``/readyz`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from servicenet.common import log
+from servicenet.proxy import conntrack, model
+from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
+from servicenet.proxy.metrics import ProxyMetrics
+from servicenet.proxy.render_iptables import IptablesConfig
+from servicenet.proxy.render_nftables import NftConfig
+from servicenet.proxy.source import TRIGGER_ANNOTATION, InformerSource, SnapshotSource, StaticSource
+from servicenet.proxy.sync import Backend, IptablesBackend, NftablesBackend, SyncRunner, delete_flows
+
+_log = log.get("proxy")
+NETNS_ANNOTATION = "servicenet.dev/netns"
+MODES = ("userspace", "iptables", "nftables")
+
+
+@dataclass
+class ProxyConfig:
+    mode: str = "userspace"
+    node_name: str = "node-1"
+    node_ips: tuple[str, ...] | None = None  # None: the Node's InternalIPs (127.0.0.1 in userspace mode)
+    netns: str | None = None  # kernel modes; None: the Node annotation servicenet.dev/netns
+    cluster_cidr: str | None = None
+    service_cidrs: tuple[str, ...] = ()
+    min_sync_period: float = 1.0
+    sync_period: float = 30.0  # retry interval after failure; healthz timeout is twice this
+    full_sync_period: float = 3600.0
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
+    userspace_balance: str = "rr"
+    userspace_copy: str = "splice"
+    udp_idle_timeout: float = 1.0
+    lb_pool: str | None = None  # run the LoadBalancer IP allocator on this CIDR
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProxyServer:
+    name = "proxy"
+
+    def __init__(self, config: ProxyConfig, *, client: Any = None, source: SnapshotSource | None = None,
+                 factory: Any = None) -> None:
+        if config.mode not in MODES:
+            raise ValueError(f"unknown proxy mode {config.mode!r}")
+        if source is None and client is None:
+            raise ValueError("ProxyServer needs an ApiClient or a snapshot source")
+        self.config = config
+        self.client = client
+        self.source: SnapshotSource = source or InformerSource(client, config.node_name, factory)
+        self.metrics = ProxyMetrics()
+        self.health = ProxierHealth(timeout=2 * config.sync_period)
+        self.backend: Backend | None = None
+        self.userspace: Any = None
+        self.state: model.DesiredState | None = None
+        self.netns: str | None = config.netns
+        self.node_ips: tuple[str, ...] = config.node_ips or ()
+        self.hc: ServiceHealthServers | None = None
+        self.lb: Any = None
+        self.runner = SyncRunner(self._sync, config.min_sync_period, config.full_sync_period, config.sync_period)
+        self._need_full = True
+        self._last_full = 0.0
+        self._pending_triggers: list[float] = []
+        self._pending_svc = 0
+        self._pending_eps = 0
+        self._http: web.AppRunner | None = None
+        self.health_url = ""
+        self.synced = asyncio.Event()
+
+    # -- events -----------------------------------------------------------------------------------
+    def _on_change(self, kind: str, obj: dict[str, Any]) -> None:
+        now = time.time()
+        self.health.queued(now)
+        self.metrics.last_queued.set(now)
+        if kind == "service":
+            self._pending_svc += 1
+            self.metrics.service_changes_total.inc()
+        elif kind == "slice":
+            self._pending_eps += 1
+            self.metrics.endpoint_changes_total.inc()
+            trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
+            if trig:
+                try:
+                    self._pending_triggers.append(datetime.fromisoformat(trig.replace("Z", "+00:00")).timestamp())
+                except ValueError:
+                    pass
+        elif kind == "node":
+            self.health.node_eligible = node_eligible(obj)
+            self._need_full = True  # topology labels may have changed
+        self.metrics.service_changes_pending.set(self._pending_svc)
+        self.metrics.endpoint_changes_pending.set(self._pending_eps)
+        self.runner.request()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.source.add_listener(self._on_change)
+        await self.source.start()
+        node = self.source.node()
+        self.health.node_eligible = node_eligible(node)
+        self._resolve_node(node)
+        cfg = self.config
+        if cfg.mode == "userspace":
+            from servicenet.proxy.userspace import UserspaceProxy
+
+            self.userspace = UserspaceProxy(mode=cfg.userspace_balance, copy=cfg.userspace_copy,
+                                            udp_idle_timeout=cfg.udp_idle_timeout)
+        elif cfg.mode == "iptables":
+            self.backend = IptablesBackend(self.netns, IptablesConfig(cluster_cidr=cfg.cluster_cidr))
+        else:
+            self.backend = NftablesBackend(self.netns, NftConfig(cluster_cidr=cfg.cluster_cidr,
+                                                                 service_cidrs=cfg.service_cidrs))
+        self.hc = ServiceHealthServers(self.node_ips, lambda: self.health.healthy(time.time()),
+                                       self._socket_factory())
+        await self._start_http()
+        if cfg.lb_pool and self.client is not None and isinstance(self.source, InformerSource):
+            from servicenet.proxy.lb_allocator import LBAllocator
+
+            self.lb = LBAllocator(self.client, self.source.svc_inf, cfg.lb_pool)
+            self.lb.start()
+        self.runner.start()
+        self.runner.request()
+        try:
+            await asyncio.wait_for(self.synced.wait(), 30)
+        except TimeoutError:
+            _log.warning("first sync did not finish within 30s")
+
+    def _resolve_node(self, node: dict[str, Any] | None) -> None:
+        meta = (node or {}).get("metadata") or {}
+        if self.netns is None and self.config.mode != "userspace":
+            self.netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION)
+        if not self.node_ips:
+            addrs = ((node or {}).get("status") or {}).get("addresses") or []
+            ips = tuple(a["address"] for a in addrs if a.get("type") == "InternalIP")
+            self.node_ips = ips or (("127.0.0.1",) if self.config.mode == "userspace" else ())
+        self.zone = (meta.get("labels") or {}).get(model.ZONE_LABEL, "")
+
+    def _socket_factory(self) -> Any:
+        if self.netns is None:
+            return None
+        import socket as _s
+
+        from servicenet.common.netns import socket_in_netns
+        ns = self.netns
+        return lambda addr: socket_in_netns(ns, _s.AF_INET, _s.SOCK_STREAM, bind=addr)
+
+    async def _start_http(self) -> None:
+        from servicenet.common.health import HealthServer
+
+        hs = HealthServer(self.config.health_host, self.config.health_port, registry=self.metrics.registry)
+        hs.add_ready_check("synced", lambda: (self.synced.is_set(), "first sync pending"))
+        app = web.Application()
+        app.add_routes([web.get("/healthz", self._healthz), web.get("/livez", self._livez),
+                        *[r for r in hs.routes() if r.path in ("/readyz", "/metrics")]])  # type: ignore[attr-defined]
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.config.health_host, self.config.health_port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.health_url = f"http://{self.config.health_host}:{port}"
+
+    async def _healthz(self, _req: web.Request) -> web.Response:
+        code, body = self.health.response(time.time())
+        self.metrics.healthz_total.labels(str(code)).inc()
+        return web.Response(status=code, text=body, content_type="application/json",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _livez(self, _req: web.Request) -> web.Response:
+        code, body = self.health.response(time.time(), livez=True)
+        self.metrics.livez_total.labels(str(code)).inc()
+        return web.Response(status=code, text=body, content_type="application/json",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        if self.lb is not None:
+            await self.lb.stop()
+        if self.backend is not None:
+            try:
+                await self.backend.cleanup()
+            except Exception:
+                _log.exception("rule cleanup failed")
+        if self.userspace is not None:
+            self.userspace.close()
+        if self.hc is not None:
+            await self.hc.close()
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.source.stop()
+
+    def describe(self) -> dict[str, str]:
+        out = {"mode": self.config.mode, "health": self.health_url}
+        if self.netns:
+            out["netns"] = self.netns
+        if self.userspace is not None:
+            out["listeners"] = str(len(self.userspace.listeners))
+        return out
+
+    def request_sync(self) -> None:
+        self.runner.request()
+
+    # -- the sync ---------------------------------------------------------------------------------
+    async def _sync(self) -> None:
+        t0 = time.perf_counter()
+        now = time.time()
+        triggers, self._pending_triggers = self._pending_triggers, []
+        self._pending_svc = self._pending_eps = 0
+        state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
+                              self.node_ips, zone=getattr(self, "zone", ""))
+        full = self._need_full or time.monotonic() - self._last_full > self.config.full_sync_period
+        prev = self.state
+        try:
+            if self.backend is not None:
+                changed = None if full or prev is None else model.changed_services(prev, state)
+                if changed is not None and not changed:
+                    pass  # nothing to program
+                else:
+                    await self.backend.apply(state, changed)
+            elif self.userspace is not None:
+                self.userspace.apply(state)
+                self.metrics.userspace_listeners.set(len(self.userspace.listeners))
+                self.metrics.userspace_connections.set(len(self.userspace.conns))
+        except Exception:
+            self._need_full = True
+            self._pending_triggers = triggers + self._pending_triggers
+            if self.config.mode == "iptables":
+                (self.metrics.iptables_restore_failures if full
+                 else self.metrics.iptables_partial_restore_failures).inc()
+            elif self.config.mode == "nftables":
+                self.metrics.nftables_sync_failures.inc()
+            raise
+        if full:
+            self._need_full = False
+            self._last_full = time.monotonic()
+        self.state = state
+        elapsed = time.perf_counter() - t0
+        self.metrics.sync_duration.observe(elapsed)
+        (self.metrics.full_sync_duration if full else self.metrics.partial_sync_duration).observe(elapsed)
+        done = time.time()
+        self.metrics.last_timestamp.set(done)
+        for trig in triggers:
+            if trig <= now:
+                self.metrics.network_programming.observe(done - trig)
+        self.health.updated(done)
+        self.metrics.service_changes_pending.set(self._pending_svc)
+        self.metrics.endpoint_changes_pending.set(self._pending_eps)
+        self._no_local_metrics(state)
+        if self.hc is not None:
+            await self.hc.sync(HealthCheckService(n.namespace, n.name, st.port.health_check_node_port,
+                                                  sum(1 for e in st.local if e.ready or e.serving))
+                               for n, st in state.services.items() if st.port.health_check_node_port)
+        if self.backend is not None:
+            flows = conntrack.stale_udp_flows(prev, state)
+            if flows:
+                self.metrics.conntrack_deleted.inc(await delete_flows(self.netns, flows))
+        self.synced.set()
+
+    def _no_local_metrics(self, state: model.DesiredState) -> None:
+        internal = external = 0
+        for st in state.services.values():
+            if not st.reachable:
+                continue
+            if st.port.internal_policy_local and not st.local:
+                internal += 1
+            if st.port.external_policy_local and not st.local:
+                external += 1
+        self.metrics.no_local_endpoints.labels("internal").set(internal)
+        self.metrics.no_local_endpoints.labels("external").set(external)
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+def build_for_up(*, client: Any, args: Any, network: str, api: Any = None) -> ProxyServer:
+    """Used by ``servicenet up``."""
+    mode = getattr(args, "proxy_mode", "auto")
+    if mode in (None, "auto"):
+        mode = "nftables" if network == "netns" else "userspace"
+    loop_mode = network != "netns"
+    cfg = ProxyConfig(
+        mode=mode, node_name=getattr(args, "node_name", "node-1"),
+        cluster_cidr="127.64.0.0/16" if loop_mode else "10.244.0.0/16",
+        service_cidrs=tuple(getattr(args, "service_cidr", None) or
+                            (["127.96.0.0/16"] if loop_mode else ["10.96.0.0/12"])),
+        lb_pool="127.98.0.0/24" if loop_mode else "10.255.255.0/24")
+    return ProxyServer(cfg, client=client)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="servicenet proxy", description="service proxy (kube-proxy)")
+    p.add_argument("--kubeconfig", default=None)
+    p.add_argument("--mode", choices=MODES, default="userspace")
+    p.add_argument("--node-name", default="node-1")
+    p.add_argument("--netns", default=None, help="network namespace for kernel modes (default: Node annotation)")
+    p.add_argument("--node-ip", action="append", default=None)
+    p.add_argument("--cluster-cidr", default=None)
+    p.add_argument("--service-cidr", action="append", default=None)
+    p.add_argument("--min-sync-period", type=float, default=1.0)
+    p.add_argument("--sync-period", type=float, default=30.0)
+    p.add_argument("--full-sync-period", type=float, default=3600.0)
+    p.add_argument("--health-listen", default="127.0.0.1:10256")
+    p.add_argument("--balance", choices=["rr", "random"], default="rr")
+    p.add_argument("--lb-pool", default=None, help="allocate LoadBalancer IPs from this CIDR")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    log.setup(args.log_level)
+    host, _, port = args.health_listen.rpartition(":")
+    cfg = ProxyConfig(mode=args.mode, node_name=args.node_name, netns=args.netns,
+                      node_ips=tuple(args.node_ip) if args.node_ip else None, cluster_cidr=args.cluster_cidr,
+                      service_cidrs=tuple(args.service_cidr or ()), min_sync_period=args.min_sync_period,
+                      sync_period=args.sync_period, full_sync_period=args.full_sync_period,
+                      health_host=host or "127.0.0.1", health_port=int(port), userspace_balance=args.balance,
+                      lb_pool=args.lb_pool)
+
+    async def run() -> None:
+        import signal
+
+        from servicenet.client import ApiClient
+
+        client = ApiClient.from_kubeconfig(args.kubeconfig)
+        proxy = ProxyServer(cfg, client=client)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await proxy.start()
+        print(f"servicenet proxy ({cfg.mode}) running: {proxy.describe()}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await proxy.stop()
+            await client.close()
+
+    try:
+        import uvloop
+
+        uvloop.run(run())
+    except ImportError:
+        asyncio.run(run())
+    return 0
+
+
+__all__ = ["ProxyConfig", "ProxyServer", "StaticSource", "build_for_up", "main"]

@@ -1,0 +1,115 @@
+"""Where the proxy's snapshot comes from: API informers, or a static source for tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+Listener = Callable[[str, dict[str, Any]], None]  # (kind, object) -> None; kind "service"|"slice"|"node"
+TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+class SnapshotSource(Protocol):
+    def services(self) -> list[dict[str, Any]]: ...
+
+    def slices(self) -> list[dict[str, Any]]: ...
+
+    def node(self) -> dict[str, Any] | None: ...
+
+    def add_listener(self, fn: Listener) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class StaticSource:
+    """An in-memory snapshot; ``set()`` replaces it and notifies like an informer would."""
+
+    def __init__(self, services: Iterable[dict[str, Any]] = (), slices: Iterable[dict[str, Any]] = (),
+                 node: dict[str, Any] | None = None) -> None:
+        self._services = list(services)
+        self._slices = list(slices)
+        self._node = node
+        self._listeners: list[Listener] = []
+
+    def services(self) -> list[dict[str, Any]]:
+        return self._services
+
+    def slices(self) -> list[dict[str, Any]]:
+        return self._slices
+
+    def node(self) -> dict[str, Any] | None:
+        return self._node
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def set(self, services: Iterable[dict[str, Any]] | None = None,
+            slices: Iterable[dict[str, Any]] | None = None) -> None:
+        if services is not None:
+            self._services = list(services)
+            for s in self._services:
+                self._notify("service", s)
+        if slices is not None:
+            self._slices = list(slices)
+            for s in self._slices:
+                self._notify("slice", s)
+        if services is None and slices is None:
+            self._notify("service", {})
+
+    def _notify(self, kind: str, obj: dict[str, Any]) -> None:
+        for fn in self._listeners:
+            fn(kind, obj)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class InformerSource:
+    """Services, EndpointSlices and this Node through the shared client's informers."""
+
+    def __init__(self, client: Any, node_name: str, factory: Any = None) -> None:
+        from servicenet.client import InformerFactory
+
+        self.factory = factory or InformerFactory(client)
+        self._own_factory = factory is None
+        self.node_name = node_name
+        self.svc_inf = self.factory.informer("v1", "services")
+        self.es_inf = self.factory.informer("discovery.k8s.io/v1", "endpointslices")
+        self.node_inf = self.factory.informer("v1", "nodes", field_selector=f"metadata.name={node_name}")
+        self._listeners: list[Listener] = []
+        for kind, inf in (("service", self.svc_inf), ("slice", self.es_inf), ("node", self.node_inf)):
+            inf.add_handler(lambda _etype, obj, _old, kind=kind: self._notify(kind, obj))
+
+    def _notify(self, kind: str, obj: dict[str, Any]) -> None:
+        for fn in self._listeners:
+            fn(kind, obj)
+
+    def services(self) -> list[dict[str, Any]]:
+        return self.svc_inf.list()
+
+    def slices(self) -> list[dict[str, Any]]:
+        return self.es_inf.list()
+
+    def node(self) -> dict[str, Any] | None:
+        return self.node_inf.get(None, self.node_name)
+
+    def add_listener(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    async def start(self) -> None:
+        if self._own_factory:
+            await self.factory.start()
+        else:
+            for inf in (self.svc_inf, self.es_inf, self.node_inf):
+                await inf.start()
+        await asyncio.gather(self.svc_inf.wait_synced(), self.es_inf.wait_synced())
+
+    async def stop(self) -> None:
+        if self._own_factory:
+            await self.factory.stop()

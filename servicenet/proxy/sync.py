@@ -1,0 +1,234 @@
+"""Kernel shells: apply rendered rules inside a network namespace, and the sync runner.
+
+Backends run ``iptables-restore`` / ``nft -f -`` through ``ip netns exec <ns>`` (or in the
+current namespace when ``netns`` is None). They remember what they programmed so that a
+partial sync only sends what changed; any failure makes the next sync a full one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from servicenet.common import log
+from servicenet.proxy import render_iptables as ipt
+from servicenet.proxy import render_nftables as nft
+from servicenet.proxy.conntrack import FlowFilter
+from servicenet.proxy.model import DesiredState, ServicePortName
+
+_log = log.get("proxy.sync")
+
+
+class ApplyError(RuntimeError):
+    """The kernel rejected a ruleset."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    full: bool
+    bytes: int
+    render_seconds: float
+    apply_seconds: float
+
+
+async def run_cmd(netns: str | None, argv: list[str], stdin: bytes | None = None,
+                  check: bool = True, timeout: float = 120.0) -> tuple[int, bytes, bytes]:
+    full = argv if netns is None else ["ip", "netns", "exec", netns, *argv]
+    proc = await asyncio.create_subprocess_exec(
+        *full, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ApplyError(f"{argv[0]} timed out after {timeout}s") from None
+    rc = proc.returncode or 0
+    if check and rc != 0:
+        raise ApplyError(f"{' '.join(argv)} failed rc={rc}: {err.decode(errors='replace').strip()[:2000]}")
+    return rc, out, err
+
+
+class Backend(Protocol):
+    mode: str
+
+    async def apply(self, state: DesiredState, changed: set[ServicePortName] | None) -> ApplyResult: ...
+
+    async def cleanup(self) -> None: ...
+
+
+class IptablesBackend:
+    mode = "iptables"
+
+    def __init__(self, netns: str | None, cfg: ipt.IptablesConfig) -> None:
+        self.netns = netns
+        self.cfg = cfg
+        self._active: frozenset[str] | None = None  # per-service chains programmed last time
+
+    async def _nat_chains(self) -> set[str]:
+        _, out, _ = await run_cmd(self.netns, ["iptables-save", "-t", "nat"])
+        return {ln[1:].split()[0] for ln in out.decode().splitlines() if ln.startswith(":KUBE-")}
+
+    async def apply(self, state: DesiredState, changed: set[ServicePortName] | None) -> ApplyResult:
+        full = changed is None or self._active is None
+        existing = await self._nat_chains() if full else self._active
+        t0 = time.perf_counter()
+        r = ipt.render(state, self.cfg, changed=None if full else changed, existing_nat_chains=existing or ())
+        t1 = time.perf_counter()
+        try:
+            await run_cmd(self.netns, ["iptables-restore", "--noflush", "--counters"], r.payload.encode())
+            if full:
+                await self._ensure_jumps()
+        except ApplyError:
+            self._active = None
+            raise
+        self._active = r.active_nat_chains
+        return ApplyResult(full, len(r.payload), t1 - t0, time.perf_counter() - t1)
+
+    async def _ensure_jumps(self) -> None:
+        for j in ipt.jump_rules(self.cfg):
+            rc, _, _ = await run_cmd(self.netns, ["iptables", "-t", j.table, "-C", j.chain, *j.args()], check=False)
+            if rc != 0:
+                await run_cmd(self.netns, ["iptables", "-t", j.table, "-I", j.chain, *j.args()])
+
+    async def cleanup(self) -> None:
+        for j in ipt.jump_rules(self.cfg):
+            for _ in range(10):  # remove duplicates too
+                rc, _, _ = await run_cmd(self.netns, ["iptables", "-t", j.table, "-D", j.chain, *j.args()],
+                                         check=False)
+                if rc != 0:
+                    break
+        existing: dict[str, list[str]] = {}
+        for table in ("filter", "nat"):
+            _, out, _ = await run_cmd(self.netns, ["iptables-save", "-t", table])
+            existing[table] = [ln[1:].split()[0] for ln in out.decode().splitlines() if ln.startswith(":KUBE-")]
+        payload = ipt.render_cleanup(existing)
+        if payload:
+            await run_cmd(self.netns, ["iptables-restore", "--noflush"], payload.encode())
+        self._active = None
+
+
+class NftablesBackend:
+    mode = "nftables"
+
+    def __init__(self, netns: str | None, cfg: nft.NftConfig) -> None:
+        self.netns = netns
+        self.cfg = cfg
+        self._programmed: nft.NftRuleset | None = None
+
+    async def _existing(self) -> tuple[list[str], list[str]] | None:
+        t = [self.cfg.family, self.cfg.table]
+        rc, out, _ = await run_cmd(self.netns, ["nft", "-j", "list", "chains", *t[:1]], check=False)
+        if rc != 0:
+            return None
+        chains = [o["chain"]["name"] for o in json.loads(out).get("nftables", [])
+                  if "chain" in o and o["chain"].get("table") == self.cfg.table]
+        if not chains:
+            return None
+        _, out, _ = await run_cmd(self.netns, ["nft", "-j", "list", "sets", *t[:1]], check=False)
+        sets = [o["set"]["name"] for o in json.loads(out or b"{}").get("nftables", [])
+                if "set" in o and o["set"].get("table") == self.cfg.table]
+        return chains, sets
+
+    async def apply(self, state: DesiredState, changed: set[ServicePortName] | None) -> ApplyResult:
+        t0 = time.perf_counter()
+        rs = nft.build(state, self.cfg)
+        full = changed is None or self._programmed is None
+        tx = ""
+        if not full:
+            try:
+                tx = nft.incremental_transaction(self._programmed, rs, self.cfg)  # type: ignore[arg-type]
+            except nft.NeedFullSync:
+                full = True
+        if full:
+            t_list = time.perf_counter()
+            existing = await self._existing()
+            t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
+            if existing is None:
+                tx = nft.full_transaction(rs, self.cfg)
+            else:
+                tx = nft.full_transaction(rs, self.cfg, existing_chains=existing[0], existing_sets=existing[1])
+        t1 = time.perf_counter()
+        if tx:
+            try:
+                await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode())
+            except ApplyError:
+                self._programmed = None
+                raise
+        self._programmed = rs
+        return ApplyResult(full, len(tx), t1 - t0, time.perf_counter() - t1)
+
+    async def cleanup(self) -> None:
+        await run_cmd(self.netns, ["nft", "-f", "-"], nft.cleanup_transaction(self.cfg).encode(), check=False)
+        self._programmed = None
+
+
+async def delete_flows(netns: str | None, flows: Iterable[FlowFilter]) -> int:
+    """Run ``conntrack -D`` for each filter; returns how many invocations succeeded."""
+    n = 0
+    for f in flows:
+        rc, _, _ = await run_cmd(netns, f.argv(), check=False, timeout=10)
+        n += rc == 0  # conntrack exits 1 when nothing matched
+    return n
+
+
+class SyncRunner:
+    """Rate-limited sync trigger (like upstream's BoundedFrequencyRunner, burst 1).
+
+    ``request()`` asks for a sync; runs start at least ``min_interval`` apart (start to
+    start), at most ``max_interval`` apart, and ``retry_interval`` after a failure.
+    """
+
+    def __init__(self, fn: Callable[[], Awaitable[None]], min_interval: float = 1.0,
+                 max_interval: float = 3600.0, retry_interval: float = 30.0) -> None:
+        self.fn = fn
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.retry_interval = retry_interval
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_start = float("-inf")
+        self.runs = 0
+        self.failures = 0
+
+    def request(self) -> None:
+        self._event.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="proxy-sync-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _loop(self) -> None:
+        timeout = self.max_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except TimeoutError:
+                pass
+            wait = self._last_start + self.min_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._event.clear()
+            self._last_start = time.monotonic()
+            self.runs += 1
+            try:
+                await self.fn()
+                timeout = self.max_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.failures += 1
+                _log.exception("sync failed")
+                timeout = self.retry_interval

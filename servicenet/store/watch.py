@@ -1,0 +1,168 @@
+"""Watch streams and the fan-out hub.
+
+Events are shared, immutable objects: fan-out appends the same ``Event`` to each matching watcher's
+buffer, and prefix matching is done once per distinct prefix per committed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+from ._types import Event, WatchClosed
+
+
+class Watch:
+    """An ordered stream of events for one key prefix. Iterate it, or call ``next(timeout)``."""
+
+    __slots__ = ("prefix", "closed_reason", "_buf", "_cap", "_waiter", "_error", "_on_close", "_floor")
+
+    def __init__(
+        self,
+        prefix: str,
+        replay: Iterable[Event],
+        queue_size: int,
+        on_close: Callable[[Watch], None] | None = None,
+        floor: int = 0,
+    ) -> None:
+        self.prefix = prefix
+        # A watch from a revision the store has not reached yet skips live events up to it.
+        self._floor = floor
+        self.closed_reason: str | None = None
+        self._buf: deque[Event] = deque(replay)
+        # Replayed history does not count against the live backlog allowance.
+        self._cap = max(1, queue_size) + len(self._buf)
+        self._waiter: asyncio.Future[None] | None = None
+        self._error = False
+        self._on_close = on_close
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_reason is not None
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    # ------------------------------------------------------------ producer side
+    def _push(self, events: Sequence[Event]) -> None:
+        if self.closed_reason is not None:
+            return
+        if self._floor:
+            floor = self._floor
+            if events[-1].record.mod_revision <= floor:
+                return
+            events = [e for e in events if e.record.mod_revision > floor]
+            self._floor = 0
+        if len(self._buf) + len(events) > self._cap:
+            self._finish(f"watch queue overflow ({self._cap} events pending): consumer too slow", True)
+            return
+        self._buf.extend(events)
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _finish(self, reason: str, error: bool) -> None:
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        self._error = error
+        if error:
+            self._buf.clear()  # the stream is broken; free the backlog now
+        self._wake()
+        if self._on_close is not None:
+            cb, self._on_close = self._on_close, None
+            cb(self)
+
+    # ------------------------------------------------------------ consumer side
+    def close(self, reason: str = "closed by client") -> None:
+        self._finish(reason, False)
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event; ``None`` on timeout; raises ``WatchClosed`` once closed and drained."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._buf:
+                return self._buf.popleft()
+            if self.closed_reason is not None:
+                raise WatchClosed(self.closed_reason, self._error)
+            waiter = loop.create_future()
+            self._waiter = waiter
+            try:
+                if deadline is None:
+                    await waiter
+                else:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return None
+                    try:
+                        await asyncio.wait_for(waiter, remaining)
+                    except TimeoutError:
+                        if not self._buf and self.closed_reason is None:
+                            return None
+            finally:
+                self._waiter = None
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            ev = await self.next()
+        except WatchClosed as e:
+            if e.error:
+                raise
+            raise StopAsyncIteration from None
+        assert ev is not None
+        return ev
+
+
+class WatchHub:
+    """Registry of live watchers grouped by prefix."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[str, list[Watch]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_prefix.values())
+
+    def add(self, prefix: str, replay: list[Event], queue_size: int, floor: int = 0) -> Watch:
+        w = Watch(prefix, replay, queue_size, self._remove, floor)
+        self._by_prefix.setdefault(prefix, []).append(w)
+        return w
+
+    def _remove(self, w: Watch) -> None:
+        lst = self._by_prefix.get(w.prefix)
+        if lst is None:
+            return
+        try:
+            lst.remove(w)
+        except ValueError:
+            return
+        if not lst:
+            del self._by_prefix[w.prefix]
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Deliver a committed batch (revision order) to every matching watcher."""
+        if not events or not self._by_prefix:
+            return
+        for prefix, watchers in list(self._by_prefix.items()):
+            if prefix:
+                matched: Sequence[Event] = [e for e in events if e.record.key.startswith(prefix)]
+                if not matched:
+                    continue
+            else:
+                matched = events
+            for w in list(watchers):
+                w._push(matched)
+
+    def close_all(self, reason: str) -> None:
+        for watchers in list(self._by_prefix.values()):
+            for w in list(watchers):
+                w._finish(reason, False)
+        self._by_prefix.clear()

@@ -1,0 +1,67 @@
+"""End to end: objects created through the API server show up in DNS answers within 100 ms."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+
+from servicenet.dns.model import DnsConfig
+from servicenet.dns.server import DnsServer
+
+testing = pytest.importorskip("servicenet.testing")
+Z = "cluster.local."
+
+
+async def answer(port: int, name: str, qtype: str = "A") -> tuple[int, list[str]]:
+    m = await dns.asyncquery.udp(dns.message.make_query(name, qtype), "127.0.0.1", port=port, timeout=1)
+    return m.rcode(), sorted(rd.to_text() for rrs in m.answer for rd in rrs)
+
+
+async def until(port: int, name: str, want: tuple[int, list[str]], qtype: str = "A", limit: float = 5.0) -> float:
+    """Poll until the answer matches; return how long it took."""
+    t0 = time.monotonic()
+    while True:
+        got = await answer(port, name, qtype)
+        if got == want:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > limit:
+            raise AssertionError(f"{name} {qtype}: {got} != {want}")
+        await asyncio.sleep(0.002)
+
+
+async def test_api_changes_reach_dns_quickly(tmp_path: Path) -> None:
+    async with testing.running_apiserver(tmp_path) as api:
+        dns_server = DnsServer(api.client, config=DnsConfig(forward=False), listen=[("127.0.0.1", 0)])
+        await dns_server.start()
+        try:
+            await dns_server.wait_ready(10)
+            port = dns_server.bound[0][2]
+            name = f"web.default.svc.{Z}"
+            assert (await answer(port, name))[0] == dns.rcode.NXDOMAIN
+            created = await api.client.create("v1", "services", "default", {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}})
+            ip = created["spec"]["clusterIP"]
+            assert await until(port, name, (dns.rcode.NOERROR, [ip])) < 0.1
+            await api.client.create("v1", "services", "default", {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+                "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"name": "pg", "port": 5432}]}})
+            await api.client.create("discovery.k8s.io/v1", "endpointslices", "default", {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "db-x1", "labels": {"kubernetes.io/service-name": "db"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.0.5"], "hostname": "db-0", "conditions": {"ready": True}}],
+                "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]})
+            assert await until(port, f"db-0.db.default.svc.{Z}", (dns.rcode.NOERROR, ["10.244.0.5"])) < 0.1
+            assert await until(port, f"_pg._tcp.db.default.svc.{Z}",
+                               (dns.rcode.NOERROR, [f"0 100 5432 db-0.db.default.svc.{Z}"]), "SRV") < 0.1
+            await api.client.delete("v1", "services", "default", "web")
+            assert await until(port, name, (dns.rcode.NXDOMAIN, [])) < 0.1
+        finally:
+            await dns_server.stop()

@@ -1,0 +1,259 @@
+"""Kernel tests (root): program iptables/nftables inside throwaway namespaces and send real traffic.
+
+Topology per test: node namespace ``sn-<id>-n`` with bridge ``sn-<id>-br`` (10.244.0.1/24)
+and three "pod" namespaces ``sn-<id>-p<i>`` (10.244.0.1<i>) on veths, each running a tiny
+HTTP server that answers its own name. The client (curl) runs in the node namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from servicenet.proxy.model import compute
+from servicenet.proxy.render_iptables import IptablesConfig
+from servicenet.proxy.render_nftables import NftConfig
+from servicenet.proxy.server import ProxyConfig, ProxyServer
+from servicenet.proxy.source import StaticSource
+from servicenet.proxy.sync import IptablesBackend, NftablesBackend
+
+from . import helpers as h
+
+pytestmark = pytest.mark.root
+
+VIP = "10.96.0.20"
+NODE_IP = "10.244.0.1"
+SERVER = r"""
+import sys, http.server
+name = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (name + "\n").encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((sys.argv[2], 8080), H).serve_forever()
+"""
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
+
+
+@dataclass
+class Topo:
+    node: str
+    pods: list[str]
+    ips: list[str]
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.node, *argv, check=check)
+
+
+@pytest.fixture
+def topo() -> Iterator[Topo]:
+    if os.geteuid() != 0:
+        pytest.fail("kernel tests need root")
+    sid = "sn-" + uuid.uuid4().hex[:6]
+    node, br = f"{sid}-n", f"{sid}-br"
+    pods = [f"{sid}-p{i}" for i in range(3)]
+    ips = [f"10.244.0.1{i}" for i in range(3)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sh("ip", "netns", "add", node)
+        sh("ip", "-n", node, "link", "set", "lo", "up")
+        sh("ip", "-n", node, "link", "add", br, "type", "bridge")
+        sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", br)
+        sh("ip", "-n", node, "link", "set", br, "up")
+        sh("ip", "-n", node, "route", "add", "10.96.0.0/12", "dev", br)
+        sh("ip", "-n", node, "route", "add", "10.255.255.0/24", "dev", br)  # the LB pool
+        for i, (pod, ip) in enumerate(zip(pods, ips, strict=True)):
+            sh("ip", "netns", "add", pod)
+            sh("ip", "-n", node, "link", "add", f"{sid}-v{i}", "type", "veth", "peer", "name", f"{sid}-c{i}",
+               "netns", pod)
+            sh("ip", "-n", node, "link", "set", f"{sid}-v{i}", "master", br, "up")
+            sh("ip", "-n", pod, "link", "set", "lo", "up")
+            sh("ip", "-n", pod, "addr", "add", f"{ip}/24", "dev", f"{sid}-c{i}")
+            sh("ip", "-n", pod, "link", "set", f"{sid}-c{i}", "up")
+            sh("ip", "-n", pod, "route", "add", "default", "via", NODE_IP)
+            procs.append(subprocess.Popen(["ip", "netns", "exec", pod, "python3", "-S", "-c", SERVER, f"pod{i}", ip],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        t = Topo(node, pods, ips)
+        deadline = time.monotonic() + 30
+        for ip, proc in zip(ips, procs, strict=True):  # wait for every server to answer directly
+            while t.run("curl", "-s", "--max-time", "1", f"http://{ip}:8080/", check=False).returncode != 0:
+                assert proc.poll() is None, f"pod server {ip} died: {proc.stderr.read()!r}"  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, f"pod server {ip} did not start"
+                time.sleep(0.05)
+        yield t
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for ns in (*pods, node):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def _state(ips: list[str], *, affinity: int | None = None, node_port: int = 30080):
+    svc = h.service("default", "web", VIP, [h.port(80, "http", node_port=node_port, target=8080)],
+                    type_="NodePort", affinity=affinity)
+    es = h.eslice("default", "web", [h.endpoint(ip) for ip in ips], [{"name": "http", "port": 8080}])
+    return compute([svc], [es], "node1", [NODE_IP])
+
+
+async def _acurl(t: Topo, *args: str) -> str:
+    """curl in the node namespace without blocking the event loop (servers of the test live on it)."""
+    proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", t.node, "curl", *args,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return out.decode()
+
+
+def _curl_many(t: Topo, url: str, n: int) -> Counter[str]:
+    """n sequential requests, each on a new connection, from one curl process (bounded by --max-time)."""
+    args = ["curl", "-s", "--max-time", "60", "-H", "Connection: close"]
+    for _ in range(n):
+        args += [url]
+    out = t.run(*args, check=False).stdout
+    return Counter(out.split())
+
+
+def _backends(netns: str) -> list[tuple[str, object]]:
+    return [("iptables", IptablesBackend(netns, IptablesConfig(cluster_cidr="10.244.0.0/16"))),
+            ("nftables", NftablesBackend(netns, NftConfig(cluster_cidr="10.244.0.0/16",
+                                                          service_cidrs=("10.96.0.0/12",))))]
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+async def test_data_path(topo: Topo, mode: str) -> None:
+    backend = dict(_backends(topo.node))[mode]
+    await backend.apply(_state(topo.ips), None)  # type: ignore[attr-defined]
+    if mode == "iptables":
+        nat = topo.run("iptables-save", "-t", "nat").stdout
+        assert "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in nat
+        assert nat.count(":KUBE-SEP-") == 3 and "--probability 0.33333333" in nat
+    else:
+        ruleset = topo.run("nft", "list", "table", "ip", "kube-proxy").stdout
+        assert "numgen random mod 3 vmap" in ruleset and f"{VIP} . tcp . 80 : goto service-" in ruleset
+
+    # spread over 600 new connections
+    spread = _curl_many(topo, f"http://{VIP}/", 600)
+    assert sum(spread.values()) == 600, spread
+    assert set(spread) == {"pod0", "pod1", "pod2"}
+    assert all(0.20 <= c / 600 <= 0.47 for c in spread.values()), spread
+
+    # NodePort on the node address
+    assert sum(_curl_many(topo, f"http://{NODE_IP}:30080/", 30).values()) == 30
+
+    # readiness flip: pod0 leaves -> never chosen for new connections
+    await backend.apply(_state(topo.ips[1:]), None)  # type: ignore[attr-defined]
+    after = _curl_many(topo, f"http://{VIP}/", 100)
+    assert sum(after.values()) == 100 and "pod0" not in after, after
+
+    # affinity: one client sticks to one pod
+    await backend.apply(_state(topo.ips, affinity=300), None)  # type: ignore[attr-defined]
+    sticky = _curl_many(topo, f"http://{VIP}/", 50)
+    assert len(sticky) == 1 and sum(sticky.values()) == 50, sticky
+
+    # no endpoints: immediate refusal
+    await backend.apply(_state([]), None)  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    r = topo.run("curl", "-s", "--max-time", "5", f"http://{VIP}/", check=False)
+    assert r.returncode == 7 and time.monotonic() - t0 < 1.0, (r.returncode, r.stderr)
+
+    # stopping removes every rule
+    await backend.cleanup()  # type: ignore[attr-defined]
+    if mode == "iptables":
+        for table in ("nat", "filter"):
+            assert "KUBE-" not in topo.run("iptables-save", "-t", table).stdout
+    else:
+        assert "kube-proxy" not in topo.run("nft", "list", "tables").stdout
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
+    svc2 = h.service("default", "old", "10.96.0.21", [h.port(80, "http", target=8080)])
+    es2 = h.eslice("default", "old", [h.endpoint(topo.ips[2])], [{"name": "http", "port": 8080}])
+    web = h.service("default", "web", VIP, [h.port(80, "http", target=8080)])
+
+    def st(ips: list[str], with_old: bool):
+        es = h.eslice("default", "web", [h.endpoint(ip) for ip in ips], [{"name": "http", "port": 8080}])
+        return compute([web, *([svc2] if with_old else [])], [es, es2], "node1", [NODE_IP])
+
+    first = dict(_backends(topo.node))[mode]
+    s1 = st(topo.ips, True)
+    await first.apply(s1, None)  # type: ignore[attr-defined]
+    s2 = st(topo.ips[:2], True)
+    from servicenet.proxy.model import changed_services
+    await first.apply(s2, changed_services(s1, s2))  # type: ignore[attr-defined]
+    assert set(_curl_many(topo, f"http://{VIP}/", 60)) == {"pod0", "pod1"}
+    assert set(_curl_many(topo, "http://10.96.0.21/", 5)) == {"pod2"}
+
+    # "restart": a fresh backend, a smaller world; the full sync must drop the stale service
+    second = dict(_backends(topo.node))[mode]
+    await second.apply(st(topo.ips[:1], False), None)  # type: ignore[attr-defined]
+    if mode == "iptables":
+        nat = topo.run("iptables-save", "-t", "nat").stdout
+        assert nat.count(":KUBE-SEP-") == 1 and nat.count(":KUBE-SVC-") == 1, nat
+        assert sum(1 for ln in nat.splitlines() if "-j KUBE-SERVICES" in ln) == 2  # jumps not duplicated
+    else:
+        ruleset = topo.run("nft", "list", "table", "ip", "kube-proxy").stdout
+        assert len(re.findall(r"chain endpoint-[A-Z2-7]{8}-", ruleset)) == 1, ruleset
+        assert len(re.findall(r"chain service-[A-Z2-7]{8}-", ruleset)) == 1, ruleset
+        assert ruleset.count("jump services") == 2
+    assert set(_curl_many(topo, f"http://{VIP}/", 20)) == {"pod0"}
+    r = topo.run("curl", "-s", "--max-time", "3", "http://10.96.0.21/", check=False)
+    assert r.returncode != 0
+    await second.cleanup()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+async def test_proxy_server_in_netns(topo: Topo, mode: str) -> None:
+    """The component end to end: static source, kernel mode, healthz, health check node port."""
+    import aiohttp
+
+    svc = h.service("default", "web", VIP, [h.port(80, "http", node_port=30080, target=8080)],
+                    type_="LoadBalancer", lb_ips=["10.255.255.7"], etp="Local", hcnp=31000)
+    es = h.eslice("default", "web", [h.endpoint(ip) for ip in topo.ips], [{"name": "http", "port": 8080}])
+    source = StaticSource([svc], [es])
+    proxy = ProxyServer(ProxyConfig(mode=mode, node_name="node1", netns=topo.node, node_ips=(NODE_IP,), cluster_cidr="10.244.0.0/16",
+                                    service_cidrs=("10.96.0.0/12",), min_sync_period=0.05), source=source)
+    await proxy.start()
+    try:
+        assert set(_curl_many(topo, f"http://{VIP}/", 60)) == {"pod0", "pod1", "pod2"}
+        assert sum(_curl_many(topo, "http://10.255.255.7/", 10).values()) == 10
+        async with aiohttp.ClientSession() as http:
+            async with http.get(proxy.health_url + "/healthz") as resp:
+                body = await resp.json(content_type=None)
+                assert resp.status == 200 and body["nodeEligible"] is True and "lastUpdated" in body
+            async with http.get(proxy.health_url + "/metrics") as resp:
+                text = await resp.text()
+                assert "kubeproxy_sync_proxy_rules_duration_seconds_count" in text
+        hc = await _acurl(topo, "-s", "-i", "--max-time", "3", f"http://{NODE_IP}:31000/")
+        assert hc.startswith("HTTP/1.1 200") and '"localEndpoints": 3' in hc
+        # all endpoints move to another node: LB health check says 503
+        es_remote = h.eslice("default", "web", [h.endpoint(ip, node="node2") for ip in topo.ips],
+                             [{"name": "http", "port": 8080}])
+        before = proxy.runner.runs
+        source.set(slices=[es_remote])
+        deadline = time.monotonic() + 5
+        while proxy.runner.runs == before or proxy.health.oldest_pending is not None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        hc = await _acurl(topo, "-s", "-i", "--max-time", "3", f"http://{NODE_IP}:31000/")
+        assert hc.startswith("HTTP/1.1 503") and '"localEndpoints": 0' in hc
+    finally:
+        await proxy.stop()
+    if mode == "iptables":
+        assert "KUBE-" not in topo.run("iptables-save", "-t", "nat").stdout
+    else:
+        assert "kube-proxy" not in topo.run("nft", "list", "tables").stdout
