@@ -161,7 +161,7 @@ class ResourceHandlers:
                 return await self.create(request, t)
             if m == "DELETE":
                 return await self.delete_collection(request, t)
-            raise errors.method_not_allowed(f"the server does not allow this method on the requested resource")
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
         if m == "GET":
             rec = self.registry.get_record(t.info, t.namespace, t.name)
             if wants_table(request):

@@ -9,7 +9,7 @@ from servicenet.testing import RunningApi
 
 
 def _api_client(api: RunningApi):  # type: ignore[no-untyped-def]
-    from kubernetes import client, config
+    from kubernetes import config
 
     return config.new_client_from_config(str(api.kubeconfig))
 

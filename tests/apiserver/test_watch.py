@@ -36,7 +36,7 @@ async def test_hundred_watchers_get_every_event_in_order(api: RunningApi) -> Non
         expected.append(("ADDED", f"c{j}", int(o["metadata"]["resourceVersion"])))
         o = await api.client.patch("v1", "configmaps", "default", f"c{j}", {"data": {"v": "1"}})
         expected.append(("MODIFIED", f"c{j}", int(o["metadata"]["resourceVersion"])))
-        d = await api.client.delete("v1", "configmaps", "default", f"c{j}")
+        await api.client.delete("v1", "configmaps", "default", f"c{j}")
         expected.append(("DELETED", f"c{j}", -1))
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     for got in received:
