@@ -23,6 +23,7 @@ def main() -> None:
     p.add_argument("--listen", default="127.0.0.1:1053")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--health-listen", default=None)
+    p.add_argument("--reuseport", action="store_true", help="workers bind their own SO_REUSEPORT sockets")
     args = p.parse_args()
     try:
         import uvloop
@@ -40,6 +41,7 @@ def main() -> None:
         del objects  # the index keeps only its own frozen records
         gc.collect()
         server = DnsServer(index=index, listen=[parse_listen(args.listen)], workers=args.workers,
+                           share_sockets=not args.reuseport,
                            health_listen=parse_listen(args.health_listen) if args.health_listen else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -219,7 +219,7 @@ class ControllerManager:
         self._add("endpoints", key)
         if not (svc.get("spec") or {}).get("selector") or (old and not (old.get("spec") or {}).get("selector")):
             self._add("mirroring", key)
-        elif self.slices.by_index("svc", key):
+        elif any(labels_of(sl).get(endpointslice_core.MANAGED_BY_LABEL) == mirroring_core.CONTROLLER_NAME for sl in self.slices.by_index("svc", key)):
             self._add("mirroring", key)
 
     def _on_pod(self, etype: str, pod: Obj, old: Obj | None) -> None:

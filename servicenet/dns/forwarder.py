@@ -21,6 +21,7 @@ import dns.rdatatype
 
 from .records import AAAA, CNAME, RR, SERVFAIL, A
 from .responder import Forward, Responder
+from .wire import age_ttls, opt_record
 
 MAX_CACHE = 10_000
 MAX_TTL = 3600
@@ -79,7 +80,7 @@ class Forwarder:
         self.upstreams = [u for u in upstreams if not _is_self(u, listens)]
         self.dropped = [u for u in upstreams if _is_self(u, listens)]
         self.timeout = timeout
-        self._cache: dict[tuple[bytes, int], tuple[float, bytes]] = {}
+        self._cache: dict[tuple[bytes, int], tuple[float, float, bytes]] = {}  # expiry, stored, answer
         self.hits = 0
         self.misses = 0
         self._probe_label = f"sn-loop-{random.getrandbits(48):x}"
@@ -124,11 +125,12 @@ class Forwarder:
         hit = self._cache.get(key)
         if hit is None:
             return None
-        if hit[0] < time.monotonic():
+        now = time.monotonic()
+        if hit[0] < now:
             del self._cache[key]
             return None
         self.hits += 1
-        return hit[1]
+        return age_ttls(hit[2], int(now - hit[1]))  # TTLs count down while cached
 
     def _put(self, key: tuple[bytes, int], resp: bytes) -> None:
         try:
@@ -149,7 +151,8 @@ class Forwarder:
             return
         if len(self._cache) >= MAX_CACHE:
             self._cache.clear()
-        self._cache[key] = (time.monotonic() + min(ttl, MAX_TTL), resp)
+        now = time.monotonic()
+        self._cache[key] = (now + min(ttl, MAX_TTL), now, resp)
 
     async def forward(self, f: Forward, responder: Responder) -> bytes | None:
         """Answer a ``Forward`` decision from the responder."""
@@ -175,8 +178,11 @@ class Forwarder:
             self._put(key, resp)
         # our ID and the client's question (same length, client's case)
         out = q.qid + resp[2:12] + q.question + resp[12 + len(q.question):]
+        responder.cell(q.qtype, out[3] & 0x0F)[0] += 1
         if f.transport == "udp" and len(out) > f.limit:
-            return q.qid + bytes((out[2] | 0x02, out[3])) + struct.pack("!HHHH", 1, 0, 0, 0) + q.question
+            opt = b"" if edns is None else opt_record(responder.max_udp, edns.do)
+            return (q.qid + bytes((out[2] | 0x02, out[3])) + struct.pack("!HHHH", 1, 0, 0, 1 if opt else 0)
+                    + q.question + opt)
         return out
 
     async def _external(self, f: Forward, responder: Responder) -> bytes:
@@ -214,7 +220,8 @@ class Forwarder:
         notices if it arrives back at us (``forward`` refuses it and we drop the upstream)."""
         msg = dns.message.make_query(self.probe_name + ".", "HINFO")
         looped = []
-        for up in list(self.upstreams):
+        # only resolvers on this host can hand the query back to us (systemd-resolved style)
+        for up in [u for u in self.upstreams if u[0].startswith("127.") or u[0] == "::1"]:
             before = self.probe_seen
             try:
                 await self._udp(msg.to_wire(), *up)

@@ -120,8 +120,9 @@ class RecordIndex:
         self._svc_count_by_ns: dict[str, int] = {}
         self.pods: dict[tuple[str, str], Pod] = {}
         self._pod_ips: dict[tuple[str, str], int] = {}  # (ns, ip) → number of pods
-        self._cluster_ip_owner: dict[str, set[tuple[str, str]]] = {}
-        self._ep_ip_owner: dict[str, set[tuple[str, str]]] = {}  # ip → {(ns, slice)}
+        # ip → owners, as small tuples (a set per address costs ~5x the memory)
+        self._cluster_ip_owner: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._ep_ip_owner: dict[str, tuple[tuple[str, str], ...]] = {}  # ip → ((ns, slice), ...)
         self.listeners: list[Callable[[set[DepKey]], None]] = []
 
     # ---------------------------------------------------------------- updates
@@ -176,17 +177,13 @@ class RecordIndex:
             self._unown_cluster_ips(old)
         self.services[key] = svc
         for ip in svc.cluster_ips:
-            self._cluster_ip_owner.setdefault(ip, set()).add(key)
+            _own(self._cluster_ip_owner, ip, key)
         keys |= self._endpoint_ip_keys(key)  # PTR for endpoints carries the service name
         return self._changed(keys)
 
     def _unown_cluster_ips(self, svc: Service) -> None:
         for ip in svc.cluster_ips:
-            owners = self._cluster_ip_owner.get(ip)
-            if owners is not None:
-                owners.discard((svc.namespace, svc.name))
-                if not owners:
-                    del self._cluster_ip_owner[ip]
+            _disown(self._cluster_ip_owner, ip, (svc.namespace, svc.name))
 
     def delete_service(self, obj: dict[str, Any]) -> set[DepKey]:
         meta = obj.get("metadata") or {}
@@ -225,7 +222,7 @@ class RecordIndex:
         self._slices_by_svc.setdefault((sl.namespace, sl.service), set()).add(sl.name)
         for ep in sl.endpoints:
             for a in ep.addresses:
-                self._ep_ip_owner.setdefault(a, set()).add(key)
+                _own(self._ep_ip_owner, a, key)
                 keys.add(("ip", a))
         keys.add(("svc", sl.namespace, sl.service))
         return self._changed(keys)
@@ -241,11 +238,7 @@ class RecordIndex:
         for ep in sl.endpoints:
             for a in ep.addresses:
                 keys.add(("ip", a))
-                owners = self._ep_ip_owner.get(a)
-                if owners is not None:
-                    owners.discard(key)
-                    if not owners:
-                        del self._ep_ip_owner[a]
+                _disown(self._ep_ip_owner, a, key)
         return keys
 
     def delete_slice(self, obj: dict[str, Any]) -> set[DepKey]:
@@ -503,6 +496,7 @@ class RecordIndex:
             if inner is not None:
                 res.answer.extend(inner.answer)
                 res.deps |= inner.deps
+                res.forward_target = inner.forward_target  # a chain that leaves the zone
                 if inner.rcode != NOERROR:
                     res.rcode = inner.rcode
             return res
@@ -568,6 +562,22 @@ class RecordIndex:
                                           SrvData(0, _srv_weight(len(eps)), p.port, host)))
         out.append(soa)
         return out
+
+
+def _own(table: dict[str, tuple[tuple[str, str], ...]], ip: str, key: tuple[str, str]) -> None:
+    cur = table.get(ip, ())
+    if key not in cur:
+        table[ip] = (*cur, key)
+
+
+def _disown(table: dict[str, tuple[tuple[str, str], ...]], ip: str, key: tuple[str, str]) -> None:
+    cur = table.get(ip)
+    if cur is not None and key in cur:
+        rest = tuple(k for k in cur if k != key)
+        if rest:
+            table[ip] = rest
+        else:
+            del table[ip]
 
 
 def _nx(res: Result) -> Result:

@@ -136,6 +136,8 @@ class Responder:
         cell[0] += 1
         self._spliced = cell
         flags = bytes((hi | (data[2] & 0x01), lo | (data[3] & 0x10)))
+        if transport == "tcp" and qend + len(body) + 11 > 65535:
+            limit, transport = 0, "udp"  # cannot fit one TCP message: answer truncated instead
         if do is None:
             if transport == "udp" and qend + len(body) > limit:
                 return data[:2] + bytes((flags[0] | 0x02, flags[1])) + _HD0 + data[12:qend]

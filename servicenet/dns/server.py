@@ -102,7 +102,7 @@ class DnsServer:
                  informers: Any = None, upstreams: Sequence[Listen] | None = None, workers: int = 1,
                  health_listen: Listen | None = None, netns: str | None = None, netns_from_node: bool = False,
                  dns_ip: str | None = None, registry: prometheus_client.CollectorRegistry | None = None,
-                 tcp_idle_timeout: float = 10.0) -> None:
+                 tcp_idle_timeout: float = 10.0, share_sockets: bool = True) -> None:
         self.client = client
         self.config = config or (index.config if index else DnsConfig())
         self.listen = list(listen)
@@ -114,6 +114,8 @@ class DnsServer:
         self.netns_from_node = netns_from_node
         self.dns_ip = dns_ip
         self.idle = tcp_idle_timeout
+        self.share_sockets = share_sockets  # workers read the parent's sockets (else SO_REUSEPORT group)
+        self._socks: list[tuple[socket.socket, socket.socket]] = []
         self.registry = registry or prometheus_client.CollectorRegistry()
         self.health = HealthServer(*(health_listen or ("127.0.0.1", 0)), registry=self.registry)
         self._health_enabled = health_listen is not None
@@ -158,6 +160,7 @@ class DnsServer:
             udp, tcp = self._bind_pair(netns, host, port)
             self.bound.append((netns, host, udp.getsockname()[1]))
             socks.append((udp, tcp))
+        self._socks = socks
         if self.config.forward:  # built after binding so loop detection knows our real ports
             self.forwarder = Forwarder(self.upstreams, [(h, p) for n, h, p in self.bound if n is None])
             if self.forwarder.dropped:
@@ -193,16 +196,22 @@ class DnsServer:
     async def _resolve_netns(self) -> None:
         if self.netns or not self.netns_from_node or self.client is None:
             return
-        try:
-            nodes = await self.client.list("v1", "nodes")
-        except Exception as exc:  # no nodes API yet: serve on the host only
-            log.warning("cannot read nodes", error=repr(exc))
-            return
-        for node in nodes.get("items", []):
-            name = ((node.get("metadata") or {}).get("annotations") or {}).get("servicenet.dev/netns")
-            if name:
-                self.netns = name
-                break
+        deadline = time.monotonic() + 5.0  # the node agent may still be writing its annotation
+        while True:
+            try:
+                nodes = await self.client.list("v1", "nodes")
+            except Exception as exc:  # no nodes API yet: serve on the host only
+                log.warning("cannot read nodes", error=repr(exc))
+                return
+            for node in nodes.get("items", []):
+                name = ((node.get("metadata") or {}).get("annotations") or {}).get("servicenet.dev/netns")
+                if name:
+                    self.netns = name
+                    return
+            if time.monotonic() > deadline:
+                log.warning("no node announces a network namespace; serving on the host only")
+                return
+            await asyncio.sleep(0.2)
 
     async def _wait_synced(self) -> None:
         await self.informers.wait_synced()
@@ -265,7 +274,8 @@ class DnsServer:
         for i in range(self.workers - 1):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=worker_main, daemon=True, name=f"servicenet-dns-{i + 1}",
-                            args=(self.config, self.bound, snap, self.index.synced, child, ups, self.idle))
+                            args=(self.config, self.bound, self._socks if self.share_sockets else None, snap,
+                                  self.index.synced, child, ups, self.idle))
             p.start()
             child.close()
             self._children.append((p, parent))
@@ -359,6 +369,18 @@ def _parse_time(text: str) -> float | None:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def build_for_up(*, client: Any, args: argparse.Namespace, network: str, api: Any = None) -> DnsServer:
+    """The DNS component as ``servicenet up`` runs it."""
+    import os
+
+    listen = [tuple(x) for x in (getattr(args, "dns_listen", None) or [("127.0.0.1", 1053)])]
+    if network == "loopback" and os.geteuid() == 0:
+        listen.append(("127.96.0.10", 53))  # the loopback-mode kube-dns ClusterIP
+    return DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
+                     health_listen=("127.0.0.1", 0), netns_from_node=network == "netns",
+                     dns_ip="10.96.0.10" if network == "netns" else None)
 
 
 def build_parser() -> argparse.ArgumentParser:

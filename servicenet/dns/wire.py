@@ -122,6 +122,27 @@ def _skip_rrs(data: bytes, pos: int, count: int) -> int:
     return pos
 
 
+def age_ttls(msg: bytes, elapsed: int) -> bytes:
+    """Subtract ``elapsed`` seconds from every record TTL (OPT excepted), never below 0."""
+    if elapsed <= 0:
+        return msg
+    b = bytearray(msg)
+    try:
+        qd, an, ns, ar = struct.unpack_from("!HHHH", b, 4)
+        pos = 12
+        for _ in range(qd):
+            pos = skip_name(msg, pos) + 4
+        for _ in range(an + ns + ar):
+            pos = skip_name(msg, pos)
+            rtype, _, ttl, rdlen = struct.unpack_from("!HHIH", b, pos)
+            if rtype != OPT_TYPE:
+                struct.pack_into("!I", b, pos + 4, max(0, ttl - elapsed))
+            pos += 10 + rdlen
+    except (FormError, struct.error):
+        return msg
+    return bytes(b)
+
+
 def opt_record(udp_size: int, do: bool, ext_rcode: int = 0) -> bytes:
     return b"\x00" + struct.pack("!HHBBHH", OPT_TYPE, udp_size, ext_rcode, 0, 0x8000 if do else 0, 0)
 

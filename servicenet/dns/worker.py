@@ -19,6 +19,7 @@ STATS_INTERVAL = 1.0
 
 
 def worker_main(config: DnsConfig, listens: list[tuple[str | None, str, int]],
+                socks: list[tuple[socket.socket, socket.socket]] | None,
                 snapshot: list[tuple[str, dict[str, Any]]], synced: bool, conn: Connection,
                 upstreams: list[tuple[str, int]], idle_timeout: float) -> None:
     try:
@@ -28,10 +29,11 @@ def worker_main(config: DnsConfig, listens: list[tuple[str | None, str, int]],
     except ImportError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    asyncio.run(_run(config, listens, snapshot, synced, conn, upstreams, idle_timeout))
+    asyncio.run(_run(config, listens, socks, snapshot, synced, conn, upstreams, idle_timeout))
 
 
 async def _run(config: DnsConfig, listens: list[tuple[str | None, str, int]],
+               socks: list[tuple[socket.socket, socket.socket]] | None,
                snapshot: list[tuple[str, dict[str, Any]]], synced: bool, conn: Connection,
                upstreams: list[tuple[str, int]], idle_timeout: float) -> None:
     loop = asyncio.get_running_loop()
@@ -48,9 +50,12 @@ async def _run(config: DnsConfig, listens: list[tuple[str | None, str, int]],
         return await fwd.forward(f, responder)
 
     servers = []
-    for netns, host, port in listens:
-        udp = make_socket(host, port, socket.SOCK_DGRAM, netns)
-        tcp = make_socket(host, port, socket.SOCK_STREAM, netns)
+    if socks is None:  # our own sockets in the parent's SO_REUSEPORT group
+        socks = [(make_socket(host, port, socket.SOCK_DGRAM, netns), make_socket(host, port, socket.SOCK_STREAM, netns))
+                 for netns, host, port in listens]
+    for udp, tcp in socks:  # else the parent's very sockets: whichever process is free reads next
+        udp.setblocking(False)
+        tcp.setblocking(False)
         servers.append(await serve(loop, responder, forward, latency, udp, tcp, idle_timeout))
     done = loop.create_future()
 

@@ -8,13 +8,16 @@ The API server mounts :func:`proxy_to_node` in its handlers::
 ``path`` is the node-side path; the client's query string is forwarded unchanged (the kubelet
 uses the same ``command``/``stdin``/``stdout``/``stderr``/``tty``/``port``/``follow``/
 ``tailLines``/``previous`` parameters as the API).  A websocket upgrade is bridged frame by
-frame with the subprotocol the node agreed to; anything else is streamed as plain HTTP.
+frame with the subprotocol the node agreed to; a ``SPDY/3.1`` upgrade (kubectl's fallback for
+port-forward) is repeated to the node and, once both sides switched, spliced byte for byte;
+anything else is streamed as plain HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -39,7 +42,74 @@ async def proxy_to_node(request: web.Request, node_url: str, path: str) -> web.S
         url += "?" + request.query_string
     if _is_upgrade(request):
         return await _proxy_websocket(request, url)
+    if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+        return await _proxy_raw_upgrade(request, node_url, path)
     return await _proxy_http(request, url)
+
+
+async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+    """A non-websocket upgrade (``SPDY/3.1``): repeat it to the node agent; on 101 splice the two
+    connections byte for byte (the API server does not look inside)."""
+    from servicenet.node.portforward import hijack
+
+    parts = urlsplit(node_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = path + ("?" + request.query_string if request.query_string else "")
+    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
+             f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
+    lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16), 10)
+    except (OSError, TimeoutError) as exc:
+        raise web.HTTPBadGateway(text=f"error dialing the node agent: {exc}") from exc
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        status, headers = _parse_head(head)
+        if status != 101:
+            n = headers.get("content-length", "")
+            body = await (reader.readexactly(int(n)) if n.isdigit() else reader.read(1 << 16))
+            return web.Response(status=status, body=body, headers={
+                k: v for k, v in headers.items() if k in ("content-type", "x-accepted-stream-protocol-versions")})
+        out = ["HTTP/1.1 101 Switching Protocols", "Connection: Upgrade",
+               f"Upgrade: {headers.get('upgrade', request.headers['Upgrade'])}"]
+        if "x-stream-protocol-version" in headers:
+            out.append(f"X-Stream-Protocol-Version: {headers['x-stream-protocol-version']}")
+        client = hijack(request, ("\r\n".join(out) + "\r\n\r\n").encode())
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+        writer.close()
+        raise web.HTTPBadGateway(text=f"error talking to the node agent: {exc}") from exc
+
+    async def to_node() -> None:
+        while data := await client.read():
+            writer.write(data)
+            await writer.drain()
+
+    async def to_client() -> None:
+        while data := await reader.read(1 << 16):
+            await client.write(data)
+
+    tasks = [asyncio.create_task(to_node()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        writer.close()  # nothing awaited before both sockets are closed (the handler may be cancelled)
+        await client.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return web.Response(status=101)
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    return status, headers
 
 
 async def _proxy_http(request: web.Request, url: str) -> web.StreamResponse:

@@ -22,7 +22,7 @@ from servicenet.node.podspec import (
     render_resolv_conf,
 )
 from servicenet.node.process import ContainerProcess, spawn
-from servicenet.node.status import compute_pod_status, waiting_state
+from servicenet.node.status import KUBELET_CONDITIONS, compute_pod_status, waiting_state
 
 if TYPE_CHECKING:
     from servicenet.node.runtime import PodRuntime
@@ -262,11 +262,29 @@ class PodWorker:
         return pod
 
     # -- status -------------------------------------------------------------------------------------
+    def _status_base(self) -> Obj:
+        """The pod as the status computation should see it.
+
+        The informer's copy can lag behind our own writes; deriving transition times from it
+        makes two stale copies ping-pong forever. The kubelet's own conditions therefore come
+        from the last status we wrote; conditions owned by others (readiness gates) from the API.
+        """
+        if self._last_status is None:
+            return self.pod
+        theirs = [c for c in (self.pod.get("status") or {}).get("conditions") or []
+                  if c.get("type") not in KUBELET_CONDITIONS]
+        mine = [c for c in self._last_status.get("conditions") or [] if c.get("type") in KUBELET_CONDITIONS
+                or c.get("type") == "PodScheduled"]
+        have = {c.get("type") for c in mine}
+        status = dict(self.pod.get("status") or {})
+        status["conditions"] = mine + [c for c in theirs if c.get("type") not in have]
+        return {**self.pod, "status": status}
+
     def build_status(self) -> Obj:
         inits = [r.status() for r in self.inits]
         conts = [r.status() for r in self.runs]
         return compute_pod_status(
-            self.pod, init_statuses=inits, statuses=conts, pod_ips=[self.pod_ip()] if self.pod_ip() else [],
+            self._status_base(), init_statuses=inits, statuses=conts, pod_ips=[self.pod_ip()] if self.pod_ip() else [],
             host_ip=self.runtime.network.node_ip, sandbox_ready=self.sandbox is not None and not self.finished,
             start_time=self.start_time, now=ct.now_str())
 

@@ -3,7 +3,8 @@
 Exec speaks the ``v5/v4.channel.k8s.io`` framing (first byte = stream: 0 stdin, 1 stdout,
 2 stderr, 3 error/status JSON, 4 resize, 255 close-stream in v5); port-forward speaks the
 kubelet's websocket port-forward protocol (per requested port a data and an error channel,
-each announced by a frame carrying the port as uint16 little-endian).
+each announced by a frame carrying the port as uint16 little-endian) or, as kubectl does, SPDY
+``portforward.k8s.io`` (tunneled in a websocket or over an HTTP upgrade; see ``portforward.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from servicenet.common.netns import socket_in_netns
+from servicenet.node import portforward as pf
 
 if TYPE_CHECKING:
     from servicenet.node.pod import PodWorker
@@ -116,6 +118,9 @@ def make_routes(runtime: PodRuntime) -> list[web.RouteDef]:
 
     async def port_forward(req: web.Request) -> web.StreamResponse:
         w = worker_for(req)
+        spdy_resp = await _spdy_port_forward(req, w)
+        if spdy_resp is not None:
+            return spdy_resp
         ports = [int(p) for p in req.query.getall("port", []) if p.isdigit()]
         if not ports:
             raise web.HTTPBadRequest(text="query parameter \"port\" is required")
@@ -220,6 +225,45 @@ async def _exec_session(ws: web.WebSocketResponse, full: list[str], argv: list[s
                 with contextlib.suppress(OSError):
                     f.close()
         await ws.close()
+
+
+async def _spdy_port_forward(req: web.Request, w: PodWorker) -> web.StreamResponse | None:
+    """SPDY port-forward: tunneled in a websocket, or over an ``Upgrade: SPDY/3.1`` connection.
+
+    Returns None when the request asks for neither (the channel websocket protocol is used)."""
+    meta = w.pod.get("metadata") or {}
+    pod_name, uid = f"{meta.get('name', '')}_{meta.get('namespace', '')}", str(meta.get("uid", ""))
+
+    async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await pf.dial_pod(w, port)
+
+    upgrade = req.headers.get("Upgrade", "").lower()
+    if upgrade == "websocket":
+        offered = [p.strip() for p in req.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if pf.WS_TUNNEL_PROTOCOL not in offered:
+            return None
+        ws = web.WebSocketResponse(protocols=(pf.WS_TUNNEL_PROTOCOL,), max_msg_size=0)
+        await ws.prepare(req)
+        await pf.serve_port_forward(pf.WebSocketChannel(ws), dial, pod=pod_name, uid=uid)
+        return ws
+    if not upgrade.startswith("spdy/"):
+        return None
+    if upgrade != pf.SPDY_UPGRADE.lower() or "upgrade" not in req.headers.get("Connection", "").lower():
+        raise web.HTTPBadRequest(text="unable to upgrade: missing upgrade headers in request")
+    client = [v.strip() for h in req.headers.getall("X-Stream-Protocol-Version", []) for v in h.split(",")
+              if v.strip()]
+    proto = pf.negotiate(client, (pf.PORTFORWARD_PROTOCOL,))
+    if proto is None:
+        raise web.HTTPForbidden(
+            text=f"unable to upgrade: unable to negotiate protocol: client supports {client}, "
+                 f"server accepts {[pf.PORTFORWARD_PROTOCOL]}",
+            headers={"X-Accepted-Stream-Protocol-Versions": pf.PORTFORWARD_PROTOCOL})
+    chan = pf.hijack(req, pf.upgrade_response_head(pf.SPDY_UPGRADE, proto or None))
+    try:
+        await pf.serve_port_forward(chan, dial, pod=pod_name, uid=uid)
+    finally:
+        await chan.close()
+    return web.Response(status=101)
 
 
 async def _port_forward(ws: web.WebSocketResponse, w: PodWorker, ports: list[int]) -> None:

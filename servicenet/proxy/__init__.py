@@ -1,1 +1,10 @@
-"""servicenet.proxy"""
+"""servicenet.proxy: the service proxy (kube-proxy) — userspace, iptables and nftables modes.
+
+Pure cores: :mod:`model` (snapshot -> desired state), :mod:`render_iptables`,
+:mod:`render_nftables`, :mod:`conntrack`, :mod:`balancer`, :mod:`lb_allocator` (``plan``).
+Shells: :mod:`sync` (kernel backends + runner), :mod:`userspace`, :mod:`health`, :mod:`server`.
+"""
+
+from servicenet.proxy.model import DesiredState, Endpoint, ServicePort, ServicePortName, ServiceState, compute
+
+__all__ = ["DesiredState", "Endpoint", "ServicePort", "ServicePortName", "ServiceState", "compute"]

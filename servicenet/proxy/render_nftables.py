@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from servicenet.proxy import names
 from servicenet.proxy.model import DesiredState, Endpoint, ServiceState
@@ -170,13 +171,49 @@ def _lb_rules(st: ServiceState, eps: tuple[Endpoint, ...], cfg: NftConfig) -> li
     return out
 
 
-def build(state: DesiredState, cfg: NftConfig) -> NftRuleset:
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """The objects one service port contributes (cached between syncs)."""
+
+    state: ServiceState
+    chains: dict[str, tuple[str, ...]]
+    aff: dict[str, int]
+    maps: dict[str, dict[str, str]]
+
+
+FragmentCache = dict[Any, _Fragment]
+
+
+def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = None) -> NftRuleset:
+    """The per-service objects of ``state``.
+
+    With ``cache`` (kept by the caller between syncs) services whose :class:`ServiceState`
+    did not change reuse their previous fragment, so a sync renders O(changed) rules.
+    """
     chains: dict[str, tuple[str, ...]] = {}
     aff: dict[str, int] = {}
     maps: dict[str, dict[str, str]] = {m: {} for m in MAPS}
     cluster_ips: set[str] = set()
+    fresh: FragmentCache = {}
     for spn in state.sorted_names():
-        _service(state.services[spn], cfg, chains, aff, maps, cluster_ips)
+        st = state.services[spn]
+        frag = cache.get(spn) if cache is not None else None
+        if frag is None or frag.state != st:
+            fc: dict[str, tuple[str, ...]] = {}
+            fa: dict[str, int] = {}
+            fm: dict[str, dict[str, str]] = {m: {} for m in MAPS}
+            _service(st, cfg, fc, fa, fm, set())
+            frag = _Fragment(st, fc, fa, fm)
+        fresh[spn] = frag
+        chains.update(frag.chains)
+        aff.update(frag.aff)
+        for m, elems in frag.maps.items():
+            if elems:
+                maps[m].update(elems)
+        cluster_ips.add(st.port.cluster_ip)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
     sets = {"cluster-ips": frozenset(cluster_ips)}
     if cfg.nodeport_primary:
         sets["nodeport-ips"] = frozenset(state.node_ips)

@@ -44,7 +44,7 @@ class ProxyConfig:
     health_host: str = "127.0.0.1"
     health_port: int = 0
     userspace_balance: str = "rr"
-    userspace_copy: str = "splice"
+    userspace_copy: str = "auto"
     udp_idle_timeout: float = 1.0
     lb_pool: str | None = None  # run the LoadBalancer IP allocator on this CIDR
     extra: dict[str, Any] = field(default_factory=dict)

@@ -64,9 +64,10 @@ class Backend(Protocol):
 class IptablesBackend:
     mode = "iptables"
 
-    def __init__(self, netns: str | None, cfg: ipt.IptablesConfig) -> None:
+    def __init__(self, netns: str | None, cfg: ipt.IptablesConfig, timeout: float = 120.0) -> None:
         self.netns = netns
         self.cfg = cfg
+        self.timeout = timeout
         self._active: frozenset[str] | None = None  # per-service chains programmed last time
 
     async def _nat_chains(self) -> set[str]:
@@ -80,7 +81,8 @@ class IptablesBackend:
         r = ipt.render(state, self.cfg, changed=None if full else changed, existing_nat_chains=existing or ())
         t1 = time.perf_counter()
         try:
-            await run_cmd(self.netns, ["iptables-restore", "--noflush", "--counters"], r.payload.encode())
+            await run_cmd(self.netns, ["iptables-restore", "--noflush", "--counters"], r.payload.encode(),
+                          timeout=self.timeout)
             if full:
                 await self._ensure_jumps()
         except ApplyError:
@@ -115,10 +117,12 @@ class IptablesBackend:
 class NftablesBackend:
     mode = "nftables"
 
-    def __init__(self, netns: str | None, cfg: nft.NftConfig) -> None:
+    def __init__(self, netns: str | None, cfg: nft.NftConfig, timeout: float = 120.0) -> None:
         self.netns = netns
         self.cfg = cfg
+        self.timeout = timeout
         self._programmed: nft.NftRuleset | None = None
+        self._fragments: nft.FragmentCache = {}
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
         t = [self.cfg.family, self.cfg.table]
@@ -136,7 +140,7 @@ class NftablesBackend:
 
     async def apply(self, state: DesiredState, changed: set[ServicePortName] | None) -> ApplyResult:
         t0 = time.perf_counter()
-        rs = nft.build(state, self.cfg)
+        rs = nft.build(state, self.cfg, self._fragments)
         full = changed is None or self._programmed is None
         tx = ""
         if not full:
@@ -155,7 +159,7 @@ class NftablesBackend:
         t1 = time.perf_counter()
         if tx:
             try:
-                await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode())
+                await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
             except ApplyError:
                 self._programmed = None
                 raise

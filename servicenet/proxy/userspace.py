@@ -6,8 +6,9 @@ so an unprivileged process can bind them (ports >= 1024). One listener per
 immediate ECONNREFUSED (TCP) / ICMP port unreachable (UDP).
 
 The TCP relay uses no tasks: raw non-blocking sockets driven by loop readers/writers.
-Bytes move either with ``splice(2)`` through a pipe (zero-copy; the default) or with
-``recv_into`` + ``send`` through a per-direction buffer. Existing connections are never cut
+Bytes move with ``recv_into`` + ``send`` through one shared buffer, and a direction that
+carries bulk data switches to ``splice(2)`` through a pooled pipe (zero-copy); ``copy=``
+forces either. Existing connections are never cut
 when endpoints change; they drain on their own.
 """
 
@@ -27,10 +28,10 @@ from servicenet.proxy.model import DesiredState
 
 _log = log.get("proxy.userspace")
 CONNECT_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)  # per attempt, like the old userspace proxy
-PIPE_SIZE = 1 << 18
+PIPE_SIZE = 1 << 18  # per pipe; bulk reads splice up to this much at once
 F_SETPIPE_SZ = 1031
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "splice") else 0
-BUF_SIZE = 1 << 18
+BUF_SIZE = 1 << 16
 _RESET_ERRS = (ConnectionError, OSError)
 
 
@@ -77,35 +78,49 @@ class _PipePool:
 
 
 class _Direction:
-    """One half of a relay: bytes from ``src`` to ``dst``."""
+    """One half of a relay: bytes from ``src`` to ``dst``.
 
-    __slots__ = ("conn", "src", "dst", "sfd", "dfd", "pipe", "buf", "view", "pending", "off", "eof", "done")
+    Reads go through one buffer shared by every connection (the loop is single-threaded
+    and data is sent at once; only an unsent tail is copied out). A direction that fills
+    the buffer in one read is moving bulk data and switches to ``splice`` through a pipe.
+    """
 
-    def __init__(self, conn: _TcpConn, src: socket.socket, dst: socket.socket) -> None:
+    __slots__ = ("conn", "src", "dst", "sfd", "dfd", "pipe", "zc", "pending", "tail", "eof", "done")
+
+    def __init__(self, conn: _TcpConn, src: socket.socket, dst: socket.socket, zc: bool) -> None:
         self.conn = conn
         self.src, self.dst = src, dst
         self.sfd, self.dfd = src.fileno(), dst.fileno()
         self.pipe: tuple[int, int] | None = None
-        self.buf: bytearray | None = None
-        self.view: memoryview | None = None
-        self.pending = 0  # bytes read but not yet written
-        self.off = 0  # buffer mode: start of pending bytes
+        self.zc = zc  # zero-copy (splice) mode
+        self.pending = 0  # splice mode: bytes in the pipe not yet written
+        self.tail = b""  # buffer mode: bytes read but not yet written
         self.eof = False
         self.done = False
 
     def on_readable(self) -> None:
         conn = self.conn
+        proxy = conn.proxy
         try:
-            if conn.proxy.splice:
+            if self.zc:
                 if self.pipe is None:
-                    self.pipe = conn.proxy.pipes.get()
+                    self.pipe = proxy.pipes.get()
                 n = os.splice(self.sfd, self.pipe[1], PIPE_SIZE, flags=SPLICE_FLAGS)
             else:
-                if self.view is None:
-                    self.buf = bytearray(BUF_SIZE)
-                    self.view = memoryview(self.buf)
-                n = self.src.recv_into(self.view)
-                self.off = 0
+                view = proxy.view
+                n = self.src.recv_into(view)
+                if n:
+                    try:
+                        m = self.dst.send(view[:n])
+                    except (BlockingIOError, InterruptedError):
+                        m = 0
+                    if m < n:
+                        self.tail = bytes(view[m:n])
+                        conn.loop.remove_reader(self.sfd)
+                        conn.loop.add_writer(self.dfd, self.on_writable)
+                    elif n == len(view) and proxy.splice_bulk:
+                        self.zc = True
+                    return
         except (BlockingIOError, InterruptedError):
             return
         except _RESET_ERRS:
@@ -122,12 +137,13 @@ class _Direction:
     def _flush(self, from_writer: bool) -> None:
         conn = self.conn
         try:
+            if self.tail:
+                m = self.dst.send(self.tail)
+                self.tail = self.tail[m:]
+                if self.tail:
+                    return
             while self.pending:
-                if self.pipe is not None:
-                    m = os.splice(self.pipe[0], self.dfd, self.pending, flags=SPLICE_FLAGS)
-                else:
-                    m = self.dst.send(self.view[self.off:self.off + self.pending])  # type: ignore[index]
-                    self.off += m
+                m = os.splice(self.pipe[0], self.dfd, self.pending, flags=SPLICE_FLAGS)  # type: ignore[index]
                 self.pending -= m
         except (BlockingIOError, InterruptedError):
             if not from_writer:
@@ -148,7 +164,7 @@ class _Direction:
         self._flush(from_writer=True)
 
     def _finish(self) -> None:
-        if self.pending:
+        if self.pending or self.tail:
             return
         self.done = True
         try:
@@ -231,7 +247,8 @@ class _TcpConn:
         up = self.up
         assert up is not None
         self.proxy.stats.connected += 1
-        c2u, u2c = _Direction(self, self.client, up), _Direction(self, up, self.client)
+        zc = self.proxy.splice_always
+        c2u, u2c = _Direction(self, self.client, up, zc), _Direction(self, up, self.client, zc)
         self.dirs = (c2u, u2c)
         self.loop.add_reader(self.client.fileno(), c2u.on_readable)
         self.loop.add_reader(up.fileno(), u2c.on_readable)
@@ -365,11 +382,16 @@ class _Listener:
 class UserspaceProxy:
     """Listeners for every reachable (VIP, port, proto) of a :class:`DesiredState`."""
 
-    def __init__(self, *, mode: str = "rr", copy: str = "splice", udp_idle_timeout: float = 1.0,
+    def __init__(self, *, mode: str = "rr", copy: str = "auto", udp_idle_timeout: float = 1.0,
                  nodeport_addresses: Iterable[str] | None = None) -> None:
+        if copy not in ("auto", "splice", "buffer"):
+            raise ValueError(f"unknown copy mode {copy!r}")
         self.loop = asyncio.get_running_loop()
         self.mode = mode
-        self.splice = copy == "splice" and hasattr(os, "splice")
+        has_splice = hasattr(os, "splice")
+        self.splice_always = copy == "splice" and has_splice  # every byte through a pipe
+        self.splice_bulk = copy == "auto" and has_splice  # switch to splice once a read fills the buffer
+        self.view = memoryview(bytearray(BUF_SIZE))
         self.udp_idle_timeout = udp_idle_timeout
         self.nodeport_addresses = tuple(nodeport_addresses) if nodeport_addresses is not None else None
         self.pipes = _PipePool()

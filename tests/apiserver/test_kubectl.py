@@ -43,6 +43,18 @@ async def test_apply_walkthrough_manifests_and_get_wide(api: RunningApi) -> None
     _, out, _ = await api.kubectl("get", "sts", "-o", "wide")
     assert header(out) == ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"]
 
+    # the combined form prints one table per kind, each with its upstream header
+    await api.client.create("apps/v1", "replicasets", "default", {
+        "metadata": {"name": "rs1"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                                              "template": {"metadata": {"labels": {"a": "b"}},
+                                                           "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    _, out, _ = await api.kubectl("get", "svc,ep,endpointslices,pods,deploy,sts,rs", "-o", "wide")
+    headers = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.startswith("NAME")]
+    assert ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"] in headers
+    assert ["NAME", "ENDPOINTS", "AGE"] in headers
+    assert ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"] in headers
+    assert "replicaset.apps/rs1" in out and "statefulset.apps/web" in out
+
     _, out, _ = await api.kubectl("describe", "svc", "hostnames")
     assert re.search(r"^Name:\s+hostnames$", out, re.M), out
     assert re.search(r"^Selector:\s+app=hostnames$", out, re.M), out

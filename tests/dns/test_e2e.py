@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import dns.asyncquery
+import dns.exception
 import dns.message
 import dns.rcode
 import pytest
@@ -65,3 +66,37 @@ async def test_api_changes_reach_dns_quickly(tmp_path: Path) -> None:
             assert await until(port, name, (dns.rcode.NXDOMAIN, [])) < 0.1
         finally:
             await dns_server.stop()
+
+
+async def test_servicenet_dns_command(tmp_path: Path) -> None:
+    """`servicenet dns --kubeconfig ...` as its own process, against a live API server."""
+    import signal
+    import socket
+    import sys
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with testing.running_apiserver(tmp_path) as api:
+        created = await api.client.create("v1", "services", "default", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "cmd"},
+            "spec": {"ports": [{"name": "http", "port": 80}]}})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from servicenet.cli import main; sys.exit(main())", "dns",
+            "--kubeconfig", str(api.kubeconfig), "--dns-listen", f"127.0.0.1:{port}", "--no-forward",
+            "--health-listen", "127.0.0.1:0", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    got = await answer(port, f"cmd.default.svc.{Z}")
+                    if got == (dns.rcode.NOERROR, [created["spec"]["clusterIP"]]):
+                        break
+                except dns.exception.Timeout:
+                    pass
+                assert proc.returncode is None, await proc.stderr.read()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "servicenet dns never answered"
+                await asyncio.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0

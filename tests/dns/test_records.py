@@ -7,12 +7,13 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.reversename
+import dns.rrset
 import pytest
 from dns_fixtures import cluster, ep, eps, ns, pod, svc
 
 from servicenet.dns.model import DnsConfig
 from servicenet.dns.records import RecordIndex
-from servicenet.dns.responder import Responder
+from servicenet.dns.responder import Forward, Responder
 
 Z = "cluster.local."
 
@@ -250,3 +251,36 @@ def test_axfr_over_tcp_only_when_enabled() -> None:
     assert dns.message.from_wire(r.answer(q.to_wire(), "udp")).rcode() == dns.rcode.REFUSED  # type: ignore[arg-type]
     _, r2 = cluster()
     assert dns.message.from_wire(r2.answer(q.to_wire(), "tcp")).rcode() == dns.rcode.REFUSED  # type: ignore[arg-type]
+
+
+def test_external_name_chain_leaving_the_zone_is_forwarded() -> None:
+    idx, r = cluster(DnsConfig(forward=True))
+    idx.upsert_service(svc("hop", external="ext.default.svc.cluster.local", ports=[]))
+    q = dns.message.make_query(f"hop.default.svc.{Z}", "A")
+    f = r.handle(q.to_wire())
+    assert isinstance(f, Forward) and f.target == ("www", "example", "org")
+    assert [str(rr.rdata) for rr in f.prefix] == [str(("ext", "default", "svc", "cluster", "local")),
+                                                  str(("www", "example", "org"))]
+    m = ask(r, f"hop.default.svc.{Z}", "A")  # answer() without an upstream: the in-zone part
+    assert answers(m) == [f"ext.default.svc.{Z} 5 CNAME www.example.org.", f"hop.default.svc.{Z} 5 CNAME ext.default.svc.{Z}"]
+
+
+def test_tcp_answer_too_big_for_one_message_is_truncated() -> None:
+    idx = RecordIndex(DnsConfig(forward=False))
+    idx.upsert_service(svc("huge", headless=True))
+    idx.upsert_slice(eps("huge-1", "huge", [ep(f"10.2.{i // 250}.{i % 250 + 1}") for i in range(5000)]))
+    idx.set_synced()
+    out = Responder(idx).answer(dns.message.make_query(f"huge.default.svc.{Z}", "A").to_wire(), "tcp")
+    assert out is not None and len(out) < 65535 and dns.message.from_wire(out).flags & dns.flags.TC
+
+
+def test_age_ttls_counts_down_every_record_but_opt() -> None:
+    from servicenet.dns.wire import age_ttls
+
+    q = dns.message.make_query("www.example.org.", "A", use_edns=0)
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text("www.example.org.", 300, "IN", "CNAME", "x.example.org."))
+    r.answer.append(dns.rrset.from_text("x.example.org.", 2, "IN", "A", "192.0.2.1"))
+    aged = dns.message.from_wire(age_ttls(r.to_wire(), 5))
+    assert [rrs.ttl for rrs in aged.answer] == [295, 0] and aged.edns == 0 and aged.payload == r.payload
+    assert age_ttls(b"\x00\x01garbage", 3) == b"\x00\x01garbage"

@@ -92,6 +92,8 @@ async def test_dig_answers(server: DnsServer) -> None:
     assert sorted((await run(*dig(server, "+short", f"_peer._tcp.hl.default.svc.{Z}", "SRV"))).splitlines()) == \
         sorted(f"0 25 2380 {h}.hl.default.svc.{Z}" for h in ("10-244-2-4", "db-0", "db-1", "db-5"))
     assert (await run(*dig(server, "+short", "-x", "10.96.0.1"))).split() == [f"kubernetes.default.svc.{Z}"]
+    assert (await run(*dig(server, "+short", f"ext-in.default.svc.{Z}", "A"))).split() == [
+        f"web.default.svc.{Z}", "10.96.0.20"]
     assert (await run(*dig(server, "+short", "-x", "fd00::20"))).split() == [f"web.default.svc.{Z}"]
     out = await run(*dig(server, f"NoPe.Default.svc.{Z}", "A"))
     assert "status: NXDOMAIN" in out and f"{Z}\t\t5\tIN\tSOA\tns.dns.{Z}" in out.replace("  ", "\t")
@@ -169,10 +171,20 @@ async def test_no_forward_refuses() -> None:
         await s.stop()
 
 
+def free_udp_tcp_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+            u.bind(("127.0.0.1", 0))
+            try:
+                t.bind(("127.0.0.1", u.getsockname()[1]))
+            except OSError:
+                continue
+            return u.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
 async def test_loop_detection_drops_self() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        p = probe.getsockname()[1]
+    p = free_udp_tcp_port()
     idx, _ = cluster(DnsConfig(forward=True))
     s = DnsServer(index=idx, listen=[("127.0.0.1", p)], upstreams=[("127.0.0.1", p)])
     await s.start()
@@ -182,6 +194,43 @@ async def test_loop_detection_drops_self() -> None:
         assert "status: SERVFAIL" in out
     finally:
         await s.stop()
+
+
+class Relay(asyncio.DatagramProtocol):
+    """A resolver that forwards everything to ``target`` (a forwarding loop when that is us)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.clients: dict[bytes, Any] = {}
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if addr == self.target:
+            client = self.clients.pop(data[:2], None)
+            if client is not None:
+                self.transport.sendto(data, client)
+        else:
+            self.clients[data[:2]] = addr
+            self.transport.sendto(data, self.target)
+
+
+async def test_loop_probe_drops_upstream_that_forwards_back() -> None:
+    p = free_udp_tcp_port()
+    loop = asyncio.get_running_loop()
+    relay_t, _ = await loop.create_datagram_endpoint(lambda: Relay(("127.0.0.1", p)), local_addr=("127.0.0.54", 0))
+    relay_port = relay_t.get_extra_info("sockname")[1]
+    idx, _ = cluster(DnsConfig(forward=True))
+    s = DnsServer(index=idx, listen=[("127.0.0.1", p)], upstreams=[("127.0.0.54", relay_port)])
+    await s.start()
+    try:
+        assert s.forwarder is not None and s.forwarder.upstreams == []
+        assert s.forwarder.dropped == [("127.0.0.54", relay_port)]
+        assert "status: SERVFAIL" in await run(*dig(s, "www.example.org", "A"))
+    finally:
+        await s.stop()
+        relay_t.close()
 
 
 async def test_health_and_metrics(server: DnsServer) -> None:

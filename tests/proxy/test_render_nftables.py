@@ -228,3 +228,12 @@ add element ip kube-proxy service-ips { 5.6.7.8 . tcp . 80 : goto external-ZJ5FP
 add element ip kube-proxy service-nodeports { tcp . 3005 : goto external-ZJ5FP4N2-ns1/svc5/tcp/p80 }
 '''
 
+
+
+def test_fragment_cache_gives_identical_rulesets() -> None:
+    svcs = [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80, affinity=60 if i % 2 else None) for i in range(1, 6)]
+    st1 = _state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", "10.180.1.1"]) for i in range(1, 6)])
+    st2 = _state(svcs[:4], [_es(f"s{i}", [f"10.180.0.{i}"]) for i in range(1, 4)])
+    cache: nft.FragmentCache = {}
+    for st in (st1, st2, st1):
+        assert nft.build(st, CFG, cache) == nft.build(st, CFG)

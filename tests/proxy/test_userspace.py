@@ -104,7 +104,7 @@ async def _name(vip: str, port: int) -> str:
     return line.decode().strip()
 
 
-@pytest.mark.parametrize("copy", ["splice", "buffer"])
+@pytest.mark.parametrize("copy", ["auto", "splice", "buffer"])
 async def test_round_robin_distribution(backends: Backends, copy: str) -> None:
     vip, target = _vip(), _free_port("127.0.0.1")
     ips = await backends.tcp(3, target)
@@ -217,7 +217,7 @@ async def test_endpoint_removal_drains_existing_connections(backends: Backends) 
         proxy.close()
 
 
-@pytest.mark.parametrize("copy", ["splice", "buffer"])
+@pytest.mark.parametrize("copy", ["auto", "splice", "buffer"])
 async def test_bulk_transfer_and_half_close(backends: Backends, copy: str) -> None:
     vip, target = _vip(), _free_port("127.0.0.1")
     ips = await backends.tcp(1, target)

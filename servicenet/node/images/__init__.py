@@ -6,6 +6,7 @@ answer with ``$HOSTNAME`` (set to the pod hostname) so they work without a UTS n
 
 import os
 import socket
+from http.server import ThreadingHTTPServer
 
 
 def bind_ip() -> str:
@@ -20,3 +21,13 @@ def ports(default: int) -> list[int]:
     raw = os.environ.get("SERVICENET_PORTS") or ""
     got = [int(p) for p in raw.split(",") if p.strip().isdigit()]
     return got or [default]
+
+
+def http_server(addr: tuple[str, int], handler: type) -> ThreadingHTTPServer:
+    """A threading HTTP server with a real listen backlog (socketserver's default is 5)."""
+
+    class _Server(ThreadingHTTPServer):
+        request_queue_size = 128
+        daemon_threads = True
+
+    return _Server(addr, handler)

@@ -6,9 +6,9 @@ import functools
 import os
 import sys
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 
-from servicenet.node.images import bind_ip, ports
+from servicenet.node.images import bind_ip, http_server, ports
 
 DEFAULT_PAGE = b"""<!DOCTYPE html>
 <html><head><title>Welcome to nginx!</title></head>
@@ -41,7 +41,7 @@ def main() -> None:
     handler = functools.partial(_Handler, directory=root)
     servers = []
     for port in ports(80):
-        srv = ThreadingHTTPServer((bind_ip(), port), handler)
+        srv = http_server((bind_ip(), port), handler)
         srv.daemon_threads = True
         servers.append(srv)
     for srv in servers[1:]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from servicenet.node.images import bind_ip, hostname
+from servicenet.node.images import bind_ip, hostname, http_server
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -28,8 +28,7 @@ def main(argv: list[str]) -> None:
     for a in argv:
         if a.startswith("-port=") or a.startswith("--port="):
             port = int(a.split("=", 1)[1])
-    srv = ThreadingHTTPServer((bind_ip(), port), _Handler)
-    srv.daemon_threads = True
+    srv = http_server((bind_ip(), port), _Handler)
     print(f"Serving on port {port}.", flush=True)
     srv.serve_forever()
 

@@ -1,0 +1,452 @@
+"""API server benchmark: durable create rate, write latency, watch fan-out, LIST, memory.
+
+    .venv/bin/python bench/api/run.py [--quick] [--profile] [--workdir DIR]
+
+The server runs as its own process (``servicenet apiserver``, SQLite storage, HTTPS + token);
+clients run in separate processes with cheap keep-alive connections (bench/api/http.py):
+
+1. creates: 10,000 pods (~2 KB stored) and 10,000 ConfigMaps from ``CLIENT_PROCS`` processes x
+   ``CONNS`` connections, closed loop; compared with a raw sqlite3 loop (WAL, synchronous=FULL,
+   one row per commit) in the same directory.
+2. p99 write latency of ConfigMap creates sent open-loop at a steady 500/s.
+3. watch delivery: 100 watch streams (two processes) on a namespace; a third process creates
+   ConfigMaps stamped with the monotonic clock just before sending; latency = receive - send
+   (and receive - acknowledgement).
+4. LIST of the 10,000 pods: plain JSON, and as kubectl asks (Table, limit=500 pages).
+5. memory: a fresh server on a state.db preloaded (store API, helper process) with 150,000 pods
+   and 10,000 services; RSS after startup and after LISTs.
+
+Results: a summary table on stdout and bench/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    # (replacing the script's own directory, whose modules must not shadow top-level names)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import orjson  # noqa: E402
+
+from bench.api import load, objects, preload  # noqa: E402
+from bench.api.conn import Conn, Target  # noqa: E402
+from bench.api.server_proc import ROOT, ServerProc  # noqa: E402
+from bench.store_raw import raw_sqlite_insert_rate  # noqa: E402
+
+MiB = 1024 * 1024
+TABLE_ACCEPT = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;"
+                "g=meta.k8s.io,application/json")
+CTX = mp.get_context("fork")
+PHASES = ["creates", "steady", "watch", "list", "memory"]
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return math.nan
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def ms(x: float) -> float:
+    return round(x * 1000, 2)
+
+
+# ----------------------------------------------------------------------------- child-process plumbing
+def _child(q: Any, fn: Any, args: tuple[Any, ...]) -> None:
+    try:
+        q.put(("ok", fn(*args)))
+    except BaseException as exc:  # report, never hang the parent
+        q.put(("err", repr(exc)))
+
+
+class Child:
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.q = CTX.Queue()
+        self.p = CTX.Process(target=_child, args=(self.q, fn, args), daemon=True)
+        self.p.start()
+
+    def result(self, timeout: float) -> Any:
+        try:
+            status, value = self.q.get(timeout=max(0.1, timeout))
+        except Exception:
+            self.p.kill()
+            raise TimeoutError(f"client process did not finish within {timeout:.0f}s") from None
+        self.p.join(5)
+        if status != "ok":
+            raise RuntimeError(f"client process failed: {value}")
+        return value
+
+
+def run_children(specs: list[tuple[Any, tuple[Any, ...]]], timeout: float) -> list[Any]:
+    kids = [Child(fn, *args) for fn, args in specs]
+    deadline = time.monotonic() + timeout
+    try:
+        return [k.result(deadline - time.monotonic()) for k in kids]
+    finally:
+        for k in kids:
+            if k.p.is_alive():
+                k.p.kill()
+
+
+# --------------------------------------------------------------------------------------- small client
+async def _api(target: Target, fn: Any) -> Any:
+    c = await Conn.open(target, target.ssl_context())
+    try:
+        return await fn(c)
+    finally:
+        c.close()
+
+
+def api(target: Target, fn: Any) -> Any:
+    return asyncio.run(_api(target, fn))
+
+
+def ensure_namespaces(target: Target, names: list[str]) -> None:
+    async def go(c: Conn) -> None:
+        for n in names:
+            await c.request("POST", "/api/v1/namespaces", orjson.dumps(objects.namespace(n)))
+    api(target, go)
+
+
+# -------------------------------------------------------------------------------------------- phases
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = args.quick
+        self.work = Path(args.workdir or tempfile.mkdtemp(prefix="sn-api-bench-"))
+        self.results: dict[str, Any] = {"quick": self.quick, "workdir": str(self.work)}
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.server: ServerProc | None = None
+
+    def row(self, name: str, value: float, unit: str, target: float | None, higher_better: bool) -> None:
+        if target is None:
+            verdict = "-"
+        elif math.isnan(value):
+            verdict = "MISS"
+        else:
+            verdict = "PASS" if (value >= target if higher_better else value <= target) else "MISS"
+        tgt = "-" if target is None else (">= " if higher_better else "<= ") + f"{target:g} {unit}"
+        self.rows.append((name, f"{value:,.1f} {unit}", tgt, verdict))
+        self.results.setdefault("summary", []).append(
+            {"figure": name, "value": value, "unit": unit, "target": target,
+             "higher_is_better": higher_better, "verdict": verdict})
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    # -- 0: raw sqlite baseline
+    def raw_baseline(self) -> float:
+        n = 1000 if self.quick else 3000
+        rate = raw_sqlite_insert_rate(str(self.work / "raw.db"), n=n, batch=1)
+        self.results["raw_sqlite_rows_per_s"] = rate
+        self.log(f"raw sqlite3 (WAL, synchronous=FULL, 1 row/commit): {rate:,.0f} rows/s")
+        return rate
+
+    # -- 1: create throughput
+    def creates(self, target: Target, kind: str, namespace: str, n: int) -> dict[str, Any]:
+        procs, conns = self.args.client_procs, self.args.conns
+        names = [f"{kind[:-1]}-{i:05d}" for i in range(n)]
+        share = [names[k::procs] for k in range(procs)]
+        start_at = time.monotonic() + 1.5
+        deadline = start_at + (40 if self.quick else 90)
+        cpu0 = self.server.cpu() if self.server else 0.0
+        prof = self.start_profile(f"create-{kind}") if self.args.profile else None
+        outs = run_children([(load.create_burst, (target, kind, namespace, share[k], conns, start_at, deadline))
+                             for k in range(procs)], timeout=deadline - time.monotonic() + 30)
+        if prof is not None:
+            self.stop_profile(prof)
+        done = sum(o["done"] for o in outs)
+        t0 = min(o["t0"] for o in outs)
+        t1 = max(o["t1"] for o in outs)
+        lat = [x for o in outs for x in o["lat"]]
+        errs = [e for o in outs for e in o["errors"]]
+        rate = done / (t1 - t0)
+        cpu = (self.server.cpu() - cpu0) if self.server else 0.0
+        r = {"kind": kind, "objects": done, "seconds": t1 - t0, "rate": rate, "client_procs": procs,
+             "connections_per_proc": conns, "lat_p50_ms": ms(pct(lat, 50)), "lat_p99_ms": ms(pct(lat, 99)),
+             "server_cpu_s": cpu, "server_cpu_us_per_create": cpu / max(1, done) * 1e6, "errors": errs}
+        self.log(f"create {kind}: {done} in {t1 - t0:.2f}s = {rate:,.0f}/s (latency p50 {r['lat_p50_ms']} ms, "
+                 f"p99 {r['lat_p99_ms']} ms; server CPU {r['server_cpu_us_per_create']:.0f} us/create)"
+                 + (f" errors: {errs[:2]}" if errs else ""))
+        return r
+
+    # -- 2: steady-rate latency
+    def steady(self, target: Target) -> dict[str, Any]:
+        rate = 500.0
+        duration = 5.0 if self.quick else 15.0
+        (out,) = run_children([(load.steady_writes, (target, "steady", rate, duration))], timeout=duration + 60)
+        lat, co = out["lat"], out["lat_co"]
+        r = {"rate": rate, "duration": duration, "done": out["done"], "achieved_rate": out["done"] / out["elapsed"],
+             "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)), "max_ms": ms(max(lat) if lat else math.nan),
+             "p99_from_schedule_ms": ms(pct(co, 99)), "skipped": out["skipped"], "errors": out["errors"],
+             "connections": out["conns"]}
+        self.log(f"steady {rate:.0f}/s for {duration:.0f}s: {out['done']} writes, p50 {r['p50_ms']} ms, "
+                 f"p99 {r['p99_ms']} ms, max {r['max_ms']} ms (p99 from schedule {r['p99_from_schedule_ms']} ms, "
+                 f"skipped {out['skipped']})")
+        return r
+
+    # -- 3: watch fan-out
+    def watch(self, target: Target) -> dict[str, Any]:
+        n_watch, rate = 100, 100.0
+        n = 200 if self.quick else 1000
+        rv = api(target, lambda c: c.request("GET", "/api/v1/namespaces/watch/configmaps?limit=1"))
+        rv = orjson.loads(rv)["metadata"]["resourceVersion"]
+        deadline = time.monotonic() + 30 + n / rate
+        halves = [n_watch // 2, n_watch - n_watch // 2]
+        events = [CTX.Event() for _ in halves]
+        kids = [Child(load.watchers, target, "watch", h, rv, n, ev, deadline) for h, ev in zip(halves, events, strict=True)]
+        try:
+            for ev in events:
+                if not ev.wait(30):
+                    raise TimeoutError("watchers did not connect")
+            (wout,) = run_children([(load.watch_writer, (target, "watch", rate, n))], timeout=n / rate + 60)
+            outs = [k.result(deadline - time.monotonic() + 10) for k in kids]
+        finally:
+            for k in kids:
+                if k.p.is_alive():
+                    k.p.kill()
+        acks = wout["acks"]
+        from_send, from_ack = [], []
+        received = 0
+        for o in outs:
+            for stream in o["recv"]:
+                for name, sent, now in stream:
+                    received += 1
+                    from_send.append(now - sent)
+                    if name in acks:
+                        from_ack.append(now - acks[name])
+        expected = n * n_watch
+        r = {"watchers": n_watch, "writes": n, "write_rate": rate, "events_expected": expected,
+             "events_received": received, "p50_from_send_ms": ms(pct(from_send, 50)),
+             "p99_from_send_ms": ms(pct(from_send, 99)), "max_from_send_ms": ms(max(from_send, default=math.nan)),
+             "p99_from_ack_ms": ms(pct(from_ack, 99)),
+             "events_before_ack_pct": round(100 * sum(1 for x in from_ack if x < 0) / max(1, len(from_ack)), 1)}
+        self.log(f"watch: {n_watch} watchers x {n} writes at {rate:.0f}/s: {received}/{expected} events, "
+                 f"from send p50 {r['p50_from_send_ms']} ms p99 {r['p99_from_send_ms']} ms "
+                 f"max {r['max_from_send_ms']} ms; from ack p99 {r['p99_from_ack_ms']} ms")
+        return r
+
+    # -- 4: LIST
+    def lists(self, target: Target, namespace: str, reps: int) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{namespace}/pods"
+
+        async def plain(c: Conn) -> tuple[float, int, int]:
+            t0 = time.monotonic()
+            body = await c.request("GET", path)
+            t1 = time.monotonic()
+            return t1 - t0, len(body), len(orjson.loads(body)["items"])
+
+        async def table(c: Conn) -> tuple[float, int, int]:
+            t0 = time.monotonic()
+            cont, rows, size, pages = "", 0, 0, 0
+            while True:
+                q = f"?limit=500&continue={cont}" if cont else "?limit=500"
+                body = await c.request("GET", path + q, accept=TABLE_ACCEPT)
+                doc = orjson.loads(body)
+                pages += 1
+                size += len(body)
+                rows += len(doc["rows"])
+                cont = (doc.get("metadata") or {}).get("continue") or ""
+                if not cont:
+                    break
+            return time.monotonic() - t0, size, rows
+
+        async def go(c: Conn) -> dict[str, Any]:
+            await plain(c)  # warm-up
+            p = [await plain(c) for _ in range(reps)]
+            t = [await table(c) for _ in range(reps)]
+            return {"plain_ms": [ms(x[0]) for x in p], "plain_bytes": p[0][1], "plain_items": p[0][2],
+                    "table_ms": [ms(x[0]) for x in t], "table_bytes": t[0][1], "table_rows": t[0][2]}
+
+        r = api(target, go)
+        r["plain_median_ms"] = statistics.median(r["plain_ms"])
+        r["table_median_ms"] = statistics.median(r["table_ms"])
+        self.log(f"LIST {r['plain_items']} pods: plain JSON median {r['plain_median_ms']} ms "
+                 f"({r['plain_bytes'] / MiB:.1f} MiB) {r['plain_ms']}; Table limit=500 median "
+                 f"{r['table_median_ms']} ms ({r['table_rows']} rows) {r['table_ms']}")
+        return r
+
+    # -- 5: memory with a large preloaded state
+    def memory(self, target: Target) -> dict[str, Any]:
+        n_pods = 30_000 if self.quick else 150_000
+        n_svc = 2_000 if self.quick else 10_000
+
+        async def templates(c: Conn) -> tuple[Any, Any, Any]:
+            await c.request("POST", "/api/v1/namespaces/list/services", orjson.dumps(objects.service("tpl")))
+            pod = orjson.loads(await c.request("GET", "/api/v1/namespaces/list/pods/pod-00000"))
+            svc = orjson.loads(await c.request("GET", "/api/v1/namespaces/list/services/tpl"))
+            ns = orjson.loads(await c.request("GET", "/api/v1/namespaces/list"))
+            return pod, svc, ns
+
+        pod, svc, ns = api(target, templates)
+        self.results["pod_stored_bytes"] = len(orjson.dumps(pod))
+        d2 = self.work / "big"
+        shutil.rmtree(d2, ignore_errors=True)
+        d2.mkdir(parents=True)
+        self.log(f"preloading {n_pods:,} pods ({len(orjson.dumps(pod))} B each) + {n_svc:,} services ...")
+        (pre,) = run_children([(preload.preload, (str(d2 / "state.db"), pod, svc, ns, n_pods, n_svc))],
+                              timeout=300)
+        db_mib = (d2 / "state.db").stat().st_size / MiB
+        self.log(f"preloaded in {pre['seconds']:.1f}s ({(n_pods + n_svc) / pre['seconds']:,.0f} objects/s), "
+                 f"state.db {db_mib:.0f} MiB")
+        big = ServerProc(d2)
+        try:
+            t2 = big.start(timeout=240)
+            rss0, _ = big.rss()
+            self.log(f"server on preloaded state: ready in {big.startup_seconds:.1f}s, RSS {rss0 / MiB:.0f} MiB")
+            ns0 = pre["namespaces"][0]
+
+            async def lists(c: Conn) -> dict[str, Any]:
+                out: dict[str, Any] = {}
+                t0 = time.monotonic()
+                body = await c.request("GET", f"/api/v1/namespaces/{ns0}/pods")
+                out["ns_list_ms"] = ms(time.monotonic() - t0)
+                out["ns_list_items"] = len(orjson.loads(body)["items"])
+                del body
+                t0 = time.monotonic()
+                body = await c.request("GET", "/api/v1/pods")
+                out["all_list_ms"] = ms(time.monotonic() - t0)
+                out["all_list_mib"] = round(len(body) / MiB, 1)
+                out["all_list_items"] = body.count(b'"kind":"Pod"')
+                del body
+                return out
+
+            lr = api(t2, lists)
+            rss1, hwm1 = big.rss()
+            r = {"pods": n_pods, "services": n_svc, "preload_seconds": round(pre["seconds"], 1),
+                 "state_db_mib": round(db_mib), "startup_seconds": round(big.startup_seconds, 2),
+                 "rss_after_start_mib": round(rss0 / MiB), "rss_after_list_mib": round(rss1 / MiB),
+                 "peak_rss_mib": round(hwm1 / MiB), **lr}
+            self.log(f"LIST {lr['ns_list_items']} pods in {ns0}: {lr['ns_list_ms']} ms; LIST all "
+                     f"{lr['all_list_items']:,} pods: {lr['all_list_ms']} ms ({lr['all_list_mib']} MiB); RSS after "
+                     f"{rss1 / MiB:.0f} MiB, peak {hwm1 / MiB:.0f} MiB")
+            return r
+        finally:
+            big.stop()
+
+    # -- profiling (optional)
+    def start_profile(self, name: str) -> Any:
+        out = ROOT / "bench" / "results" / f"api-{name}.folded"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).parent / "py-spy"
+        assert self.server is not None
+        p = subprocess.Popen([str(spy), "record", "--pid", str(self.server.pid), "--format", "raw", "--rate", "200",
+                              "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        return p, out
+
+    def stop_profile(self, prof: Any) -> None:
+        import signal
+
+        p, out = prof
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        self.log(f"profile written to {out}")
+
+    # -- driver
+    def run(self) -> int:
+        t_start = time.monotonic()
+        raw = self.raw_baseline()
+        self.server = ServerProc(self.work / "main")
+        try:
+            target = self.server.start()
+            self.log(f"apiserver pid {self.server.pid} at {target.host}:{target.port} "
+                     f"(ready in {self.server.startup_seconds:.1f}s)")
+            ensure_namespaces(target, ["list", "cms", "steady", "watch"])
+            want = self.args.only.split(",") if self.args.only else PHASES
+            mem = None
+            if "creates" in want or "list" in want or "memory" in want:  # these read the pods
+                pods = self.creates(target, "pods", "list", 10_000)
+                self.results["create_pods"] = pods
+                self.results["create_ratio_pods_to_raw"] = pods["rate"] / raw
+                self.row("durable creates, pods (~2 KB)", pods["rate"], "obj/s", 2000, True)
+            if "creates" in want:
+                cms = self.creates(target, "configmaps", "cms", 10_000)
+                self.results["create_configmaps"] = cms
+                self.results["create_ratio_configmaps_to_raw"] = cms["rate"] / raw
+                self.row("durable creates, ConfigMaps", cms["rate"], "obj/s", 2000, True)
+            self.row("raw sqlite3 1 row/commit", raw, "rows/s", None, True)
+            if "create_pods" in self.results:
+                self.row("ratio pod creates / raw sqlite", self.results["create_ratio_pods_to_raw"], "x", None, True)
+            if "create_configmaps" in self.results:
+                self.row("ratio ConfigMap creates / raw sqlite", self.results["create_ratio_configmaps_to_raw"],
+                         "x", None, True)
+            if "steady" in want:
+                st = self.steady(target)
+                self.results["steady_500"] = st
+                self.row("write p99 at 500/s", st["p99_ms"], "ms", 50, False)
+            if "watch" in want:
+                w = self.watch(target)
+                self.results["watch"] = w
+                self.row("watch delivery p99 (100 watchers)", w["p99_from_send_ms"], "ms", 20, False)
+            if "list" in want:
+                ls = self.lists(target, "list", 3 if self.quick else 5)
+                self.results["list_10k"] = ls
+                self.row("LIST 10k pods, JSON", ls["plain_median_ms"], "ms", 300, False)
+                self.row("LIST 10k pods, Table limit=500", ls["table_median_ms"], "ms", 300, False)
+            rss, hwm = self.server.rss()
+            self.results["main_server_rss_mib"] = round(rss / MiB)
+            if "memory" in want:
+                mem = self.memory(target)
+        finally:
+            self.server.stop()
+        if mem is not None:
+            self.results["memory"] = mem
+            label = f"RSS {mem['pods'] // 1000}k pods + {mem['services'] // 1000}k svcs"
+            full = not self.quick
+            self.row(label + ", after start", mem["rss_after_start_mib"], "MiB", 2048 if full else None, False)
+            self.row(label + ", after LISTs", mem["rss_after_list_mib"], "MiB", 2048 if full else None, False)
+        self.results["total_seconds"] = round(time.monotonic() - t_start, 1)
+        self.report()
+        return 0
+
+    def report(self) -> None:
+        w = max(len(r[0]) for r in self.rows)
+        print()
+        print(f"{'figure':<{w}}  {'value':>16}  {'target':>16}  verdict")
+        for name, value, tgt, verdict in self.rows:
+            print(f"{name:<{w}}  {value:>16}  {tgt:>16}  {verdict}")
+        print(f"(total {self.results['total_seconds']}s; quick={self.quick})")
+        out = ROOT / "bench" / "results" / "api.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.results, indent=2, default=str))
+        print(f"written {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller, < 2 minutes")
+    ap.add_argument("--profile", action="store_true", help="py-spy the server during the create phases")
+    ap.add_argument("--client-procs", type=int, default=2)
+    ap.add_argument("--conns", type=int, default=32, help="connections per client process")
+    ap.add_argument("--only", default="", help="comma-separated subset of " + ",".join(PHASES)
+                    + " (list and memory also create the 10,000 pods they read)")
+    ap.add_argument("--workdir", default=None, help="where state goes (default: a fresh temp dir, removed)")
+    args = ap.parse_args(argv)
+    b = Bench(args)
+    try:
+        return b.run()
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(b.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The API server under test, as its own process (``python -m servicenet.cli apiserver``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.api.conn import Target
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rss_bytes(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of ``pid`` in bytes."""
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    return rss, hwm
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerProc:
+    def __init__(self, data_dir: Path, storage: str = "sqlite") -> None:
+        self.data_dir = data_dir
+        self.storage = storage
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.target: Target | None = None
+        self.startup_seconds = 0.0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 120.0) -> Target:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = self.data_dir / "apiserver.out"
+        kubeconfig = self.data_dir / "kubeconfig"
+        if kubeconfig.exists():
+            kubeconfig.unlink()
+        cmd = [sys.executable, "-m", "servicenet.cli", "apiserver", "--data-dir", str(self.data_dir),
+               "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning"]
+        t0 = time.monotonic()
+        with open(out, "wb") as f:
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"apiserver exited ({self.proc.returncode}): {out.read_text()[-2000:]}")
+            text = out.read_text(errors="replace")
+            if re.search(r"listening on https://\S+:(\d+)", text) and kubeconfig.exists():
+                self.startup_seconds = time.monotonic() - t0
+                self.target = Target.from_kubeconfig(str(kubeconfig))
+                return self.target
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"apiserver did not start within {timeout}s")
+
+    def rss(self) -> tuple[int, int]:
+        return rss_bytes(self.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
