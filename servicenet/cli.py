@@ -108,30 +108,6 @@ async def _run_apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional_components(args: argparse.Namespace, network: str, client: Any, api: Any) -> list[Any]:
-    """Build every landed component that ``up`` should run, skipping those not present yet."""
-    wanted = {c for c in args.only.split(",") if c}
-    out: list[Any] = []
-    builders = [
-        ("controller-manager", "servicenet.controllers.manager", "build_for_up"),
-        ("node", "servicenet.node.agent", "build_for_up"),
-        ("dns", "servicenet.dns.server", "build_for_up"),
-        ("proxy", "servicenet.proxy.server", "build_for_up"),
-    ]
-    for name, module, fn in builders:
-        if wanted and name not in wanted:
-            continue
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        build = getattr(mod, fn, None)
-        if build is None:
-            continue
-        out.append(build(client=client, args=args, network=network, api=api))
-    return out
-
-
 async def _run_up(args: argparse.Namespace) -> int:
     from servicenet.apiserver.server import ApiServer
     from servicenet.client import ApiClient
@@ -150,7 +126,9 @@ async def _run_up(args: argparse.Namespace) -> int:
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
     try:
-        for comp in _optional_components(args, network, client, api):
+        from servicenet.up import build_components
+
+        for comp in build_components(args, network, client, api):
             await comp.start()
             components.append(comp)
         print(f"servicenet {__version__} is up (network mode: {network})")

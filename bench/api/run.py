@@ -128,6 +128,7 @@ class Bench:
         self.args = args
         self.quick = args.quick
         self.work = Path(args.workdir or tempfile.mkdtemp(prefix="sn-api-bench-"))
+        self.work.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = {"quick": self.quick, "workdir": str(self.work)}
         self.rows: list[tuple[str, str, str, str]] = []
         self.server: ServerProc | None = None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import gc
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -113,6 +116,24 @@ def view_obj(rec: Record) -> dict[str, Any]:
         return rec.obj()  # the key found was not metadata's own
     md["managedFields"] = orjson.Fragment(value[start:end])
     return obj
+
+
+@contextlib.contextmanager
+def collector_paused(pause: bool = True) -> Iterator[None]:
+    """Keep the cyclic GC from running inside a synchronous stretch that decodes many objects.
+
+    A LIST page decoded for a Table or a selector is thousands of short-lived, acyclic objects that
+    reference counting frees right after; a collection in the middle would scan them, promote them
+    and bring the next full collection (which walks every stored record) closer.
+    """
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def wants_table(request: web.Request) -> bool:
@@ -435,38 +456,42 @@ class ResourceHandlers:
         last_key: str | None = start_after
         served_rev = 0
         cursor = start_after
-        while True:
-            batch = None if limit is None else max(limit - len(items), 1) * (4 if selecting else 1)
-            recs, served_rev, more = self.registry.list_records(info, t.namespace, limit=batch,
-                                                                start_after=cursor, revision=revision)
-            if revision is None:
-                revision = served_rev
-            for r in recs:
-                cursor = r.key
-                if selecting or table:
-                    o = view_obj(r)
-                    if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
-                        continue
-                    if fsel is not None and not fsel.matches(o):
-                        continue
-                    objs.append(o)
-                items.append(r.value)
-                last_key = r.key
-                if limit is not None and len(items) >= limit:
+        with collector_paused(selecting or table):  # decoding: many short-lived, acyclic objects
+            while True:
+                batch = None if limit is None else max(limit - len(items), 1) * (4 if selecting else 1)
+                recs, served_rev, more = self.registry.list_records(info, t.namespace, limit=batch,
+                                                                    start_after=cursor, revision=revision)
+                if revision is None:
+                    revision = served_rev
+                for r in recs:
+                    cursor = r.key
+                    if selecting or table:
+                        o = view_obj(r)
+                        if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
+                            continue
+                        if fsel is not None and not fsel.matches(o):
+                            continue
+                        if table:
+                            objs.append(o)
+                    items.append(r.value)
+                    last_key = r.key
+                    if limit is not None and len(items) >= limit:
+                        break
+                if limit is None or len(items) >= limit or not more:
+                    if limit is not None and len(items) >= limit and cursor != last_key:
+                        more = True
                     break
-            if limit is None or len(items) >= limit or not more:
-                if limit is not None and len(items) >= limit and cursor != last_key:
-                    more = True
-                break
-        meta: dict[str, Any] = {"resourceVersion": str(served_rev)}
-        if limit is not None and more and last_key is not None:
-            tok = orjson.dumps({"v": "meta.k8s.io/v1", "rv": served_rev, "start": last_key})
-            meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
-            if not selecting:
-                meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
-        if table:
-            return json_response(self.server.table(info, objs, request, meta["resourceVersion"],
-                                                   meta.get("continue")))
+            meta: dict[str, Any] = {"resourceVersion": str(served_rev)}
+            if limit is not None and more and last_key is not None:
+                tok = orjson.dumps({"v": "meta.k8s.io/v1", "rv": served_rev, "start": last_key})
+                meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
+                if not selecting:
+                    meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
+            if table:
+                resp = json_response(self.server.table(info, objs, request, meta["resourceVersion"],
+                                                       meta.get("continue")))
+                objs.clear()  # free the decoded objects before the collector runs again
+                return resp
         head = orjson.dumps({"kind": info.list_kind or info.kind + "List", "apiVersion": info.api_version,
                              "metadata": meta})
         return await send_list(request, head[:-1] + b',"items":[', items, b"]}")

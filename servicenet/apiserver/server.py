@@ -335,7 +335,7 @@ def _default_container(pod: dict[str, Any]) -> str:
 # (which decodes thousands of objects that live until the response is written) promote them and set
 # off full collections, each of which walks every stored record: pauses of 100+ ms measured with
 # 160,000 records. A larger threshold lets such short-lived objects die young.
-GC_THRESHOLD = (50_000, 20, 10)
+GC_THRESHOLD = (700, 10, 10)
 # A store at least this large at startup is frozen out of the collector: its records are long-lived,
 # and full collections would otherwise walk them all. Garbage is collected first, so nothing leaks.
 GC_FREEZE_OVER = 10_000

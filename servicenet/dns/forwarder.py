@@ -27,14 +27,28 @@ MAX_CACHE = 10_000
 MAX_TTL = 3600
 
 
-def resolv_conf_nameservers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
+def resolv_conf_nameservers(path: str = "/etc/resolv.conf",
+                            allow_external: bool | None = None) -> list[tuple[str, int]]:
+    """The host's resolvers. Only loopback ones unless external upstreams are allowed
+    (``SERVICENET_DNS_EXTERNAL_UPSTREAMS=1`` or ``allow_external=True``): servicenet never sends
+    traffic off the machine on its own; pass ``--upstream`` to forward elsewhere explicitly."""
+    import ipaddress
+    import os
+
+    if allow_external is None:
+        allow_external = os.environ.get("SERVICENET_DNS_EXTERNAL_UPSTREAMS") == "1"
     out: list[tuple[str, int]] = []
     try:
         with open(path) as f:
             for line in f:
                 parts = line.split()
                 if len(parts) >= 2 and parts[0] == "nameserver":
-                    out.append((parts[1], 53))
+                    try:
+                        loopback = ipaddress.ip_address(parts[1].split("%")[0]).is_loopback
+                    except ValueError:
+                        continue
+                    if loopback or allow_external:
+                        out.append((parts[1], 53))
     except OSError:
         pass
     return out

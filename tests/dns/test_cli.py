@@ -20,8 +20,11 @@ def test_parser_defaults_and_repeatable_listen() -> None:
 
 def test_resolv_conf(tmp_path) -> None:  # type: ignore[no-untyped-def]
     p = tmp_path / "resolv.conf"
-    p.write_text("search x\nnameserver 127.0.0.53\nnameserver ::1\noptions ndots:5\n")
-    assert resolv_conf_nameservers(str(p)) == [("127.0.0.53", 53), ("::1", 53)]
+    p.write_text("search x\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver ::1\noptions ndots:5\n")
+    # off-machine resolvers are used only when explicitly allowed
+    assert resolv_conf_nameservers(str(p), allow_external=False) == [("127.0.0.53", 53), ("::1", 53)]
+    assert resolv_conf_nameservers(str(p), allow_external=True) == [
+        ("127.0.0.53", 53), ("10.255.255.53", 53), ("::1", 53)]
     assert resolv_conf_nameservers(str(tmp_path / "missing")) == []
 
 
