@@ -157,6 +157,8 @@ class DnsServer:
             listens.append((self.netns, self.dns_ip or "10.96.0.10", 53))
         socks = []
         for netns, host, port in listens:
+            if netns is not None:
+                _ensure_local_address(netns, host)
             udp, tcp = self._bind_pair(netns, host, port)
             self.bound.append((netns, host, udp.getsockname()[1]))
             socks.append((udp, tcp))
@@ -369,6 +371,17 @@ def _parse_time(text: str) -> float | None:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _ensure_local_address(netns: str, ip: str) -> None:
+    """Make ``ip`` (the kube-dns ClusterIP) local inside the node namespace so the kernel delivers
+    pods' queries to our socket; the service proxy's rules then leave that traffic alone."""
+    import ipaddress
+    import subprocess
+
+    plen = 128 if ipaddress.ip_address(ip).version == 6 else 32
+    subprocess.run(["ip", "-n", netns, "addr", "replace", f"{ip}/{plen}", "dev", "lo"], check=True,
+                   capture_output=True, timeout=10)
 
 
 def build_for_up(*, client: Any, args: argparse.Namespace, network: str, api: Any = None) -> DnsServer:
