@@ -7,7 +7,7 @@ The client's generated model classes know, for every API type, the JSON field na
 servicenet serves and write them as OpenAPI-style definitions keyed by upstream's
 definition names (``io.k8s.api.core.v1.Service``). The runtime only reads the JSON.
 
-Run:  .venv/bin/python scripts/gen_schema.py  [--no-descriptions]
+Run:  .venv/bin/python scripts/gen_schema.py  [--descriptions]
 """
 
 from __future__ import annotations
@@ -187,10 +187,11 @@ def build(descriptions: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--no-descriptions", action="store_true")
+    ap.add_argument("--descriptions", action="store_true",
+                    help="include the client's field descriptions (upstream text; not shipped)")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    data = build(descriptions=not args.no_descriptions)
+    data = build(descriptions=args.descriptions)
     args.output.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     print(f"wrote {args.output}: {len(data['definitions'])} definitions, {len(data['kinds'])} kinds")
     return 0
