@@ -26,10 +26,21 @@ class KubeDnsEndpoints:
 
     name = "kube-dns-endpoints"
 
-    def __init__(self, client: ApiClient, ip: str, port: int) -> None:
+    def __init__(self, client: ApiClient, ip: str | None = None, port: int | None = None,
+                 dns: Any = None) -> None:
         self.client = client
-        self.ip = ip
-        self.port = port
+        self.ip = ip or ""
+        self.port = port or 0
+        self.dns = dns  # when given, its first host listener (bound port) is the endpoint
+
+    def _resolve(self) -> None:
+        if self.dns is None:
+            return
+        for netns, host, port in self.dns.bound:
+            if netns is None:
+                self.ip = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+                self.port = port
+                return
 
     def body(self) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Endpoints",
@@ -40,6 +51,7 @@ class KubeDnsEndpoints:
                                        {"name": "dns-tcp", "port": self.port, "protocol": "TCP"}]}]}
 
     async def start(self) -> None:
+        self._resolve()
         try:
             cur = await self.client.get("v1", "endpoints", "kube-system", "kube-dns")
         except ApiError as exc:
@@ -89,11 +101,10 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
                                  health_listen=("127.0.0.1", 0), netns_from_node=True, dns_ip=dns_ip))
             out.append(KubeDnsEndpoints(client, dns_ip, 53))
         else:
-            out.append(DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
-                                 health_listen=("127.0.0.1", 0)))
-            host, port = listen[0]
-            out.append(KubeDnsEndpoints(client, "127.0.0.1" if host in ("0.0.0.0", "::") else str(host),
-                                        int(port)))
+            dns = DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
+                            health_listen=("127.0.0.1", 0))
+            out.append(dns)
+            out.append(KubeDnsEndpoints(client, dns=dns))
     if on("proxy"):
         from servicenet.proxy.server import build_for_up
 
