@@ -13,12 +13,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = {
-    "store": [HERE / "store_raw.py"],
-    "api": [HERE / "api" / "run.py"],
-    "controllers": [HERE / "controllers" / "run.py"],
-    "node": [HERE / "node_ready.py"],
-    "dns": [HERE / "dns" / "run.py"],
-    "proxy": [HERE / "proxy" / "run.py"],
+    "store": ["bench.store_raw"],
+    "api": ["bench.api.run"],
+    "controllers": ["bench.controllers.run"],
+    "node": ["bench.node_ready"],
+    "dns": ["bench.dns.run"],
+    "proxy": ["bench.proxy.run"],
 }
 
 
@@ -31,10 +31,10 @@ def main(argv: list[str]) -> int:
         return 2
     failed = []
     for name in names:
-        for script in BENCHES[name]:
-            print(f"\n=== bench {name}: {script.relative_to(HERE.parent)} ===", flush=True)
+        for module in BENCHES[name]:
+            print(f"\n=== bench {name}: python -m {module} ===", flush=True)
             t0 = time.time()
-            rc = subprocess.call([sys.executable, str(script), *extra], cwd=HERE.parent)
+            rc = subprocess.call([sys.executable, "-m", module, *extra], cwd=HERE.parent)
             print(f"=== bench {name}: exit {rc} in {time.time() - t0:.0f}s ===", flush=True)
             if rc != 0:
                 failed.append(name)
