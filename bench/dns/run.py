@@ -9,7 +9,10 @@ authoritative zone file (for BIND), and runs the same dnsperf query file (Cluste
 headless A, per-pod A, SRV, 5% NXDOMAIN; random order) against each server, without and
 with EDNS (`-e`). Latency: dnsperf's average, plus p50/p99 computed from dnsperf `-v`
 per-query lines (written to a file). Also measures programming latency (index update →
-changed answer on the wire) and resident memory per 1,000 endpoints.
+changed answer on the wire) and resident memory per 1,000 endpoints; then, unless
+``--skip-scale``, runs ``programming.py``: API write → new answer with 10,000 Services and
+100,000 endpoints loaded through a real API server, and the DNS process RSS against
+CoreDNS's sizing formula (writes bench/results/dns_programming.json).
 """
 
 from __future__ import annotations
@@ -333,6 +336,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-scale", action="store_true",
+                    help="skip programming latency + RSS through the real API (bench/dns/programming.py)")
+    ap.add_argument("--scale-services", type=int, default=10000,
+                    help="Services (each with a 10-endpoint EndpointSlice) for the at-scale run")
     args = ap.parse_args()
     objs, zone_lines, queries = gen_objects(args.services)
     results: dict = {}
@@ -389,6 +396,11 @@ def main() -> None:
             print("memory:", memory_per_1000_endpoints())
     print(f"services={args.services} queries={len(queries)} workers={args.workers} "
           f"dnsperf -c {args.clients} -T {args.threads} -q 200 -l {args.seconds}")
+    if not args.skip_scale:
+        import programming  # bench/dns/programming.py (this script's directory is on sys.path)
+
+        print("\nat scale, through the real API server (separate apiserver and dns processes):", flush=True)
+        programming.main(["--services", str(args.scale_services)])
 
 
 if __name__ == "__main__":

@@ -82,8 +82,12 @@ class Cache:
 class Informer:
     def __init__(self, client: ApiClient, api_version: str, plural: str, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
-                 page_size: int = 500) -> None:
+                 page_size: int = 500,
+                 cache_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.client = client
+        # What the cache keeps of each object (handlers still get the full object). Components
+        # that keep their own index (DNS) cache a stub: see ``metadata_stub``.
+        self.cache_transform = cache_transform
         self.api_version = api_version
         self.plural = plural
         self.namespace = namespace
@@ -137,6 +141,9 @@ class Informer:
                 pass
             self._task = None
 
+    def _cached(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return obj if self.cache_transform is None else self.cache_transform(obj)
+
     def _emit(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         for fn in self._handlers:
             try:
@@ -159,7 +166,7 @@ class Informer:
             if kind.endswith("List") and "kind" not in obj:
                 obj["kind"] = kind[:-4]
                 obj["apiVersion"] = res.get("apiVersion", self.api_version)
-            old = self.cache.upsert(obj)
+            old = self.cache.upsert(self._cached(obj))
             if old is None:
                 self._emit("ADDED", obj, None)
             elif (old.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get(
@@ -209,7 +216,7 @@ class Informer:
                     self.resource_version = rv
                 continue
             if etype in ("ADDED", "MODIFIED"):
-                old = self.cache.upsert(obj)
+                old = self.cache.upsert(self._cached(obj))
                 self._emit("ADDED" if old is None else "MODIFIED", obj, old)
             elif etype == "DELETED":
                 old = self.cache.remove(obj)
@@ -218,11 +225,20 @@ class Informer:
                 self.resource_version = rv
 
 
+def metadata_stub(obj: dict[str, Any]) -> dict[str, Any]:
+    """A cache transform keeping only identity, labels and resourceVersion."""
+    md = obj.get("metadata") or {}
+    keep = {k: md[k] for k in ("name", "namespace", "resourceVersion", "labels", "uid") if k in md}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": keep}
+
+
 class InformerFactory:
     """Shares one informer per (apiVersion, plural, namespace, selectors) among components."""
 
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: ApiClient,
+                 cache_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.client = client
+        self.cache_transform = cache_transform
         self._informers: dict[tuple[Any, ...], Informer] = {}
         self._started = False
 
@@ -232,7 +248,7 @@ class InformerFactory:
         inf = self._informers.get(key)
         if inf is None:
             inf = Informer(self.client, api_version, plural, namespace, label_selector=label_selector,
-                           field_selector=field_selector)
+                           field_selector=field_selector, cache_transform=self.cache_transform)
             self._informers[key] = inf
             if self._started:
                 asyncio.get_running_loop().create_task(inf.start())

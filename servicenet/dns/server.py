@@ -142,9 +142,10 @@ class DnsServer:
         index = self.index
         self.responder = Responder(index)
         if self.client is not None and self.informers is None:
-            from servicenet.client import InformerFactory  # type: ignore[attr-defined]
+            from servicenet.client import InformerFactory, metadata_stub  # type: ignore[attr-defined]
 
-            self.informers = InformerFactory(self.client)
+            # the index holds everything DNS needs: the informers cache only stubs (memory)
+            self.informers = InformerFactory(self.client, cache_transform=metadata_stub)
             self._own_factory = True
         if self.informers is not None:
             kinds = list(KINDS) + ([("v1", "pods")] if self.config.pods == "verified" else [])
@@ -258,7 +259,7 @@ class DnsServer:
 
     # ------------------------------------------------------------ workers
     def _snapshot(self) -> list[tuple[str, dict[str, Any]]]:
-        if self.informers is not None:
+        if self.informers is not None and not getattr(self, "_own_factory", False):
             out = []
             for api, plural in list(KINDS) + [("v1", "pods")]:
                 if plural == "pods" and self.config.pods != "verified":
