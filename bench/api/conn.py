@@ -123,3 +123,56 @@ class Conn:
                     break
                 yield buf[:nl]
                 buf = buf[nl + 1:]
+
+
+class SyncConn:
+    """A blocking keep-alive connection for timing large responses (LIST) with little client CPU:
+    the body is received straight into one preallocated buffer."""
+
+    def __init__(self, target: Target, user_agent: str = "bench/1.0") -> None:
+        import socket
+
+        self.target = target
+        raw = socket.create_connection((target.host, target.port), timeout=120)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = target.ssl_context().wrap_socket(raw, server_hostname=target.host)
+        self._fixed = (f"Host: {target.host}:{target.port}\r\nAuthorization: Bearer {target.token}\r\n"
+                       f"User-Agent: {user_agent}\r\n").encode()
+        self._buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _read_head(self) -> tuple[int, dict[str, str]]:
+        while b"\r\n\r\n" not in self._buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self._buf += chunk
+        head, _, self._buf = self._buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        return int(lines[0].split(" ", 2)[1]), headers
+
+    def get(self, path: str, accept: str = "application/json") -> bytearray:
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\n".encode() + self._fixed + f"Accept: {accept}\r\n\r\n".encode())
+        status, headers = self._read_head()
+        if "content-length" not in headers:
+            raise HttpError(status, b"benchmark client needs Content-Length")
+        n = int(headers["content-length"])
+        body = bytearray(n)
+        view = memoryview(body)
+        have = min(n, len(self._buf))
+        view[:have] = self._buf[:have]
+        self._buf = self._buf[have:]
+        while have < n:
+            got = self.sock.recv_into(view[have:], min(n - have, 1 << 22))
+            if not got:
+                raise ConnectionError("connection closed mid-body")
+            have += got
+        if status >= 400:
+            raise HttpError(status, bytes(body))
+        return body

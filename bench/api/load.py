@@ -76,11 +76,13 @@ async def _create_burst(target: Target, kind: str, namespace: str, names: list[s
     if delay > 0:
         await asyncio.sleep(delay)
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     await asyncio.gather(*(worker(c) for c in pool))
     t1 = time.monotonic()
+    cpu = time.process_time() - cpu0
     for c in pool:
         c.close()
-    return {"done": done, "errors": errors, "t0": t0, "t1": t1, "lat": lat}
+    return {"done": done, "errors": errors, "t0": t0, "t1": t1, "lat": lat, "cpu": cpu}
 
 
 # ------------------------------------------------------------------------------------ steady writes

@@ -1,21 +1,31 @@
 """API server benchmark: durable create rate, write latency, watch fan-out, LIST, memory.
 
-    .venv/bin/python bench/api/run.py [--quick] [--profile] [--workdir DIR]
+    .venv/bin/python bench/api/run.py [--quick] [--only PHASES] [--profile] [--workdir DIR]
+    .venv/bin/python -m bench.api.run ...
 
-The server runs as its own process (``servicenet apiserver``, SQLite storage, HTTPS + token);
-clients run in separate processes with cheap keep-alive connections (bench/api/http.py):
+The server runs as its own process (``python -m servicenet.cli apiserver``, SQLite storage, HTTPS +
+bearer token, uvloop); clients run in other processes with cheap keep-alive connections
+(bench/api/conn.py), so client and server never share an event loop:
 
-1. creates: 10,000 pods (~2 KB stored) and 10,000 ConfigMaps from ``CLIENT_PROCS`` processes x
-   ``CONNS`` connections, closed loop; compared with a raw sqlite3 loop (WAL, synchronous=FULL,
-   one row per commit) in the same directory.
-2. p99 write latency of ConfigMap creates sent open-loop at a steady 500/s.
+1. creates: 10,000 pods (1.5 KB sent, 2.2 KB stored + 2.3 KB of managedFields) and 10,000
+   ConfigMaps, closed loop from ``--client-procs`` processes x ``--conns`` connections each (64
+   writes in flight: enough for the store's group commit to batch); compared with a raw sqlite3
+   loop (WAL, synchronous=FULL, one row per commit) in the same directory, measured before and
+   after the create phases (the disk is shared and its fsync rate drifts).
+2. write latency: ConfigMap creates sent open-loop at a steady 500/s (one process, a pool of
+   connections); latency from the request write, and from the scheduled send time.
 3. watch delivery: 100 watch streams (two processes) on a namespace; a third process creates
-   ConfigMaps stamped with the monotonic clock just before sending; latency = receive - send
-   (and receive - acknowledgement).
-4. LIST of the 10,000 pods: plain JSON, and as kubectl asks (Table, limit=500 pages).
-5. memory: a fresh server on a state.db preloaded (store API, helper process) with 150,000 pods
-   and 10,000 services; RSS after startup and after LISTs.
+   ConfigMaps at 100/s, each stamped with the monotonic clock (shared by every process) just
+   before sending; latency = receive - send, and receive - acknowledgement.
+4. LIST of the 10,000 pods on a blocking connection (time to last byte): plain JSON, and as
+   kubectl asks (Table Accept header, limit=500 pages following ``continue``).
+5. memory: a state.db written directly with the store's API by a helper process (150,000 pods
+   and 10,000 services, templates taken from objects the server stored), a fresh server started on
+   it; RSS after startup and after LISTs (one namespace, then all pods unpaged).
 
+Every phase has a deadline; --quick (smaller) runs in about a minute, the full run in 2-3 minutes.
+``--profile`` attaches py-spy (``pip install py-spy``) to the server during the create phases and
+writes collapsed stacks to bench/results/; summarise them with ``python -m bench.api.profile_summary``.
 Results: a summary table on stdout and bench/results/api.json.
 """
 
@@ -27,6 +37,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,7 +54,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import orjson  # noqa: E402
 
 from bench.api import load, objects, preload  # noqa: E402
-from bench.api.conn import Conn, Target  # noqa: E402
+from bench.api.conn import Conn, SyncConn, Target  # noqa: E402
 from bench.api.server_proc import ROOT, ServerProc  # noqa: E402
 from bench.store_raw import raw_sqlite_insert_rate  # noqa: E402
 
@@ -51,6 +62,7 @@ MiB = 1024 * 1024
 TABLE_ACCEPT = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;"
                 "g=meta.k8s.io,application/json")
 CTX = mp.get_context("fork")
+CONTINUE = re.compile(rb'"continue":"([^"]+)"')
 PHASES = ["creates", "steady", "watch", "list", "memory"]
 
 
@@ -147,14 +159,18 @@ class Bench:
              "higher_is_better": higher_better, "verdict": verdict})
 
     def log(self, msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+        load1 = os.getloadavg()[0]
+        self.results.setdefault("loadavg_log", []).append([time.strftime("%H:%M:%S"), round(load1, 2), msg[:60]])
+        print(f"[{time.strftime('%H:%M:%S')} load {load1:4.1f}] {msg}", flush=True)
 
     # -- 0: raw sqlite baseline
-    def raw_baseline(self) -> float:
+    def raw_baseline(self, when: str = "before") -> float:
+        """The disk's durable single-row commit rate (its fsync rate); the disk is shared, so it is
+        measured just before the create phases and again after them."""
         n = 1000 if self.quick else 3000
         rate = raw_sqlite_insert_rate(str(self.work / "raw.db"), n=n, batch=1)
-        self.results["raw_sqlite_rows_per_s"] = rate
-        self.log(f"raw sqlite3 (WAL, synchronous=FULL, 1 row/commit): {rate:,.0f} rows/s")
+        self.results[f"raw_sqlite_rows_per_s_{when}"] = rate
+        self.log(f"raw sqlite3 (WAL, synchronous=FULL, 1 row/commit), {when} the creates: {rate:,.0f} rows/s")
         return rate
 
     # -- 1: create throughput
@@ -179,9 +195,11 @@ class Bench:
         cpu = (self.server.cpu() - cpu0) if self.server else 0.0
         r = {"kind": kind, "objects": done, "seconds": t1 - t0, "rate": rate, "client_procs": procs,
              "connections_per_proc": conns, "lat_p50_ms": ms(pct(lat, 50)), "lat_p99_ms": ms(pct(lat, 99)),
-             "server_cpu_s": cpu, "server_cpu_us_per_create": cpu / max(1, done) * 1e6, "errors": errs}
+             "server_cpu_s": cpu, "server_cpu_us_per_create": cpu / max(1, done) * 1e6,
+             "client_cpu_us_per_create": sum(o["cpu"] for o in outs) / max(1, done) * 1e6, "errors": errs}
         self.log(f"create {kind}: {done} in {t1 - t0:.2f}s = {rate:,.0f}/s (latency p50 {r['lat_p50_ms']} ms, "
-                 f"p99 {r['lat_p99_ms']} ms; server CPU {r['server_cpu_us_per_create']:.0f} us/create)"
+                 f"p99 {r['lat_p99_ms']} ms; CPU per create: server {r['server_cpu_us_per_create']:.0f} us, "
+                 f"clients {r['client_cpu_us_per_create']:.0f} us)"
                  + (f" errors: {errs[:2]}" if errs else ""))
         return r
 
@@ -243,42 +261,48 @@ class Bench:
 
     # -- 4: LIST
     def lists(self, target: Target, namespace: str, reps: int) -> dict[str, Any]:
+        """Time to the last byte on a blocking keep-alive connection (the client spends little CPU).
+
+        Table pages are followed the way kubectl does (``limit=500`` + ``continue``); the token is
+        read from the page's leading metadata and rows are counted without a full parse.
+        """
         path = f"/api/v1/namespaces/{namespace}/pods"
+        c = SyncConn(target)
+        try:
+            def plain() -> tuple[float, int, int]:
+                t0 = time.monotonic()
+                body = c.get(path)
+                return time.monotonic() - t0, len(body), body.count(b'"kind":"Pod"')
 
-        async def plain(c: Conn) -> tuple[float, int, int]:
-            t0 = time.monotonic()
-            body = await c.request("GET", path)
-            t1 = time.monotonic()
-            return t1 - t0, len(body), len(orjson.loads(body)["items"])
+            def table() -> tuple[float, int, int]:
+                t0 = time.monotonic()
+                cont, rows, size = "", 0, 0
+                while True:
+                    body = c.get(path + (f"?limit=500&continue={cont}" if cont else "?limit=500"),
+                                 accept=TABLE_ACCEPT)
+                    size += len(body)
+                    rows += body.count(b'"cells":')
+                    m = CONTINUE.search(body, 0, 4096)
+                    cont = m.group(1).decode() if m else ""
+                    if not cont:
+                        break
+                return time.monotonic() - t0, size, rows
 
-        async def table(c: Conn) -> tuple[float, int, int]:
-            t0 = time.monotonic()
-            cont, rows, size, pages = "", 0, 0, 0
-            while True:
-                q = f"?limit=500&continue={cont}" if cont else "?limit=500"
-                body = await c.request("GET", path + q, accept=TABLE_ACCEPT)
-                doc = orjson.loads(body)
-                pages += 1
-                size += len(body)
-                rows += len(doc["rows"])
-                cont = (doc.get("metadata") or {}).get("continue") or ""
-                if not cont:
-                    break
-            return time.monotonic() - t0, size, rows
-
-        async def go(c: Conn) -> dict[str, Any]:
-            await plain(c)  # warm-up
-            p = [await plain(c) for _ in range(reps)]
-            t = [await table(c) for _ in range(reps)]
-            return {"plain_ms": [ms(x[0]) for x in p], "plain_bytes": p[0][1], "plain_items": p[0][2],
-                    "table_ms": [ms(x[0]) for x in t], "table_bytes": t[0][1], "table_rows": t[0][2]}
-
-        r = api(target, go)
-        r["plain_median_ms"] = statistics.median(r["plain_ms"])
-        r["table_median_ms"] = statistics.median(r["table_ms"])
+            plain()  # warm-up
+            p = [plain() for _ in range(reps)]
+            t = [table() for _ in range(reps)]
+            doc = orjson.loads(c.get(path + "?limit=500", accept=TABLE_ACCEPT))  # one page, fully checked
+            assert doc["kind"] == "Table" and len(doc["rows"]) == 500, doc.get("kind")
+        finally:
+            c.close()
+        r = {"plain_ms": [ms(x[0]) for x in p], "plain_bytes": p[0][1], "plain_items": p[0][2],
+             "table_ms": [ms(x[0]) for x in t], "table_bytes": t[0][1], "table_rows": t[0][2],
+             "plain_median_ms": statistics.median(ms(x[0]) for x in p),
+             "table_median_ms": statistics.median(ms(x[0]) for x in t)}
         self.log(f"LIST {r['plain_items']} pods: plain JSON median {r['plain_median_ms']} ms "
                  f"({r['plain_bytes'] / MiB:.1f} MiB) {r['plain_ms']}; Table limit=500 median "
-                 f"{r['table_median_ms']} ms ({r['table_rows']} rows) {r['table_ms']}")
+                 f"{r['table_median_ms']} ms ({r['table_rows']} rows, {r['table_bytes'] / MiB:.1f} MiB) "
+                 f"{r['table_ms']}")
         return r
 
     # -- 5: memory with a large preloaded state
@@ -311,22 +335,25 @@ class Bench:
             self.log(f"server on preloaded state: ready in {big.startup_seconds:.1f}s, RSS {rss0 / MiB:.0f} MiB")
             ns0 = pre["namespaces"][0]
 
-            async def lists(c: Conn) -> dict[str, Any]:
-                out: dict[str, Any] = {}
-                t0 = time.monotonic()
-                body = await c.request("GET", f"/api/v1/namespaces/{ns0}/pods")
-                out["ns_list_ms"] = ms(time.monotonic() - t0)
-                out["ns_list_items"] = len(orjson.loads(body)["items"])
+            lr: dict[str, Any] = {}
+            c = SyncConn(t2)
+            try:
+                times = []
+                for _ in range(3):
+                    t0 = time.monotonic()
+                    body = c.get(f"/api/v1/namespaces/{ns0}/pods")
+                    times.append(time.monotonic() - t0)
+                lr["ns_list_ms"] = ms(statistics.median(times))
+                lr["ns_list_items"] = body.count(b'"kind":"Pod"')
                 del body
                 t0 = time.monotonic()
-                body = await c.request("GET", "/api/v1/pods")
-                out["all_list_ms"] = ms(time.monotonic() - t0)
-                out["all_list_mib"] = round(len(body) / MiB, 1)
-                out["all_list_items"] = body.count(b'"kind":"Pod"')
+                body = c.get("/api/v1/pods")
+                lr["all_list_ms"] = ms(time.monotonic() - t0)
+                lr["all_list_mib"] = round(len(body) / MiB, 1)
+                lr["all_list_items"] = body.count(b'"kind":"Pod"')
                 del body
-                return out
-
-            lr = api(t2, lists)
+            finally:
+                c.close()
             rss1, hwm1 = big.rss()
             r = {"pods": n_pods, "services": n_svc, "preload_seconds": round(pre["seconds"], 1),
                  "state_db_mib": round(db_mib), "startup_seconds": round(big.startup_seconds, 2),
@@ -344,6 +371,9 @@ class Bench:
         out = ROOT / "bench" / "results" / f"api-{name}.folded"
         out.parent.mkdir(parents=True, exist_ok=True)
         spy = Path(sys.executable).parent / "py-spy"
+        if not spy.exists():
+            self.log("--profile: py-spy is not installed in the venv (pip install py-spy); not profiling")
+            return None
         assert self.server is not None
         p = subprocess.Popen([str(spy), "record", "--pid", str(self.server.pid), "--format", "raw", "--rate", "200",
                               "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -383,7 +413,9 @@ class Bench:
                 self.results["create_configmaps"] = cms
                 self.results["create_ratio_configmaps_to_raw"] = cms["rate"] / raw
                 self.row("durable creates, ConfigMaps", cms["rate"], "obj/s", 2000, True)
-            self.row("raw sqlite3 1 row/commit", raw, "rows/s", None, True)
+            raw_after = self.raw_baseline("after")
+            self.row("raw sqlite3 1 row/commit (before)", raw, "rows/s", None, True)
+            self.row("raw sqlite3 1 row/commit (after)", raw_after, "rows/s", None, True)
             if "create_pods" in self.results:
                 self.row("ratio pod creates / raw sqlite", self.results["create_ratio_pods_to_raw"], "x", None, True)
             if "create_configmaps" in self.results:
@@ -396,7 +428,8 @@ class Bench:
             if "watch" in want:
                 w = self.watch(target)
                 self.results["watch"] = w
-                self.row("watch delivery p99 (100 watchers)", w["p99_from_send_ms"], "ms", 20, False)
+                self.row("watch delivery p99, from send (100 w.)", w["p99_from_send_ms"], "ms", 20, False)
+                self.row("watch delivery p99, from ack (100 w.)", w["p99_from_ack_ms"], "ms", 20, False)
             if "list" in want:
                 ls = self.lists(target, "list", 3 if self.quick else 5)
                 self.results["list_10k"] = ls
@@ -424,7 +457,10 @@ class Bench:
         print(f"{'figure':<{w}}  {'value':>16}  {'target':>16}  verdict")
         for name, value, tgt, verdict in self.rows:
             print(f"{name:<{w}}  {value:>16}  {tgt:>16}  {verdict}")
-        print(f"(total {self.results['total_seconds']}s; quick={self.quick})")
+        loads = [x[1] for x in self.results.get("loadavg_log", [])]
+        print(f"(total {self.results['total_seconds']}s; quick={self.quick}; 1-min load average during the run "
+              f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f} on {os.cpu_count()} CPUs, benchmark "
+              f"included: latency figures are only meaningful when the machine is otherwise idle)")
         out = ROOT / "bench" / "results" / "api.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(self.results, indent=2, default=str))

@@ -71,6 +71,7 @@ async def send_list(request: web.Request, prefix: bytes, items: list[bytes], suf
 
 
 _MANAGED_FIELDS = b'"managedFields":['
+_MF_THEN_RV = b'],"resourceVersion":"'
 _PLACEHOLDER = "\x00servicenet:managedFields"
 _PLACEHOLDER_JSON = orjson.dumps(_PLACEHOLDER)
 
@@ -83,6 +84,13 @@ def _array_end(value: bytes, start: int) -> int:
     are even in number; any ``[`` or escaped backslash in between makes us give up (the caller then
     decodes normally).
     """
+    # Objects written here usually have managedFields right before the resourceVersion the store
+    # appends. A ``],"resourceVersion":"`` can only be structural (a quote after a comma is never
+    # escaped, and a string cannot be followed by ``resourceVersion"``), and with no ``[`` after
+    # ``start`` it closes the array at ``start`` if that array is metadata's own (checked by the caller).
+    end = value.find(_MF_THEN_RV, start)
+    if end >= 0 and value.find(b"[", start + 1, end) < 0:
+        return end + 1
     pos = start + 1
     while True:
         end = value.find(b"]", pos)
@@ -110,7 +118,10 @@ def view_obj(rec: Record) -> dict[str, Any]:
     end = _array_end(value, start)
     if end < 0:
         return rec.obj()
-    obj: dict[str, Any] = orjson.loads(value[:start] + _PLACEHOLDER_JSON + value[end:])
+    try:
+        obj: dict[str, Any] = orjson.loads(value[:start] + _PLACEHOLDER_JSON + value[end:])
+    except orjson.JSONDecodeError:  # the span was not metadata's array after all
+        return rec.obj()
     md = obj.get("metadata")
     if not isinstance(md, dict) or md.get("managedFields") != _PLACEHOLDER:
         return rec.obj()  # the key found was not metadata's own
@@ -534,7 +545,7 @@ class ResourceHandlers:
 
         def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
             if table:
-                o = obj if obj is not None else rec.obj()
+                o = obj if obj is not None else view_obj(rec)
                 tbl = self.server.table(info, [o], request, str(rec.mod_revision))
                 if not first_table[0]:
                     tbl["columnDefinitions"] = None
@@ -552,7 +563,7 @@ class ResourceHandlers:
             await resp.prepare(request)
             buf = bytearray()
             for rec in initial:
-                o = rec.obj() if selecting else None
+                o = view_obj(rec) if selecting else None
                 if o is None or match(o):
                     buf += encode("ADDED", rec, o)
             if send_initial and bookmarks:
@@ -601,13 +612,13 @@ class ResourceHandlers:
                     if not selecting:
                         out += encode(e.type, e.record, None)
                         continue
-                    cur = e.record.obj()
+                    cur = view_obj(e.record)
                     if e.type == "DELETED":
                         if match(cur):
                             out += encode("DELETED", e.record, cur)
                         continue
                     now_m = match(cur)
-                    was_m = e.prev is not None and match(e.prev.obj())
+                    was_m = e.prev is not None and match(view_obj(e.prev))
                     if now_m and was_m:
                         out += encode("MODIFIED", e.record, cur)
                     elif now_m:

@@ -335,7 +335,8 @@ def _default_container(pod: dict[str, Any]) -> str:
 # frequent under write load, promoting in-flight request objects into the old generations and so
 # bringing on full collections, each of which walks every stored record (pauses of 50-150 ms measured
 # with 100,000+ records). A larger young generation means far fewer promotions; its own pauses grow
-# with its size (about 5-15 ms at 10,000 on the 2-core benchmark machine, 30-90 ms at 50,000).
+# with its size (measured on the 2-core benchmark machine: median 4 ms, max 13 ms at 10,000;
+# 30-90 ms at 50,000).
 # LIST decoding pauses the collector itself (handlers.collector_paused).
 GC_THRESHOLD = (10_000, 10, 10)
 # A store at least this large at startup is frozen out of the collector: its records are long-lived,
@@ -344,16 +345,6 @@ GC_FREEZE_OVER = 10_000
 
 
 def tune_gc(stored_objects: int) -> None:
-    import os, sys
-    if os.environ.get("SN_GC_DEBUG"):
-        st = {}
-        def cb(phase, info):
-            if phase == "start":
-                st["t"] = time.perf_counter()
-            else:
-                d = time.perf_counter() - st.get("t", 0)
-                print(f"GC gen{info['generation']} {d*1000:.1f} ms collected={info['collected']}", file=sys.stderr, flush=True)
-        gc.callbacks.append(cb)
     if gc.get_threshold()[0] < GC_THRESHOLD[0]:
         gc.set_threshold(*GC_THRESHOLD)
     if stored_objects >= GC_FREEZE_OVER:

@@ -23,6 +23,7 @@ async def start_server(data_dir: Path, port: int) -> asyncio.subprocess.Process:
         sys.executable, "-m", "servicenet.cli", "apiserver", "--data-dir", str(data_dir),
         "--api-listen", f"127.0.0.1:{port}", stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
+    _procs.append(proc)
     kc = data_dir / "kubeconfig"
 
     async def up() -> bool:
@@ -44,6 +45,19 @@ async def start_server(data_dir: Path, port: int) -> asyncio.subprocess.Process:
 async def test_kill9_keeps_every_acknowledged_create(tmp_path: Path) -> None:
     port = free_port()
     proc = await start_server(tmp_path, port)
+    try:
+        await _kill9_scenario(tmp_path, port, proc)
+    finally:
+        for p in _procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+
+
+_procs: list[asyncio.subprocess.Process] = []
+
+
+async def _kill9_scenario(tmp_path: Path, port: int, proc: asyncio.subprocess.Process) -> None:
     client = ApiClient.from_kubeconfig(tmp_path / "kubeconfig")
     acked: dict[str, str] = {}  # name → resourceVersion
     stop = asyncio.Event()

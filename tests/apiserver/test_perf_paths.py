@@ -46,6 +46,13 @@ MF = [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "time": 
     ({"spec": {"managedFields": [{"a": "b"}]}, "metadata": {"name": "a", "managedFields": MF}}, False),
     ({"spec": {"managedFields": [{"a": "b"}]}, "metadata": {"name": "a"}}, False),
     ({"metadata": {"name": "no-mf"}}, False),
+    # as the store writes them: managedFields right before resourceVersion
+    ({"metadata": {"name": "a", "managedFields": MF, "resourceVersion": "7"}, "spec": {"x": [1]}}, True),
+    ({"metadata": {"name": "a", "managedFields": [{"m": "],\"resourceVersion\":\""}], "resourceVersion": "7"}},
+     True),
+    ({"spec": {"c": [{"managedFields": [{"a": "b"}]}], "resourceVersion": "x"}, "metadata": {"name": "a"}}, False),
+    ({"spec": {"c": [{"managedFields": [{"a": "b"}]}], "resourceVersion": "x"},
+      "metadata": {"name": "a", "managedFields": MF, "resourceVersion": "3"}}, False),
 ])
 def test_view_obj_round_trips_and_skips_managed_fields(obj: dict, fast: bool) -> None:
     out = view_obj(rec(obj))
