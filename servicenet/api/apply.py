@@ -20,6 +20,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
+
 from servicenet.api.errors import ApiStatusError, bad_request
 from servicenet.api.patch import kind_of
 from servicenet.api.smp import ListSpec, list_spec
@@ -50,6 +52,13 @@ _ATOMIC_MAPS: dict[str, frozenset[tuple[str, ...]]] = {
     **{k: frozenset([("spec", "selector")]) for k in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")},
 }
 _KEY_DEFAULTS = {"protocol": "TCP"}
+_NO_PATHS: frozenset[tuple[str, ...]] = frozenset()
+_STRIPPED_HEADS: frozenset[str] = frozenset(s[0] for s in _STRIPPED)
+# every prefix length of a stripped path: ``p`` is at or under a stripped path iff one of its
+# prefixes of these lengths is a member
+_STRIPPED_LENS: tuple[int, ...] = tuple(sorted({len(s) for s in _STRIPPED}))
+# FieldsV1 member order: fields, keyed elements, set values, indices, anything else
+_PE_ORDER: dict[str, int] = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
 def _dumps(v: Any) -> str:
@@ -69,7 +78,7 @@ def _elem_key(spec: ListSpec, elem: Any) -> str | None:
 
 
 def _is_atomic_map(kind: str, names: tuple[str, ...]) -> bool:
-    return names in _ATOMIC_MAPS.get(kind, frozenset())
+    return names in _ATOMIC_MAPS.get(kind, _NO_PATHS)
 
 
 def _children(kind: str, value: Any, names: tuple[str, ...]) -> Iterator[tuple[str, Any, tuple[str, ...], bool]]:
@@ -132,12 +141,27 @@ def _all_paths(kind: str, value: Any, path: Path, names: tuple[str, ...]) -> Fie
     Leaves, lists, map-typed fields and keyed list elements are members themselves; non-empty
     structs are not (upstream diffs against a typed zero object where structs already exist).
     """
-    struct = (bool(path) and path[-1].startswith("f:") and isinstance(value, dict) and bool(value)
-              and names[-1:] != () and names[-1] not in _MAP_FIELDS and not _is_atomic_map(kind, names))
-    out: FieldSet = set() if struct else {path}
-    for pe, v, sub_names, _ in _children(kind, value, names):
-        out |= _all_paths(kind, v, (*path, pe), sub_names)
+    out: FieldSet = set()
+    _all_paths_into(kind, value, path, names, out)
     return out
+
+
+def _all_paths_into(kind: str, value: Any, path: Path, names: tuple[str, ...], out: FieldSet) -> None:
+    if isinstance(value, dict):
+        atomic = _is_atomic_map(kind, names)
+        if not (path and value and names and path[-1].startswith("f:") and names[-1] not in _MAP_FIELDS
+                and not atomic):
+            out.add(path)
+        if atomic:
+            return
+        for k, v in value.items():
+            if v is not None:
+                _all_paths_into(kind, v, (*path, "f:" + k), (*names, k), out)
+        return
+    out.add(path)
+    if isinstance(value, list):
+        for pe, v, sub_names, _ in _children(kind, value, names):
+            _all_paths_into(kind, v, (*path, pe), sub_names, out)
 
 
 def _diff(kind: str, old: Any, new: Any, path: Path = (), names: tuple[str, ...] = ()) -> tuple[FieldSet, FieldSet]:
@@ -149,7 +173,7 @@ def _diff(kind: str, old: Any, new: Any, path: Path = (), names: tuple[str, ...]
     for pe, (nv, n) in new_children.items():
         p = (*path, pe)
         if pe not in old_children:
-            changed |= _all_paths(kind, nv, p, n)
+            _all_paths_into(kind, nv, p, n, changed)
             continue
         ov = old_children[pe][0]
         if _is_container(kind, nv, n) and _is_container(kind, ov, n) and type(nv) is type(ov):
@@ -160,7 +184,7 @@ def _diff(kind: str, old: Any, new: Any, path: Path = (), names: tuple[str, ...]
             changed.add(p)
     for pe, (ov, n) in old_children.items():
         if pe not in new_children:
-            removed |= _all_paths(kind, ov, (*path, pe), n)
+            _all_paths_into(kind, ov, (*path, pe), n, removed)
     return changed, removed
 
 
@@ -171,25 +195,26 @@ def _diff(kind: str, old: Any, new: Any, path: Path = (), names: tuple[str, ...]
 def set_to_fields(s: FieldSet) -> dict[str, Any]:
     """Render a path set as a FieldsV1 object (``.`` marks a member that also has children)."""
     tree: dict[str, Any] = {}
-    members: set[Path] = set(s)
-    for p in sorted(s, key=_sort_key):
+    for p in s:
         node = tree
         for pe in p:
             node = node.setdefault(pe, {})
+    return _finish(tree, (), s)
 
-    def finish(node: dict[str, Any], path: Path) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if path in members and node:
-            out["."] = {}
-        for pe in sorted(node, key=_pe_sort):
-            out[pe] = finish(node[pe], (*path, pe))
+
+def _finish(node: dict[str, Any], path: Path, members: FieldSet) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not node:
         return out
-
-    return finish(tree, ())
+    if path in members:
+        out["."] = {}
+    for pe in (sorted(node, key=_pe_sort) if len(node) > 1 else node):
+        out[pe] = _finish(node[pe], (*path, pe), members)
+    return out
 
 
 def _pe_sort(pe: str) -> tuple[int, str]:
-    return ({"f": 0, "k": 1, "v": 2, "i": 3}.get(pe[:1], 4), pe)
+    return (_PE_ORDER.get(pe[:1], 4), pe)
 
 
 def _sort_key(p: Path) -> tuple[tuple[int, str], ...]:
@@ -346,11 +371,11 @@ def update_managed_fields(live_before: Mapping[str, Any] | None, live_after: Map
     k = kind or kind_of(live_after.get("kind", ""))
     zero = {"metadata": {}, "spec": {}, "status": {}}
     before = dict(live_before) if live_before is not None else zero
-    after = copy.deepcopy(dict(live_after))
+    after = _copy_json(live_after)
     strip = ({"metadata": {**(before.get("metadata") or {}), "managedFields": None}},
              {"metadata": {**(after.get("metadata") or {}), "managedFields": None}})
     changed, removed = _diff(k, {**before, **strip[0]}, {**after, **strip[1]})
-    changed = {p for p in changed if p not in _STRIPPED and not _under_stripped(p)}
+    changed = {p for p in changed if not _under_stripped(p)}
     entries = [(e, fields_to_set(e.get("fieldsV1"))) for e in _entries(live_before)]
     me = {"manager": manager, "operation": operation, "apiVersion": api_version or after.get("apiVersion", ""),
           "time": now}
@@ -376,7 +401,21 @@ def update_managed_fields(live_before: Mapping[str, Any] | None, live_after: Map
 
 
 def _under_stripped(p: Path) -> bool:
-    return any(p[:len(s)] == s for s in _STRIPPED)
+    if not p or p[0] not in _STRIPPED_HEADS:
+        return False
+    return any(p[:n] in _STRIPPED for n in _STRIPPED_LENS if len(p) >= n)
+
+
+def _copy_json(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a JSON-shaped object: an orjson round-trip when it reproduces ``value``
+    exactly (same types and values), else ``copy.deepcopy`` (tuples, NaN, subclasses, big ints)."""
+    try:
+        out = orjson.loads(orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return copy.deepcopy(dict(value))
+    if type(value) is dict and out == value:
+        return out  # type: ignore[no-any-return]
+    return copy.deepcopy(dict(value))
 
 
 def server_side_apply(kind_info: Any, live: Mapping[str, Any] | None, applied: Mapping[str, Any], manager: str,

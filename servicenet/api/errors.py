@@ -182,7 +182,7 @@ def not_acceptable(message: str) -> ApiStatusError:
 
 
 def unsupported_media_type(content_type: str) -> ApiStatusError:
-    return ApiStatusError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json" if content_type.startswith("application/") and "patch" in content_type else f'unsupported media type "{content_type}"')
+    return ApiStatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json" if content_type.startswith("application/") and "patch" in content_type else f'unsupported media type "{content_type}"')
 
 
 def expired(message: str) -> ApiStatusError:

@@ -8,7 +8,7 @@ keyed by upstream's OpenAPI names (``io.k8s.api.core.v1.Service``).
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,28 +50,44 @@ def _resolve(sch: dict[str, Any]) -> dict[str, Any]:
             return sch
 
 
+# A resolved schema node: (original schema kept alive so its id stays unique, skip entirely,
+# declared properties, additionalProperties schema, items schema).
+_Compiled = tuple[dict[str, Any], bool, "dict[str, Any] | None", "dict[str, Any] | None", "dict[str, Any] | None"]
+_COMPILED: dict[int, _Compiled] = {}
+
+
+def _compile(sch: dict[str, Any]) -> _Compiled:
+    """``sch`` resolved once and cached by identity (schemas come from the cached ``load()``)."""
+    c = _COMPILED.get(id(sch))
+    if c is not None and c[0] is sch:
+        return c
+    r = _resolve(sch)
+    extra, items = r.get("additionalProperties"), r.get("items")
+    c = (sch, bool(r.get("x-kubernetes-preserve-unknown-fields") or r.get("format") == "int-or-string"),
+         r.get("properties"), extra if isinstance(extra, dict) else None, items if isinstance(items, dict) else None)
+    _COMPILED[id(sch)] = c
+    return c
+
+
 def _walk(sch: dict[str, Any], value: Any, path: str, out: list[str]) -> None:
-    sch = _resolve(sch)
-    if sch.get("x-kubernetes-preserve-unknown-fields") or sch.get("format") == "int-or-string":
+    _, skip, props, extra, items = _compile(sch)
+    if skip:
         return
     if isinstance(value, dict):
-        props = sch.get("properties")
         if props is not None:
             for k, v in value.items():
                 p = props.get(k)
                 if p is None:
                     out.append(f"{path}.{k}")
-                elif v is not None:
+                elif isinstance(v, dict | list):  # scalars have nothing below them to check
                     _walk(p, v, f"{path}.{k}", out)
             return
-        extra = sch.get("additionalProperties")
-        if isinstance(extra, dict):
+        if extra is not None:
             for k, v in value.items():
                 if isinstance(v, dict | list):
                     _walk(extra, v, f"{path}[{k}]", out)
     elif isinstance(value, list):
-        items = sch.get("items")
-        if isinstance(items, dict):
+        if items is not None:
             for i, v in enumerate(value):
                 if isinstance(v, dict | list):
                     _walk(items, v, f"{path}[{i}]", out)
@@ -86,8 +102,13 @@ def unknown_fields(api_version: str, kind: str, obj: Any) -> list[str]:
     if name is None:
         return []
     out: list[str] = []
-    _walk({"$ref": name}, obj, "", out)
+    _walk(_root(name), obj, "", out)
     return out
+
+
+@cache
+def _root(name: str) -> dict[str, Any]:
+    return {"$ref": name}
 
 
 class _Pairs(dict[str, Any]):

@@ -48,11 +48,35 @@ def max_len_error(n: int) -> str:
     return f"must be no more than {n} characters"
 
 
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+# strings already found valid, per validator (bounded): names, label keys and values repeat a lot
+_VALID_CACHE_MAX = 8192
+_VALID: dict[str, set[str]] = {"qn": set(), "lv": set(), "l1123": set(), "s1123": set()}
+
+
 def _full(fmt: str, s: str) -> bool:
-    return re.fullmatch(fmt, s) is not None
+    pat = _PATTERNS.get(fmt)
+    if pat is None:
+        pat = _PATTERNS[fmt] = re.compile(fmt)
+    return pat.fullmatch(s) is not None
+
+
+def _remember_valid(which: str, v: str, errs: list[str]) -> list[str]:
+    if not errs:
+        known = _VALID[which]
+        if len(known) >= _VALID_CACHE_MAX:
+            known.clear()
+        known.add(v)
+    return errs
 
 
 def is_dns1123_label(v: str) -> list[str]:
+    if v in _VALID["l1123"]:
+        return []
+    return _remember_valid("l1123", v, _is_dns1123_label(v))
+
+
+def _is_dns1123_label(v: str) -> list[str]:
     errs = []
     if len(v) > 63:
         errs.append(max_len_error(63))
@@ -64,6 +88,12 @@ def is_dns1123_label(v: str) -> list[str]:
 
 
 def is_dns1123_subdomain(v: str) -> list[str]:
+    if v in _VALID["s1123"]:
+        return []
+    return _remember_valid("s1123", v, _is_dns1123_subdomain(v))
+
+
+def _is_dns1123_subdomain(v: str) -> list[str]:
     errs = []
     if len(v) > 253:
         errs.append(max_len_error(253))
@@ -86,6 +116,12 @@ def is_dns1035_label(v: str) -> list[str]:
 
 
 def is_qualified_name(v: str) -> list[str]:
+    if v in _VALID["qn"]:
+        return []
+    return _remember_valid("qn", v, _is_qualified_name(v))
+
+
+def _is_qualified_name(v: str) -> list[str]:
     errs: list[str] = []
     parts = v.split("/")
     if len(parts) == 1:
@@ -111,6 +147,12 @@ def is_qualified_name(v: str) -> list[str]:
 
 
 def is_valid_label_value(v: str) -> list[str]:
+    if v in _VALID["lv"]:
+        return []
+    return _remember_valid("lv", v, _is_valid_label_value(v))
+
+
+def _is_valid_label_value(v: str) -> list[str]:
     errs = []
     if len(v) > 63:
         errs.append(max_len_error(63))

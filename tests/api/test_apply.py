@@ -152,3 +152,31 @@ def test_apply_requires_manager() -> None:
     with pytest.raises(ApiStatusError) as ei:
         server_side_apply("Service", None, svc_cfg(), "", False, T0)
     assert ei.value.code == 400
+
+
+def test_update_managed_fields_copy_is_independent_and_keeps_non_json_values() -> None:
+    # the fast JSON copy must fall back to a real deep copy for values JSON cannot reproduce
+    after = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "b"}},
+             "data": {"t": ("x", "y"), "n": float("nan"), "big": 2**70}}
+    out = update_managed_fields(None, after, "m", now="t0")
+    assert out["data"]["t"] == ("x", "y")
+    assert out["data"]["big"] == 2**70
+    assert out["data"]["n"] != out["data"]["n"]  # still NaN, not None
+    out["metadata"]["labels"]["a"] = "changed"
+    assert after["metadata"]["labels"] == {"a": "b"}
+    assert "managedFields" not in after["metadata"]
+    plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}
+    out2 = update_managed_fields(None, plain, "m", now="t0")
+    out2["data"]["k"] = "w"
+    assert plain["data"] == {"k": "v"}
+    assert out2["metadata"]["managedFields"][0]["fieldsV1"] == {"f:data": {".": {}, "f:k": {}}}
+
+
+def test_managed_fields_never_include_stripped_metadata_or_below() -> None:
+    after = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "c", "uid": "u", "generation": 1, "labels": {"x": "y"},
+                          "managedFields": [{"manager": "bogus", "fieldsV1": {"f:data": {}}}]},
+             "data": {"k": "v"}}
+    out = update_managed_fields(None, after, "m", now="t0")
+    assert [e["fieldsV1"] for e in out["metadata"]["managedFields"]] == [
+        {"f:data": {".": {}, "f:k": {}}, "f:metadata": {"f:labels": {".": {}, "f:x": {}}}}]

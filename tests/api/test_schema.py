@@ -100,3 +100,11 @@ def test_duplicate_fields() -> None:
         schema.check_fields("v1", "Service", {**obj, "x": 1}, "Strict", raw=raw)
     assert ei.value.message == ('Service in version "v1" cannot be handled as a Service: strict decoding error: '
                                 'duplicate field "spec.type", duplicate field "spec.ports[0].port", unknown field "x"')
+
+
+def test_unknown_fields_repeatable_with_cached_schemas() -> None:
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+           "spec": {"containers": [{"name": "c", "image": "i", "nope": {"x": 1}}]}}
+    first = schema.unknown_fields("v1", "Pod", obj)
+    assert first == [".metadata.bogus", ".spec.containers[0].nope"]
+    assert schema.unknown_fields("v1", "Pod", obj) == first

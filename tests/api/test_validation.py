@@ -380,3 +380,19 @@ def test_secret_type_immutable_and_tls() -> None:
     old = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "d"}, "type": "Opaque"}
     new = {**old, "type": "other"}
     assert _update(new, old) == ['type: Invalid value: "other": field is immutable']
+
+
+def test_validity_memo_never_hides_errors() -> None:
+    from servicenet.api import validation
+
+    for _ in range(2):  # the second round is answered from the memo of valid strings
+        assert validation.is_qualified_name("app.kubernetes.io/name") == []
+        assert validation.is_valid_label_value("web") == []
+        assert validation.is_dns1123_subdomain("web-1") == []
+    bad = validation.is_qualified_name("-bad")
+    assert bad and bad == validation.is_qualified_name("-bad")
+    assert validation.is_dns1123_label("Web") != []
+    assert validation.is_dns1123_label("Web") != []
+    # results handed out are fresh lists: mutating one does not poison later answers
+    validation.is_valid_label_value("ok").append("junk")
+    assert validation.is_valid_label_value("ok") == []
