@@ -30,7 +30,6 @@ bench: $(STAMP) deps
 
 lint: $(STAMP)
 	$(BIN)/ruff check servicenet tests bench
-	$(BIN)/ruff format --check servicenet tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info
