@@ -1,12 +1,13 @@
 """Service proxy benchmarks.
 
-1. Rule sync (root): nftables and iptables full sync of N services x M endpoints (render +
-   apply inside a throwaway namespace ``sn-<id>-bench``), then a single-endpoint change.
+1. Rule sync (root): nftables and iptables (legacy and system-default variants) full sync
+   of N services x M endpoints (render + apply inside a throwaway namespace
+   ``sn-<id>-bench``), then single-endpoint changes (p50/p99). Each phase is bounded.
 2. Data path: the userspace proxy vs HAProxy (TCP mode, 1 thread) vs direct, nginx as the
    backend and wrk (1 thread) as the client on loopback: keep-alive small requests, bulk
    1 MiB, new connection per request. Prints ratios ours/HAProxy.
 
-    python -m bench.proxy.run [--services 10000] [--endpoints 10] [--duration 5] [--skip-sync] [--skip-data]
+    python -m bench.proxy.run [--services 10000] [--endpoints 10] [--duration 5] [--skip-sync] [--skip-data]\n                              [--modes nftables,iptables-legacy,iptables] [--limit 300] [--changes 20]
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ import tempfile
 import textwrap
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from servicenet.proxy.model import changed_services, compute  # noqa: E402
+from servicenet.proxy.model import DesiredState, ServicePortName, compute  # noqa: E402
 from servicenet.proxy.render_iptables import IptablesConfig  # noqa: E402
 from servicenet.proxy.render_nftables import NftConfig  # noqa: E402
-from servicenet.proxy.sync import IptablesBackend, NftablesBackend  # noqa: E402
+from servicenet.proxy.sync import ApplyError, IptablesBackend, NftablesBackend  # noqa: E402
 
 # -- rule sync -------------------------------------------------------------------------------------
 
@@ -54,34 +56,69 @@ def world(n_svc: int, n_ep: int, drop_one: bool = False) -> tuple[list[dict], li
     return svcs, slices
 
 
-async def bench_sync(n_svc: int, n_ep: int, modes: list[str], timeout: float) -> None:
+def drop_endpoint(state: DesiredState, k: int) -> tuple[DesiredState, set[ServicePortName]]:
+    """``state`` with the last endpoint of the k-th service (by name) removed."""
+    names = state.sorted_names()
+    spn = names[k % len(names)]
+    st = state.services[spn]
+    st2 = replace(st, endpoints=st.endpoints[:-1], cluster=st.cluster[:-1])
+    services = dict(state.services)
+    services[spn] = st2
+    return replace(state, services=services), {spn}
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+async def bench_backend(name: str, backend: object, s1: DesiredState, changes: int, limit: float) -> None:
+    """Full sync, then ``changes`` single-endpoint changes; each apply is bounded by ``limit`` seconds."""
+    t0 = time.perf_counter()
+    try:
+        r = await asyncio.wait_for(backend.apply(s1, None), limit)  # type: ignore[attr-defined]
+    except (TimeoutError, ApplyError) as e:
+        print(f"{name:16s} full sync: >{limit:.0f}s ({type(e).__name__}); single changes not measured", flush=True)
+        return
+    full = time.perf_counter() - t0
+    print(f"{name:16s} full sync: {full:7.2f}s (render {r.render_seconds:.2f}s, apply {r.apply_seconds:.2f}s, "
+          f"{r.bytes / 1e6:.1f} MB)", flush=True)
+    totals, renders, applies = [], [], []
+    state = s1
+    deadline = time.monotonic() + limit
+    for k in range(changes):
+        state, changed = drop_endpoint(state, k * 7919)  # one endpoint less in a different service each time
+        t0 = time.perf_counter()
+        r = await asyncio.wait_for(backend.apply(state, changed), limit)  # type: ignore[attr-defined]
+        totals.append(time.perf_counter() - t0)
+        renders.append(r.render_seconds)
+        applies.append(r.apply_seconds)
+        if time.monotonic() > deadline:
+            break
+    print(f"{name:16s} one endpoint changed x{len(totals)}: p50 {pct(totals, 50) * 1e3:7.1f} ms, "
+          f"p99 {pct(totals, 99) * 1e3:7.1f} ms (render p50 {pct(renders, 50) * 1e3:.1f} ms, "
+          f"apply p50 {pct(applies, 50) * 1e3:.1f} ms)", flush=True)
+
+
+async def bench_sync(n_svc: int, n_ep: int, modes: list[str], limit: float, changes: int) -> None:
     if os.geteuid() != 0:
         print("rule sync: skipped (needs root)")
         return
-    ns = f"sn-{uuid.uuid4().hex[:6]}-bench"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        t = time.perf_counter()
-        s1 = compute(*world(n_svc, n_ep), "n1", ["10.244.0.1"])
-        s2 = compute(*world(n_svc, n_ep, drop_one=True), "n1", ["10.244.0.1"])
-        print(f"model: {n_svc} services x {n_ep} endpoints computed twice in {time.perf_counter() - t:.2f}s")
-        changed = changed_services(s1, s2)
-        backends = {"nftables": NftablesBackend(ns, NftConfig(cluster_cidr="10.244.0.0/16"), timeout),
-                    "iptables": IptablesBackend(ns, IptablesConfig(cluster_cidr="10.244.0.0/16"), timeout)}
-        for name in modes:
-            backend = backends[name]
-            t0 = time.perf_counter()
-            r = await backend.apply(s1, None)  # type: ignore[attr-defined]
-            full = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            r2 = await backend.apply(s2, changed)  # type: ignore[attr-defined]
-            part = time.perf_counter() - t0
-            print(f"{name:9s} full sync: {full:7.2f}s (render {r.render_seconds:.2f}s, apply {r.apply_seconds:.2f}s, "
-                  f"{r.bytes / 1e6:.1f} MB) | one endpoint removed: {part:6.3f}s "
-                  f"(render {r2.render_seconds:.3f}s, apply {r2.apply_seconds:.3f}s, {r2.bytes / 1e3:.1f} kB)")
-            await backend.cleanup()  # type: ignore[attr-defined]
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+    t = time.perf_counter()
+    s1 = compute(*world(n_svc, n_ep), "n1", ["10.244.0.1"])
+    print(f"model: {n_svc} services x {n_ep} endpoints computed in {time.perf_counter() - t:.2f}s", flush=True)
+    for name in modes:
+        ns = f"sn-{uuid.uuid4().hex[:6]}-bench"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            if name == "nftables":
+                backend: object = NftablesBackend(ns, NftConfig(cluster_cidr="10.244.0.0/16"), limit)
+            else:
+                variant = name.removeprefix("iptables").removeprefix("-")
+                backend = IptablesBackend(ns, IptablesConfig(cluster_cidr="10.244.0.0/16"), limit, variant=variant)
+            await bench_backend(name, backend, s1, changes, limit)
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], check=False)  # drops every rule with it
 
 
 # -- data path -------------------------------------------------------------------------------------
@@ -218,13 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--skip-sync", action="store_true")
     ap.add_argument("--skip-data", action="store_true")
-    ap.add_argument("--modes", default="nftables,iptables", help="kernel modes for the sync benchmark")
-    ap.add_argument("--apply-timeout", type=float, default=900.0)
+    ap.add_argument("--modes", default="nftables,iptables-legacy,iptables",
+                    help="kernel modes for the sync benchmark (iptables = the system's default variant)")
+    ap.add_argument("--limit", type=float, default=300.0, help="seconds allowed per phase; beyond: reported as >limit")
+    ap.add_argument("--changes", type=int, default=20, help="single-endpoint changes measured after the full sync")
     args = ap.parse_args(argv)
     if not args.skip_data:
         bench_data(args.duration)
     if not args.skip_sync:
-        asyncio.run(bench_sync(args.services, args.endpoints, args.modes.split(","), args.apply_timeout))
+        asyncio.run(bench_sync(args.services, args.endpoints, args.modes.split(","), args.limit, args.changes))
     return 0
 
 

@@ -12,12 +12,13 @@ the difference between two rulesets (changed chains, element adds/deletes, stale
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from servicenet.proxy import names
-from servicenet.proxy.model import DesiredState, Endpoint, ServiceState
+from servicenet.proxy.model import DesiredState, Endpoint, ServicePortName, ServiceState
 
 MAPS = ("service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips")
 SETS = ("cluster-ips", "nodeport-ips")
@@ -184,6 +185,14 @@ class _Fragment:
 FragmentCache = dict[Any, _Fragment]
 
 
+def _fragment(st: ServiceState, cfg: NftConfig) -> _Fragment:
+    fc: dict[str, tuple[str, ...]] = {}
+    fa: dict[str, int] = {}
+    fm: dict[str, dict[str, str]] = {m: {} for m in MAPS}
+    _service(st, cfg, fc, fa, fm, set())
+    return _Fragment(st, fc, fa, fm)
+
+
 def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = None) -> NftRuleset:
     """The per-service objects of ``state``.
 
@@ -199,11 +208,7 @@ def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = Non
         st = state.services[spn]
         frag = cache.get(spn) if cache is not None else None
         if frag is None or frag.state != st:
-            fc: dict[str, tuple[str, ...]] = {}
-            fa: dict[str, int] = {}
-            fm: dict[str, dict[str, str]] = {m: {} for m in MAPS}
-            _service(st, cfg, fc, fa, fm, set())
-            frag = _Fragment(st, fc, fa, fm)
+            frag = _fragment(st, cfg)
         fresh[spn] = frag
         chains.update(frag.chains)
         aff.update(frag.aff)
@@ -218,6 +223,69 @@ def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = Non
     if cfg.nodeport_primary:
         sets["nodeport-ips"] = frozenset(state.node_ips)
     return NftRuleset(chains=chains, affinity_sets=aff, maps=maps, sets=sets)
+
+
+@dataclass(frozen=True, slots=True)
+class Programmed:
+    """What a sync left in the kernel, per service: the input of the next partial sync."""
+
+    fragments: Mapping[ServicePortName, _Fragment]
+    cluster_ips: Counter[str]  # ClusterIP -> number of service ports using it
+    node_ips: frozenset[str]
+
+    @classmethod
+    def of(cls, state: DesiredState, cfg: NftConfig, cache: FragmentCache) -> Programmed:
+        """After a full sync of ``state`` whose :func:`build` filled ``cache``."""
+        frags = {spn: cache.get(spn) or _fragment(st, cfg) for spn, st in state.services.items()}
+        ips = Counter(st.port.cluster_ip for st in state.services.values())
+        return cls(frags, ips, frozenset(state.node_ips) if cfg.nodeport_primary else frozenset())
+
+
+def _mini(frags: Iterable[_Fragment], cluster_ips: frozenset[str], node_ips: frozenset[str],
+          cfg: NftConfig) -> NftRuleset:
+    chains: dict[str, tuple[str, ...]] = {}
+    aff: dict[str, int] = {}
+    maps: dict[str, dict[str, str]] = {m: {} for m in MAPS}
+    for f in frags:
+        chains.update(f.chains)
+        aff.update(f.aff)
+        for m, elems in f.maps.items():
+            maps[m].update(elems)
+    sets = {"cluster-ips": cluster_ips}
+    if cfg.nodeport_primary:
+        sets["nodeport-ips"] = node_ips
+    return NftRuleset(chains=chains, affinity_sets=aff, maps=maps, sets=sets)
+
+
+def partial_transaction(prog: Programmed, state: DesiredState, changed: Iterable[ServicePortName],
+                        cfg: NftConfig) -> tuple[str, Programmed]:
+    """The transaction for the services in ``changed`` only, and the new :class:`Programmed`.
+
+    Costs O(changed services), not O(all services): only the fragments of those services
+    are rendered and compared. ClusterIPs are reference-counted because the ports of one
+    Service share theirs. Raises :class:`NeedFullSync` like :func:`incremental_transaction`.
+    """
+    names_ = set(changed)
+    old = [prog.fragments[n] for n in names_ if n in prog.fragments]
+    new: dict[ServicePortName, _Fragment] = {}
+    for n in names_:
+        st = state.services.get(n)
+        if st is not None:
+            f = prog.fragments.get(n)
+            new[n] = f if f is not None and f.state == st else _fragment(st, cfg)
+    refs = prog.cluster_ips.copy()
+    refs.subtract(f.state.port.cluster_ip for f in old)
+    refs.update(f.state.port.cluster_ip for f in new.values())
+    touched = {f.state.port.cluster_ip for f in old} | {f.state.port.cluster_ip for f in new.values()}
+    before = frozenset(ip for ip in touched if prog.cluster_ips.get(ip, 0) > 0)
+    after = frozenset(ip for ip in touched if refs.get(ip, 0) > 0)
+    node_ips = frozenset(state.node_ips) if cfg.nodeport_primary else frozenset()
+    tx = incremental_transaction(_mini(old, before, prog.node_ips, cfg), _mini(new.values(), after, node_ips, cfg), cfg)
+    frags = dict(prog.fragments)
+    for n in names_:
+        frags.pop(n, None)
+    frags.update(new)
+    return tx, Programmed(frags, +refs, node_ips)
 
 
 def base_objects(cfg: NftConfig) -> list[str]:
@@ -326,6 +394,89 @@ def full_transaction(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterabl
         lines += [f"delete set {t} {s}" for s in sorted(existing_sets or ())
                   if s.startswith("affinity-") and s not in rs.affinity_sets]
     return "\n".join(lines) + "\n"
+
+
+def _chunk_chains(rs: NftRuleset, names_: list[str]) -> list[str]:
+    """Chains of one chunk, those holding an anonymous map (``numgen ... vmap { }``) first."""
+    with_map = [c for c in names_ if any(" vmap { " in r for r in rs.chains[c])]
+    first = set(with_map)
+    return with_map + [c for c in names_ if c not in first]
+
+
+def full_transactions(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterable[str] | None = None,
+                      existing_sets: Iterable[str] | None = None, chunk_chains: int = 20000) -> list[str]:
+    """The full sync as a short sequence of transactions (same end state as :func:`full_transaction`).
+
+    Why: the kernel binds every anonymous set (the per-service ``numgen`` vmap) by walking the
+    whole pending transaction, so one transaction with 10k services costs O(services x
+    objects). Splitting keeps that walk short. Each step leaves the kernel consistent:
+
+    1. table, maps, sets, base chains (rewritten), affinity sets and every service chain
+       (created empty, or left as they are when they already exist);
+    2. per chunk of services: their chains flushed and rewritten, one service never split;
+    3. map and set contents replaced (one statement per map), stale chains and sets deleted.
+
+    Packets keep using the old per-service rules until step 2 rewrites that service; the
+    dispatch maps switch over in step 3, atomically.
+    """
+    t = f"{cfg.family} {cfg.table}"
+    head: list[str] = []
+    if existing_chains is None:
+        head += [f"add table {t}", f"delete table {t}"]
+    base = base_objects(cfg)
+    head += base
+    if existing_chains is not None:
+        flushes = [f"flush chain {t} {n}" for n, *_ in BASE_CHAINS] + [f"flush chain {t} {n}" for n in AUX_CHAINS]
+        flushes += [f"flush chain {t} reject-chain"]
+        first_rule = next(i for i, ln in enumerate(head) if ln.startswith("add rule"))
+        head[first_rule:first_rule] = flushes
+    head += [_affinity_set(t, n, to, cfg) for n, to in rs.affinity_sets.items()]
+    head += [f"add chain {t} {c}" for c in rs.chains]
+    out = ["\n".join(head) + "\n"]
+
+    # group chains by service (a service's chains share the "ns/name/proto/port" part)
+    groups: dict[str, list[str]] = {}
+    for c in rs.chains:
+        groups.setdefault(c.split("-", 2)[2].split("__")[0], []).append(c)
+    chunk: list[str] = []
+    n_chains = 0
+
+    def emit() -> None:
+        if not chunk:
+            return
+        lines = [f"flush chain {t} {c}" for c in chunk] if existing_chains is not None else []
+        for c in _chunk_chains(rs, chunk):
+            lines += [f"add rule {t} {c} {r}" for r in rs.chains[c]]
+        out.append("\n".join(lines) + "\n")
+
+    for members in groups.values():
+        if n_chains + len(members) > chunk_chains and chunk:
+            emit()
+            chunk, n_chains = [], 0
+        chunk += members
+        n_chains += len(members)
+    emit()
+
+    tail: list[str] = []
+    if existing_chains is not None:
+        tail += [f"flush set {t} {s}" for s in SETS if s in rs.sets]
+        tail += [f"flush map {t} {m}" for m in MAPS]
+    for s in SETS:
+        if rs.sets.get(s):
+            tail.append(f"add element {t} {s} {{ {', '.join(sorted(rs.sets[s]))} }}")
+    for m in MAPS:
+        elems = rs.maps.get(m, {})
+        if elems:
+            tail.append(f"add element {t} {m} {{ {', '.join(f'{k} : {v}' for k, v in elems.items())} }}")
+    if existing_chains is not None:
+        stale = sorted(c for c in existing_chains if "/" in c and c not in rs.chains)
+        tail += [f"flush chain {t} {c}" for c in stale]
+        tail += [f"delete chain {t} {c}" for c in stale]
+        tail += [f"delete set {t} {s}" for s in sorted(existing_sets or ())
+                 if s.startswith("affinity-") and s not in rs.affinity_sets]
+    if tail:
+        out.append("\n".join(tail) + "\n")
+    return out
 
 
 class NeedFullSync(Exception):

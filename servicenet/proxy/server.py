@@ -231,13 +231,7 @@ class ProxyServer:
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def stop(self) -> None:
-        stopping = asyncio.ensure_future(self.runner.stop())
-        while not (await asyncio.wait({stopping}, timeout=0.5))[0]:
-            # SyncRunner's wait_for() can swallow a cancel that lands right after a request();
-            # repeat it rather than hang (see the xfail test in tests/proxy/test_server_netns_setup.py)
-            task = getattr(self.runner, "_task", None)
-            if task is not None:
-                task.cancel()
+        await self.runner.stop()
         if self.lb is not None:
             await self.lb.stop()
         if self.backend is not None:

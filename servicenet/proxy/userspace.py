@@ -167,11 +167,14 @@ class _Direction:
         if self.pending or self.tail:
             return
         self.done = True
+        dirs = self.conn.dirs
+        if dirs is not None and dirs[0].done and dirs[1].done:
+            self.conn.close()  # both peers sent FIN: close() sends ours, no shutdown() needed
+            return
         try:
             self.dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        self.conn.half_closed()
 
     def release(self) -> None:
         if self.pipe is not None:
@@ -260,10 +263,6 @@ class _TcpConn:
         except OSError:
             pass
         self.close()
-
-    def half_closed(self) -> None:
-        if self.dirs is not None and self.dirs[0].done and self.dirs[1].done:
-            self.close()
 
     def close(self) -> None:
         if self.closed:

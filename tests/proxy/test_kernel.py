@@ -128,17 +128,23 @@ def _curl_many(t: Topo, url: str, n: int) -> Counter[str]:
 
 
 def _backends(netns: str) -> list[tuple[str, object]]:
+    # chunk_chains=2: full nftables syncs go out as several transactions even for tiny worlds
     return [("iptables", IptablesBackend(netns, IptablesConfig(cluster_cidr="10.244.0.0/16"))),
+            ("iptables-legacy", IptablesBackend(netns, IptablesConfig(cluster_cidr="10.244.0.0/16"), variant="legacy")),
             ("nftables", NftablesBackend(netns, NftConfig(cluster_cidr="10.244.0.0/16",
-                                                          service_cidrs=("10.96.0.0/12",))))]
+                                                          service_cidrs=("10.96.0.0/12",)), chunk_chains=2))]
 
 
-@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def _save(mode: str) -> str:
+    return "iptables-legacy-save" if mode == "iptables-legacy" else "iptables-save"
+
+
+@pytest.mark.parametrize("mode", ["iptables", "iptables-legacy", "nftables"])
 async def test_data_path(topo: Topo, mode: str) -> None:
     backend = dict(_backends(topo.node))[mode]
     await backend.apply(_state(topo.ips), None)  # type: ignore[attr-defined]
-    if mode == "iptables":
-        nat = topo.run("iptables-save", "-t", "nat").stdout
+    if mode.startswith("iptables"):
+        nat = topo.run(_save(mode), "-t", "nat").stdout
         assert "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in nat
         assert nat.count(":KUBE-SEP-") == 3 and "--probability 0.33333333" in nat
     else:
@@ -172,14 +178,14 @@ async def test_data_path(topo: Topo, mode: str) -> None:
 
     # stopping removes every rule
     await backend.cleanup()  # type: ignore[attr-defined]
-    if mode == "iptables":
+    if mode.startswith("iptables"):
         for table in ("nat", "filter"):
-            assert "KUBE-" not in topo.run("iptables-save", "-t", table).stdout
+            assert "KUBE-" not in topo.run(_save(mode), "-t", table).stdout
     else:
         assert "kube-proxy" not in topo.run("nft", "list", "tables").stdout
 
 
-@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+@pytest.mark.parametrize("mode", ["iptables", "iptables-legacy", "nftables"])
 async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
     svc2 = h.service("default", "old", "10.96.0.21", [h.port(80, "http", target=8080)])
     es2 = h.eslice("default", "old", [h.endpoint(topo.ips[2])], [{"name": "http", "port": 8080}])
@@ -201,8 +207,8 @@ async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
     # "restart": a fresh backend, a smaller world; the full sync must drop the stale service
     second = dict(_backends(topo.node))[mode]
     await second.apply(st(topo.ips[:1], False), None)  # type: ignore[attr-defined]
-    if mode == "iptables":
-        nat = topo.run("iptables-save", "-t", "nat").stdout
+    if mode.startswith("iptables"):
+        nat = topo.run(_save(mode), "-t", "nat").stdout
         assert nat.count(":KUBE-SEP-") == 1 and nat.count(":KUBE-SVC-") == 1, nat
         assert sum(1 for ln in nat.splitlines() if "-j KUBE-SERVICES" in ln) == 2  # jumps not duplicated
     else:

@@ -237,3 +237,106 @@ def test_fragment_cache_gives_identical_rulesets() -> None:
     cache: nft.FragmentCache = {}
     for st in (st1, st2, st1):
         assert nft.build(st, CFG, cache) == nft.build(st, CFG)
+
+
+def _rules_by_chain(lines: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ln in lines:
+        if ln.startswith("add rule ip kube-proxy "):
+            chain, rule = ln.removeprefix("add rule ip kube-proxy ").split(" ", 1)
+            out.setdefault(chain, []).append(rule)
+    return out
+
+
+def _elements(lines: list[str]) -> set[tuple[str, str]]:
+    """(set, element) pairs, whether written one per statement or many per statement."""
+    out = set()
+    for ln in lines:
+        if ln.startswith("add element ip kube-proxy "):
+            name, rest = ln.removeprefix("add element ip kube-proxy ").split(" ", 1)
+            out |= {(name, e.strip()) for e in rest.strip("{} ").split(", ")}
+    return out
+
+
+def _world(n: int) -> nft.NftRuleset:
+    svcs = [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80, affinity=60 if i % 3 == 0 else None) for i in range(1, n + 1)]
+    return nft.build(_state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", f"10.180.1.{i}"]) for i in range(1, n + 1)]), CFG)
+
+
+def test_full_transactions_same_content_as_one_transaction() -> None:
+    rs = _world(7)
+    one = nft.full_transaction(rs, CFG).splitlines()
+    txs = nft.full_transactions(rs, CFG, chunk_chains=4)
+    assert len(txs) == 2 + 7  # head, one per service (3 chains each > 4/2), elements
+    many = "".join(txs).splitlines()
+    assert _rules_by_chain(many) == _rules_by_chain(one)  # per-chain rule order kept
+    assert _elements(many) == _elements(one)
+    assert {ln for ln in many if not ln.startswith(("add rule", "add element"))} == \
+           {ln for ln in one if not ln.startswith(("add rule", "add element"))}
+    # step 1 creates every chain; the maps are filled only in the last step
+    assert all(f"add chain ip kube-proxy {c}" in txs[0] for c in rs.chains)
+    assert "add element" not in "".join(txs[:-1]) and "add rule" not in txs[-1]
+    assert txs[-1].startswith("add element ip kube-proxy cluster-ips { 172.30.0.1, 172.30.0.2, ")
+
+
+def test_full_transactions_never_split_a_service() -> None:
+    rs = _world(6)
+    for tx in nft.full_transactions(rs, CFG, chunk_chains=5)[1:-1]:
+        chains = set(_rules_by_chain(tx.splitlines()))
+        svcs = {c.split("-", 2)[2].split("__")[0] for c in chains}
+        assert len(svcs) == 1, svcs
+        # the service chain (anonymous vmap) is written before its endpoint chains
+        first = tx.splitlines()[0].removeprefix("add rule ip kube-proxy ").split(" ", 1)[0]
+        assert first.startswith("service-"), tx
+
+
+def test_full_transactions_over_existing_table() -> None:
+    rs = _world(2)
+    txs = nft.full_transactions(rs, CFG, existing_chains=["services", "service-OLD-ns/x/tcp/"],
+                                existing_sets=["cluster-ips", "affinity-OLD-ns/x/tcp/__1.2.3.4/80"])
+    assert len(txs) == 3
+    head, body, tail = (tx.splitlines() for tx in txs)
+    assert "delete table ip kube-proxy" not in head and not any("flush map" in ln for ln in head)
+    assert head.index("flush chain ip kube-proxy services") < head.index(
+        "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips")
+    # each rewritten chain is flushed in the same transaction that refills it
+    assert {ln.removeprefix("flush chain ip kube-proxy ") for ln in body if ln.startswith("flush")} == set(rs.chains)
+    assert tail[:2] == ["flush set ip kube-proxy cluster-ips", "flush set ip kube-proxy nodeport-ips"]
+    assert tail[-3:] == ["flush chain ip kube-proxy service-OLD-ns/x/tcp/", "delete chain ip kube-proxy service-OLD-ns/x/tcp/",
+                         "delete set ip kube-proxy affinity-OLD-ns/x/tcp/__1.2.3.4/80"]
+
+
+def _lines(tx: str) -> list[str]:
+    return sorted(tx.splitlines())
+
+
+def test_partial_transaction_matches_whole_ruleset_diff() -> None:
+    two_ports = [h.port(80, "p80"), h.port(443, "p443")]
+    svcs = [h.service("ns1", "multi", "172.30.0.9", two_ports)] + \
+           [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80, affinity=60 if i == 3 else None) for i in range(1, 5)]
+
+    def es(name: str, ips: list[str]) -> dict:
+        return h.eslice("ns1", name, [h.endpoint(ip) for ip in ips], [{"name": "p80", "port": 80},
+                                                                       {"name": "p443", "port": 443}])
+
+    st1 = _state(svcs, [es("multi", ["10.180.9.1"])] + [es(f"s{i}", [f"10.180.0.{i}", "10.180.1.1"]) for i in range(1, 5)])
+    # s1 loses an endpoint, s2 is deleted, s4 loses all endpoints, one port of "multi" goes away
+    svcs2 = [h.service("ns1", "multi", "172.30.0.9", two_ports[:1]), svcs[1], svcs[3], svcs[4]]
+    st2 = _state(svcs2, [es("multi", ["10.180.9.1"]), es("s1", ["10.180.0.1"]), es("s3", ["10.180.0.3", "10.180.1.1"])])
+    cache: nft.FragmentCache = {}
+    nft.build(st1, CFG, cache)
+    prog = nft.Programmed.of(st1, CFG, cache)
+    from servicenet.proxy.model import changed_services
+    changed = changed_services(st1, st2)
+    tx, prog2 = nft.partial_transaction(prog, st2, changed, CFG)
+    assert _lines(tx) == _lines(nft.incremental_transaction(nft.build(st1, CFG), nft.build(st2, CFG), CFG))
+    # the shared ClusterIP stays (one port of "multi" is left); s2's is removed
+    assert "delete element ip kube-proxy cluster-ips { 172.30.0.9 }" not in tx
+    assert "delete element ip kube-proxy cluster-ips { 172.30.0.2 }" in tx
+    assert prog2.cluster_ips == {"172.30.0.9": 1, "172.30.0.1": 1, "172.30.0.3": 1, "172.30.0.4": 1}
+    assert set(prog2.fragments) == set(st2.services)
+    # nothing changed: nothing to send
+    assert nft.partial_transaction(prog2, st2, set(), CFG)[0] == ""
+    # and back again
+    tx3, _ = nft.partial_transaction(prog2, st1, changed_services(st2, st1), CFG)
+    assert _lines(tx3) == _lines(nft.incremental_transaction(nft.build(st2, CFG), nft.build(st1, CFG), CFG))

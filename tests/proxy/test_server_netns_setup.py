@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from servicenet.proxy.server import ProxyConfig, ProxyServer, route_commands
 from servicenet.proxy.source import StaticSource
 from servicenet.proxy.sync import SyncRunner
@@ -49,8 +47,6 @@ async def test_only_node_label_changes_force_a_full_sync() -> None:
         await asyncio.wait_for(proxy.stop(), 5)
 
 
-@pytest.mark.xfail(strict=True, reason="sync.py SyncRunner.stop(): asyncio.wait_for() (3.11) swallows a cancel "
-                                       "that arrives after the event fired but before the loop resumed")
 async def test_sync_runner_stops_right_after_a_request() -> None:
     runs: list[int] = []
 

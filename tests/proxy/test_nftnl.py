@@ -1,0 +1,131 @@
+"""The netlink writer: pure encoding checks, and (root) the kernel ends up with exactly what
+``nft -f`` would have programmed for the same transaction text."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from servicenet.proxy import nftnl
+from servicenet.proxy import render_nftables as nft
+from servicenet.proxy.model import changed_services, compute
+
+from . import helpers as h
+
+CFG = nft.NftConfig(cluster_cidr="10.0.0.0/8", service_cidrs=("172.30.0.0/16",))
+
+
+def _messages(batch: bytes) -> list[tuple[int, int, int]]:
+    out, off = [], 0
+    while off < len(batch):
+        ln, kind, flags, seq, _ = struct.unpack_from("=IHHII", batch, off)
+        out.append((kind, flags, seq))
+        off += ln
+    return out
+
+
+def test_encode_batch_framing() -> None:
+    batch, seqs = nftnl.encode("add chain ip kube-proxy a\nflush chain ip kube-proxy a\n"
+                               "add element ip kube-proxy cluster-ips { 172.30.0.1 }\n", seq=7)
+    msgs = _messages(batch)
+    assert [m[0] for m in msgs] == [0x10, (10 << 8) | 3, (10 << 8) | 8, (10 << 8) | 12, 0x11]
+    assert [m[2] for m in msgs] == [7, 8, 9, 10, 11] and seqs == [8, 9, 10]
+    assert all(m[1] & nftnl.F_ACK for m in msgs[1:-1])
+    # the ClusterIP is carried in network byte order
+    assert bytes([172, 30, 0, 1]) in batch
+
+
+def test_numgen_vmap_creates_its_anonymous_map_first() -> None:
+    batch, seqs = nftnl.encode("add rule ip kube-proxy svc numgen random mod 2 vmap "
+                               "{ 0 : goto ep-a , 1 : goto ep-b }\n")
+    kinds = [m[0] & 0xFF for m in _messages(batch)[1:-1]]
+    assert kinds == [nftnl.NEWSET, nftnl.NEWSETELEM, nftnl.NEWRULE] and len(seqs) == 3
+    assert b"ep-a\0" in batch and b"ep-b\0" in batch and b"numgen\0" in batch
+
+
+@pytest.mark.parametrize("line", [
+    "add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }",
+    'add set ip kube-proxy affinity-x { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }',
+    "add rule ip kube-proxy external-x fib saddr type local jump mark-for-masquerade",
+    "add rule ip kube-proxy firewall-x ip saddr != { 1.2.3.0/24 } drop",
+    "add rule ip kube-proxy svc ip saddr != 10.96.0.0/12 jump mark-for-masquerade",
+    "add table ip kube-proxy",
+])
+def test_unsupported_statements_are_left_to_nft(line: str) -> None:
+    with pytest.raises(nftnl.Unsupported):
+        nftnl.encode(line + "\n")
+
+
+# --- kernel --------------------------------------------------------------------------------------
+
+def _sh(*argv: str, stdin: str | None = None) -> str:
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.fixture
+def two_netns() -> Iterator[tuple[str, str]]:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kernel tests need root in CI")
+        pytest.skip("needs root")
+    tag = uuid.uuid4().hex[:6]
+    names = (f"sn-{tag}-a", f"sn-{tag}-b")
+    for n in names:
+        _sh("ip", "netns", "add", n)
+    try:
+        yield names
+    finally:
+        for n in names:
+            subprocess.run(["ip", "netns", "del", n], check=False)
+
+
+def _world(n_eps: int, affinity: bool = False, node_port: int | None = None):
+    """"web" changes between worlds; "lb" (eTP=Local: fib rules, left to nft) never does."""
+    svcs = [h.service("ns1", "web", "172.30.0.41", [h.port(80, "http", node_port=node_port)],
+                      type_="NodePort" if node_port else "ClusterIP", affinity=60 if affinity else None),
+            h.service("ns1", "lb", "172.30.0.42", [h.port(80, "http", node_port=30002)], type_="LoadBalancer",
+                      lb_ips=["5.6.7.8"], etp="Local", hcnp=30100)]
+    eps = [h.endpoint(f"10.180.0.{i}") for i in range(1, n_eps + 1)]
+    slices = [h.eslice("ns1", "web", eps, [{"name": "http", "port": 80}]),
+              h.eslice("ns1", "lb", [h.endpoint("10.180.0.1")], [{"name": "http", "port": 80}])]
+    return compute(svcs, slices, "node1", ["192.168.0.2"])
+
+
+@pytest.mark.root
+def test_netlink_writes_what_nft_writes(two_netns: tuple[str, str]) -> None:
+    a, b = two_netns
+    s1 = _world(3, node_port=30001)
+    full = nft.full_transaction(nft.build(s1, CFG), CFG)
+    for ns in (a, b):
+        _sh("ip", "netns", "exec", ns, "nft", "-f", "-", stdin=full)
+    session = nftnl.NetlinkSession(b)
+    try:
+        prog = nft.Programmed.of(s1, CFG, {})
+        for nxt in (_world(2, node_port=30001), _world(4), _world(0), _world(1, node_port=30005)):
+            tx, prog = nft.partial_transaction(prog, nxt, changed_services(s1, nxt), CFG)
+            s1 = nxt
+            assert tx
+            _sh("ip", "netns", "exec", a, "nft", "-f", "-", stdin=tx)
+            assert session.apply(tx) > 0
+            listing = [_sh("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "kube-proxy") for ns in (a, b)]
+            assert listing[0] == listing[1]
+        # anonymous maps of separate transactions never collide
+        for i in range(2):
+            assert session.apply(f"add chain ip kube-proxy sn-ep{i}\nadd chain ip kube-proxy sn-svc{i}\n"
+                                 f"add rule ip kube-proxy sn-svc{i} numgen random mod 1 vmap {{ 0 : goto sn-ep{i} }}\n")
+        assert "0 : goto sn-ep1" in _sh("ip", "netns", "exec", b, "nft", "list", "chain", "ip", "kube-proxy", "sn-svc1")
+        # a rejected batch changes nothing and says why
+        before = _sh("ip", "netns", "exec", b, "nft", "list", "table", "ip", "kube-proxy")
+        with pytest.raises(nftnl.NetlinkError):
+            session.apply("add chain ip kube-proxy sn-new\nadd rule ip kube-proxy sn-new goto no-such-chain\n")
+        assert _sh("ip", "netns", "exec", b, "nft", "list", "table", "ip", "kube-proxy") == before
+        # the session still works afterwards
+        assert session.apply("add element ip kube-proxy cluster-ips { 172.30.9.9 }\n") == 1
+        assert "172.30.9.9" in _sh("ip", "netns", "exec", b, "nft", "list", "set", "ip", "kube-proxy", "cluster-ips")
+    finally:
+        session.close()
