@@ -573,7 +573,6 @@ class ResourceHandlers:
                                  "annotations": {"k8s.io/initial-events-end": "true"}}}}) + b"\n"
             if buf:
                 await resp.write(bytes(buf))
-            loop = request.loop if hasattr(request, "loop") else None
             import asyncio
 
             loop = asyncio.get_running_loop()
