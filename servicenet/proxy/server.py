@@ -83,6 +83,9 @@ class ProxyServer:
         self._pending_triggers: list[float] = []
         self._pending_svc = 0
         self._pending_eps = 0
+        # services touched since the last sync: only these are recomputed (the model is per service)
+        self._dirty: set[tuple[str, str]] = set()
+        self._ports_by_svc: dict[tuple[str, str], set[model.ServicePortName]] = {}
         self._http: web.AppRunner | None = None
         self.health_url = ""
         self.synced = asyncio.Event()
@@ -92,10 +95,15 @@ class ProxyServer:
         now = time.time()
         self.health.queued(now)
         self.metrics.last_queued.set(now)
+        md = obj.get("metadata") or {}
         if kind == "service":
+            self._dirty.add((md.get("namespace") or "", md.get("name") or ""))
             self._pending_svc += 1
             self.metrics.service_changes_total.inc()
         elif kind == "slice":
+            owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
+            if owner:
+                self._dirty.add((md.get("namespace") or "", owner))
             self._pending_eps += 1
             self.metrics.endpoint_changes_total.inc()
             trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
@@ -265,18 +273,54 @@ class ProxyServer:
         self.runner.request()
 
     # -- the sync ---------------------------------------------------------------------------------
+    def _recompute(self, prev: model.DesiredState, dirty: set[tuple[str, str]]
+                   ) -> tuple[model.DesiredState, set[model.ServicePortName]]:
+        """The desired state with only the ``dirty`` services recomputed (pure given the source)."""
+        services = dict(prev.services)
+        changed: set[model.ServicePortName] = set()
+        for key in dirty:
+            old_ports = self._ports_by_svc.pop(key, set())
+            for n in old_ports:
+                services.pop(n, None)
+            svc = self.source.service(*key)  # type: ignore[attr-defined]
+            new: dict[model.ServicePortName, model.ServiceState] = {}
+            if svc is not None:
+                new = dict(model.compute([svc], self.source.slices_for(*key),  # type: ignore[attr-defined]
+                                         self.config.node_name, self.node_ips, zone=self.zone).services)
+            services.update(new)
+            if new:
+                self._ports_by_svc[key] = set(new)
+            changed.update(n for n in old_ports | set(new) if prev.services.get(n) != new.get(n))
+        state = model.DesiredState(node_name=self.config.node_name, node_ips=tuple(self.node_ips),
+                                   services=services)
+        return state, changed
+
     async def _sync(self) -> None:
         t0 = time.perf_counter()
         now = time.time()
         triggers, self._pending_triggers = self._pending_triggers, []
         self._pending_svc = self._pending_eps = 0
-        state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
-                              self.node_ips, zone=self.zone)
         full = self._need_full or time.monotonic() - self._last_full > self.config.full_sync_period
         prev = self.state
+        dirty, self._dirty = self._dirty, set()
+        incremental = prev is not None and not full and hasattr(self.source, "slices_for")
+        if incremental:
+            assert prev is not None
+            state, changed_ports = self._recompute(prev, dirty)
+        else:
+            state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
+                                  self.node_ips, zone=self.zone)
+            self._ports_by_svc = {}
+            for n in state.services:
+                self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
         try:
             if self.backend is not None:
-                changed = None if full or prev is None else model.changed_services(prev, state)
+                if full or prev is None:
+                    changed = None
+                elif incremental:
+                    changed = changed_ports
+                else:
+                    changed = model.changed_services(prev, state)
                 if changed is not None and not changed:
                     pass  # nothing to program
                 else:
@@ -287,6 +331,7 @@ class ProxyServer:
                 self.metrics.userspace_connections.set(len(self.userspace.conns))
         except Exception:
             self._need_full = True
+            self._dirty |= dirty
             self._pending_triggers = triggers + self._pending_triggers
             if self.config.mode == "iptables":
                 (self.metrics.iptables_restore_failures if full

@@ -70,6 +70,12 @@ class StaticSource:
         return None
 
 
+def _slice_owner(es: dict[str, Any]) -> list[str]:
+    md = es.get("metadata") or {}
+    owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
+    return [f"{md.get('namespace') or ''}/{owner}"] if owner else []
+
+
 class InformerSource:
     """Services, EndpointSlices and this Node through the shared client's informers."""
 
@@ -83,6 +89,7 @@ class InformerSource:
         self.es_inf = self.factory.informer("discovery.k8s.io/v1", "endpointslices")
         self.node_inf = self.factory.informer("v1", "nodes", field_selector=f"metadata.name={node_name}")
         self._listeners: list[Listener] = []
+        self.es_inf.add_index("service", _slice_owner)
         for kind, inf in (("service", self.svc_inf), ("slice", self.es_inf), ("node", self.node_inf)):
             inf.add_handler(lambda _etype, obj, _old, kind=kind: self._notify(kind, obj))
 
@@ -98,6 +105,12 @@ class InformerSource:
 
     def node(self) -> dict[str, Any] | None:
         return self.node_inf.get(None, self.node_name)
+
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.svc_inf.get(namespace, name)
+
+    def slices_for(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return self.es_inf.by_index("service", f"{namespace}/{name}")
 
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
