@@ -31,8 +31,26 @@ def _unprivileged_argv(tmp: str) -> tuple[list[str], dict[str, str]]:
     assert setpriv, "setpriv is needed to drop root privileges for this test"
     py = shutil.which("python3", path="/usr/bin:/bin")
     assert py, "a system python3 readable by nobody is needed"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", py, str(SCRIPT), tmp], env
+    # The clone and its venv may live where `nobody` cannot read (e.g. under /root): give the
+    # child its own readable copy of the package, its dependencies and the script.
+    lib = os.path.join(tmp, "lib")
+    shutil.copytree(REPO / "servicenet", os.path.join(lib, "servicenet"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(sysconfig.get_paths()["purelib"], lib, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "kubernetes", "pip", "setuptools", "hypothesis",
+                                                  "pygments", "_pytest", "pytest*", "ruff*", "servicenet*"))
+    os.makedirs(os.path.join(lib, "e2e"))
+    for name in ("__init__.py", "cluster.py"):
+        shutil.copy(SCRIPT.with_name(name), os.path.join(lib, "e2e", name))
+    script = shutil.copy(SCRIPT, os.path.join(tmp, SCRIPT.name))
+    for root, dirs, files in os.walk(tmp):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    os.chmod(tmp, 0o777)
+    env["PYTHONPATH"] = lib
+    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", py, script, tmp], env
 
 
 def test_userspace_stack_runs_unprivileged() -> None:
