@@ -21,21 +21,23 @@ def _exercise(kc_path: str) -> dict[str, object]:
     core = client.CoreV1Api(api_client)
     disc = client.DiscoveryV1Api(api_client)
     out: dict[str, object] = {}
-    events: list[tuple[str, str]] = []
-    ready = threading.Event()
+    events: list[tuple[str, str, str]] = []
+    ready = threading.Barrier(4)
 
-    def watcher() -> None:
+    def watcher(kind: str, list_fn: object, final: str) -> None:
         w = watch.Watch()
-        lst = core.list_namespaced_service("default")
-        ready.set()
-        for ev in w.stream(core.list_namespaced_service, "default",
-                           resource_version=lst.metadata.resource_version, timeout_seconds=10):
-            events.append((ev["type"], ev["object"].metadata.name))
-            if ev["type"] == "DELETED" and ev["object"].metadata.name == "py-svc":
+        lst = list_fn("default")  # type: ignore[operator]
+        ready.wait(10)
+        for ev in w.stream(list_fn, "default", resource_version=lst.metadata.resource_version, timeout_seconds=15):
+            events.append((kind, ev["type"], ev["object"].metadata.name))
+            if ev["type"] == "DELETED" and ev["object"].metadata.name == final:
                 w.stop()
 
-    t = threading.Thread(target=watcher)
-    t.start()
+    threads = [threading.Thread(target=watcher, args=a) for a in (
+        ("svc", core.list_namespaced_service, "py-svc"), ("pod", core.list_namespaced_pod, "py-pod"),
+        ("slice", disc.list_namespaced_endpoint_slice, "py-svc-1"))]
+    for t in threads:
+        t.start()
     ready.wait(10)
     svc = client.V1Service(metadata=client.V1ObjectMeta(name="py-svc", labels={"app": "py"}),
                            spec=client.V1ServiceSpec(selector={"app": "py"},
@@ -61,7 +63,8 @@ def _exercise(kc_path: str) -> dict[str, object]:
     core.delete_namespaced_pod("py-pod", "default")
     disc.delete_namespaced_endpoint_slice("py-svc-1", "default")
     core.delete_namespaced_service("py-svc", "default")
-    t.join(15)
+    for t in threads:
+        t.join(20)
     out["events"] = events
     out["pods_after"] = [p.metadata.name for p in core.list_namespaced_pod("default").items]
     return out
@@ -74,5 +77,7 @@ async def test_official_client_crud_and_watch(api: RunningApi) -> None:
     assert res["services"] == ["kubernetes", "py-svc"]
     assert res["pods"] == ["py-pod"]
     assert res["slice_addresses"] == [["10.244.0.9"]]
-    assert ("ADDED", "py-svc") in res["events"] and ("DELETED", "py-svc") in res["events"]
+    for kind, name in (("svc", "py-svc"), ("pod", "py-pod"), ("slice", "py-svc-1")):
+        seen = [t for k, t, n in res["events"] if k == kind and n == name]  # type: ignore[union-attr]
+        assert seen[0] == "ADDED" and seen[-1] == "DELETED", (kind, seen)
     assert res["pods_after"] == []
