@@ -337,7 +337,7 @@ def _default_container(pod: dict[str, Any]) -> str:
 # with 100,000+ records). A larger young generation means far fewer promotions; its own pauses grow
 # with its size (measured on the 2-core benchmark machine: median 4 ms, max 13 ms at 10,000;
 # 30-90 ms at 50,000).
-# LIST decoding pauses the collector itself (handlers.collector_paused).
+# LIST decoding pauses the collector itself (responses.collector_paused).
 GC_THRESHOLD = (10_000, 10, 10)
 # A store at least this large at startup is frozen out of the collector: its records are long-lived,
 # and full collections would otherwise walk them all. Garbage is collected first, so nothing leaks.

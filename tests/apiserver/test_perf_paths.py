@@ -14,8 +14,8 @@ import uuid
 import orjson
 import pytest
 
-from servicenet.apiserver.handlers import view_obj
 from servicenet.apiserver.registry import new_uid, now_rfc3339
+from servicenet.apiserver.responses import view_obj
 from servicenet.apiserver.server import GC_THRESHOLD, tune_gc
 from servicenet.store import Record
 from servicenet.testing import RunningApi
