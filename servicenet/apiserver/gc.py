@@ -173,7 +173,7 @@ class GarbageCollector:
             return
         obj = rec.obj()
         refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-        alive = [r for r in refs if r.get("uid") in self.uid_key and not self._owner_orphaning(r["uid"])]
+        alive = [r for r in refs if r.get("uid") in self.uid_key]
         gone = [r for r in refs if r.get("uid") not in self.uid_key]
         if not gone:
             return
@@ -187,9 +187,6 @@ class GarbageCollector:
                                        expected_rv=rec.mod_revision, old_rec=rec)
             return
         await self.registry.delete(info, ns, name, {"propagationPolicy": "Background"})
-
-    def _owner_orphaning(self, uid: str) -> bool:
-        return False
 
     async def _process_owner(self, key: str) -> None:
         rec = self.store.get(key)
@@ -224,9 +221,9 @@ class GarbageCollector:
             if deps:
                 for dkey in deps:
                     dparsed = self._info(dkey)
-                    if dparsed is not None and self.store.get(dkey) is not None:
-                        drec = self.store.get(dkey)
-                        if drec is not None and not (drec.obj()["metadata"].get("deletionTimestamp")):
+                    drec = self.store.get(dkey)
+                    if dparsed is not None and drec is not None:
+                        if not drec.obj()["metadata"].get("deletionTimestamp"):
                             await self.registry.delete(dparsed[0], dparsed[1], dparsed[2],
                                                        {"propagationPolicy": "Foreground"})
                 return  # wait for the dependents to disappear; their DELETED events requeue us

@@ -25,7 +25,7 @@ from servicenet.apiserver.responses import (
     view_obj,
     wants_table,
 )
-from servicenet.store import Compacted, FutureRevision, Record, WatchClosed
+from servicenet.store import Compacted, FutureRevision, Record, RevisionConflict, WatchClosed
 
 if TYPE_CHECKING:
     from servicenet.apiserver.server import ApiServer
@@ -613,9 +613,8 @@ class ResourceHandlers:
                 await self.store.update(rec.key, pod, rec.mod_revision)
                 return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                       "code": 201}, 201)
-            except Exception as exc:  # RevisionConflict → retry
-                if type(exc).__name__ != "RevisionConflict":
-                    raise
+            except RevisionConflict:
+                continue
         raise errors.conflict("pods/binding", "", t.name)
 
     async def finalize(self, request: web.Request, t: Target) -> web.Response:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import errors
+from servicenet.api import defaults, errors, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
@@ -150,8 +150,6 @@ class Registry:
     # -- verbs ---------------------------------------------------------------------------------------
     async def create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
                      opts: WriteOptions) -> Record | dict[str, Any]:
-        from servicenet.api import defaults, validation
-
         self._prepare_meta_create(info, obj, namespace)
         name = obj["metadata"]["name"]
         self._check_namespace(info, namespace, creating=True)
@@ -207,8 +205,6 @@ class Registry:
                      opts: WriteOptions, *, subresource: str | None = None,
                      expected_rv: int | None = None, old_rec: Record | None = None) -> Record | dict[str, Any]:
         """PUT semantics. ``subresource='status'`` replaces only status."""
-        from servicenet.api import defaults, validation
-
         rec = old_rec or self.get_record(info, namespace, name)
         old = rec.obj()
         md = obj.get("metadata") or {}

@@ -8,12 +8,6 @@ import threading
 from servicenet.testing import RunningApi
 
 
-def _api_client(api: RunningApi):  # type: ignore[no-untyped-def]
-    from kubernetes import config
-
-    return config.new_client_from_config(str(api.kubeconfig))
-
-
 def _exercise(kc_path: str) -> dict[str, object]:
     from kubernetes import client, config, watch
 
