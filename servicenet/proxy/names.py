@@ -13,7 +13,8 @@ NFT_NAME_MAX = 240
 
 @lru_cache(maxsize=1 << 16)
 def _b32sha(s: str) -> str:
-    return base64.b32encode(hashlib.sha256(s.encode()).digest()).decode()
+    """The first 16 characters of base32(sha256(s)), all any name uses (10 bytes = 16 characters)."""
+    return base64.b32encode(hashlib.sha256(s.encode()).digest()[:10]).decode()
 
 
 # --- iptables ---------------------------------------------------------------------------
@@ -59,20 +60,26 @@ def nft_ep_base(spn: ServicePortName, ep: Endpoint) -> str:
     return f"{nft_base(spn)}__{ip}/{ep.port}"
 
 
+@lru_cache(maxsize=1 << 16)
+def nft_suffix(spn: ServicePortName) -> str:
+    """``<H8>-ns/name/proto/port``: what every per-service chain name ends with."""
+    return _hash_and_truncate(nft_base(spn))
+
+
 def nft_service(spn: ServicePortName) -> str:
-    return "service-" + _hash_and_truncate(nft_base(spn))
+    return "service-" + nft_suffix(spn)
 
 
 def nft_local(spn: ServicePortName) -> str:
-    return "local-" + _hash_and_truncate(nft_base(spn))
+    return "local-" + nft_suffix(spn)
 
 
 def nft_external(spn: ServicePortName) -> str:
-    return "external-" + _hash_and_truncate(nft_base(spn))
+    return "external-" + nft_suffix(spn)
 
 
 def nft_firewall(spn: ServicePortName) -> str:
-    return "firewall-" + _hash_and_truncate(nft_base(spn))
+    return "firewall-" + nft_suffix(spn)
 
 
 def nft_endpoint(spn: ServicePortName, ep: Endpoint) -> str:

@@ -7,26 +7,33 @@ them itself.
 
 Pure part: :func:`encode` turns transaction text (the subset of nft syntax that
 :mod:`render_nftables` writes for per-service objects) into one netlink batch, or raises
-:class:`Unsupported` (the caller then falls back to ``nft -f``). I/O part:
-:class:`NetlinkSession`, a netfilter netlink socket opened inside a network namespace.
+:class:`Unsupported` (the caller then falls back to ``nft -f``). The shapes a full sync
+writes by the ten thousand (service chain rules, endpoint map elements) have fast paths.
+I/O part: :class:`NetlinkSession`, a netfilter netlink socket opened inside a network
+namespace. Batch messages ask for no ACK (100k ACKs would overflow the socket); a GETGEN
+request sent right after the batch is the barrier: the kernel answers it only after it
+has processed (and reported any error of) the whole batch.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
+import functools
 import ipaddress
 import itertools
 import os
 import re
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 BATCH_BEGIN, BATCH_END = 0x10, 0x11
-NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, NEWSET, DELSET, NEWSETELEM, DELSETELEM = 3, 5, 6, 8, 9, 11, 12, 14
+NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, NEWSET, DELSET, NEWSETELEM, DELSETELEM, GETGEN = 3, 5, 6, 8, 9, 11, 12, 14, 16
 F_REQUEST, F_ACK, F_CREATE, F_APPEND = 0x1, 0x4, 0x400, 0x800
 NESTED = 0x8000
 FAMILIES = {"ip": 2, "ip6": 10}
@@ -83,6 +90,7 @@ def expr(name: str, *parts: bytes) -> bytes:
     return nest(1, s(1, name), nest(2, *parts))  # NFTA_LIST_ELEM{NAME, DATA}
 
 
+@functools.lru_cache(maxsize=256)
 def payload(base: int, offset: int, length: int, dreg: int = 1) -> bytes:
     return expr("payload", u32(1, dreg), u32(2, base), u32(3, offset), u32(4, length))
 
@@ -91,6 +99,7 @@ def cmp(data: bytes, neq: bool = False, sreg: int = 1) -> bytes:
     return expr("cmp", u32(1, sreg), u32(2, 1 if neq else 0), _value(3, data))
 
 
+@functools.lru_cache(maxsize=4096)
 def immediate_verdict(code: str, chain: str | None) -> bytes:
     return expr("immediate", u32(1, 0), nest(2, _verdict(code, chain)))
 
@@ -113,13 +122,21 @@ class _Ctx:
         return 4 if self.family == "ip" else 16
 
     def ip(self, text: str) -> bytes:
-        a = ipaddress.ip_address(text)
-        if len(a.packed) != self.addr_len:
-            raise Unsupported(f"address family mismatch: {text}")
-        return a.packed
+        try:
+            return self.pton(text)
+        except OSError:
+            raise Unsupported(f"not an {self.family} address: {text}") from None
+
+    @functools.cached_property
+    def pton(self) -> Callable[[str], bytes]:
+        return functools.partial(socket.inet_pton, socket.AF_INET if self.addr_len == 4 else socket.AF_INET6)
 
     def add(self, kind: int, flags: int, *parts: bytes) -> None:
         self.msgs.append((kind, flags, b"".join(parts)))
+
+    @functools.cached_property
+    def tbl(self) -> bytes:
+        return s(1, self.table)
 
 
 def _addr_offsets(ctx: _Ctx, which: str) -> tuple[int, int]:
@@ -130,22 +147,91 @@ def _addr_offsets(ctx: _Ctx, which: str) -> tuple[int, int]:
 
 def _match_addr(ctx: _Ctx, which: str, value: str, neq: bool) -> list[bytes]:
     off, ln = _addr_offsets(ctx, which)
+    if "/" not in value:
+        return [payload(1, off, ln), cmp(ctx.ip(value), neq)]
+    return list(_match_net(ctx.family, off, ln, value, neq))
+
+
+@functools.lru_cache(maxsize=256)
+def _match_net(family: str, off: int, ln: int, value: str, neq: bool) -> tuple[bytes, ...]:
     try:
         net = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise Unsupported(value) from None
+    if net.max_prefixlen != ln * 8:
+        raise Unsupported(f"address family mismatch: {value}")
     if net.prefixlen == ln * 8:
-        return [payload(1, off, ln), cmp(ctx.ip(value.split("/")[0]), neq)]
+        return payload(1, off, ln), cmp(net.network_address.packed, neq)
     if net.prefixlen % 8:
         raise Unsupported(f"non byte-aligned prefix {value}")
     nbytes = net.prefixlen // 8
-    return [payload(1, off, nbytes), cmp(net.network_address.packed[:nbytes], neq)]
+    return payload(1, off, nbytes), cmp(net.network_address.packed[:nbytes], neq)
 
 
 _ADDR = r"(?:[0-9.]+|[0-9a-fA-F:]+:[0-9a-fA-F:.]*)"
 
 
+_DNAT_MAP = re.compile(r"meta l4proto (\w+) dnat (ip6?) addr \. port to numgen random mod (\d+) offset (\d+) "
+                       r"map @(\S+)")
+_MASQ = re.compile(r"(ip6?) daddr (\S+) \1 saddr != (\S+) jump (\S+)")
+
+
 def _rule_exprs(ctx: _Ctx, rule: str) -> tuple[list[bytes], bytes]:
+    """Expressions (and user data) for one rule body, or :class:`Unsupported`."""
+    m = _DNAT_MAP.fullmatch(rule)
+    if m and m.group(1) in PROTOS and m.group(2) == ctx.family:
+        head, mid = _numgen_template()
+        return [_l4proto(m.group(1)), head + _BE32.pack(int(m.group(3))) + mid + _BE32.pack(int(m.group(4))),
+                _lookup_data(m.group(5)), _nat_from_map(ctx.family)], b""
+    m = _MASQ.fullmatch(rule)
+    if m and m.group(1) == ctx.family:
+        off, ln = _addr_offsets(ctx, "daddr")
+        return [payload(1, off, ln), _cmp_prefix(False, ln) + ctx.ip(m.group(2)),
+                *_match_addr(ctx, "saddr", m.group(3), True), immediate_verdict("jump", m.group(4))], b""
+    cached = _RULE_CACHE.get((ctx.family, rule))
+    if cached is not None:
+        return cached
+    out = _generic_rule_exprs(ctx, rule)
+    if len(_RULE_CACHE) < 4096:
+        _RULE_CACHE[(ctx.family, rule)] = out
+    return out
+
+
+_RULE_CACHE: dict[tuple[str, str], tuple[list[bytes], bytes]] = {}
+_BE32 = struct.Struct("!I")
+
+
+@functools.cache
+def _numgen_template() -> tuple[bytes, bytes]:
+    """``numgen random mod M offset O`` split around M and O (both the last 4 bytes of their attribute)."""
+    full = expr("numgen", u32(1, 1), u32(2, 0x5A5A5A5A), u32(3, 1), u32(4, 0xA5A5A5A5))
+    i, j = full.index(b"\x5a" * 4), full.index(b"\xa5" * 4)
+    return full[:i], full[i + 4:j]
+
+
+@functools.lru_cache(maxsize=4096)
+def _lookup_data(name: str) -> bytes:
+    return expr("lookup", s(1, name), u32(2, 1), u32(3, 1))
+
+
+@functools.lru_cache(maxsize=4)
+def _nat_from_map(family: str) -> bytes:
+    proto_reg = 8 + (4 if family == "ip" else 16) // 4  # the port follows the address in 32-bit registers
+    return expr("nat", u32(1, 1), u32(2, FAMILIES[family]), u32(3, 1), u32(5, proto_reg))
+
+
+@functools.lru_cache(maxsize=16)
+def _cmp_prefix(neq: bool, n: int) -> bytes:
+    """``cmp`` of ``n`` (a multiple of 4) data bytes, without the data: append them."""
+    return cmp(b"\0" * n, neq)[:-n]
+
+
+@functools.lru_cache(maxsize=64)
+def _l4proto(proto: str) -> bytes:
+    return expr("meta", u32(2, 16), u32(1, 1)) + cmp(bytes([PROTOS[proto]]))
+
+
+def _generic_rule_exprs(ctx: _Ctx, rule: str) -> tuple[list[bytes], bytes]:
     """Expressions (and user data) for one rule body, or :class:`Unsupported`."""
     udata = b""
     m = re.fullmatch(r'(.*) comment "([^"]*)"', rule)
@@ -178,6 +264,11 @@ def _rule_exprs(ctx: _Ctx, rule: str) -> tuple[list[bytes], bytes]:
         elif tok == "meta" and len(rest) >= 3 and rest[1] == "l4proto" and rest[2] in PROTOS:
             out += [expr("meta", u32(2, 16), u32(1, 1)), cmp(bytes([PROTOS[rest[2]]]))]
             rest = rest[3:]
+        elif tok == "fib" and rest[1:4] in (["saddr", "type", "local"], ["daddr", "type", "local"]):
+            flag = 1 if rest[1] == "saddr" else 2  # NFTA_FIB_F_SADDR / _DADDR
+            out += [expr("fib", u32(1, 1), u32(2, 3), u32(3, flag)),  # result: address type
+                    cmp(struct.pack("=I", 2))]  # RTN_LOCAL, host order
+            rest = rest[4:]
         elif tok in ("jump", "goto") and len(rest) == 2:
             out.append(immediate_verdict(tok, rest[1]))
             rest = []
@@ -230,8 +321,10 @@ def _numgen_vmap(ctx: _Ctx, text: str) -> list[bytes]:
 
 
 def _elem_key(ctx: _Ctx, text: str) -> bytes:
+    if " " not in text:  # one address (cluster-ips, nodeport-ips)
+        return ctx.ip(text)
     out = b""
-    for part in (p.strip() for p in text.split(" . ")):
+    for part in text.split(" . "):
         if part in PROTOS:
             out += bytes([PROTOS[part], 0, 0, 0])
         elif part.isdigit():
@@ -241,20 +334,125 @@ def _elem_key(ctx: _Ctx, text: str) -> bytes:
     return out
 
 
-def _elements(ctx: _Ctx, body: str, with_data: bool) -> list[bytes]:
+ENDPOINT_MAP_PREFIX = "service-endpoints-"
+_HDR = struct.Struct("=HH")
+
+
+_H4 = struct.Struct("=HHHH")
+_H6 = struct.Struct("=HHHHHH")
+
+
+_EP_KEY = struct.Struct("=HHHHHHI")  # element{ key{ value: u32 } } headers and the key
+
+
+def _endpoint_elem(ctx: _Ctx, item: str, with_data: bool) -> bytes:
+    """``<n> : <ip> . <port>`` of an endpoint map: host-order integer key, address . port data."""
+    key, _, data = item.partition(" : ")
+    if not with_data:
+        return _EP_KEY.pack(16, 1 | NESTED, 12, 1 | NESTED, 8, 1, int(key))
+    ip, _, port = data.partition(" . ")
+    v = ctx.ip(ip) + int(port).to_bytes(2, "big") + b"\0\0"
+    n = len(v)
+    return _EP_KEY.pack(24 + n, 1 | NESTED, 12, 1 | NESTED, 8, 1, int(key)) + _H4.pack(8 + n, 2 | NESTED, 4 + n, 1) + v
+
+
+def _elem(ctx: _Ctx, item: str, with_data: bool) -> bytes:
+    key, _, data = item.partition(" : ")
+    kb = _elem_key(ctx, key)
+    n = len(kb)  # a multiple of 4: addresses, and protocols and ports padded to 4 bytes
+    if not (with_data and data):
+        return _H6.pack(12 + n, 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1) + kb
+    code, _, chain = data.strip().partition(" ")
+    if code not in VERDICTS:
+        raise Unsupported(item)
+    vd = nest(2, _verdict(code, chain or None))
+    return _H6.pack(12 + n + len(vd), 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1) + kb + vd
+
+
+_EP4 = struct.Struct("=HHHHHHIHHHH4s2s2x")  # a whole IPv4 endpoint map element
+
+
+def _encoded_elements(ctx: _Ctx, name: str, items: list[str], with_data: bool) -> list[bytes]:
+    pton = ctx.pton
+    if name.startswith(ENDPOINT_MAP_PREFIX):
+        if with_data and ctx.addr_len == 4:  # the hot path of a full sync: inlined
+            pk, nested = _EP4.pack, NESTED
+            out = []
+            for item in items:
+                key, _, data = item.partition(" : ")
+                ip, _, port = data.partition(" . ")
+                out.append(pk(32, 1 | nested, 12, 1 | nested, 8, 1, int(key), 16, 2 | nested, 12, 1, pton(ip),
+                              int(port).to_bytes(2, "big")))
+            return out
+        return [_endpoint_elem(ctx, item, with_data) for item in items]
+    if " : " not in items[0]:
+        try:  # sets of addresses and address pairs
+            pk6 = _H6.pack
+            out = []
+            for item in items:
+                kb = b"".join(map(pton, item.split(" . "))) if " " in item else pton(item)
+                n = len(kb)
+                out.append(pk6(12 + n, 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1) + kb)
+            return out
+        except OSError:
+            pass  # not only addresses: the general path
+    return [_elem(ctx, item, with_data) for item in items]
+
+
+def _grouped(ctx: _Ctx, name: str, encoded: Iterable[bytes]) -> list[Message]:
+    """NEWSETELEM messages for already encoded elements, each under 64 KiB of attributes."""
+    out: list[Message] = []
+    head = ctx.tbl + s(2, name)
+    items: list[bytes] = []
+    size = 0
+    for one in encoded:
+        if size + len(one) > 60000:
+            out.append((NEWSETELEM, F_CREATE, head + nest(3, b"".join(items))))
+            items, size = [], 0
+        items.append(one)
+        size += len(one)
+    if items:
+        out.append((NEWSETELEM, F_CREATE, head + nest(3, b"".join(items))))
+    return out
+
+
+class EndpointLike(Protocol):
+    ip: str
+    port: int
+
+
+def bulk_messages(family: str, table: str,
+                  endpoint_maps: Mapping[str, Iterable[tuple[int, Iterable[EndpointLike]]]],
+                  pair_set: str, addresses: Iterable[str]) -> list[Message]:
+    """Elements added straight from data: endpoint maps (runs of endpoints, the i-th of a run
+    under key ``base + i``, as ``key : ip . port``) and an ``addr . addr`` set with one pair
+    per address (the hairpin set). No text in between."""
+    ctx = _Ctx(family, table)
+    pton, nested = ctx.pton, NESTED
+    out: list[Message] = []
+    for name, runs in endpoint_maps.items():
+        enc: list[bytes] = []
+        if ctx.addr_len == 4:
+            pk = _EP4.pack
+            for base, eps in runs:
+                enc += [pk(32, 1 | nested, 12, 1 | nested, 8, 1, k, 16, 2 | nested, 12, 1, pton(ep.ip),
+                           ep.port.to_bytes(2, "big")) for k, ep in enumerate(eps, base)]
+        else:
+            for base, eps in runs:
+                enc += [_endpoint_elem(ctx, f"{k} : {ep.ip} . {ep.port}", True) for k, ep in enumerate(eps, base)]
+        out += _grouped(ctx, name, enc)
+    n = 2 * ctx.addr_len
+    head = _H6.pack(12 + n, 1 | nested, 8 + n, 1 | nested, 4 + n, 1)
+    out += _grouped(ctx, pair_set, [head + b * 2 for b in map(pton, addresses)])
+    return out
+
+
+def _elements(ctx: _Ctx, name: str, body: str, with_data: bool) -> list[bytes]:
     """Encoded elements, grouped so that each group fits one netlink attribute (< 64 KiB)."""
     groups: list[bytes] = []
     items: list[bytes] = []
     size = 0
-    for item in body.split(", "):
-        key, _, data = item.partition(" : ")
-        parts = nest(1, attr(1, _elem_key(ctx, key)))
-        if with_data and data:
-            code, _, chain = data.strip().partition(" ")
-            if code not in VERDICTS:
-                raise Unsupported(item)
-            parts += nest(2, _verdict(code, chain or None))
-        one = nest(1, parts)
+    for one in _encoded_elements(ctx, name, body.split(", "), with_data):
         if size + len(one) > 60000:
             groups.append(b"".join(items))
             items, size = [], 0
@@ -264,19 +462,24 @@ def _elements(ctx: _Ctx, body: str, with_data: bool) -> list[bytes]:
     return groups
 
 
+_VERBS = ("add chain ", "flush chain ", "delete chain ", "add rule ", "add element ", "delete element ",
+          "delete set ", "delete map ", "flush set ", "flush map ")
+
+
 def _statement(ctx: _Ctx, line: str) -> None:
     t = f"{ctx.family} {ctx.table} "
-    # "add set" (affinity sets) is left to nft: it records the set's properties in ways the
-    # listing depends on; those syncs are rare.
-    for verb in ("add chain ", "flush chain ", "delete chain ", "add rule ", "add element ", "delete element ",
-                 "delete set "):
-        if line.startswith(verb + t):
-            rest = line[len(verb + t):]
-            break
-    else:
+    # "add set"/"add map" are left to nft: it records the set's properties in ways the
+    # listing depends on.
+    verb = line[:line.index(" ", line.index(" ") + 1) + 1] if line.count(" ") >= 2 else line
+    if verb not in _VERBS or not line.startswith(t, len(verb)):
         raise Unsupported(line)
-    tbl = s(1, ctx.table)
-    if verb == "add chain ":
+    rest = line[len(verb) + len(t):]
+    tbl = ctx.tbl
+    if verb == "add rule ":
+        chain, _, body = rest.partition(" ")
+        exprs, udata = _rule_exprs(ctx, body)
+        ctx.add(NEWRULE, F_CREATE | F_APPEND, tbl, s(2, chain), nest(4, *exprs), attr(7, udata) if udata else b"")
+    elif verb == "add chain ":
         if " " in rest:
             raise Unsupported(line)  # base chains and comments: left to nft
         ctx.add(NEWCHAIN, F_CREATE, tbl, s(3, rest))
@@ -284,40 +487,51 @@ def _statement(ctx: _Ctx, line: str) -> None:
         ctx.add(DELRULE, 0, tbl, s(2, rest))
     elif verb == "delete chain ":
         ctx.add(DELCHAIN, 0, tbl, s(3, rest))
-    elif verb == "delete set ":
+    elif verb in ("delete set ", "delete map "):
         ctx.add(DELSET, 0, tbl, s(2, rest))
-    elif verb == "add rule ":
-        chain, _, body = rest.partition(" ")
-        exprs, udata = _rule_exprs(ctx, body)
-        ctx.add(NEWRULE, F_CREATE | F_APPEND, tbl, s(2, chain), nest(4, *exprs), attr(7, udata) if udata else b"")
+    elif verb in ("flush set ", "flush map "):
+        ctx.add(DELSETELEM, 0, tbl, s(2, rest))  # no element list: every element
     else:  # elements
-        m = re.fullmatch(r"(\S+) \{ (.*) \}", rest)
-        if not m:
+        name, _, body = rest.partition(" ")
+        if not (body.startswith("{ ") and body.endswith(" }")):
             raise Unsupported(line)
         add = verb == "add element "
-        for group in _elements(ctx, m.group(2), add):
-            ctx.add(NEWSETELEM if add else DELSETELEM, F_CREATE if add else 0, tbl, s(2, m.group(1)), nest(3, group))
+        for group in _elements(ctx, name, body[2:-2], add):
+            ctx.add(NEWSETELEM if add else DELSETELEM, F_CREATE if add else 0, tbl, s(2, name), nest(3, group))
 
 
-def encode(text: str, family: str = "ip", table: str = "kube-proxy", seq: int = 1) -> tuple[bytes, list[int]]:
-    """One netlink batch for ``text``; returns it and the sequence numbers that will be acked."""
+Message = tuple[int, int, bytes]  # (nf_tables message type, flags, attributes)
+
+
+def encode(text: str, family: str = "ip", table: str = "kube-proxy", seq: int = 1,
+           extra: Iterable[Message] = ()) -> tuple[bytes, list[int]]:
+    """One netlink batch for ``text`` (then ``extra``); returns it and the sequence numbers of its messages.
+
+    The messages ask for no ACK: the kernel reports only errors (see :meth:`NetlinkSession.send`).
+    """
     ctx = _Ctx(family, table)
     for line in text.splitlines():
         if line.strip():
             _statement(ctx, line)
+    ctx.msgs.extend(extra)
     fam = FAMILIES[family]
+    head = _NFGEN.pack(fam, 0, 0)
     out = [_msg(BATCH_BEGIN, F_REQUEST, seq, 0, b"", res_id=NFNL_SUBSYS_NFTABLES)]
-    seqs = []
+    pack = _NLMSG.pack
+    n = len(ctx.msgs)
     for i, (kind, flags, body) in enumerate(ctx.msgs, start=seq + 1):
-        out.append(_msg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | F_ACK | flags, i, fam, body))
-        seqs.append(i)
-    out.append(_msg(BATCH_END, F_REQUEST, seq + len(ctx.msgs) + 1, 0, b"", res_id=NFNL_SUBSYS_NFTABLES))
-    return b"".join(out), seqs
+        out.append(pack(20 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | flags, i, 0) + head + body)
+    out.append(_msg(BATCH_END, F_REQUEST, seq + n + 1, 0, b"", res_id=NFNL_SUBSYS_NFTABLES))
+    return b"".join(out), list(range(seq + 1, seq + n + 1))
+
+
+_NLMSG = struct.Struct("=IHHII")
+_NFGEN = struct.Struct("=BBH")
 
 
 def _msg(kind: int, flags: int, seq: int, family: int, body: bytes, res_id: int = 0) -> bytes:
-    payload_ = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body
-    return struct.pack("=IHHII", 16 + len(payload_), kind, flags, seq, 0) + payload_
+    payload_ = _NFGEN.pack(family, 0, socket.htons(res_id)) + body
+    return _NLMSG.pack(16 + len(payload_), kind, flags, seq, 0) + payload_
 
 
 # --- I/O ------------------------------------------------------------------------------------------
@@ -351,12 +565,12 @@ class NetlinkSession:
                 os.close(own)
                 os.close(target)
         self._seq = 1
+        self._sndbuf = 0
 
     @staticmethod
     def _open() -> socket.socket:
         sk = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        sk.setsockopt(socket.SOL_SOCKET, 32, 1 << 25)  # SO_SNDBUFFORCE: whole batches in one send
-        sk.setsockopt(socket.SOL_SOCKET, 33, 1 << 24)  # SO_RCVBUFFORCE: room for the acks
+        sk.setsockopt(socket.SOL_SOCKET, 33, 1 << 24)  # SO_RCVBUFFORCE: room for error reports
         sk.bind((0, 0))
         sk.settimeout(60)
         return sk
@@ -369,28 +583,54 @@ class NetlinkSession:
         return self._seq
 
     def send(self, batch: bytes, seqs: list[int]) -> int:
-        """Send a batch made by :func:`encode` (with ``seq=next_seq()``) and wait for every ack."""
-        self._seq = (seqs[-1] if seqs else self._seq) + 2
+        """Send a batch made by :func:`encode` (with ``seq=next_seq()``); wait until it is processed.
+
+        A GETGEN request (with ACK) follows the batch; its answer arrives after every error
+        the batch produced, so errors for the batch's sequence numbers, or for the batch
+        itself (a failed commit), are all collected by then.
+        """
+        barrier = (seqs[-1] if seqs else self._seq) + 2
+        self._seq = barrier + 1
         if not seqs:
             return 0
+        need = len(batch) + 4096
+        if need > self._sndbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, 32, need)  # SO_SNDBUFFORCE: the batch goes in one send
+            self._sndbuf = need
         self.sock.send(batch)
-        pending, errors = set(seqs), []
-        first, last = seqs[0] - 1, seqs[-1]
-        while pending:
-            data = self.sock.recv(1 << 20)
+        self.sock.send(_msg((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, F_REQUEST | F_ACK, barrier, 0, b""))
+        first, last = seqs[0] - 1, seqs[-1] + 1
+        errors: list[tuple[int, int]] = []
+        done = False
+        while not done:
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:  # too many error reports: the batch failed anyway
+                    self._drain(barrier)
+                    raise NetlinkError(errno.ENOBUFS, "batch rejected (error reports overflowed)") from None
+                raise
             for kind, seq, err in _replies(data):
-                if kind != 2 or not first <= seq <= last:  # NLMSG_ERROR: acks (0) and errors; older ones are stale
-                    continue
-                if err:
+                if seq == barrier:
+                    done = done or kind == 2  # the GETGEN ACK comes last
+                elif kind == 2 and err and first <= seq <= last:
                     errors.append((seq, err))
-                if seq == first:  # the commit itself failed
-                    pending.clear()
-                pending.discard(seq)
         if errors:
             seq, err = errors[0]
-            raise NetlinkError(-err, f"{os.strerror(-err)} ({len(errors)} errors; first at message {seq - first}"
-                               f" of {len(seqs)})")
+            where = "the commit" if seq in (first, last) else f"message {seq - first} of {len(seqs)}"
+            raise NetlinkError(-err, f"{os.strerror(-err)} ({len(errors)} errors; first at {where})")
         return len(seqs)
+
+    def _drain(self, barrier: int) -> None:
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    continue
+                return
+            if any(seq == barrier and kind == 2 for kind, seq, _ in _replies(data)):
+                return
 
     def close(self) -> None:
         self.sock.close()

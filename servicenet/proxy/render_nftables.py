@@ -1,27 +1,51 @@
-"""Pure nftables renderer: :class:`DesiredState` -> ``nft -f -`` transactions.
+"""Pure nftables renderer: :class:`DesiredState` -> ``nft -f`` transactions.
 
-Layout of the upstream nftables proxier (GA-era format with per-endpoint chains): table
-``ip kube-proxy`` with the ``service-ips`` / ``service-nodeports`` verdict maps, the
-no-endpoint maps, per-service ``service-<H>-ns/name/proto/port`` chains that pick an
-endpoint chain with ``numgen random mod N vmap``, and per-endpoint affinity sets.
+The table is upstream's ``ip kube-proxy``: the ``service-ips`` / ``service-nodeports`` verdict
+maps, the no-endpoint maps, the firewall map, ``cluster-ips`` and ``nodeport-ips`` and one
+``service-<H>-ns/name/proto/port`` chain (``local-``, ``external-``, ``firewall-``) per service
+port. Load balancing follows upstream's newer compact form (v1.36+: no per-endpoint chains
+for services without affinity, the service chain DNATs straight away, hairpin detected by a
+set), except where the endpoints live. Upstream gives every service an anonymous map; here
+they live in a few shared named maps, ``service-endpoints-<k>``, and each service chain reads
+its own key range of one of them::
 
-:func:`build` computes an :class:`NftRuleset` (the per-service part as data);
-:func:`full_transaction` renders everything, :func:`incremental_transaction` renders only
-the difference between two rulesets (changed chains, element adds/deletes, stale objects).
+    meta l4proto tcp dnat ip addr . port to numgen random mod 3 offset 48 map @service-endpoints-5
+    service-endpoints-5: { 48 : 10.180.0.1 . 80, 49 : 10.180.0.2 . 80, 50 : 10.180.0.3 . 80 }
+
+Why (measured on Linux 6.18, 10k services x 10 endpoints in one transaction): the kernel finds
+sets by walking the table's list of sets and, for each anonymous set, walks the whole pending
+transaction, so 10k per-service sets cost tens of seconds; and it checks every element of a
+data map against every rule that reads the map, so one map read by 10k chains is quadratic
+too. About sqrt(elements) maps balance the two (:func:`shards_for`); a full sync stays linear.
+
+A service with one endpoint DNATs to it directly. Services with ClientIP affinity keep the GA
+layout: per-endpoint chains, per-endpoint ``affinity-`` sets and ``numgen ... vmap``. Hairpin
+traffic (a pod reaching itself through a service) is recognised after DNAT by the
+``hairpin-connections`` set of ``ip . ip`` pairs and masqueraded.
+
+The key ranges are handed out by :class:`Blocks` (state as data, kept by the caller between
+syncs). :func:`build` computes an :class:`NftRuleset` (the per-service part as data);
+:func:`full_transaction` renders everything, :func:`incremental_transaction` only the
+difference between two rulesets, :func:`partial_transaction` the difference for a few services.
 """
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from servicenet.proxy import names
 from servicenet.proxy.model import DesiredState, Endpoint, ServicePortName, ServiceState
 
+ENDPOINT_MAP = "service-endpoints"  # prefix of the shard maps "service-endpoints-<k>"
+HAIRPIN_SET = "hairpin-connections"
 MAPS = ("service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips")
-SETS = ("cluster-ips", "nodeport-ips")
+SETS = ("cluster-ips", "nodeport-ips", HAIRPIN_SET)
 BASE_CHAINS = (
     ("nat-prerouting", "nat", "prerouting", -100), ("nat-output", "nat", "output", -100),
     ("nat-postrouting", "nat", "postrouting", 100),
@@ -32,6 +56,7 @@ BASE_CHAINS = (
 )
 AUX_CHAINS = ("services", "masquerading", "mark-for-masquerade", "service-endpoints-check",
               "nodeport-endpoints-check", "cluster-ips-check", "firewall-check")
+FIXED_CHAINS = (*(n for n, *_ in BASE_CHAINS), *AUX_CHAINS, "reject-chain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,90 +86,187 @@ class NftConfig:
         return hex(1 << self.masquerade_bit)
 
 
+class Blocks:
+    """Where each load-balancing chain's endpoints live: shard map and key range.
+
+    A chain with N >= 2 endpoints owns keys ``[base, base + cap)`` (one key space across
+    shards), ``cap`` the power of two >= N, so most endpoint changes keep the range; freed
+    ranges are reused per size. The shard is a stable hash of the chain name. The only
+    mutable state of the renderer; the caller keeps one per table.
+    """
+
+    def __init__(self, shards: int = 1) -> None:
+        self.shards = shards
+        self.owned: dict[str, tuple[int, int]] = {}  # chain -> (base, cap)
+        self._free: dict[int, list[int]] = {}
+        self._top = 0
+
+    @property
+    def maps(self) -> tuple[str, ...]:
+        return tuple(f"{ENDPOINT_MAP}-{k}" for k in range(self.shards))
+
+    def map_for(self, chain: str) -> str:
+        return f"{ENDPOINT_MAP}-{zlib.crc32(chain.encode()) % self.shards}"
+
+    def fit(self, chain: str, n: int) -> int:
+        cap = 1 << max(0, n - 1).bit_length()
+        cur = self.owned.get(chain)
+        if cur is not None:
+            if cur[1] == cap:
+                return cur[0]
+            self.release(chain)
+        free = self._free.get(cap)
+        if free:
+            base = free.pop()
+        else:
+            base, self._top = self._top, self._top + cap
+            if self._top > 0xFFFFFFFF:
+                raise NeedFullSync("endpoint map key space exhausted")
+        self.owned[chain] = (base, cap)
+        return base
+
+    def release(self, chain: str) -> None:
+        cur = self.owned.pop(chain, None)
+        if cur is not None:
+            self._free.setdefault(cur[1], []).append(cur[0])
+
+    def holds(self, chain: str, base: int) -> bool:
+        cur = self.owned.get(chain)
+        return cur is not None and cur[0] == base
+
+
+def shards_for(state: DesiredState) -> int:
+    """How many endpoint maps suit ``state``: a power of two near sqrt(2 x map elements)."""
+    elems = sum(len(st.cluster) + len(st.local) for st in state.services.values()
+                if st.port.affinity_timeout is None)
+    want = math.isqrt(2 * elems)
+    return 1 if want < 16 else 1 << (want.bit_length() - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class NftRuleset:
     """The per-service part of the table, as data."""
 
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> rules, in order
     affinity_sets: Mapping[str, int] = field(default_factory=dict)  # name -> timeout seconds
-    maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # map -> key -> verdict
-    sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # map -> key -> value
+    sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # (hairpin: addresses, not pairs)
+    endpoint_maps: tuple[str, ...] = (f"{ENDPOINT_MAP}-0",)  # every shard map the table needs
+    fragments: tuple[_Fragment, ...] = field(default=(), compare=False, repr=False)  # what it was made from
+
+    def bulk(self) -> tuple[dict[str, list[tuple[int, tuple[Endpoint, ...]]]], frozenset[str]]:
+        """The endpoint map elements as ``(base, endpoints)`` runs per map, and the hairpin addresses.
+
+        The same content as the text of ``maps[service-endpoints-*]`` (endpoint ``i`` of a run
+        has key ``base + i``) and ``sets[hairpin-connections]`` (each address ``a`` is the pair
+        ``a . a``), for writers that encode it directly instead of parsing text.
+        """
+        emaps: dict[str, list[tuple[int, tuple[Endpoint, ...]]]] = {}
+        for f in self.fragments:
+            for _, mname, base, eps in f.lbs:
+                emaps.setdefault(mname, []).append((base, eps))
+        return emaps, self.sets.get(HAIRPIN_SET, frozenset())
 
 
-def _service(st: ServiceState, cfg: NftConfig, chains: dict[str, tuple[str, ...]],
-             aff: dict[str, int], maps: dict[str, dict[str, str]], cluster_ips: set[str]) -> None:
+@dataclass(slots=True, eq=False)
+class _Fragment:
+    """The objects one service port contributes (cached between syncs; never modified).
+
+    Endpoint map entries are kept as data (``lbs``) and hairpin entries as plain addresses;
+    their text is made only when a text transaction needs it.
+    """
+
+    state: ServiceState
+    chains: dict[str, tuple[str, ...]]
+    aff: dict[str, int]
+    maps: dict[str, dict[str, str]]
+    sets: dict[str, tuple[str, ...]]  # contributions to the shared (reference-counted) sets
+    lbs: tuple[tuple[str, str, int, tuple[Endpoint, ...]], ...] = ()  # (chain, map, base, endpoints)
+    shards: int = 1
+
+    def current(self, st: ServiceState, blocks: Blocks) -> bool:
+        return (self.state == st and self.shards == blocks.shards
+                and all(blocks.holds(c, b) for c, _, b, _ in self.lbs))
+
+
+FragmentCache = dict[Any, _Fragment]
+
+
+def _fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> _Fragment:
     sp, spn = st.port, st.port.name
     ipx, proto = cfg.ipx, spn.proto
-    svc_chain, local_chain = names.nft_service(spn), names.nft_local(spn)
-    ext_chain, fw_chain = names.nft_external(spn), names.nft_firewall(spn)
-    cluster, local, reachable = st.cluster, st.local, st.reachable
-    uses_cluster = bool(cluster) and sp.uses_cluster_endpoints
-    uses_local = bool(local) and sp.uses_local_endpoints
+    sfx = names.nft_suffix(spn)
+    svc_chain, local_chain = "service-" + sfx, "local-" + sfx
+    ext_chain, fw_chain = "external-" + sfx, "firewall-" + sfx
+    chains: dict[str, tuple[str, ...]] = {}
+    aff: dict[str, int] = {}
+    maps: dict[str, dict[str, str]] = {}
     has_endpoints = st.has_any
+    internal, external = st.internal, st.external
     internal_chain = local_chain if sp.internal_policy_local else svc_chain
     external_chain = local_chain if sp.external_policy_local else svc_chain
-    has_internal, has_external = bool(st.internal), bool(st.external)
-    uses_ext = has_endpoints and sp.externally_accessible
+    exposed = sp.externally_accessible
+    uses_ext = has_endpoints and exposed
     uses_fw = uses_ext and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
     affinity = sp.affinity_timeout is not None
 
     int_verdict = ext_verdict = "goto reject-chain"
     if has_endpoints:
-        int_verdict = "" if has_internal else "drop"
-        ext_verdict = "" if has_external else "drop"
+        int_verdict = "" if internal else "drop"
+        ext_verdict = "" if external else "drop"
 
-    cluster_ips.add(sp.cluster_ip)
     key = f"{proto} . {sp.port}"
-    if has_internal:
-        maps["service-ips"][f"{sp.cluster_ip} . {key}"] = f"goto {internal_chain}"
+    if internal:
+        maps["service-ips"] = {f"{sp.cluster_ip} . {key}": f"goto {internal_chain}"}
     else:
-        maps["no-endpoint-services"][f"{sp.cluster_ip} . {key}"] = int_verdict
-    for ip in sp.external_ips:
-        if has_endpoints:
-            maps["service-ips"][f"{ip} . {key}"] = f"goto {ext_chain}"
-        if not has_external:
-            maps["no-endpoint-services"][f"{ip} . {key}"] = ext_verdict
-    for ip in sp.lb_ips:
-        if has_endpoints:
-            maps["service-ips"][f"{ip} . {key}"] = f"goto {ext_chain}"
-        if uses_fw:
-            maps["firewall-ips"][f"{ip} . {key}"] = f"goto {fw_chain}"
-        if not has_external:
-            maps["no-endpoint-services"][f"{ip} . {key}"] = ext_verdict
-    if sp.node_port:
-        if has_endpoints:
-            maps["service-nodeports"][f"{proto} . {sp.node_port}"] = f"goto {ext_chain}"
-        if not has_external:
-            maps["no-endpoint-nodeports"][f"{proto} . {sp.node_port}"] = ext_verdict
+        maps["no-endpoint-services"] = {f"{sp.cluster_ip} . {key}": int_verdict}
+    if exposed:
+        for ip in (*sp.external_ips, *sp.lb_ips):
+            if has_endpoints:
+                maps.setdefault("service-ips", {})[f"{ip} . {key}"] = f"goto {ext_chain}"
+            if uses_fw and ip in sp.lb_ips:
+                maps.setdefault("firewall-ips", {})[f"{ip} . {key}"] = f"goto {fw_chain}"
+            if not external:
+                maps.setdefault("no-endpoint-services", {})[f"{ip} . {key}"] = ext_verdict
+        if sp.node_port:
+            if has_endpoints:
+                maps["service-nodeports"] = {f"{proto} . {sp.node_port}": f"goto {ext_chain}"}
+            if not external:
+                maps["no-endpoint-nodeports"] = {f"{proto} . {sp.node_port}": ext_verdict}
 
-    # Endpoint chains first: a transaction must create a chain before a rule references it.
-    for ep in reachable:
-        ep_chain = names.nft_endpoint(spn, ep)
-        rules = [f"{ipx} saddr {ep.ip} jump mark-for-masquerade"]
-        if affinity:
+    reachable = st.reachable
+    if affinity:
+        # Endpoint chains first: a transaction must create a chain before a rule references it.
+        for ep in reachable:
             aset = names.nft_affinity(spn, ep)
             aff[aset] = int(sp.affinity_timeout or 0)
-            rules.append(f"update @{aset} {{ {ipx} saddr }}")
-        rules.append(f"meta l4proto {proto} dnat to {ep.addr}")
-        chains[ep_chain] = tuple(rules)
+            chains[names.nft_endpoint(spn, ep)] = (f"{ipx} saddr {ep.ip} jump mark-for-masquerade",
+                                                   f"update @{aset} {{ {ipx} saddr }}",
+                                                   f"meta l4proto {proto} dnat to {ep.addr}")
 
-    svc_rules: dict[str, list[str]] = {}
-    if uses_cluster:
-        svc_rules[svc_chain] = []
-    if uses_local:
-        svc_rules[local_chain] = []
-    if has_internal:
-        if cfg.masquerade_all:
-            svc_rules[internal_chain].append(
-                f"{ipx} daddr {sp.cluster_ip} {proto} dport {sp.port} jump mark-for-masquerade")
-        elif cfg.cluster_cidr:
-            svc_rules[internal_chain].append(
-                f"{ipx} daddr {sp.cluster_ip} {ipx} saddr != {cfg.cluster_cidr} jump mark-for-masquerade")
-    for ch, eps in ((svc_chain, cluster), (local_chain, local)):
-        if ch in svc_rules:
-            svc_rules[ch] += _lb_rules(st, eps, cfg)
-    for ch, rules in svc_rules.items():
+    lbs: list[tuple[str, str, int, tuple[Endpoint, ...]]] = []
+    lb: list[tuple[str, tuple[Endpoint, ...]]] = []
+    if st.cluster and sp.uses_cluster_endpoints:
+        lb.append((svc_chain, st.cluster))
+    if st.local and sp.uses_local_endpoints:
+        lb.append((local_chain, st.local))
+    for ch, eps in lb:
+        rules: list[str] = []
+        n = len(eps)
+        if affinity:
+            rules += [f"{ipx} saddr @{names.nft_affinity(spn, ep)} goto {names.nft_endpoint(spn, ep)}" for ep in eps]
+            elems = " , ".join(f"{i} : goto {names.nft_endpoint(spn, ep)}" for i, ep in enumerate(eps))
+            rules.append(f"numgen random mod {n} vmap {{ {elems} }}")
+        elif n == 1:
+            rules.append(f"meta l4proto {proto} dnat to {eps[0].addr}")
+        else:
+            base = blocks.fit(ch, n)
+            mname = blocks.map_for(ch)
+            lbs.append((ch, mname, base, eps))
+            rules.append(f"meta l4proto {proto} dnat {ipx} addr . port to numgen random mod {n} "
+                         f"offset {base} map @{mname}")
         chains[ch] = tuple(rules)
+
     if uses_ext:
         rules = []
         if not sp.external_policy_local:
@@ -154,138 +276,157 @@ def _service(st: ServiceState, cfg: NftConfig, chains: dict[str, tuple[str, ...]
                 rules.append(f'{ipx} saddr {cfg.cluster_cidr} goto {svc_chain} comment "short-circuit pod traffic"')
             rules.append('fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"')
             rules.append(f'fib saddr type local goto {svc_chain} comment "short-circuit local traffic"')
-        if has_external:
+        if external:
             rules.append(f"goto {external_chain}")
         chains[ext_chain] = tuple(rules)
     if uses_fw:
         ranges = ", ".join(sp.lb_source_ranges)
         chains[fw_chain] = (f"{ipx} saddr != {{ {ranges} }} drop",)
+    sets = {"cluster-ips": (sp.cluster_ip,), HAIRPIN_SET: tuple([ep.ip for ep in reachable])}
+    return _Fragment(st, chains, aff, maps, sets, tuple(lbs), blocks.shards)
 
 
-def _lb_rules(st: ServiceState, eps: tuple[Endpoint, ...], cfg: NftConfig) -> list[str]:
-    spn = st.port.name
-    out = []
-    if st.port.affinity_timeout is not None:
-        out += [f"{cfg.ipx} saddr @{names.nft_affinity(spn, ep)} goto {names.nft_endpoint(spn, ep)}" for ep in eps]
-    elems = " , ".join(f"{i} : goto {names.nft_endpoint(spn, ep)}" for i, ep in enumerate(eps))
-    out.append(f"numgen random mod {len(eps)} vmap {{ {elems} }}")
-    return out
+def _release(frag: _Fragment, blocks: Blocks) -> None:
+    for c, _, b, _ in frag.lbs:
+        if blocks.holds(c, b):
+            blocks.release(c)
 
 
-@dataclass(frozen=True, slots=True)
-class _Fragment:
-    """The objects one service port contributes (cached between syncs)."""
-
-    state: ServiceState
-    chains: dict[str, tuple[str, ...]]
-    aff: dict[str, int]
-    maps: dict[str, dict[str, str]]
-
-
-FragmentCache = dict[Any, _Fragment]
-
-
-def _fragment(st: ServiceState, cfg: NftConfig) -> _Fragment:
-    fc: dict[str, tuple[str, ...]] = {}
-    fa: dict[str, int] = {}
-    fm: dict[str, dict[str, str]] = {m: {} for m in MAPS}
-    _service(st, cfg, fc, fa, fm, set())
-    return _Fragment(st, fc, fa, fm)
-
-
-def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = None) -> NftRuleset:
-    """The per-service objects of ``state``.
-
-    With ``cache`` (kept by the caller between syncs) services whose :class:`ServiceState`
-    did not change reuse their previous fragment, so a sync renders O(changed) rules.
-    """
+def _assemble(frags: Sequence[_Fragment], node_ips: Iterable[str], cfg: NftConfig,
+              endpoint_maps: tuple[str, ...], text: bool = True) -> NftRuleset:
     chains: dict[str, tuple[str, ...]] = {}
     aff: dict[str, int] = {}
     maps: dict[str, dict[str, str]] = {m: {} for m in MAPS}
-    cluster_ips: set[str] = set()
-    fresh: FragmentCache = {}
-    for spn in state.sorted_names():
-        st = state.services[spn]
-        frag = cache.get(spn) if cache is not None else None
-        if frag is None or frag.state != st:
-            frag = _fragment(st, cfg)
-        fresh[spn] = frag
-        chains.update(frag.chains)
-        aff.update(frag.aff)
-        for m, elems in frag.maps.items():
+    sets: dict[str, set[str]] = {"cluster-ips": set(), HAIRPIN_SET: set()}
+    for f in frags:
+        chains.update(f.chains)
+        if f.aff:
+            aff.update(f.aff)
+        for m, elems in f.maps.items():
             if elems:
                 maps[m].update(elems)
-        cluster_ips.add(st.port.cluster_ip)
+        for s, elems in f.sets.items():
+            sets[s].update(elems)
+        if text:
+            for _, mname, base, eps in f.lbs:
+                maps.setdefault(mname, {}).update({str(i): f"{ep.ip} . {ep.port}" for i, ep in enumerate(eps, base)})
+    out = {s: frozenset(v) for s, v in sets.items()}
+    if cfg.nodeport_primary:
+        out["nodeport-ips"] = frozenset(node_ips)
+    return NftRuleset(chains=chains, affinity_sets=aff, maps=maps, sets=out, endpoint_maps=endpoint_maps,
+                      fragments=tuple(frags))
+
+
+def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = None,
+          blocks: Blocks | None = None, *, text: bool = True) -> NftRuleset:
+    """The per-service objects of ``state``.
+
+    With ``cache`` (kept by the caller between syncs, with its ``blocks``) services whose
+    :class:`ServiceState` did not change reuse their previous fragment, so a sync renders
+    O(changed) rules. Without ``blocks`` the key ranges are allocated afresh. With
+    ``text=False`` the endpoint maps are left out of ``maps`` (see :meth:`NftRuleset.bulk`).
+    """
+    if blocks is None:
+        blocks, cache = Blocks(), None
+    fresh: FragmentCache = {}
+    names_ = state.sorted_names()
+    # release the ranges of everything that is not reused before handing out new ones
+    old = cache or {}
+    for spn, frag in old.items():
+        st = state.services.get(spn)
+        if st is None or not frag.current(st, blocks):
+            _release(frag, blocks)
+    for spn in names_:
+        st = state.services[spn]
+        frag = old.get(spn)
+        if frag is None or not frag.current(st, blocks):
+            frag = _fragment(st, cfg, blocks)
+        fresh[spn] = frag
+    used = {lb[0] for f in fresh.values() for lb in f.lbs}
+    for c in [c for c in blocks.owned if c not in used]:
+        blocks.release(c)
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    sets = {"cluster-ips": frozenset(cluster_ips)}
-    if cfg.nodeport_primary:
-        sets["nodeport-ips"] = frozenset(state.node_ips)
-    return NftRuleset(chains=chains, affinity_sets=aff, maps=maps, sets=sets)
+    return _assemble([fresh[n] for n in names_], state.node_ips, cfg, blocks.maps, text)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Programmed:
-    """What a sync left in the kernel, per service: the input of the next partial sync."""
+    """What a sync left in the kernel, per service: the input of the next partial sync.
 
-    fragments: Mapping[ServicePortName, _Fragment]
-    cluster_ips: Counter[str]  # ClusterIP -> number of service ports using it
+    :func:`partial_transaction` updates it in place (a full copy per sync would cost
+    O(services)); after a failed sync the caller drops it and does a full sync.
+    """
+
+    fragments: dict[ServicePortName, _Fragment]
+    refs: dict[str, Counter[str]]  # shared set -> element -> number of service ports holding it
     node_ips: frozenset[str]
+
+    @property
+    def cluster_ips(self) -> Counter[str]:
+        return self.refs["cluster-ips"]
 
     @classmethod
     def of(cls, state: DesiredState, cfg: NftConfig, cache: FragmentCache) -> Programmed:
         """After a full sync of ``state`` whose :func:`build` filled ``cache``."""
-        frags = {spn: cache.get(spn) or _fragment(st, cfg) for spn, st in state.services.items()}
-        ips = Counter(st.port.cluster_ip for st in state.services.values())
-        return cls(frags, ips, frozenset(state.node_ips) if cfg.nodeport_primary else frozenset())
-
-
-def _mini(frags: Iterable[_Fragment], cluster_ips: frozenset[str], node_ips: frozenset[str],
-          cfg: NftConfig) -> NftRuleset:
-    chains: dict[str, tuple[str, ...]] = {}
-    aff: dict[str, int] = {}
-    maps: dict[str, dict[str, str]] = {m: {} for m in MAPS}
-    for f in frags:
-        chains.update(f.chains)
-        aff.update(f.aff)
-        for m, elems in f.maps.items():
-            maps[m].update(elems)
-    sets = {"cluster-ips": cluster_ips}
-    if cfg.nodeport_primary:
-        sets["nodeport-ips"] = node_ips
-    return NftRuleset(chains=chains, affinity_sets=aff, maps=maps, sets=sets)
+        frags = {spn: cache[spn] for spn in state.services}
+        refs = {s: Counter(chain.from_iterable(f.sets[s] for f in frags.values())) for s in ("cluster-ips", HAIRPIN_SET)}
+        return cls(frags, refs, frozenset(state.node_ips) if cfg.nodeport_primary else frozenset())
 
 
 def partial_transaction(prog: Programmed, state: DesiredState, changed: Iterable[ServicePortName],
-                        cfg: NftConfig) -> tuple[str, Programmed]:
-    """The transaction for the services in ``changed`` only, and the new :class:`Programmed`.
+                        cfg: NftConfig, blocks: Blocks) -> tuple[str, Programmed]:
+    """The transaction for the services in ``changed`` only; ``prog`` updated to match.
 
     Costs O(changed services), not O(all services): only the fragments of those services
-    are rendered and compared. ClusterIPs are reference-counted because the ports of one
-    Service share theirs. Raises :class:`NeedFullSync` like :func:`incremental_transaction`.
+    are rendered and compared. Shared set elements (ClusterIPs, hairpin pairs) are
+    reference-counted. Raises :class:`NeedFullSync` like :func:`incremental_transaction`
+    (``prog`` is then left as it was, but the caller should do a full sync anyway).
     """
     names_ = set(changed)
     old = [prog.fragments[n] for n in names_ if n in prog.fragments]
+    for f in old:
+        if state.services.get(f.state.port.name) != f.state:
+            _release(f, blocks)
     new: dict[ServicePortName, _Fragment] = {}
     for n in names_:
         st = state.services.get(n)
         if st is not None:
             f = prog.fragments.get(n)
-            new[n] = f if f is not None and f.state == st else _fragment(st, cfg)
-    refs = prog.cluster_ips.copy()
-    refs.subtract(f.state.port.cluster_ip for f in old)
-    refs.update(f.state.port.cluster_ip for f in new.values())
-    touched = {f.state.port.cluster_ip for f in old} | {f.state.port.cluster_ip for f in new.values()}
-    before = frozenset(ip for ip in touched if prog.cluster_ips.get(ip, 0) > 0)
-    after = frozenset(ip for ip in touched if refs.get(ip, 0) > 0)
+            new[n] = f if f is not None and f.current(st, blocks) else _fragment(st, cfg, blocks)
+    before: dict[str, frozenset[str]] = {}
+    after: dict[str, frozenset[str]] = {}
+    deltas: dict[str, Counter[str]] = {}
+    for s, cnt in prog.refs.items():
+        d: Counter[str] = Counter(e for f in new.values() for e in f.sets.get(s, ()))
+        d.subtract(e for f in old for e in f.sets.get(s, ()))
+        before[s] = frozenset(e for e in d if cnt.get(e, 0) > 0)
+        after[s] = frozenset(e for e in d if cnt.get(e, 0) + d[e] > 0)
+        deltas[s] = d
     node_ips = frozenset(state.node_ips) if cfg.nodeport_primary else frozenset()
-    tx = incremental_transaction(_mini(old, before, prog.node_ips, cfg), _mini(new.values(), after, node_ips, cfg), cfg)
-    frags = dict(prog.fragments)
+    tx = incremental_transaction(_mini(old, before, prog.node_ips, cfg, blocks.maps),
+                                 _mini(new.values(), after, node_ips, cfg, blocks.maps), cfg)
+    for s, d in deltas.items():
+        cnt = prog.refs[s]
+        for e, k in d.items():
+            if k:
+                v = cnt.get(e, 0) + k
+                if v > 0:
+                    cnt[e] = v
+                else:
+                    cnt.pop(e, None)
     for n in names_:
-        frags.pop(n, None)
-    frags.update(new)
-    return tx, Programmed(frags, +refs, node_ips)
+        prog.fragments.pop(n, None)
+    prog.fragments.update(new)
+    prog.node_ips = node_ips
+    return tx, prog
+
+
+def _mini(frags: Iterable[_Fragment], sets: Mapping[str, frozenset[str]], node_ips: frozenset[str],
+          cfg: NftConfig, endpoint_maps: tuple[str, ...]) -> NftRuleset:
+    rs = _assemble(list(frags), node_ips, cfg, endpoint_maps)
+    return NftRuleset(rs.chains, rs.affinity_sets, rs.maps, {**rs.sets, **sets}, endpoint_maps)
 
 
 def base_objects(cfg: NftConfig) -> list[str]:
@@ -297,6 +438,7 @@ def base_objects(cfg: NftConfig) -> list[str]:
     if cfg.nodeport_primary:
         out.append(f'add set {t} nodeport-ips {{ type {at} ; comment "IPs that accept NodePort traffic" ; }}')
     out += [
+        f'add set {t} {HAIRPIN_SET} {{ type {at} . {at} ; comment "endpoint . endpoint: a pod calling itself" ; }}',
         f'add map {t} service-ips {{ type {at} . inet_proto . inet_service : verdict ; '
         'comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }',
         f'add map {t} service-nodeports {{ type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }}',
@@ -313,6 +455,13 @@ def base_objects(cfg: NftConfig) -> list[str]:
     r = f"add rule {t}"
     np_match = f"{ipx} daddr @nodeport-ips" if cfg.nodeport_primary else f"fib daddr type local {ipx} daddr != {lo}"
     np_check = f"{ipx} daddr @nodeport-ips" if cfg.nodeport_primary else f"{ipx} daddr != {lo}"
+    # Traffic to a ClusterIP from outside the pod network is masqueraded (upstream writes this
+    # check into every service chain; one rule against @cluster-ips does the same job).
+    masq = []
+    if cfg.masquerade_all:
+        masq.append(f"{r} services {ipx} daddr @cluster-ips jump mark-for-masquerade")
+    elif cfg.cluster_cidr:
+        masq.append(f"{r} services {ipx} daddr @cluster-ips {ipx} saddr != {cfg.cluster_cidr} jump mark-for-masquerade")
     out += [
         f"{r} nat-prerouting jump services", f"{r} nat-output jump services",
         f"{r} nat-postrouting jump masquerading",
@@ -325,9 +474,12 @@ def base_objects(cfg: NftConfig) -> list[str]:
         f"{r} filter-output ct state new jump service-endpoints-check",
         f"{r} filter-output ct state new jump cluster-ips-check",
         f"{r} mark-for-masquerade mark set mark or {cfg.mark}",
+        f'{r} masquerading ct status dnat {ipx} saddr . {ipx} daddr @{HAIRPIN_SET} jump mark-for-masquerade '
+        'comment "hairpin"',
         f"{r} masquerading mark and {cfg.mark} == 0 return",
         f"{r} masquerading mark set mark xor {cfg.mark}",
         f"{r} masquerading masquerade fully-random",
+        *masq,
         f"{r} services {ipx} daddr . meta l4proto . th dport vmap @service-ips",
         f"{r} services {np_match} meta l4proto . th dport vmap @service-nodeports",
         f"{r} service-endpoints-check {ipx} daddr . meta l4proto . th dport vmap @no-endpoint-services",
@@ -342,141 +494,108 @@ def base_objects(cfg: NftConfig) -> list[str]:
     return out
 
 
+def _endpoint_map_decl(t: str, name: str, cfg: NftConfig) -> str:
+    return (f"add map {t} {name} {{ typeof numgen random mod 1 : {cfg.ipx} daddr . tcp dport ; "
+            'comment "service endpoints: each service chain reads its own key range" ; }')
+
+
+def skeleton_transaction(cfg: NftConfig, endpoint_maps: Iterable[str] = (f"{ENDPOINT_MAP}-0",),
+                         affinity_sets: Mapping[str, int] | None = None, *, fresh: bool = False) -> str:
+    """Table, maps, sets and fixed chains declared, and the fixed chains' rules rewritten.
+
+    Re-running it on a populated table changes nothing but repairs drift in the fixed
+    rules: declaring existing objects is a no-op and the fixed chains are flushed before
+    their rules are re-added. ``fresh`` drops the table first. Service content (per-service
+    chains, map and set elements) is left alone; :func:`content_transaction` writes it.
+    """
+    t = f"{cfg.family} {cfg.table}"
+    lines = [f"add table {t}", f"delete table {t}"] if fresh else []
+    base = base_objects(cfg)
+    first_rule = next(i for i, ln in enumerate(base) if ln.startswith("add rule"))
+    lines += base[:first_rule]
+    lines += [_endpoint_map_decl(t, m, cfg) for m in endpoint_maps]
+    lines += [_affinity_set(t, n, to, cfg) for n, to in (affinity_sets or {}).items()]
+    if not fresh:
+        lines += [f"flush chain {t} {n}" for n in FIXED_CHAINS]
+    lines += base[first_rule:]
+    return "\n".join(lines) + "\n"
+
+
 def _affinity_set(t: str, name: str, timeout: int, cfg: NftConfig) -> str:
     return f"add set {t} {name} {{ type {cfg.addr_type} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
 
 
-def _elements(t: str, rs: NftRuleset) -> list[str]:
+def _elements(t: str, rs: NftRuleset, which: Iterable[str], per_statement: bool) -> list[str]:
     out = []
-    for s in SETS:
-        for e in sorted(rs.sets.get(s, ())):
-            out.append(f"add element {t} {s} {{ {e} }}")
-    for m in MAPS:
-        for k, v in rs.maps.get(m, {}).items():
-            out.append(f"add element {t} {m} {{ {k} : {v} }}")
+    for m in which:
+        if m in rs.maps:
+            elems = [f"{k} : {v}" for k, v in rs.maps[m].items()]
+        else:
+            elems = [_set_elem(m, e) for e in sorted(rs.sets.get(m, ()))]
+        if not elems:
+            continue
+        if per_statement:
+            out += [f"add element {t} {m} {{ {e} }}" for e in elems]
+        else:
+            out.append(f"add element {t} {m} {{ {', '.join(elems)} }}")
     return out
+
+
+def _set_elem(name: str, e: str) -> str:
+    return f"{e} . {e}" if name == HAIRPIN_SET else e
+
+
+def _is_endpoint_map(name: str) -> bool:
+    return name.startswith(ENDPOINT_MAP + "-")
+
+
+def content_transaction(rs: NftRuleset, cfg: NftConfig, existing_chains: Iterable[str] | None = None,
+                        existing_sets: Iterable[str] = (), *, bulk: bool = True) -> str:
+    """Every service's objects, replacing whatever the table held before (one transaction).
+
+    Needs the skeleton declared with ``rs.endpoint_maps`` and the affinity sets of ``rs``.
+    Maps and shared sets are flushed and refilled; every service chain is created or flushed and rewritten; service chains,
+    affinity sets and endpoint maps in ``existing_*`` but not in ``rs`` are deleted after
+    the rules that used them. Affinity sets that stay keep their entries. With ``bulk=False``
+    the elements of the endpoint maps and of the hairpin set are left out: the caller adds
+    them (from :meth:`NftRuleset.bulk`) after the rest.
+    """
+    t = f"{cfg.family} {cfg.table}"
+    existing, sets_before = set(existing_chains or ()), set(existing_sets)
+    emaps = [m for m in rs.endpoint_maps if m in rs.maps]
+    lines = []
+    if existing_chains is not None:  # (None: a table just created, nothing to flush)
+        lines += [f"flush set {t} {s}" for s in SETS if s in rs.sets]
+        lines += [f"flush map {t} {m}" for m in (*MAPS, *rs.endpoint_maps)]
+    lines += [f"add chain {t} {c}" for c in rs.chains if c not in existing]
+    lines += [f"flush chain {t} {c}" for c in rs.chains if c in existing]
+    for c, rules in rs.chains.items():
+        lines += [f"add rule {t} {c} {r}" for r in rules]
+    # endpoint maps after the rules that read them: checking each new element against the
+    # (few) rules of its shard is cheaper than walking the shard once per binding rule
+    if bulk:
+        lines += _elements(t, rs, (*SETS, *MAPS, *emaps), per_statement=False)
+    else:
+        lines += _elements(t, rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS), per_statement=False)
+    stale = sorted(c for c in existing if "/" in c and c not in rs.chains)
+    lines += [f"flush chain {t} {c}" for c in stale]
+    lines += [f"delete chain {t} {c}" for c in stale]
+    lines += [f"delete set {t} {s}" for s in sorted(sets_before)
+              if s.startswith("affinity-") and s not in rs.affinity_sets]
+    lines += [f"delete map {t} {m}" for m in sorted(sets_before)
+              if _is_endpoint_map(m) and m not in rs.endpoint_maps]
+    return "\n".join(lines) + "\n"
 
 
 def full_transaction(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterable[str] | None = None,
                      existing_sets: Iterable[str] | None = None) -> str:
-    """Everything, as one transaction.
+    """Everything, as one ``nft -f`` transaction.
 
-    With ``existing_*`` unknown (None) the table is dropped and recreated. Otherwise base
-    chains, maps and sets are flushed and refilled, every service chain is flushed and
-    rewritten, and kernel chains/affinity sets not in ``rs`` are deleted; affinity sets
-    that stay keep their entries.
+    With ``existing_*`` unknown (None) the table is dropped and recreated. Otherwise the
+    skeleton is re-declared and its fixed rules rewritten, then :func:`content_transaction`.
     """
-    t = f"{cfg.family} {cfg.table}"
-    lines: list[str] = []
-    if existing_chains is None:
-        lines += [f"add table {t}", f"delete table {t}"]
-    base = base_objects(cfg)
-    lines += base
-    if existing_chains is not None:
-        # flush after (re)declaring so the fixed rules are not duplicated
-        flushes = [f"flush chain {t} {n}" for n, *_ in BASE_CHAINS] + [f"flush chain {t} {n}" for n in AUX_CHAINS]
-        flushes += [f"flush chain {t} reject-chain"]
-        flushes += [f"flush set {t} {s}" for s in SETS if s in rs.sets]
-        flushes += [f"flush map {t} {m}" for m in MAPS]
-        first_rule = next(i for i, ln in enumerate(lines) if ln.startswith("add rule"))
-        lines[first_rule:first_rule] = flushes
-    lines += [_affinity_set(t, n, to, cfg) for n, to in rs.affinity_sets.items()]
-    lines += [f"add chain {t} {c}" for c in rs.chains]
-    if existing_chains is not None:
-        lines += [f"flush chain {t} {c}" for c in rs.chains]
-    for c, rules in rs.chains.items():
-        lines += [f"add rule {t} {c} {r}" for r in rules]
-    lines += _elements(t, rs)
-    if existing_chains is not None:
-        stale = sorted(c for c in existing_chains if "/" in c and c not in rs.chains)
-        lines += [f"flush chain {t} {c}" for c in stale]
-        lines += [f"delete chain {t} {c}" for c in stale]
-        lines += [f"delete set {t} {s}" for s in sorted(existing_sets or ())
-                  if s.startswith("affinity-") and s not in rs.affinity_sets]
-    return "\n".join(lines) + "\n"
-
-
-def _chunk_chains(rs: NftRuleset, names_: list[str]) -> list[str]:
-    """Chains of one chunk, those holding an anonymous map (``numgen ... vmap { }``) first."""
-    with_map = [c for c in names_ if any(" vmap { " in r for r in rs.chains[c])]
-    first = set(with_map)
-    return with_map + [c for c in names_ if c not in first]
-
-
-def full_transactions(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterable[str] | None = None,
-                      existing_sets: Iterable[str] | None = None, chunk_chains: int = 20000) -> list[str]:
-    """The full sync as a short sequence of transactions (same end state as :func:`full_transaction`).
-
-    Why: the kernel binds every anonymous set (the per-service ``numgen`` vmap) by walking the
-    whole pending transaction, so one transaction with 10k services costs O(services x
-    objects). Splitting keeps that walk short. Each step leaves the kernel consistent:
-
-    1. table, maps, sets, base chains (rewritten), affinity sets and every service chain
-       (created empty, or left as they are when they already exist);
-    2. per chunk of services: their chains flushed and rewritten, one service never split;
-    3. map and set contents replaced (one statement per map), stale chains and sets deleted.
-
-    Packets keep using the old per-service rules until step 2 rewrites that service; the
-    dispatch maps switch over in step 3, atomically.
-    """
-    t = f"{cfg.family} {cfg.table}"
-    head: list[str] = []
-    if existing_chains is None:
-        head += [f"add table {t}", f"delete table {t}"]
-    base = base_objects(cfg)
-    head += base
-    if existing_chains is not None:
-        flushes = [f"flush chain {t} {n}" for n, *_ in BASE_CHAINS] + [f"flush chain {t} {n}" for n in AUX_CHAINS]
-        flushes += [f"flush chain {t} reject-chain"]
-        first_rule = next(i for i, ln in enumerate(head) if ln.startswith("add rule"))
-        head[first_rule:first_rule] = flushes
-    head += [_affinity_set(t, n, to, cfg) for n, to in rs.affinity_sets.items()]
-    head += [f"add chain {t} {c}" for c in rs.chains]
-    out = ["\n".join(head) + "\n"]
-
-    # group chains by service (a service's chains share the "ns/name/proto/port" part)
-    groups: dict[str, list[str]] = {}
-    for c in rs.chains:
-        groups.setdefault(c.split("-", 2)[2].split("__")[0], []).append(c)
-    chunk: list[str] = []
-    n_chains = 0
-
-    def emit() -> None:
-        if not chunk:
-            return
-        lines = [f"flush chain {t} {c}" for c in chunk] if existing_chains is not None else []
-        for c in _chunk_chains(rs, chunk):
-            lines += [f"add rule {t} {c} {r}" for r in rs.chains[c]]
-        out.append("\n".join(lines) + "\n")
-
-    for members in groups.values():
-        if n_chains + len(members) > chunk_chains and chunk:
-            emit()
-            chunk, n_chains = [], 0
-        chunk += members
-        n_chains += len(members)
-    emit()
-
-    tail: list[str] = []
-    if existing_chains is not None:
-        tail += [f"flush set {t} {s}" for s in SETS if s in rs.sets]
-        tail += [f"flush map {t} {m}" for m in MAPS]
-    for s in SETS:
-        if rs.sets.get(s):
-            tail.append(f"add element {t} {s} {{ {', '.join(sorted(rs.sets[s]))} }}")
-    for m in MAPS:
-        elems = rs.maps.get(m, {})
-        if elems:
-            tail.append(f"add element {t} {m} {{ {', '.join(f'{k} : {v}' for k, v in elems.items())} }}")
-    if existing_chains is not None:
-        stale = sorted(c for c in existing_chains if "/" in c and c not in rs.chains)
-        tail += [f"flush chain {t} {c}" for c in stale]
-        tail += [f"delete chain {t} {c}" for c in stale]
-        tail += [f"delete set {t} {s}" for s in sorted(existing_sets or ())
-                 if s.startswith("affinity-") and s not in rs.affinity_sets]
-    if tail:
-        out.append("\n".join(tail) + "\n")
-    return out
+    skeleton = skeleton_transaction(cfg, rs.endpoint_maps, rs.affinity_sets, fresh=existing_chains is None)
+    return skeleton + content_transaction(rs, cfg, existing_chains, existing_sets or ())
 
 
 class NeedFullSync(Exception):
@@ -484,8 +603,13 @@ class NeedFullSync(Exception):
 
 
 def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) -> str:
-    """Only what changed between ``old`` (programmed) and ``new`` ('' if nothing)."""
+    """Only what changed between ``old`` (programmed) and ``new`` ('' if nothing).
+
+    Both must use the same endpoint maps (a new sharding needs a full sync).
+    """
     t = f"{cfg.family} {cfg.table}"
+    if old.endpoint_maps != new.endpoint_maps:
+        raise NeedFullSync("endpoint maps changed")
     for s, to in new.affinity_sets.items():
         if s in old.affinity_sets and old.affinity_sets[s] != to:
             raise NeedFullSync(f"affinity timeout of {s} changed")
@@ -494,14 +618,12 @@ def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) ->
     changed = [c for c, r in new.chains.items() if c in old.chains and old.chains[c] != r]
     lines += [f"add chain {t} {c}" for c in added]
     lines += [f"flush chain {t} {c}" for c in changed]
-    for c in (*added, *changed):
-        lines += [f"add rule {t} {c} {r}" for r in new.chains[c]]
     dels, adds = [], []
     for s in SETS:
         o, n = old.sets.get(s, frozenset()), new.sets.get(s, frozenset())
-        dels += [f"delete element {t} {s} {{ {e} }}" for e in sorted(o - n)]
-        adds += [f"add element {t} {s} {{ {e} }}" for e in sorted(n - o)]
-    for m in MAPS:
+        dels += [f"delete element {t} {s} {{ {_set_elem(s, e)} }}" for e in sorted(o - n)]
+        adds += [f"add element {t} {s} {{ {_set_elem(s, e)} }}" for e in sorted(n - o)]
+    for m in (*MAPS, *new.endpoint_maps):
         o, n = old.maps.get(m, {}), new.maps.get(m, {})
         for k, v in o.items():
             if n.get(k) != v:
@@ -509,6 +631,9 @@ def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) ->
         for k, v in n.items():
             if o.get(k) != v:
                 adds.append(f"add element {t} {m} {{ {k} : {v} }}")
+    # (verdict elements may point at chains added above: those are declared first)
+    for c in (*added, *changed):
+        lines += [f"add rule {t} {c} {r}" for r in new.chains[c]]
     lines += dels + adds
     stale = [c for c in old.chains if c not in new.chains]
     lines += [f"flush chain {t} {c}" for c in stale]

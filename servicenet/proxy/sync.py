@@ -1,20 +1,16 @@
 """Kernel shells: apply rendered rules inside a network namespace, and the sync runner.
 
 Backends run ``iptables-restore`` / ``nft -f -`` through ``ip netns exec <ns>`` (or in the
-current namespace when ``netns`` is None). They remember what they programmed so that a
-partial sync only sends what changed; any failure makes the next sync a full one.
-
-nftables specifics (see :mod:`render_nftables`, :mod:`nftnl`): a full sync goes out as a
-few ``nft -f`` transactions (one per chunk of services) because one huge transaction is
-quadratic in the kernel; a partial sync is rendered from the changed services only and
-sent over a netlink socket of our own, since each ``nft`` run first dumps every chain and
-set of the table into its cache (~1 s at 100k chains). Statements the netlink encoder does
-not cover fall back to ``nft -f``.
+current namespace when ``netns`` is None), and nftables content over a netlink socket of our
+own (:mod:`nftnl`), since each ``nft`` run first dumps the table into its cache and parses
+text. They remember what they programmed so that a partial sync only sends what changed;
+any failure makes the next sync a full one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -145,77 +141,122 @@ class IptablesBackend:
 
 
 class NftablesBackend:
+    """nftables mode: ``ip kube-proxy`` (see :mod:`render_nftables`).
+
+    A full sync is two transactions: the skeleton (table, maps, sets, fixed chains and their
+    rules: idempotent declarations, so re-running it changes nothing but drift) through
+    ``nft -f``, then every service's objects as one atomic transaction over our own netlink
+    socket, so the switch from the old service rules to the new ones is atomic. A partial
+    sync is one netlink transaction with the changed services only. Whatever the netlink
+    encoder does not cover goes through ``nft -f`` instead. With ``netlink=False`` a full
+    sync is a single ``nft -f`` transaction, as in kube-proxy.
+    """
+
     mode = "nftables"
 
     def __init__(self, netns: str | None, cfg: nft.NftConfig, timeout: float = 120.0,
-                 chunk_chains: int = 0, netlink: bool = True) -> None:
+                 netlink: bool = True) -> None:
         self.netns = netns
         self.cfg = cfg
         self.timeout = timeout
-        # 0: every full sync is one atomic transaction (the default). N > 0: split huge full syncs
-        # into transactions of about N chains — much faster at 10k services, but a resync is then
-        # no longer atomic across services (each service still changes atomically).
-        self.chunk_chains = chunk_chains
-        self.netlink = netlink  # partial syncs over our own netlink socket (no nft cache reload)
+        self.netlink = netlink
         self._session: nftnl.NetlinkSession | None = None
-        self.netlink_syncs = 0  # partial syncs sent over netlink (the rest went through nft -f)
+        self.netlink_syncs = 0  # transactions sent over netlink (the rest went through nft -f)
         self._programmed: nft.Programmed | None = None
         self._fragments: nft.FragmentCache = {}
+        self._blocks: nft.Blocks | None = None
+        self._known: tuple[list[str], list[str]] | None = None  # (chains, sets) in the kernel, if known
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
-        t = [self.cfg.family, self.cfg.table]
-        rc, out, _ = await run_cmd(self.netns, ["nft", "-j", "list", "chains", *t[:1]], check=False)
+        """Chains and sets (maps included) of our table, or None if there is no table."""
+        rc, out, _ = await run_cmd(self.netns, ["nft", "-j", "list", "table", self.cfg.family, self.cfg.table],
+                                   check=False)
         if rc != 0:
             return None
-        chains = [o["chain"]["name"] for o in json.loads(out).get("nftables", [])
-                  if "chain" in o and o["chain"].get("table") == self.cfg.table]
-        if not chains:
-            return None
-        _, out, _ = await run_cmd(self.netns, ["nft", "-j", "list", "sets", *t[:1]], check=False)
-        sets = [o["set"]["name"] for o in json.loads(out or b"{}").get("nftables", [])
-                if "set" in o and o["set"].get("table") == self.cfg.table]
+        chains, sets = [], []
+        for o in json.loads(out).get("nftables", []):
+            for kind, into in (("chain", chains), ("set", sets), ("map", sets)):
+                if kind in o and o[kind].get("table") == self.cfg.table:
+                    into.append(o[kind]["name"])
         return chains, sets
 
     async def apply(self, state: DesiredState, changed: set[ServicePortName] | None) -> ApplyResult:
         t0 = time.perf_counter()
-        full = changed is None or self._programmed is None
-        tx = ""
-        txs: list[str] = []
-        prog = self._programmed
+        full = changed is None or self._programmed is None or self._blocks is None
         if not full:
             try:
-                tx, prog = nft.partial_transaction(self._programmed, state, changed or (), self.cfg)  # type: ignore[arg-type]
-                txs = [tx] if tx else []
+                tx, prog = nft.partial_transaction(self._programmed, state, changed or (), self.cfg,  # type: ignore[arg-type]
+                                                   self._blocks)  # type: ignore[arg-type]
             except nft.NeedFullSync:
                 full = True
-        if full:
-            rs = nft.build(state, self.cfg, self._fragments)
-            t_list = time.perf_counter()
-            existing = await self._existing()
-            t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
-            if self.chunk_chains:
-                txs = nft.full_transactions(rs, self.cfg, existing_chains=existing[0] if existing else None,
-                                            existing_sets=existing[1] if existing else None,
-                                            chunk_chains=self.chunk_chains)
-            else:  # the default: one atomic transaction, as kube-proxy does
-                txs = [nft.full_transaction(rs, self.cfg, existing_chains=existing[0] if existing else None,
-                                            existing_sets=existing[1] if existing else None)]
-            prog = nft.Programmed.of(state, self.cfg, self._fragments)
-        t1 = time.perf_counter()
-        try:
-            if not full and tx and await self._apply_netlink(tx):
-                txs = [tx]
-            else:
-                for one in txs:
-                    await run_cmd(self.netns, ["nft", "-f", "-"], one.encode(), timeout=self.timeout)
-        except ApplyError:
-            self._programmed = None
-            raise
-        self._programmed = prog
-        return ApplyResult(full, sum(map(len, txs)), t1 - t0, time.perf_counter() - t1)
+        if not full:
+            t1 = time.perf_counter()
+            try:
+                if tx and not await self._apply_netlink(tx):
+                    await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
+            except ApplyError:
+                self._forget()
+                raise
+            self._programmed = prog
+            return ApplyResult(False, len(tx), t1 - t0, time.perf_counter() - t1)
+        return await self._full(state, t0)
 
-    async def _apply_netlink(self, tx: str) -> bool:
-        """Send ``tx`` over netlink; False when it uses syntax the encoder leaves to nft."""
+    async def _full(self, state: DesiredState, t0: float) -> ApplyResult:
+        shards = nft.shards_for(state)
+        if self._programmed is not None:  # partial syncs since the last full one rendered these
+            self._fragments = dict(self._programmed.fragments)
+        if self._blocks is None or self._blocks.shards != shards:
+            self._blocks = nft.Blocks(shards)
+            self._fragments.clear()
+        gc_was = gc.isenabled()
+        gc.disable()  # a full sync allocates ~10^6 objects: collections in between only cost time
+        try:
+            rs = nft.build(state, self.cfg, self._fragments, self._blocks, text=not self.netlink)
+            return await self._full_apply(state, rs, t0)
+        finally:
+            if gc_was:
+                gc.enable()
+
+    async def _full_apply(self, state: DesiredState, rs: nft.NftRuleset, t0: float) -> ApplyResult:
+        t_list = time.perf_counter()
+        existing = self._known if self._known is not None else await self._existing()
+        t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
+        chains, sets = existing if existing is not None else (None, None)
+        size = 0
+        try:
+            if not self.netlink:
+                tx = nft.full_transaction(rs, self.cfg, existing_chains=chains, existing_sets=sets)
+                t1 = time.perf_counter()
+                size = len(tx)
+                await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
+            else:
+                skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets,
+                                                    fresh=existing is None)
+                # the bulk (endpoint map and hairpin elements) is encoded from data, not text
+                content = nft.content_transaction(rs, self.cfg, chains, sets or (), bulk=False)
+                emaps, hairpin = rs.bulk()
+                extra = nftnl.bulk_messages(self.cfg.family, self.cfg.table, emaps, nft.HAIRPIN_SET, hairpin)
+                t1 = time.perf_counter()
+                size = len(skeleton) + len(content) + sum(len(m[2]) for m in extra)
+                await run_cmd(self.netns, ["nft", "-f", "-"], skeleton.encode(), timeout=self.timeout)
+                if not await self._apply_netlink(content, extra):
+                    rs = nft.build(state, self.cfg, self._fragments, self._blocks)  # cached: only adds the text
+                    text = nft.content_transaction(rs, self.cfg, chains, sets or ())
+                    await run_cmd(self.netns, ["nft", "-f", "-"], text.encode(), timeout=self.timeout)
+        except ApplyError:
+            self._forget()
+            raise
+        self._programmed = nft.Programmed.of(state, self.cfg, self._fragments)
+        self._known = (list(rs.chains), [*rs.affinity_sets, *rs.endpoint_maps])
+        return ApplyResult(True, size, t1 - t0, time.perf_counter() - t1)
+
+    def _forget(self) -> None:
+        """After a failure the kernel state is unknown: the next sync is full and lists the table."""
+        self._programmed = None
+        self._known = None
+
+    async def _apply_netlink(self, tx: str, extra: list[nftnl.Message] | None = None) -> bool:
+        """Send ``tx`` (and ``extra``) over netlink; False when it uses syntax the encoder leaves to nft."""
         if not self.netlink:
             return False
         loop = asyncio.get_running_loop()
@@ -223,7 +264,7 @@ class NftablesBackend:
             if self._session is None:
                 self._session = nftnl.NetlinkSession(self.netns)
             try:
-                batch = nftnl.encode(tx, self.cfg.family, self.cfg.table, self._session.next_seq())
+                batch = nftnl.encode(tx, self.cfg.family, self.cfg.table, self._session.next_seq(), extra or ())
             except nftnl.Unsupported:
                 return False
             await asyncio.wait_for(loop.run_in_executor(None, self._session.send, *batch), self.timeout)
@@ -240,7 +281,7 @@ class NftablesBackend:
 
     async def cleanup(self) -> None:
         await run_cmd(self.netns, ["nft", "-f", "-"], nft.cleanup_transaction(self.cfg).encode(), check=False)
-        self._programmed = None
+        self._forget()
         self._close_session()
 
 

@@ -74,8 +74,18 @@ async def test_hostnames_walkthrough_through_the_proxy(stack: ProxyStack) -> Non
         assert "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in nat
     else:
         rc, ruleset = await s.c.exec_in_node("nft", "list", "table", "ip", "kube-proxy")
-        assert rc == 0 and "numgen random mod 3 vmap" in ruleset, ruleset
-        assert f"{vip} . tcp . 80 : goto service-" in ruleset, ruleset
+        assert rc == 0, ruleset
+        chain = re.search(re.escape(vip) + r" \. tcp \. 80 : goto (service-[A-Z2-7]{8}-default/hostnames/tcp/default)",
+                          ruleset)
+        assert chain, ruleset
+        rule = re.search(r"chain " + re.escape(chain.group(1)) + r" \{\s*meta l4proto tcp dnat ip to numgen random "
+                         r"mod 3(?: offset (\d+))? map @(service-endpoints-\d+)\s*\}", ruleset)
+        assert rule, ruleset
+        base = int(rule.group(1) or 0)
+        emap = ruleset[ruleset.index(f"map {rule.group(2)} {{"):]
+        emap = emap[:emap.index("}")]
+        picks = {int(k): ip for k, ip in re.findall(r"(\d+) : ([\d.]+) \. 9376", emap)}
+        assert {picks.get(base + i) for i in range(3)} == set(pods.values()), emap
 
 
 async def _svc(s: ProxyStack, name: str, selector: dict[str, str] | None, **spec: object) -> dict:

@@ -128,18 +128,19 @@ def _curl_many(t: Topo, url: str, n: int) -> Counter[str]:
 
 
 def _backends(netns: str) -> list[tuple[str, object]]:
-    # chunk_chains=2: full nftables syncs go out as several transactions even for tiny worlds
+    # "nftables-text": every transaction through nft -f (no netlink writer)
+    nft_cfg = NftConfig(cluster_cidr="10.244.0.0/16", service_cidrs=("10.96.0.0/12",))
     return [("iptables", IptablesBackend(netns, IptablesConfig(cluster_cidr="10.244.0.0/16"))),
             ("iptables-legacy", IptablesBackend(netns, IptablesConfig(cluster_cidr="10.244.0.0/16"), variant="legacy")),
-            ("nftables", NftablesBackend(netns, NftConfig(cluster_cidr="10.244.0.0/16",
-                                                          service_cidrs=("10.96.0.0/12",)), chunk_chains=2))]
+            ("nftables", NftablesBackend(netns, nft_cfg)),
+            ("nftables-text", NftablesBackend(netns, nft_cfg, netlink=False))]
 
 
 def _save(mode: str) -> str:
     return "iptables-legacy-save" if mode == "iptables-legacy" else "iptables-save"
 
 
-@pytest.mark.parametrize("mode", ["iptables", "iptables-legacy", "nftables"])
+@pytest.mark.parametrize("mode", ["iptables", "iptables-legacy", "nftables", "nftables-text"])
 async def test_data_path(topo: Topo, mode: str) -> None:
     backend = dict(_backends(topo.node))[mode]
     await backend.apply(_state(topo.ips), None)  # type: ignore[attr-defined]
@@ -149,7 +150,10 @@ async def test_data_path(topo: Topo, mode: str) -> None:
         assert nat.count(":KUBE-SEP-") == 3 and "--probability 0.33333333" in nat
     else:
         ruleset = topo.run("nft", "list", "table", "ip", "kube-proxy").stdout
-        assert "numgen random mod 3 vmap" in ruleset and f"{VIP} . tcp . 80 : goto service-" in ruleset
+        assert re.search(r"dnat ip to numgen random mod 3( offset \d+)? map @service-endpoints-0", ruleset), ruleset
+        assert f"{VIP} . tcp . 80 : goto service-" in ruleset and "chain endpoint-" not in ruleset
+        emap = topo.run("nft", "list", "map", "ip", "kube-proxy", "service-endpoints-0").stdout
+        assert all(f"{ip} . 8080" in emap for ip in topo.ips), emap
 
     # spread over 600 new connections
     spread = _curl_many(topo, f"http://{VIP}/", 600)
@@ -169,6 +173,9 @@ async def test_data_path(topo: Topo, mode: str) -> None:
     await backend.apply(_state(topo.ips, affinity=300), None)  # type: ignore[attr-defined]
     sticky = _curl_many(topo, f"http://{VIP}/", 50)
     assert len(sticky) == 1 and sum(sticky.values()) == 50, sticky
+    if mode.startswith("nftables"):  # affinity keeps upstream's per-endpoint chains
+        ruleset = topo.run("nft", "list", "table", "ip", "kube-proxy").stdout
+        assert len(re.findall(r"chain endpoint-[A-Z2-7]{8}-", ruleset)) == 3 and "numgen random mod 3 vmap" in ruleset
 
     # no endpoints: immediate refusal
     await backend.apply(_state([]), None)  # type: ignore[attr-defined]
@@ -185,7 +192,7 @@ async def test_data_path(topo: Topo, mode: str) -> None:
         assert "kube-proxy" not in topo.run("nft", "list", "tables").stdout
 
 
-@pytest.mark.parametrize("mode", ["iptables", "iptables-legacy", "nftables"])
+@pytest.mark.parametrize("mode", ["iptables", "iptables-legacy", "nftables", "nftables-text"])
 async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
     svc2 = h.service("default", "old", "10.96.0.21", [h.port(80, "http", target=8080)])
     es2 = h.eslice("default", "old", [h.endpoint(topo.ips[2])], [{"name": "http", "port": 8080}])
@@ -213,8 +220,9 @@ async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
         assert sum(1 for ln in nat.splitlines() if "-j KUBE-SERVICES" in ln) == 2  # jumps not duplicated
     else:
         ruleset = topo.run("nft", "list", "table", "ip", "kube-proxy").stdout
-        assert len(re.findall(r"chain endpoint-[A-Z2-7]{8}-", ruleset)) == 1, ruleset
         assert len(re.findall(r"chain service-[A-Z2-7]{8}-", ruleset)) == 1, ruleset
+        assert f"dnat to {topo.ips[0]}:8080" in ruleset and "10.96.0.21" not in ruleset, ruleset
+        assert topo.ips[1] not in ruleset and topo.ips[2] not in ruleset, ruleset  # endpoint maps, hairpin pairs
         assert ruleset.count("jump services") == 2
     assert set(_curl_many(topo, f"http://{VIP}/", 20)) == {"pod0"}
     r = topo.run("curl", "-s", "--max-time", "3", "http://10.96.0.21/", check=False)

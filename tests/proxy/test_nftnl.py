@@ -35,7 +35,7 @@ def test_encode_batch_framing() -> None:
     msgs = _messages(batch)
     assert [m[0] for m in msgs] == [0x10, (10 << 8) | 3, (10 << 8) | 8, (10 << 8) | 12, 0x11]
     assert [m[2] for m in msgs] == [7, 8, 9, 10, 11] and seqs == [8, 9, 10]
-    assert all(m[1] & nftnl.F_ACK for m in msgs[1:-1])
+    assert not any(m[1] & nftnl.F_ACK for m in msgs)  # errors only: the session sends a barrier instead
     # the ClusterIP is carried in network byte order
     assert bytes([172, 30, 0, 1]) in batch
 
@@ -51,7 +51,6 @@ def test_numgen_vmap_creates_its_anonymous_map_first() -> None:
 @pytest.mark.parametrize("line", [
     "add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }",
     'add set ip kube-proxy affinity-x { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }',
-    "add rule ip kube-proxy external-x fib saddr type local jump mark-for-masquerade",
     "add rule ip kube-proxy firewall-x ip saddr != { 1.2.3.0/24 } drop",
     "add rule ip kube-proxy svc ip saddr != 10.96.0.0/12 jump mark-for-masquerade",
     "add table ip kube-proxy",
@@ -96,36 +95,63 @@ def _world(n_eps: int, affinity: bool = False, node_port: int | None = None):
     return compute(svcs, slices, "node1", ["192.168.0.2"])
 
 
+def _listing(ns: str) -> str:
+    return _sh("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "kube-proxy")
+
+
 @pytest.mark.root
 def test_netlink_writes_what_nft_writes(two_netns: tuple[str, str]) -> None:
     a, b = two_netns
     s1 = _world(3, node_port=30001)
-    full = nft.full_transaction(nft.build(s1, CFG), CFG)
-    for ns in (a, b):
-        _sh("ip", "netns", "exec", ns, "nft", "-f", "-", stdin=full)
+    blocks, cache = nft.Blocks(), {}
+    rs = nft.build(s1, CFG, cache, blocks)
+    # full sync: nft -f of the whole text in a; skeleton by nft, content by netlink (bulk from data) in b
+    _sh("ip", "netns", "exec", a, "nft", "-f", "-", stdin=nft.full_transaction(rs, CFG))
+    _sh("ip", "netns", "exec", b, "nft", "-f", "-", stdin=nft.skeleton_transaction(CFG, rs.endpoint_maps, fresh=True))
     session = nftnl.NetlinkSession(b)
     try:
-        prog = nft.Programmed.of(s1, CFG, {})
-        for nxt in (_world(2, node_port=30001), _world(4), _world(0), _world(1, node_port=30005)):
-            tx, prog = nft.partial_transaction(prog, nxt, changed_services(s1, nxt), CFG)
+        lean = nft.build(s1, CFG, cache, blocks, text=False)
+        emaps, hairpin = lean.bulk()
+        extra = nftnl.bulk_messages("ip", "kube-proxy", emaps, nft.HAIRPIN_SET, hairpin)
+        content = nft.content_transaction(lean, CFG, bulk=False)
+        assert "fib saddr type local" in content  # eTP=Local: encoded too
+        session.send(*nftnl.encode(content, seq=session.next_seq(), extra=extra))
+        assert _listing(a) == _listing(b)
+        prog = nft.Programmed.of(s1, CFG, cache)
+        for nxt in (_world(2, node_port=30001), _world(4), _world(0), _world(1, node_port=30005), _world(5)):
+            tx, prog = nft.partial_transaction(prog, nxt, changed_services(s1, nxt), CFG, blocks)
             s1 = nxt
             assert tx
             _sh("ip", "netns", "exec", a, "nft", "-f", "-", stdin=tx)
             assert session.apply(tx) > 0
-            listing = [_sh("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "kube-proxy") for ns in (a, b)]
-            assert listing[0] == listing[1]
+            assert _listing(a) == _listing(b)
         # anonymous maps of separate transactions never collide
         for i in range(2):
             assert session.apply(f"add chain ip kube-proxy sn-ep{i}\nadd chain ip kube-proxy sn-svc{i}\n"
                                  f"add rule ip kube-proxy sn-svc{i} numgen random mod 1 vmap {{ 0 : goto sn-ep{i} }}\n")
         assert "0 : goto sn-ep1" in _sh("ip", "netns", "exec", b, "nft", "list", "chain", "ip", "kube-proxy", "sn-svc1")
         # a rejected batch changes nothing and says why
-        before = _sh("ip", "netns", "exec", b, "nft", "list", "table", "ip", "kube-proxy")
+        before = _listing(b)
         with pytest.raises(nftnl.NetlinkError):
             session.apply("add chain ip kube-proxy sn-new\nadd rule ip kube-proxy sn-new goto no-such-chain\n")
-        assert _sh("ip", "netns", "exec", b, "nft", "list", "table", "ip", "kube-proxy") == before
+        assert _listing(b) == before
         # the session still works afterwards
         assert session.apply("add element ip kube-proxy cluster-ips { 172.30.9.9 }\n") == 1
         assert "172.30.9.9" in _sh("ip", "netns", "exec", b, "nft", "list", "set", "ip", "kube-proxy", "cluster-ips")
+    finally:
+        session.close()
+
+
+@pytest.mark.root
+def test_a_batch_with_many_errors_is_rejected_cleanly(two_netns: tuple[str, str]) -> None:
+    """Thousands of failing messages (no ACKs asked, every error reported) end in one NetlinkError."""
+    _, b = two_netns
+    _sh("ip", "netns", "exec", b, "nft", "-f", "-", stdin=nft.skeleton_transaction(CFG, fresh=True))
+    session = nftnl.NetlinkSession(b)
+    try:
+        bad = "".join(f"add rule ip kube-proxy no-such-chain-{i} goto services\n" for i in range(20000))
+        with pytest.raises(nftnl.NetlinkError):
+            session.apply(bad)
+        assert session.apply("add element ip kube-proxy cluster-ips { 172.30.9.9 }\n") == 1
     finally:
         session.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from servicenet.proxy import render_nftables as nft
@@ -26,24 +28,17 @@ def _service_part(tx: str) -> str:
     return tx.split(BASE_END)[1]
 
 
-# Written by hand from the upstream layout: endpoint chains are created before the vmap that
-# references them; the masquerade rule uses the cluster CIDR as the local-traffic detector.
+# Written by hand from the layout (module docstring of render_nftables): no per-endpoint chains
+# without affinity; the endpoints sit in the shared endpoint map under the chain's key range;
+# the ClusterIP masquerade check is one rule in "services"; hairpin pairs for every endpoint.
 CLUSTERIP_3 = """\
-add chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
-add chain ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80
-add chain ip kube-proxy endpoint-WUHIZN2H-ns1/svc1/tcp/p80__10.180.0.3/80
 add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
-add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80
-add rule ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 ip saddr 10.180.0.2 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 meta l4proto tcp dnat to 10.180.0.2:80
-add rule ip kube-proxy endpoint-WUHIZN2H-ns1/svc1/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-WUHIZN2H-ns1/svc1/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80
-add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
-add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 3 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 , 1 : goto endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 , 2 : goto endpoint-WUHIZN2H-ns1/svc1/tcp/p80__10.180.0.3/80 }
+add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat ip addr . port to numgen random mod 3 offset 0 map @service-endpoints-0
 add element ip kube-proxy cluster-ips { 172.30.0.41 }
 add element ip kube-proxy nodeport-ips { 192.168.0.2 }
+add element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1, 10.180.0.2 . 10.180.0.2, 10.180.0.3 . 10.180.0.3 }
 add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80 }
+add element ip kube-proxy service-endpoints-0 { 0 : 10.180.0.1 . 80, 1 : 10.180.0.2 . 80, 2 : 10.180.0.3 . 80 }
 """
 
 
@@ -55,6 +50,13 @@ def test_base_objects() -> None:
     assert ("add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 "
             "meta l4proto . th dport vmap @service-nodeports") in base
     assert "add rule ip kube-proxy masquerading masquerade fully-random" in base
+    assert not any("daddr @cluster-ips" in ln and "masquerade" in ln for ln in base)  # no cluster CIDR: no check
+    with_cidr = nft.base_objects(CFG)
+    masq = "add rule ip kube-proxy services ip daddr @cluster-ips ip saddr != 10.0.0.0/8 jump mark-for-masquerade"
+    assert with_cidr.index(masq) < with_cidr.index(
+        "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips")
+    assert ("add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr @hairpin-connections "
+            'jump mark-for-masquerade comment "hairpin"') in with_cidr
     assert base[-1] == ('add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop '
                         'comment "Drop traffic to unallocated ClusterIPs"')
     assert not any("nodeport-ips" in ln for ln in base)
@@ -100,10 +102,10 @@ def test_incremental_endpoint_removal() -> None:
     assert nft.incremental_transaction(old, old, CFG) == ""
     assert nft.incremental_transaction(old, new, CFG) == """\
 flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
-add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
-add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }
-flush chain ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80
-delete chain ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80
+add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80
+delete element ip kube-proxy hairpin-connections { 10.180.0.2 . 10.180.0.2 }
+delete element ip kube-proxy service-endpoints-0 { 0 }
+delete element ip kube-proxy service-endpoints-0 { 1 }
 """
 
 
@@ -112,13 +114,35 @@ def test_incremental_service_loses_all_endpoints() -> None:
     old = nft.build(_state(svcs, [_es("svc1", ["10.180.0.1"])]), CFG)
     new = nft.build(_state(svcs, []), CFG)
     assert nft.incremental_transaction(old, new, CFG) == """\
+delete element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1 }
 delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }
 add element ip kube-proxy no-endpoint-services { 172.30.0.41 . tcp . 80 : goto reject-chain }
-flush chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
 flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
-delete chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
 delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
 """
+
+
+def test_endpoint_ranges_are_kept_and_reused() -> None:
+    blocks = nft.Blocks()
+    assert blocks.fit("a", 3) == 0 and blocks.fit("b", 2) == 4  # a: [0, 4), b: [4, 6)
+    assert blocks.fit("a", 4) == 0  # still fits its power-of-two range
+    assert blocks.fit("a", 5) == 6  # grows: a new range of 8; [0, 4) is free again
+    assert blocks.fit("c", 3) == 0 and blocks.fit("d", 1) == 14
+    blocks.release("b")
+    assert blocks.fit("e", 2) == 4 and not blocks.holds("b", 4) and blocks.holds("e", 4)
+    sharded = nft.Blocks(8)
+    assert sharded.map_for("service-X") == sharded.map_for("service-X") in sharded.maps
+    assert len({sharded.map_for(f"service-{i}") for i in range(200)}) == 8
+
+
+def test_shards_grow_with_the_square_root_of_the_endpoints() -> None:
+    def world(n: int, eps: int):
+        svcs = [h.service("ns1", f"s{i}", f"172.30.{i // 250}.{i % 250 + 1}", P80) for i in range(n)]
+        return _state(svcs, [_es(f"s{i}", [f"10.{180 + j}.{i // 250}.{i % 250}" for j in range(eps)]) for i in range(n)])
+    assert nft.shards_for(world(5, 3)) == 1
+    assert nft.shards_for(world(200, 10)) == 32  # sqrt(2 x 2000) = 63 -> 32
+    rs = nft.build(world(200, 10), CFG, blocks=nft.Blocks(32))
+    assert len(rs.endpoint_maps) == 32 and sum(len(rs.maps[m]) for m in rs.endpoint_maps) == 2000
 
 
 def test_incremental_affinity_timeout_change_needs_full_sync() -> None:
@@ -130,56 +154,54 @@ def test_incremental_affinity_timeout_change_needs_full_sync() -> None:
 
 
 def test_full_sync_over_existing_table_flushes_and_deletes_stale() -> None:
-    st = _state([h.service("ns1", "svc1", "172.30.0.41", P80)], [_es("svc1", ["10.180.0.1"])])
+    st = _state([h.service("ns1", "svc1", "172.30.0.41", P80)], [_es("svc1", ["10.180.0.1", "10.180.0.2"])])
     tx = nft.full_transaction(nft.build(st, CFG), CFG, existing_chains=["services", "service-OLD-ns/x/tcp/"],
-                              existing_sets=["cluster-ips", "affinity-OLD-ns/x/tcp/__1.2.3.4/80"])
+                              existing_sets=["cluster-ips", "affinity-OLD-ns/x/tcp/__1.2.3.4/80",
+                                             "service-endpoints-0", "service-endpoints-7"])
     lines = tx.splitlines()
     assert "delete table ip kube-proxy" not in lines
-    assert "flush map ip kube-proxy service-ips" in lines
-    assert "flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80" in lines
-    assert lines[-3:] == ["flush chain ip kube-proxy service-OLD-ns/x/tcp/", "delete chain ip kube-proxy service-OLD-ns/x/tcp/",
-                          "delete set ip kube-proxy affinity-OLD-ns/x/tcp/__1.2.3.4/80"]
+    assert {"flush map ip kube-proxy service-ips", "flush map ip kube-proxy service-endpoints-0",
+            "flush set ip kube-proxy hairpin-connections"} <= set(lines)
+    assert "add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80" in lines
+    assert lines[-4:] == ["flush chain ip kube-proxy service-OLD-ns/x/tcp/", "delete chain ip kube-proxy service-OLD-ns/x/tcp/",
+                          "delete set ip kube-proxy affinity-OLD-ns/x/tcp/__1.2.3.4/80",
+                          "delete map ip kube-proxy service-endpoints-7"]
     # flushes of base chains come before their fixed rules are re-added
     assert lines.index("flush chain ip kube-proxy services") < lines.index(
         "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips")
+    # the endpoint map is filled after the rule that reads it (cheaper for the kernel)
+    rule = next(i for i, ln in enumerate(lines) if "map @service-endpoints-0" in ln)
+    assert rule < lines.index("add element ip kube-proxy service-endpoints-0 { 0 : 10.180.0.1 . 80, 1 : 10.180.0.2 . 80 }")
 
 
 GOLDEN_NODEPORT = '''\
-add chain ip kube-proxy endpoint-UC744OSB-ns1/svc2/tcp/p80__10.180.0.1/80
 add chain ip kube-proxy service-QCIBCZ4I-ns1/svc2/tcp/p80
 add chain ip kube-proxy external-QCIBCZ4I-ns1/svc2/tcp/p80
-add rule ip kube-proxy endpoint-UC744OSB-ns1/svc2/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-UC744OSB-ns1/svc2/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80
-add rule ip kube-proxy service-QCIBCZ4I-ns1/svc2/tcp/p80 ip daddr 172.30.0.42 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
-add rule ip kube-proxy service-QCIBCZ4I-ns1/svc2/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-UC744OSB-ns1/svc2/tcp/p80__10.180.0.1/80 }
+add rule ip kube-proxy service-QCIBCZ4I-ns1/svc2/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80
 add rule ip kube-proxy external-QCIBCZ4I-ns1/svc2/tcp/p80 jump mark-for-masquerade
 add rule ip kube-proxy external-QCIBCZ4I-ns1/svc2/tcp/p80 goto service-QCIBCZ4I-ns1/svc2/tcp/p80
 add element ip kube-proxy cluster-ips { 172.30.0.42 }
 add element ip kube-proxy nodeport-ips { 192.168.0.2 }
+add element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1 }
 add element ip kube-proxy service-ips { 172.30.0.42 . tcp . 80 : goto service-QCIBCZ4I-ns1/svc2/tcp/p80 }
 add element ip kube-proxy service-nodeports { tcp . 3001 : goto external-QCIBCZ4I-ns1/svc2/tcp/p80 }
 '''
 
 GOLDEN_LB = '''\
-add chain ip kube-proxy endpoint-OC4SXSTP-ns1/svc3/tcp/p80__10.180.0.1/80
 add chain ip kube-proxy service-WP5PG6SI-ns1/svc3/tcp/p80
 add chain ip kube-proxy external-WP5PG6SI-ns1/svc3/tcp/p80
-add rule ip kube-proxy endpoint-OC4SXSTP-ns1/svc3/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-OC4SXSTP-ns1/svc3/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80
-add rule ip kube-proxy service-WP5PG6SI-ns1/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
-add rule ip kube-proxy service-WP5PG6SI-ns1/svc3/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-OC4SXSTP-ns1/svc3/tcp/p80__10.180.0.1/80 }
+add rule ip kube-proxy service-WP5PG6SI-ns1/svc3/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80
 add rule ip kube-proxy external-WP5PG6SI-ns1/svc3/tcp/p80 jump mark-for-masquerade
 add rule ip kube-proxy external-WP5PG6SI-ns1/svc3/tcp/p80 goto service-WP5PG6SI-ns1/svc3/tcp/p80
 add element ip kube-proxy cluster-ips { 172.30.0.43 }
 add element ip kube-proxy nodeport-ips { 192.168.0.2 }
-add element ip kube-proxy service-ips { 172.30.0.43 . tcp . 80 : goto service-WP5PG6SI-ns1/svc3/tcp/p80 }
-add element ip kube-proxy service-ips { 1.2.3.4 . tcp . 80 : goto external-WP5PG6SI-ns1/svc3/tcp/p80 }
+add element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1 }
+add element ip kube-proxy service-ips { 172.30.0.43 . tcp . 80 : goto service-WP5PG6SI-ns1/svc3/tcp/p80, 1.2.3.4 . tcp . 80 : goto external-WP5PG6SI-ns1/svc3/tcp/p80 }
 add element ip kube-proxy service-nodeports { tcp . 3003 : goto external-WP5PG6SI-ns1/svc3/tcp/p80 }
 '''
 
+# affinity keeps upstream's GA layout (its sets are declared with the skeleton, before the fixed rules)
 GOLDEN_AFFINITY = '''\
-add set ip kube-proxy affinity-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }
-add set ip kube-proxy affinity-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }
 add chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
 add chain ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80
 add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
@@ -189,12 +211,12 @@ add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4
 add rule ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 ip saddr 10.180.0.2 jump mark-for-masquerade
 add rule ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 update @affinity-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 { ip saddr }
 add rule ip kube-proxy endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 meta l4proto tcp dnat to 10.180.0.2:80
-add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
 add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip saddr @affinity-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
 add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip saddr @affinity-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 goto endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80
 add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 , 1 : goto endpoint-2ZNDXFAB-ns1/svc1/tcp/p80__10.180.0.2/80 }
 add element ip kube-proxy cluster-ips { 172.30.0.41 }
 add element ip kube-proxy nodeport-ips { 192.168.0.2 }
+add element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1, 10.180.0.2 . 10.180.0.2 }
 add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80 }
 '''
 
@@ -204,30 +226,24 @@ add element ip kube-proxy nodeport-ips { 192.168.0.2 }
 add element ip kube-proxy no-endpoint-services { 172.30.0.44 . tcp . 80 : goto reject-chain }
 '''
 
+# eTP=Local: the cluster chain picks from both endpoints (map), the local chain has one (direct DNAT)
 GOLDEN_LOCAL = '''\
-add chain ip kube-proxy endpoint-DLIPODYR-ns1/svc5/tcp/p80__10.180.0.1/80
-add chain ip kube-proxy endpoint-4UQGXHON-ns1/svc5/tcp/p80__10.180.1.1/80
 add chain ip kube-proxy service-ZJ5FP4N2-ns1/svc5/tcp/p80
 add chain ip kube-proxy local-ZJ5FP4N2-ns1/svc5/tcp/p80
 add chain ip kube-proxy external-ZJ5FP4N2-ns1/svc5/tcp/p80
-add rule ip kube-proxy endpoint-DLIPODYR-ns1/svc5/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-DLIPODYR-ns1/svc5/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80
-add rule ip kube-proxy endpoint-4UQGXHON-ns1/svc5/tcp/p80__10.180.1.1/80 ip saddr 10.180.1.1 jump mark-for-masquerade
-add rule ip kube-proxy endpoint-4UQGXHON-ns1/svc5/tcp/p80__10.180.1.1/80 meta l4proto tcp dnat to 10.180.1.1:80
-add rule ip kube-proxy service-ZJ5FP4N2-ns1/svc5/tcp/p80 ip daddr 172.30.0.45 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
-add rule ip kube-proxy service-ZJ5FP4N2-ns1/svc5/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-DLIPODYR-ns1/svc5/tcp/p80__10.180.0.1/80 , 1 : goto endpoint-4UQGXHON-ns1/svc5/tcp/p80__10.180.1.1/80 }
-add rule ip kube-proxy local-ZJ5FP4N2-ns1/svc5/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-DLIPODYR-ns1/svc5/tcp/p80__10.180.0.1/80 }
+add rule ip kube-proxy service-ZJ5FP4N2-ns1/svc5/tcp/p80 meta l4proto tcp dnat ip addr . port to numgen random mod 2 offset 0 map @service-endpoints-0
+add rule ip kube-proxy local-ZJ5FP4N2-ns1/svc5/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80
 add rule ip kube-proxy external-ZJ5FP4N2-ns1/svc5/tcp/p80 ip saddr 10.0.0.0/8 goto service-ZJ5FP4N2-ns1/svc5/tcp/p80 comment "short-circuit pod traffic"
 add rule ip kube-proxy external-ZJ5FP4N2-ns1/svc5/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"
 add rule ip kube-proxy external-ZJ5FP4N2-ns1/svc5/tcp/p80 fib saddr type local goto service-ZJ5FP4N2-ns1/svc5/tcp/p80 comment "short-circuit local traffic"
 add rule ip kube-proxy external-ZJ5FP4N2-ns1/svc5/tcp/p80 goto local-ZJ5FP4N2-ns1/svc5/tcp/p80
 add element ip kube-proxy cluster-ips { 172.30.0.45 }
 add element ip kube-proxy nodeport-ips { 192.168.0.2 }
-add element ip kube-proxy service-ips { 172.30.0.45 . tcp . 80 : goto service-ZJ5FP4N2-ns1/svc5/tcp/p80 }
-add element ip kube-proxy service-ips { 5.6.7.8 . tcp . 80 : goto external-ZJ5FP4N2-ns1/svc5/tcp/p80 }
+add element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1, 10.180.1.1 . 10.180.1.1 }
+add element ip kube-proxy service-ips { 172.30.0.45 . tcp . 80 : goto service-ZJ5FP4N2-ns1/svc5/tcp/p80, 5.6.7.8 . tcp . 80 : goto external-ZJ5FP4N2-ns1/svc5/tcp/p80 }
 add element ip kube-proxy service-nodeports { tcp . 3005 : goto external-ZJ5FP4N2-ns1/svc5/tcp/p80 }
+add element ip kube-proxy service-endpoints-0 { 0 : 10.180.0.1 . 80, 1 : 10.180.1.1 . 80 }
 '''
-
 
 
 def test_fragment_cache_gives_identical_rulesets() -> None:
@@ -235,75 +251,44 @@ def test_fragment_cache_gives_identical_rulesets() -> None:
     st1 = _state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", "10.180.1.1"]) for i in range(1, 6)])
     st2 = _state(svcs[:4], [_es(f"s{i}", [f"10.180.0.{i}"]) for i in range(1, 4)])
     cache: nft.FragmentCache = {}
-    for st in (st1, st2, st1):
-        assert nft.build(st, CFG, cache) == nft.build(st, CFG)
+    blocks = nft.Blocks()
+    for st in (st1, st2, st1):  # key ranges may differ (reused ones); what each chain picks from may not
+        assert _resolved(nft.build(st, CFG, cache, blocks)) == _resolved(nft.build(st, CFG))
 
 
-def _rules_by_chain(lines: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for ln in lines:
-        if ln.startswith("add rule ip kube-proxy "):
-            chain, rule = ln.removeprefix("add rule ip kube-proxy ").split(" ", 1)
-            out.setdefault(chain, []).append(rule)
-    return out
+def _resolved(rs: nft.NftRuleset) -> nft.NftRuleset:
+    """``rs`` with each "numgen ... offset B map @M" replaced by the endpoints it picks from."""
+    chains = {}
+    for c, rules in rs.chains.items():
+        out = []
+        for r in rules:
+            m = re.search(r"numgen random mod (\d+) offset (\d+) map @(\S+)", r)
+            if m:
+                n, base, emap = int(m.group(1)), int(m.group(2)), rs.maps[m.group(3)]
+                r = r[:m.start()] + " / ".join(emap[str(k)] for k in range(base, base + n))
+            out.append(r)
+        chains[c] = tuple(out)
+    maps = {m: v for m, v in rs.maps.items() if not m.startswith("service-endpoints-")}
+    return nft.NftRuleset(chains, rs.affinity_sets, maps, rs.sets, rs.endpoint_maps)
 
 
-def _elements(lines: list[str]) -> set[tuple[str, str]]:
-    """(set, element) pairs, whether written one per statement or many per statement."""
-    out = set()
-    for ln in lines:
-        if ln.startswith("add element ip kube-proxy "):
-            name, rest = ln.removeprefix("add element ip kube-proxy ").split(" ", 1)
-            out |= {(name, e.strip()) for e in rest.strip("{} ").split(", ")}
-    return out
-
-
-def _world(n: int) -> nft.NftRuleset:
-    svcs = [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80, affinity=60 if i % 3 == 0 else None) for i in range(1, n + 1)]
-    return nft.build(_state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", f"10.180.1.{i}"]) for i in range(1, n + 1)]), CFG)
-
-
-def test_full_transactions_same_content_as_one_transaction() -> None:
-    rs = _world(7)
-    one = nft.full_transaction(rs, CFG).splitlines()
-    txs = nft.full_transactions(rs, CFG, chunk_chains=4)
-    assert len(txs) == 2 + 7  # head, one per service (3 chains each > 4/2), elements
-    many = "".join(txs).splitlines()
-    assert _rules_by_chain(many) == _rules_by_chain(one)  # per-chain rule order kept
-    assert _elements(many) == _elements(one)
-    assert {ln for ln in many if not ln.startswith(("add rule", "add element"))} == \
-           {ln for ln in one if not ln.startswith(("add rule", "add element"))}
-    # step 1 creates every chain; the maps are filled only in the last step
-    assert all(f"add chain ip kube-proxy {c}" in txs[0] for c in rs.chains)
-    assert "add element" not in "".join(txs[:-1]) and "add rule" not in txs[-1]
-    assert txs[-1].startswith("add element ip kube-proxy cluster-ips { 172.30.0.1, 172.30.0.2, ")
-
-
-def test_full_transactions_never_split_a_service() -> None:
-    rs = _world(6)
-    for tx in nft.full_transactions(rs, CFG, chunk_chains=5)[1:-1]:
-        chains = set(_rules_by_chain(tx.splitlines()))
-        svcs = {c.split("-", 2)[2].split("__")[0] for c in chains}
-        assert len(svcs) == 1, svcs
-        # the service chain (anonymous vmap) is written before its endpoint chains
-        first = tx.splitlines()[0].removeprefix("add rule ip kube-proxy ").split(" ", 1)[0]
-        assert first.startswith("service-"), tx
-
-
-def test_full_transactions_over_existing_table() -> None:
-    rs = _world(2)
-    txs = nft.full_transactions(rs, CFG, existing_chains=["services", "service-OLD-ns/x/tcp/"],
-                                existing_sets=["cluster-ips", "affinity-OLD-ns/x/tcp/__1.2.3.4/80"])
-    assert len(txs) == 3
-    head, body, tail = (tx.splitlines() for tx in txs)
-    assert "delete table ip kube-proxy" not in head and not any("flush map" in ln for ln in head)
-    assert head.index("flush chain ip kube-proxy services") < head.index(
-        "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips")
-    # each rewritten chain is flushed in the same transaction that refills it
-    assert {ln.removeprefix("flush chain ip kube-proxy ") for ln in body if ln.startswith("flush")} == set(rs.chains)
-    assert tail[:2] == ["flush set ip kube-proxy cluster-ips", "flush set ip kube-proxy nodeport-ips"]
-    assert tail[-3:] == ["flush chain ip kube-proxy service-OLD-ns/x/tcp/", "delete chain ip kube-proxy service-OLD-ns/x/tcp/",
-                         "delete set ip kube-proxy affinity-OLD-ns/x/tcp/__1.2.3.4/80"]
+def test_bulk_is_the_same_content_as_the_text() -> None:
+    svcs = [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80, affinity=60 if i == 3 else None) for i in range(1, 6)]
+    st = _state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", "10.180.1.1", f"10.180.2.{i}"][:i]) for i in range(1, 6)])
+    full = nft.build(st, CFG, blocks=nft.Blocks(2))
+    lean = nft.build(st, CFG, blocks=nft.Blocks(2), text=False)
+    emaps, hairpin = lean.bulk()
+    from_bulk = {m: {str(k): f"{ep.ip} . {ep.port}" for base, eps in runs for k, ep in enumerate(eps, base)}
+                 for m, runs in emaps.items()}
+    assert from_bulk == {m: dict(full.maps[m]) for m in full.endpoint_maps if full.maps.get(m)}
+    assert hairpin == full.sets["hairpin-connections"] == {"10.180.0.1", "10.180.0.2", "10.180.0.3", "10.180.0.4",
+                                                            "10.180.0.5", "10.180.1.1", "10.180.2.3", "10.180.2.4",
+                                                            "10.180.2.5"}
+    text = nft.content_transaction(full, CFG)
+    lean_text = nft.content_transaction(lean, CFG, bulk=False)
+    bulk_lines = ("add element ip kube-proxy service-endpoints-", "add element ip kube-proxy hairpin-connections ")
+    assert sum(ln.startswith(bulk_lines) for ln in text.splitlines()) == 3  # two endpoint maps, the hairpin set
+    assert [ln for ln in text.splitlines() if not ln.startswith(bulk_lines)] == lean_text.splitlines()
 
 
 def _lines(tx: str) -> list[str]:
@@ -323,20 +308,26 @@ def test_partial_transaction_matches_whole_ruleset_diff() -> None:
     # s1 loses an endpoint, s2 is deleted, s4 loses all endpoints, one port of "multi" goes away
     svcs2 = [h.service("ns1", "multi", "172.30.0.9", two_ports[:1]), svcs[1], svcs[3], svcs[4]]
     st2 = _state(svcs2, [es("multi", ["10.180.9.1"]), es("s1", ["10.180.0.1"]), es("s3", ["10.180.0.3", "10.180.1.1"])])
-    cache: nft.FragmentCache = {}
-    nft.build(st1, CFG, cache)
+    blocks, cache = nft.Blocks(), {}
+    rs1 = nft.build(st1, CFG, cache, blocks)
     prog = nft.Programmed.of(st1, CFG, cache)
     from servicenet.proxy.model import changed_services
     changed = changed_services(st1, st2)
-    tx, prog2 = nft.partial_transaction(prog, st2, changed, CFG)
-    assert _lines(tx) == _lines(nft.incremental_transaction(nft.build(st1, CFG), nft.build(st2, CFG), CFG))
-    # the shared ClusterIP stays (one port of "multi" is left); s2's is removed
+    tx, prog2 = nft.partial_transaction(prog, st2, changed, CFG, blocks)
+    rs2 = nft.build(st2, CFG, dict(prog2.fragments), blocks)  # every fragment current: nothing re-rendered
+    assert _lines(tx) == _lines(nft.incremental_transaction(rs1, rs2, CFG))
+    assert rs2 == nft.build(st2, CFG, blocks=nft.Blocks())  # s2 gave back its range; s1 keeps none
+    # the shared ClusterIP stays (one port of "multi" is left); s2's is removed; 10.180.1.1 still backs s3
     assert "delete element ip kube-proxy cluster-ips { 172.30.0.9 }" not in tx
     assert "delete element ip kube-proxy cluster-ips { 172.30.0.2 }" in tx
+    assert "delete element ip kube-proxy hairpin-connections { 10.180.0.2 . 10.180.0.2 }" in tx
+    assert "hairpin-connections { 10.180.1.1 . 10.180.1.1 }" not in tx
     assert prog2.cluster_ips == {"172.30.0.9": 1, "172.30.0.1": 1, "172.30.0.3": 1, "172.30.0.4": 1}
+    assert prog2.refs["hairpin-connections"]["10.180.1.1"] == 1
     assert set(prog2.fragments) == set(st2.services)
     # nothing changed: nothing to send
-    assert nft.partial_transaction(prog2, st2, set(), CFG)[0] == ""
+    assert nft.partial_transaction(prog2, st2, set(), CFG, blocks)[0] == ""
     # and back again
-    tx3, _ = nft.partial_transaction(prog2, st1, changed_services(st2, st1), CFG)
-    assert _lines(tx3) == _lines(nft.incremental_transaction(nft.build(st2, CFG), nft.build(st1, CFG), CFG))
+    tx3, prog3 = nft.partial_transaction(prog2, st1, changed_services(st2, st1), CFG, blocks)
+    rs3 = nft.build(st1, CFG, dict(prog3.fragments), blocks)
+    assert _lines(tx3) == _lines(nft.incremental_transaction(rs2, rs3, CFG))
