@@ -33,8 +33,9 @@ from typing import Protocol
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 BATCH_BEGIN, BATCH_END = 0x10, 0x11
-NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, NEWSET, DELSET, NEWSETELEM, DELSETELEM, GETGEN = 3, 5, 6, 8, 9, 11, 12, 14, 16
-F_REQUEST, F_ACK, F_CREATE, F_APPEND = 0x1, 0x4, 0x400, 0x800
+GETCHAIN, NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, NEWSET, GETSET, DELSET = 4, 3, 5, 6, 8, 9, 10, 11
+NEWSETELEM, DELSETELEM, GETGEN = 12, 14, 16
+F_REQUEST, F_ACK, F_DUMP, F_CREATE, F_APPEND = 0x1, 0x4, 0x300, 0x400, 0x800
 NESTED = 0x8000
 FAMILIES = {"ip": 2, "ip6": 10}
 VERDICTS = {"drop": 0, "accept": 1, "jump": -3, "goto": -4, "return": -5}
@@ -582,6 +583,11 @@ class NetlinkSession:
     def next_seq(self) -> int:
         return self._seq
 
+    def reserve(self, seqs: list[int]) -> None:
+        """Skip the sequence numbers of a batch encoded but not sent yet (to encode the next one)."""
+        if seqs:
+            self._seq = max(self._seq, seqs[-1] + 3)  # batch end, barrier
+
     def send(self, batch: bytes, seqs: list[int]) -> int:
         """Send a batch made by :func:`encode` (with ``seq=next_seq()``); wait until it is processed.
 
@@ -590,7 +596,7 @@ class NetlinkSession:
         itself (a failed commit), are all collected by then.
         """
         barrier = (seqs[-1] if seqs else self._seq) + 2
-        self._seq = barrier + 1
+        self._seq = max(self._seq, barrier + 1)
         if not seqs:
             return 0
         need = len(batch) + 4096
@@ -621,6 +627,36 @@ class NetlinkSession:
             raise NetlinkError(-err, f"{os.strerror(-err)} ({len(errors)} errors; first at {where})")
         return len(seqs)
 
+    def names(self, what: str, family: str = "ip", table: str = "kube-proxy") -> list[str] | None:
+        """Names of the chains (``what="chains"``) or sets and maps (``"sets"``) of ``table``,
+        from a netlink dump (declarations only: no rules, no elements), or None if there is no
+        such table. Blocking."""
+        kind, name_attr = (GETCHAIN, 3) if what == "chains" else (GETSET, 2)
+        seq = self._seq
+        self._seq += 1
+        self.sock.send(_msg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | F_DUMP, seq, FAMILIES[family],
+                            s(1, table)))
+        out: list[str] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(data):
+                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                if ln < 16:
+                    break
+                if mseq == seq:
+                    if typ == 3:  # NLMSG_DONE
+                        return out
+                    if typ == 2:  # NLMSG_ERROR
+                        err = struct.unpack_from("=i", data, off + 16)[0]
+                        if err == -errno.ENOENT:
+                            return None
+                        raise NetlinkError(-err, f"dump failed: {os.strerror(-err)}")
+                    attrs = _attrs(data[off + 20:off + ln])
+                    if attrs.get(1, b"").rstrip(b"\0").decode() == table and name_attr in attrs:
+                        out.append(attrs[name_attr].rstrip(b"\0").decode())
+                off += (ln + 3) & ~3
+
     def _drain(self, barrier: int) -> None:
         while True:
             try:
@@ -634,6 +670,19 @@ class NetlinkSession:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    """Top-level netlink attributes of a message body: type (nested flag cleared) -> payload."""
+    out: dict[int, bytes] = {}
+    off = 0
+    while off + 4 <= len(data):
+        ln, kind = _HDR.unpack_from(data, off)
+        if ln < 4:
+            break
+        out[kind & 0x3FFF] = data[off + 4:off + ln]
+        off += (ln + 3) & ~3
+    return out
 
 
 def _replies(data: bytes) -> Iterable[tuple[int, int, int]]:

@@ -161,11 +161,7 @@ class NftRuleset:
         has key ``base + i``) and ``sets[hairpin-connections]`` (each address ``a`` is the pair
         ``a . a``), for writers that encode it directly instead of parsing text.
         """
-        emaps: dict[str, list[tuple[int, tuple[Endpoint, ...]]]] = {}
-        for f in self.fragments:
-            for _, mname, base, eps in f.lbs:
-                emaps.setdefault(mname, []).append((base, eps))
-        return emaps, self.sets.get(HAIRPIN_SET, frozenset())
+        return endpoint_runs(self.fragments), self.sets.get(HAIRPIN_SET, frozenset())
 
 
 @dataclass(slots=True, eq=False)
@@ -596,6 +592,37 @@ def full_transaction(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterabl
     """
     skeleton = skeleton_transaction(cfg, rs.endpoint_maps, rs.affinity_sets, fresh=existing_chains is None)
     return skeleton + content_transaction(rs, cfg, existing_chains, existing_sets or ())
+
+
+def endpoint_runs(frags: Iterable[_Fragment]) -> dict[str, list[tuple[int, tuple[Endpoint, ...]]]]:
+    """Endpoint map content of ``frags`` as ``(base, endpoints)`` runs per map (see :meth:`NftRuleset.bulk`)."""
+    emaps: dict[str, list[tuple[int, tuple[Endpoint, ...]]]] = {}
+    for f in frags:
+        for _, mname, base, eps in f.lbs:
+            emaps.setdefault(mname, []).append((base, eps))
+    return emaps
+
+
+def prepare_transaction(frags: Sequence[_Fragment], cfg: NftConfig) -> str:
+    """The chains and rules of ``frags``, for a table that does not have them yet.
+
+    Nothing reaches these chains before :func:`switch_transaction` fills the dispatch maps,
+    so this can go out in pieces, ahead of the switch. (Their endpoint map elements go with
+    them, from :func:`endpoint_runs`.)
+    """
+    t = f"{cfg.family} {cfg.table}"
+    lines = [f"add chain {t} {c}" for f in frags for c in f.chains]
+    lines += [f"add rule {t} {c} {r}" for f in frags for c, rules in f.chains.items() for r in rules]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def switch_transaction(rs: NftRuleset, cfg: NftConfig) -> str:
+    """After :func:`prepare_transaction` of every fragment of ``rs`` into a fresh table: the
+    dispatch maps and shared sets that make it all live, in one transaction (the hairpin
+    pairs are left to the caller, as with ``content_transaction(bulk=False)``)."""
+    t = f"{cfg.family} {cfg.table}"
+    lines = _elements(t, rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS), per_statement=False)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 class NeedFullSync(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -168,17 +167,23 @@ class NftablesBackend:
         self._known: tuple[list[str], list[str]] | None = None  # (chains, sets) in the kernel, if known
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
-        """Chains and sets (maps included) of our table, or None if there is no table."""
-        rc, out, _ = await run_cmd(self.netns, ["nft", "-j", "list", "table", self.cfg.family, self.cfg.table],
-                                   check=False)
-        if rc != 0:
-            return None
-        chains, sets = [], []
-        for o in json.loads(out).get("nftables", []):
-            for kind, into in (("chain", chains), ("set", sets), ("map", sets)):
-                if kind in o and o[kind].get("table") == self.cfg.table:
-                    into.append(o[kind]["name"])
-        return chains, sets
+        """Chains and sets (maps included) of our table, or None if there is no table.
+
+        A netlink dump of the declarations: ``nft list`` would fetch every element too
+        (seconds with 100k endpoints)."""
+        loop = asyncio.get_running_loop()
+        session = self._open_session()
+
+        def both() -> tuple[list[str], list[str]] | None:
+            chains = session.names("chains", self.cfg.family, self.cfg.table)
+            sets = session.names("sets", self.cfg.family, self.cfg.table)
+            return None if chains is None or sets is None or not chains else (chains, sets)
+
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(None, both), self.timeout)
+        except (OSError, TimeoutError) as e:
+            self._close_session()
+            raise ApplyError(f"listing the table failed: {e}") from e
 
     async def apply(self, state: DesiredState, changed: set[ServicePortName] | None) -> ApplyResult:
         t0 = time.perf_counter()
@@ -229,9 +234,11 @@ class NftablesBackend:
                 t1 = time.perf_counter()
                 size = len(tx)
                 await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
+            elif existing is None and all(map(_encodable, rs.fragments)):
+                t1 = time.perf_counter()
+                size = await self._cold_start(rs)
             else:
-                skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets,
-                                                    fresh=existing is None)
+                skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets)
                 # the bulk (endpoint map and hairpin elements) is encoded from data, not text
                 content = nft.content_transaction(rs, self.cfg, chains, sets or (), bulk=False)
                 emaps, hairpin = rs.bulk()
@@ -250,6 +257,58 @@ class NftablesBackend:
         self._known = (list(rs.chains), [*rs.affinity_sets, *rs.endpoint_maps])
         return ApplyResult(True, size, t1 - t0, time.perf_counter() - t1)
 
+    async def _cold_start(self, rs: nft.NftRuleset, per: int = 1500) -> int:
+        """A full sync into a table that does not exist yet, with kernel and Python working at once.
+
+        The skeleton goes first; then the services' chains, rules and endpoint elements in
+        pieces (each piece encoded while the kernel takes the previous one; nothing can reach
+        these chains yet); then one transaction fills the dispatch maps and shared sets and
+        makes everything live at once. Returns the bytes sent.
+        """
+        skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets, fresh=True)
+        await run_cmd(self.netns, ["nft", "-f", "-"], skeleton.encode(), timeout=self.timeout)
+        frags = rs.fragments
+        pieces = [frags[i:i + per] for i in range(0, len(frags), per)]
+        size = len(skeleton)
+        loop = asyncio.get_running_loop()
+        session = self._open_session()
+        pending: asyncio.Future[int] | None = None
+        try:
+            for piece in [*pieces, None]:
+                if piece is None:  # the switch
+                    text = nft.switch_transaction(rs, self.cfg)
+                    extra = nftnl.bulk_messages(self.cfg.family, self.cfg.table, {}, nft.HAIRPIN_SET,
+                                                rs.sets.get(nft.HAIRPIN_SET, ()))
+                else:
+                    text = nft.prepare_transaction(piece, self.cfg)
+                    extra = nftnl.bulk_messages(self.cfg.family, self.cfg.table, nft.endpoint_runs(piece),
+                                                nft.HAIRPIN_SET, ())
+                try:
+                    batch, seqs = nftnl.encode(text, self.cfg.family, self.cfg.table, session.next_seq(), extra)
+                except nftnl.Unsupported as e:  # (_encodable said otherwise) the next full sync lists and repairs
+                    raise ApplyError(f"cold start: {e}") from e
+                session.reserve(seqs)
+                size += len(batch)
+                if pending is not None:
+                    await asyncio.wait_for(pending, self.timeout)
+                pending = loop.run_in_executor(None, session.send, batch, seqs)
+            assert pending is not None
+            await asyncio.wait_for(pending, self.timeout)
+            pending = None
+        except (OSError, TimeoutError) as e:
+            raise ApplyError(f"netlink transaction failed: {e}") from e
+        finally:
+            if pending is not None:  # failed half way: let the piece in flight finish, then start afresh
+                await asyncio.gather(pending, return_exceptions=True)
+                self._close_session()
+        self.netlink_syncs += len(pieces) + 1
+        return size
+
+    def _open_session(self) -> nftnl.NetlinkSession:
+        if self._session is None:
+            self._session = nftnl.NetlinkSession(self.netns)
+        return self._session
+
     def _forget(self) -> None:
         """After a failure the kernel state is unknown: the next sync is full and lists the table."""
         self._programmed = None
@@ -261,13 +320,12 @@ class NftablesBackend:
             return False
         loop = asyncio.get_running_loop()
         try:
-            if self._session is None:
-                self._session = nftnl.NetlinkSession(self.netns)
+            session = self._open_session()
             try:
-                batch = nftnl.encode(tx, self.cfg.family, self.cfg.table, self._session.next_seq(), extra or ())
+                batch = nftnl.encode(tx, self.cfg.family, self.cfg.table, session.next_seq(), extra or ())
             except nftnl.Unsupported:
                 return False
-            await asyncio.wait_for(loop.run_in_executor(None, self._session.send, *batch), self.timeout)
+            await asyncio.wait_for(loop.run_in_executor(None, session.send, *batch), self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             raise ApplyError(f"netlink transaction failed: {e}") from e
@@ -283,6 +341,12 @@ class NftablesBackend:
         await run_cmd(self.netns, ["nft", "-f", "-"], nft.cleanup_transaction(self.cfg).encode(), check=False)
         self._forget()
         self._close_session()
+
+
+def _encodable(frag: nft._Fragment) -> bool:
+    """Whether the netlink writer covers every rule of ``frag`` (it covers what the renderer writes
+    except LoadBalancer source ranges)."""
+    return not any("{" in r and "vmap" not in r and "update" not in r for rules in frag.chains.values() for r in rules)
 
 
 async def delete_flows(netns: str | None, flows: Iterable[FlowFilter]) -> int:
