@@ -192,8 +192,10 @@ def _rule_exprs(ctx: _Ctx, rule: str) -> tuple[list[bytes], bytes]:
     cached = _RULE_CACHE.get((ctx.family, rule))
     if cached is not None:
         return cached
+    before = len(ctx.msgs)
     out = _generic_rule_exprs(ctx, rule)
-    if len(_RULE_CACHE) < 4096:
+    # (a rule that brought messages of its own, an anonymous map, must be encoded anew each time)
+    if len(ctx.msgs) == before and len(_RULE_CACHE) < 4096:
         _RULE_CACHE[(ctx.family, rule)] = out
     return out
 
@@ -400,10 +402,17 @@ def _encoded_elements(ctx: _Ctx, name: str, items: list[str], with_data: bool) -
     return [_elem(ctx, item, with_data) for item in items]
 
 
-def _grouped(ctx: _Ctx, name: str, encoded: Iterable[bytes]) -> list[Message]:
+def _grouped(ctx: _Ctx, name: str, encoded: list[bytes]) -> list[Message]:
     """NEWSETELEM messages for already encoded elements, each under 64 KiB of attributes."""
-    out: list[Message] = []
+    if not encoded:
+        return []
     head = ctx.tbl + s(2, name)
+    lens = set(map(len, encoded))
+    if len(lens) == 1:  # the usual case: all elements of one size, groups by count
+        per = max(1, 60000 // lens.pop())
+        return [(NEWSETELEM, F_CREATE, head + nest(3, b"".join(encoded[i:i + per])))
+                for i in range(0, len(encoded), per)]
+    out: list[Message] = []
     items: list[bytes] = []
     size = 0
     for one in encoded:
@@ -412,8 +421,7 @@ def _grouped(ctx: _Ctx, name: str, encoded: Iterable[bytes]) -> list[Message]:
             items, size = [], 0
         items.append(one)
         size += len(one)
-    if items:
-        out.append((NEWSETELEM, F_CREATE, head + nest(3, b"".join(items))))
+    out.append((NEWSETELEM, F_CREATE, head + nest(3, b"".join(items))))
     return out
 
 

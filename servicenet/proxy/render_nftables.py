@@ -152,7 +152,7 @@ class NftRuleset:
     maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # map -> key -> value
     sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # (hairpin: addresses, not pairs)
     endpoint_maps: tuple[str, ...] = (f"{ENDPOINT_MAP}-0",)  # every shard map the table needs
-    fragments: tuple[_Fragment, ...] = field(default=(), compare=False, repr=False)  # what it was made from
+    fragments: tuple[Fragment, ...] = field(default=(), compare=False, repr=False)  # what it was made from
 
     def bulk(self) -> tuple[dict[str, list[tuple[int, tuple[Endpoint, ...]]]], frozenset[str]]:
         """The endpoint map elements as ``(base, endpoints)`` runs per map, and the hairpin addresses.
@@ -165,7 +165,7 @@ class NftRuleset:
 
 
 @dataclass(slots=True, eq=False)
-class _Fragment:
+class Fragment:
     """The objects one service port contributes (cached between syncs; never modified).
 
     Endpoint map entries are kept as data (``lbs``) and hairpin entries as plain addresses;
@@ -185,10 +185,10 @@ class _Fragment:
                 and all(blocks.holds(c, b) for c, _, b, _ in self.lbs))
 
 
-FragmentCache = dict[Any, _Fragment]
+FragmentCache = dict[Any, Fragment]
 
 
-def _fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> _Fragment:
+def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragment:
     sp, spn = st.port, st.port.name
     ipx, proto = cfg.ipx, spn.proto
     sfx = names.nft_suffix(spn)
@@ -279,16 +279,16 @@ def _fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> _Fragment:
         ranges = ", ".join(sp.lb_source_ranges)
         chains[fw_chain] = (f"{ipx} saddr != {{ {ranges} }} drop",)
     sets = {"cluster-ips": (sp.cluster_ip,), HAIRPIN_SET: tuple([ep.ip for ep in reachable])}
-    return _Fragment(st, chains, aff, maps, sets, tuple(lbs), blocks.shards)
+    return Fragment(st, chains, aff, maps, sets, tuple(lbs), blocks.shards)
 
 
-def _release(frag: _Fragment, blocks: Blocks) -> None:
+def _release(frag: Fragment, blocks: Blocks) -> None:
     for c, _, b, _ in frag.lbs:
         if blocks.holds(c, b):
             blocks.release(c)
 
 
-def _assemble(frags: Sequence[_Fragment], node_ips: Iterable[str], cfg: NftConfig,
+def assemble(frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
               endpoint_maps: tuple[str, ...], text: bool = True) -> NftRuleset:
     chains: dict[str, tuple[str, ...]] = {}
     aff: dict[str, int] = {}
@@ -336,7 +336,7 @@ def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = Non
         st = state.services[spn]
         frag = old.get(spn)
         if frag is None or not frag.current(st, blocks):
-            frag = _fragment(st, cfg, blocks)
+            frag = render_fragment(st, cfg, blocks)
         fresh[spn] = frag
     used = {lb[0] for f in fresh.values() for lb in f.lbs}
     for c in [c for c in blocks.owned if c not in used]:
@@ -344,7 +344,7 @@ def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = Non
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    return _assemble([fresh[n] for n in names_], state.node_ips, cfg, blocks.maps, text)
+    return assemble([fresh[n] for n in names_], state.node_ips, cfg, blocks.maps, text)
 
 
 @dataclass(slots=True)
@@ -355,7 +355,7 @@ class Programmed:
     O(services)); after a failed sync the caller drops it and does a full sync.
     """
 
-    fragments: dict[ServicePortName, _Fragment]
+    fragments: dict[ServicePortName, Fragment]
     refs: dict[str, Counter[str]]  # shared set -> element -> number of service ports holding it
     node_ips: frozenset[str]
 
@@ -385,12 +385,12 @@ def partial_transaction(prog: Programmed, state: DesiredState, changed: Iterable
     for f in old:
         if state.services.get(f.state.port.name) != f.state:
             _release(f, blocks)
-    new: dict[ServicePortName, _Fragment] = {}
+    new: dict[ServicePortName, Fragment] = {}
     for n in names_:
         st = state.services.get(n)
         if st is not None:
             f = prog.fragments.get(n)
-            new[n] = f if f is not None and f.current(st, blocks) else _fragment(st, cfg, blocks)
+            new[n] = f if f is not None and f.current(st, blocks) else render_fragment(st, cfg, blocks)
     before: dict[str, frozenset[str]] = {}
     after: dict[str, frozenset[str]] = {}
     deltas: dict[str, Counter[str]] = {}
@@ -419,9 +419,9 @@ def partial_transaction(prog: Programmed, state: DesiredState, changed: Iterable
     return tx, prog
 
 
-def _mini(frags: Iterable[_Fragment], sets: Mapping[str, frozenset[str]], node_ips: frozenset[str],
+def _mini(frags: Iterable[Fragment], sets: Mapping[str, frozenset[str]], node_ips: frozenset[str],
           cfg: NftConfig, endpoint_maps: tuple[str, ...]) -> NftRuleset:
-    rs = _assemble(list(frags), node_ips, cfg, endpoint_maps)
+    rs = assemble(list(frags), node_ips, cfg, endpoint_maps)
     return NftRuleset(rs.chains, rs.affinity_sets, rs.maps, {**rs.sets, **sets}, endpoint_maps)
 
 
@@ -594,7 +594,18 @@ def full_transaction(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterabl
     return skeleton + content_transaction(rs, cfg, existing_chains, existing_sets or ())
 
 
-def endpoint_runs(frags: Iterable[_Fragment]) -> dict[str, list[tuple[int, tuple[Endpoint, ...]]]]:
+def affinity_sets(state: DesiredState) -> dict[str, int]:
+    """The affinity sets ``state`` needs (name -> timeout), without rendering anything else."""
+    out: dict[str, int] = {}
+    for spn in state.sorted_names():  # the order build() declares them in
+        st = state.services[spn]
+        if st.port.affinity_timeout is not None:
+            for ep in st.reachable:
+                out[names.nft_affinity(st.port.name, ep)] = int(st.port.affinity_timeout)
+    return out
+
+
+def endpoint_runs(frags: Iterable[Fragment]) -> dict[str, list[tuple[int, tuple[Endpoint, ...]]]]:
     """Endpoint map content of ``frags`` as ``(base, endpoints)`` runs per map (see :meth:`NftRuleset.bulk`)."""
     emaps: dict[str, list[tuple[int, tuple[Endpoint, ...]]]] = {}
     for f in frags:
@@ -603,7 +614,7 @@ def endpoint_runs(frags: Iterable[_Fragment]) -> dict[str, list[tuple[int, tuple
     return emaps
 
 
-def prepare_transaction(frags: Sequence[_Fragment], cfg: NftConfig) -> str:
+def prepare_transaction(frags: Sequence[Fragment], cfg: NftConfig) -> str:
     """The chains and rules of ``frags``, for a table that does not have them yet.
 
     Nothing reaches these chains before :func:`switch_transaction` fills the dispatch maps,

@@ -154,17 +154,17 @@ class NftablesBackend:
     mode = "nftables"
 
     def __init__(self, netns: str | None, cfg: nft.NftConfig, timeout: float = 120.0,
-                 netlink: bool = True) -> None:
+                 netlink: bool = True, cold_piece: int = 1000) -> None:
         self.netns = netns
         self.cfg = cfg
         self.timeout = timeout
         self.netlink = netlink
+        self.cold_piece = cold_piece  # services per transaction when filling a new table
         self._session: nftnl.NetlinkSession | None = None
         self.netlink_syncs = 0  # transactions sent over netlink (the rest went through nft -f)
         self._programmed: nft.Programmed | None = None
         self._fragments: nft.FragmentCache = {}
         self._blocks: nft.Blocks | None = None
-        self._known: tuple[list[str], list[str]] | None = None  # (chains, sets) in the kernel, if known
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
         """Chains and sets (maps included) of our table, or None if there is no table.
@@ -207,6 +207,9 @@ class NftablesBackend:
         return await self._full(state, t0)
 
     async def _full(self, state: DesiredState, t0: float) -> ApplyResult:
+        t_list = time.perf_counter()
+        existing = self._programmed_names() or await self._existing()
+        t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
         shards = nft.shards_for(state)
         if self._programmed is not None:  # partial syncs since the last full one rendered these
             self._fragments = dict(self._programmed.fragments)
@@ -216,16 +219,17 @@ class NftablesBackend:
         gc_was = gc.isenabled()
         gc.disable()  # a full sync allocates ~10^6 objects: collections in between only cost time
         try:
+            if existing is None and self.netlink and not any(
+                    st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
+                return await self._cold_start(state, shards, t0)
             rs = nft.build(state, self.cfg, self._fragments, self._blocks, text=not self.netlink)
-            return await self._full_apply(state, rs, t0)
+            return await self._full_apply(state, rs, existing, t0)
         finally:
             if gc_was:
                 gc.enable()
 
-    async def _full_apply(self, state: DesiredState, rs: nft.NftRuleset, t0: float) -> ApplyResult:
-        t_list = time.perf_counter()
-        existing = self._known if self._known is not None else await self._existing()
-        t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
+    async def _full_apply(self, state: DesiredState, rs: nft.NftRuleset,
+                          existing: tuple[list[str], list[str]] | None, t0: float) -> ApplyResult:
         chains, sets = existing if existing is not None else (None, None)
         size = 0
         try:
@@ -234,9 +238,6 @@ class NftablesBackend:
                 t1 = time.perf_counter()
                 size = len(tx)
                 await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
-            elif existing is None and all(map(_encodable, rs.fragments)):
-                t1 = time.perf_counter()
-                size = await self._cold_start(rs)
             else:
                 skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets)
                 # the bulk (endpoint map and hairpin elements) is encoded from data, not text
@@ -254,41 +255,54 @@ class NftablesBackend:
             self._forget()
             raise
         self._programmed = nft.Programmed.of(state, self.cfg, self._fragments)
-        self._known = (list(rs.chains), [*rs.affinity_sets, *rs.endpoint_maps])
         return ApplyResult(True, size, t1 - t0, time.perf_counter() - t1)
 
-    async def _cold_start(self, rs: nft.NftRuleset, per: int = 1500) -> int:
+    async def _cold_start(self, state: DesiredState, shards: int, t0: float) -> ApplyResult:
         """A full sync into a table that does not exist yet, with kernel and Python working at once.
 
-        The skeleton goes first; then the services' chains, rules and endpoint elements in
-        pieces (each piece encoded while the kernel takes the previous one; nothing can reach
-        these chains yet); then one transaction fills the dispatch maps and shared sets and
-        makes everything live at once. Returns the bytes sent.
+        The skeleton goes first (``nft -f``, while the first piece is rendered); then the
+        services' chains, rules and endpoint map elements in pieces, each piece rendered and
+        encoded while the kernel takes the previous one (nothing can reach these chains yet);
+        then one transaction fills the dispatch maps and shared sets and so makes everything
+        live at once.
         """
-        skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets, fresh=True)
-        await run_cmd(self.netns, ["nft", "-f", "-"], skeleton.encode(), timeout=self.timeout)
-        frags = rs.fragments
-        pieces = [frags[i:i + per] for i in range(0, len(frags), per)]
-        size = len(skeleton)
+        cfg = self.cfg
+        self._blocks = blocks = nft.Blocks(shards)
+        names_ = state.sorted_names()
+        aff = nft.affinity_sets(state)
+        skeleton = nft.skeleton_transaction(cfg, blocks.maps, aff, fresh=True)
+        skel_task = asyncio.ensure_future(run_cmd(self.netns, ["nft", "-f", "-"], skeleton.encode(),
+                                                  timeout=self.timeout))
         loop = asyncio.get_running_loop()
         session = self._open_session()
+        frags: list[nft.Fragment] = []
         pending: asyncio.Future[int] | None = None
+        size, render = len(skeleton), 0.0
+        per = self.cold_piece
+        pieces = [names_[i:i + per] for i in range(0, len(names_), per)]
         try:
             for piece in [*pieces, None]:
+                r0 = time.perf_counter()
                 if piece is None:  # the switch
-                    text = nft.switch_transaction(rs, self.cfg)
-                    extra = nftnl.bulk_messages(self.cfg.family, self.cfg.table, {}, nft.HAIRPIN_SET,
+                    rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, text=False)
+                    text = nft.switch_transaction(rs, cfg)
+                    extra = nftnl.bulk_messages(cfg.family, cfg.table, {}, nft.HAIRPIN_SET,
                                                 rs.sets.get(nft.HAIRPIN_SET, ()))
                 else:
-                    text = nft.prepare_transaction(piece, self.cfg)
-                    extra = nftnl.bulk_messages(self.cfg.family, self.cfg.table, nft.endpoint_runs(piece),
-                                                nft.HAIRPIN_SET, ())
+                    new = [nft.render_fragment(state.services[n], cfg, blocks) for n in piece]
+                    frags += new
+                    text = nft.prepare_transaction(new, cfg)
+                    extra = nftnl.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET, ())
                 try:
-                    batch, seqs = nftnl.encode(text, self.cfg.family, self.cfg.table, session.next_seq(), extra)
-                except nftnl.Unsupported as e:  # (_encodable said otherwise) the next full sync lists and repairs
+                    batch, seqs = nftnl.encode(text, cfg.family, cfg.table, session.next_seq(), extra)
+                except nftnl.Unsupported as e:  # the next full sync lists the table and repairs
                     raise ApplyError(f"cold start: {e}") from e
                 session.reserve(seqs)
                 size += len(batch)
+                render += time.perf_counter() - r0
+                if skel_task is not None:
+                    await skel_task
+                    skel_task = None
                 if pending is not None:
                     await asyncio.wait_for(pending, self.timeout)
                 pending = loop.run_in_executor(None, session.send, batch, seqs)
@@ -296,23 +310,40 @@ class NftablesBackend:
             await asyncio.wait_for(pending, self.timeout)
             pending = None
         except (OSError, TimeoutError) as e:
+            self._forget()
             raise ApplyError(f"netlink transaction failed: {e}") from e
+        except BaseException:
+            self._forget()
+            raise
         finally:
+            if skel_task is not None:
+                await asyncio.gather(skel_task, return_exceptions=True)
             if pending is not None:  # failed half way: let the piece in flight finish, then start afresh
                 await asyncio.gather(pending, return_exceptions=True)
                 self._close_session()
         self.netlink_syncs += len(pieces) + 1
-        return size
+        self._fragments = dict(zip(names_, frags, strict=True))
+        self._programmed = nft.Programmed.of(state, cfg, self._fragments)
+        total = time.perf_counter() - t0
+        return ApplyResult(True, size, render, total - render)
 
     def _open_session(self) -> nftnl.NetlinkSession:
         if self._session is None:
             self._session = nftnl.NetlinkSession(self.netns)
         return self._session
 
+    def _programmed_names(self) -> tuple[list[str], list[str]] | None:
+        """Chains and sets in the kernel as this backend left them (None if unknown)."""
+        prog, blocks = self._programmed, self._blocks
+        if prog is None or blocks is None:
+            return None
+        chains = [c for f in prog.fragments.values() for c in f.chains]
+        sets = [a for f in prog.fragments.values() for a in f.aff]
+        return chains, [*sets, *blocks.maps]
+
     def _forget(self) -> None:
         """After a failure the kernel state is unknown: the next sync is full and lists the table."""
         self._programmed = None
-        self._known = None
 
     async def _apply_netlink(self, tx: str, extra: list[nftnl.Message] | None = None) -> bool:
         """Send ``tx`` (and ``extra``) over netlink; False when it uses syntax the encoder leaves to nft."""
@@ -341,12 +372,6 @@ class NftablesBackend:
         await run_cmd(self.netns, ["nft", "-f", "-"], nft.cleanup_transaction(self.cfg).encode(), check=False)
         self._forget()
         self._close_session()
-
-
-def _encodable(frag: nft._Fragment) -> bool:
-    """Whether the netlink writer covers every rule of ``frag`` (it covers what the renderer writes
-    except LoadBalancer source ranges)."""
-    return not any("{" in r and "vmap" not in r and "update" not in r for rules in frag.chains.values() for r in rules)
 
 
 async def delete_flows(netns: str | None, flows: Iterable[FlowFilter]) -> int:
