@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from servicenet.proxy import names  # noqa: E402
-from servicenet.proxy.model import DesiredState, Endpoint, ServicePortName  # noqa: E402
+from servicenet.proxy.model import DesiredState, ServicePortName  # noqa: E402
 from servicenet.proxy.server import ProxyConfig, ProxyServer  # noqa: E402
 from servicenet.testing import running_apiserver  # noqa: E402
 
@@ -146,13 +147,23 @@ def has_change(spn: ServicePortName, new: str, old: str) -> Any:
     return cond
 
 
-async def kernel_has(netns: str, spn: ServicePortName, ip: str) -> bool:
-    chain = names.nft_endpoint(spn, Endpoint(ip=ip, port=8080))
+async def _nft(netns: str, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", netns, "nft", "list", "chain", "ip", "kube-proxy", chain,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "ip", "netns", "exec", netns, "nft", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode == 0 and f"dnat to {ip}:8080" in out.decode()
+    return proc.returncode or 0, out.decode()
+
+
+async def kernel_has(netns: str, spn: ServicePortName, ip: str) -> bool:
+    """The service chain picks ``ip`` among its endpoints: its key range of the endpoint map holds it."""
+    rc, chain = await _nft(netns, "list", "chain", "ip", "kube-proxy", names.nft_service(spn))
+    m = re.search(r"numgen random mod (\d+)(?: offset (\d+))? map @(\S+)", chain)
+    if rc != 0 or not m:
+        return False
+    n, base = int(m.group(1)), int(m.group(2) or 0)
+    rc, emap = await _nft(netns, "list", "map", "ip", "kube-proxy", m.group(3))
+    keys = {int(k) for k, addr in re.findall(r"(\d+) : ([\d.]+) \. 8080", emap) if addr == ip}
+    return rc == 0 and any(base <= k < base + n for k in keys)
 
 
 async def run_phase(api: Any, netns: str, n: int, min_sync: float, samples: int, budget: float,
