@@ -9,6 +9,8 @@ from servicenet.node.images import bind_ip, hostname, http_server
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the Go original
+
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
         body = hostname().encode()
         self.send_response(200)
