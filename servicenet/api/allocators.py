@@ -12,8 +12,10 @@ import ipaddress
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+V = TypeVar("V")
 
 
 class AllocationError(Exception):
@@ -97,12 +99,91 @@ def range_offset(size: int, minimum: int, maximum: int, step: int) -> int:
     return min(max(minimum, size // step), maximum)
 
 
-class ServiceIPAllocator:
+class _BandAllocator(Generic[V]):
+    """What both allocators share: values map to offsets in a :class:`_Band`.
+
+    Subclasses set ``size`` and ``_band`` and say how a value maps to an offset (``_offset``,
+    raising :class:`ErrNotInRange`) and back (``_value``); ``_what`` names the value in errors.
+    """
+
+    size: int
+    _band: _Band
+    _what = "value"
+
+    def _offset(self, value: V) -> int:
+        raise NotImplementedError
+
+    def _value(self, off: int) -> V:
+        raise NotImplementedError
+
+    def _try_offset(self, value: V) -> int | None:
+        try:
+            return self._offset(value)
+        except ErrNotInRange:
+            return None
+
+    def contains(self, value: V) -> bool:
+        return self._try_offset(value) is not None
+
+    def allocate(self, value: V) -> None:
+        off = self._offset(value)
+        if off in self._band:
+            raise ErrAllocated(self._what)
+        self._band.add(off)
+
+    def allocate_next(self) -> V:
+        off = self._band.next()
+        if off is None:
+            raise ErrFull()
+        self._band.add(off)
+        return self._value(off)
+
+    def release(self, value: V) -> bool:
+        """Free ``value``; returns False if it was not allocated (or not in range)."""
+        off = self._try_offset(value)
+        if off is None or off not in self._band:
+            return False
+        self._band.discard(off)
+        return True
+
+    def is_allocated(self, value: V) -> bool:
+        off = self._try_offset(value)
+        return off is not None and off in self._band
+
+    def mark_allocated(self, values: Iterable[V]) -> MarkResult:
+        """Bulk-restore allocations; never raises, reports duplicates and foreign values."""
+        dups: list[str] = []
+        out: list[str] = []
+        for v in values:
+            off = self._try_offset(v)
+            if off is None:
+                out.append(str(v))
+                continue
+            if off in self._band:
+                dups.append(str(v))
+            self._band.add(off)
+        return MarkResult(tuple(dups), tuple(out))
+
+    @property
+    def used(self) -> int:
+        return len(self._band)
+
+    @property
+    def free(self) -> int:
+        return self.size - len(self._band)
+
+    def allocated(self) -> list[V]:
+        return [self._value(o) for o in sorted(self._band.used)]
+
+
+class ServiceIPAllocator(_BandAllocator[str]):
     """Allocates addresses from one service CIDR (IPv4 or IPv6).
 
     Usable addresses start at network+1; for IPv4 the broadcast address is excluded too.
     Offsets below :attr:`static_size` form the static band.
     """
+
+    _what = "IP"
 
     def __init__(self, cidr: str, rng: random.Random | None = None) -> None:
         self.network = ipaddress.ip_network(cidr, strict=False)
@@ -139,77 +220,15 @@ class ServiceIPAllocator:
         return (f"the provided IP ({ip}) is not in the valid range. "
                 f"The range of valid IPs is {self.cidr}")
 
-    def _ip(self, off: int) -> str:
+    def _value(self, off: int) -> str:
         cls = ipaddress.IPv4Address if self.network.version == 4 else ipaddress.IPv6Address
         return str(cls(self._base + off))
 
-    # -- API
-    def contains(self, ip: str) -> bool:
-        try:
-            self._offset(ip)
-        except ErrNotInRange:
-            return False
-        return True
 
-    def allocate(self, ip: str) -> None:
-        off = self._offset(ip)
-        if off in self._band:
-            raise ErrAllocated("IP")
-        self._band.add(off)
-
-    def allocate_next(self) -> str:
-        off = self._band.next()
-        if off is None:
-            raise ErrFull()
-        self._band.add(off)
-        return self._ip(off)
-
-    def release(self, ip: str) -> bool:
-        """Free ``ip``; returns False if it was not allocated (or not in range)."""
-        try:
-            off = self._offset(ip)
-        except ErrNotInRange:
-            return False
-        if off not in self._band:
-            return False
-        self._band.discard(off)
-        return True
-
-    def is_allocated(self, ip: str) -> bool:
-        try:
-            return self._offset(ip) in self._band
-        except ErrNotInRange:
-            return False
-
-    def mark_allocated(self, ips: Iterable[str]) -> MarkResult:
-        """Bulk-restore allocations; never raises, reports duplicates and foreign addresses."""
-        dups: list[str] = []
-        out: list[str] = []
-        for ip in ips:
-            try:
-                off = self._offset(ip)
-            except ErrNotInRange:
-                out.append(ip)
-                continue
-            if off in self._band:
-                dups.append(ip)
-            self._band.add(off)
-        return MarkResult(tuple(dups), tuple(out))
-
-    @property
-    def used(self) -> int:
-        return len(self._band)
-
-    @property
-    def free(self) -> int:
-        return self.size - len(self._band)
-
-    def allocated(self) -> list[str]:
-        return [self._ip(o) for o in sorted(self._band.used)]
-
-
-class NodePortAllocator:
+class NodePortAllocator(_BandAllocator[int]):
     """Allocates ports from ``[base, base+size)`` (default 30000-32767)."""
+
+    _what = "port"
 
     def __init__(self, base: int = 30000, size: int = 2768, rng: random.Random | None = None) -> None:
         self.base = base
@@ -227,50 +246,5 @@ class NodePortAllocator:
                                 f"{self.range_string()}", self.range_string())
         return off
 
-    def contains(self, port: int) -> bool:
-        return 0 <= port - self.base < self.size
-
-    def allocate(self, port: int) -> None:
-        off = self._offset(port)
-        if off in self._band:
-            raise ErrAllocated("port")
-        self._band.add(off)
-
-    def allocate_next(self) -> int:
-        off = self._band.next()
-        if off is None:
-            raise ErrFull()
-        self._band.add(off)
+    def _value(self, off: int) -> int:
         return self.base + off
-
-    def release(self, port: int) -> bool:
-        if not self.contains(port) or (port - self.base) not in self._band:
-            return False
-        self._band.discard(port - self.base)
-        return True
-
-    def is_allocated(self, port: int) -> bool:
-        return self.contains(port) and (port - self.base) in self._band
-
-    def mark_allocated(self, ports: Iterable[int]) -> MarkResult:
-        dups: list[str] = []
-        out: list[str] = []
-        for p in ports:
-            if not self.contains(p):
-                out.append(str(p))
-                continue
-            if (p - self.base) in self._band:
-                dups.append(str(p))
-            self._band.add(p - self.base)
-        return MarkResult(tuple(dups), tuple(out))
-
-    @property
-    def used(self) -> int:
-        return len(self._band)
-
-    @property
-    def free(self) -> int:
-        return self.size - len(self._band)
-
-    def allocated(self) -> list[int]:
-        return [self.base + o for o in sorted(self._band.used)]

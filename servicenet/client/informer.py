@@ -14,6 +14,7 @@ from typing import Any
 
 from servicenet.client.rest import ApiClient, ApiError
 from servicenet.common import log
+from servicenet.common.component import cancel_and_wait
 
 Handler = Callable[[str, dict[str, Any], "dict[str, Any] | None"], None]
 IndexFn = Callable[[dict[str, Any]], Iterable[str]]
@@ -133,13 +134,8 @@ class Informer:
             self._task = asyncio.create_task(self._run(), name=f"informer-{self.plural}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _cached(self, obj: dict[str, Any]) -> dict[str, Any]:
         return obj if self.cache_transform is None else self.cache_transform(obj)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import asyncio
+import contextlib
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -17,3 +19,12 @@ class Component(Protocol):
 
     def describe(self) -> dict[str, str]:
         """What the component listens on, for ``servicenet up`` to print."""
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) -> None:
+    """Cancel a background task and wait until it has finished (its cancellation swallowed)."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -8,7 +8,6 @@ the existing Event instead of creating a new one, like client-go's EventCorrelat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from collections import OrderedDict
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicenet.common import log
+from servicenet.common.component import cancel_and_wait
 
 from .actions import Obj, fmt_time, meta
 
@@ -82,11 +82,8 @@ class EventRecorder:
             self._task = asyncio.create_task(self._run(), name="event-recorder")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def flush(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout

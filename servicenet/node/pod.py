@@ -11,6 +11,7 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from servicenet.common import log
+from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
 from servicenet.node.envvars import EnvError, container_env, expand_command
 from servicenet.node.network import PodSandbox
@@ -391,8 +392,5 @@ class PodWorker:
 
     async def close(self) -> None:
         """Flush the last status and stop background tasks."""
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
+        await cancel_and_wait(self._status_task)
         self.runtime.forget(self)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from servicenet.common import log
+from servicenet.common.component import cancel_and_wait
 
 _log = log.get("proxy.lb")
 Key = tuple[str, str]
@@ -101,12 +102,7 @@ class LBAllocator:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lb-allocator")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def reconcile_once(self) -> list[Assignment]:
         assignments, starved = plan(self.informer.list(), self.pool)

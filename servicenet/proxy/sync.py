@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from servicenet.common import log
+from servicenet.common.component import cancel_and_wait
 from servicenet.proxy import nftnl
 from servicenet.proxy import render_iptables as ipt
 from servicenet.proxy import render_nftables as nft
@@ -409,13 +410,8 @@ class SyncRunner:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="proxy-sync-runner")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         timeout = self.max_interval

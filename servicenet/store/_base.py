@@ -7,11 +7,12 @@ its log (``_compact_log``). Reads never leave memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from servicenet.common.component import cancel_and_wait
 
 from ._plan import plan_create, plan_delete, plan_update
 from ._types import Event, Record, Records, StoreClosed
@@ -50,11 +51,8 @@ class BaseStore:
 
     async def _stop(self) -> None:
         self._is_open = False
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
-            self._compactor = None
+        await cancel_and_wait(self._compactor)
+        self._compactor = None
 
     def _check_open(self) -> None:
         if not self._is_open:
