@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servicenet.client import wait_for
 from servicenet.controllers.manager import ControllerManager
 from servicenet.node.agent import NodeAgent
 from servicenet.testing import RunningApi, running_apiserver
@@ -75,17 +76,11 @@ def ready(pod: Obj) -> bool:
 
 
 async def until(fn: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        res = fn()
-        if asyncio.iscoroutine(res):
-            res = await res
-        if res:
-            return res
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or fn}")
-        await asyncio.sleep(interval)
+    """:func:`servicenet.client.wait_for`, failing the test (not erroring) at the deadline."""
+    try:
+        return await wait_for(fn, timeout, interval)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what or fn}") from None
 
 
 async def slice_endpoints(client: Any, ns: str, svc: str) -> list[Obj]:
