@@ -2,12 +2,14 @@
 
 1. Rule sync (root): nftables and iptables (legacy and system-default variants) full sync
    of N services x M endpoints (render + apply inside a throwaway namespace
-   ``sn-<id>-bench``), then single-endpoint changes (p50/p99). Each phase is bounded.
+   ``sn-<id>-bench``), a second full sync over the populated table (a resync), then
+   single-endpoint changes (p50/p99). Each phase is bounded.
 2. Data path: the userspace proxy vs HAProxy (TCP mode, 1 thread) vs direct, nginx as the
    backend and wrk (1 thread) as the client on loopback: keep-alive small requests, bulk
    1 MiB, new connection per request. Prints ratios ours/HAProxy.
 
-    python -m bench.proxy.run [--services 10000] [--endpoints 10] [--duration 5] [--skip-sync] [--skip-data]\n                              [--modes nftables,iptables-legacy,iptables] [--limit 300] [--changes 20]
+    python -m bench.proxy.run [--services 10000] [--endpoints 10] [--duration 5] [--skip-sync] [--skip-data]
+                              [--modes nftables,iptables-legacy,iptables] [--limit 300] [--changes 20]
 """
 
 from __future__ import annotations
