@@ -174,13 +174,11 @@ class Registry:
             return obj
         try:
             return await self.store.create(key, obj)
-        except KeyExists:
-            if undo:
+        except BaseException as e:
+            if undo:  # the allocation made for this write goes back
                 undo()
-            raise errors.already_exists(info.plural, info.group, name) from None
-        except BaseException:
-            if undo:
-                undo()
+            if isinstance(e, KeyExists):
+                raise errors.already_exists(info.plural, info.group, name) from None
             raise
 
     def _managed_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
@@ -250,17 +248,13 @@ class Registry:
             return rec  # no-op update: upstream keeps the resourceVersion
         try:
             return await self.store.update(rec.key, new, rec.mod_revision)
-        except RevisionConflict:
-            if undo:
+        except BaseException as e:
+            if undo:  # the allocation made for this write goes back
                 undo()
-            raise errors.conflict(info.plural, info.group, name) from None
-        except KeyNotFound:
-            if undo:
-                undo()
-            raise errors.not_found(info.plural, info.group, name) from None
-        except BaseException:
-            if undo:
-                undo()
+            if isinstance(e, RevisionConflict):
+                raise errors.conflict(info.plural, info.group, name) from None
+            if isinstance(e, KeyNotFound):
+                raise errors.not_found(info.plural, info.group, name) from None
             raise
 
     def _merge_for_update(self, info: ResourceInfo, old: dict[str, Any], obj: dict[str, Any],
