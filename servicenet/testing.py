@@ -18,6 +18,7 @@ from pathlib import Path
 
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
+from servicenet.common.component import bounded
 
 
 @dataclass
@@ -60,7 +61,7 @@ async def kubectl(kubeconfig: Path, *args: str, input: bytes | None = None, chec
         kubectl_path(), *args, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        out, err = await bounded(proc.communicate(input), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()

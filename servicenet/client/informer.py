@@ -14,7 +14,7 @@ from typing import Any
 
 from servicenet.client.rest import ApiClient, ApiError
 from servicenet.common import log
-from servicenet.common.component import cancel_and_wait
+from servicenet.common.component import bounded, cancel_and_wait
 
 Handler = Callable[[str, dict[str, Any], "dict[str, Any] | None"], None]
 IndexFn = Callable[[dict[str, Any]], Iterable[str]]
@@ -126,7 +126,7 @@ class Informer:
         return self._synced.is_set()
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._synced.wait(), timeout)
+        await bounded(self._synced.wait(), timeout)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -256,7 +256,7 @@ class InformerFactory:
             await inf.start()
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(asyncio.gather(*(i.wait_synced() for i in self._informers.values())), timeout)
+        await bounded(asyncio.gather(*(i.wait_synced() for i in self._informers.values())), timeout)
 
     @property
     def synced(self) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -28,3 +31,14 @@ async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) 
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def bounded(aw: Awaitable[T], timeout: float | None) -> T:
+    """Await ``aw`` for at most ``timeout`` seconds (``TimeoutError`` after that).
+
+    Use this instead of ``asyncio.wait_for``: on Python 3.11 ``wait_for`` returns the result and
+    drops the cancellation when the awaited future completes in the same loop iteration as a
+    ``cancel()`` of the caller, so a component's ``stop()`` could wait forever on a task that
+    never learned it was cancelled. ``asyncio.timeout`` keeps the cancellation."""
+    async with asyncio.timeout(timeout):
+        return await aw

@@ -19,6 +19,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from servicenet.common.component import bounded
+
 from .records import AAAA, CNAME, RR, SERVFAIL, A
 from .responder import Forward, Responder
 from .wire import age_ttls, opt_record
@@ -121,16 +123,16 @@ class Forwarder:
             lambda: _UdpOnce(wire[:2]), remote_addr=(host, port), family=family)
         try:
             transport.sendto(wire)
-            return await asyncio.wait_for(proto.future, self.timeout)
+            return await bounded(proto.future, self.timeout)
         finally:
             transport.close()
 
     async def _tcp(self, wire: bytes, host: str, port: int) -> bytes:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
+        reader, writer = await bounded(asyncio.open_connection(host, port), self.timeout)
         try:
             writer.write(struct.pack("!H", len(wire)) + wire)
-            n = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), self.timeout))[0]
-            return await asyncio.wait_for(reader.readexactly(n), self.timeout)
+            n = struct.unpack("!H", await bounded(reader.readexactly(2), self.timeout))[0]
+            return await bounded(reader.readexactly(n), self.timeout)
         finally:
             writer.close()
 

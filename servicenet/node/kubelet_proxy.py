@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from servicenet.common.component import bounded
+
 __all__ = ["proxy_to_node", "node_url_of"]
 
 
@@ -59,12 +61,12 @@ async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str) -> 
              f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
     lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16), 10)
+        reader, writer = await bounded(asyncio.open_connection(host, port, limit=1 << 16), 10)
     except (OSError, TimeoutError) as exc:
         raise web.HTTPBadGateway(text=f"error dialing the node agent: {exc}") from exc
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        head = await bounded(reader.readuntil(b"\r\n\r\n"), 30)
         status, headers = _parse_head(head)
         if status != 101:
             n = headers.get("content-length", "")
@@ -168,7 +170,7 @@ async def _proxy_websocket(request: web.Request, url: str) -> web.StreamResponse
         for t in pending:
             if t is tasks[1]:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
-                    await asyncio.wait_for(t, 5)
+                    await bounded(t, 5)
             t.cancel()
         await node_ws.close()
         await client_ws.close()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import WSMsgType, web
 
+from servicenet.common.component import bounded
 from servicenet.common.netns import socket_in_netns
 from servicenet.node import spdy
 
@@ -346,7 +347,7 @@ class _Server:
                     f.writer.close()
             with contextlib.suppress(Exception):
                 self.session.close()
-                await asyncio.wait_for(self.flush(), 1)
+                await bounded(self.flush(), 1)
             with contextlib.suppress(Exception):
                 await self.ch.close()
 

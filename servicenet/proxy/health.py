@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from servicenet.common import log
+from servicenet.common.component import bounded
 
 _log = log.get("proxy.health")
 
@@ -117,7 +118,7 @@ class ServiceHealthServers:
 
     async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, port: int) -> None:
         try:
-            await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+            await bounded(r.readuntil(b"\r\n\r\n"), 5)
             svc = self.services.get(port)
             if svc is not None:
                 w.write(service_health_response(svc, self.proxy_healthy())[1])

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from servicenet.common import log
+from servicenet.common.component import bounded
 from servicenet.proxy import conntrack, model
 from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
 from servicenet.proxy.metrics import ProxyMetrics
@@ -74,6 +75,7 @@ class ProxyServer:
         self.hc: ServiceHealthServers | None = None
         self.lb: Any = None
         self._routes: list[str] = []  # destinations we added a route for (removed on stop)
+        self._need_routes = False  # netns mode: routes still to add (the node's IP was not known yet)
         self._old_ratemask: int | None = None
         self._node_labels: dict[str, str] | None = None  # None until the Node is first seen
         self.zone = ""
@@ -114,6 +116,9 @@ class ProxyServer:
                     pass
         elif kind == "node":
             self.health.node_eligible = node_eligible(obj)
+            if not self.node_ips and self._resolve_ips(obj):
+                # the Node (or its addresses) arrived after start: NodePorts and routes need them
+                self._need_routes = self._need_full = True
             labels = (obj.get("metadata") or {}).get("labels") or {}
             if labels != self._node_labels:  # like upstream: only a label change forces a full sync
                 self._node_labels = dict(labels)
@@ -144,6 +149,7 @@ class ProxyServer:
         self.hc = ServiceHealthServers(self.node_ips, lambda: self.health.healthy(time.time()),
                                        self._socket_factory())
         if self.backend is not None and self.netns is not None:
+            self._need_routes = True
             await self._ensure_routes()
             await self._unthrottle_rejects()
         await self._start_http()
@@ -155,7 +161,7 @@ class ProxyServer:
         self.runner.start()
         self.runner.request()
         try:
-            await asyncio.wait_for(self.synced.wait(), 30)
+            await bounded(self.synced.wait(), 30)
         except TimeoutError:
             _log.warning("first sync did not finish within 30s")
 
@@ -164,18 +170,27 @@ class ProxyServer:
         if self.netns is None and self.config.mode != "userspace":
             self.netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION)
         if not self.node_ips:
-            addrs = ((node or {}).get("status") or {}).get("addresses") or []
-            ips = tuple(a["address"] for a in addrs if a.get("type") == "InternalIP")
-            self.node_ips = ips or (("127.0.0.1",) if self.config.mode == "userspace" else ())
+            self._resolve_ips(node)
+        if not self.node_ips and self.config.mode == "userspace":
+            self.node_ips = ("127.0.0.1",)
         self._node_labels = dict(meta.get("labels") or {})
         self.zone = self._node_labels.get(model.ZONE_LABEL, "")
+
+    def _resolve_ips(self, node: dict[str, Any] | None) -> bool:
+        """Take the node addresses from the Node's InternalIPs; whether there were any."""
+        addrs = ((node or {}).get("status") or {}).get("addresses") or []
+        self.node_ips = tuple(a["address"] for a in addrs if a.get("type") == "InternalIP")
+        if self.node_ips and self.hc is not None:
+            self.hc.addresses = self.node_ips
+        return bool(self.node_ips)
 
     async def _ensure_routes(self) -> None:
         """Make the virtual ranges routable inside the node namespace (it has no default route), so
         locally generated traffic to ClusterIPs and LoadBalancer IPs reaches the NAT hooks."""
         cidrs = [*self.config.service_cidrs, *([self.config.lb_pool] if self.config.lb_pool else [])]
         if not cidrs or not self.node_ips:
-            return
+            return  # tried again once the Node's addresses are known
+        self._need_routes = False
         _, out, _ = await run_cmd(self.netns, ["ip", "-o", "addr", "show"], check=False)
         _, routes, _ = await run_cmd(self.netns, ["ip", "-o", "route", "show"], check=False)
         for argv in route_commands(out.decode(), routes.decode(), self.node_ips[0], cidrs):
@@ -314,6 +329,8 @@ class ProxyServer:
             for n in state.services:
                 self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
         try:
+            if self._need_routes:
+                await self._ensure_routes()
             if self.backend is not None:
                 if full or prev is None:
                     changed = None

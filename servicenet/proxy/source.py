@@ -121,7 +121,8 @@ class InformerSource:
         else:
             for inf in (self.svc_inf, self.es_inf, self.node_inf):
                 await inf.start()
-        await asyncio.gather(self.svc_inf.wait_synced(), self.es_inf.wait_synced())
+        # the node too: its addresses decide NodePort destinations and the node namespace's routes
+        await asyncio.gather(self.svc_inf.wait_synced(), self.es_inf.wait_synced(), self.node_inf.wait_synced())
 
     async def stop(self) -> None:
         if self._own_factory:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from servicenet.common import log
-from servicenet.common.component import cancel_and_wait
+from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.proxy import nftnl
 from servicenet.proxy import render_iptables as ipt
 from servicenet.proxy import render_nftables as nft
@@ -46,7 +46,7 @@ async def run_cmd(netns: str | None, argv: list[str], stdin: bytes | None = None
         *full, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        out, err = await bounded(proc.communicate(stdin), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -181,7 +181,7 @@ class NftablesBackend:
             return None if chains is None or sets is None or not chains else (chains, sets)
 
         try:
-            return await asyncio.wait_for(loop.run_in_executor(None, both), self.timeout)
+            return await bounded(loop.run_in_executor(None, both), self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             raise ApplyError(f"listing the table failed: {e}") from e
@@ -305,10 +305,10 @@ class NftablesBackend:
                     await skel_task
                     skel_task = None
                 if pending is not None:
-                    await asyncio.wait_for(pending, self.timeout)
+                    await bounded(pending, self.timeout)
                 pending = loop.run_in_executor(None, session.send, batch, seqs)
             assert pending is not None
-            await asyncio.wait_for(pending, self.timeout)
+            await bounded(pending, self.timeout)
             pending = None
         except (OSError, TimeoutError) as e:
             self._forget()
@@ -357,7 +357,7 @@ class NftablesBackend:
                 batch = nftnl.encode(tx, self.cfg.family, self.cfg.table, session.next_seq(), extra or ())
             except nftnl.Unsupported:
                 return False
-            await asyncio.wait_for(loop.run_in_executor(None, session.send, *batch), self.timeout)
+            await bounded(loop.run_in_executor(None, session.send, *batch), self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             raise ApplyError(f"netlink transaction failed: {e}") from e

@@ -10,6 +10,8 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
+from servicenet.common.component import bounded
+
 from ._types import Event, WatchClosed
 
 
@@ -101,7 +103,7 @@ class Watch:
                     if remaining <= 0:
                         return None
                     try:
-                        await asyncio.wait_for(waiter, remaining)
+                        await bounded(waiter, remaining)
                     except TimeoutError:
                         if not self._buf and self.closed_reason is None:
                             return None

@@ -41,6 +41,9 @@ def proxy_process(s: ProxyStack, log: Path) -> Iterator[subprocess.Popen[bytes]]
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc
+    except BaseException:
+        sys.stderr.write(f"--- {log} ---\n{log.read_text(errors='replace')[-4000:]}\n")  # shown on failure
+        raise
     finally:
         if proc.poll() is None:
             proc.kill()

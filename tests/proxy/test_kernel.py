@@ -271,3 +271,34 @@ async def test_proxy_server_in_netns(topo: Topo, mode: str) -> None:
         assert "KUBE-" not in topo.run("iptables-save", "-t", "nat").stdout
     else:
         assert "kube-proxy" not in topo.run("nft", "list", "tables").stdout
+
+
+async def test_node_addresses_known_only_after_start(topo: Topo) -> None:
+    """The proxy can start before its Node is listed (a fresh process racing the node informer).
+    Once the Node's InternalIP shows up, the proxy must add the route for the service range in the
+    node namespace (it has no default route) and serve the VIP, without a restart."""
+    topo.run("ip", "route", "del", "10.96.0.0/12")
+    svc = h.service("default", "web", VIP, [h.port(80, "http", target=8080)])
+    es = h.eslice("default", "web", [h.endpoint(ip) for ip in topo.ips], [{"name": "http", "port": 8080}])
+    source = StaticSource([svc], [es])
+    proxy = ProxyServer(ProxyConfig(mode="nftables", node_name="node1", netns=topo.node,
+                                    cluster_cidr="10.244.0.0/16", service_cidrs=("10.96.0.0/12",),
+                                    min_sync_period=0.0), source=source)
+    await proxy.start()
+    try:
+        assert proxy.node_ips == () and "10.96.0.0/12" not in topo.run("ip", "route").stdout
+        node = {"metadata": {"name": "node1", "labels": {}},
+                "status": {"addresses": [{"type": "InternalIP", "address": NODE_IP}]}}
+        source._node = node
+        before = proxy.runner.runs
+        source._notify("node", node)
+        deadline = time.monotonic() + 10
+        while proxy.runner.runs == before or proxy.health.oldest_pending is not None:
+            assert time.monotonic() < deadline, "no sync after the Node appeared"
+            await asyncio.sleep(0.02)
+        assert proxy.node_ips == (NODE_IP,)
+        assert f"10.96.0.0/12 dev {topo.node.removesuffix('-n')}-br" in topo.run("ip", "route").stdout
+        assert set(_curl_many(topo, f"http://{VIP}/", 30)) == {"pod0", "pod1", "pod2"}
+    finally:
+        await proxy.stop()
+    assert "10.96.0.0/12" not in topo.run("ip", "route").stdout  # stop() removes what it added
