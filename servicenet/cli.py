@@ -119,6 +119,10 @@ async def _run_up(args: argparse.Namespace) -> int:
     args.network = network
     if args.proxy_mode == "auto":
         args.proxy_mode = "nftables" if network == "netns" else "userspace"
+    if args.proxy_mode != "userspace" and network != "netns":
+        print(f"servicenet up: --proxy-mode {args.proxy_mode} programs the kernel of the node namespace; "
+              "it needs --network netns (loopback mode uses the userspace proxy)", file=sys.stderr)
+        return 2
     if args.dns_listen is None:
         args.dns_listen = [("127.0.0.1", 1053)]
     api = ApiServer(_api_config(args, network))

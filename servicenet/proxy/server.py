@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,10 @@ _log = log.get("proxy")
 NETNS_ANNOTATION = "servicenet.dev/netns"
 MODES = ("userspace", "iptables", "nftables")
 UNREACH_BIT = 1 << 3  # ICMP type 3 (destination unreachable) in net.ipv4.icmp_ratemask
+
+
+class ProxyConfigError(Exception):
+    """The proxy cannot start with this configuration."""
 
 
 @dataclass
@@ -136,6 +141,11 @@ class ProxyServer:
         self.health.node_eligible = node_eligible(node)
         self._resolve_node(node)
         cfg = self.config
+        if cfg.mode != "userspace" and not self.netns:
+            await self.source.stop()
+            raise ProxyConfigError(
+                f"{cfg.mode} mode needs the node's network namespace (--netns, or the Node annotation "
+                f"{NETNS_ANNOTATION}); servicenet never programs the host's own namespace")
         if cfg.mode == "userspace":
             from servicenet.proxy.userspace import UserspaceProxy
 
@@ -474,7 +484,11 @@ def main(argv: list[str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await proxy.start()
+        try:
+            await proxy.start()
+        except ProxyConfigError:
+            await client.close()
+            raise
         print(f"servicenet proxy ({cfg.mode}) running: {proxy.describe()}", flush=True)
         try:
             await stop.wait()
@@ -483,11 +497,15 @@ def main(argv: list[str]) -> int:
             await client.close()
 
     try:
-        import uvloop
-
-        uvloop.run(run())
-    except ImportError:
-        asyncio.run(run())
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(run())
+        else:
+            uvloop.run(run())
+    except ProxyConfigError as e:
+        print(f"servicenet proxy: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -82,3 +82,13 @@ async def test_up_serves_the_walkthrough_and_stops_cleanly(tmp_path: Path, netwo
         rc, lst = await run("ip", "netns", "list")
         assert ns.rsplit("-", 1)[0] not in lst
     assert os.path.exists(tmp_path / "kubeconfig")
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+async def test_kernel_proxy_modes_need_the_netns_network(tmp_path: Path, mode: str) -> None:
+    """Loopback mode has no node namespace: a kernel proxy mode would program the host's own rules."""
+    rc, out = await run(sys.executable, "-m", "servicenet.cli", "up", "--network", "loopback",
+                        "--proxy-mode", mode, "--data-dir", str(tmp_path), "--api-listen", "127.0.0.1:0",
+                        timeout=30)
+    assert rc == 2 and "needs --network netns" in out, out
+    assert not (tmp_path / "kubeconfig").exists()  # refused before anything started

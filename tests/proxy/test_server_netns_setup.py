@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from servicenet.proxy.server import ProxyConfig, ProxyServer, route_commands
+import pytest
+
+from servicenet.proxy.server import ProxyConfig, ProxyConfigError, ProxyServer, route_commands
 from servicenet.proxy.source import StaticSource
 from servicenet.proxy.sync import SyncRunner
 
@@ -63,3 +65,12 @@ async def test_sync_runner_stops_right_after_a_request() -> None:
         r._task.cancel()  # type: ignore[union-attr]
         await stopping
     assert done, "SyncRunner.stop() hung: the runner task ignored its cancellation"
+
+
+async def test_kernel_modes_refuse_the_host_namespace() -> None:
+    """No --netns and no Node annotation: a kernel mode must not fall back to the host's rules."""
+    for mode in ("iptables", "nftables"):
+        proxy = ProxyServer(ProxyConfig(mode=mode, node_name="node1"), source=StaticSource())
+        with pytest.raises(ProxyConfigError, match="never programs the host"):
+            await proxy.start()
+        assert proxy.backend is None
