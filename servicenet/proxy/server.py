@@ -122,8 +122,9 @@ class ProxyServer:
         elif kind == "node":
             self.health.node_eligible = node_eligible(obj)
             if not self.node_ips and self._resolve_ips(obj):
-                # the Node (or its addresses) arrived after start: NodePorts and routes need them
-                self._need_routes = self._need_full = True
+                # the Node (or its addresses) arrived after start: NodePorts (and routes) need them
+                self._need_full = True
+                self._need_routes = self.backend is not None and self.netns is not None
             labels = (obj.get("metadata") or {}).get("labels") or {}
             if labels != self._node_labels:  # like upstream: only a label change forces a full sync
                 self._node_labels = dict(labels)
@@ -197,6 +198,9 @@ class ProxyServer:
     async def _ensure_routes(self) -> None:
         """Make the virtual ranges routable inside the node namespace (it has no default route), so
         locally generated traffic to ClusterIPs and LoadBalancer IPs reaches the NAT hooks."""
+        if self.netns is None or self.backend is None:  # never the host's routing table
+            self._need_routes = False
+            return
         cidrs = [*self.config.service_cidrs, *([self.config.lb_pool] if self.config.lb_pool else [])]
         if not cidrs or not self.node_ips:
             return  # tried again once the Node's addresses are known

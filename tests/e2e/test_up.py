@@ -27,6 +27,7 @@ async def run(*argv: str, timeout: float = 10.0) -> tuple[int, str]:
 
 @pytest.mark.parametrize("network", ["loopback", pytest.param("netns", marks=pytest.mark.root)])
 async def test_up_serves_the_walkthrough_and_stops_cleanly(tmp_path: Path, network: str) -> None:
+    _, host_routes = await run("ip", "-4", "route", "show", "table", "all")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "servicenet.cli", "up", "--network", network, "--data-dir", str(tmp_path),
         "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
@@ -82,6 +83,8 @@ async def test_up_serves_the_walkthrough_and_stops_cleanly(tmp_path: Path, netwo
         rc, lst = await run("ip", "netns", "list")
         assert ns.rsplit("-", 1)[0] not in lst
     assert os.path.exists(tmp_path / "kubeconfig")
+    _, after = await run("ip", "-4", "route", "show", "table", "all")
+    assert after == host_routes, "the host's routing table changed"  # network safety: ours stay in our netns
 
 
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])

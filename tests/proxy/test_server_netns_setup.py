@@ -74,3 +74,19 @@ async def test_kernel_modes_refuse_the_host_namespace() -> None:
         with pytest.raises(ProxyConfigError, match="never programs the host"):
             await proxy.start()
         assert proxy.backend is None
+
+
+async def test_userspace_mode_never_touches_the_host_routes() -> None:
+    """The Node can arrive (through the informer) before start() resolves it; in userspace mode that
+    must not schedule routes, which would land in the host's own routing table."""
+    node = {"metadata": {"name": "node1", "labels": {}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}}
+    proxy = ProxyServer(ProxyConfig(mode="userspace", node_name="node1", min_sync_period=0.0),
+                        source=StaticSource(node=node))
+    proxy._on_change("node", node)
+    assert proxy._need_routes is False
+    await proxy.start()
+    try:
+        assert proxy._routes == [] and proxy._need_routes is False
+    finally:
+        await proxy.stop()
