@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("root") is not None and not os.environ.get("CI"):
             item.add_marker(pytest.mark.skip(reason="needs root (network namespaces / kernel rules)"))
+
+
+def _host_network() -> str:
+    """The host namespace's IPv4 routes, rules and nftables tables: none of ours may land there."""
+    out = []
+    for argv in (["ip", "-4", "route", "show", "table", "all"], ["ip", "-4", "rule"], ["nft", "list", "tables"]):
+        try:
+            out.append(subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out.append(f"{argv[0]}: {e}")
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_network_untouched() -> Iterator[None]:
+    """Network safety: the whole session leaves the host's routes, rules and tables as it found them."""
+    before = _host_network()
+    yield
+    after = _host_network()
+    assert after == before, f"the tests changed the host's network:\n--- before\n{before}\n--- after\n{after}"
 
 
 @pytest.fixture
