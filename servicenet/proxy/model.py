@@ -23,6 +23,9 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 
 
+_LOWER = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}  # (the renderers ask for this ~10^5 times a sync)
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ServicePortName:
     """Identity of one service port: ``namespace/name:port`` (``namespace/name`` if unnamed)."""
@@ -38,7 +41,7 @@ class ServicePortName:
 
     @property
     def proto(self) -> str:
-        return self.protocol.lower()
+        return _LOWER.get(self.protocol) or self.protocol.lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,6 +277,7 @@ class NftablesBackend:
         loop = asyncio.get_running_loop()
         session = self._open_session()
         frags: list[nft.Fragment] = []
+        hairpin: set[str] = set()  # addresses whose pair is already on its way
         pending: asyncio.Future[int] | None = None
         size, render = len(skeleton), 0.0
         per = self.cold_piece
@@ -288,12 +289,17 @@ class NftablesBackend:
                     rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, text=False)
                     text = nft.switch_transaction(rs, cfg)
                     extra = nftnl.bulk_messages(cfg.family, cfg.table, {}, nft.HAIRPIN_SET,
-                                                rs.sets.get(nft.HAIRPIN_SET, ()))
+                                                sorted(rs.sets.get(nft.HAIRPIN_SET, frozenset()) - hairpin))
                 else:
                     new = [nft.render_fragment(state.services[n], cfg, blocks) for n in piece]
                     frags += new
                     text = nft.prepare_transaction(new, cfg)
-                    extra = nftnl.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET, ())
+                    # the hairpin pairs go with their piece: they only ever match DNATed connections,
+                    # and none exist before the switch
+                    pairs = {a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin
+                    hairpin |= pairs
+                    extra = nftnl.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET,
+                                                sorted(pairs))
                 try:
                     batch, seqs = nftnl.encode(text, cfg.family, cfg.table, session.next_seq(), extra)
                 except nftnl.Unsupported as e:  # the next full sync lists the table and repairs
@@ -308,6 +314,11 @@ class NftablesBackend:
                     await bounded(pending, self.timeout)
                 pending = loop.run_in_executor(None, session.send, batch, seqs)
             assert pending is not None
+            # what the next partial sync starts from, made while the kernel takes the switch
+            r0 = time.perf_counter()
+            fragments = dict(zip(names_, frags, strict=True))
+            programmed = nft.Programmed.of(state, cfg, fragments)
+            render += time.perf_counter() - r0
             await bounded(pending, self.timeout)
             pending = None
         except (OSError, TimeoutError) as e:
@@ -323,8 +334,7 @@ class NftablesBackend:
                 await asyncio.gather(pending, return_exceptions=True)
                 self._close_session()
         self.netlink_syncs += len(pieces) + 1
-        self._fragments = dict(zip(names_, frags, strict=True))
-        self._programmed = nft.Programmed.of(state, cfg, self._fragments)
+        self._fragments, self._programmed = fragments, programmed
         total = time.perf_counter() - t0
         return ApplyResult(True, size, render, total - render)
 

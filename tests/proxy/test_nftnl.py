@@ -50,6 +50,19 @@ def test_numgen_vmap_creates_its_anonymous_map_first() -> None:
     assert b"ep-a\0" in batch and b"ep-b\0" in batch and b"numgen\0" in batch
 
 
+@pytest.mark.parametrize("family,items", [
+    ("ip", ["172.30.0.1 . tcp . 443 : goto service-ABC-default/kubernetes/tcp/https",
+            "172.30.0.10 . udp . 53 : goto service-X", "172.30.0.1 . tcp . 80 : jump j",
+            "172.30.0.1 . tcp . 81 : drop", "172.30.0.1 . sctp . 9 : goto reject-chain"]),
+    ("ip", ["tcp . 30080 : goto external-Y", "udp . 1 : accept"]),
+    ("ip6", ["fd00::1 . tcp . 443 : goto service-ABC", "fd00::2 . udp . 53 : drop"]),
+])
+def test_verdict_map_fast_path_equals_the_general_encoder(family: str, items: list[str]) -> None:
+    ctx = nftnl._Ctx(family, "kube-proxy")
+    assert nftnl._encoded_elements(ctx, "service-ips", items, True) == [nftnl._elem(ctx, i, True) for i in items]
+    assert nftnl._verdict_elems(ctx, items) == [nftnl._elem(ctx, i, True) for i in items]
+
+
 @pytest.mark.parametrize("line", [
     "add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }",
     'add set ip kube-proxy affinity-x { type ipv4_addr ; flags dynamic,timeout ; timeout 60s ; }',
