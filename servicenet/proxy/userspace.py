@@ -77,6 +77,10 @@ class _PipePool:
         self.free.clear()
 
 
+# upstream sockets are born non-blocking (no fcntl round trip per connection)
+_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 class _Direction:
     """One half of a relay: bytes from ``src`` to ``dst``.
 
@@ -207,11 +211,20 @@ class _TcpConn:
             self._abort_client()
             return
         self.tried.append(ep)
-        s = socket.socket(socket.AF_INET6 if ":" in ep[0] else socket.AF_INET, socket.SOCK_STREAM)
-        s.setblocking(False)
+        s = socket.socket(socket.AF_INET6 if ":" in ep[0] else socket.AF_INET, _STREAM_NONBLOCK)
+        if _STREAM_NONBLOCK == socket.SOCK_STREAM:  # (no SOCK_NONBLOCK on this platform)
+            s.setblocking(False)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.up = s
         rc = s.connect_ex(ep)
+        if rc == errno.EINPROGRESS:
+            # to a pod on this host the handshake has usually completed inside connect() already
+            # (the SYN-ACK is processed before the call returns): skip a loop turn and a timer
+            try:
+                s.getpeername()
+                rc = 0
+            except OSError:
+                pass
         if rc == 0:
             self._connected()
         elif rc in (errno.EINPROGRESS, errno.EAGAIN):

@@ -147,6 +147,37 @@ async def test_failover_on_connect_failure(backends: Backends) -> None:
         proxy.close()
 
 
+async def test_failover_when_the_handshake_does_not_complete(backends: Backends) -> None:
+    """The connect that has not completed when connect() returns (a backend whose accept queue is
+    full drops the SYN) waits for writability under a timer and fails over after it."""
+    vip, target = _vip(), _free_port("127.0.0.1")
+    [good] = await backends.tcp(1, target)
+    stuck_ip = f"{backends.base}.98"
+    stuck = socket.socket()
+    stuck.bind((stuck_ip, target))
+    stuck.listen(0)  # never accepted: one queued connection fills it, later SYNs are dropped
+    fillers = []
+    for _ in range(3):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex((stuck_ip, target))
+        fillers.append(f)
+    port = _free_port(vip)
+    proxy = UserspaceProxy()
+    try:
+        proxy.apply(_state(vip, port, [stuck_ip, good], target))
+        t0 = time.monotonic()
+        names = Counter([await _name(vip, port) for _ in range(4)])
+        assert names == {"pod0": 4}
+        assert time.monotonic() - t0 >= 0.2  # at least one attempt waited out its connect timer
+        assert proxy.stats.connect_failures == 0
+    finally:
+        proxy.close()
+        for f in fillers:
+            f.close()
+        stuck.close()
+
+
 async def test_all_endpoints_dead_resets_client(backends: Backends) -> None:
     vip, target = _vip(), _free_port("127.0.0.1")
     port = _free_port(vip)
