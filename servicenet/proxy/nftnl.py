@@ -28,7 +28,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -360,26 +360,37 @@ def _port16(port: int) -> bytes:
     return port.to_bytes(2, "big")
 
 
-def _endpoint_elems(ctx: _Ctx, items: Iterable[tuple[int, str, int]]) -> list[bytes]:
-    """Endpoint map elements ``key : ip . port``: host-order integer key, address . port data.
+class EndpointLike(Protocol):
+    ip: str
+    port: int
+
+
+class _Ep(NamedTuple):
+    ip: str
+    port: int
+
+
+def _endpoint_elems(ctx: _Ctx, items: Iterable[tuple[int, EndpointLike]]) -> list[bytes]:
+    """Endpoint map elements ``key : ip . port`` from ``(key, endpoint)`` pairs: host-order
+    integer key, address . port data.
 
     The hot path of a full sync (10^5 elements): one ``struct`` call per IPv4 element."""
     pton, nested = ctx.pton, NESTED
     if ctx.addr_len == 4:
         pk, kh, dh = _EP4.pack, _EP4_KEY_HDRS, _EP4_DATA_HDRS
-        return [pk(kh, k, dh, pton(ip), _port16(port)) for k, ip, port in items]
+        return [pk(kh, k, dh, pton(ep.ip), _port16(ep.port)) for k, ep in items]
     out = []
-    for k, ip, port in items:
-        v = ctx.ip(ip) + port.to_bytes(2, "big") + b"\0\0"
+    for k, ep in items:
+        v = ctx.ip(ep.ip) + ep.port.to_bytes(2, "big") + b"\0\0"
         n = len(v)
         out.append(_EP_KEY.pack(24 + n, 1 | nested, 12, 1 | nested, 8, 1, k) + _H4.pack(8 + n, 2 | nested, 4 + n, 1) + v)
     return out
 
 
-def _parse_endpoint_item(item: str) -> tuple[int, str, int]:
+def _parse_endpoint_item(item: str) -> tuple[int, _Ep]:
     key, _, data = item.partition(" : ")
     ip, _, port = data.partition(" . ")
-    return int(key), ip, int(port)
+    return int(key), _Ep(ip, int(port))
 
 
 def _elem(ctx: _Ctx, item: str, with_data: bool) -> bytes:
@@ -471,11 +482,6 @@ def _grouped(ctx: _Ctx, name: str, encoded: list[bytes]) -> list[Message]:
     return out
 
 
-class EndpointLike(Protocol):
-    ip: str
-    port: int
-
-
 def bulk_messages(family: str, table: str,
                   endpoint_maps: Mapping[str, Iterable[tuple[int, Iterable[EndpointLike]]]],
                   pair_set: str, addresses: Iterable[str]) -> list[Message]:
@@ -486,12 +492,8 @@ def bulk_messages(family: str, table: str,
     out: list[Message] = []
     pton = ctx.pton
     for name, runs in endpoint_maps.items():
-        if ctx.addr_len == 4:  # (the same bytes as _endpoint_elems, without a tuple per element)
-            pk, kh, dh = _EP4.pack, _EP4_KEY_HDRS, _EP4_DATA_HDRS
-            elems = [pk(kh, k, dh, pton(ep.ip), _port16(ep.port)) for base, eps in runs for k, ep in enumerate(eps, base)]
-        else:
-            elems = _endpoint_elems(ctx, ((k, ep.ip, ep.port) for base, eps in runs for k, ep in enumerate(eps, base)))
-        out += _grouped(ctx, name, elems)
+        pairs = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
+        out += _grouped(ctx, name, _endpoint_elems(ctx, pairs))
     n = 2 * ctx.addr_len
     pair = struct.Struct(f"=12s{n // 2}s{n // 2}s").pack
     head = _H6.pack(12 + n, 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1)
@@ -518,6 +520,18 @@ _VERBS = ("add chain ", "flush chain ", "delete chain ", "add rule ", "add eleme
           "delete set ", "delete map ", "flush set ", "flush map ")
 
 
+def _add_rule(ctx: _Ctx, rest: str) -> None:
+    """``add rule <table> `` + ``rest`` (``chain body``)."""
+    chain, _, body = rest.partition(" ")
+    exprs, udata = _rule_exprs(ctx, body)
+    ctx.msgs.append((NEWRULE, F_CREATE | F_APPEND,
+                     ctx.tbl + s(2, chain) + nest(4, *exprs) + (attr(7, udata) if udata else b"")))
+
+
+def _add_chain(ctx: _Ctx, name: str) -> None:
+    ctx.msgs.append((NEWCHAIN, F_CREATE, ctx.tbl + s(3, name)))
+
+
 def _statement(ctx: _Ctx, line: str) -> None:
     t = f"{ctx.family} {ctx.table} "
     # "add set"/"add map" are left to nft: it records the set's properties in ways the
@@ -528,13 +542,11 @@ def _statement(ctx: _Ctx, line: str) -> None:
     rest = line[len(verb) + len(t):]
     tbl = ctx.tbl
     if verb == "add rule ":
-        chain, _, body = rest.partition(" ")
-        exprs, udata = _rule_exprs(ctx, body)
-        ctx.add(NEWRULE, F_CREATE | F_APPEND, tbl, s(2, chain), nest(4, *exprs), attr(7, udata) if udata else b"")
+        _add_rule(ctx, rest)
     elif verb == "add chain ":
         if " " in rest:
             raise Unsupported(line)  # base chains and comments: left to nft
-        ctx.add(NEWCHAIN, F_CREATE, tbl, s(3, rest))
+        _add_chain(ctx, rest)
     elif verb == "flush chain ":
         ctx.add(DELRULE, 0, tbl, s(2, rest))
     elif verb == "delete chain ":
@@ -564,19 +576,15 @@ def encode(text: str, family: str = "ip", table: str = "kube-proxy", seq: int = 
     ctx = _Ctx(family, table)
     add_rule, add_chain = f"add rule {family} {table} ", f"add chain {family} {table} "
     nr, nc = len(add_rule), len(add_chain)
-    tbl, msgs = ctx.tbl, ctx.msgs
     for line in text.splitlines():
-        # the two statements a full sync is made of, 10^4 times each; the rest in _statement
+        # the two statements a full sync is made of, 10^4 times each, skip _statement's verb parsing
         if line.startswith(add_rule):
-            chain, _, body = line[nr:].partition(" ")
-            exprs, udata = _rule_exprs(ctx, body)
-            msgs.append((NEWRULE, F_CREATE | F_APPEND,
-                         tbl + s(2, chain) + nest(4, *exprs) + (attr(7, udata) if udata else b"")))
+            _add_rule(ctx, line[nr:])
         elif line.startswith(add_chain) and " " not in line[nc:]:
-            msgs.append((NEWCHAIN, F_CREATE, tbl + s(3, line[nc:])))
+            _add_chain(ctx, line[nc:])
         elif line.strip():
             _statement(ctx, line)
-    msgs.extend(extra)
+    ctx.msgs.extend(extra)
     fam = FAMILIES[family]
     head = _NFGEN.pack(fam, 0, 0)
     out = [_msg(BATCH_BEGIN, F_REQUEST, seq, 0, b"", res_id=NFNL_SUBSYS_NFTABLES)]

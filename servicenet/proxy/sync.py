@@ -288,8 +288,7 @@ class NftablesBackend:
                 if piece is None:  # the switch
                     rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, text=False)
                     text = nft.switch_transaction(rs, cfg)
-                    extra = nftnl.bulk_messages(cfg.family, cfg.table, {}, nft.HAIRPIN_SET,
-                                                sorted(rs.sets.get(nft.HAIRPIN_SET, frozenset()) - hairpin))
+                    extra = []  # (every hairpin pair went with its piece)
                 else:
                     new = [nft.render_fragment(state.services[n], cfg, blocks) for n in piece]
                     frags += new
