@@ -6,6 +6,7 @@ from typing import Any
 
 from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.selectors import selector_matches
 from servicenet.api.validation import (
     IP_MSG,
     Errs,
@@ -27,7 +28,6 @@ from servicenet.api.validation import (
     is_dns1123_subdomain,
     is_valid_port_name,
     is_valid_port_num,
-    selector_matches,
     validate_configmap,
     validate_dns1123_label,
     validate_endpoints,

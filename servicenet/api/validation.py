@@ -310,25 +310,6 @@ def validate_label_selector(sel: Any, path: str) -> Errs:
     return errs
 
 
-def selector_matches(sel: Any, labels: Any) -> bool:
-    """LabelSelector (matchLabels + matchExpressions) against a label map."""
-    labels = labels if isinstance(labels, dict) else {}
-    sel = sel if isinstance(sel, dict) else {}
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in sel.get("matchExpressions") or []:
-        k, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
-        if op == "In" and labels.get(k) not in vals:
-            return False
-        if op == "NotIn" and k in labels and labels[k] in vals:
-            return False
-        if op == "Exists" and k not in labels:
-            return False
-        if op == "DoesNotExist" and k in labels:
-            return False
-    return True
-
 
 NameFn = Callable[[str], list[str]]
 
