@@ -101,7 +101,7 @@ def service_cluster_ips(spec: Mapping[str, Any] | None) -> list[str]:
 class ServicePortView:
     name: str
     protocol: str  # upper case: TCP, UDP, SCTP
-    port: int | None  # None when the wire value is missing or not a number
+    port: int | None  # None when the wire value is missing or not an integer
     target_port: int | str | None = None
     node_port: int = 0
     app_protocol: str | None = None
@@ -146,7 +146,7 @@ class ServiceView:
             num = p.get("port")
             ports.append(ServicePortView(
                 str(p.get("name") or ""), str(p.get("protocol") or "TCP").upper(),
-                num if isinstance(num, int) else (_int(num, -1) if num is not None else None),
+                num if isinstance(num, int) else None,
                 p.get("targetPort"), _int(p.get("nodePort")), p.get("appProtocol")))
         affinity = None
         if spec.get("sessionAffinity") == "ClientIP":
