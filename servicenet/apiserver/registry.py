@@ -118,12 +118,9 @@ class Registry:
         # decode the namespace only when it may be terminating (its bytes name the field)
         if creating and b'"deletionTimestamp"' in ns.value and (ns.obj().get("metadata") or {}).get(
                 "deletionTimestamp"):
-            raise ApiStatusError(
-                403, "Forbidden",
+            raise errors.forbidden_error(
                 f"{info.plural} \"{{name}}\" is forbidden: unable to create new content in namespace "
-                f"{namespace} because it is being terminated",
-                {"kind": info.plural, "group": info.group} if info.group else {"kind": info.plural},
-            )
+                f"{namespace} because it is being terminated", info.plural, info.group)
 
     def _prepare_meta_create(self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> None:
         md = obj.setdefault("metadata", {})
