@@ -21,6 +21,7 @@ import orjson
 from servicenet.api import apply, defaults, errors, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -186,7 +187,7 @@ class Registry:
         try:
             out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
                                               now=now_rfc3339(), kind=info.kind)
-            mf = (out.get("metadata") or {}).get("managedFields")
+            mf = meta_of(out).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
@@ -399,7 +400,7 @@ class Registry:
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:
     c = dict(o)
-    md = dict(c.get("metadata") or {})
+    md = dict(meta_of(c))
     md.pop("resourceVersion", None)
     md.pop("managedFields", None)
     c["metadata"] = md

@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from servicenet.api.views import meta as meta_of
 from servicenet.client.rest import ApiClient, ApiError
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
@@ -176,10 +177,10 @@ class Informer:
             old = self.cache.upsert(self._cached(obj))
             if old is None:
                 self._emit("ADDED", obj, None)
-            elif (old.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get(
+            elif meta_of(old).get("resourceVersion") != meta_of(obj).get(
                     "resourceVersion"):
                 self._emit("MODIFIED", obj, old)
-        self.resource_version = (res.get("metadata") or {}).get("resourceVersion", "")
+        self.resource_version = meta_of(res).get("resourceVersion", "")
         self._synced.set()
 
     async def _run(self) -> None:
@@ -217,7 +218,7 @@ class Informer:
                 if code == 410:
                     raise ApiError(410, obj)
                 raise ApiError(int(code or 500), obj)
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            rv = meta_of(obj).get("resourceVersion")
             if etype == "BOOKMARK":
                 if rv:
                     self.resource_version = rv

@@ -182,7 +182,7 @@ def _slice_to_fill(slices: list[Obj], n: int, max_per_slice: int) -> Obj | None:
 
 def _copy_slice(sl: Obj) -> Obj:
     new = dict(sl)
-    new["metadata"] = copy.deepcopy(sl.get("metadata") or {})
+    new["metadata"] = copy.deepcopy(meta(sl))
     new["endpoints"] = list(sl.get("endpoints") or [])
     return new
 
@@ -195,7 +195,7 @@ def finalize(plan: Plan, can_reuse: Callable[[Obj, Obj], bool]) -> Plan:
     for old in plan.deletes:
         if creates and can_reuse(old, creates[-1]):
             new = creates.pop()
-            new_meta = dict(new.get("metadata") or {})
+            new_meta = dict(meta(new))
             new_meta["name"] = meta(old)["name"]
             if meta(old).get("resourceVersion"):
                 new_meta["resourceVersion"] = meta(old)["resourceVersion"]

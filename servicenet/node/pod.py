@@ -10,6 +10,7 @@ import os
 import shutil
 from typing import Any
 
+from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
@@ -29,7 +30,6 @@ from servicenet.node.status import KUBELET_CONDITIONS, compute_pod_status, waiti
 __all__ = ["PodWorker"]
 
 _log = log.get("node.pod")
-Obj = dict[str, Any]
 
 
 class PodWorker:
