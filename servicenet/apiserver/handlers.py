@@ -60,6 +60,9 @@ def parse_target(group: str, version: str, rest: list[str]) -> Target | None:
             name = rest[3] if len(rest) > 3 else None
             sub = "/".join(rest[4:]) or None
             return Target(inner, ns, name, sub)
+        ns_info = by_plural(group, version, "namespaces")
+        if ns_info is None or rest[2] not in ns_info.subresources:
+            return None  # a kind this server does not serve (upstream: 404, "could not find the requested resource")
     info = by_plural(group, version, rest[0])
     if info is None:
         return None
@@ -534,7 +537,7 @@ class ResourceHandlers:
         m = request.method
         assert t.name is not None
         if sub not in info.subresources:
-            raise errors.not_found(f"{info.plural}/{sub}", info.group, t.name)
+            raise errors.unserved()
         if sub == "status":
             if m == "GET":
                 return record_response(self.registry.get_record(info, t.namespace, t.name))

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import prometheus_client
@@ -257,19 +258,19 @@ class ApiServer:
             if len(parts) == 2:
                 g = resources.api_group(parts[1])
                 if not g:
-                    raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                    raise errors.unserved()
                 return json_response(g)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         if not rest:
             doc = resources.api_resource_list(group, version)
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return json_response(doc)
         target = parse_target(group, version, rest)
         if target is None:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         return await self.handlers.handle(request, target)
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
@@ -280,10 +281,10 @@ class ApiServer:
                 return json_response(openapi.v3_index())
             doc = openapi.v3_document("/".join(parts[2:]))
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
                                 content_type="application/json")
-        raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.unserved()
 
     # -- helpers used by handlers --------------------------------------------------------------------
     def table(self, info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
@@ -314,13 +315,31 @@ class ApiServer:
             raise errors.ApiStatusError(501, "NotImplemented", "pod proxying is not available") from None
         sub = t.subresource or ""
         container = request.query.get("container") or _default_container(pod)
+        query = None
         if sub == "log":
             path = f"/containerLogs/{t.namespace}/{t.name}/{container}"
         elif sub == "portforward":
             path = f"/portForward/{t.namespace}/{t.name}"
+            query = portforward_query(request.query)
         else:
             path = f"/{sub}/{t.namespace}/{t.name}/{container}"
-        return await proxy_to_node(request, f"http://127.0.0.1:{port}", path)
+        return await proxy_to_node(request, f"http://127.0.0.1:{port}", path, query)
+
+
+def portforward_query(q: Any) -> str:
+    """The API's ``ports`` parameter (repeated or comma-separated) becomes the node's ``port``s,
+    as upstream's pod registry builds the kubelet URL; other parameters pass through."""
+    out: list[tuple[str, str]] = []
+    for k, v in q.items():
+        if k == "ports":
+            for p in v.split(","):
+                p = p.strip()
+                if not p.isdigit() or not 0 < int(p) < 65536:
+                    raise errors.bad_request(f"invalid port {p!r}: ports must be integers within 1-65535")
+                out.append(("port", p))
+        else:
+            out.append((k, v))
+    return urlencode(out)
 
 
 def _default_container(pod: dict[str, Any]) -> str:

@@ -38,25 +38,28 @@ def _is_upgrade(request: web.Request) -> bool:
             and "upgrade" in request.headers.get("Connection", "").lower())
 
 
-async def proxy_to_node(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+async def proxy_to_node(request: web.Request, node_url: str, path: str,
+                        query: str | None = None) -> web.StreamResponse:
+    """``query`` replaces the client's query string (the API server translates a few parameters)."""
+    qs = request.query_string if query is None else query
     url = node_url.rstrip("/") + path
-    if request.query_string:
-        url += "?" + request.query_string
+    if qs:
+        url += "?" + qs
     if _is_upgrade(request):
         return await _proxy_websocket(request, url)
     if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
-        return await _proxy_raw_upgrade(request, node_url, path)
+        return await _proxy_raw_upgrade(request, node_url, path, qs)
     return await _proxy_http(request, url)
 
 
-async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str, qs: str) -> web.StreamResponse:
     """A non-websocket upgrade (``SPDY/3.1``): repeat it to the node agent; on 101 splice the two
     connections byte for byte (the API server does not look inside)."""
     from servicenet.node.portforward import hijack
 
     parts = urlsplit(node_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = path + ("?" + request.query_string if request.query_string else "")
+    target = path + ("?" + qs if qs else "")
     lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
              f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
     lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]
