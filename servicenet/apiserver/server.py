@@ -256,19 +256,19 @@ class ApiServer:
             if len(parts) == 2:
                 g = resources.api_group(parts[1])
                 if not g:
-                    raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                    raise errors.unserved()
                 return json_response(g)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         if not rest:
             doc = resources.api_resource_list(group, version)
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return json_response(doc)
         target = parse_target(group, version, rest)
         if target is None:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         return await self.handlers.handle(request, target)
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
@@ -277,10 +277,10 @@ class ApiServer:
                 return json_response(openapi.v3_index())
             doc = openapi.v3_document("/".join(parts[2:]))
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
                                 content_type="application/json")
-        raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.unserved()
 
 
 # The cyclic GC's default young-generation threshold (700 net allocations) makes collections very
