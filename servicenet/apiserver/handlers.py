@@ -13,6 +13,7 @@ from aiohttp import web
 from servicenet.api import errors
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
+from servicenet.apiserver import negotiation
 from servicenet.apiserver.registry import WriteOptions, key_for, now_rfc3339, prefix_for
 from servicenet.apiserver.responses import (
     JSON,
@@ -69,20 +70,7 @@ class ResourceHandlers:
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        ctype = (request.content_type or JSON).lower()
-        if not raw:
-            raise errors.bad_request("the request body is empty")
-        try:
-            if "yaml" in ctype:
-                obj = yaml.safe_load(raw)
-            else:
-                obj = orjson.loads(raw)
-        except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"the object provided is unrecognized (must be of type JSON): {exc}") from None
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
-        return obj
+        return negotiation.decode_body(request, await negotiation.read_raw(request))
 
     def write_options(self, request: web.Request) -> WriteOptions:
         q = request.query
@@ -94,7 +82,7 @@ class ResourceHandlers:
         if any(d != "All" for d in dry):
             raise errors.bad_request(f"Invalid dry run parameter: {dry}")
         return WriteOptions(field_manager=q.get("fieldManager") or _manager_from_ua(request),
-                            field_validation=fv, dry_run=bool(dry))
+                            field_validation=fv, dry_run=bool(dry), warnings=negotiation.body_warnings(request))
 
     def check_unknown_fields(self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions) -> None:
         if opts.field_validation == "Ignore":
@@ -189,7 +177,7 @@ class ResourceHandlers:
         from servicenet.api import apply, patch
 
         ctype = (request.content_type or "").lower()
-        raw = await request.read()
+        raw = await negotiation.read_raw(request)
         opts = self.write_options(request)
         if ctype == "application/apply-patch+yaml":
             manager = request.query.get("fieldManager")
@@ -252,13 +240,8 @@ class ResourceHandlers:
         raise errors.conflict(t.info.plural, t.info.group, t.name)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        opts: dict[str, Any] = {}
-        if raw:
-            try:
-                opts = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise errors.bad_request("the DeleteOptions body is not valid JSON") from None
+        raw = await negotiation.read_raw(request)
+        opts: dict[str, Any] = negotiation.delete_options(request, raw) if raw else {}
         q = request.query
         if "gracePeriodSeconds" in q:
             opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
@@ -414,11 +397,20 @@ class ResourceHandlers:
                                         {"causes": [{"reason": "ResourceVersionTooLarge",
                                                      "message": "Too large resource version"}],
                                          "retryAfterSeconds": 1}) from None
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        pb = None if table else negotiation.watch_encoder(request)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": pb[0] if pb else JSON,
+                                                       "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         first_table = [True]
 
+        def event(etype: str, obj: dict[str, Any]) -> bytes:
+            if pb is not None:
+                return bytes(pb[1](etype, obj))
+            return orjson.dumps({"type": etype, "object": obj}) + b"\n"
+
         def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
+            if pb is not None:
+                return event(etype, obj if obj is not None else rec.obj())
             if table:
                 o = obj if obj is not None else view_obj(rec)
                 tbl = self.server.table(info, [o], request, str(rec.mod_revision))
@@ -442,10 +434,10 @@ class ResourceHandlers:
                 if o is None or match(o):
                     buf += encode("ADDED", rec, o)
             if send_initial and bookmarks:
-                buf += orjson.dumps({"type": "BOOKMARK", "object": {
+                buf += event("BOOKMARK", {
                     "kind": info.kind, "apiVersion": info.api_version,
                     "metadata": {"resourceVersion": str(start),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}}}}) + b"\n"
+                                 "annotations": {"k8s.io/initial-events-end": "true"}}})
             if buf:
                 await resp.write(bytes(buf))
             import asyncio
@@ -461,16 +453,15 @@ class ResourceHandlers:
                     ev = await w.next(timeout=min(remaining, 60.0))
                 except WatchClosed as exc:
                     if exc.error:
-                        await resp.write(orjson.dumps({"type": "ERROR", "object": errors.expired(
-                            f"watch closed: {exc.reason}").status()}) + b"\n")
+                        await resp.write(event("ERROR", errors.expired(f"watch closed: {exc.reason}").status()))
                     break
                 if ev is None:
                     if bookmarks and last_rev < self.store.revision:
                         last_rev = self.store.revision
                     if bookmarks:
-                        await resp.write(orjson.dumps({"type": "BOOKMARK", "object": {
+                        await resp.write(event("BOOKMARK", {
                             "kind": info.kind, "apiVersion": info.api_version,
-                            "metadata": {"resourceVersion": str(last_rev)}}}) + b"\n")
+                            "metadata": {"resourceVersion": str(last_rev)}}))
                     continue
                 last_rev = ev.revision
                 out = bytearray()
@@ -512,9 +503,11 @@ class ResourceHandlers:
         return resp
 
     async def _watch_error(self, request: web.Request, err: ApiStatusError) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        pb = negotiation.watch_encoder(request)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": pb[0] if pb else JSON})
         await resp.prepare(request)
-        await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+        await resp.write(pb[1]("ERROR", err.status()) if pb else
+                         orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
         await resp.write_eof()
         return resp
 
