@@ -19,7 +19,7 @@ from servicenet import __version__
 from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.apiserver import certs
+from servicenet.apiserver import certs, negotiation
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -188,12 +188,13 @@ class ApiServer:
                 token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
                 if not token or token not in self._tokens:
                     raise errors.unauthorized()
-            resp = await handler(request)
+            resp = negotiation.protobuf_response(request, await handler(request))
             code = resp.status
             return resp
         except ApiStatusError as exc:
             code = exc.code
-            return json_response(exc.status(), exc.code, exc.headers or None)
+            return negotiation.protobuf_response(request, json_response(exc.status(), exc.code,
+                                                                        exc.headers or None))
         except web.HTTPException:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
