@@ -92,6 +92,8 @@ def _limit(policy: RequestPolicy) -> float | None:
 def _may_retry(policy: RequestPolicy, attempt: int, exc: BaseException | None) -> bool:
     if attempt >= policy.retries:
         return False
+    if exc is None and not policy.idempotent:
+        return False  # a failed answer means the request was processed: only idempotent ones repeat
     if exc is not None and not (policy.idempotent or policy.retryable(exc)):
         return False
     left = remaining()
