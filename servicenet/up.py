@@ -82,31 +82,49 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
 
     out: list[Any] = []
     dns_ip = api.services.dns_ip()
+    ids = None
+    if getattr(api, "security", None) is not None:  # each component its own identity (least privilege)
+        from servicenet.apiserver.podaccess import ComponentClients
+
+        ids = ComponentClients(api)
+        out.append(ids)
+
+    def client_for(component: str) -> ApiClient:
+        return ids.client(component, args.node_name) if ids is not None else client
+
     if on("controller-manager"):
         from servicenet.controllers.manager import ControllerManager
 
-        out.append(ControllerManager(client))
+        out.append(ControllerManager(client_for("controller-manager")))
+    node = None
     if on("node"):
         from servicenet.node.agent import NodeAgent
 
-        out.append(NodeAgent(client, node_name=args.node_name, network=network, pod_cidr=POD_CIDRS[network],
-                             cluster_dns_ip=dns_ip, data_dir=str(Path(args.data_dir) / "node")))
+        node = NodeAgent(client_for("node"), node_name=args.node_name, network=network,
+                         pod_cidr=POD_CIDRS[network], cluster_dns_ip=dns_ip,
+                         data_dir=str(Path(args.data_dir) / "node"))
+        out.append(node)
+    if ids is not None and network != "virtual":
+        from servicenet.apiserver.podaccess import KubernetesEndpoint
+
+        out.append(KubernetesEndpoint(api, node))
     if on("dns"):
         from servicenet.dns.model import DnsConfig
         from servicenet.dns.server import DnsServer
 
         listen = [tuple(x) for x in args.dns_listen]
         if network == "netns":
-            out.append(DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
+            out.append(DnsServer(client_for("dns"), config=DnsConfig(pods="insecure"),  # type: ignore[arg-type]
+                                 listen=listen,
                                  health_listen=("127.0.0.1", 0), netns_from_node=True, dns_ip=dns_ip))
             out.append(KubeDnsEndpoints(client, dns_ip, 53))
         else:
-            dns = DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
+            dns = DnsServer(client_for("dns"), config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
                             health_listen=("127.0.0.1", 0))
             out.append(dns)
             out.append(KubeDnsEndpoints(client, dns=dns))
     if on("proxy"):
         from servicenet.proxy.server import build_for_up
 
-        out.append(build_for_up(client=client, args=args, network=network, api=api))
+        out.append(build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
     return out

@@ -59,6 +59,7 @@ class ApiServer:
         self.security: Any = None
         self._sa_controller: Any = None
         self.loopback_token = ""
+        self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
         self.m_requests = prometheus_client.Counter(
@@ -120,6 +121,7 @@ class ApiServer:
             ssl_ctx.load_cert_chain(str(self.creds.server_cert), str(self.creds.server_key))
             ssl_ctx.load_verify_locations(str(self.creds.ca_cert))  # x509 client certificates
             ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
+            self.ssl_context = ssl_ctx
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx,
                            reuse_address=True, backlog=1024)
         await site.start()
