@@ -30,6 +30,9 @@ from servicenet.apiserver.responses import json_response
 Obj = dict[str, Any]
 
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+USER: web.RequestKey[User] = web.RequestKey("servicenet-user", User)
+ATTRS: web.RequestKey[Attributes] = web.RequestKey("servicenet-attrs", Attributes)
+DECISION: web.RequestKey[tuple] = web.RequestKey("servicenet-decision", tuple)  # type: ignore[type-arg]
 _AUTHN = "/apis/authentication.k8s.io/v1/"
 _AUTHZ = "/apis/authorization.k8s.io/v1/"
 _TOKEN = re.compile(r"^/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token/?$")
@@ -70,12 +73,12 @@ class Security:
         if user.name == ANONYMOUS and not _public(path):
             raise errors.unauthorized()
         user = impersonation(request, user, self.authz.authorize)
-        request["user"] = user
+        request[USER] = user
         attrs = attributes_of(request.method, path, request.query)
-        request["attrs"] = attrs
+        request[ATTRS] = attrs
         if not (user.name == ANONYMOUS and _public(path)):
             ok, reason = self.authz.authorize(user, attrs)
-            request["authz"] = (ok, reason)
+            request[DECISION] = (ok, reason)
             if not ok:
                 msg, res, group, name = forbidden_message(user, attrs)
                 raise errors.forbidden_error(msg, res, group, name)
@@ -148,7 +151,7 @@ class Security:
         return json_response(out, 201)
 
     async def _self_subject_review(self, request: web.Request) -> web.Response:
-        user: User = request["user"]
+        user: User = request[USER]
         return json_response({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
                               "metadata": {"creationTimestamp": None},
                               "status": {"userInfo": user.info()}}, 201)
@@ -200,14 +203,14 @@ class Security:
         obj = await self._body(request, "SelfSubjectAccessReview")
         spec = obj.get("spec") or {}
         self._check_attrs(spec, "SelfSubjectAccessReview")
-        return self._review(obj, "SelfSubjectAccessReview", request["user"], _attrs_from_spec(spec))
+        return self._review(obj, "SelfSubjectAccessReview", request[USER], _attrs_from_spec(spec))
 
     async def _rules_review(self, request: web.Request) -> web.Response:
         obj = await self._body(request, "SelfSubjectRulesReview")
         spec = obj.get("spec") or {}
         ns = spec.get("namespace") or ""
         res_rules, nonres = [], []
-        for r in self.authz.rules_for(request["user"], ns):
+        for r in self.authz.rules_for(request[USER], ns):
             if r.get("nonResourceURLs"):
                 nonres.append({"verbs": list(r.get("verbs") or []), "nonResourceURLs": list(r["nonResourceURLs"])})
             if r.get("resources") or r.get("apiGroups"):
@@ -243,7 +246,7 @@ class Security:
         auds = list(spec.get("audiences") or []) or list(self.authn.audiences)
         bound = sa_tokens.Bound(ns, sa_name, sa["metadata"]["uid"])
         ref = spec.get("boundObjectRef")
-        user: User = request["user"]
+        user: User = request[USER]
         node = node_name_of(user)
         if ref:
             if ref.get("kind") != "Pod":
