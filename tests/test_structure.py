@@ -65,9 +65,13 @@ IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "
               "tempfile", "os", "pathlib", "io", "fcntl", "signal", "servicenet.client", "servicenet.store",
               "servicenet.common.netns", "servicenet.common.runner", "servicenet.common.hijack"}
 # a core that reads a data file shipped inside the package, once: module -> why
-READS_PACKAGE_DATA = {"servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once"}
+READS_PACKAGE_DATA = {
+    "servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once",
+    "servicenet.api.pb.types": "loads its bundled k8s.desc protobuf descriptors (generated, read-only) once",
+}
 
-OPTIONAL_DEPENDENCIES = {"uvloop"}  # may be imported inside a function, to stay optional
+# may be imported inside a function, to stay optional (prometheus_client: optional for the embeddable lb client)
+OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client"}
 
 # Known breaches being fixed elsewhere (issue 9, proxy part, branch h/proxy9). Remove entries as they land.
 PENDING_INNER_IMPORTS = {"servicenet/proxy/server.py", "servicenet/proxy/source.py",

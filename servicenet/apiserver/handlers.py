@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -15,10 +16,16 @@ from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
 from servicenet.api.selectors import label_selector_from_dict, selector_to_string
 from servicenet.api.views import meta as meta_of
-from servicenet.apiserver import kubelet_proxy
-from servicenet.apiserver.registry import Registry, WriteOptions, key_for, now_rfc3339, prefix_for
+from servicenet.apiserver import kubelet_proxy, negotiation
+from servicenet.apiserver.registry import (
+    UNCONDITIONAL_RETRIES,
+    Registry,
+    WriteOptions,
+    key_for,
+    now_rfc3339,
+    prefix_for,
+)
 from servicenet.apiserver.responses import (
-    JSON,
     TRUE,
     _obj,
     collector_paused,
@@ -31,7 +38,7 @@ from servicenet.apiserver.responses import (
 )
 from servicenet.apiserver.watchfilter import Selection
 from servicenet.apiserver.watchstream import serve_watch
-from servicenet.store import RevisionConflict, Store
+from servicenet.store import KeyNotFound, RevisionConflict, Store
 
 
 class Target:
@@ -56,6 +63,9 @@ def parse_target(group: str, version: str, rest: list[str]) -> Target | None:
             name = rest[3] if len(rest) > 3 else None
             sub = "/".join(rest[4:]) or None
             return Target(inner, ns, name, sub)
+        ns_info = by_plural(group, version, "namespaces")
+        if ns_info is None or rest[2] not in ns_info.subresources:
+            return None  # a kind this server does not serve (upstream: 404, "could not find the requested resource")
     info = by_plural(group, version, rest[0])
     if info is None:
         return None
@@ -71,20 +81,7 @@ class ResourceHandlers:
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        ctype = (request.content_type or JSON).lower()
-        if not raw:
-            raise errors.bad_request("the request body is empty")
-        try:
-            if "yaml" in ctype:
-                obj = yaml.safe_load(raw)
-            else:
-                obj = orjson.loads(raw)
-        except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"the object provided is unrecognized (must be of type JSON): {exc}") from None
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
-        return obj
+        return negotiation.decode_body(request, await negotiation.read_raw(request))
 
     def write_options(self, request: web.Request) -> WriteOptions:
         q = request.query
@@ -96,7 +93,7 @@ class ResourceHandlers:
         if any(d != "All" for d in dry):
             raise errors.bad_request(f"Invalid dry run parameter: {dry}")
         return WriteOptions(field_manager=q.get("fieldManager") or _manager_from_ua(request),
-                            field_validation=fv, dry_run=bool(dry))
+                            field_validation=fv, dry_run=bool(dry), warnings=negotiation.body_warnings(request))
 
     def check_unknown_fields(self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions) -> None:
         if opts.field_validation == "Ignore":
@@ -177,7 +174,7 @@ class ResourceHandlers:
         opts = self.write_options(request)
         self.check_unknown_fields(t.info, obj, opts)
         key = key_for(t.info, t.namespace, t.name)
-        if self.store.get(key) is None and subresource is None:
+        if self.store.latest(key) is None and subresource is None:
             # PUT on a missing object creates it for kinds that allow it (upstream AllowCreateOnUpdate);
             # our built-ins do not, except through apply.
             raise errors.not_found(t.info.plural, t.info.group, t.name)
@@ -187,7 +184,7 @@ class ResourceHandlers:
     async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
         ctype = (request.content_type or "").lower()
-        raw = await request.read()
+        raw = await negotiation.read_raw(request)
         opts = self.write_options(request)
         if ctype == "application/apply-patch+yaml":
             manager = request.query.get("fieldManager")
@@ -203,8 +200,10 @@ class ResourceHandlers:
                 raise errors.bad_request("the apply patch must be an object")
             self.check_kind(t.info, applied, t)
             self.check_unknown_fields(t.info, applied, opts)
-            for _ in range(5):
-                rec = self.store.get(key_for(t.info, t.namespace, t.name))
+            for attempt in range(UNCONDITIONAL_RETRIES):
+                if attempt:
+                    await asyncio.sleep(0)
+                rec = self.store.latest(key_for(t.info, t.namespace, t.name))
                 live = rec.obj() if rec is not None else None
                 merged = apply.server_side_apply(t.info, live, applied, manager, force, now_rfc3339())
                 if rec is None:
@@ -227,8 +226,10 @@ class ResourceHandlers:
         if ctype not in ("application/json-patch+json", "application/merge-patch+json",
                          "application/strategic-merge-patch+json"):
             raise errors.unsupported_media_type(ctype or "<none>")
-        for _ in range(5):
-            rec = self.registry.get_record(t.info, t.namespace, t.name)
+        for attempt in range(UNCONDITIONAL_RETRIES):
+            if attempt:
+                await asyncio.sleep(0)
+            rec = self.registry.get_latest(t.info, t.namespace, t.name)
             live = rec.obj()
             patched = patchmod.apply_patch(t.info, live, raw, ctype)
             if not isinstance(patched, dict):
@@ -250,13 +251,8 @@ class ResourceHandlers:
         raise errors.conflict(t.info.plural, t.info.group, t.name)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        opts: dict[str, Any] = {}
-        if raw:
-            try:
-                opts = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise errors.bad_request("the DeleteOptions body is not valid JSON") from None
+        raw = await negotiation.read_raw(request)
+        opts: dict[str, Any] = negotiation.delete_options(request, raw) if raw else {}
         q = request.query
         if "gracePeriodSeconds" in q:
             opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
@@ -375,7 +371,7 @@ class ResourceHandlers:
         m = request.method
         assert t.name is not None
         if sub not in info.subresources:
-            raise errors.not_found(f"{info.plural}/{sub}", info.group, t.name)
+            raise errors.unserved()
         if sub == "status":
             if m == "GET":
                 return record_response(self.registry.get_record(info, t.namespace, t.name))
@@ -409,33 +405,46 @@ class ResourceHandlers:
 
     async def scale(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
-        rec = self.registry.get_record(t.info, t.namespace, t.name)
-        obj = rec.obj()
         if request.method == "GET":
-            return json_response(self._scale_of(t.info, obj))
-        cur = self._scale_of(t.info, obj)
-        if request.method == "PUT":
-            body = await self.read_body(request)
-        elif request.method == "PATCH":
-            ctype = (request.content_type or "").lower()
-            raw = await request.read()
-            if ctype == "application/apply-patch+yaml":
+            return json_response(self._scale_of(t.info, self.registry.get_record(t.info, t.namespace, t.name).obj()))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+        raw = await request.read()
+        ctype = (request.content_type or "").lower()
+        for attempt in range(UNCONDITIONAL_RETRIES):
+            if attempt:
+                await asyncio.sleep(0)
+            rec = self.registry.get_latest(t.info, t.namespace, t.name)
+            obj = rec.obj()
+            cur = self._scale_of(t.info, obj)
+            if request.method == "PUT":
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise errors.bad_request("the object provided is unrecognized (must be of type JSON)") from None
+            elif ctype == "application/apply-patch+yaml":
                 body = {**cur, **(yaml.safe_load(raw) or {})}
             else:
                 body = patchmod.apply_patch(None, cur, raw, ctype)
-        else:
-            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
-        replicas = (body.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
-                "spec.replicas", replicas, "must be greater than or equal to 0")])
-        brv = meta_of(body).get("resourceVersion")
-        if request.method == "PUT" and brv and brv != str(rec.mod_revision):
-            raise errors.conflict(t.info.plural, t.info.group, t.name)
-        obj["spec"]["replicas"] = replicas
-        out = await self.registry.update(t.info, t.namespace, t.name, obj, self.write_options(request),
-                                         expected_rv=rec.mod_revision, old_rec=rec)
-        return json_response(self._scale_of(t.info, _obj(out)))
+            if not isinstance(body, dict):
+                raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
+            replicas = (body.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
+                    "spec.replicas", replicas, "must be greater than or equal to 0")])
+            brv = meta_of(body).get("resourceVersion") if request.method == "PUT" else None
+            if brv and brv != str(rec.mod_revision):
+                raise errors.conflict(t.info.plural, t.info.group, t.name)
+            obj["spec"]["replicas"] = replicas
+            try:
+                out = await self.registry.update(t.info, t.namespace, t.name, obj, self.write_options(request),
+                                                 expected_rv=rec.mod_revision, old_rec=rec)
+            except ApiStatusError as exc:
+                if not brv and exc.reason == "Conflict" and "modified" in exc.message:
+                    continue
+                raise
+            return json_response(self._scale_of(t.info, _obj(out)))
+        raise errors.conflict(t.info.plural, t.info.group, t.name)
 
     async def bind(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
@@ -443,8 +452,10 @@ class ResourceHandlers:
         node = ((body.get("target") or {}).get("name")) or ""
         if not node:
             raise errors.invalid_object("Binding", "", t.name, [errors.required("target.name")])
-        for _ in range(5):
-            rec = self.registry.get_record(t.info, t.namespace, t.name)
+        for attempt in range(UNCONDITIONAL_RETRIES):
+            if attempt:
+                await asyncio.sleep(0)
+            rec = self.registry.get_latest(t.info, t.namespace, t.name)
             pod = rec.obj()
             if (pod.get("spec") or {}).get("nodeName"):
                 raise errors.conflict("pods/binding", "", t.name, f"pod {t.name} is already assigned to node "
@@ -461,12 +472,14 @@ class ResourceHandlers:
                                       "code": 201}, 201)
             except RevisionConflict:
                 continue
+            except KeyNotFound:  # deleted while we bound it
+                raise errors.not_found(t.info.plural, t.info.group, t.name) from None
         raise errors.conflict("pods/binding", "", t.name)
 
     async def finalize(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
         body = await self.read_body(request)
-        rec = self.registry.get_record(t.info, t.namespace, t.name)
+        rec = self.registry.get_latest(t.info, t.namespace, t.name)
         obj = rec.obj()
         obj.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
         md = obj["metadata"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -49,13 +49,31 @@ async def node_proxy(registry: _Registry, store: Store, request: web.Request, in
     if not port:
         raise errors.ApiStatusError(503, "ServiceUnavailable", f"node {node_name} has no agent endpoint")
     container = request.query.get("container") or default_container(pod)
+    query = None
     if subresource == "log":
         path = f"/containerLogs/{namespace}/{name}/{container}"
     elif subresource == "portforward":
         path = f"/portForward/{namespace}/{name}"
+        query = portforward_query(request.query)
     else:
         path = f"/{subresource}/{namespace}/{name}/{container}"
-    return await proxy_to_node(request, f"http://127.0.0.1:{port}", path)
+    return await proxy_to_node(request, f"http://127.0.0.1:{port}", path, query)
+
+
+def portforward_query(q: Any) -> str:
+    """The API's ``ports`` parameter (repeated or comma-separated) becomes the node's ``port``s,
+    as upstream's pod registry builds the kubelet URL; other parameters pass through."""
+    out: list[tuple[str, str]] = []
+    for k, v in q.items():
+        if k == "ports":
+            for p in v.split(","):
+                p = p.strip()
+                if not p.isdigit() or not 0 < int(p) < 65536:
+                    raise errors.bad_request(f"invalid port {p!r}: ports must be integers within 1-65535")
+                out.append(("port", p))
+        else:
+            out.append((k, v))
+    return urlencode(out)
 
 
 def default_container(pod: dict[str, Any]) -> str:
@@ -72,23 +90,26 @@ def _is_upgrade(request: web.Request) -> bool:
             and "upgrade" in request.headers.get("Connection", "").lower())
 
 
-async def proxy_to_node(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+async def proxy_to_node(request: web.Request, node_url: str, path: str,
+                        query: str | None = None) -> web.StreamResponse:
+    """``query`` replaces the client's query string (the API server translates a few parameters)."""
+    qs = request.query_string if query is None else query
     url = node_url.rstrip("/") + path
-    if request.query_string:
-        url += "?" + request.query_string
+    if qs:
+        url += "?" + qs
     if _is_upgrade(request):
         return await _proxy_websocket(request, url)
     if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
-        return await _proxy_raw_upgrade(request, node_url, path)
+        return await _proxy_raw_upgrade(request, node_url, path, qs)
     return await _proxy_http(request, url)
 
 
-async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str, qs: str) -> web.StreamResponse:
     """A non-websocket upgrade (``SPDY/3.1``): repeat it to the node agent; on 101 splice the two
     connections byte for byte (the API server does not look inside)."""
     parts = urlsplit(node_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = path + ("?" + request.query_string if request.query_string else "")
+    target = path + ("?" + qs if qs else "")
     lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
              f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
     lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]
