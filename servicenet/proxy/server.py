@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,15 @@ from servicenet.common.component import bounded
 from servicenet.proxy import conntrack, model
 from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
 from servicenet.proxy.metrics import ProxyMetrics
+from servicenet.proxy.planner import (
+    NodeChanged,
+    RoutesAdded,
+    ServiceChanged,
+    SliceChanged,
+    SyncDone,
+    SyncFailed,
+    SyncPlanner,
+)
 from servicenet.proxy.render_iptables import IptablesConfig
 from servicenet.proxy.render_nftables import NftConfig
 from servicenet.proxy.source import TRIGGER_ANNOTATION, InformerSource, SnapshotSource, StaticSource
@@ -80,18 +90,15 @@ class ProxyServer:
         self.hc: ServiceHealthServers | None = None
         self.lb: Any = None
         self._routes: list[str] = []  # destinations we added a route for (removed on stop)
-        self._need_routes = False  # netns mode: routes still to add (the node's IP was not known yet)
         self._old_ratemask: int | None = None
         self._node_labels: dict[str, str] | None = None  # None until the Node is first seen
         self.zone = ""
         self.runner = SyncRunner(self._sync, config.min_sync_period, config.full_sync_period, config.sync_period)
-        self._need_full = True
-        self._last_full = 0.0
+        # what the next sync does (full or partial, which services, routes): see planner.py
+        self.planner = SyncPlanner(config.full_sync_period, kernel=config.mode != "userspace")
         self._pending_triggers: list[float] = []
         self._pending_svc = 0
         self._pending_eps = 0
-        # services touched since the last sync: only these are recomputed (the model is per service)
-        self._dirty: set[tuple[str, str]] = set()
         self._ports_by_svc: dict[tuple[str, str], set[model.ServicePortName]] = {}
         self._http: web.AppRunner | None = None
         self.health_url = ""
@@ -104,13 +111,12 @@ class ProxyServer:
         self.metrics.last_queued.set(now)
         md = obj.get("metadata") or {}
         if kind == "service":
-            self._dirty.add((md.get("namespace") or "", md.get("name") or ""))
+            self.planner.event(ServiceChanged(md.get("namespace") or "", md.get("name") or ""))
             self._pending_svc += 1
             self.metrics.service_changes_total.inc()
         elif kind == "slice":
             owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
-            if owner:
-                self._dirty.add((md.get("namespace") or "", owner))
+            self.planner.event(SliceChanged(md.get("namespace") or "", owner or ""))
             self._pending_eps += 1
             self.metrics.endpoint_changes_total.inc()
             trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
@@ -121,15 +127,14 @@ class ProxyServer:
                     pass
         elif kind == "node":
             self.health.node_eligible = node_eligible(obj)
-            if not self.node_ips and self._resolve_ips(obj):
-                # the Node (or its addresses) arrived after start: NodePorts (and routes) need them
-                self._need_full = True
-                self._need_routes = self.backend is not None and self.netns is not None
+            # the Node (or its addresses) arrived after start: NodePorts (and routes) need them
+            learned = not self.node_ips and self._resolve_ips(obj)
             labels = (obj.get("metadata") or {}).get("labels") or {}
-            if labels != self._node_labels:  # like upstream: only a label change forces a full sync
+            relabelled = labels != self._node_labels  # like upstream: only a label change forces a full sync
+            if relabelled:
                 self._node_labels = dict(labels)
                 self.zone = labels.get(model.ZONE_LABEL, "")
-                self._need_full = True
+            self.planner.event(NodeChanged(labels_changed=relabelled, addresses_learned=learned))
         self.metrics.service_changes_pending.set(self._pending_svc)
         self.metrics.endpoint_changes_pending.set(self._pending_eps)
         self.runner.request()
@@ -160,7 +165,6 @@ class ProxyServer:
         self.hc = ServiceHealthServers(self.node_ips, lambda: self.health.healthy(time.time()),
                                        self._socket_factory())
         if self.backend is not None and self.netns is not None:
-            self._need_routes = True
             await self._ensure_routes()
             await self._unthrottle_rejects()
         await self._start_http()
@@ -199,12 +203,12 @@ class ProxyServer:
         """Make the virtual ranges routable inside the node namespace (it has no default route), so
         locally generated traffic to ClusterIPs and LoadBalancer IPs reaches the NAT hooks."""
         if self.netns is None or self.backend is None:  # never the host's routing table
-            self._need_routes = False
+            self.planner.event(RoutesAdded())  # (nothing to add)
             return
         cidrs = [*self.config.service_cidrs, *([self.config.lb_pool] if self.config.lb_pool else [])]
         if not cidrs or not self.node_ips:
             return  # tried again once the Node's addresses are known
-        self._need_routes = False
+        self.planner.event(RoutesAdded())
         _, out, _ = await run_cmd(self.netns, ["ip", "-o", "addr", "show"], check=False)
         _, routes, _ = await run_cmd(self.netns, ["ip", "-o", "route", "show"], check=False)
         for argv in route_commands(out.decode(), routes.decode(), self.node_ips[0], cidrs):
@@ -302,7 +306,7 @@ class ProxyServer:
         self.runner.request()
 
     # -- the sync ---------------------------------------------------------------------------------
-    def _recompute(self, prev: model.DesiredState, dirty: set[tuple[str, str]]
+    def _recompute(self, prev: model.DesiredState, dirty: Iterable[tuple[str, str]]
                    ) -> tuple[model.DesiredState, set[model.ServicePortName]]:
         """The desired state with only the ``dirty`` services recomputed (pure given the source)."""
         services = dict(prev.services)
@@ -311,10 +315,10 @@ class ProxyServer:
             old_ports = self._ports_by_svc.pop(key, set())
             for n in old_ports:
                 services.pop(n, None)
-            svc = self.source.service(*key)  # type: ignore[attr-defined]
+            svc = self.source.service(*key)
             new: dict[model.ServicePortName, model.ServiceState] = {}
             if svc is not None:
-                new = dict(model.compute([svc], self.source.slices_for(*key),  # type: ignore[attr-defined]
+                new = dict(model.compute([svc], self.source.slices_for(*key),
                                          self.config.node_name, self.node_ips, zone=self.zone).services)
             services.update(new)
             if new:
@@ -329,50 +333,41 @@ class ProxyServer:
         now = time.time()
         triggers, self._pending_triggers = self._pending_triggers, []
         self._pending_svc = self._pending_eps = 0
-        full = self._need_full or time.monotonic() - self._last_full > self.config.full_sync_period
+        plan = self.planner.next(time.monotonic())
         prev = self.state
-        dirty, self._dirty = self._dirty, set()
-        incremental = prev is not None and not full and hasattr(self.source, "slices_for")
-        if incremental:
-            assert prev is not None
-            state, changed_ports = self._recompute(prev, dirty)
-        else:
-            state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
-                                  self.node_ips, zone=self.zone)
-            self._ports_by_svc = {}
-            for n in state.services:
-                self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
+        full = plan.full or prev is None  # (the planner makes the first sync full)
         try:
-            if self._need_routes:
+            if full:
+                state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
+                                      self.node_ips, zone=self.zone)
+                self._ports_by_svc = {}
+                for n in state.services:
+                    self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
+                changed = None
+            else:
+                assert prev is not None
+                state, changed = self._recompute(prev, plan.services)
+            if plan.routes:
                 await self._ensure_routes()
             if self.backend is not None:
-                if full or prev is None:
-                    changed = None
-                elif incremental:
-                    changed = changed_ports
-                else:
-                    changed = model.changed_services(prev, state)
-                if changed is not None and not changed:
-                    pass  # nothing to program
-                else:
+                if changed is None or changed:  # (a partial sync that changed no port programs nothing)
                     await self.backend.apply(state, changed)
             elif self.userspace is not None:
                 self.userspace.apply(state)
                 self.metrics.userspace_listeners.set(len(self.userspace.listeners))
                 self.metrics.userspace_connections.set(len(self.userspace.conns))
-        except Exception:
-            self._need_full = True
-            self._dirty |= dirty
+        except Exception as e:
+            self.planner.event(SyncFailed(plan))
             self._pending_triggers = triggers + self._pending_triggers
+            if isinstance(e, model.ModelError):
+                raise
             if self.config.mode == "iptables":
                 (self.metrics.iptables_restore_failures if full
                  else self.metrics.iptables_partial_restore_failures).inc()
             elif self.config.mode == "nftables":
                 self.metrics.nftables_sync_failures.inc()
             raise
-        if full:
-            self._need_full = False
-            self._last_full = time.monotonic()
+        self.planner.event(SyncDone(plan, time.monotonic()))
         self.state = state
         elapsed = time.perf_counter() - t0
         self.metrics.sync_duration.observe(elapsed)

@@ -17,6 +17,12 @@ class SnapshotSource(Protocol):
 
     def node(self) -> dict[str, Any] | None: ...
 
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def slices_for(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The EndpointSlices labelled with this service's name."""
+        ...
+
     def add_listener(self, fn: Listener) -> None: ...
 
     async def start(self) -> None: ...
@@ -25,7 +31,8 @@ class SnapshotSource(Protocol):
 
 
 class StaticSource:
-    """An in-memory snapshot; ``set()`` replaces it and notifies like an informer would."""
+    """An in-memory snapshot; ``set()`` replaces it and notifies like an informer would (for
+    every object added, changed or removed)."""
 
     def __init__(self, services: Iterable[dict[str, Any]] = (), slices: Iterable[dict[str, Any]] = (),
                  node: dict[str, Any] | None = None) -> None:
@@ -43,21 +50,25 @@ class StaticSource:
     def node(self) -> dict[str, Any] | None:
         return self._node
 
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return next((s for s in self._services if _key(s) == (namespace, name)), None)
+
+    def slices_for(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return [s for s in self._slices if _slice_owner(s) == [f"{namespace}/{name}"]]
+
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
 
     def set(self, services: Iterable[dict[str, Any]] | None = None,
             slices: Iterable[dict[str, Any]] | None = None) -> None:
         if services is not None:
-            self._services = list(services)
-            for s in self._services:
+            old, self._services = self._services, list(services)
+            for s in [*old, *self._services]:  # (removed ones too, like an informer's DELETED)
                 self._notify("service", s)
         if slices is not None:
-            self._slices = list(slices)
-            for s in self._slices:
+            old, self._slices = self._slices, list(slices)
+            for s in [*old, *self._slices]:
                 self._notify("slice", s)
-        if services is None and slices is None:
-            self._notify("service", {})
 
     def _notify(self, kind: str, obj: dict[str, Any]) -> None:
         for fn in self._listeners:
@@ -68,6 +79,11 @@ class StaticSource:
 
     async def stop(self) -> None:
         return None
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    md = obj.get("metadata") or {}
+    return md.get("namespace") or "", md.get("name") or ""
 
 
 def _slice_owner(es: dict[str, Any]) -> list[str]:

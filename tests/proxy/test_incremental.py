@@ -78,3 +78,17 @@ def test_incremental_equals_full_recompute() -> None:
         assert dict(state.services) == dict(full.services)
         assert changed == model.changed_services(prev, full)
         prev = state
+
+
+def test_static_source_is_indexed_and_reports_removals() -> None:
+    """StaticSource answers the per-service lookups a partial sync makes, and set() reports the
+    objects it removes (the proxy would otherwise never recompute a deleted service)."""
+    from servicenet.proxy.source import StaticSource
+
+    src = StaticSource([svc(1, 80), svc(2, 80)], [eps(1, ["10.244.0.3"], True), eps(2, ["10.244.0.4"], True)])
+    seen: list[tuple[str, str]] = []
+    src.add_listener(lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+    assert src.service("default", "s1") == svc(1, 80) and src.service("default", "s9") is None
+    assert src.slices_for("default", "s2") == [eps(2, ["10.244.0.4"], True)] and src.slices_for("x", "s2") == []
+    src.set(services=[svc(2, 80)], slices=[])
+    assert seen == [("service", "s1"), ("service", "s2"), ("service", "s2"), ("slice", "s1-x"), ("slice", "s2-x")]
