@@ -124,10 +124,6 @@ class ServiceState:
     def external(self) -> tuple[Endpoint, ...]:
         return self.local if self.port.external_policy_local else self.cluster
 
-    @property
-    def local_ready_count(self) -> int:
-        return sum(1 for e in self.endpoints if e.is_local and e.ready)
-
 
 @dataclass(frozen=True, slots=True)
 class DesiredState:

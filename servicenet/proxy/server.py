@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import signal
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -19,10 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from servicenet.client import ApiClient
 from servicenet.common import log
 from servicenet.common.component import bounded
+from servicenet.common.health import HealthServer
+from servicenet.common.netns import socket_in_netns
 from servicenet.proxy import conntrack, model
 from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
+from servicenet.proxy.lb_allocator import LBAllocator
 from servicenet.proxy.metrics import ProxyMetrics
 from servicenet.proxy.planner import (
     NodeChanged,
@@ -37,6 +43,7 @@ from servicenet.proxy.render_iptables import IptablesConfig
 from servicenet.proxy.render_nftables import NftConfig
 from servicenet.proxy.source import TRIGGER_ANNOTATION, InformerSource, SnapshotSource, StaticSource
 from servicenet.proxy.sync import Backend, IptablesBackend, NftablesBackend, SyncRunner, delete_flows, run_cmd
+from servicenet.proxy.userspace import UserspaceProxy
 
 _log = log.get("proxy")
 NETNS_ANNOTATION = "servicenet.dev/netns"
@@ -153,8 +160,6 @@ class ProxyServer:
                 f"{cfg.mode} mode needs the node's network namespace (--netns, or the Node annotation "
                 f"{NETNS_ANNOTATION}); servicenet never programs the host's own namespace")
         if cfg.mode == "userspace":
-            from servicenet.proxy.userspace import UserspaceProxy
-
             self.userspace = UserspaceProxy(mode=cfg.userspace_balance, copy=cfg.userspace_copy,
                                             udp_idle_timeout=cfg.udp_idle_timeout)
         elif cfg.mode == "iptables":
@@ -169,8 +174,6 @@ class ProxyServer:
             await self._unthrottle_rejects()
         await self._start_http()
         if cfg.lb_pool and self.client is not None and isinstance(self.source, InformerSource):
-            from servicenet.proxy.lb_allocator import LBAllocator
-
             self.lb = LBAllocator(self.client, self.source.svc_inf, cfg.lb_pool)
             self.lb.start()
         self.runner.start()
@@ -238,15 +241,10 @@ class ProxyServer:
     def _socket_factory(self) -> Any:
         if self.netns is None:
             return None
-        import socket as _s
-
-        from servicenet.common.netns import socket_in_netns
         ns = self.netns
-        return lambda addr: socket_in_netns(ns, _s.AF_INET, _s.SOCK_STREAM, bind=addr)
+        return lambda addr: socket_in_netns(ns, socket.AF_INET, socket.SOCK_STREAM, bind=addr)
 
     async def _start_http(self) -> None:
-        from servicenet.common.health import HealthServer
-
         hs = HealthServer(self.config.health_host, self.config.health_port, registry=self.metrics.registry)
         hs.add_ready_check("synced", lambda: (self.synced.is_set(), "first sync pending"))
         app = web.Application()
@@ -301,9 +299,6 @@ class ProxyServer:
         if self.userspace is not None:
             out["listeners"] = str(len(self.userspace.listeners))
         return out
-
-    def request_sync(self) -> None:
-        self.runner.request()
 
     # -- the sync ---------------------------------------------------------------------------------
     def _recompute(self, prev: model.DesiredState, dirty: Iterable[tuple[str, str]]
@@ -473,10 +468,6 @@ def main(argv: list[str]) -> int:
                       lb_pool=args.lb_pool)
 
     async def run() -> None:
-        import signal
-
-        from servicenet.client import ApiClient
-
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         proxy = ProxyServer(cfg, client=client)
         stop = asyncio.Event()

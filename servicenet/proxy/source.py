@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from servicenet.client import InformerFactory
+
 Listener = Callable[[str, dict[str, Any]], None]  # (kind, object) -> None; kind "service"|"slice"|"node"
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
@@ -96,8 +98,6 @@ class InformerSource:
     """Services, EndpointSlices and this Node through the shared client's informers."""
 
     def __init__(self, client: Any, node_name: str, factory: Any = None) -> None:
-        from servicenet.client import InformerFactory
-
         self.factory = factory or InformerFactory(client)
         self._own_factory = factory is None
         self.node_name = node_name

@@ -7,6 +7,7 @@ from typing import Any
 
 from servicenet.proxy import model
 from servicenet.proxy.server import ProxyConfig, ProxyServer
+from servicenet.proxy.source import StaticSource
 
 
 class IndexedSource:
@@ -83,8 +84,6 @@ def test_incremental_equals_full_recompute() -> None:
 def test_static_source_is_indexed_and_reports_removals() -> None:
     """StaticSource answers the per-service lookups a partial sync makes, and set() reports the
     objects it removes (the proxy would otherwise never recompute a deleted service)."""
-    from servicenet.proxy.source import StaticSource
-
     src = StaticSource([svc(1, 80), svc(2, 80)], [eps(1, ["10.244.0.3"], True), eps(2, ["10.244.0.4"], True)])
     seen: list[tuple[str, str]] = []
     src.add_listener(lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))

@@ -45,6 +45,7 @@ from servicenet.proxy.nft_commands import (
     render,
 )
 from servicenet.proxy.nft_socket import NetlinkError, NetlinkSession
+from servicenet.proxy.sync import NftablesBackend
 
 from . import helpers as h
 
@@ -311,7 +312,6 @@ def _big_world(n: int):
 
 @pytest.mark.root
 async def test_cold_start_in_pieces_equals_one_nft_transaction(two_netns: tuple[str, str]) -> None:
-    from servicenet.proxy.sync import NftablesBackend
     a, b = two_netns
     world = _big_world(23)
     text = NftablesBackend(a, CFG, netlink=False)
@@ -344,7 +344,6 @@ async def test_cold_start_in_pieces_equals_one_nft_transaction(two_netns: tuple[
 async def test_rules_left_to_nft_still_give_one_consistent_table(two_netns: tuple[str, str]) -> None:
     """LoadBalancer source ranges (an anonymous interval set) are not netlink-encoded: the
     netlink backend then writes those transactions with nft -f, with the same result."""
-    from servicenet.proxy.sync import NftablesBackend
     a, b = two_netns
     fw = h.service("ns1", "fw", "172.30.2.1", [h.port(80, "http", node_port=30500)], type_="LoadBalancer",
                    lb_ips=["5.6.7.9"], source_ranges=["203.0.113.0/25", "198.51.100.0/24"])

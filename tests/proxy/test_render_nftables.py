@@ -6,7 +6,7 @@ import pytest
 
 from servicenet.proxy import nft_skeleton
 from servicenet.proxy import render_nftables as nft
-from servicenet.proxy.model import compute
+from servicenet.proxy.model import changed_services, compute
 from servicenet.proxy.nft_commands import DnatMap, PortKey, Target, Verdict, render
 
 from . import helpers as h
@@ -313,7 +313,6 @@ def test_partial_transaction_matches_whole_ruleset_diff() -> None:
     blocks, cache = nft.Blocks(), {}
     rs1 = nft.build(st1, CFG, cache, blocks)
     prog = nft.Programmed.of(st1, CFG, cache)
-    from servicenet.proxy.model import changed_services
     changed = changed_services(st1, st2)
     cmds, prog2 = nft.partial_transaction(prog, st2, changed, CFG, blocks)
     tx = render(cmds)
