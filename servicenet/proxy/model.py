@@ -1,8 +1,9 @@
 """Pure core of the service proxy: Services + EndpointSlices -> desired proxy state.
 
-No I/O here. The input is a snapshot of Kubernetes JSON dicts; the output is a
-:class:`DesiredState` holding, per service port, the endpoint sets that survive the
-upstream selection pipeline:
+No I/O here. The input is a snapshot of Kubernetes JSON dicts, read through the shared views
+(:mod:`servicenet.api.views`: the ``clusterIPs`` fallback, "ready when unset"); the output is a
+:class:`DesiredState` holding, per service port, the endpoint sets that survive the upstream
+selection pipeline:
 
 1. only slices labelled ``kubernetes.io/service-name`` of the right address family;
 2. "cluster" endpoints: ready (and topology-eligible) endpoints, or, when there are none,
@@ -18,10 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-DEFAULT_AFFINITY_TIMEOUT = 10800
-
+from servicenet.api.views import EndpointSliceView, ServiceView
 
 _LOWER = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}  # (the renderers ask for this ~10^5 times a sync)
 
@@ -148,43 +146,28 @@ def _family(ip: str) -> int:
 
 def parse_service(svc: Mapping[str, Any], family: int = 4) -> list[ServicePort]:
     """The proxyable ports of a Service dict (none for headless / ExternalName)."""
-    meta = svc.get("metadata") or {}
-    spec = svc.get("spec") or {}
-    if spec.get("type") == "ExternalName":
+    v = ServiceView.parse(svc)
+    if v.type == "ExternalName":
         return []
-    ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP") or ""]) if ip]
-    cluster_ip = next((ip for ip in ips if ip != "None" and _family(ip) == family), "")
+    cluster_ip = next((ip for ip in v.cluster_ips if ip != "None" and _family(ip) == family), "")
     if not cluster_ip:
         return []
-    ns, name = meta.get("namespace") or "default", meta.get("name") or ""
-    affinity: int | None = None
-    if spec.get("sessionAffinity") == "ClientIP":
-        cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-        affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-    svc_type = spec.get("type") or "ClusterIP"
-    ext_ips = tuple(ip for ip in spec.get("externalIPs") or () if _family(ip) == family)
+    ext_ips = tuple(ip for ip in v.external_ips if _family(ip) == family)
     lb_ips: tuple[str, ...] = ()
-    if svc_type == "LoadBalancer":
-        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        lb_ips = tuple(i["ip"] for i in ingress
-                       if i.get("ip") and i.get("ipMode") != "Proxy" and _family(i["ip"]) == family)
-    ext_local = spec.get("externalTrafficPolicy") == "Local"
-    int_local = spec.get("internalTrafficPolicy") == "Local"
+    if v.type == "LoadBalancer":
+        lb_ips = tuple(ip for ip, mode in v.lb_ingress if mode != "Proxy" and _family(ip) == family)
+    node_ports = v.type in ("NodePort", "LoadBalancer")
     out = []
-    for p in spec.get("ports") or []:
-        try:
-            port = int(p["port"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"service {ns}/{name}: bad port {p!r}") from exc
-        spn = ServicePortName(ns, name, p.get("name") or "", (p.get("protocol") or "TCP").upper())
-        node_port = int(p.get("nodePort") or 0) if svc_type in ("NodePort", "LoadBalancer") else 0
+    for p in v.ports:
+        if p.port is None:
+            raise ModelError(f"service {v.namespace}/{v.name}: bad port {p.name or '(unnamed)'}")
         sp = ServicePort(
-            name=spn, cluster_ip=cluster_ip, port=port, node_port=node_port, external_ips=ext_ips,
-            lb_ips=lb_ips, lb_source_ranges=tuple(spec.get("loadBalancerSourceRanges") or ()),
-            affinity_timeout=affinity, internal_policy_local=int_local,
-            external_policy_local=False, health_check_node_port=0)
-        if ext_local and sp.externally_accessible:
-            hcnp = int(spec.get("healthCheckNodePort") or 0) if svc_type == "LoadBalancer" else 0
+            name=ServicePortName(v.namespace, v.name, p.name, p.protocol), cluster_ip=cluster_ip, port=p.port,
+            node_port=p.node_port if node_ports else 0, external_ips=ext_ips, lb_ips=lb_ips,
+            lb_source_ranges=v.lb_source_ranges, affinity_timeout=v.affinity_timeout,
+            internal_policy_local=v.internal_policy_local, external_policy_local=False, health_check_node_port=0)
+        if v.external_policy_local and sp.externally_accessible:
+            hcnp = v.health_check_node_port if v.type == "LoadBalancer" else 0
             sp = replace(sp, external_policy_local=True, health_check_node_port=hcnp)
         out.append(sp)
     return out
@@ -196,30 +179,19 @@ def parse_slice(es: Mapping[str, Any], node_name: str,
 
     Slices without the service-name label or of another address family give no endpoints.
     """
-    meta = es.get("metadata") or {}
-    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    key = (meta.get("namespace") or "default", svc or "")
-    want = "IPv4" if family == 4 else "IPv6"
-    if not svc or es.get("addressType", want) != want:
+    v = EndpointSliceView.parse(es)
+    key = (v.namespace, v.service)
+    if not v.service or v.address_type not in ("", "IPv4" if family == 4 else "IPv6"):  # (unset: taken as ours)
         return key, []
+    ports = [(p.name, p.protocol, p.port) for p in v.ports if p.port is not None]
     out: list[tuple[str, str, int, Endpoint]] = []
-    for ep in es.get("endpoints") or []:
-        cond = ep.get("conditions") or {}
-        ready = cond.get("ready") is not False  # unset means ready
-        serving = cond.get("serving") if cond.get("serving") is not None else ready
-        terminating = bool(cond.get("terminating"))
-        hints = ep.get("hints") or {}
-        node = ep.get("nodeName") or ""
-        for addr in (ep.get("addresses") or [])[:1]:  # upstream uses the first address
-            for p in es.get("ports") or []:
-                if p.get("port") is None:
-                    continue
-                e = Endpoint(ip=addr, port=int(p["port"]), ready=ready, serving=bool(serving),
-                             terminating=terminating, is_local=bool(node) and node == node_name,
-                             node_name=node,
-                             zone_hints=tuple(z["name"] for z in hints.get("forZones") or ()),
-                             node_hints=tuple(n["name"] for n in hints.get("forNodes") or ()))
-                out.append((p.get("name") or "", (p.get("protocol") or "TCP").upper(), int(p["port"]), e))
+    for ep in v.endpoints:
+        for addr in ep.addresses[:1]:  # upstream uses the first address
+            for name, proto, port in ports:
+                e = Endpoint(ip=addr, port=port, ready=ep.ready, serving=ep.serving, terminating=ep.terminating,
+                             is_local=bool(ep.node_name) and ep.node_name == node_name, node_name=ep.node_name,
+                             zone_hints=ep.zone_hints, node_hints=ep.node_hints)
+                out.append((name, proto, port, e))
     return key, out
 
 

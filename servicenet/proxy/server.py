@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import NodeView, annotations_of, labels_of, name_of, ns_of
 from servicenet.client import ApiClient
 from servicenet.common import log
 from servicenet.common.component import bounded
@@ -41,13 +43,14 @@ from servicenet.proxy.planner import (
 )
 from servicenet.proxy.render_iptables import IptablesConfig
 from servicenet.proxy.render_nftables import NftConfig
-from servicenet.proxy.source import TRIGGER_ANNOTATION, InformerSource, SnapshotSource, StaticSource
+from servicenet.proxy.source import InformerSource, SnapshotSource, StaticSource, slice_owner
 from servicenet.proxy.sync import Backend, IptablesBackend, NftablesBackend, SyncRunner, delete_flows, run_cmd
 from servicenet.proxy.userspace import UserspaceProxy
 
 _log = log.get("proxy")
-NETNS_ANNOTATION = "servicenet.dev/netns"
+NETNS_ANNOTATION = wk.NETNS_ANNOTATION
 MODES = ("userspace", "iptables", "nftables")
+LB_POOLS = {"netns": "10.255.255.0/24", "loopback": "127.98.0.0/24"}  # LoadBalancer IPs, per address plan
 UNREACH_BIT = 1 << 3  # ICMP type 3 (destination unreachable) in net.ipv4.icmp_ratemask
 
 
@@ -116,17 +119,15 @@ class ProxyServer:
         now = time.time()
         self.health.queued(now)
         self.metrics.last_queued.set(now)
-        md = obj.get("metadata") or {}
         if kind == "service":
-            self.planner.event(ServiceChanged(md.get("namespace") or "", md.get("name") or ""))
+            self.planner.event(ServiceChanged(ns_of(obj), name_of(obj)))
             self._pending_svc += 1
             self.metrics.service_changes_total.inc()
         elif kind == "slice":
-            owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
-            self.planner.event(SliceChanged(md.get("namespace") or "", owner or ""))
+            self.planner.event(SliceChanged(ns_of(obj), slice_owner(obj)))
             self._pending_eps += 1
             self.metrics.endpoint_changes_total.inc()
-            trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
+            trig = annotations_of(obj).get(wk.TRIGGER_TIME_ANNOTATION)
             if trig:
                 try:
                     self._pending_triggers.append(datetime.fromisoformat(trig.replace("Z", "+00:00")).timestamp())
@@ -136,11 +137,11 @@ class ProxyServer:
             self.health.node_eligible = node_eligible(obj)
             # the Node (or its addresses) arrived after start: NodePorts (and routes) need them
             learned = not self.node_ips and self._resolve_ips(obj)
-            labels = (obj.get("metadata") or {}).get("labels") or {}
+            labels = labels_of(obj)
             relabelled = labels != self._node_labels  # like upstream: only a label change forces a full sync
             if relabelled:
                 self._node_labels = dict(labels)
-                self.zone = labels.get(model.ZONE_LABEL, "")
+                self.zone = labels.get(wk.ZONE_LABEL, "")
             self.planner.event(NodeChanged(labels_changed=relabelled, addresses_learned=learned))
         self.metrics.service_changes_pending.set(self._pending_svc)
         self.metrics.endpoint_changes_pending.set(self._pending_eps)
@@ -184,20 +185,18 @@ class ProxyServer:
             _log.warning("first sync did not finish within 30s")
 
     def _resolve_node(self, node: dict[str, Any] | None) -> None:
-        meta = (node or {}).get("metadata") or {}
         if self.netns is None and self.config.mode != "userspace":
-            self.netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION)
+            self.netns = annotations_of(node).get(NETNS_ANNOTATION)
         if not self.node_ips:
             self._resolve_ips(node)
         if not self.node_ips and self.config.mode == "userspace":
             self.node_ips = ("127.0.0.1",)
-        self._node_labels = dict(meta.get("labels") or {})
-        self.zone = self._node_labels.get(model.ZONE_LABEL, "")
+        self._node_labels = dict(labels_of(node))
+        self.zone = self._node_labels.get(wk.ZONE_LABEL, "")
 
     def _resolve_ips(self, node: dict[str, Any] | None) -> bool:
         """Take the node addresses from the Node's InternalIPs; whether there were any."""
-        addrs = ((node or {}).get("status") or {}).get("addresses") or []
-        self.node_ips = tuple(a["address"] for a in addrs if a.get("type") == "InternalIP")
+        self.node_ips = NodeView.parse(node).addresses_of("InternalIP") if node else ()
         if self.node_ips and self.hc is not None:
             self.hc.addresses = self.node_ips
         return bool(self.node_ips)
@@ -427,13 +426,11 @@ def build_for_up(*, client: Any, args: Any, network: str, api: Any = None) -> Pr
     mode = getattr(args, "proxy_mode", "auto")
     if mode in (None, "auto"):
         mode = "nftables" if network == "netns" else "userspace"
-    loop_mode = network != "netns"
+    kind = "netns" if network == "netns" else "loopback"  # (the virtual mode proxies on loopback too)
+    plan = wk.address_plan(kind)
     cfg = ProxyConfig(
-        mode=mode, node_name=getattr(args, "node_name", "node-1"),
-        cluster_cidr="127.64.0.0/16" if loop_mode else "10.244.0.0/16",
-        service_cidrs=tuple(getattr(args, "service_cidr", None) or
-                            (["127.96.0.0/16"] if loop_mode else ["10.96.0.0/12"])),
-        lb_pool="127.98.0.0/24" if loop_mode else "10.255.255.0/24")
+        mode=mode, node_name=getattr(args, "node_name", "node-1"), cluster_cidr=plan.cluster_cidr,
+        service_cidrs=tuple(getattr(args, "service_cidr", None) or plan.service_cidrs), lb_pool=LB_POOLS[kind])
     return ProxyServer(cfg, client=client)
 
 

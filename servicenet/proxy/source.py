@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import labels_of, name_of, ns_of
 from servicenet.client import InformerFactory
 
 Listener = Callable[[str, dict[str, Any]], None]  # (kind, object) -> None; kind "service"|"slice"|"node"
-TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 class SnapshotSource(Protocol):
@@ -84,14 +85,17 @@ class StaticSource:
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
-    md = obj.get("metadata") or {}
-    return md.get("namespace") or "", md.get("name") or ""
+    return ns_of(obj), name_of(obj)
+
+
+def slice_owner(es: dict[str, Any]) -> str:
+    """The name of the Service an EndpointSlice belongs to ("" if unlabelled)."""
+    return labels_of(es).get(wk.SERVICE_NAME_LABEL) or ""
 
 
 def _slice_owner(es: dict[str, Any]) -> list[str]:
-    md = es.get("metadata") or {}
-    owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
-    return [f"{md.get('namespace') or ''}/{owner}"] if owner else []
+    owner = slice_owner(es)
+    return [f"{ns_of(es)}/{owner}"] if owner else []
 
 
 class InformerSource:

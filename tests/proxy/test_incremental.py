@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from servicenet.api import wellknown as wk
 from servicenet.proxy import model
 from servicenet.proxy.server import ProxyConfig, ProxyServer
 from servicenet.proxy.source import StaticSource
@@ -32,7 +33,7 @@ class IndexedSource:
 
     def slices_for(self, ns: str, name: str) -> list[dict[str, Any]]:
         return [s for s in self.eps.values() if s["metadata"]["namespace"] == ns
-                and s["metadata"]["labels"]["kubernetes.io/service-name"] == name]
+                and s["metadata"]["labels"][wk.SERVICE_NAME_LABEL] == name]
 
 
 def svc(i: int, port: int) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def svc(i: int, port: int) -> dict[str, Any]:
 
 def eps(i: int, ips: list[str], ready: bool) -> dict[str, Any]:
     return {"metadata": {"namespace": "default", "name": f"s{i}-x",
-                         "labels": {"kubernetes.io/service-name": f"s{i}"}},
+                         "labels": {wk.SERVICE_NAME_LABEL: f"s{i}"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}, "nodeName": "n1"} for ip in ips]}
 

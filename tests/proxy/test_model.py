@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from servicenet.api import wellknown as wk
 from servicenet.proxy.balancer import Balancer
 from servicenet.proxy.conntrack import FlowFilter, stale_udp_flows
 from servicenet.proxy.model import Endpoint, ServicePortName, changed_services, compute, parse_service
@@ -36,7 +37,7 @@ def test_headless_externalname_and_unlabelled_slices_are_ignored() -> None:
 def test_endpoints_merge_across_slices_sorted_by_address_string() -> None:
     st = compute([h.service("ns1", "svc1", "172.30.0.41", P80)],
                  [_es(["10.0.0.2"]), {**_es(["10.0.0.10", "10.0.0.2"]), "metadata": {
-                     "namespace": "ns1", "name": "b", "labels": {"kubernetes.io/service-name": "svc1"}}}], "node1")
+                     "namespace": "ns1", "name": "b", "labels": {wk.SERVICE_NAME_LABEL: "svc1"}}}], "node1")
     assert [e.addr for e in st.services[SPN].cluster] == ["10.0.0.10:80", "10.0.0.2:80"]
 
 
