@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from servicenet.api.views import EndpointSliceView, ServiceView
+from servicenet.api.views import EndpointSliceView, ServiceView, name_of, ns_of
 
 _LOWER = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}  # (the renderers ask for this ~10^5 times a sync)
 
@@ -228,24 +228,75 @@ def categorize(sp: ServicePort, endpoints: Iterable[Endpoint], node_name: str = 
     return ServiceState(port=sp, endpoints=eps, cluster=tuple(cluster), local=tuple(local), has_any=has_any)
 
 
+SliceParse = tuple[tuple[str, str], list[tuple[str, str, int, Endpoint]]]
+
+
+class ParseCache:
+    """Parsed Services and EndpointSlices, reused while the same objects come back.
+
+    An informer replaces an object's dict whenever the object changes, so while the same dict
+    comes back, its parse still holds. One entry per object name (a new dict for the name
+    replaces the entry); a full :func:`compute` drops the entries of objects it did not see.
+    Memoisation only: :func:`compute` returns the same with or without a cache.
+    """
+
+    def __init__(self, node_name: str, family: int = 4) -> None:
+        self.node_name, self.family = node_name, family
+        self.services: dict[tuple[str, str], tuple[Mapping[str, Any], list[ServicePort]]] = {}
+        self.slices: dict[tuple[str, str], tuple[Mapping[str, Any], SliceParse]] = {}
+
+    def service(self, obj: Mapping[str, Any]) -> list[ServicePort]:
+        k = (ns_of(obj), name_of(obj))
+        hit = self.services.get(k)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        out = parse_service(obj, self.family)
+        self.services[k] = (obj, out)
+        return out
+
+    def slice(self, obj: Mapping[str, Any]) -> SliceParse:
+        k = (ns_of(obj), name_of(obj))
+        hit = self.slices.get(k)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        out = parse_slice(obj, self.node_name, self.family)
+        self.slices[k] = (obj, out)
+        return out
+
+    def keep_only(self, services: set[tuple[str, str]], slices: set[tuple[str, str]]) -> None:
+        self.services = {k: v for k, v in self.services.items() if k in services}
+        self.slices = {k: v for k, v in self.slices.items() if k in slices}
+
+
 def compute(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
             node_name: str, node_ips: Iterable[str] = (), *, zone: str = "",
-            family: int = 4) -> DesiredState:
-    """The desired proxy state for this node from a snapshot of Services and EndpointSlices."""
+            family: int = 4, cache: ParseCache | None = None, full: bool = True) -> DesiredState:
+    """The desired proxy state for this node from a snapshot of Services and EndpointSlices.
+
+    With ``cache``, objects seen before are not parsed again; ``full`` says the snapshot is
+    complete (the cache then forgets what it did not hold)."""
+    if cache is not None and (cache.node_name, cache.family) != (node_name, family):
+        raise ValueError("the parse cache is for another node or address family")
+    p_slice = cache.slice if cache is not None else lambda es: parse_slice(es, node_name, family)
+    p_service = cache.service if cache is not None else lambda svc: parse_service(svc, family)
     by_svc: dict[tuple[str, str], dict[tuple[str, str], dict[str, Endpoint]]] = {}
+    slices = list(slices)
     for es in slices:
-        key, eps = parse_slice(es, node_name, family)
+        key, eps = p_slice(es)
         if not eps:
             continue
         ports = by_svc.setdefault(key, {})
         for pname, proto, _port, ep in eps:
             ports.setdefault((pname, proto), {}).setdefault(ep.addr, ep)
     out: dict[ServicePortName, ServiceState] = {}
+    services = list(services)
     for svc in services:
-        for sp in parse_service(svc, family):
+        for sp in p_service(svc):
             n = sp.name
             eps = by_svc.get((n.namespace, n.name), {}).get((n.port, n.protocol), {})
             out[n] = categorize(sp, eps.values(), node_name, zone)
+    if cache is not None and full:
+        cache.keep_only({(ns_of(s), name_of(s)) for s in services}, {(ns_of(s), name_of(s)) for s in slices})
     return DesiredState(node_name=node_name, node_ips=tuple(node_ips), services=out)
 
 

@@ -106,6 +106,7 @@ class ProxyServer:
         self.runner = SyncRunner(self._sync, config.min_sync_period, config.full_sync_period, config.sync_period)
         # what the next sync does (full or partial, which services, routes): see planner.py
         self.planner = SyncPlanner(config.full_sync_period, kernel=config.mode != "userspace")
+        self._parsed = model.ParseCache(config.node_name)  # objects parsed by earlier syncs
         self._pending_triggers: list[float] = []
         self._pending_svc = 0
         self._pending_eps = 0
@@ -312,8 +313,8 @@ class ProxyServer:
             svc = self.source.service(*key)
             new: dict[model.ServicePortName, model.ServiceState] = {}
             if svc is not None:
-                new = dict(model.compute([svc], self.source.slices_for(*key),
-                                         self.config.node_name, self.node_ips, zone=self.zone).services)
+                new = dict(model.compute([svc], self.source.slices_for(*key), self.config.node_name, self.node_ips,
+                                         zone=self.zone, cache=self._parsed, full=False).services)
             services.update(new)
             if new:
                 self._ports_by_svc[key] = set(new)
@@ -333,7 +334,7 @@ class ProxyServer:
         try:
             if full:
                 state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
-                                      self.node_ips, zone=self.zone)
+                                      self.node_ips, zone=self.zone, cache=self._parsed)
                 self._ports_by_svc = {}
                 for n in state.services:
                     self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
