@@ -189,9 +189,13 @@ class Registry:
         try:
             from servicenet.api import apply
 
-            out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
-                                              now=now_rfc3339(), kind=info.kind)
-            mf = (out.get("metadata") or {}).get("managedFields")
+            if old is None and operation == "Update":  # a create: everything is the creator's
+                mf = apply.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                                                 kind=info.kind)
+            else:
+                out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
+                                                  now=now_rfc3339(), kind=info.kind)
+                mf = (out.get("metadata") or {}).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
