@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -321,6 +322,8 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+        trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
         served_rev = 0
@@ -334,7 +337,9 @@ class ResourceHandlers:
                     revision = served_rev
                 for r in recs:
                     cursor = r.key
-                    if selecting or table:
+                    if cached_rows:  # rendered from the row cache: no decoding here
+                        trecs.append(r)
+                    elif selecting or table:
                         o = view_obj(r)
                         if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
                             continue
@@ -356,6 +361,10 @@ class ResourceHandlers:
                 meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
                 if not selecting:
                     meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
+            if cached_rows:
+                return json_response(self.server.table_rows.table(
+                    info.kind, trecs, now=dt.datetime.now(dt.UTC), resource_version=meta["resourceVersion"],
+                    continue_token=meta.get("continue")))
             if table:
                 resp = json_response(self.server.table(info, objs, request, meta["resourceVersion"],
                                                        meta.get("continue")))

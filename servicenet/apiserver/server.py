@@ -24,6 +24,7 @@ from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, Target, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.services import ServiceRegistry
+from servicenet.apiserver.table_rows import TableRows
 from servicenet.client.kubeconfig import render as render_kubeconfig
 from servicenet.common import log
 from servicenet.common.health import HealthServer
@@ -69,6 +70,7 @@ class ApiServer:
         self._m_children: dict[tuple[Any, ...], Any] = {}
         self.started = 0.0
         self.port = config.port
+        self.table_rows = TableRows()
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @property
