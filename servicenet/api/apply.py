@@ -62,7 +62,18 @@ _STRIPPED_LENS: tuple[int, ...] = tuple(sorted({len(s) for s in _STRIPPED}))
 _PE_ORDER: dict[str, int] = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
+_PLAIN = (str, int, bool)
+
+
 def _dumps(v: Any) -> str:
+    # orjson writes exactly what json.dumps does here for strings, booleans and 64-bit integers
+    # (the usual list keys: names, ports, protocols); anything else takes the json module's path
+    t = type(v)
+    if t is dict:
+        if all(type(x) in _PLAIN and (type(x) is not int or -(2**63) <= x < 2**64) for x in v.values()):
+            return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+    elif t is str:
+        return orjson.dumps(v).decode()
     return json.dumps(v, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 

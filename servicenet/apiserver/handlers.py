@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 from typing import Any
 
 import orjson
@@ -36,9 +37,10 @@ from servicenet.apiserver.responses import (
     view_obj,
     wants_table,
 )
+from servicenet.apiserver.table_rows import TableRows
 from servicenet.apiserver.watchfilter import Selection
 from servicenet.apiserver.watchstream import serve_watch
-from servicenet.store import KeyNotFound, RevisionConflict, Store
+from servicenet.store import KeyNotFound, Record, RevisionConflict, Store
 
 
 class Target:
@@ -78,6 +80,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
+        self.table_rows = TableRows()  # Table rows kept between LISTs by (key, revision)
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -319,6 +322,8 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+        trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
         served_rev = 0
@@ -332,7 +337,9 @@ class ResourceHandlers:
                     revision = served_rev
                 for r in recs:
                     cursor = r.key
-                    if selecting or table:
+                    if cached_rows:  # rendered from the row cache: no decoding here
+                        trecs.append(r)
+                    elif selecting or table:
                         o = view_obj(r)
                         if selecting and not sel.matches(o):
                             continue
@@ -352,6 +359,10 @@ class ResourceHandlers:
                 meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
                 if not selecting:
                     meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
+            if cached_rows:
+                return json_response(self.table_rows.table(
+                    info.kind, trecs, now=dt.datetime.now(dt.UTC), resource_version=meta["resourceVersion"],
+                    continue_token=meta.get("continue")))
             if table:
                 resp = json_response(render_table(info, objs, request, meta["resourceVersion"], meta.get("continue")))
                 objs.clear()  # free the decoded objects before the collector runs again
