@@ -45,6 +45,9 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("networking.k8s.io", "v1", "IngressClass", "V1IngressClass"),
     ("autoscaling", "v1", "Scale", "V1Scale"),
     ("policy", "v1", "Eviction", "V1Eviction"),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "V1CustomResourceDefinition"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "V1ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "V1ValidatingAdmissionPolicyBinding"),
 ]
 LISTS: dict[str, str] = {  # client class of each kind's List
     "V1Namespace": "V1NamespaceList", "V1Pod": "V1PodList", "V1Service": "V1ServiceList",
@@ -54,6 +57,9 @@ LISTS: dict[str, str] = {  # client class of each kind's List
     "V1ReplicaSet": "V1ReplicaSetList", "V1StatefulSet": "V1StatefulSetList",
     "V1ControllerRevision": "V1ControllerRevisionList", "V1Ingress": "V1IngressList",
     "V1IngressClass": "V1IngressClassList",
+    "V1CustomResourceDefinition": "V1CustomResourceDefinitionList",
+    "V1ValidatingAdmissionPolicy": "V1ValidatingAdmissionPolicyList",
+    "V1ValidatingAdmissionPolicyBinding": "V1ValidatingAdmissionPolicyBindingList",
 }
 META_PKG = "io.k8s.apimachinery.pkg.apis.meta.v1"
 META = {
@@ -66,6 +72,8 @@ GROUP_PKG = {
     "": "io.k8s.api.core.v1", "apps": "io.k8s.api.apps.v1", "discovery.k8s.io": "io.k8s.api.discovery.v1",
     "networking.k8s.io": "io.k8s.api.networking.v1", "autoscaling": "io.k8s.api.autoscaling.v1",
     "policy": "io.k8s.api.policy.v1",
+    "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
 }
 _PREFIX = re.compile(r"^[A-Z][a-z]*V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])|^V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])")
 _MODEL_RE = re.compile(r"^(?:[A-Z][a-z]*)?V\d\w*$")
@@ -162,7 +170,7 @@ def build(descriptions: bool) -> dict[str, Any]:
 
     def fix(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (names.get(v, v) if k == "$ref" else fix(v)) for k, v in node.items()}
+            return {k: (names.get(v, v) if k == "$ref" and isinstance(v, str) else fix(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [fix(x) for x in node]
         return node

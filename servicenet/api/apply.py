@@ -77,6 +77,20 @@ def _elem_key(spec: ListSpec, elem: Any) -> str | None:
     return "k:" + _dumps(key) if key else None
 
 
+def register_kind(kind: str, lists: Mapping[tuple[str, ...], ListSpec], atomic: frozenset[tuple[str, ...]]) -> None:
+    """Merge a custom kind by its schema's list types and atomic maps (CRDs; built-in kinds are kept)."""
+    from servicenet.api import smp
+
+    if kind in smp.LIST_SCHEMA and kind not in _REGISTERED:
+        return
+    _REGISTERED.add(kind)
+    smp.LIST_SCHEMA[kind] = {**smp._META, **lists}
+    _ATOMIC_MAPS[kind] = atomic
+
+
+_REGISTERED: set[str] = set()
+
+
 def _is_atomic_map(kind: str, names: tuple[str, ...]) -> bool:
     return names in _ATOMIC_MAPS.get(kind, _NO_PATHS)
 

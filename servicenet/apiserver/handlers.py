@@ -534,7 +534,9 @@ class ResourceHandlers:
             if m == "PATCH":
                 return await self.patch(request, t, subresource="status")
         elif sub == "scale":
-            return await self.scale(request, t)
+            crds = self.server.crds
+            custom = await crds.scale(request, info, t.namespace, t.name, self.read_body) if crds else None
+            return custom if custom is not None else await self.scale(request, t)
         elif sub == "binding" and m == "POST":
             return await self.bind(request, t)
         elif sub == "finalize" and m == "PUT":

@@ -20,6 +20,7 @@ from servicenet.api import errors, resources
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.apiserver import certs
+from servicenet.apiserver.crds import CrdManager
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, Target, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -54,6 +55,7 @@ class ApiServer:
         self.registry: Registry | None = None  # type: ignore[assignment]
         self.services = ServiceRegistry(config.service_cidrs, config.node_port_range)
         self.gc: GarbageCollector | None = None
+        self.crds: CrdManager | None = None
         self.creds: certs.Credentials | None = None
         self._runner: web.AppRunner | None = None
         self._tokens: dict[str, str] = {}
@@ -101,6 +103,9 @@ class ApiServer:
         recs, _, _ = self.store.list("/registry/core/services/")
         self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
+        self.crds = CrdManager(self)
+        self.registry.admission = self.crds.admission
+        await self.crds.start()
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
         self.handlers = ResourceHandlers(self)
@@ -137,6 +142,8 @@ class ApiServer:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if self.crds is not None:
+            await self.crds.stop()
         if self.gc is not None:
             await self.gc.stop()
         if self._runner is not None:
@@ -277,8 +284,13 @@ class ApiServer:
 
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
-                return json_response(openapi.v3_index())
-            doc = openapi.v3_document("/".join(parts[2:]))
+                idx = openapi.v3_index()
+                return json_response(self.crds.openapi_index(idx) if self.crds is not None else idx)
+            gv = parts[2:]
+            own = None
+            if self.crds is not None and len(gv) == 3 and gv[0] == "apis":
+                own = self.crds.openapi_document(gv[1], gv[2])
+            doc = own if own is not None else openapi.v3_document("/".join(parts[2:]))
             if doc is None:
                 raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
@@ -290,6 +302,10 @@ class ApiServer:
               continue_token: str | None = None) -> dict[str, Any]:
         from servicenet.api import tables
 
+        if self.crds is not None:
+            custom = self.crds.table(info, objs, request, rv, continue_token)
+            if custom is not None:
+                return custom
         include = request.query.get("includeObject") or "Metadata"
         return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
                                resource_version=rv, continue_token=continue_token)
