@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from servicenet.api import apply, errors, resources
@@ -28,7 +29,7 @@ from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.apiserver.registry import WriteOptions, now_rfc3339, prefix_for
 from servicenet.common import log
-from servicenet.store import WatchClosed
+from servicenet.store import Record, WatchClosed
 
 if TYPE_CHECKING:
     from servicenet.apiserver.server import ApiServer
@@ -137,6 +138,21 @@ class CrdManager:
 
     def version(self, info: ResourceInfo) -> CrdVersion | None:
         return self.versions.get(info.gvr)
+
+    def convert(self, info: ResourceInfo, rec: Any) -> Any:
+        """``rec`` (a Record or a dict) as the requested version shows it: the ``None`` conversion
+        strategy rewrites ``apiVersion`` only. Single-version CRDs and built-ins pass through."""
+        cv = self.versions.get(info.gvr)
+        if cv is None or not cv.multi_version:
+            return rec
+        want = info.api_version
+        if isinstance(rec, dict):
+            return {**rec, "apiVersion": want} if rec.get("apiVersion") != want else rec
+        obj = orjson.loads(rec.value)
+        if obj.get("apiVersion") == want:
+            return rec
+        obj["apiVersion"] = want
+        return Record(rec.key, orjson.dumps(obj), rec.create_revision, rec.mod_revision)
 
     # -- controller ----------------------------------------------------------------------------------
     async def _reconcile(self, key: str) -> None:
@@ -380,9 +396,12 @@ class Admission:
             opts.warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
         sch.default(obj, cv.schema)
         errs = sch.validate(obj, cv.schema)
-        errs += celrules.validate(obj, old, cv.schema)
+        skipped = sch.blocking(errs)
+        errs += [skipped] if skipped is not None else celrules.validate(obj, old, cv.schema)
         if errs:
             raise errors.invalid_object(info.kind, info.group, name, errs)
+        if cv.storage_version:
+            obj["apiVersion"] = f"{info.group}/{cv.storage_version}"  # stored at the storage version
         if cv.deprecated:
             opts.warnings.append(cv.deprecation_warning or
                                  f"{info.group}/{info.version} {info.kind} is deprecated")

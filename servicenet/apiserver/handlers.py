@@ -110,6 +110,11 @@ class ResourceHandlers:
                 "strict decoding error: " + ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown))
         opts.warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
 
+    def out(self, info: ResourceInfo, rec: Any) -> Any:
+        """A record as the requested version shows it (custom resources served at several versions)."""
+        crds = self.server.crds
+        return crds.convert(info, rec) if crds is not None else rec
+
     @staticmethod
     def warning_headers(opts: WriteOptions) -> dict[str, str]:
         if not opts.warnings:
@@ -152,7 +157,7 @@ class ResourceHandlers:
             rec = self.registry.get_record(t.info, t.namespace, t.name)
             if wants_table(request):
                 return json_response(self.server.table(t.info, [rec.obj()], request, str(rec.mod_revision)))
-            return record_response(rec)
+            return record_response(self.out(t.info, rec))
         if m == "PUT":
             return await self.update(request, t)
         if m == "PATCH":
@@ -168,7 +173,7 @@ class ResourceHandlers:
         opts = self.write_options(request)
         self.check_unknown_fields(t.info, obj, opts)
         rec = await self.registry.create(t.info, t.namespace, obj, opts)
-        return record_response(rec, 201, self.warning_headers(opts))
+        return record_response(self.out(t.info, rec), 201, self.warning_headers(opts))
 
     async def update(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
@@ -182,7 +187,7 @@ class ResourceHandlers:
             # our built-ins do not, except through apply.
             raise errors.not_found(t.info.plural, t.info.group, t.name)
         rec = await self.registry.update(t.info, t.namespace, t.name, obj, opts, subresource=subresource)
-        return record_response(rec, 200, self.warning_headers(opts))
+        return record_response(self.out(t.info, rec), 200, self.warning_headers(opts))
 
     async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
@@ -215,12 +220,12 @@ class ResourceHandlers:
                     merged.setdefault("metadata", {})["name"] = t.name
                     created = await self.registry.create(t.info, t.namespace, merged,
                                                          WriteOptions(None, opts.field_validation, opts.dry_run))
-                    return record_response(created, 201, self.warning_headers(opts))
+                    return record_response(self.out(t.info, created), 201, self.warning_headers(opts))
                 try:
                     out = await self.registry.update(
                         t.info, t.namespace, t.name, merged, WriteOptions(None, opts.field_validation, opts.dry_run),
                         subresource=subresource, expected_rv=rec.mod_revision, old_rec=rec)
-                    return record_response(out, 200, self.warning_headers(opts))
+                    return record_response(self.out(t.info, out), 200, self.warning_headers(opts))
                 except ApiStatusError as exc:
                     if exc.reason == "Conflict" and "modified" in exc.message:
                         continue
@@ -244,7 +249,7 @@ class ResourceHandlers:
             try:
                 out = await self.registry.update(t.info, t.namespace, t.name, patched, opts,
                                                  subresource=subresource, expected_rv=expected, old_rec=rec)
-                return record_response(out, 200, self.warning_headers(opts))
+                return record_response(self.out(t.info, out), 200, self.warning_headers(opts))
             except ApiStatusError as exc:
                 if exc.reason == "Conflict" and not prv and "modified" in exc.message:
                     continue
@@ -321,6 +326,7 @@ class ResourceHandlers:
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         info = t.info
+        conv = self.server.crds.versions.get(info.gvr) if self.server.crds is not None else None
         lsel, fsel = self.selectors(request, info)
         limit = int(q["limit"]) if q.get("limit", "").isdigit() and int(q["limit"]) > 0 else None
         start_after: str | None = None
@@ -359,7 +365,7 @@ class ResourceHandlers:
                             continue
                         if table:
                             objs.append(o)
-                    items.append(r.value)
+                    items.append(r.value if conv is None else self.out(info, r).value)
                     last_key = r.key
                     if limit is not None and len(items) >= limit:
                         break
@@ -426,7 +432,7 @@ class ResourceHandlers:
                     tbl["columnDefinitions"] = None
                 first_table[0] = False
                 return orjson.dumps({"type": etype, "object": tbl}) + b"\n"
-            return b'{"type":"' + etype.encode() + b'","object":' + rec.value + b"}\n"
+            return b'{"type":"' + etype.encode() + b'","object":' + self.out(info, rec).value + b"}\n"
 
         def match(o: dict[str, Any]) -> bool:
             if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
@@ -528,7 +534,7 @@ class ResourceHandlers:
             raise errors.not_found(f"{info.plural}/{sub}", info.group, t.name)
         if sub == "status":
             if m == "GET":
-                return record_response(self.registry.get_record(info, t.namespace, t.name))
+                return record_response(self.out(info, self.registry.get_record(info, t.namespace, t.name)))
             if m == "PUT":
                 return await self.update(request, t, subresource="status")
             if m == "PATCH":

@@ -298,18 +298,17 @@ def _validate(v: Any, s: Schema, path: str, out: list[FieldError]) -> None:
             return
         t = s.get("type")
         if t:
-            out.append(errors.invalid(disp, None, f"{disp} in body must be of type {t}: \"null\""))
+            out.append(_type_invalid(disp, "null", f"{disp} in body must be of type {t}: \"null\""))
         return
     if s.get(INT_OR_STRING):
         if not (_is_int(v) or isinstance(v, str)):
-            out.append(errors.invalid(disp, _type_name(v),
-                                      f"{disp} in body must be of type integer,string: {_render_data(v)}"))
+            out.append(_type_invalid(disp, _type_name(v),
+                                     f"{disp} in body must be of type integer,string: {_render_data(v)}"))
             return
     else:
         t = s.get("type")
         if t and not _type_ok(t, v):
-            out.append(errors.invalid(disp, _type_name(v),
-                                      f"{disp} in body must be of type {t}: {_render_data(v)}"))
+            out.append(_type_invalid(disp, _type_name(v), f"{disp} in body must be of type {t}: {_render_data(v)}"))
             return
     before = len(out)
     if isinstance(v, str):
@@ -324,6 +323,22 @@ def _validate(v: Any, s: Schema, path: str, out: list[FieldError]) -> None:
         out.append(errors.not_supported(disp, v, [e if isinstance(e, str) else _render_data(e) for e in s["enum"]]))
     if len(out) == before:
         _validate_junctors(v, s, path, out)
+
+
+def _type_invalid(path: str, value: Any, detail: str) -> FieldError:
+    return FieldError("TypeInvalid", path, detail, value, True)
+
+
+#: error kinds after which CEL rules are not run (the object's shape is not what the rules expect)
+BLOCKING = frozenset({"NotSupported", "Required", "TooLong", "TooMany", "TypeInvalid"})
+
+
+def blocking(errs: list[FieldError]) -> FieldError | None:
+    """Upstream's note that CEL rules were skipped, when ``errs`` holds a blocking error."""
+    if any(e.kind in BLOCKING for e in errs):
+        return errors.invalid("<nil>", "null", "some validation rules were not checked because the object was "
+                              "invalid; correct the existing errors to complete validation")
+    return None
 
 
 def _validate_string(v: str, s: Schema, disp: str, out: list[FieldError]) -> None:

@@ -277,6 +277,7 @@ class CrdVersion:
     selectable_fields: tuple[str, ...] = ()
     deprecated: bool = False
     deprecation_warning: str = ""
+    multi_version: bool = False  # objects may be stored at another version: reads rewrite apiVersion
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -328,7 +329,9 @@ def served_versions(crd: dict[str, Any]) -> list[CrdVersion]:
                               storage_version=storage, crd_name=(crd.get("metadata") or {}).get("name", ""),
                               selectable_fields=tuple(f.get("jsonPath", "") for f in v.get("selectableFields") or ()),
                               deprecated=bool(v.get("deprecated")),
-                              deprecation_warning=v.get("deprecationWarning") or ""))
+                              deprecation_warning=v.get("deprecationWarning") or "",
+                              multi_version=len(spec.get("versions") or []) > 1
+                              or (crd.get("status") or {}).get("storedVersions", [v["name"]]) != [v["name"]]))
     return out
 
 
