@@ -419,6 +419,15 @@ class Admission:
                               obj=obj, old=old, dry_run=opts.dry_run)
         self.judge(a, opts)
 
+    def validating_delete(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> None:
+        if not self.mgr.bindings:
+            return
+        md = obj.get("metadata") or {}
+        self.judge(policy.Attributes(operation="DELETE", group=info.group, version=info.version,
+                                     resource=info.plural, subresource="", kind=info.kind,
+                                     namespace=md.get("namespace") or "", name=md.get("name") or "", obj=None,
+                                     old=obj, dry_run=dry_run), None)
+
     def judge(self, a: policy.Attributes, opts: WriteOptions | None) -> None:
         mgr = self.mgr
         for b in list(mgr.bindings.values()):

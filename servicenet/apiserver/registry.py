@@ -331,6 +331,8 @@ class Registry:
                     info.plural, info.group, name,
                     f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                     f"ResourceVersion in object meta: {md.get('resourceVersion')}")
+            if self.admission is not None and _attempt == 0:
+                self.admission.validating_delete(info, obj, dry_run)
             policy = options.get("propagationPolicy")
             if policy is None and options.get("orphanDependents") is not None:
                 policy = "Orphan" if options["orphanDependents"] else "Background"
