@@ -254,6 +254,11 @@ class ApiServer:
                                                               resources.group_versions() if g])})
         if parts[0] == "openapi":
             return self._openapi(request, parts)
+        if parts[0] in ("api", "apis") and len(parts) == 1 and \
+                "as=APIGroupDiscoveryList" in request.headers.get("Accept", "") and \
+                "application/json;g=apidiscovery.k8s.io;v=v2;" in request.headers.get("Accept", "").replace(" ", ""):
+            return web.Response(body=orjson.dumps(resources.aggregated_discovery(core=parts[0] == "api")),
+                                headers={"Content-Type": resources.AGGREGATED_CONTENT_TYPE, "Vary": "Accept"})
         if parts[0] == "api":
             if len(parts) == 1:
                 return json_response(resources.api_versions(f"{self.config.host}:{self.port}"))

@@ -116,6 +116,16 @@ async def test_crd_lifecycle_discovery_and_printer_columns(api: RunningApi) -> N
     assert by_name["crontabs/scale"]["group"] == "autoscaling" and by_name["crontabs/status"]["kind"] == "CronTab"
     _, out, _ = await api.kubectl("get", "--raw", "/apis")
     assert "stable.example.com" in out
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+    async with api.client.session.get(api.url + "/apis", headers={"Accept": accept}) as resp:
+        assert resp.headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        agg = json.loads(await resp.read())
+    grp = next(g for g in agg["items"] if g["metadata"].get("name") == "stable.example.com")
+    assert [v["version"] for v in grp["versions"]] == ["v1", "v1beta1"]
+    res = grp["versions"][0]["resources"][0]
+    assert (res["resource"], res["scope"], res["shortNames"], res["categories"]) == \
+        ("crontabs", "Namespaced", ["ct"], ["all"])
+    assert {s["subresource"] for s in res["subresources"]} == {"status", "scale"}
     _, out, _ = await api.kubectl("api-resources", "--api-group=stable.example.com")
     assert re.search(r"^crontabs\s+ct\s+stable\.example\.com/v1\s+true\s+CronTab$", out, re.M), out
 
