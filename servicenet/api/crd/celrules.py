@@ -183,6 +183,7 @@ _RESERVED = frozenset("true false null in as break const continue else for funct
 _IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
+@lru_cache(maxsize=8192)
 def escape_name(name: str) -> str | None:
     """The CEL-visible name of a property (``x-y`` → ``x__dash__y``); None when not accessible."""
     if name in _RESERVED:
@@ -195,9 +196,10 @@ def escape_name(name: str) -> str | None:
             .replace("/", "__slash__"))
 
 
-def view(v: Any, s: sch.Schema, root: bool = False) -> Any:
+def view(v: Any, s: sch.Schema, root: bool = False, only: frozenset[str] | None = None) -> Any:
     """``v`` as CEL sees it: escaped property names; at the root (and embedded resources) only
-    apiVersion, kind, metadata.name/generateName of the metadata; unknown preserved data hidden."""
+    apiVersion, kind, metadata.name/generateName of the metadata; unknown preserved data hidden.
+    ``only``: the (escaped) top-level fields to include (the rules read no others)."""
     if isinstance(v, dict):
         ps = sch.props(s)
         ap = sch.addl(s)
@@ -206,6 +208,8 @@ def view(v: Any, s: sch.Schema, root: bool = False) -> Any:
             return {k: view(x, ap) for k, x in v.items()}
         top = root or bool(s.get(sch.EMBEDDED))
         for k, x in v.items():
+            if only is not None and escape_name(k) not in only:
+                continue
             if top and k in ("apiVersion", "kind"):
                 out[k] = x
             elif top and k == "metadata":
@@ -264,13 +268,51 @@ def _message_expression(rule: dict[str, Any], variables: dict[str, Any]) -> str 
     return out
 
 
+_SELF_REF = re.compile(r"\b(self|oldSelf)\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)(\s*\()?)?")
+
+
+@lru_cache(maxsize=4096)
+def referenced_fields(source: str) -> frozenset[str] | None:
+    """The fields of ``self``/``oldSelf`` an expression reads (``self.a``, ``has(self.b)``), or None
+    when it uses the value whole (``self == oldSelf``, ``self.all(...)``, ``self['k']``)."""
+    out: set[str] = set()
+    for m in _SELF_REF.finditer(source):
+        if m.group(3) is None or m.group(4) is not None:
+            return None
+        out.add(m.group(3))
+    return frozenset(out)
+
+
+class _Env:
+    """One set of variables shared by the rules of a node: values are converted into CEL once
+    (the conversion, not the evaluation, is what costs)."""
+
+    __slots__ = ("variables", "needs", "ctx")
+
+    def __init__(self, variables: dict[str, Any]) -> None:
+        self.variables = variables
+        self.needs: set[str] = set()
+        self.ctx: Any = None
+
+    def run(self, c: Compiled) -> Any:
+        if self.ctx is None:
+            self.ctx = cel.Context()
+            for f in self.needs:
+                self.ctx.add_function(f, FUNCTIONS[f])
+            for k, v in self.variables.items():
+                self.ctx.add_variable(k, v)
+        if not self.needs.issuperset(c.needs):
+            return c.run(self.variables)
+        return c.program.execute(self.ctx)
+
+
 def run_rules(v: Any, s: sch.Schema, path: str, old: Any, has_old: bool, out: list[FieldError],
               root: bool = False) -> None:
     rules = s.get(sch.VALIDATIONS)
     if not rules:
         return
-    cur = view(v, s, root)
-    prev = view(old, s, root) if has_old else None
+    unchanged: bool | None = None
+    todo: list[tuple[dict[str, Any], Compiled, str]] = []  # (rule, program, "plain" | "old" | "optional")
     for rule in rules:
         if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str):
             continue
@@ -279,24 +321,51 @@ def run_rules(v: Any, s: sch.Schema, path: str, old: Any, has_old: bool, out: li
         except CelCompileError as exc:
             out.append(_error(rule, path, s, f"compilation failed: {exc}"))
             continue
-        variables: dict[str, Any] = {"self": cur}
         if "oldSelf" in c.variables:
             if rule.get("optionalOldSelf"):
-                variables["oldSelf"] = cel.OptionalValue.of(prev) if has_old else cel.OptionalValue.none()
-            elif not has_old:
-                continue  # a transition rule runs only when there is an old value
-            else:
+                todo.append((rule, c, "optional"))
+            elif has_old:
+                todo.append((rule, c, "old"))
+            continue  # a transition rule runs only when there is an old value
+        if has_old:
+            if unchanged is None:
+                unchanged = old == v
+            if unchanged:
+                continue  # ratcheting: an unchanged value is not re-judged
+        todo.append((rule, c, "plain"))
+    if not todo:
+        return
+    only: frozenset[str] | None = frozenset()
+    if isinstance(v, dict) and sch.props(s):
+        for rule, c, _ in todo:
+            for src in (c.source, rule.get("messageExpression")):
+                f = referenced_fields(src) if isinstance(src, str) and src else frozenset()
+                only = None if f is None or only is None else only | f
+    else:
+        only = None
+    cur = view(v, s, root, only)
+    prev = view(old, s, root, only) if has_old and any(k != "plain" for _, _, k in todo) else None
+    envs: dict[str, _Env] = {}
+    for _, c, kind in todo:
+        env = envs.get(kind)
+        if env is None:
+            variables: dict[str, Any] = {"self": cur}
+            if kind == "old":
                 variables["oldSelf"] = prev
-        elif has_old and old == v:
-            continue  # ratcheting: an unchanged value is not re-judged
+            elif kind == "optional":
+                variables["oldSelf"] = cel.OptionalValue.of(prev) if has_old else cel.OptionalValue.none()
+            env = envs[kind] = _Env(variables)
+        env.needs.update(c.needs)
+    for rule, c, kind in todo:
+        env = envs[kind]
         try:
-            ok = c.run(variables)
+            ok = env.run(c)
         except Exception as exc:  # evaluation errors fail the rule, as upstream
             out.append(_error(rule, path, s, f"{rule_message(rule)}: {_eval_error(exc)}"
                               if rule.get("message") else f"{_eval_error(exc)}"))
             continue
         if ok is not True:
-            msg = _message_expression(rule, variables) or rule_message(rule)
+            msg = _message_expression(rule, env.variables) or rule_message(rule)
             out.append(_error(rule, path, s, msg))
 
 
@@ -314,10 +383,31 @@ def validate(obj: Any, old: Any, root_schema: sch.Schema) -> list[FieldError]:
     return out
 
 
+_TRANSITIONS: dict[int, tuple[sch.Schema, bool]] = {}
+
+
+def has_transition_rules(s: sch.Schema) -> bool:
+    """Whether any rule at or below ``s`` reads ``oldSelf`` (cached by schema identity)."""
+    hit = _TRANSITIONS.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    found = any(isinstance(r, dict) and isinstance(r.get("rule"), str) and is_transition(r["rule"])
+                for r in s.get(sch.VALIDATIONS) or [])
+    if not found:
+        kids = [*sch.props(s).values(), sch.addl(s), sch.items(s)]
+        found = any(isinstance(k, dict) and has_transition_rules(k) for k in kids)
+    if len(_TRANSITIONS) > 100_000:
+        _TRANSITIONS.clear()
+    _TRANSITIONS[id(s)] = (s, found)
+    return found
+
+
 def _walk(v: Any, s: sch.Schema, path: str, old: Any, has_old: bool, out: list[FieldError],
           root: bool = False) -> None:
     if v is None:
         return
+    if has_old and not root and old == v and not has_transition_rules(s):
+        return  # ratcheting: an unchanged value is not judged again
     if isinstance(v, dict):
         ps = sch.props(s)
         ap = sch.addl(s)
