@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from servicenet.api import apply, errors, resources
+from servicenet.api import apply, errors, resources, selectors
 from servicenet.api.crd import celrules, merge, policy, present, structural
 from servicenet.api.crd import schema as sch
 from servicenet.api.crd.structural import CrdVersion
@@ -131,6 +131,11 @@ class CrdManager:
             if storage and (storage.get("schema") or {}).get("openAPIV3Schema"):
                 root = storage["schema"]["openAPIV3Schema"]
                 apply.register_kind(str(acc.get("kind", "")), merge.list_specs(root), merge.atomic_maps(root))
+        for cv in versions.values():
+            if cv.selectable_fields:
+                paths = cv.selectable_fields
+                selectors.register_kind_fields(cv.info.kind, frozenset(p.lstrip(".") for p in paths),
+                                               lambda o, paths=paths: present.selectable_values(paths, o))
         self.versions = versions
         resources.set_dynamic([cv.info for cv in versions.values()],
                               {g: tuple(structural.sort_versions(vs)) for g, vs in sorted(groups.items())})

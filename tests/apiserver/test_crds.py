@@ -73,7 +73,8 @@ def crontab_crd(schema: dict[str, Any] | None = None) -> dict[str, Any]:
                      {"name": "v1beta1", "served": True, "storage": False, "schema": {"openAPIV3Schema": s},
                       "subresources": subs, "additionalPrinterColumns": cols},
                      {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": s},
-                      "subresources": subs, "additionalPrinterColumns": cols},
+                      "subresources": subs, "additionalPrinterColumns": cols,
+                      "selectableFields": [{"jsonPath": ".spec.mode"}]},
                  ]},
     }
 
@@ -137,6 +138,12 @@ async def test_crd_lifecycle_discovery_and_printer_columns(api: RunningApi) -> N
     assert re.split(r"\s{2,}", out.splitlines()[0].strip()) == ["NAME", "SPEC", "REPLICAS", "IMAGE", "AGE"]
     _, out, _ = await api.kubectl("get", "all")
     assert "crontab.stable.example.com/a" in out, out
+    await api.client.create(CT_AV, "crontabs", "default", ct("b", mode="Fast"))
+    fast = await api.client.list(CT_AV, "crontabs", "default", field_selector="spec.mode=Fast")
+    assert [o["metadata"]["name"] for o in fast["items"]] == ["b"]
+    with pytest.raises(ApiError) as ei:
+        await api.client.list(CT_AV, "crontabs", "default", field_selector="spec.image=img")
+    assert ei.value.status == 400 and "field label not supported: spec.image" in ei.value.message
     _, out, _ = await api.kubectl("explain", "crontab.spec.ports")
     assert "FIELD: ports <[]Object>" in out, out
 

@@ -87,6 +87,25 @@ def find(obj: Any, steps: list[tuple[str, Any]]) -> list[Any]:
     return cur
 
 
+def selectable_values(paths: tuple[str, ...], obj: Any) -> dict[str, str]:
+    """``selectableFields`` of one object as field-selector labels (``spec.color`` → its value)."""
+    out: dict[str, str] = {}
+    for p in paths:
+        try:
+            found = find(obj, compile_path(p))
+        except JsonPathError:
+            continue
+        v = found[0] if found else None
+        label = p.lstrip(".")
+        if isinstance(v, bool):
+            out[label] = "true" if v else "false"
+        elif isinstance(v, int | float | str):
+            out[label] = str(v)
+        else:
+            out[label] = ""
+    return out
+
+
 # ---------------------------------------------------------------- tables
 
 
