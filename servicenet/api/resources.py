@@ -150,13 +150,22 @@ _DYN_GROUPS: dict[str, tuple[str, ...]] = {}  # group -> served versions, prefer
 
 def set_dynamic(infos: list[ResourceInfo], group_versions_: dict[str, tuple[str, ...]]) -> None:
     """Serve ``infos`` (from CRDs) beside the built-ins; ``group_versions_`` orders each group's versions."""
-    global _DYN, _DYN_BY_KIND, _DYN_BY_NAME, _DYN_GROUPS
+    global _DYN, _DYN_BY_KIND, _DYN_BY_NAME, _DYN_GROUPS, _DYN_GENERATION
     by_name_: dict[str, ResourceInfo] = {}
     for r in infos:
         for n in (r.plural, r.singular, *r.short_names):
             by_name_.setdefault(n, r)
     _DYN, _DYN_BY_KIND = {r.gvr: r for r in infos}, {(r.api_version, r.kind): r for r in infos}
     _DYN_BY_NAME, _DYN_GROUPS = by_name_, {g: v for g, v in group_versions_.items() if g not in GROUP_ORDER}
+    _DYN_GENERATION += 1
+
+
+_DYN_GENERATION = 0
+
+
+def dynamic_generation() -> int:
+    """Changes whenever the set of custom resources does."""
+    return _DYN_GENERATION
 
 
 def all_resources() -> tuple[ResourceInfo, ...]:

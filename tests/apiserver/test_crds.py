@@ -381,3 +381,27 @@ async def test_fuzzed_custom_objects_get_4xx_never_500(api: RunningApi) -> None:
     for o in (await api.client.list(CT_AV, "crontabs", "default"))["items"]:
         if "spec" in o:  # a null spec is pruned; any spec present was defaulted and is valid
             assert isinstance(o["spec"]["replicas"], int) and o["spec"]["mode"] in ("Fast", "Slow"), o
+
+
+async def test_namespace_deletion_and_owner_gc_reach_custom_objects(api: RunningApi) -> None:
+    await install(api)
+    await api.client.create("v1", "namespaces", None, {"metadata": {"name": "tmp"}})
+    await api.client.create(CT_AV, "crontabs", "tmp", ct("in-ns"))
+    owner = await api.client.create("v1", "configmaps", "default", {"metadata": {"name": "owner"}})
+    owned = ct("owned")
+    owned["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                                             "uid": owner["metadata"]["uid"]}]
+    await api.client.create(CT_AV, "crontabs", "default", owned)
+    await api.client.delete("v1", "namespaces", None, "tmp")
+    await api.client.delete("v1", "configmaps", "default", "owner")
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        left = [k.key for k in api.server.store.list("/registry/stable.example.com/crontabs/")[0]]
+        if not left:
+            break
+        assert asyncio.get_running_loop().time() < deadline, left
+        await asyncio.sleep(0.05)
+    deadline = asyncio.get_running_loop().time() + 15
+    while api.server.store.get("/registry/core/namespaces/tmp") is not None:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
