@@ -13,23 +13,21 @@ All decisions are made by the pure modules in :mod:`servicenet.api.crd`.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web
 
-from servicenet.api import apply, errors, resources, selectors
-from servicenet.api.crd import celrules, merge, policy, present, structural
+from servicenet.api import apply, errors, fieldselectors, resources
+from servicenet.api.crd import celrules, merge, policy, present, served, structural
 from servicenet.api.crd import schema as sch
 from servicenet.api.crd.structural import CrdVersion
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.apiserver.registry import WriteOptions, now_rfc3339, prefix_for
 from servicenet.common import log
-from servicenet.store import Record, WatchClosed
+from servicenet.store import WatchClosed
 
 if TYPE_CHECKING:
     from servicenet.apiserver.server import ApiServer
@@ -134,30 +132,16 @@ class CrdManager:
         for cv in versions.values():
             if cv.selectable_fields:
                 paths = cv.selectable_fields
-                selectors.register_kind_fields(cv.info.kind, frozenset(p.lstrip(".") for p in paths),
+                fieldselectors.register_kind_fields(cv.info.kind, frozenset(p.lstrip(".") for p in paths),
                                                lambda o, paths=paths: present.selectable_values(paths, o))
         self.versions = versions
+        served.set_versions(versions)
         resources.set_dynamic([cv.info for cv in versions.values()],
                               {g: tuple(structural.sort_versions(vs)) for g, vs in sorted(groups.items())})
         self._openapi_cache.clear()
 
     def version(self, info: ResourceInfo) -> CrdVersion | None:
         return self.versions.get(info.gvr)
-
-    def convert(self, info: ResourceInfo, rec: Any) -> Any:
-        """``rec`` (a Record or a dict) as the requested version shows it: the ``None`` conversion
-        strategy rewrites ``apiVersion`` only. Single-version CRDs and built-ins pass through."""
-        cv = self.versions.get(info.gvr)
-        if cv is None or not cv.multi_version:
-            return rec
-        want = info.api_version
-        if isinstance(rec, dict):
-            return {**rec, "apiVersion": want} if rec.get("apiVersion") != want else rec
-        obj = orjson.loads(rec.value)
-        if obj.get("apiVersion") == want:
-            return rec
-        obj["apiVersion"] = want
-        return Record(rec.key, orjson.dumps(obj), rec.create_revision, rec.mod_revision)
 
     # -- controller ----------------------------------------------------------------------------------
     async def _reconcile(self, key: str) -> None:
@@ -238,53 +222,6 @@ class CrdManager:
         else:
             await self.store.update(rec2.key, latest, rec2.mod_revision)
 
-    # -- handler hooks -------------------------------------------------------------------------------
-    def table(self, info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
-              continue_token: str | None) -> dict[str, Any] | None:
-        cv = self.versions.get(info.gvr)
-        if cv is None:
-            return None
-        return present.to_table(cv, objs, now=dt.datetime.now(dt.UTC),
-                                include_object=request.query.get("includeObject"), resource_version=rv,
-                                continue_token=continue_token)
-
-    async def scale(self, request: web.Request, info: ResourceInfo, namespace: str | None, name: str,
-                    read_body: Any) -> web.Response | None:
-        from servicenet.api import patch as patchmod
-        from servicenet.apiserver.responses import _obj, json_response
-
-        cv = self.versions.get(info.gvr)
-        if cv is None:
-            return None
-        reg = self.server.registry
-        assert reg is not None
-        rec = reg.get_record(info, namespace, name)
-        obj = rec.obj()
-        cur = present.scale_of(cv, obj)
-        if request.method == "GET":
-            return json_response(cur)
-        if request.method == "PUT":
-            body = await read_body(request)
-        elif request.method == "PATCH":
-            raw = await request.read()
-            ctype = (request.content_type or "").lower()
-            if ctype == "application/apply-patch+yaml":
-                import yaml
-
-                body = {**cur, **(yaml.safe_load(raw) or {})}
-            else:
-                body = patchmod.apply_patch(None, cur, raw, ctype)
-        else:
-            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
-        replicas = (body.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.invalid_object("Scale", "autoscaling", name, [errors.invalid(
-                "spec.replicas", replicas, "must be greater than or equal to 0")])
-        present.set_replicas(cv, obj, replicas)
-        out = await reg.update(info, namespace, name, obj, WriteOptions(), expected_rv=rec.mod_revision,
-                               old_rec=rec)
-        return json_response(present.scale_of(cv, _obj(out)))
-
     # -- OpenAPI v3 ----------------------------------------------------------------------------------
     def openapi_index(self, base: dict[str, Any]) -> dict[str, Any]:
         import hashlib
@@ -337,6 +274,43 @@ class CrdManager:
         body = json.dumps(doc, separators=(",", ":")).encode()
         self._openapi_cache[key] = body
         return body
+
+
+async def custom_scale(reg: Any, request: web.Request, info: ResourceInfo, namespace: str | None, name: str,
+                       read_body: Any) -> web.Response | None:
+    """The ``autoscaling/v1`` Scale of a custom resource (its CRD's ``scale`` subresource paths);
+    None for built-in kinds."""
+    from servicenet.api import patch as patchmod
+    from servicenet.apiserver.responses import _obj, json_response
+
+    cv = served.version(info)
+    if cv is None:
+        return None
+    rec = reg.get_record(info, namespace, name)
+    obj = rec.obj()
+    cur = present.scale_of(cv, obj)
+    if request.method == "GET":
+        return json_response(cur)
+    if request.method == "PUT":
+        body = await read_body(request)
+    elif request.method == "PATCH":
+        raw = await request.read()
+        ctype = (request.content_type or "").lower()
+        if ctype == "application/apply-patch+yaml":
+            import yaml
+
+            body = {**cur, **(yaml.safe_load(raw) or {})}
+        else:
+            body = patchmod.apply_patch(None, cur, raw, ctype)
+    else:
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    replicas = (body.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise errors.invalid_object("Scale", "autoscaling", name, [errors.invalid(
+            "spec.replicas", replicas, "must be greater than or equal to 0")])
+    present.set_replicas(cv, obj, replicas)
+    out = await reg.update(info, namespace, name, obj, WriteOptions(), expected_rv=rec.mod_revision, old_rec=rec)
+    return json_response(present.scale_of(cv, _obj(out)))
 
 
 class Admission:

@@ -7,6 +7,7 @@ its bulky ``managedFields`` (byte-identical on the way out), and content negotia
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -14,21 +15,44 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from servicenet.api import tables
+from servicenet.api.crd import present, served
+from servicenet.api.resources import ResourceInfo
 from servicenet.store import Record
 
 JSON = "application/json"
 TRUE = ("true", "1", "True")
 
 
+# kube-apiserver's JSON encoder ends every document with a newline; clients compare error texts with it.
+NL = b"\n"
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    body = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+    body = obj + NL if isinstance(obj, bytes) else orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+def as_requested(info: ResourceInfo, rec: Any) -> Any:
+    """``rec`` (a Record or a dict) as the requested version shows it. A custom resource served at
+    several versions (``None`` conversion) differs only in ``apiVersion``; everything else passes."""
+    cv = served.version(info)
+    if cv is None or not cv.multi_version:
+        return rec
+    want = info.api_version
+    if isinstance(rec, dict):
+        return {**rec, "apiVersion": want} if rec.get("apiVersion") != want else rec
+    obj = orjson.loads(rec.value)
+    if obj.get("apiVersion") == want:
+        return rec
+    obj["apiVersion"] = want
+    return Record(rec.key, orjson.dumps(obj), rec.create_revision, rec.mod_revision)
 
 
 def record_response(rec: Record | dict[str, Any], status: int = 200,
                     headers: dict[str, str] | None = None) -> web.Response:
     if isinstance(rec, Record):
-        return web.Response(body=rec.value, status=status, content_type=JSON, headers=headers)
+        return web.Response(body=rec.value + NL, status=status, content_type=JSON, headers=headers)
     return json_response(rec, status, headers)
 
 
@@ -40,8 +64,10 @@ _STREAM_PIECE = 256 * 1024
 
 async def send_list(request: web.Request, prefix: bytes, items: list[bytes], suffix: bytes) -> web.StreamResponse:
     """Answer ``prefix + b",".join(items) + suffix`` (a JSON list) with Content-Length, copying little."""
+    suffix += NL
     size = len(prefix) + len(suffix) + sum(map(len, items)) + max(0, len(items) - 1)
-    if size <= _STREAM_LIST_OVER:
+    if size <= _STREAM_LIST_OVER or "protobuf" in request.headers.get("Accept", ""):
+        # one body: a client that asked for protobuf gets it re-encoded at the edge (negotiation)
         return web.Response(body=b"".join((prefix, b",".join(items), suffix)), content_type=JSON)
     resp = web.StreamResponse(status=200)
     resp.content_type = JSON
@@ -147,3 +173,15 @@ def wants_table(request: web.Request) -> bool:
 
 def _obj(rec: Record | dict[str, Any]) -> dict[str, Any]:
     return rec.obj() if isinstance(rec, Record) else rec
+
+
+def render_table(info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
+                 continue_token: str | None = None) -> dict[str, Any]:
+    """The ``meta.k8s.io/v1`` Table kubectl asked for (``includeObject`` defaults to Metadata)."""
+    cv = served.version(info)
+    if cv is not None:  # a custom resource: its additionalPrinterColumns
+        return present.to_table(cv, objs, now=dt.datetime.now(dt.UTC), include_object=request.query.get(
+            "includeObject"), resource_version=rv, continue_token=continue_token)
+    include = request.query.get("includeObject") or "Metadata"
+    return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
+                           resource_version=rv, continue_token=continue_token)
