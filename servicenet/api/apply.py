@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from servicenet.api import smp
 from servicenet.api.errors import ApiStatusError, bad_request
 from servicenet.api.patch import kind_of
 from servicenet.api.smp import ListSpec, list_spec
@@ -79,8 +80,6 @@ def _elem_key(spec: ListSpec, elem: Any) -> str | None:
 
 def register_kind(kind: str, lists: Mapping[tuple[str, ...], ListSpec], atomic: frozenset[tuple[str, ...]]) -> None:
     """Merge a custom kind by its schema's list types and atomic maps (CRDs; built-in kinds are kept)."""
-    from servicenet.api import smp
-
     if kind in smp.LIST_SCHEMA and kind not in _REGISTERED:
         return
     _REGISTERED.add(kind)

@@ -13,19 +13,24 @@ All decisions are made by the pure modules in :mod:`servicenet.api.crd`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from aiohttp import web
 
-from servicenet.api import apply, errors, fieldselectors, resources
+from servicenet.api import apply, errors, fieldselectors, openapi, resources
+from servicenet.api import patch as patchmod
 from servicenet.api.crd import celrules, merge, policy, present, served, structural
 from servicenet.api.crd import schema as sch
 from servicenet.api.crd.structural import CrdVersion
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.selectors import label_selector_from_dict
 from servicenet.apiserver.registry import WriteOptions, now_rfc3339, prefix_for
+from servicenet.apiserver.responses import _obj, json_response
 from servicenet.common import log
 from servicenet.store import WatchClosed
 
@@ -224,10 +229,6 @@ class CrdManager:
 
     # -- OpenAPI v3 ----------------------------------------------------------------------------------
     def openapi_index(self, base: dict[str, Any]) -> dict[str, Any]:
-        import hashlib
-
-        from servicenet.api import openapi
-
         paths = dict(base.get("paths") or {})
         for g, v in self._own_group_versions():
             doc = self.openapi_document(g, v)
@@ -245,8 +246,6 @@ class CrdManager:
         return out
 
     def openapi_document(self, group: str, version: str) -> bytes | None:
-        from servicenet.api import openapi
-
         key = (group, version)
         if key in self._openapi_cache:
             return self._openapi_cache[key]
@@ -280,9 +279,6 @@ async def custom_scale(reg: Any, request: web.Request, info: ResourceInfo, names
                        read_body: Any) -> web.Response | None:
     """The ``autoscaling/v1`` Scale of a custom resource (its CRD's ``scale`` subresource paths);
     None for built-in kinds."""
-    from servicenet.api import patch as patchmod
-    from servicenet.apiserver.responses import _obj, json_response
-
     cv = served.version(info)
     if cv is None:
         return None
@@ -297,8 +293,6 @@ async def custom_scale(reg: Any, request: web.Request, info: ResourceInfo, names
         raw = await request.read()
         ctype = (request.content_type or "").lower()
         if ctype == "application/apply-patch+yaml":
-            import yaml
-
             body = {**cur, **(yaml.safe_load(raw) or {})}
         else:
             body = patchmod.apply_patch(None, cur, raw, ctype)
@@ -442,8 +436,6 @@ class Admission:
                 return None
         sel = ref.get("selector")
         if isinstance(sel, dict):
-            from servicenet.api.selectors import label_selector_from_dict
-
             ls = label_selector_from_dict(sel)
             recs = self.mgr.store.list(prefix_for(info, ns))[0]
             out = [o for o in (r.obj() for r in recs)
