@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from servicenet.api import smp
 from servicenet.api.errors import ApiStatusError, bad_request
 from servicenet.api.patch import kind_of
 from servicenet.api.smp import ListSpec, list_spec
@@ -87,6 +88,18 @@ def _elem_key(spec: ListSpec, elem: Any) -> str | None:
         elif k in _KEY_DEFAULTS:
             key[k] = _KEY_DEFAULTS[k]
     return "k:" + _dumps(key) if key else None
+
+
+def register_kind(kind: str, lists: Mapping[tuple[str, ...], ListSpec], atomic: frozenset[tuple[str, ...]]) -> None:
+    """Merge a custom kind by its schema's list types and atomic maps (CRDs; built-in kinds are kept)."""
+    if kind in smp.LIST_SCHEMA and kind not in _REGISTERED:
+        return
+    _REGISTERED.add(kind)
+    smp.LIST_SCHEMA[kind] = {**smp._META, **lists}
+    _ATOMIC_MAPS[kind] = atomic
+
+
+_REGISTERED: set[str] = set()
 
 
 def _is_atomic_map(kind: str, names: tuple[str, ...]) -> bool:

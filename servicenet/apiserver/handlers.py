@@ -13,11 +13,13 @@ from aiohttp import web
 
 from servicenet.api import apply, errors, schema
 from servicenet.api import patch as patchmod
+from servicenet.api.crd import served
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
 from servicenet.api.selectors import label_selector_from_dict, selector_to_string
 from servicenet.api.views import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, negotiation
+from servicenet.apiserver.crds import custom_scale
 from servicenet.apiserver.registry import (
     UNCONDITIONAL_RETRIES,
     Registry,
@@ -29,6 +31,7 @@ from servicenet.apiserver.registry import (
 from servicenet.apiserver.responses import (
     TRUE,
     _obj,
+    as_requested,
     collector_paused,
     json_response,
     record_response,
@@ -152,7 +155,7 @@ class ResourceHandlers:
             rec = self.registry.get_record(t.info, t.namespace, t.name)
             if wants_table(request):
                 return json_response(render_table(t.info, [rec.obj()], request, str(rec.mod_revision)))
-            return record_response(rec)
+            return record_response(as_requested(t.info, rec))
         if m == "PUT":
             return await self.update(request, t)
         if m == "PATCH":
@@ -168,7 +171,7 @@ class ResourceHandlers:
         opts = self.write_options(request)
         self.check_unknown_fields(t.info, obj, opts)
         rec = await self.registry.create(t.info, t.namespace, obj, opts)
-        return record_response(rec, 201, self.warning_headers(opts))
+        return record_response(as_requested(t.info, rec), 201, self.warning_headers(opts))
 
     async def update(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
@@ -182,7 +185,7 @@ class ResourceHandlers:
             # our built-ins do not, except through apply.
             raise errors.not_found(t.info.plural, t.info.group, t.name)
         rec = await self.registry.update(t.info, t.namespace, t.name, obj, opts, subresource=subresource)
-        return record_response(rec, 200, self.warning_headers(opts))
+        return record_response(as_requested(t.info, rec), 200, self.warning_headers(opts))
 
     async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
@@ -215,12 +218,12 @@ class ResourceHandlers:
                     merged.setdefault("metadata", {})["name"] = t.name
                     created = await self.registry.create(t.info, t.namespace, merged,
                                                          WriteOptions(None, opts.field_validation, opts.dry_run))
-                    return record_response(created, 201, self.warning_headers(opts))
+                    return record_response(as_requested(t.info, created), 201, self.warning_headers(opts))
                 try:
                     out = await self.registry.update(
                         t.info, t.namespace, t.name, merged, WriteOptions(None, opts.field_validation, opts.dry_run),
                         subresource=subresource, expected_rv=rec.mod_revision, old_rec=rec)
-                    return record_response(out, 200, self.warning_headers(opts))
+                    return record_response(as_requested(t.info, out), 200, self.warning_headers(opts))
                 except ApiStatusError as exc:
                     if exc.reason == "Conflict" and "modified" in exc.message:
                         continue
@@ -246,7 +249,7 @@ class ResourceHandlers:
             try:
                 out = await self.registry.update(t.info, t.namespace, t.name, patched, opts,
                                                  subresource=subresource, expected_rv=expected, old_rec=rec)
-                return record_response(out, 200, self.warning_headers(opts))
+                return record_response(as_requested(t.info, out), 200, self.warning_headers(opts))
             except ApiStatusError as exc:
                 if exc.reason == "Conflict" and not prv and "modified" in exc.message:
                     continue
@@ -305,6 +308,7 @@ class ResourceHandlers:
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         info = t.info
+        conv = served.version(info)
         sel = self.selection(request, info)
         limit = int(q["limit"]) if q.get("limit", "").isdigit() and int(q["limit"]) > 0 else None
         start_after: str | None = None
@@ -345,7 +349,7 @@ class ResourceHandlers:
                             continue
                         if table:
                             objs.append(o)
-                    items.append(r.value)
+                    items.append(r.value if conv is None else as_requested(info, r).value)
                     last_key = r.key
                     if limit is not None and len(items) >= limit:
                         break
@@ -385,13 +389,14 @@ class ResourceHandlers:
             raise errors.unserved()
         if sub == "status":
             if m == "GET":
-                return record_response(self.registry.get_record(info, t.namespace, t.name))
+                return record_response(as_requested(info, self.registry.get_record(info, t.namespace, t.name)))
             if m == "PUT":
                 return await self.update(request, t, subresource="status")
             if m == "PATCH":
                 return await self.patch(request, t, subresource="status")
         elif sub == "scale":
-            return await self.scale(request, t)
+            custom = await custom_scale(self.registry, request, info, t.namespace, t.name, self.read_body)
+            return custom if custom is not None else await self.scale(request, t)
         elif sub == "binding" and m == "POST":
             return await self.bind(request, t)
         elif sub == "finalize" and m == "PUT":
