@@ -65,13 +65,10 @@ IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "
               "tempfile", "os", "pathlib", "io", "fcntl", "signal", "servicenet.client", "servicenet.store",
               "servicenet.common.netns", "servicenet.common.runner", "servicenet.common.hijack"}
 # a core that reads a data file shipped inside the package, once: module -> why
-READS_PACKAGE_DATA = {
-    "servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once",
-    "servicenet.api.pb.types": "loads its bundled k8s.desc protobuf descriptors (generated, read-only) once",
-}
+READS_PACKAGE_DATA = {"servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once",
+                      "servicenet.api.pb.types": "loads its bundled descriptor set and Go-tag table (generated) once"}
 
-# may be imported inside a function, to stay optional (prometheus_client: optional for the embeddable lb client)
-OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client"}
+OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client"}  # may be imported inside a function, to stay optional
 
 # Known breaches being fixed elsewhere (issue 9, proxy part, branch h/proxy9). Remove entries as they land.
 PENDING_INNER_IMPORTS = {"servicenet/proxy/server.py", "servicenet/proxy/source.py",

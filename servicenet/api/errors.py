@@ -26,7 +26,7 @@ class FieldError:
 
     def message(self) -> str:
         """The per-cause message, as upstream's ``field.Error.ErrorBody``."""
-        if self.kind == "Invalid":
+        if self.kind in ("Invalid", "TypeInvalid"):
             s = f"Invalid value: {_render(self.value)}"
         elif self.kind == "Required":
             s = "Required value"

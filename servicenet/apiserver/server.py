@@ -21,6 +21,7 @@ from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
 from servicenet.apiserver import certs, negotiation
 from servicenet.apiserver.authapi import start_security
+from servicenet.apiserver.crds import CrdManager
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -55,6 +56,7 @@ class ApiServer:
         self.registry: Registry | None = None  # type: ignore[assignment]
         self.services = ServiceRegistry(config.service_cidrs, config.node_port_range)
         self.gc: GarbageCollector | None = None
+        self.crds: CrdManager | None = None
         self.creds: certs.Credentials | None = None
         self._runner: web.AppRunner | None = None
         self.security: Any = None
@@ -103,6 +105,9 @@ class ApiServer:
         recs, _, _ = self.store.list("/registry/core/services/")
         self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
+        self.crds = CrdManager(self)
+        self.registry.admission = self.crds.admission
+        await self.crds.start()
         if self.config.tls:
             self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
             self.security, self._sa_controller = await start_security(self)
@@ -144,6 +149,8 @@ class ApiServer:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if self.crds is not None:
+            await self.crds.stop()
         if self.security is not None:
             await self._sa_controller.stop()
             await self.security.authz.stop()
@@ -253,6 +260,11 @@ class ApiServer:
                                                               resources.group_versions() if g])})
         if parts[0] == "openapi":
             return self._openapi(request, parts)
+        if parts[0] in ("api", "apis") and len(parts) == 1 and \
+                "as=APIGroupDiscoveryList" in request.headers.get("Accept", "") and \
+                "application/json;g=apidiscovery.k8s.io;v=v2;" in request.headers.get("Accept", "").replace(" ", ""):
+            return web.Response(body=orjson.dumps(resources.aggregated_discovery(core=parts[0] == "api")),
+                                headers={"Content-Type": resources.AGGREGATED_CONTENT_TYPE, "Vary": "Accept"})
         if parts[0] == "api":
             if len(parts) == 1:
                 return json_response(resources.api_versions(f"{self.config.host}:{self.port}"))
@@ -281,8 +293,13 @@ class ApiServer:
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
-                return json_response(openapi.v3_index())
-            doc = openapi.v3_document("/".join(parts[2:]))
+                idx = openapi.v3_index()
+                return json_response(self.crds.openapi_index(idx) if self.crds is not None else idx)
+            gv = parts[2:]
+            own = None
+            if self.crds is not None and len(gv) == 3 and gv[0] == "apis":
+                own = self.crds.openapi_document(gv[1], gv[2])
+            doc = own if own is not None else openapi.v3_document("/".join(parts[2:]))
             if doc is None:
                 raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),

@@ -279,6 +279,51 @@ def _realistic() -> list[dict[str, Any]]:
          "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"},
                       {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "dev"}],
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}},
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+         "metadata": {"name": "crontabs.stable.example.com"},
+         "spec": {"group": "stable.example.com", "scope": "Namespaced",
+                  "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "listKind": "CronTabList",
+                            "shortNames": ["ct"], "categories": ["all"]},
+                  "conversion": {"strategy": "None"},
+                  "versions": [{"name": "v1", "served": True, "storage": True,
+                                "additionalPrinterColumns": [{"name": "Spec", "type": "string",
+                                                              "jsonPath": ".spec.cronSpec", "priority": 1}],
+                                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                                                                         "statusReplicasPath": ".status.replicas"}},
+                                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                                    "type": "object", "default": {"replicas": 1},
+                                    "x-kubernetes-validations": [{"rule": "self.replicas >= 0",
+                                                                  "message": "m", "reason": "FieldValueForbidden"}],
+                                    "properties": {
+                                        "cronSpec": {"type": "string", "pattern": "^x$", "maxLength": 20},
+                                        "replicas": {"type": "integer", "format": "int32", "minimum": 0},
+                                        "port": {"x-kubernetes-int-or-string": True,
+                                                 "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                                        "mode": {"type": "string", "enum": ["A", "B"]},
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                                                   "x-kubernetes-map-type": "atomic"},
+                                        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                                  "x-kubernetes-list-map-keys": ["name"],
+                                                  "items": {"type": "object", "required": ["name"],
+                                                            "properties": {"name": {"type": "string"}}}}}}}}}}]},
+         "status": {"acceptedNames": {"plural": "crontabs", "kind": "CronTab"}, "storedVersions": ["v1"],
+                    "conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                                    "message": "the initial names have been accepted",
+                                    "lastTransitionTime": "2026-01-02T03:04:05Z"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": "p"},
+         "spec": {"failurePolicy": "Fail", "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                  "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                          "operations": ["CREATE", "UPDATE"],
+                                                          "resources": ["deployments"]}]},
+                  "variables": [{"name": "max", "expression": "int(params.data.max)"}],
+                  "validations": [{"expression": "object.spec.replicas <= variables.max", "reason": "Forbidden",
+                                   "messageExpression": "'too many'"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": "b"},
+         "spec": {"policyName": "p", "validationActions": ["Deny"],
+                  "paramRef": {"name": "limits", "namespace": "default", "parameterNotFoundAction": "Deny"}}},
     ]
     for o in objs:
         defaults.apply_defaults(o["apiVersion"], o["kind"], o)
@@ -463,3 +508,14 @@ def test_fuzz_mutated_real_bodies(obj: dict[str, Any], cut: int, flips: list[tup
         return
     assert isinstance(d.obj, dict)
     orjson.dumps(d.obj)  # whatever decodes is JSON-encodable
+
+
+def test_invalid_utf8_in_a_string_field_decodes_to_text() -> None:
+    # found by the fuzzer: a flipped byte inside metadata.uid leaked ``bytes`` into the object
+    cm = types.message_class("k8s.io.api.core.v1.ConfigMap")()
+    cm.metadata.name = "ok"
+    raw = bytearray(cm.SerializeToString())
+    raw[raw.index(b"ok")] = 0xFF
+    d = wire.decode(wire.envelope("v1", "ConfigMap", bytes(raw)))
+    assert d.obj["metadata"]["name"] == "\ufffdk"
+    orjson.dumps(d.obj)
