@@ -135,7 +135,7 @@ def slice_from_view(v: EndpointSliceView) -> Slice | None:
         return None
     eps: list[Endpoint] = []
     for ep in v.endpoints:
-        addrs = tuple(a for a in (canonical_ip(x) for x in ep.addresses) if a)
+        addrs = tuple(a for a in (canonical_ip(str(x)) for x in ep.addresses) if a)
         if not addrs:
             continue
         eps.append(Endpoint(addrs, ep.hostname.lower() if ep.hostname else None, ep.ready,

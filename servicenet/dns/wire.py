@@ -14,8 +14,10 @@ MAX_NAME = 255
 
 
 def _packed_ip(text: str) -> bytes:
-    """The 4 or 16 address bytes of an A/AAAA record (answers are encoded once and cached whole)."""
-    return ipaddress.ip_address(text).packed
+    """The 4 or 16 address bytes of an A/AAAA record (record data is already a canonical address)."""
+    if ":" in text:
+        return ipaddress.IPv6Address(text).packed
+    return bytes(map(int, text.split(".")))
 
 
 class FormError(Exception):
