@@ -99,18 +99,25 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
                SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
                SubresourceInfo("proxy", "PodProxyOptions", ("create", "delete", "get", "patch", "update")),
                _status("Pod"))),
+    _res("", "ReplicationController", "replicationcontrollers", short=("rc",), categories=("all",),
+         subs=(_SCALE, _status("ReplicationController"))),
     _res("", "Secret", "secrets"),
+    _res("", "ServiceAccount", "serviceaccounts", short=("sa",)),
     _res("", "Service", "services", short=("svc",), categories=("all",),
          subs=(SubresourceInfo("proxy", "ServiceProxyOptions", ("create", "delete", "get", "patch", "update")),
                _status("Service"))),
     # apps/v1
     _res("apps", "ControllerRevision", "controllerrevisions"),
+    _res("apps", "DaemonSet", "daemonsets", short=("ds",), categories=("all",), subs=(_status("DaemonSet"),)),
     _res("apps", "Deployment", "deployments", short=("deploy",), categories=("all",),
          subs=(_SCALE, _status("Deployment"))),
     _res("apps", "ReplicaSet", "replicasets", short=("rs",), categories=("all",),
          subs=(_SCALE, _status("ReplicaSet"))),
     _res("apps", "StatefulSet", "statefulsets", short=("sts",), categories=("all",),
          subs=(_SCALE, _status("StatefulSet"))),
+    # batch/v1
+    _res("batch", "CronJob", "cronjobs", short=("cj",), categories=("all",), subs=(_status("CronJob"),)),
+    _res("batch", "Job", "jobs", categories=("all",), subs=(_status("Job"),)),
     # discovery.k8s.io/v1
     _res("discovery.k8s.io", "EndpointSlice", "endpointslices"),
     # networking.k8s.io/v1
@@ -119,7 +126,7 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
 )
 
 #: groups in the order ``/apis`` lists them (upstream lists by priority; these are the served ones).
-GROUP_ORDER: tuple[str, ...] = ("apps", "discovery.k8s.io", "networking.k8s.io")
+GROUP_ORDER: tuple[str, ...] = ("apps", "batch", "discovery.k8s.io", "networking.k8s.io")
 
 #: the kind the ``scale`` subresource speaks (it has no collection of its own).
 SCALE = ResourceInfo(group="autoscaling", version="v1", kind="Scale", plural="", singular="", namespaced=True,

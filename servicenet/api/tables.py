@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from servicenet.api import tables_workloads
 from servicenet.api.errors import bad_request
 from servicenet.api.selectors import format_labels, label_selector_from_dict
 from servicenet.api.timefmt import parse_rfc3339, translate_timestamp_since
@@ -549,6 +550,8 @@ _PRINTERS: dict[str, Callable[[Obj, datetime], _Row]] = {
     "Namespace": _namespace, "Node": _node, "ConfigMap": _configmap, "Secret": _secret, "Event": _event,
     "Ingress": _ingress, "IngressClass": _ingressclass,
 }
+_PRINTERS.update(tables_workloads.PRINTERS)
+_COLUMNS.update(tables_workloads.COLUMNS)
 
 
 def to_table(info_kind: str, objs: Sequence[Obj], *, now: datetime, include_object: str | None = "Metadata",

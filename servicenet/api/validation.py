@@ -627,12 +627,18 @@ def validate_node(obj: Obj) -> Errs:
 def validate_create(info: ResourceInfo, obj: Obj, *, allow_loopback_endpoints: bool = True) -> Errs:
     """All errors for creating ``obj`` (already defaulted) of resource ``info``."""
     from servicenet.api import _validation_kinds as _kinds  # per-kind rules, built on the helpers above
+    from servicenet.api import _validation_workloads as _more
 
-    return _kinds.validate(info, obj, None, allow_loopback_endpoints)
+    errs = _more.validate(info, obj, None)
+    return _kinds.validate(info, obj, None, allow_loopback_endpoints) if errs is None else errs
 
 
 def validate_update(info: ResourceInfo, new: Obj, old: Obj, *, allow_loopback_endpoints: bool = True) -> Errs:
     """All errors for replacing ``old`` by ``new`` (metadata immutability, per-kind update rules)."""
     from servicenet.api import _validation_kinds as _kinds
+    from servicenet.api import _validation_workloads as _more
 
-    return validate_object_meta_update(new, old) + _kinds.validate(info, new, old, allow_loopback_endpoints)
+    errs = _more.validate(info, new, old)
+    if errs is None:
+        errs = _kinds.validate(info, new, old, allow_loopback_endpoints)
+    return validate_object_meta_update(new, old) + errs
