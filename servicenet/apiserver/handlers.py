@@ -560,6 +560,8 @@ class ResourceHandlers:
 
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
+        if info.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel}
         try:
             sel_str = selector_to_string(label_selector_from_dict(sel))
         except Exception:

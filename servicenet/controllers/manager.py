@@ -32,6 +32,7 @@ from . import (
     replicaset_core,
     scheduler_core,
     statefulset_core,
+    workloads,
 )
 from .actions import (
     Action,
@@ -60,6 +61,7 @@ ALL_CONTROLLERS = (
     "statefulset",
     "scheduler",
     "nodelifecycle",
+    *workloads.CONTROLLERS,
 )
 STALE_RETRY = 0.05
 TRACK_TIMEOUT = 30.0
@@ -183,6 +185,7 @@ class ControllerManager:
         self.rss = f.informer("apps/v1", "replicasets")
         self.deployments = f.informer("apps/v1", "deployments")
         self.statefulsets = f.informer("apps/v1", "statefulsets")
+        self.workloads = workloads.WorkloadControllers(self) if self.enabled & set(workloads.CONTROLLERS) else None
         self._setup_indexes()
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -235,7 +238,8 @@ class ControllerManager:
                 self._add("endpoints", s)
         ref = controller_of(pod)
         if ref is not None:
-            target = {"ReplicaSet": "replicaset", "StatefulSet": "statefulset"}.get(ref.get("kind", ""))
+            target = {"ReplicaSet": "replicaset", "StatefulSet": "statefulset",
+                      **workloads.POD_OWNERS}.get(ref.get("kind", ""))
             if target:
                 self._add(target, f"{ns_of(pod)}/{ref['name']}")
         if etype != "DELETED" and scheduler_core.wants_scheduling(pod):
@@ -291,6 +295,8 @@ class ControllerManager:
         self.rss.add_handler(self._on_rs)
         self.deployments.add_handler(lambda e, o, old: self._add("deployment", _key(o)))
         self.statefulsets.add_handler(lambda e, o, old: self._add("statefulset", _key(o)))
+        if self.workloads is not None:
+            self.workloads.setup_handlers()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -314,6 +320,7 @@ class ControllerManager:
             "statefulset": self._sync_statefulset,
             "scheduler": self._sync_scheduler,
             "nodelifecycle": self._sync_node,
+            **(self.workloads.syncs() if self.workloads is not None else {}),
         }
         for name, q in self.queues.items():
             n = 1 if name == "scheduler" else self.workers
@@ -383,7 +390,8 @@ class ControllerManager:
                 sub = "status" if a.verb == "patch_status" else None
                 return await c.patch(a.api_version, a.plural, ns, a.name, a.body, patch_type=a.patch_type, subresource=sub)
             if a.verb == "delete":
-                await c.delete(a.api_version, a.plural, ns, a.name)
+                await c.delete(a.api_version, a.plural, ns, a.name,
+                               propagation_policy=(a.body or {}).get("propagationPolicy"))
                 return None
         except ApiError as exc:
             if exc.status == 404 and a.verb == "delete":
