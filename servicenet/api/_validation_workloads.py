@@ -7,10 +7,7 @@ import zoneinfo
 from typing import Any
 
 from servicenet.api import cron
-from servicenet.api._validation_kinds import _pct_or_int, _validate_workload, validate_pod_spec
-from servicenet.api.errors import forbidden, invalid, not_supported, required
-from servicenet.api.resources import ResourceInfo
-from servicenet.api.validation import (
+from servicenet.api._validation_base import (
     Errs,
     Obj,
     _non_negative,
@@ -18,11 +15,14 @@ from servicenet.api.validation import (
     go_string_map,
     immutable,
     is_dns1123_subdomain,
-    selector_matches,
     validate_label_selector,
     validate_labels,
     validate_object_meta,
 )
+from servicenet.api._validation_kinds import _pct_or_int, _validate_workload, validate_pod_spec
+from servicenet.api.errors import forbidden, invalid, not_supported, required
+from servicenet.api.resources import ResourceInfo
+from servicenet.api.selectors import selector_matches
 
 
 def _spec(obj: Obj) -> Obj:

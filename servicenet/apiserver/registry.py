@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import defaults, errors, validation
+from servicenet.api import apply, defaults, errors, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
@@ -211,8 +211,6 @@ class Registry:
         if not manager:
             return
         try:
-            from servicenet.api import apply
-
             out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
                                               now=now_rfc3339(), kind=info.kind)
             mf = (out.get("metadata") or {}).get("managedFields")

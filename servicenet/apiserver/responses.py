@@ -7,6 +7,7 @@ its bulky ``managedFields`` (byte-identical on the way out), and content negotia
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from servicenet.api import tables
+from servicenet.api.resources import ResourceInfo
 from servicenet.store import Record
 
 JSON = "application/json"
@@ -46,7 +49,8 @@ async def send_list(request: web.Request, prefix: bytes, items: list[bytes], suf
     """Answer ``prefix + b",".join(items) + suffix`` (a JSON list) with Content-Length, copying little."""
     suffix += NL
     size = len(prefix) + len(suffix) + sum(map(len, items)) + max(0, len(items) - 1)
-    if size <= _STREAM_LIST_OVER:
+    if size <= _STREAM_LIST_OVER or "protobuf" in request.headers.get("Accept", ""):
+        # one body: a client that asked for protobuf gets it re-encoded at the edge (negotiation)
         return web.Response(body=b"".join((prefix, b",".join(items), suffix)), content_type=JSON)
     resp = web.StreamResponse(status=200)
     resp.content_type = JSON
@@ -152,3 +156,11 @@ def wants_table(request: web.Request) -> bool:
 
 def _obj(rec: Record | dict[str, Any]) -> dict[str, Any]:
     return rec.obj() if isinstance(rec, Record) else rec
+
+
+def render_table(info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
+                 continue_token: str | None = None) -> dict[str, Any]:
+    """The ``meta.k8s.io/v1`` Table kubectl asked for (``includeObject`` defaults to Metadata)."""
+    include = request.query.get("includeObject") or "Metadata"
+    return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
+                           resource_version=rv, continue_token=continue_token)

@@ -162,7 +162,8 @@ def reconcile(job: Obj, pods: list[Obj], now: datetime) -> Result:
                                       event=EventIntent("SuccessfulDelete", f"Deleted pod: {name_of(p)}")))
     if conditions:
         status["conditions"] = conditions
-    status["active"] = 0 if done or suspended else len(active)
+    if active and not (done or suspended):  # omitted when zero, as upstream's JSON
+        status["active"] = len(active)
     status["ready"] = 0 if done or suspended else sum(1 for p in active if is_pod_ready(p))
     status["terminating"] = sum(1 for p in pods if is_terminating(p))
     if succeeded:

@@ -17,9 +17,7 @@ from .actions import Obj, controller_of, name_of, ns_of, uid_of
 if TYPE_CHECKING:
     from .manager import ControllerManager
 
-CONTROLLERS = ("replicationcontroller", "daemonset", "job", "cronjob")
-# pod owner kind -> the controller that reconciles that owner
-POD_OWNERS = {"ReplicationController": "replicationcontroller", "DaemonSet": "daemonset", "Job": "job"}
+CONTROLLERS = ("replicationcontroller", "daemonset", "job", "cronjob")  # pods wake them via wakeup._POD_OWNERS
 
 
 def _key(o: Obj) -> str:

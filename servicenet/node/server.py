@@ -18,16 +18,14 @@ import pty
 import struct
 import subprocess
 import termios
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from servicenet.common.netns import socket_in_netns
 from servicenet.node import portforward as pf
-
-if TYPE_CHECKING:
-    from servicenet.node.pod import PodWorker
-    from servicenet.node.runtime import PodRuntime
+from servicenet.node.pod import PodWorker
+from servicenet.node.runtime import PodRuntime
 
 __all__ = ["EXEC_PROTOCOLS", "PORTFORWARD_PROTOCOLS", "exec_status", "make_routes"]
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from servicenet.apiserver.server import portforward_query
+from servicenet.apiserver.kubelet_proxy import portforward_query
 from servicenet.node.agent import NodeAgent
 from servicenet.testing import RunningApi
 
