@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from .actions import (
     Action,
-    Event,
     EventIntent,
     Obj,
     Result,
@@ -171,10 +170,12 @@ def reconcile(job: Obj, pods: list[Obj], now: datetime) -> Result:
     if failed:
         status["failed"] = failed
     status["uncountedTerminatedPods"] = {}
-    if _status_differs(old_status, status):
-        actions.append(Action("update_status", "batch/v1", "jobs", ns, name, {**job, "status": status}))
-    return Result(actions=tuple(actions), requeue_after=requeue,
-                  events=tuple(Event(job, e.reason, e.message, e.type) for e in events))
+    # the finishing event rides on the status write (which carries the resourceVersion), so a
+    # sync that raced with it and saw the job unfinished does not record it twice
+    if _status_differs(old_status, status) or events:
+        actions.append(Action("update_status", "batch/v1", "jobs", ns, name, {**job, "status": status},
+                              event=events[0] if events else None))
+    return Result(actions=tuple(actions), requeue_after=requeue)
 
 
 def _status_differs(old: Obj, new: Obj) -> bool:

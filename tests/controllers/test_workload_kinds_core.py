@@ -60,7 +60,7 @@ def test_job_keeps_parallelism_then_completes() -> None:
     st = [a for a in res.actions if a.verb == "update_status"][0].body["status"]  # type: ignore[index]
     assert [c["type"] for c in st["conditions"]] == ["SuccessCriteriaMet", "Complete"]
     assert st["succeeded"] == 3 and st["completionTime"] == "2026-12-03T12:00:30Z"
-    assert [e.reason for e in res.events] == ["Completed"]
+    assert [a.event.reason for a in res.actions if a.event and a.verb == "update_status"] == ["Completed"]
 
 
 def test_job_backoff_counts_failures_and_on_failure_restarts() -> None:
