@@ -33,6 +33,7 @@ from .deployment_core import template_hash, templates_equal
 from .replicaset_core import pod_from_template
 
 HASH_LABEL = "controller-revision-hash"
+_OMIT_ZERO = frozenset({"observedGeneration", "updatedNumberScheduled", "numberAvailable", "numberUnavailable"})
 GENERATION_LABEL = "pod-template-generation"
 DAEMON_TOLERATIONS: tuple[Obj, ...] = (
     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
@@ -203,6 +204,8 @@ def reconcile(ds: Obj, pods: list[Obj], nodes: list[Obj], revisions: list[Obj], 
     status["numberUnavailable"] = status["desiredNumberScheduled"] - status["numberAvailable"]
     old_status = ds.get("status") or {}
     if any(old_status.get(k, 0) != v for k, v in status.items()):
-        actions.append(Action("patch_status", "apps/v1", "daemonsets", ns, name_of(ds), {"status": status}))
+        # upstream's JSON omits these when zero: a merge patch removes them (null) instead of writing 0
+        patch = {k: (None if v == 0 and k in _OMIT_ZERO else v) for k, v in status.items()}
+        actions.append(Action("patch_status", "apps/v1", "daemonsets", ns, name_of(ds), {"status": patch}))
     requeue = float(min_ready) if min_ready and status["numberReady"] > status["numberAvailable"] else None
     return Result(actions=tuple(actions), requeue_after=requeue)

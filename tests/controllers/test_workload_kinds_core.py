@@ -166,6 +166,12 @@ def test_daemonset_one_pod_per_eligible_node_and_revision() -> None:
     assert p["metadata"]["labels"][daemonset_core.HASH_LABEL] == h  # type: ignore[index]
     status = [a.body for a in res.actions if a.verb == "patch_status"][0]["status"]  # type: ignore[index]
     assert status["desiredNumberScheduled"] == 2 and status["numberUnavailable"] == 2
+    ds["status"] = status
+    running = [_pod(f"p{n}", node=n, labels={"app": "d", daemonset_core.HASH_LABEL: h}) for n in "ac"]
+    res = daemonset_core.reconcile(ds, running, nodes, [rev], NOW)
+    status = [a.body for a in res.actions if a.verb == "patch_status"][0]["status"]  # type: ignore[index]
+    assert status["numberAvailable"] == 2 and status["numberUnavailable"] is None  # omitted when zero, as upstream
+    assert not [a for a in res.actions if a.plural == "pods"]
 
 
 def test_daemonset_rolling_update_respects_max_unavailable() -> None:
