@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
@@ -34,8 +34,13 @@ from servicenet.apiserver.responses import _obj, json_response
 from servicenet.common import log
 from servicenet.store import WatchClosed
 
-if TYPE_CHECKING:
-    from servicenet.apiserver.server import ApiServer
+
+class ApiServer(Protocol):
+    """What the CRD machinery uses of :class:`servicenet.apiserver.server.ApiServer` (a protocol,
+    so that the server may import this module without a circle)."""
+
+    store: Any
+    registry: Any
 
 _log = log.get("apiserver.crds")
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"

@@ -326,7 +326,9 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
-        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+        # built-in kinds' rows are kept between LISTs; a custom resource's come from its printer columns
+        cached_rows = (table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+                       and served.version(info) is None)
         trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
@@ -408,6 +410,8 @@ class ResourceHandlers:
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
+        if info.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel}
         try:
             sel_str = selector_to_string(label_selector_from_dict(sel))
         except Exception:
