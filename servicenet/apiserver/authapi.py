@@ -22,7 +22,7 @@ from servicenet.api.rbac import (
     forbidden_message,
     split_sa,
 )
-from servicenet.apiserver import sa_tokens
+from servicenet.apiserver import kubelet_proxy, sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
 from servicenet.apiserver.responses import json_response
@@ -302,6 +302,7 @@ async def start_security(server: Any) -> tuple[Security, Any]:
     authn = Authenticator(server, server.creds.token_file if server.creds else None, signer)
     server.loopback_token = _secrets.token_urlsafe(32)
     authn.add_token(server.loopback_token, User("system:apiserver", ("system:masters",), "apiserver"))
+    kubelet_proxy.set_node_credentials(server.loopback_token)
     authz = Authorizer(server)
     await authz.start()
     sas = ServiceAccounts(server)

@@ -29,6 +29,7 @@ from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import is_root
 from servicenet.common.runner import run_until_signal
+from servicenet.node.auth import NodeAuth
 from servicenet.node.network import PodNetwork, make_network
 from servicenet.node.podspec import HostResolv, parse_resolv_conf
 from servicenet.node.runtime import PodRuntime, RuntimeConfig
@@ -170,7 +171,7 @@ class NodeAgent:
     async def start(self) -> None:
         await self.network.setup()
         self.runtime.load_state()
-        app = web.Application()
+        app = web.Application(middlewares=[NodeAuth(self.client, self.node_name).middleware])
         app.add_routes(make_routes(self.runtime))
         app.add_routes(self.health.routes())
         self.health.add_ready_check("pods-synced", lambda: (self._pods is not None and self._pods.synced,
