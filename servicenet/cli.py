@@ -45,6 +45,9 @@ def _api_args(p: argparse.ArgumentParser) -> None:
                    help="service CIDR (repeat for dual-stack); default by network mode")
     p.add_argument("--node-port-range", default=f"{wk.NODE_PORT_RANGE[0]}-{wk.NODE_PORT_RANGE[1]}")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--encryption-provider-config", type=Path, default=None,
+                   help="EncryptionConfiguration for Secrets at rest (default: <data-dir>/encryption-config.yaml, "
+                        "created with a random AES-GCM key)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +88,8 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
     lo, _, hi = args.node_port_range.partition("-")
     return ApiServerConfig(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
                            storage=args.storage, service_cidrs=_service_cidrs(args, network),
-                           node_port_range=(int(lo), int(hi)))
+                           node_port_range=(int(lo), int(hi)),
+                           encryption_config=getattr(args, "encryption_provider_config", None))
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from servicenet import __version__
 from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.apiserver import certs
+from servicenet.apiserver import certs, encryption
 from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
@@ -44,6 +44,7 @@ class ApiServerConfig:
     tls: bool = True
     compact_interval: float = 60.0
     history_seconds: float = 300.0
+    encryption_config: Path | None = None  # EncryptionConfiguration; default: <data_dir>/encryption-config.yaml
 
 
 class ApiServer:
@@ -90,11 +91,14 @@ class ApiServer:
             self.store = MemoryStore()
         else:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = SQLiteStore(str(self.config.data_dir / "state.db"))
+            enc = self.config.encryption_config
+            codec = encryption.load(enc or self.config.data_dir / "encryption-config.yaml", create=enc is None)
+            self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec)
         await self.store.open()
 
     async def start(self) -> None:
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config.data_dir.chmod(0o700)  # state, keys and kubeconfigs: the owner's only
         await self._open_store()
         self.registry = Registry(self.store)
         self.registry.before_create["services"] = self.services.before_create
