@@ -167,7 +167,9 @@ class FlowControl:
         if not exempt:
             if not await self._acquire(pool, name):
                 self.rejected += 1
-                return web.Response(status=429, text=TOO_MANY, headers={"Retry-After": "1"})
+                resp = web.Response(status=429, text=TOO_MANY, headers={"Retry-After": "1"})
+                resp.force_close()  # a rejected (slow) client does not keep its connection either
+                return resp
         start = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
