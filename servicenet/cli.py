@@ -28,6 +28,10 @@ COMPONENT_COMMANDS = {
     "node": "servicenet.node.agent",
     "controller-manager": "servicenet.controllers.manager",
 }
+# tool command → module with ``main(argv) -> int``
+TOOL_COMMANDS = {
+    "endpoints": ("servicenet.lb.cli", "print the endpoint set the client-side load balancer sees"),
+}
 
 
 def _hostport(s: str) -> tuple[str, int]:
@@ -76,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMPONENT_COMMANDS:
         c = sub.add_parser(name, help=f"run the {name} component alone", add_help=False)
         c.add_argument("rest", nargs=argparse.REMAINDER)
+    for name, (_, text) in TOOL_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -181,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         log.setup()
         mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])
         return int(mod.main(argv[1:]))
+    if argv and argv[0] in TOOL_COMMANDS:
+        return int(importlib.import_module(TOOL_COMMANDS[argv[0]][0]).main(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.cmd == "version":
         print(f"servicenet {__version__}")

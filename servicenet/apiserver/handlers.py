@@ -15,7 +15,8 @@ from servicenet.api import patch as patchmod
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
 from servicenet.api.selectors import label_selector_from_dict, selector_to_string
-from servicenet.apiserver import kubelet_proxy
+from servicenet.api.views import meta as meta_of
+from servicenet.apiserver import kubelet_proxy, negotiation
 from servicenet.apiserver.registry import (
     UNCONDITIONAL_RETRIES,
     Registry,
@@ -25,7 +26,6 @@ from servicenet.apiserver.registry import (
     prefix_for,
 )
 from servicenet.apiserver.responses import (
-    JSON,
     TRUE,
     _obj,
     collector_paused,
@@ -81,20 +81,7 @@ class ResourceHandlers:
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        ctype = (request.content_type or JSON).lower()
-        if not raw:
-            raise errors.bad_request("the request body is empty")
-        try:
-            if "yaml" in ctype:
-                obj = yaml.safe_load(raw)
-            else:
-                obj = orjson.loads(raw)
-        except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"the object provided is unrecognized (must be of type JSON): {exc}") from None
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
-        return obj
+        return negotiation.decode_body(request, await negotiation.read_raw(request))
 
     def write_options(self, request: web.Request) -> WriteOptions:
         q = request.query
@@ -106,7 +93,7 @@ class ResourceHandlers:
         if any(d != "All" for d in dry):
             raise errors.bad_request(f"Invalid dry run parameter: {dry}")
         return WriteOptions(field_manager=q.get("fieldManager") or _manager_from_ua(request),
-                            field_validation=fv, dry_run=bool(dry))
+                            field_validation=fv, dry_run=bool(dry), warnings=negotiation.body_warnings(request))
 
     def check_unknown_fields(self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions) -> None:
         if opts.field_validation == "Ignore":
@@ -135,7 +122,7 @@ class ResourceHandlers:
                 f"the API version in the data ({av}) does not match the expected API version ({info.api_version})"
                 if av != info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
-        ns = (obj.get("metadata") or {}).get("namespace")
+        ns = meta_of(obj).get("namespace")
         if info.namespaced and ns and target.namespace and ns != target.namespace:
             raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request")
@@ -197,7 +184,7 @@ class ResourceHandlers:
     async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
         ctype = (request.content_type or "").lower()
-        raw = await request.read()
+        raw = await negotiation.read_raw(request)
         opts = self.write_options(request)
         if ctype == "application/apply-patch+yaml":
             manager = request.query.get("fieldManager")
@@ -247,7 +234,7 @@ class ResourceHandlers:
             patched = patchmod.apply_patch(t.info, live, raw, ctype)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch produced something that is not an object")
-            prv = (patched.get("metadata") or {}).get("resourceVersion")
+            prv = meta_of(patched).get("resourceVersion")
             expected = rec.mod_revision
             if prv and prv != str(rec.mod_revision):
                 # the patch itself named a resourceVersion: that is a precondition
@@ -264,13 +251,8 @@ class ResourceHandlers:
         raise errors.conflict(t.info.plural, t.info.group, t.name)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
-        opts: dict[str, Any] = {}
-        if raw:
-            try:
-                opts = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise errors.bad_request("the DeleteOptions body is not valid JSON") from None
+        raw = await negotiation.read_raw(request)
+        opts: dict[str, Any] = negotiation.delete_options(request, raw) if raw else {}
         q = request.query
         if "gracePeriodSeconds" in q:
             opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])

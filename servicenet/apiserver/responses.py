@@ -49,7 +49,8 @@ async def send_list(request: web.Request, prefix: bytes, items: list[bytes], suf
     """Answer ``prefix + b",".join(items) + suffix`` (a JSON list) with Content-Length, copying little."""
     suffix += NL
     size = len(prefix) + len(suffix) + sum(map(len, items)) + max(0, len(items) - 1)
-    if size <= _STREAM_LIST_OVER:
+    if size <= _STREAM_LIST_OVER or "protobuf" in request.headers.get("Accept", ""):
+        # one body: a client that asked for protobuf gets it re-encoded at the edge (negotiation)
         return web.Response(body=b"".join((prefix, b",".join(items), suffix)), content_type=JSON)
     resp = web.StreamResponse(status=200)
     resp.content_type = JSON

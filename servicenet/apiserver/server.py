@@ -19,7 +19,7 @@ from servicenet import __version__
 from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.apiserver import certs, encryption, filters
+from servicenet.apiserver import certs, encryption, filters, negotiation
 from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.flowcontrol import MAX_BODY
 from servicenet.apiserver.gc import GarbageCollector
@@ -209,12 +209,13 @@ class ApiServer:
         resource = "-"
         code = 500
         try:
-            resp = await handler(request)
+            resp = negotiation.protobuf_response(request, await handler(request))
             code = resp.status
             return resp
         except ApiStatusError as exc:
             code = exc.code
-            return json_response(exc.status(), exc.code, exc.headers or None)
+            return negotiation.protobuf_response(request, json_response(exc.status(), exc.code,
+                                                                        exc.headers or None))
         except web.HTTPException:
             raise
         except (asyncio.CancelledError, ConnectionResetError):

@@ -17,6 +17,7 @@ from aiohttp import web
 from servicenet.api import errors
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.apiserver import negotiation
 from servicenet.apiserver.registry import prefix_for
 from servicenet.apiserver.responses import JSON, TRUE, render_table, view_obj, wants_table
 from servicenet.apiserver.watchfilter import Selection, filter_event
@@ -56,11 +57,20 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
                                     {"causes": [{"reason": "ResourceVersionTooLarge",
                                                  "message": "Too large resource version"}],
                                      "retryAfterSeconds": 1}) from None
-    resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+    pb = None if table else negotiation.watch_encoder(request)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": pb[0] if pb else JSON,
+                                                   "Cache-Control": "no-cache"})
     resp.enable_chunked_encoding()
     first_table = [True]
 
+    def event(etype: str, obj: dict[str, Any]) -> bytes:
+        if pb is not None:
+            return bytes(pb[1](etype, obj))
+        return orjson.dumps({"type": etype, "object": obj}) + b"\n"
+
     def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
+        if pb is not None:
+            return event(etype, obj if obj is not None else rec.obj())
         if table:
             o = obj if obj is not None else view_obj(rec)
             tbl = render_table(info, [o], request, str(rec.mod_revision))
@@ -79,10 +89,10 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
             if o is None or selection.matches(o):
                 buf += encode("ADDED", rec, o)
         if send_initial and bookmarks:
-            buf += orjson.dumps({"type": "BOOKMARK", "object": {
+            buf += event("BOOKMARK", {
                 "kind": info.kind, "apiVersion": info.api_version,
                 "metadata": {"resourceVersion": str(start),
-                             "annotations": {"k8s.io/initial-events-end": "true"}}}}) + b"\n"
+                             "annotations": {"k8s.io/initial-events-end": "true"}}})
         if buf:
             await resp.write(bytes(buf))
         loop = asyncio.get_running_loop()
@@ -96,16 +106,15 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
                 ev = await w.next(timeout=min(remaining, 60.0))
             except WatchClosed as exc:
                 if exc.error:
-                    await resp.write(orjson.dumps({"type": "ERROR", "object": errors.expired(
-                        f"watch closed: {exc.reason}").status()}) + b"\n")
+                    await resp.write(event("ERROR", errors.expired(f"watch closed: {exc.reason}").status()))
                 break
             if ev is None:
                 if bookmarks and last_rev < store.revision:
                     last_rev = store.revision
                 if bookmarks:
-                    await resp.write(orjson.dumps({"type": "BOOKMARK", "object": {
+                    await resp.write(event("BOOKMARK", {
                         "kind": info.kind, "apiVersion": info.api_version,
-                        "metadata": {"resourceVersion": str(last_rev)}}}) + b"\n")
+                        "metadata": {"resourceVersion": str(last_rev)}}))
                 continue
             last_rev = ev.revision
             out = bytearray()
@@ -140,8 +149,10 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
 
 
 async def watch_error(request: web.Request, err: ApiStatusError) -> web.StreamResponse:
-    resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+    pb = negotiation.watch_encoder(request)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": pb[0] if pb else JSON})
     await resp.prepare(request)
-    await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+    await resp.write(pb[1]("ERROR", err.status()) if pb else
+                     orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
     await resp.write_eof()
     return resp

@@ -78,6 +78,8 @@ async def _call(api: RunningApi, method: str, path: str, *, token: str | None = 
     if cert:
         ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
         async with s.request(method, api.url + path, headers=headers,
                              data=orjson.dumps(body) if body is not None else None) as r:
