@@ -67,7 +67,7 @@ IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "
 # a core that reads a data file shipped inside the package, once: module -> why
 READS_PACKAGE_DATA = {"servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once"}
 
-OPTIONAL_DEPENDENCIES = {"uvloop"}  # may be imported inside a function, to stay optional
+OPTIONAL_DEPENDENCIES = {"uvloop", "nacl"}  # may be imported inside a function, to stay optional
 
 # Known breaches being fixed elsewhere (issue 9, proxy part, branch h/proxy9). Remove entries as they land.
 PENDING_INNER_IMPORTS = {"servicenet/proxy/server.py", "servicenet/proxy/source.py",
