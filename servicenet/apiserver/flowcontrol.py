@@ -5,7 +5,8 @@ the request-timeout filter).
 * Bodies over 3 MiB are refused with 413 before they are read.
 * Read-only and mutating requests get separate seat pools (upstream defaults 400 and 200).
   Long-running requests (watches, exec/attach/port-forward, follow logs, proxy) and the
-  ``system:masters`` group are exempt, as upstream; so are the health endpoints.
+  ``system:masters`` group are exempt, as upstream; so are the health endpoints and the cluster's
+  own components (nodes, controller manager, scheduler, proxy, DNS, ingress).
 * One user may hold at most half of a pool; past that, or when the pool is full, the request waits
   in that user's queue. Freed seats go to the queues round-robin, so a flood from one user queues
   behind itself while other users keep getting seats. A full queue, or a wait longer than
@@ -27,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from servicenet.api import errors
+from servicenet.api import rbac_policy as policy
 from servicenet.api.rbac import MASTERS, User
 from servicenet.apiserver.authapi import USER
 from servicenet.common.component import bounded
@@ -60,6 +62,16 @@ def is_long_running(request: web.Request) -> bool:
     if parts and parts[-1] in _LONG_SUBS or "proxy" in parts:
         return True
     return parts[-1:] == ["log"] and q.get("follow") in ("1", "true", "True")
+
+
+# The cluster's own components (upstream gives them the system / workload-high priority levels;
+# here they are simply exempt, like system:masters, so that a user flood never throttles them).
+SYSTEM_USERS = frozenset({policy.CONTROLLER_MANAGER[0], policy.SCHEDULER[0], policy.PROXY[0], policy.DNS[0],
+                          policy.INGRESS[0]})
+
+
+def is_exempt(user: User) -> bool:
+    return MASTERS in user.groups or "system:nodes" in user.groups or user.name in SYSTEM_USERS
 
 
 @dataclass
@@ -161,7 +173,7 @@ class FlowControl:
                 raise errors.bad_request(f"invalid timeout specified in the request URL: {request.query['timeout']}")
             timeout = min(t, self.default_timeout) if t > 0 else self.default_timeout
         user: User | None = request.get(USER)
-        exempt = user is not None and MASTERS in user.groups
+        exempt = user is not None and is_exempt(user)
         name = user.name if user is not None else ""
         pool = self.pools["ro" if request.method in ("GET", "HEAD", "OPTIONS") else "mut"]
         if not exempt:
