@@ -2,7 +2,7 @@
 
 Each component is built exactly as its own command would build it and talks to the others only
 through the API. This module only decides the address plan per network mode and the order:
-controllers, node agent (it creates the node network namespace), DNS, then the proxy.
+controllers, node agent (it creates the node network namespace), DNS, the proxy, then ingress.
 """
 
 from __future__ import annotations
@@ -109,4 +109,8 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
         from servicenet.proxy.server import build_for_up
 
         out.append(build_for_up(client=client, args=args, network=network, api=api))
+    if on("ingress"):
+        from servicenet.ingress.cli import build_for_up as ingress_for_up
+
+        out.append(ingress_for_up(client, args, network))
     return out
