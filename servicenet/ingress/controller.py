@@ -136,6 +136,7 @@ class IngressController:
         await self.health.start()
         cfg_text = self._prepare(compile_table(self._inputs()))
         await self.haproxy.start(cfg_text)
+        self._commit()
         self.synced_generation = 1
         await self._after_apply()
         self._task = asyncio.create_task(self._run(), name="ingress-sync")

@@ -65,10 +65,13 @@ class HAProxy:
         """``haproxy -c`` on a candidate configuration; the error text, or None when valid."""
         cand = self.dir / "candidate.cfg"
         _write(cand, cfg_text)
-        proc = await asyncio.create_subprocess_exec(*self._argv("-c", "-q", "-f", str(cand)),
+        proc = await asyncio.create_subprocess_exec(*self._argv("-c", "-f", str(cand)),
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await bounded(proc.communicate(), 60)
-        return None if proc.returncode == 0 else out.decode(errors="replace")[-4000:]
+        if proc.returncode == 0:
+            return None
+        text = "\n".join(ln for ln in out.decode(errors="replace").splitlines() if "[NOTICE]" not in ln)
+        return text[-4000:] or f"haproxy -c exited with {proc.returncode}"
 
     # -- process ----------------------------------------------------------------------------------------
     async def start(self, cfg_text: str) -> None:
@@ -139,7 +142,7 @@ class HAProxy:
 
     async def master_reloads(self) -> int:
         """The master's own reload counter (``show proc``)."""
-        out = await self._master("show proc")
+        out = await self._master("show proc; quit")  # the master CLI keeps the connection otherwise
         for line in out.splitlines():
             parts = line.split()
             if len(parts) >= 3 and parts[1] == "master":
@@ -178,6 +181,13 @@ class HAProxy:
         return await bounded(go(), timeout)
 
     async def _master(self, line: str) -> str:
+        """A master CLI command; the master re-executes itself on reload, so its socket may be
+        briefly absent: retry for a few seconds."""
+        for _ in range(200):
+            try:
+                return await self._send(self.master_socket, line + "\n")
+            except (ConnectionRefusedError, FileNotFoundError):
+                await asyncio.sleep(0.02)
         return await self._send(self.master_socket, line + "\n")
 
     async def command(self, line: str) -> str:

@@ -153,6 +153,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    option dontlognull",
         f"    log-format {_q(LOG_FORMAT)}",
         "    option http-keep-alive",
+        "    option idle-close-on-response",  # on reload, close idle client connections only after a response
         "    option forwardfor",
         "    http-reuse safe",
         "    timeout connect 5s",
@@ -242,9 +243,10 @@ def _backend(u: Upstream, slots: tuple[tuple[str, int] | None, ...], with_server
     for i, ep in enumerate(slots):
         name = f"s{i + 1}"
         cookie = f" cookie {name}" if u.affinity_cookie else ""
-        if ep is None or not with_servers:
-            lines.append(f"    server {name} 0.0.0.0:1 disabled{cookie}{opts}" if ep is None or with_servers
-                         else f"    server {name}{cookie}{opts}")
+        if not with_servers:
+            lines.append(f"    server {name}{cookie}{opts}")
+        elif ep is None:
+            lines.append(f"    server {name} 0.0.0.0:1 disabled{cookie}{opts}")
         else:
             host = f"[{ep[0]}]" if ":" in ep[0] else ep[0]
             lines.append(f"    server {name} {host}:{ep[1]}{cookie}{opts}")
