@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -23,6 +24,12 @@ _log = log.get("ingress.haproxy")
 
 class HAProxyError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """Child pre-exec: SIGTERM the data plane if the controller process dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def _write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
@@ -84,7 +91,8 @@ class HAProxy:
                 s.unlink()
         self.proc = await asyncio.create_subprocess_exec(
             *self._argv("-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.cfg)),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=_die_with_parent)
         try:
             await bounded(self._wait_worker(None), 20)
         except TimeoutError:
