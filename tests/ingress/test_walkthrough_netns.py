@@ -1,6 +1,6 @@
 """Acceptance, netns mode (root): the walkthrough end to end. Two outside machines (namespaces of
 the test's own) serve the UI on 8001 and the API on 8004; selector-less Services + EndpointSlices
-point at them; the TLS Secret and the bbs.test.com Ingress are applied with kubectl; the ingress
+point at them; the TLS Secret comes from ``kubectl create secret tls`` and the bbs.test.com Ingress from kubectl apply; the ingress
 data plane listens on the node IP's 80/443; curl with the test CA checks every answer, directly and
 through an outside HAProxy in another namespace balancing the nodes' 443 as in the walkthrough."""
 
@@ -18,7 +18,7 @@ from .harness import run, until
 from .objects import CLASS
 from .outside import outside_machines
 from .pki import CA
-from .walkthrough import INGRESS_YAML, backends_yaml, check_walkthrough, secret_yaml
+from .walkthrough import INGRESS_YAML, backends_yaml, check_walkthrough
 
 pytestmark = pytest.mark.root
 
@@ -61,7 +61,10 @@ async def test_walkthrough_netns(tmp_path: Path) -> None:
                 crt, key, _ = ca.leaf("bbs.test.com")
                 await c.kubectl("apply", "-f", "-", input=backends_yaml((m["ui"].ip, 8001),
                                                                         (m["api"].ip, 8004)).encode())
-                await c.kubectl("apply", "-f", "-", input=secret_yaml(crt, key).encode())
+                (tmp_path / "tls.crt").write_bytes(crt)
+                (tmp_path / "tls.key").write_bytes(key)
+                await c.kubectl("create", "secret", "tls", "bbs-tls", "--cert", str(tmp_path / "tls.crt"),
+                                "--key", str(tmp_path / "tls.key"))
                 await c.kubectl("apply", "-f", "-", input=INGRESS_YAML.encode())
 
                 async def published() -> str | None:
