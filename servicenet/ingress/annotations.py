@@ -21,7 +21,7 @@ SUPPORTED = (
 PROTOCOLS = {"HTTP": "http", "HTTPS": "https", "GRPC": "grpc", "GRPCS": "grpcs"}
 TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")  # an HTTP header or cookie name
 HEADER_VALUE = re.compile(r"^[\x21-\x7e]{1,256}$")  # visible ASCII, no CR/LF, no spaces
-REWRITE = re.compile(r"^[A-Za-z0-9/$._~%!&'()*+,;=:@-]*$")
+REWRITE = re.compile(r"^[A-Za-z0-9/$._~%!&()*+,;=:@-]*$")
 SIZE = re.compile(r"^([0-9]+)([kKmMgG]?)$")
 UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 DEFAULT_BODY_LIMIT = 1024 * 1024  # nginx's client_max_body_size default (1m)
@@ -167,6 +167,6 @@ def _token(v: str, key: str) -> str:
 
 
 def _header_value(v: str, key: str) -> str:
-    if not HEADER_VALUE.match(v):
+    if not HEADER_VALUE.match(v) or "'" in v:
         raise AnnotationError(f"{key}: {v!r} is not a valid header value (visible ASCII, no CR/LF)")
     return v

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import prometheus_client
 
 from servicenet.client import ApiClient, ApiError, InformerFactory
+from servicenet.client import object_key as _obj_key
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.common.health import HealthServer
@@ -103,6 +104,8 @@ class IngressController:
         self.synced_generation = 0  # bumps after every applied sync (tests wait on it)
         self.last_error = ""
         self._syncing = False
+        self._good_rv: dict[str, str] = {}
+        self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,7 +137,11 @@ class IngressController:
                                                           "haproxy is not running"))
         self.health.add_ready_check("synced", lambda: (self.synced_generation > 0, "no sync yet"))
         await self.health.start()
-        cfg_text = self._prepare(compile_table(self._inputs()))
+        cfg_text = self._prepare(self._compile())
+        if await self.haproxy.check(cfg_text):  # something HAProxy refuses already: leave it out
+            isolated = await self._isolate(self._compile())
+            cfg_text = isolated[1] if isolated else self._prepare(self._compile({_obj_key(i) for i in
+                                                                                self.ingresses.list()}))
         await self.haproxy.start(cfg_text)
         self._commit()
         self.synced_generation = 1
@@ -193,6 +200,7 @@ class IngressController:
     def _commit(self) -> None:
         table, slots, files = self._pending
         self.table, self.slots, self.files = table, slots, files
+        self._good_rv = {k: self._rv(k) for k in table.ingresses}
         self.structure = rd.render(table, slots, self.listen, files, with_servers=False)
         self.cert_pems = {c.name: c.pem for c in table.certs}
 
@@ -215,9 +223,41 @@ class IngressController:
                 self._syncing = False
             self.m_sync_seconds.observe(time.monotonic() - t0)
 
+    def _rv(self, key: str) -> str:
+        ns, _, name = key.partition("/")
+        obj = self.ingresses.get(ns, name)
+        return str((obj or {}).get("metadata", {}).get("resourceVersion", "")) if obj else ""
+
+    def _compile(self, exclude: set[str] | frozenset[str] = frozenset()) -> Table:
+        inp = self._inputs()
+        if exclude:
+            inp = replace(inp, ingresses=tuple(i for i in inp.ingresses if _obj_key(i) not in exclude))
+        return compile_table(inp)
+
+    async def _isolate(self, table: Table) -> tuple[Table, str] | None:
+        """HAProxy refused the whole configuration: find the changed Ingresses it refuses and leave
+        them out (quarantined until they change again). None when even that does not validate."""
+        assert self.haproxy is not None
+        suspects = [k for k in table.ingresses if self._good_rv.get(k) != self._rv(k)]
+        excluded = set(suspects) | set(self._quarantine)
+        base = self._compile(excluded)
+        if await self.haproxy.check(self._prepare(base)):
+            return None
+        for k in suspects:
+            trial = self._compile(excluded - {k})
+            if await self.haproxy.check(self._prepare(trial)) is None:
+                excluded.discard(k)
+        for k in excluded:
+            self._quarantine.setdefault(k, self._rv(k))
+        final = self._compile(excluded)
+        return final, self._prepare(final)
+
     async def sync(self) -> None:
         assert self.haproxy is not None
-        table = compile_table(self._inputs())
+        for k, rv in list(self._quarantine.items()):
+            if self._rv(k) != rv:  # changed (or deleted): try it again
+                del self._quarantine[k]
+        table = self._compile(set(self._quarantine))
         gen_before = self.files.gen
         cfg_text = self._prepare(table)
         _, slots, files = self._pending
@@ -227,11 +267,16 @@ class IngressController:
             if err:
                 self.m_rejected.inc()
                 self.last_error = err
-                _log.error("haproxy refused the configuration; keeping the last good one", error=err[:2000])
+                _log.error("haproxy refused the configuration; isolating the Ingress that caused it", error=err[:2000])
+                before = set(self._quarantine)
+                isolated = await self._isolate(table)
+                if isolated is None or await self.haproxy.reload(isolated[1]):
+                    _log.error("no valid configuration without the changed Ingresses; keeping the last good one")
+                    return
+                table = isolated[0]
                 await self._events(table, extra=[Problem("Ingress", *k.split("/", 1), "RejectedByDataPlane",
-                                                         "haproxy refused the configuration: " + err[:300])
-                                                 for k in table.ingresses if k not in self.table.ingresses])
-                return
+                                                         "haproxy refused this Ingress's configuration: " + err[:300])
+                                                 for k in set(self._quarantine) - before])
             self.m_syncs.labels("reload").inc()
             self._commit()
         else:

@@ -32,7 +32,7 @@ from servicenet.ingress.model import (
 
 Obj = dict[str, Any]
 HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-PATH = re.compile(r"^/[A-Za-z0-9/._~%!$&'()*+,;=:@-]*$")
+PATH = re.compile(r"^/[A-Za-z0-9/._~%!$&()*+,;=:@-]*$")  # no quotes: paths go into quoted config words
 REGEX_PATH = re.compile(r"^/[\x21-\x7e]*$")  # visible ASCII; compiled below
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -249,7 +249,7 @@ class _Compiler:
         kind = EXACT if ptype == "Exact" else PREFIX
         if regex and ptype == "ImplementationSpecific":
             kind = REGEX
-            if not REGEX_PATH.match(path) or '"' in path:
+            if not REGEX_PATH.match(path) or '"' in path or "'" in path:
                 self.problem(ing, "InvalidPath", f"regex path {path!r} has characters that are not allowed")
                 return
             try:

@@ -113,16 +113,22 @@ def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _sq(s: str) -> str:
+    """A single-quoted HAProxy word: no variable expansion, no escapes (the core refused quotes)."""
+    assert "'" not in s
+    return "'" + s + "'"
+
+
 def _path_conds(r: Route) -> list[str]:
     if r.kind == EXACT:
-        return [f"{{ path -m str {_q(r.path)} }}"]
+        return [f"{{ path -m str {_sq(r.path)} }}"]
     if r.kind == PREFIX:
         p = r.path.rstrip("/")
         if not p:
             return [""]
-        return [f"{{ path -m str {_q(p)} }}", f"{{ path -m beg {_q(p + '/')} }}"]
+        return [f"{{ path -m str {_sq(p)} }}", f"{{ path -m beg {_sq(p + '/')} }}"]
     flags = "-i " if r.case_insensitive else ""
-    return [f"{{ path -m reg {flags}{_q('^' + r.path)} }}"]
+    return [f"{{ path -m reg {flags}{_sq('^' + r.path)} }}"]
 
 
 def _rewrite_regex(r: Route) -> tuple[str, str]:
@@ -156,6 +162,8 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    option idle-close-on-response",  # on reload, close idle client connections only after a response
         "    option forwardfor",
         "    http-reuse safe",
+        "    option redispatch",  # a failed connection is retried on another server
+        "    retries 2",
         "    timeout connect 5s",
         "    timeout client 300s",
         "    timeout server 300s",
@@ -196,7 +204,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
                        f"{r.body_limit} }}")
         if r.rewrite:
             pat, repl = _rewrite_regex(r)
-            out.append(f"    http-request replace-path {_q(pat)} {_q(repl)} if {rid}")
+            out.append(f"    http-request replace-path {_sq(pat)} {_sq(repl)} if {rid}")
     out.append("    http-request deny deny_status 413 if !{ var(txn.r) -m found } "
                "{ req.hdr_val(content-length) gt 1048576 }")
     for i, r in enumerate(table.routes):
@@ -205,7 +213,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
             to = f"    http-request set-var(txn.r) str(r{i}c) if {rid}"
             if c.header:
                 if c.header_value:
-                    out.append(f"{to} {{ req.hdr({c.header}) -m str {_q(c.header_value)} }}")
+                    out.append(f"{to} {{ req.hdr({c.header}) -m str {_sq(c.header_value)} }}")
                 else:
                     out.append(f"    http-request set-var(txn.nc) bool(1) if {rid} {{ req.hdr({c.header}) -m str never }}")
                     out.append(f"{to} {{ req.hdr({c.header}) -m str always }}")

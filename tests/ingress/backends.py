@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -33,11 +34,11 @@ def app(name: str) -> web.Application:
     return a
 
 
-async def serve(name: str, host: str, ports: list[int]) -> web.AppRunner:
+async def serve(name: str, host: str, ports: list[int], ssl_context: Any = None) -> web.AppRunner:
     runner = web.AppRunner(app(name), access_log=None)
     await runner.setup()
     for p in ports:
-        await web.TCPSite(runner, host, p).start()
+        await web.TCPSite(runner, host, p, ssl_context=ssl_context).start()
     return runner
 
 
