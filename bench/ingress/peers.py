@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -137,8 +138,6 @@ def write_1m(d: Path) -> None:
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    import socket
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -28,7 +29,16 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingress.peers import BACKEND_CONF, PROXY_CONF, Nginx, rss_mb, wait_port, write_1m, wrk  # noqa: E402
+from bench.ingress.peers import (  # noqa: E402
+    BACKEND_CONF,
+    PROXY_CONF,
+    Nginx,
+    children,
+    rss_mb,
+    wait_port,
+    write_1m,
+    wrk,
+)
 from servicenet.ingress.certs import self_signed  # noqa: E402
 from servicenet.ingress.controller import IngressConfig, IngressController  # noqa: E402
 from servicenet.testing import running_apiserver  # noqa: E402
@@ -39,8 +49,6 @@ HOST = "bbs.test.com"
 
 
 def _secret(pem: bytes) -> dict[str, Any]:
-    import base64
-
     crt, key = pem.split(b"-----BEGIN PRIVATE KEY-----")
     key = b"-----BEGIN PRIVATE KEY-----" + key
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
@@ -78,8 +86,7 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
                                                                      else "") for x in sides]
         ratio = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
         print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{ratio:>7.2f}x")
-    ha_pids = [ctl.haproxy.proc.pid, *__import__("bench.ingress.peers", fromlist=["children"]).children(
-        ctl.haproxy.proc.pid)]
+    ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out["memory_mb"] = {"haproxy": rss_mb(ha_pids), "nginx": rss_mb(nginx.pids()),
                         "controller+apiserver python": rss_mb([os.getpid()])}
     m = out["memory_mb"]

@@ -25,7 +25,7 @@ from servicenet.common.health import HealthServer
 from servicenet.ingress import render as rd
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
-from servicenet.ingress.core import SERVICE_NAME_LABEL, Inputs, compile_table
+from servicenet.ingress.core import SERVICE_NAME_LABEL, Inputs, compile_table, refresh_endpoints
 from servicenet.ingress.haproxy import HAProxy
 from servicenet.ingress.model import CONTROLLER_NAME, Problem, Table
 from servicenet.ingress.status import desired_status, new_event
@@ -107,6 +107,8 @@ class IngressController:
         self._syncing = False
         self._good_rv: dict[str, str] = {}
         self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
+        self._full = True  # something other than EndpointSlice contents changed
+        self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -176,6 +178,18 @@ class IngressController:
         raise RuntimeError(f"node {self.cfg.node_name} has no InternalIP after 60 s")
 
     def _on_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        kind = obj.get("kind")
+        md = obj.get("metadata") or {}
+        if kind == "EndpointSlice":
+            svc = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
+            self._dirty_services.add(f"{md.get('namespace', '')}/{svc}")
+        elif kind == "Ingress" and etype == "MODIFIED" and old is not None and (
+                old.get("spec") == obj.get("spec") and (old.get("metadata") or {}).get("annotations") ==
+                md.get("annotations") and (old.get("metadata") or {}).get("deletionTimestamp") ==
+                md.get("deletionTimestamp")):
+            pass  # a status-only change (ours): nothing to route differently
+        else:
+            self._full = True
         self._dirty.set()
 
     # -- sync -------------------------------------------------------------------------------------------
@@ -218,6 +232,7 @@ class IngressController:
                 raise
             except Exception as exc:
                 self.last_error = repr(exc)
+                self._full = True
                 _log.exception("sync failed")
                 await asyncio.sleep(0.5)
                 self._dirty.set()
@@ -254,8 +269,28 @@ class IngressController:
         final = self._compile(excluded)
         return final, self._prepare(final)
 
+    async def _endpoints_only(self, changed: set[str]) -> bool:
+        """Only EndpointSlices changed: recompute those backends and apply them through the runtime
+        API. False when a backend outgrew its slots (the caller does a full sync)."""
+        assert self.haproxy is not None
+        table = refresh_endpoints(self.table, _Index(self.services), _Index(self.slices, by_service=True), changed)
+        slots = rd.plan_slots(table, self.slots)
+        if any(len(slots.get(n, ())) != len(v) for n, v in self.slots.items() if n in slots):
+            return False
+        ops = rd.runtime_ops(self.slots, slots)
+        await self.haproxy.commands(ops)
+        self.table, self.slots = table, slots
+        self.m_syncs.labels("runtime" if ops else "noop").inc()
+        return True
+
     async def sync(self) -> None:
         assert self.haproxy is not None
+        full, changed = self._full, self._dirty_services
+        self._full, self._dirty_services = False, set()
+        if not full:
+            if not changed or await self._endpoints_only(changed):
+                self.synced_generation += 1
+                return
         for k, rv in list(self._quarantine.items()):
             if self._rv(k) != rv:  # changed (or deleted): try it again
                 del self._quarantine[k]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from servicenet.ingress import annotations as annot
@@ -293,6 +293,25 @@ class _Compiler:
                 self.routes[k] = Route(**{**r.__dict__, "canaries": (c,)})
 
 
+def refresh_endpoints(table: Table, services: Any, slices: Any, changed: set[str]) -> Table:
+    """``table`` with the endpoints of the backends of the Services in ``changed`` ("ns/name")
+    recomputed from ``slices`` — the fast path when only EndpointSlices changed."""
+    c = _Compiler(Inputs(services=services, slices=slices))
+    ups = []
+    for u in table.upstreams:
+        ns_name, _, port = u.service.rpartition(":")
+        if u.error or ns_name not in changed:
+            ups.append(u)
+            continue
+        ns, _, name = ns_name.partition("/")
+        svc = services.get(ns_name)
+        sport = next((p for p in ((svc or {}).get("spec") or {}).get("ports") or []
+                      if str(p.get("port")) == port or p.get("name") == port), None)
+        eps = c.endpoints(ns, name, sport) if sport is not None else ()
+        ups.append(replace(u, endpoints=eps))
+    return replace(table, upstreams=tuple(ups))
+
+
 def _app_protocol(ap: str) -> str:
     ap = ap.lower()
     if ap in ("kubernetes.io/h2c", "h2c"):
@@ -325,11 +344,13 @@ def compile_table(inp: Inputs) -> Table:
         c.ingress(ing, canaries)
     for ing, opts in canaries:
         c.canary(ing, opts)
-    hosts = sorted({k[0] for k in c.routes}, key=lambda h: (h == "", h.startswith("*."), h))
+    by_host: dict[str, list[Route]] = {}
+    for k, r in c.routes.items():
+        by_host.setdefault(k[0], []).append(r)
     routes: list[Route] = []
-    for h in hosts:
-        routes.extend(sorted((r for k, r in c.routes.items() if k[0] == h), key=_order))
+    for h in sorted(by_host, key=lambda h: (h == "", h.startswith("*."), h)):
+        routes.extend(sorted(by_host[h], key=_order))
     certs = tuple(Cert(name, pem, () if any_host else tuple(sorted(sni)))
                   for name, (pem, sni, any_host) in sorted(c.certs.items()))
     return Table(tuple(routes), tuple(sorted(c.upstreams.values(), key=lambda u: u.name)), certs,
-                 c.default_upstream, tuple(_key(i) for i in served), tuple(c.problems))
+                 c.default_upstream, tuple(_key(i) for i in served), problems=tuple(c.problems))

@@ -17,9 +17,10 @@ def host_group(table: Table, host: str) -> str | None:
     hosts = {r.host for r in table.routes}
     if host in hosts:
         return host
-    head, _, rest = host.partition(".")
-    if head and f"*.{rest}" in hosts:
-        return f"*.{rest}"
+    labels = host.split(".")
+    for k in range(1, min(table.wildcard_labels, len(labels) - 1) + 1):
+        if all(labels[:k]) and "*." + ".".join(labels[k:]) in hosts:
+            return "*." + ".".join(labels[k:])
     return "" if "" in hosts else None
 
 
@@ -31,13 +32,25 @@ def path_matches(r: Route, path: str) -> bool:
     return re.match(r.path, path, re.I if r.case_insensitive else 0) is not None
 
 
-def route_for(table: Table, host: str, path: str) -> Route | None:
-    """The first route of the selected host group whose path matches; None means the default backend."""
+def _value_matches(typ: str, want: str, got: str | None) -> bool:
+    if got is None:
+        return False
+    return got == want if typ == "Exact" else re.search(want, got) is not None
+
+
+def route_for(table: Table, host: str, path: str, method: str = "GET", headers: dict[str, str] | None = None,
+              query: dict[str, str] | None = None) -> Route | None:
+    """The first route of the selected host group whose path (and method, header and query
+    matches) match; None means the default backend."""
     g = host_group(table, host)
     if g is None:
         return None
+    hdrs = {k.lower(): v for k, v in (headers or {}).items()}
     for r in table.routes:
-        if r.host == g and path_matches(r, path):
+        if r.host != g or not path_matches(r, path) or (r.method and r.method != method):
+            continue
+        if all(_value_matches(t, v, hdrs.get(n)) for n, t, v in r.headers) and all(
+                _value_matches(t, v, (query or {}).get(n)) for n, t, v in r.query):
             return r
     return None
 

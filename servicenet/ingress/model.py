@@ -53,6 +53,11 @@ class Route:
     allow: tuple[str, ...] = ()  # whitelist-source-range CIDRs
     canaries: tuple[Canary, ...] = ()
     case_insensitive: bool = False
+    # Gateway API matches and weighted backends (empty for Ingress routes)
+    method: str = ""
+    headers: tuple[tuple[str, str, str], ...] = ()  # (lower-case name, Exact|RegularExpression, value)
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, Exact|RegularExpression, value)
+    backends: tuple[tuple[str, int], ...] = ()  # (upstream or "" for a 500, weight)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class Table:
     certs: tuple[Cert, ...] = ()
     default_upstream: str = ""  # "" : 404
     ingresses: tuple[str, ...] = ()  # "ns/name" of every Ingress this controller serves
+    wildcard_labels: int = 1  # how many labels a "*." host may cover (Ingress 1; Gateway API any)
     problems: tuple[Problem, ...] = field(default=(), compare=False)
 
     def upstream(self, name: str) -> Upstream | None:

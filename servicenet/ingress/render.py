@@ -15,6 +15,7 @@ from servicenet.ingress.model import EXACT, PREFIX, REGEX, Route, Table, Upstrea
 
 Slots = dict[str, tuple[tuple[str, int] | None, ...]]  # backend -> slot contents
 NOT_FOUND = "be_default_404"
+UNRESOLVED = "be_default_500"  # a Gateway API backendRef that does not resolve
 
 # The JSON access-log line (documented in docs/ingress.md). HAProxy quotes/escapes each %{+Q} field.
 LOG_FORMAT = (
@@ -131,6 +132,23 @@ def _path_conds(r: Route) -> list[str]:
     return [f"{{ path -m reg {flags}{_sq('^' + r.path)} }}"]
 
 
+def _match_conds(r: Route) -> str:
+    """Gateway API method, header and query matches as extra ACL terms (" {...}" each)."""
+    out = ""
+    if r.method:
+        out += f" {{ method {r.method} }}"
+    for name, typ, val in r.headers:
+        out += f" {{ req.hdr({name}) -m {'str' if typ == 'Exact' else 'reg'} {_sq(val)} }}"
+    for name, typ, val in r.query:
+        out += f" {{ url_param({name}) -m {'str' if typ == 'Exact' else 'reg'} {_sq(val)} }}"
+    return out
+
+
+def wildcard_depth(table: Table) -> int:
+    """The most labels a wildcard of this table must cover (bounded by the longest request host)."""
+    return 1 if table.wildcard_labels <= 1 else 8
+
+
 def _rewrite_regex(r: Route) -> tuple[str, str]:
     pat = r.path if r.kind == REGEX else re.escape(r.path)
     repl = re.sub(r"\$(\d)", r"\\\1", r.rewrite)
@@ -182,14 +200,16 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
     out += [
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
         f"    http-request set-var(txn.hg) var(txn.host),map_str({files.hosts_map})",
-        f"    http-request set-var(txn.hg) var(txn.host),regsub(^[^.]+,*),map_str({files.hosts_map}) "
-        "if !{ var(txn.hg) -m found }",
+        *(f"    http-request set-var(txn.hg) var(txn.host),regsub(^{'[^.]+[.]' * k},*.),map_str({files.hosts_map}) "
+          "if !{ var(txn.hg) -m found }" for k in range(1, min(table.wildcard_labels, wildcard_depth(table)) + 1)),
         "    http-request set-var(txn.hg) str(g0) if !{ var(txn.hg) -m found }",
     ]
     groups = host_groups(table)
     for i, r in enumerate(table.routes):
         g = groups[r.host]
-        alts = [f"!{{ var(txn.r) -m found }} {{ var(txn.hg) -m str {g} }} {c}".rstrip() for c in _path_conds(r)]
+        extra = _match_conds(r)
+        alts = [f"!{{ var(txn.r) -m found }} {{ var(txn.hg) -m str {g} }} {c}{extra}".rstrip()
+                for c in _path_conds(r)]
         out.append(f"    http-request set-var(txn.r) str(r{i}) if {' || '.join(alts)}")
     https_port = "" if listen.https_port == 443 else f":{listen.https_port}"
     for i, r in enumerate(table.routes):
@@ -222,6 +242,16 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
                 out.append(f"{to} {{ req.cook({c.cookie}) -m str always }}")
             if c.weight > 0:
                 out.append(f"{to} !{{ var(txn.nc) -m found }} {{ rand({c.weight_total}) -m int lt {c.weight} }}")
+        total = sum(w for _, w in r.backends if w > 0)
+        if r.backends and total:
+            out.append(f"    http-request set-var(txn.w) rand({total}) if {rid}")
+            lo = 0
+            for k, (_, w) in enumerate(r.backends):
+                if w <= 0:
+                    continue
+                out.append(f"    http-request set-var(txn.r) str(r{i}w{k}) if {rid} {{ var(txn.w) -m int ge {lo} }} "
+                           f"{{ var(txn.w) -m int lt {lo + w} }}")
+                lo += w
     out += [
         "    http-request set-header X-Real-IP %[src]",
         "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
@@ -233,6 +263,9 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "",
         f"backend {NOT_FOUND}",
         "    http-request return status 404 content-type text/plain string \"404 page not found\"",
+        "",
+        f"backend {UNRESOLVED}",
+        "    http-request return status 500 content-type text/plain string \"500 backend does not resolve\"",
     ]
     for u in table.upstreams:
         out += ["", *_backend(u, slots.get(u.name, ()), with_servers)]
@@ -291,6 +324,8 @@ def routes_map(table: Table) -> str:
         lines.append(f"r{i} {r.upstream or table.default_upstream or NOT_FOUND}\n")
         for c in r.canaries:
             lines.append(f"r{i}c {c.upstream}\n")
+        for k, (up, _) in enumerate(r.backends):
+            lines.append(f"r{i}w{k} {up or UNRESOLVED}\n")
     return "".join(lines)
 
 

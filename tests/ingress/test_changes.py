@@ -163,7 +163,7 @@ async def test_route_changes_and_endpoint_flips_under_load(two: tuple[Stack, lis
         assert first.endswith(":hello")
         reloads = await s.ctl.haproxy.master_reloads()
         wrk = await asyncio.create_subprocess_exec(
-            "wrk", "-t1", "-c16", "-d60s", "-H", "Host: w.test", f"http://127.0.0.1:{s.http_port}/",
+            "wrk", "-t1", "-c16", "-d300s", "-H", "Host: w.test", f"http://127.0.0.1:{s.http_port}/",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
 
         async def route_changes() -> None:
@@ -181,6 +181,7 @@ async def test_route_changes_and_endpoint_flips_under_load(two: tuple[Stack, lis
         t0 = time.monotonic()
         await asyncio.gather(route_changes(), endpoint_flips())
         changes_s = time.monotonic() - t0
+        assert wrk.returncode is None, "wrk's 300 s ran out before the changes were done"
         wrk.send_signal(signal.SIGINT)  # wrk prints its summary on SIGINT
         out = (await wrk.communicate())[0].decode()
         await ws.send_str("still-there")

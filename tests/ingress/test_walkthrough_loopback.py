@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
+
 from .backends import serve
 from .harness import free_port, ingress_stack, until
 from .pki import CA
@@ -47,7 +49,5 @@ async def test_walkthrough_loopback(tmp_path: Path) -> None:
 
 
 async def _metrics(url: str) -> str:
-    import aiohttp
-
     async with aiohttp.ClientSession() as sess, sess.get(url + "/metrics") as r:
         return await r.text()
