@@ -26,7 +26,7 @@ class FieldError:
 
     def message(self) -> str:
         """The per-cause message, as upstream's ``field.Error.ErrorBody``."""
-        if self.kind == "Invalid":
+        if self.kind in ("Invalid", "TypeInvalid"):
             s = f"Invalid value: {_render(self.value)}"
         elif self.kind == "Required":
             s = "Required value"
@@ -175,10 +175,6 @@ def forbidden_error(message: str, resource: str = "", group: str = "", name: str
 
 def method_not_allowed(message: str) -> ApiStatusError:
     return ApiStatusError(405, "MethodNotAllowed", message)
-
-
-def not_acceptable(message: str) -> ApiStatusError:
-    return ApiStatusError(406, "NotAcceptable", message)
 
 
 def unsupported_media_type(content_type: str) -> ApiStatusError:

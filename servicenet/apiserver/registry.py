@@ -19,9 +19,10 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, defaults, errors, validation
+from servicenet.api import apply, apply_create, defaults, errors, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -108,6 +109,9 @@ class Registry:
         self.before_create: dict[str, Hook] = {}
         self.before_update: dict[str, Hook] = {}
         self.after_delete: dict[str, Callable[[ResourceInfo, dict[str, Any]], None]] = {}
+        # custom resources and admission policies (servicenet.apiserver.crds.Admission): prune/default/validate
+        # before the built-in validation, then the validating policies after it
+        self.admission: Any = None
 
     # -- helpers -------------------------------------------------------------------------------------
     def get_record(self, info: ResourceInfo, namespace: str | None, name: str) -> Record:
@@ -138,12 +142,9 @@ class Registry:
         # decode the namespace only when it may be terminating (its bytes name the field)
         if creating and b'"deletionTimestamp"' in ns.value and (ns.obj().get("metadata") or {}).get(
                 "deletionTimestamp"):
-            raise ApiStatusError(
-                403, "Forbidden",
+            raise errors.forbidden_error(
                 f"{info.plural} \"{{name}}\" is forbidden: unable to create new content in namespace "
-                f"{namespace} because it is being terminated",
-                {"kind": info.plural, "group": info.group} if info.group else {"kind": info.plural},
-            )
+                f"{namespace} because it is being terminated", info.plural, info.group)
 
     def _prepare_meta_create(self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> None:
         md = obj.setdefault("metadata", {})
@@ -177,9 +178,13 @@ class Registry:
             obj.pop("status", None)
         defaults.apply_defaults(info.api_version, info.kind, obj)
         defaults.prepare_for_create(info.api_version, info.kind, obj)
+        if self.admission is not None:
+            self.admission.mutate_validate(info, obj, None, opts, None)
         errs = validation.validate_create(info, obj)
         if errs:
             raise errors.invalid_object(info.kind, info.group, name, errs)
+        if self.admission is not None:
+            self.admission.validating(info, obj, None, opts, None)
         key = key_for(info, namespace, name)
         if self.store.latest(key) is not None:
             raise errors.already_exists(info.plural, info.group, name)
@@ -207,9 +212,13 @@ class Registry:
         if not manager:
             return
         try:
-            out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
-                                              now=now_rfc3339(), kind=info.kind)
-            mf = (out.get("metadata") or {}).get("managedFields")
+            if old is None and operation == "Update":  # a create: everything is the creator's
+                mf = apply_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                                                 kind=info.kind)
+            else:
+                out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
+                                                  now=now_rfc3339(), kind=info.kind)
+                mf = meta_of(out).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
@@ -257,9 +266,15 @@ class Registry:
             defaults.apply_defaults(info.api_version, info.kind, new)
             if info.plural == "services":
                 defaults.service_prepare_for_update(new, old)
+            if self.admission is not None:
+                self.admission.mutate_validate(info, new, old, opts, None)
             errs = validation.validate_update(info, new, old)
             if errs:
                 raise errors.invalid_object(info.kind, info.group, name, errs)
+        elif self.admission is not None:
+            self.admission.mutate_validate(info, new, old, opts, subresource)
+        if self.admission is not None:
+            self.admission.validating(info, new, old, opts, subresource)
         if _spec_changed(old, new):
             new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
         self._managed_fields(info, old, new, opts, "Update")
@@ -355,6 +370,8 @@ class Registry:
                     info.plural, info.group, name,
                     f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                     f"ResourceVersion in object meta: {md.get('resourceVersion')}")
+            if self.admission is not None and _attempt == 0:
+                self.admission.validating_delete(info, obj, dry_run)
             policy = options.get("propagationPolicy")
             if policy is None and options.get("orphanDependents") is not None:
                 policy = "Orphan" if options["orphanDependents"] else "Background"
@@ -441,7 +458,7 @@ class Registry:
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:
     c = dict(o)
-    md = dict(c.get("metadata") or {})
+    md = dict(meta_of(c))
     md.pop("resourceVersion", None)
     md.pop("managedFields", None)
     c["metadata"] = md

@@ -20,6 +20,8 @@ from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
 from servicenet.apiserver import certs, negotiation
+from servicenet.apiserver.authapi import start_security
+from servicenet.apiserver.crds import CrdManager
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -30,7 +32,6 @@ from servicenet.common.health import HealthServer
 from servicenet.store import MemoryStore, SQLiteStore
 
 _log = log.get("apiserver")
-_PUBLIC = {"/healthz", "/livez", "/readyz", "/version", "/metrics"}
 
 
 @dataclass
@@ -55,9 +56,13 @@ class ApiServer:
         self.registry: Registry | None = None  # type: ignore[assignment]
         self.services = ServiceRegistry(config.service_cidrs, config.node_port_range)
         self.gc: GarbageCollector | None = None
+        self.crds: CrdManager | None = None
         self.creds: certs.Credentials | None = None
         self._runner: web.AppRunner | None = None
-        self._tokens: dict[str, str] = {}
+        self.security: Any = None
+        self._sa_controller: Any = None
+        self.loopback_token = ""
+        self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
         self.m_requests = prometheus_client.Counter(
@@ -100,19 +105,27 @@ class ApiServer:
         recs, _, _ = self.store.list("/registry/core/services/")
         self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
+        self.crds = CrdManager(self)
+        self.registry.admission = self.crds.admission
+        await self.crds.start()
+        if self.config.tls:
+            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
+            self.security, self._sa_controller = await start_security(self)
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
         self.handlers = ResourceHandlers(self.registry, self.store)
-        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        mws = [self._middleware] + ([self.security.middleware] if self.security is not None else [])
+        app = web.Application(middlewares=mws, client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         ssl_ctx = None
-        if self.config.tls:
-            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
-            self._tokens = self.creds.tokens()
+        if self.config.tls and self.creds is not None:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(str(self.creds.server_cert), str(self.creds.server_key))
+            ssl_ctx.load_verify_locations(str(self.creds.ca_cert))  # x509 client certificates
+            ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
+            self.ssl_context = ssl_ctx
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx,
                            reuse_address=True, backlog=1024)
         await site.start()
@@ -136,6 +149,11 @@ class ApiServer:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if self.crds is not None:
+            await self.crds.stop()
+        if self.security is not None:
+            await self._sa_controller.stop()
+            await self.security.authz.stop()
         if self.gc is not None:
             await self.gc.stop()
         if self._runner is not None:
@@ -183,11 +201,6 @@ class ApiServer:
         resource = "-"
         code = 500
         try:
-            if self.config.tls and request.path not in _PUBLIC:
-                auth = request.headers.get("Authorization", "")
-                token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-                if not token or token not in self._tokens:
-                    raise errors.unauthorized()
             resp = negotiation.protobuf_response(request, await handler(request))
             code = resp.status
             return resp
@@ -247,6 +260,11 @@ class ApiServer:
                                                               resources.group_versions() if g])})
         if parts[0] == "openapi":
             return self._openapi(request, parts)
+        if parts[0] in ("api", "apis") and len(parts) == 1 and \
+                "as=APIGroupDiscoveryList" in request.headers.get("Accept", "") and \
+                "application/json;g=apidiscovery.k8s.io;v=v2;" in request.headers.get("Accept", "").replace(" ", ""):
+            return web.Response(body=orjson.dumps(resources.aggregated_discovery(core=parts[0] == "api")),
+                                headers={"Content-Type": resources.AGGREGATED_CONTENT_TYPE, "Vary": "Accept"})
         if parts[0] == "api":
             if len(parts) == 1:
                 return json_response(resources.api_versions(f"{self.config.host}:{self.port}"))
@@ -275,8 +293,13 @@ class ApiServer:
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
-                return json_response(openapi.v3_index())
-            doc = openapi.v3_document("/".join(parts[2:]))
+                idx = openapi.v3_index()
+                return json_response(self.crds.openapi_index(idx) if self.crds is not None else idx)
+            gv = parts[2:]
+            own = None
+            if self.crds is not None and len(gv) == 3 and gv[0] == "apis":
+                own = self.crds.openapi_document(gv[1], gv[2])
+            doc = own if own is not None else openapi.v3_document("/".join(parts[2:]))
             if doc is None:
                 raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
