@@ -189,6 +189,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    timeout http-keep-alive 75s",
         "    timeout tunnel 1h",
         "    timeout client-fin 10s",
+        f"    {DEFAULT_SERVER}",
         "",
         "frontend fe_ingress",
     ]
@@ -294,8 +295,12 @@ def _backend(u: Upstream, slots: tuple[tuple[str, int] | None, ...], with_server
     return lines
 
 
+# every server: a TCP check (to come back) and passive outlier detection (3 connection errors: down)
+DEFAULT_SERVER = "default-server check inter 5s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
+
+
 def server_options(u: Upstream) -> str:
-    o = " check inter 5s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
+    o = ""
     if u.protocol in ("https", "grpcs"):
         o += " ssl verify none"
         if u.protocol == "grpcs":
