@@ -27,6 +27,7 @@ COMPONENT_COMMANDS = {
     "proxy": "servicenet.proxy.server",
     "node": "servicenet.node.agent",
     "controller-manager": "servicenet.controllers.manager",
+    "ingress": "servicenet.ingress.cli",
 }
 # tool command → module with ``main(argv) -> int``
 TOOL_COMMANDS = {
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--proxy-mode", choices=["auto", "userspace", "iptables", "nftables"], default="auto")
     up.add_argument("--dns-listen", action="append", type=_hostport, default=None, metavar="HOST:PORT")
     up.add_argument("--node-name", default="node-1")
+    up.add_argument("--ingress-http-port", type=int, default=None, help="ingress HTTP port (netns 80, loopback 8080)")
+    up.add_argument("--ingress-https-port", type=int, default=None,
+                    help="ingress HTTPS port (netns 443, loopback 8443)")
     up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
     api = sub.add_parser("apiserver", help="run the API server alone")
     _api_args(api)
