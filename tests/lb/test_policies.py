@@ -155,9 +155,9 @@ def test_pick_costs_microseconds_at_1000_endpoints(policy: str) -> None:
     b.update(eps(1000))
     n = 20000
     best = float("inf")
-    for _ in range(3):  # the best of three runs: the CPU is shared with other tests
-        t0 = time.perf_counter()
+    for _ in range(3):  # the best of three runs of CPU time: the CPU is shared with other tests
+        t0 = time.thread_time()
         for _ in range(n):
             b.done(b.pick(), True, 0.001)
-        best = min(best, (time.perf_counter() - t0) / n)
+        best = min(best, (time.thread_time() - t0) / n)
     assert best < 5e-6, f"{policy}: {best * 1e6:.2f} us per pick+done"
