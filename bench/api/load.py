@@ -38,9 +38,17 @@ def create_burst(target: Target, kind: str, namespace: str, names: list[str], co
     return _run(_create_burst(target, kind, namespace, names, conns, start_at, deadline))
 
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+PROTOBUF_ACCEPT = PROTOBUF + ",application/json"  # what client-go's typed clients send
+
+
 def _body(kind: str, name: str, i: int) -> bytes:
     if kind == "pods":
         return orjson.dumps(objects.pod(name, i))
+    if kind == "pods-protobuf":
+        from servicenet.api.pb import wire
+
+        return wire.encode(objects.pod(name, i))
     if kind == "services":
         return orjson.dumps(objects.service(name))
     return orjson.dumps(objects.configmap(name))
@@ -51,7 +59,9 @@ async def _create_burst(target: Target, kind: str, namespace: str, names: list[s
     ctx = target.ssl_context()
     pool = [await Conn.open(target, ctx) for _ in range(conns)]
     bodies = [_body(kind, n, i) for i, n in enumerate(names)]
-    path = collection(namespace, kind)
+    pb = kind.endswith("-protobuf")
+    path = collection(namespace, kind.removesuffix("-protobuf"))
+    ctype, accept = (PROTOBUF, PROTOBUF_ACCEPT) if pb else ("application/json", "application/json")
     it = iter(range(len(names)))
     lat: list[float] = []
     errors: list[str] = []
@@ -64,7 +74,7 @@ async def _create_burst(target: Target, kind: str, namespace: str, names: list[s
                 return
             t0 = time.monotonic()
             try:
-                await c.request("POST", path, bodies[i])
+                await c.request("POST", path, bodies[i], ctype, accept)
             except HttpError as exc:
                 if len(errors) < 5:
                     errors.append(str(exc))

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
-from servicenet.api.resources import ResourceInfo
-from servicenet.api.validation import (
+from servicenet.api._validation_base import (
     IP_MSG,
     Errs,
     GoLiteral,
     NameFn,
     Obj,
     _dicts,
-    _immutable_data,
     _loopback,
     _non_negative,
     _parse_ip,
@@ -27,19 +24,24 @@ from servicenet.api.validation import (
     is_dns1123_subdomain,
     is_valid_port_name,
     is_valid_port_num,
-    selector_matches,
-    validate_configmap,
     validate_dns1123_label,
+    validate_label_selector,
+    validate_labels,
+    validate_object_meta,
+)
+from servicenet.api._validation_net import (
+    _immutable_data,
+    validate_configmap,
     validate_endpoints,
     validate_endpointslice,
     validate_ingress,
-    validate_label_selector,
-    validate_labels,
     validate_namespace,
     validate_node,
-    validate_object_meta,
     validate_secret,
 )
+from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
+from servicenet.api.resources import ResourceInfo
+from servicenet.api.selectors import selector_matches
 
 # ---------------------------------------------------------------- Service
 

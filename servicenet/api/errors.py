@@ -199,3 +199,8 @@ def internal(message: str) -> ApiStatusError:
 
 def too_many_requests(message: str) -> ApiStatusError:
     return ApiStatusError(429, "TooManyRequests", message)
+
+
+def unserved() -> ApiStatusError:
+    """A path or kind this server does not serve (upstream's generic 404, with empty details)."""
+    return ApiStatusError(404, "NotFound", "the server could not find the requested resource", {})

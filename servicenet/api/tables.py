@@ -18,6 +18,7 @@ from typing import Any
 from servicenet.api.errors import bad_request
 from servicenet.api.selectors import format_labels, label_selector_from_dict
 from servicenet.api.timefmt import parse_rfc3339, translate_timestamp_since
+from servicenet.api.views import service_cluster_ips
 
 __all__ = ["column_definitions", "partial_object_metadata", "to_table", "INCLUDE_OBJECT_VALUES"]
 
@@ -345,7 +346,7 @@ def _service_external_ip(o: Obj) -> str:
 
 def _service(o: Obj, now: datetime) -> _Row:
     spec = _spec(o)
-    ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    ips = service_cluster_ips(spec)
     ports = []
     for p in spec.get("ports") or []:
         proto = p.get("protocol") or "TCP"

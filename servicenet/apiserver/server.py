@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gc
+import platform
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -16,17 +16,18 @@ import prometheus_client
 from aiohttp import web
 
 from servicenet import __version__
-from servicenet.api import errors, resources
+from servicenet.api import errors, openapi, resources
+from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.api.resources import ResourceInfo
-from servicenet.apiserver import certs
+from servicenet.apiserver import certs, negotiation
 from servicenet.apiserver.gc import GarbageCollector
-from servicenet.apiserver.handlers import ResourceHandlers, Target, json_response, parse_target
+from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.services import ServiceRegistry
 from servicenet.client.kubeconfig import render as render_kubeconfig
 from servicenet.common import log
 from servicenet.common.health import HealthServer
+from servicenet.store import MemoryStore, SQLiteStore
 
 _log = log.get("apiserver")
 _PUBLIC = {"/healthz", "/livez", "/readyz", "/version", "/metrics"}
@@ -38,8 +39,8 @@ class ApiServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     storage: str = "sqlite"  # sqlite | memory
-    service_cidrs: list[str] = field(default_factory=lambda: ["10.96.0.0/12"])
-    node_port_range: tuple[int, int] = (30000, 32767)
+    service_cidrs: list[str] = field(default_factory=lambda: list(wk.DEFAULT_SERVICE_CIDRS))
+    node_port_range: tuple[int, int] = wk.NODE_PORT_RANGE
     tls: bool = True
     compact_interval: float = 60.0
     history_seconds: float = 300.0
@@ -82,8 +83,6 @@ class ApiServer:
         return self.config.data_dir / "kubeconfig"
 
     async def _open_store(self) -> None:
-        from servicenet.store import MemoryStore, SQLiteStore
-
         if self.config.storage == "memory":
             self.store = MemoryStore()
         else:
@@ -103,7 +102,7 @@ class ApiServer:
         await self._bootstrap()
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
-        self.handlers = ResourceHandlers(self)
+        self.handlers = ResourceHandlers(self.registry, self.store)
         app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
@@ -189,12 +188,13 @@ class ApiServer:
                 token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
                 if not token or token not in self._tokens:
                     raise errors.unauthorized()
-            resp = await handler(request)
+            resp = negotiation.protobuf_response(request, await handler(request))
             code = resp.status
             return resp
         except ApiStatusError as exc:
             code = exc.code
-            return json_response(exc.status(), exc.code, exc.headers or None)
+            return negotiation.protobuf_response(request, json_response(exc.status(), exc.code,
+                                                                        exc.headers or None))
         except web.HTTPException:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
@@ -257,78 +257,31 @@ class ApiServer:
             if len(parts) == 2:
                 g = resources.api_group(parts[1])
                 if not g:
-                    raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                    raise errors.unserved()
                 return json_response(g)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         if not rest:
             doc = resources.api_resource_list(group, version)
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return json_response(doc)
         target = parse_target(group, version, rest)
         if target is None:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         return await self.handlers.handle(request, target)
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
-        from servicenet.api import openapi
-
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
                 return json_response(openapi.v3_index())
             doc = openapi.v3_document("/".join(parts[2:]))
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
                                 content_type="application/json")
-        raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
-
-    # -- helpers used by handlers --------------------------------------------------------------------
-    def table(self, info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
-              continue_token: str | None = None) -> dict[str, Any]:
-        from servicenet.api import tables
-
-        include = request.query.get("includeObject") or "Metadata"
-        return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
-                               resource_version=rv, continue_token=continue_token)
-
-    async def node_proxy(self, request: web.Request, t: Target) -> web.StreamResponse:
-        """pods/log, pods/exec, pods/attach, pods/portforward: forwarded to the pod's node agent."""
-        assert self.registry is not None and t.name is not None
-        pod = self.registry.get(t.info, t.namespace, t.name)
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if not node_name:
-            raise errors.bad_request(f"pod {t.name} does not have a host assigned")
-        node_rec = self.store.get(f"/registry/core/nodes/{node_name}")
-        if node_rec is None:
-            raise errors.not_found("nodes", "", node_name)
-        node = node_rec.obj()
-        port = (((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        if not port:
-            raise errors.ApiStatusError(503, "ServiceUnavailable", f"node {node_name} has no agent endpoint")
-        try:
-            from servicenet.node.kubelet_proxy import proxy_to_node
-        except ImportError:
-            raise errors.ApiStatusError(501, "NotImplemented", "pod proxying is not available") from None
-        sub = t.subresource or ""
-        container = request.query.get("container") or _default_container(pod)
-        if sub == "log":
-            path = f"/containerLogs/{t.namespace}/{t.name}/{container}"
-        elif sub == "portforward":
-            path = f"/portForward/{t.namespace}/{t.name}"
-        else:
-            path = f"/{sub}/{t.namespace}/{t.name}/{container}"
-        return await proxy_to_node(request, f"http://127.0.0.1:{port}", path)
-
-
-def _default_container(pod: dict[str, Any]) -> str:
-    ann = (pod.get("metadata") or {}).get("annotations") or {}
-    if ann.get("kubectl.kubernetes.io/default-container"):
-        return ann["kubectl.kubernetes.io/default-container"]
-    cs = (pod.get("spec") or {}).get("containers") or [{}]
-    return cs[0].get("name", "")
+        raise errors.unserved()
 
 
 # The cyclic GC's default young-generation threshold (700 net allocations) makes collections very
@@ -353,8 +306,6 @@ def tune_gc(stored_objects: int) -> None:
 
 
 def version_info() -> dict[str, str]:
-    import platform
-
     return {"major": "1", "minor": "32", "gitVersion": f"v1.32.0+servicenet-{__version__}",
             "gitCommit": "servicenet", "gitTreeState": "clean", "buildDate": "2026-11-21T00:00:00Z",
             "goVersion": f"python{platform.python_version()}", "compiler": "cpython",

@@ -14,6 +14,8 @@ import json
 import math
 from datetime import datetime
 
+from servicenet.api import wellknown as wk
+
 from .actions import (
     Action,
     EventIntent,
@@ -27,12 +29,12 @@ from .actions import (
     ns_of,
 )
 
-HASH_LABEL = "pod-template-hash"
+HASH_LABEL = wk.POD_TEMPLATE_HASH_LABEL
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+LAST_APPLIED = wk.LAST_APPLIED_ANNOTATION
 _NOT_COPIED = {REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS, LAST_APPLIED}
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 

@@ -9,6 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from servicenet.api.wellknown import (
+    ENDPOINTSLICE_CONTROLLER,
+    HEADLESS_LABEL,
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+    TRIGGER_TIME_ANNOTATION,
+    ZONE_LABEL,
+)
+
 from . import slicepack
 from .actions import (
     Action,
@@ -30,12 +39,7 @@ from .actions import (
     uid_of,
 )
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
-HEADLESS_LABEL = "service.kubernetes.io/headless"
-CONTROLLER_NAME = "endpointslice-controller.k8s.io"
-TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
-ZONE_LABEL = "topology.kubernetes.io/zone"
+CONTROLLER_NAME = ENDPOINTSLICE_CONTROLLER
 RESERVED_LABELS = frozenset({SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LABEL})
 API_VERSION = "discovery.k8s.io/v1"
 PLURAL = "endpointslices"

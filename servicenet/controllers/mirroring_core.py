@@ -7,6 +7,15 @@ the Endpoints go away or opt out with ``endpointslice.kubernetes.io/skip-mirror:
 
 from __future__ import annotations
 
+from servicenet.api.wellknown import (
+    ENDPOINTSLICE_MIRRORING_CONTROLLER,
+    LAST_APPLIED_ANNOTATION,
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+    SKIP_MIRROR_LABEL,
+    TRIGGER_TIME_ANNOTATION,
+)
+
 from . import slicepack
 from .actions import (
     Action,
@@ -20,18 +29,11 @@ from .actions import (
     name_of,
     ns_of,
 )
-from .endpointslice_core import (
-    API_VERSION,
-    MANAGED_BY_LABEL,
-    PLURAL,
-    SERVICE_NAME_LABEL,
-    TRIGGER_TIME_ANNOTATION,
-)
+from .endpointslice_core import API_VERSION, PLURAL
 
-CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
-SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
+CONTROLLER_NAME = ENDPOINTSLICE_MIRRORING_CONTROLLER
 LEADER_ANNOTATION = "control-plane.alpha.kubernetes.io/leader"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+LAST_APPLIED = LAST_APPLIED_ANNOTATION
 MAX_ENDPOINTS_PER_SUBSET = 1000
 MAX_ENDPOINTS_PER_SLICE = 1000
 

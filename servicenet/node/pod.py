@@ -8,12 +8,13 @@ import contextlib
 import json
 import os
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
 from servicenet.node.envvars import EnvError, container_env, expand_command
+from servicenet.node.host import PodHost
 from servicenet.node.network import PodSandbox
 from servicenet.node.podspec import (
     ImageNotRunnable,
@@ -25,9 +26,6 @@ from servicenet.node.podspec import (
 from servicenet.node.process import ContainerProcess, spawn
 from servicenet.node.status import KUBELET_CONDITIONS, compute_pod_status, waiting_state
 
-if TYPE_CHECKING:
-    from servicenet.node.runtime import PodRuntime
-
 __all__ = ["PodWorker"]
 
 _log = log.get("node.pod")
@@ -35,7 +33,7 @@ Obj = dict[str, Any]
 
 
 class PodWorker:
-    def __init__(self, runtime: PodRuntime, pod: Obj, *, sandbox: PodSandbox | None = None,
+    def __init__(self, runtime: PodHost, pod: Obj, *, sandbox: PodSandbox | None = None,
                  adopted: dict[str, dict[str, Any]] | None = None, start_time: str | None = None) -> None:
         self.runtime = runtime
         self.pod = pod

@@ -1,0 +1,222 @@
+"""Kubernetes' protobuf wire format: the ``k8s\\0`` envelope, watch frames and media types.
+
+A body is the 4-byte magic ``k8s\\0`` followed by a ``runtime.Unknown`` whose ``typeMeta`` names the
+kind and whose ``raw`` is the kind's message (which carries no apiVersion/kind of its own). A watch
+stream is a sequence of frames, each a 4-byte big-endian length and a ``metav1.WatchEvent`` (no
+envelope) whose ``object.raw`` is an enveloped object. Pure functions: bytes in, dicts out.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import unknown_fields
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError
+
+from servicenet.api.pb import convert, types
+
+MAGIC = b"k8s\x00"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+PROTOBUF_WATCH = PROTOBUF + ";stream=watch"
+#: upstream's request body limit (``MaxRequestBodyBytes``)
+MAX_BODY = 3 * 1024 * 1024
+_LEN = struct.Struct(">I")
+
+
+class ProtobufError(ValueError):
+    """A body that is not a usable protobuf object; ``reason`` is a Status reason."""
+
+    def __init__(self, message: str, code: int = 400, reason: str = "BadRequest") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+
+
+class NotEncodable(ValueError):
+    """The object's kind has no protobuf message."""
+
+
+@dataclass
+class Decoded:
+    obj: dict[str, Any]
+    api_version: str
+    kind: str
+    unknown: list[str] = field(default_factory=list)  # JSON paths of fields the message does not know
+
+
+def _unknown_paths(msg: Any, path: str, out: list[str]) -> None:
+    """Where ``msg`` holds fields its message type does not define (``spec.#42``)."""
+    prefix = f"{path}." if path else ""
+    for f in unknown_fields.UnknownFieldSet(msg):
+        out.append(f"{prefix}#{f.field_number}")
+    name = msg.DESCRIPTOR.full_name
+    for fd, value in msg.ListFields():
+        if fd.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        key = types.go_field(name, fd).json or fd.name
+        inline = types.go_field(name, fd).inline
+        here = path if inline else prefix + key
+        if fd.message_type.GetOptions().map_entry:
+            if fd.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE:
+                for k, v in value.items():
+                    _unknown_paths(v, f"{here}[{k}]", out)
+        elif fd.is_repeated:
+            for i, v in enumerate(value):
+                _unknown_paths(v, f"{here}[{i}]", out)
+        else:
+            _unknown_paths(value, here, out)
+
+
+def split_envelope(body: bytes) -> tuple[str, str, bytes]:
+    """``(apiVersion, kind, raw)`` of an enveloped body; raises :class:`ProtobufError`."""
+    if len(body) > MAX_BODY:
+        raise ProtobufError(f"Request entity too large: limit is {MAX_BODY}", 413, "RequestEntityTooLarge")
+    if not body.startswith(MAGIC):
+        raise ProtobufError("the body does not appear to be a protobuf message: it does not start with the "
+                            "prefix [107 56 115 0] (k8s\\x00)")
+    try:
+        env = types.message_class(types.UNKNOWN).FromString(body[4:])
+    except DecodeError as exc:
+        raise ProtobufError(f"the protobuf envelope (runtime.Unknown) could not be decoded: {exc}") from None
+    if env.contentEncoding:
+        raise ProtobufError(f"unsupported content encoding {env.contentEncoding!r} in the protobuf envelope")
+    if env.contentType not in ("", PROTOBUF):
+        raise ProtobufError(f"unsupported content type {env.contentType!r} in the protobuf envelope")
+    av, kind = env.typeMeta.apiVersion, env.typeMeta.kind
+    if not kind:
+        raise ProtobufError("Object 'Kind' is missing in the protobuf envelope")
+    return av, kind, env.raw
+
+
+def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
+    """An enveloped protobuf object as the JSON dict of its kind (apiVersion and kind first)."""
+    av, kind, raw = split_envelope(body)
+    name = types.message_for(av, kind)
+    if name is None:
+        raise ProtobufError(f'no kind "{kind}" is registered for version "{av}"')
+    cls = types.message_class(name)
+    try:
+        msg = cls.FromString(raw)
+    except DecodeError as exc:
+        raise ProtobufError(f"the body of the request could not be decoded as a protobuf {kind}: {exc}") from None
+    unknown: list[str] = []
+    if find_unknown:
+        size = msg.ByteSize()
+        msg.DiscardUnknownFields()
+        if msg.ByteSize() != size:
+            _unknown_paths(cls.FromString(raw), "", unknown)
+    else:
+        msg.DiscardUnknownFields()
+    try:
+        body_obj = convert.to_json(msg)
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. a RawExtension whose bytes are not JSON
+        raise ProtobufError(f"the protobuf {kind} could not be converted: {exc}") from None
+    obj: dict[str, Any] = {"apiVersion": av, "kind": kind}
+    obj.update(body_obj)
+    return Decoded(obj, av, kind, unknown)
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """A JSON object (with apiVersion and kind) as an enveloped protobuf body.
+
+    Raises :class:`NotEncodable` when the kind has no message, and
+    :class:`servicenet.api.pb.convert.ConversionError` when a value does not fit its field.
+    """
+    av, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(av, str) or not isinstance(kind, str):
+        raise NotEncodable("the object has no apiVersion/kind")
+    name = types.message_for(av, kind)
+    if name is None:
+        raise NotEncodable(f"object {av}/{kind} does not implement the protobuf marshalling interface and "
+                           "cannot be encoded to a protobuf message")
+    msg = convert.from_json(obj, types.message_class(name)(), "", [])
+    return envelope(av, kind, msg.SerializeToString())
+
+
+def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    env = types.message_class(types.UNKNOWN)()
+    env.typeMeta.apiVersion = api_version
+    env.typeMeta.kind = kind
+    env.raw = raw
+    env.contentEncoding = ""
+    env.contentType = ""
+    return MAGIC + env.SerializeToString()
+
+
+def watch_frame(event_type: str, enveloped: bytes) -> bytes:
+    """One length-prefixed watch frame carrying an already enveloped object."""
+    ev = types.message_class(types.WATCH_EVENT)()
+    ev.type = event_type
+    ev.object.raw = enveloped
+    data = ev.SerializeToString()
+    return _LEN.pack(len(data)) + data
+
+
+def read_watch_frames(stream: bytes) -> tuple[list[tuple[str, dict[str, Any]]], bytes]:
+    """Split a protobuf watch stream into ``(type, object)`` events; returns the unread tail too."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    pos = 0
+    cls = types.message_class(types.WATCH_EVENT)
+    while len(stream) - pos >= 4:
+        (n,) = _LEN.unpack_from(stream, pos)
+        if len(stream) - pos - 4 < n:
+            break
+        ev = cls.FromString(stream[pos + 4:pos + 4 + n])
+        out.append((ev.type, decode(ev.object.raw, find_unknown=False).obj))
+        pos += 4 + n
+    return out, stream[pos:]
+
+
+# -- media types ---------------------------------------------------------------------------------------
+
+def _media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:
+    out = []
+    for i, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        mtype = pieces[0].lower()
+        if not mtype:
+            continue
+        params: dict[str, str] = {}
+        q = 1.0
+        for p in pieces[1:]:
+            k, _, v = p.partition("=")
+            k = k.strip().lower()
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+            elif k:
+                params[k] = v.strip()
+        out.append((mtype, params, q - i * 1e-6))  # keep the client's order among equal q
+    out.sort(key=lambda r: -r[2])
+    return out
+
+
+def wants_protobuf(accept: str) -> bool:
+    """Whether the client's Accept header prefers protobuf over JSON for a plain object answer."""
+    if "protobuf" not in accept:
+        return False
+    for mtype, params, q in _media_ranges(accept):
+        if q <= 0:
+            continue
+        if mtype == PROTOBUF:
+            return "as" not in params
+        if mtype in ("application/json", "*/*", "application/*", "application/yaml"):
+            return False
+    return False
+
+
+def only_protobuf(accept: str) -> bool:
+    """The Accept header allows protobuf and nothing we could answer with instead."""
+    ranges = [(m, q) for m, _, q in _media_ranges(accept) if q > 0]
+    return bool(ranges) and all(m == PROTOBUF for m, _ in ranges)
+
+
+def body_media_type(content_type: str) -> str:
+    """The media type of a request body, without parameters, lower case."""
+    return content_type.split(";", 1)[0].strip().lower()

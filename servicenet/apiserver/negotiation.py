@@ -1,0 +1,163 @@
+"""Content negotiation at the HTTP edge: request bodies in JSON, YAML or protobuf, answers in what the
+client's Accept header asks for.
+
+The handlers and the registry only ever see JSON dicts and produce JSON bodies. Here a protobuf
+request body is decoded to the same dict kubectl would have sent as JSON, and a JSON answer (object,
+list or ``Status``) is re-encoded as protobuf when the client prefers it (client-go's typed clients
+send ``Accept: application/vnd.kubernetes.protobuf,application/json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from servicenet.api import errors
+from servicenet.api.pb import wire
+from servicenet.api.pb.convert import ConversionError
+from servicenet.common import log
+
+_log = log.get("apiserver")
+JSON = "application/json"
+PROTOBUF = wire.PROTOBUF
+MAX_BODY = wire.MAX_BODY
+ACCEPTED_BODIES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+_WARNINGS = "servicenet.body_warnings"
+_JSON_TYPES = frozenset({"", "application/json", "text/json"})
+_YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml"})
+
+
+def too_large() -> errors.ApiStatusError:
+    return errors.ApiStatusError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
+
+
+def unsupported_body(media_type: str) -> errors.ApiStatusError:
+    return errors.ApiStatusError(
+        415, "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types include: {ACCEPTED_BODIES}")
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The request body, refused with 413 above upstream's 3 MiB limit."""
+    if (request.content_length or 0) > MAX_BODY:
+        raise too_large()
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise too_large()
+    return raw
+
+
+def decode_body(request: web.Request, raw: bytes) -> dict[str, Any]:
+    """A create/update body as a JSON dict, whatever its media type; 4xx Status on bad input.
+
+    Fields a protobuf body carries that its message does not define are handled by the request's
+    ``fieldValidation`` right here (Strict: 400; Warn: a warning, see :func:`body_warnings`).
+    """
+    media = wire.body_media_type(request.headers.get("Content-Type", ""))
+    if not raw:
+        raise errors.bad_request("the request body is empty")
+    if media == PROTOBUF:
+        return _decode_protobuf(request, raw)
+    try:
+        if media in _JSON_TYPES:
+            obj = orjson.loads(raw)
+        elif media in _YAML_TYPES:
+            obj = yaml.safe_load(raw)
+        else:
+            raise unsupported_body(media)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        what = "JSON" if media in _JSON_TYPES else "YAML"
+        raise errors.bad_request(f"the object provided is unrecognized (must be of type {what}): {exc}") from None
+    if not isinstance(obj, dict):
+        raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
+    return obj
+
+
+def _decode_protobuf(request: web.Request, raw: bytes) -> dict[str, Any]:
+    fv = request.query.get("fieldValidation") or "Warn"
+    try:
+        decoded = wire.decode(raw, find_unknown=fv != "Ignore")
+    except wire.ProtobufError as exc:
+        raise errors.ApiStatusError(exc.code, exc.reason, exc.message) from None
+    except RecursionError:
+        raise errors.bad_request("the protobuf body is nested too deeply") from None
+    if decoded.unknown:
+        names = [f'unknown field "{u}"' for u in decoded.unknown]
+        if fv == "Strict":
+            raise errors.bad_request(f'{decoded.kind} in version "{decoded.api_version.rsplit("/", 1)[-1]}" '
+                                     f"cannot be handled as a {decoded.kind}: strict decoding error: "
+                                     + ", ".join(names))
+        request[_WARNINGS] = names
+    return decoded.obj
+
+
+def body_warnings(request: web.Request) -> list[str]:
+    """Warnings found while decoding the body (unknown protobuf fields under ``fieldValidation=Warn``)."""
+    found: list[str] = request.get(_WARNINGS, [])
+    return list(found)
+
+
+def delete_options(request: web.Request, raw: bytes) -> dict[str, Any]:
+    """A DELETE body (DeleteOptions) in JSON or protobuf."""
+    if wire.body_media_type(request.headers.get("Content-Type", "")) == PROTOBUF:
+        try:
+            return wire.decode(raw, find_unknown=False).obj
+        except wire.ProtobufError as exc:
+            raise errors.ApiStatusError(exc.code, exc.reason, exc.message) from None
+    try:
+        opts = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise errors.bad_request("the DeleteOptions body is not valid JSON") from None
+    if not isinstance(opts, dict):
+        raise errors.bad_request("the DeleteOptions body is not a JSON object")
+    return opts
+
+
+def wants_protobuf(request: web.Request) -> bool:
+    return wire.wants_protobuf(request.headers.get("Accept", ""))
+
+
+def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """``resp`` re-encoded as protobuf when the client prefers it and its kind has a message."""
+    accept = request.headers.get("Accept", "")
+    if "protobuf" not in accept or not isinstance(resp, web.Response) or resp.content_type != JSON:
+        return resp
+    if not wire.wants_protobuf(accept):
+        return resp
+    body = resp.body
+    if not isinstance(body, bytes | bytearray) or not body:
+        return resp
+    try:
+        obj = orjson.loads(body)
+        encoded = wire.encode(obj)
+    except wire.NotEncodable as exc:
+        if wire.only_protobuf(accept):
+            return _status(errors.not_acceptable(str(exc)), protobuf=True)
+        return resp
+    except (orjson.JSONDecodeError, ConversionError, TypeError, ValueError, RecursionError) as exc:
+        _log.warning("protobuf encoding failed, answering JSON", path=request.path, error=str(exc))
+        return resp
+    out = web.Response(body=encoded, status=resp.status, content_type=PROTOBUF)
+    for k, v in resp.headers.items():
+        if k.lower() not in ("content-type", "content-length"):
+            out.headers.add(k, v)
+    return out
+
+
+def _status(err: errors.ApiStatusError, protobuf: bool) -> web.Response:
+    if protobuf:
+        return web.Response(body=wire.encode(err.status()), status=err.code, content_type=PROTOBUF)
+    return web.Response(body=orjson.dumps(err.status()), status=err.code, content_type=JSON)
+
+
+def watch_encoder(request: web.Request) -> tuple[str, Any] | None:
+    """For a protobuf watch: its Content-Type and a ``(type, object dict) -> frame`` encoder."""
+    if not wants_protobuf(request):
+        return None
+
+    def frame(event_type: str, obj: dict[str, Any]) -> bytes:
+        return wire.watch_frame(event_type, wire.encode(obj))
+    return wire.PROTOBUF_WATCH, frame
