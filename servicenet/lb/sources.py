@@ -10,6 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import dns.asyncresolver
@@ -20,6 +21,7 @@ import dns.resolver
 from servicenet.client import ApiClient, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
+from servicenet.lb.incluster import SA_DIR
 from servicenet.lb.incluster import config as client_config
 from servicenet.lb.model import Endpoint, Topology
 
@@ -158,14 +160,14 @@ class ApiSource(Source):
 
     def __init__(self, service: str, namespace: str | None = None, *, port: int | str | None = None,
                  client: ApiClient | None = None, kubeconfig: str | None = None, context: str | None = None,
-                 in_cluster: bool | None = None, pod_labels: bool = False,
+                 in_cluster: bool | None = None, sa_dir: Path = SA_DIR, pod_labels: bool = False,
                  topology: Topology = Topology(), sync_timeout: float = 30.0) -> None:
         super().__init__(topology)
         self.service = service
         self.port = port
         self._own_client = client is None
         if client is None:
-            cfg = client_config(kubeconfig, context, in_cluster)
+            cfg = client_config(kubeconfig, context, in_cluster, sa_dir)
             client = ApiClient(cfg.server, config=cfg, user_agent="servicenet-lb")
         self.client = client
         self.namespace = namespace or client.config.namespace

@@ -10,7 +10,7 @@ from e2e.cluster import Cluster, running_cluster, until
 
 from servicenet.dns.model import DnsConfig
 from servicenet.dns.server import DnsServer
-from servicenet.lb import ApiSource, Balancer, DnsSource
+from servicenet.lb import ApiSource, Balancer, DnsSource, RoleRouter
 
 from .walk import NS, LbClock, SliceClock, manifest, spread, within
 
@@ -86,6 +86,18 @@ async def test_outside_client_dns_source(tmp_path: Path) -> None:
                     counts = await spread(lb, 3000)
                     assert within(counts, 3000, 3), counts
                     assert time.monotonic() - t0 < 60
+                    # SRV names the pods: the read/write role selector works over DNS too
+                    router = RoleRouter()
+                    srv = DnsSource(f"web-headless.{NS}.svc.cluster.local", srv="http", search=False,
+                                    nameservers=[(dns.bound[0][1], dns.bound[0][2])])
+                    srv.subscribe(router)
+                    async with srv:
+                        assert {(e.hostname, e.port) for e in srv.endpoints} == {
+                            ("web-0", 9376), ("web-1", 9376), ("web-2", 9376)}
+                    session = router.session()
+                    assert session.for_write().pick().ep.hostname == "web-0"
+                    assert session.for_read() is router.primary  # it just wrote
+                    assert {router.replicas.pick().ep.hostname for _ in range(4)} == {"web-1", "web-2"}
                     took = await _follow(c, clock, lb, lbclock, flags, limit=ttl + 1.0)
                     print("dns source followed:", {k: f"{v * 1000:.0f} ms" for k, v in took.items()})
         finally:
