@@ -21,8 +21,7 @@ import dns.resolver
 from servicenet.client import ApiClient, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
-from servicenet.lb.incluster import SA_DIR
-from servicenet.lb.incluster import config as client_config
+from servicenet.lb.incluster import SA_DIR, InClusterClient, api_client
 from servicenet.lb.model import Endpoint, Topology
 
 Subscriber = Callable[[list[Endpoint], "Topology | None"], None]
@@ -167,9 +166,10 @@ class ApiSource(Source):
         self.port = port
         self._own_client = client is None
         if client is None:
-            cfg = client_config(kubeconfig, context, in_cluster, sa_dir)
-            client = ApiClient(cfg.server, config=cfg, user_agent="servicenet-lb")
+            client = api_client(kubeconfig, context, in_cluster, sa_dir)
         self.client = client
+        self.token_check = 60.0  # seconds between looks at a rotated ServiceAccount token
+        self._rotate: asyncio.Task[None] | None = None
         self.namespace = namespace or client.config.namespace
         self.pod_labels = pod_labels
         self.sync_timeout = sync_timeout
@@ -197,8 +197,17 @@ class ApiSource(Source):
         await self.factory.start()
         await self.factory.wait_synced(self.sync_timeout)
         self._recompute()
+        if isinstance(self.client, InClusterClient):
+            self._rotate = asyncio.create_task(self._follow_token(self.client), name="lb-token")
+
+    async def _follow_token(self, client: InClusterClient) -> None:
+        while True:
+            await asyncio.sleep(self.token_check)
+            if await client.refresh():
+                _log.info("ServiceAccount token rotated; reconnected", service=self.service)
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._rotate)
         await self.factory.stop()
         if self._own_client:
             await self.client.close()

@@ -15,6 +15,7 @@ import prometheus_client as prom
 import pytest
 import requests
 
+from servicenet.client import ApiError, wait_for
 from servicenet.lb import (
     ApiSource,
     BackgroundSources,
@@ -26,7 +27,7 @@ from servicenet.lb import (
 )
 from servicenet.lb.adapters.requests import LBAdapter
 from servicenet.lb.health import ActiveChecker, CheckConfig
-from servicenet.lb.incluster import InClusterError, config, load_incluster
+from servicenet.lb.incluster import InClusterClient, InClusterError, config, load_incluster
 from servicenet.lb.metrics import LbMetrics, PrometheusObserver
 from servicenet.lb.outlier import OutlierConfig
 from servicenet.testing import running_apiserver
@@ -102,9 +103,23 @@ async def test_api_source_with_incluster_config_against_a_real_server(tmp_path: 
         lb = Balancer()
         src = ApiSource("db", client=None, in_cluster=True, sa_dir=sa)
         src.subscribe(lb)
+        src.token_check = 0.05
         async with src:
             assert src.namespace == "default"
             assert [b.key for b in lb.eligible] == ["127.0.0.9:5432"]
+            assert isinstance(src.client, InClusterClient)
+            # the node rotates the token: the client follows the file
+            (sa / "token").write_text("rotated-but-bogus")
+            await wait_for(lambda: src.client.token == "rotated-but-bogus", 5)
+            with pytest.raises(ApiError) as err:
+                await src.client.get("v1", "services", "default", "db")
+            assert err.value.status == 401
+            (sa / "token").write_text(kc.token or "")
+            await wait_for(lambda: src.client.token == kc.token, 5)
+            await api.client.patch("discovery.k8s.io/v1", "endpointslices", "default", "db-1",
+                                   {"endpoints": [{"addresses": ["127.0.0.9"]}, {"addresses": ["127.0.0.10"]}]},
+                                   patch_type="merge")
+            await wait_for(lambda: len(lb.eligible) == 2, 10)
 
 
 async def test_active_checks_take_a_dead_endpoint_out() -> None:
