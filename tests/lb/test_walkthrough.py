@@ -12,12 +12,10 @@ from servicenet.dns.model import DnsConfig
 from servicenet.dns.server import DnsServer
 from servicenet.lb import ApiSource, Balancer, DnsSource, RoleRouter
 
-from .walk import NS, LbClock, SliceClock, manifest, spread, within
+from .walk import NS, LbClock, SliceClock, flags_dir, manifest, spread, within
 
 
-async def _web(c: Cluster, tmp: Path) -> Path:
-    flags = tmp / "flags"
-    flags.mkdir()
+async def _web(c: Cluster, flags: Path) -> Path:
     await c.kubectl("apply", "-f", "-", input=manifest(flags).encode())
     return flags
 
@@ -46,8 +44,13 @@ async def _follow(c: Cluster, clock: SliceClock, lb: Balancer, lbclock: LbClock,
 
 
 async def test_outside_client_api_source(tmp_path: Path) -> None:
+    with flags_dir() as fd:
+        await _outside_api(tmp_path, fd)
+
+
+async def _outside_api(tmp_path: Path, fd: Path) -> None:
     async with running_cluster(tmp_path, "loopback") as c:
-        flags = await _web(c, tmp_path)
+        flags = await _web(c, fd)
         watcher = c.api.new_client()
         async with SliceClock(watcher, "web-headless").running() as clock:
             await until(lambda: len(clock.ready()) == 3, 60, what="3 ready endpoints")
@@ -65,12 +68,17 @@ async def test_outside_client_api_source(tmp_path: Path) -> None:
 
 
 async def test_outside_client_dns_source(tmp_path: Path) -> None:
+    with flags_dir() as fd:
+        await _outside_dns(tmp_path, fd)
+
+
+async def _outside_dns(tmp_path: Path, fd: Path) -> None:
     async with running_cluster(tmp_path, "loopback") as c:
         dns = DnsServer(c.api.new_client(), config=DnsConfig(), listen=[("127.0.0.1", 0)])
         await dns.start()
         watcher = c.api.new_client()
         try:
-            flags = await _web(c, tmp_path)
+            flags = await _web(c, fd)
             async with SliceClock(watcher, "web-headless").running() as clock:
                 await until(lambda: len(clock.ready()) == 3, 60, what="3 ready endpoints")
                 ttl = DnsConfig().ttl

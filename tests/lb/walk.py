@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,8 @@ NS = "awx"
 
 
 def manifest(flags: Path, replicas: int = 3) -> str:
-    """StatefulSet ``web`` behind the headless ``web-headless`` in ``awx``; a pod is NotReady while
-    the file ``flags/<pod name>`` exists (an exec readiness probe every second)."""
+    """StatefulSet ``web`` behind the headless ``web-headless`` in ``awx``; a pod is Ready when it
+    answers HTTP and NotReady while the file ``flags/<pod name>`` exists (an exec probe every second)."""
     return f"""
 apiVersion: v1
 kind: Namespace
@@ -52,11 +54,24 @@ spec:
         - {{name: FLAGS, value: "{flags}"}}
         - name: POD_NAME
           valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        - name: POD_IP
+          valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
         readinessProbe:
-          exec: {{command: ["sh", "-c", "test ! -f $FLAGS/$POD_NAME"]}}
+          exec: {{command: ["sh", "-c", "test ! -f $FLAGS/$POD_NAME && curl -sf -o /dev/null --max-time 1 http://$POD_IP:9376/"]}}
           periodSeconds: 1
           failureThreshold: 1
 """
+
+
+@contextlib.contextmanager
+def flags_dir() -> Iterator[Path]:
+    """A directory every pod user can read (pytest's tmp dirs are private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="sn-lb-flags-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class SliceClock:
