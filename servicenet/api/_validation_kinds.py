@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from servicenet.api import rbac_validation
 from servicenet.api._validation_base import (
     IP_MSG,
     Errs,
@@ -42,6 +43,7 @@ from servicenet.api._validation_net import (
 from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.selectors import selector_matches
+from servicenet.api.views import meta as meta_of
 
 # ---------------------------------------------------------------- Service
 
@@ -370,7 +372,7 @@ def _validate_template(spec: Obj, path: str, selector: Any) -> Errs:
     tmpl = spec.get("template")
     if not isinstance(tmpl, dict):
         return [required(path, "")]
-    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    labels = meta_of(tmpl).get("labels") or {}
     sel = selector if isinstance(selector, dict) else {}
     if (sel.get("matchLabels") or sel.get("matchExpressions")) and not selector_matches(sel, labels):
         errs.append(invalid(path + ".metadata.labels", go_string_map(labels),
@@ -531,4 +533,6 @@ def validate(info: ResourceInfo, obj: Obj, old: Obj | None, allow_loopback: bool
         return validate_node(obj)
     if kind == ("networking.k8s.io/v1", "Ingress"):
         return validate_ingress(obj)
+    if info.group == "rbac.authorization.k8s.io":
+        return rbac_validation.validate(info.kind, obj, old)
     return validate_generic(obj, info)

@@ -25,6 +25,7 @@ import orjson
 from servicenet.api.errors import ApiStatusError, bad_request
 from servicenet.api.patch import kind_of
 from servicenet.api.smp import ListSpec, list_spec
+from servicenet.api.views import meta as meta_of
 
 __all__ = [
     "fields_to_set",
@@ -350,7 +351,7 @@ def _render(entries: list[tuple[dict[str, Any], FieldSet]]) -> list[dict[str, An
 
 
 def _with_managed(obj: dict[str, Any], managed: list[dict[str, Any]]) -> dict[str, Any]:
-    md = dict(obj.get("metadata") or {})
+    md = dict(meta_of(obj))
     if managed:
         md["managedFields"] = managed
     else:
@@ -372,8 +373,8 @@ def update_managed_fields(live_before: Mapping[str, Any] | None, live_after: Map
     zero = {"metadata": {}, "spec": {}, "status": {}}
     before = dict(live_before) if live_before is not None else zero
     after = _copy_json(live_after)
-    strip = ({"metadata": {**(before.get("metadata") or {}), "managedFields": None}},
-             {"metadata": {**(after.get("metadata") or {}), "managedFields": None}})
+    strip = ({"metadata": {**meta_of(before), "managedFields": None}},
+             {"metadata": {**meta_of(after), "managedFields": None}})
     changed, removed = _diff(k, {**before, **strip[0]}, {**after, **strip[1]})
     changed = {p for p in changed if not _under_stripped(p)}
     entries = [(e, fields_to_set(e.get("fieldsV1"))) for e in _entries(live_before)]
@@ -432,7 +433,7 @@ def server_side_apply(kind_info: Any, live: Mapping[str, Any] | None, applied: M
         raise bad_request("apply patch body must be an object")
     kind = kind_of(kind_info) or str(applied.get("kind", ""))
     cfg = copy.deepcopy(dict(applied))
-    cfg_md = dict(cfg.get("metadata") or {})
+    cfg_md = dict(meta_of(cfg))
     cfg_md.pop("managedFields", None)
     cfg["metadata"] = cfg_md
     applied_set = {p for p in _apply_set(kind, cfg) if p not in _STRIPPED}
@@ -476,7 +477,7 @@ def server_side_apply(kind_info: Any, live: Mapping[str, Any] | None, applied: M
         _delete(kind, merged, p)
         deleted.append(p)
 
-    md = dict(merged.get("metadata") or {})
+    md = dict(meta_of(merged))
     for k in ("name", "namespace"):
         if k not in md and k in cfg_md:
             md[k] = cfg_md[k]

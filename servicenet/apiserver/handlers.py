@@ -15,6 +15,7 @@ from servicenet.api import patch as patchmod
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
 from servicenet.api.selectors import label_selector_from_dict, selector_to_string
+from servicenet.api.views import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, negotiation
 from servicenet.apiserver.registry import (
     UNCONDITIONAL_RETRIES,
@@ -121,7 +122,7 @@ class ResourceHandlers:
                 f"the API version in the data ({av}) does not match the expected API version ({info.api_version})"
                 if av != info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
-        ns = (obj.get("metadata") or {}).get("namespace")
+        ns = meta_of(obj).get("namespace")
         if info.namespaced and ns and target.namespace and ns != target.namespace:
             raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request")
@@ -233,7 +234,7 @@ class ResourceHandlers:
             patched = patchmod.apply_patch(t.info, live, raw, ctype)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch produced something that is not an object")
-            prv = (patched.get("metadata") or {}).get("resourceVersion")
+            prv = meta_of(patched).get("resourceVersion")
             expected = rec.mod_revision
             if prv and prv != str(rec.mod_revision):
                 # the patch itself named a resourceVersion: that is a precondition

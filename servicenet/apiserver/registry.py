@@ -22,6 +22,7 @@ import orjson
 from servicenet.api import apply, defaults, errors, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -138,12 +139,9 @@ class Registry:
         # decode the namespace only when it may be terminating (its bytes name the field)
         if creating and b'"deletionTimestamp"' in ns.value and (ns.obj().get("metadata") or {}).get(
                 "deletionTimestamp"):
-            raise ApiStatusError(
-                403, "Forbidden",
+            raise errors.forbidden_error(
                 f"{info.plural} \"{{name}}\" is forbidden: unable to create new content in namespace "
-                f"{namespace} because it is being terminated",
-                {"kind": info.plural, "group": info.group} if info.group else {"kind": info.plural},
-            )
+                f"{namespace} because it is being terminated", info.plural, info.group)
 
     def _prepare_meta_create(self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> None:
         md = obj.setdefault("metadata", {})
@@ -209,7 +207,7 @@ class Registry:
         try:
             out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
                                               now=now_rfc3339(), kind=info.kind)
-            mf = (out.get("metadata") or {}).get("managedFields")
+            mf = meta_of(out).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
@@ -441,7 +439,7 @@ class Registry:
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:
     c = dict(o)
-    md = dict(c.get("metadata") or {})
+    md = dict(meta_of(c))
     md.pop("resourceVersion", None)
     md.pop("managedFields", None)
     c["metadata"] = md
