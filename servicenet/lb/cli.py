@@ -72,8 +72,9 @@ def make_source(args: argparse.Namespace) -> Source:
 def render(balancer: Balancer, source: Source, fmt: str) -> str:
     rows = balancer.table()
     if fmt == "json":
+        stats = {k: getattr(source, k) for k in ("updates", "lookups", "ttl") if hasattr(source, k)}
         return json.dumps({"time": time.time(), "via": source.kind, "policy": balancer.policy.name,
-                           "panic": balancer.panic, "endpoints": rows}, sort_keys=True)
+                           "panic": balancer.panic, "source": stats, "endpoints": rows}, sort_keys=True)
     cols = ["endpoint", "name", "conditions", "zone", "node", "hints", "weight", "used", "outstanding",
             "ewma_ms", "score"]
     table = [[c.upper() for c in cols]]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from servicenet.dns.model import DnsConfig
 from servicenet.dns.server import DnsServer
 from servicenet.testing import kubectl
 
-from .walk import NS, SliceClock, flags_dir, manifest, within
+from .walk import NS, DnsClock, SliceClock, flags_dir, manifest, within
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,12 +47,15 @@ def sets(docs: list[dict[str, Any]]) -> list[tuple[float, frozenset[str]]]:
             for d in docs if "endpoints" in d]
 
 
-async def _walk(c: Cluster, flags: Path, name: str, args: list[str], limit: float) -> dict[str, float]:
+async def _walk(c: Cluster, flags: Path, name: str, args: list[str], limit: float,
+                dns_server: tuple[str, int]) -> dict[str, float]:
     await c.kubectl("apply", "-f", "-", input=manifest(flags).encode())
     watcher = c.api.new_client()
     took: dict[str, float] = {}
+    server_lag: dict[str, float | None] = {}
     try:
-        async with SliceClock(watcher, "web-headless").running() as clock:
+        async with SliceClock(watcher, "web-headless").running() as clock, \
+                DnsClock(dns_server, f"web-headless.{NS}.svc.cluster.local").running() as dclock:
             await until(lambda: len(clock.ready()) == 3, 60, what="3 ready endpoints")
             await c.client.create("v1", "pods", NS, client_pod(name, *args))
 
@@ -71,6 +73,8 @@ async def _walk(c: Cluster, flags: Path, name: str, args: list[str], limit: floa
             t_api = clock.first(lambda s: len(s) == 5)
             assert t_api is not None
             took["scale_up"] = t_lb - t_api
+            t_dns = dclock.first(lambda s: len(s) == 5)
+            server_lag["scale_up"] = None if t_dns is None else t_dns - t_api
             web1 = (await c.client.get("v1", "pods", NS, "web-1"))["status"]["podIP"]
             (flags / "web-1").write_text("not ready")
             gone = (lambda s: len(s) == 4 and web1 not in s)  # noqa: E731
@@ -78,10 +82,15 @@ async def _walk(c: Cluster, flags: Path, name: str, args: list[str], limit: floa
             t_api = clock.first(gone)
             assert t_api is not None
             took["not_ready"] = t_lb - t_api
+            t_dns = dclock.first(gone)
+            server_lag["not_ready"] = None if t_dns is None else t_dns - t_api
+            timeline = [(round(t - t_api, 3), d.get("source")) for d in await logs(c, name)
+                        if "endpoints" in d for t in [d["time"]]]
     finally:
         await watcher.close()
     for what, t in took.items():
-        assert t < limit, f"{what}: the in-pod client followed {t * 1000:.0f} ms after the EndpointSlice"
+        assert t < limit, (f"{what}: the in-pod client followed {t * 1000:.0f} ms after the EndpointSlice; "
+                           f"the DNS server answered after {server_lag}; pod timeline {timeline}")
     return took
 
 
@@ -98,7 +107,7 @@ async def test_client_in_a_pod_dns_source(tmp_path: Path) -> None:
         try:
             with flags_dir() as flags:
                 took = await _walk(c, flags, "lb-dns", ["--via", "dns", "--port", "9376"],
-                                   limit=DnsConfig().ttl + 1.0)
+                                   limit=DnsConfig().ttl + 1.0, dns_server=next((h, p) for n, h, p in dns.bound if n is None))
             print("in-pod dns source followed:", {k: f"{v * 1000:.0f} ms" for k, v in took.items()})
         finally:
             await dns.stop()
@@ -163,15 +172,8 @@ class UpCluster:
             await self.proc.wait()
 
 
-IDENTITY = importlib.util.find_spec("servicenet.api.rbac") is not None  # issue 11 (h/identity)
-
-
 @pytest.mark.root
 async def test_client_in_a_pod_api_source_incluster(tmp_path: Path) -> None:
-    if not IDENTITY and not os.environ.get("CI"):
-        # Pods get ServiceAccount tokens and reach the API only with issue 11's work. Reported as
-        # xfail (never as a pass) until it is merged; in CI this is a failure.
-        pytest.xfail("in-pod in-cluster config needs ServiceAccount tokens in pods (issue 11, not merged)")
     with flags_dir() as flags:
         async with UpCluster(tmp_path / "up") as up:
             await up.kubectl("apply", "-f", "-", input=manifest(flags).encode())

@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.asyncquery
+import dns.message
+
 from servicenet.lb import Balancer
 from servicenet.lb.adapters.aiohttp import LBSession
 
@@ -121,6 +124,39 @@ class SliceClock:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+
+
+class DnsClock:
+    """Asks the DNS server directly every 50 ms and notes when each answer first appeared: tells a
+    slow DNS server apart from a slow client."""
+
+    def __init__(self, server: tuple[str, int], name: str) -> None:
+        self.server = server
+        self.name = name
+        self.seen: list[tuple[float, frozenset[str]]] = []
+
+    async def _run(self) -> None:
+        while True:
+            q = dns.message.make_query(self.name, "A")
+            with contextlib.suppress(Exception):
+                r = await dns.asyncquery.udp(q, self.server[0], port=self.server[1], timeout=1)
+                cur = frozenset(a.address for rr in r.answer for a in rr)
+                if not self.seen or self.seen[-1][1] != cur:
+                    self.seen.append((time.time(), cur))
+            await asyncio.sleep(0.05)
+
+    def first(self, pred: Any) -> float | None:
+        return next((t for t, s in self.seen if pred(s)), None)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[DnsClock]:
+        task = asyncio.create_task(self._run())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
 
 class LbClock:
