@@ -122,6 +122,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"servicenet endpoints: no endpoint set for {args.service} after {args.timeout}s", file=sys.stderr)
         return 1
     try:
+        changed.clear()  # cleared before each render, so an update during a render is never lost
         print(render(balancer, source, args.output), flush=True)
         if args.requests:
             res = await spread(balancer, args.requests, args.path, args.service, args.concurrency)
@@ -131,13 +132,13 @@ async def run(args: argparse.Namespace) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             while not stop.is_set():
-                changed.clear()
                 waiter = asyncio.ensure_future(changed.wait())
                 halt = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({waiter, halt}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (waiter, halt):
                     t.cancel()
                 if changed.is_set():
+                    changed.clear()
                     print(render(balancer, source, args.output), flush=True)
     finally:
         with contextlib.suppress(Exception):

@@ -258,6 +258,7 @@ class DnsSource(Source):
         self.resolver.lifetime = timeout
         self.resolver.cache = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.ttl = 0.0
         self.lookups = 0
 
@@ -299,7 +300,7 @@ class DnsSource(Source):
         return min(max(wait, self.min_interval), self.max_interval)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._next_wait())
             try:
                 self.ttl = await self.resolve_once()
@@ -311,9 +312,17 @@ class DnsSource(Source):
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self.ttl = await self.resolve_once()
             self._task = asyncio.create_task(self._loop(), name=f"lb-dns-{self.name}")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        # dnspython's asyncio backend waits with asyncio.wait_for, which on Python 3.11 can drop a
+        # cancellation: flag the loop to end and cancel until the task is really done.
+        self._stopping = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            _log.warning("dns source ended with an error", name=self.name, error=repr(task.exception()))

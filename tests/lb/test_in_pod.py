@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def client_pod(name: str, *args: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": NS},
-            "spec": {"containers": [{
+            "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
                 "name": "c", "image": "python", "env": [{"name": "PYTHONPATH", "value": str(ROOT)}],
                 "command": [sys.executable, "-m", "servicenet.cli", "endpoints", "web-headless", "-n", NS,
                             "--requests", "3000", "--watch", "-o", "json", *args]}]}}

@@ -134,9 +134,10 @@ class DnsClock:
         self.server = server
         self.name = name
         self.seen: list[tuple[float, frozenset[str]]] = []
+        self.stopping = False
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             q = dns.message.make_query(self.name, "A")
             with contextlib.suppress(Exception):
                 r = await dns.asyncquery.udp(q, self.server[0], port=self.server[1], timeout=1)
@@ -154,9 +155,11 @@ class DnsClock:
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            # dnspython's asyncio.wait_for may drop a cancellation (Python 3.11): flag, then cancel
+            self.stopping = True
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.2)
 
 
 class LbClock:
