@@ -101,7 +101,8 @@ def _counter(d: dict[str, int]) -> Counter[str]:
 @pytest.mark.root
 async def test_client_in_a_pod_dns_source(tmp_path: Path) -> None:
     async with running_cluster(tmp_path, "netns") as c:
-        dns = DnsServer(c.api.new_client(), config=DnsConfig(), listen=[("127.0.0.1", 0)],
+        dns_client = c.api.new_client()
+        dns = DnsServer(dns_client, config=DnsConfig(), listen=[("127.0.0.1", 0)],
                         netns=c.netns, dns_ip="10.96.0.10")
         await dns.start()
         try:
@@ -111,6 +112,7 @@ async def test_client_in_a_pod_dns_source(tmp_path: Path) -> None:
             print("in-pod dns source followed:", {k: f"{v * 1000:.0f} ms" for k, v in took.items()})
         finally:
             await dns.stop()
+            await dns_client.close()
 
 
 RBAC = f"""

@@ -74,7 +74,8 @@ async def test_outside_client_dns_source(tmp_path: Path) -> None:
 
 async def _outside_dns(tmp_path: Path, fd: Path) -> None:
     async with running_cluster(tmp_path, "loopback") as c:
-        dns = DnsServer(c.api.new_client(), config=DnsConfig(), listen=[("127.0.0.1", 0)])
+        dns_client = c.api.new_client()
+        dns = DnsServer(dns_client, config=DnsConfig(), listen=[("127.0.0.1", 0)])
         await dns.start()
         watcher = c.api.new_client()
         try:
@@ -111,3 +112,4 @@ async def _outside_dns(tmp_path: Path, fd: Path) -> None:
         finally:
             await watcher.close()
             await dns.stop()
+            await dns_client.close()
