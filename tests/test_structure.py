@@ -60,6 +60,8 @@ CORES = [
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
     "servicenet.proxy.render_nftables",
+    "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
+    "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
 ]
 IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "ssl", "selectors", "shutil",
               "tempfile", "os", "pathlib", "io", "fcntl", "signal", "servicenet.client", "servicenet.store",
