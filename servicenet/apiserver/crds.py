@@ -29,18 +29,17 @@ from servicenet.api.crd.structural import CrdVersion
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.selectors import label_selector_from_dict
-from servicenet.apiserver.registry import WriteOptions, now_rfc3339, prefix_for
+from servicenet.apiserver.registry import Registry, WriteOptions, now_rfc3339, prefix_for
 from servicenet.apiserver.responses import _obj, json_response
 from servicenet.common import log
-from servicenet.store import WatchClosed
+from servicenet.store import Store, WatchClosed
 
 
 class ApiServer(Protocol):
-    """What the CRD machinery uses of :class:`servicenet.apiserver.server.ApiServer` (a protocol,
-    so that the server may import this module without a circle)."""
+    """What the CRD manager uses of the API server (a protocol: crds is imported by the server)."""
 
-    store: Any
-    registry: Any
+    registry: Registry
+    store: Store
 
 _log = log.get("apiserver.crds")
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"

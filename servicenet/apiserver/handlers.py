@@ -452,7 +452,7 @@ class ResourceHandlers:
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")])
-            brv = (body.get("metadata") or {}).get("resourceVersion") if request.method == "PUT" else None
+            brv = meta_of(body).get("resourceVersion") if request.method == "PUT" else None
             if brv and brv != str(rec.mod_revision):
                 raise errors.conflict(t.info.plural, t.info.group, t.name)
             obj["spec"]["replicas"] = replicas
