@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import importlib
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from servicenet import __version__
+from servicenet.api import wellknown as wk
+from servicenet.apiserver.server import ApiServer, ApiServerConfig
+from servicenet.client import ApiClient
 from servicenet.common import log
+from servicenet.common.runner import wait_for_signal
+from servicenet.up import build_components
 
 DEFAULT_DATA_DIR = Path(os.environ.get("SERVICENET_DATA_DIR", str(Path.home() / ".servicenet")))
 
@@ -23,6 +27,10 @@ COMPONENT_COMMANDS = {
     "proxy": "servicenet.proxy.server",
     "node": "servicenet.node.agent",
     "controller-manager": "servicenet.controllers.manager",
+}
+# tool command → module with ``main(argv) -> int``
+TOOL_COMMANDS = {
+    "endpoints": ("servicenet.lb.cli", "print the endpoint set the client-side load balancer sees"),
 }
 
 
@@ -39,7 +47,7 @@ def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
     p.add_argument("--service-cidr", action="append", default=None,
                    help="service CIDR (repeat for dual-stack); default by network mode")
-    p.add_argument("--node-port-range", default="30000-32767")
+    p.add_argument("--node-port-range", default=f"{wk.NODE_PORT_RANGE[0]}-{wk.NODE_PORT_RANGE[1]}")
     p.add_argument("--log-level", default="info")
 
 
@@ -62,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMPONENT_COMMANDS:
         c = sub.add_parser(name, help=f"run the {name} component alone", add_help=False)
         c.add_argument("rest", nargs=argparse.REMAINDER)
+    for name, (_, text) in TOOL_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -74,44 +84,29 @@ def _network_mode(requested: str) -> str:
 def _service_cidrs(args: argparse.Namespace, network: str) -> list[str]:
     if args.service_cidr:
         return list(args.service_cidr)
-    return ["127.96.0.0/16"] if network == "loopback" else ["10.96.0.0/12"]
+    return list(wk.address_plan(network).service_cidrs)
 
 
 def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
-    from servicenet.apiserver.server import ApiServerConfig
-
     lo, _, hi = args.node_port_range.partition("-")
     return ApiServerConfig(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
                            storage=args.storage, service_cidrs=_service_cidrs(args, network),
                            node_port_range=(int(lo), int(hi)))
 
 
-async def _wait_for_signal() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 async def _run_apiserver(args: argparse.Namespace) -> int:
-    from servicenet.apiserver.server import ApiServer
-
     server = ApiServer(_api_config(args))
     await server.start()
     print(f"servicenet apiserver listening on {server.url}")
     print(f"kubeconfig: {server.kubeconfig_path}  (export KUBECONFIG={server.kubeconfig_path})", flush=True)
     try:
-        await _wait_for_signal()
+        await wait_for_signal()
     finally:
         await server.stop()
     return 0
 
 
 async def _run_up(args: argparse.Namespace) -> int:
-    from servicenet.apiserver.server import ApiServer
-    from servicenet.client import ApiClient
-
     network = _network_mode(args.network)
     if network == "netns" and os.geteuid() != 0:
         print("servicenet up: --network netns needs root", file=sys.stderr)
@@ -130,8 +125,6 @@ async def _run_up(args: argparse.Namespace) -> int:
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
     try:
-        from servicenet.up import build_components
-
         for comp in build_components(args, network, client, api):
             await comp.start()
             components.append(comp)
@@ -142,7 +135,7 @@ async def _run_up(args: argparse.Namespace) -> int:
                 print(f"  {comp.name + ' ' + what:<20} {where}")
         print(f"\nPoint kubectl at it:\n  export KUBECONFIG={api.kubeconfig_path}\n  kubectl get svc -A\n",
               flush=True)
-        await _wait_for_signal()
+        await wait_for_signal()
     finally:
         for comp in reversed(components):
             with contextlib.suppress(Exception):
@@ -178,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         log.setup()
         mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])
         return int(mod.main(argv[1:]))
+    if argv and argv[0] in TOOL_COMMANDS:
+        return int(importlib.import_module(TOOL_COMMANDS[argv[0]][0]).main(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.cmd == "version":
         print(f"servicenet {__version__}")

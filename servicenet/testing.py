@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from servicenet.api import wellknown as wk
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
 from servicenet.common.component import bounded
@@ -76,7 +77,7 @@ async def kubectl(kubeconfig: Path, *args: str, input: bytes | None = None, chec
 async def running_apiserver(data_dir: Path, *, storage: str = "memory",
                             service_cidrs: list[str] | None = None) -> AsyncIterator[RunningApi]:
     cfg = ApiServerConfig(data_dir=Path(data_dir), host="127.0.0.1", port=0, storage=storage,
-                          service_cidrs=service_cidrs or ["10.96.0.0/12"])
+                          service_cidrs=service_cidrs or list(wk.DEFAULT_SERVICE_CIDRS))
     server = ApiServer(cfg)
     await server.start()
     client = ApiClient.from_kubeconfig(server.kubeconfig_path)

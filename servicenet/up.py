@@ -11,12 +11,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from servicenet.api import wellknown as wk
+from servicenet.apiserver.podaccess import ComponentClients, KubernetesEndpoint
 from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
+from servicenet.controllers.manager import ControllerManager
+from servicenet.dns import server as dns_server
+from servicenet.node.agent import NodeAgent
+from servicenet.proxy import server as proxy_server
 
 _log = log.get("up")
-
-POD_CIDRS = {"netns": "10.244.0.0/24", "loopback": "127.64.0.0/24", "virtual": "10.244.0.0/20"}
 
 
 class KubeDnsEndpoints:
@@ -44,7 +48,7 @@ class KubeDnsEndpoints:
 
     def body(self) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Endpoints",
-                "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                "metadata": {"name": wk.KUBE_DNS_SERVICE, "namespace": wk.KUBE_DNS_NAMESPACE,
                              "labels": {"k8s-app": "kube-dns"}},
                 "subsets": [{"addresses": [{"ip": self.ip}],
                              "ports": [{"name": "dns", "port": self.port, "protocol": "UDP"},
@@ -53,19 +57,19 @@ class KubeDnsEndpoints:
     async def start(self) -> None:
         self._resolve()
         try:
-            cur = await self.client.get("v1", "endpoints", "kube-system", "kube-dns")
+            cur = await self.client.get("v1", "endpoints", wk.KUBE_DNS_NAMESPACE, wk.KUBE_DNS_SERVICE)
         except ApiError as exc:
             if exc.status != 404:
                 raise
-            await self.client.create("v1", "endpoints", "kube-system", self.body())
+            await self.client.create("v1", "endpoints", wk.KUBE_DNS_NAMESPACE, self.body())
             return
         body = self.body()
         body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
-        await self.client.update("v1", "endpoints", "kube-system", "kube-dns", body)
+        await self.client.update("v1", "endpoints", wk.KUBE_DNS_NAMESPACE, wk.KUBE_DNS_SERVICE, body)
 
     async def stop(self) -> None:
         try:
-            await self.client.delete("v1", "endpoints", "kube-system", "kube-dns")
+            await self.client.delete("v1", "endpoints", wk.KUBE_DNS_NAMESPACE, wk.KUBE_DNS_SERVICE)
         except Exception:  # the API server may already be gone
             pass
 
@@ -82,31 +86,29 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
 
     out: list[Any] = []
     dns_ip = api.services.dns_ip()
+    ids = None
+    if getattr(api, "security", None) is not None:  # each component its own identity (least privilege)
+        ids = ComponentClients(api)
+        out.append(ids)
+
+    def client_for(component: str) -> ApiClient:
+        return ids.client(component, args.node_name) if ids is not None else client
+
     if on("controller-manager"):
-        from servicenet.controllers.manager import ControllerManager
-
-        out.append(ControllerManager(client))
+        out.append(ControllerManager(client_for("controller-manager")))
+    node = None
     if on("node"):
-        from servicenet.node.agent import NodeAgent
-
-        out.append(NodeAgent(client, node_name=args.node_name, network=network, pod_cidr=POD_CIDRS[network],
-                             cluster_dns_ip=dns_ip, data_dir=str(Path(args.data_dir) / "node")))
+        node = NodeAgent(client_for("node"), node_name=args.node_name, network=network,
+                         pod_cidr=wk.address_plan(network).pod_cidr, cluster_dns_ip=dns_ip,
+                         data_dir=str(Path(args.data_dir) / "node"))
+        out.append(node)
+    if ids is not None and network != "virtual":  # where pods reach the API (the kubernetes Service)
+        out.append(KubernetesEndpoint(api, node))
     if on("dns"):
-        from servicenet.dns.model import DnsConfig
-        from servicenet.dns.server import DnsServer
-
-        listen = [tuple(x) for x in args.dns_listen]
-        if network == "netns":
-            out.append(DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
-                                 health_listen=("127.0.0.1", 0), netns_from_node=True, dns_ip=dns_ip))
-            out.append(KubeDnsEndpoints(client, dns_ip, 53))
-        else:
-            dns = DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
-                            health_listen=("127.0.0.1", 0))
-            out.append(dns)
-            out.append(KubeDnsEndpoints(client, dns=dns))
+        dns = dns_server.build_for_up(client=client_for("dns"), args=args, network=network, api=api)
+        out.append(dns)
+        # where pods reach it: the kube-dns ClusterIP in netns mode, else its first host listener
+        out.append(KubeDnsEndpoints(client, dns_ip, 53) if network == "netns" else KubeDnsEndpoints(client, dns=dns))
     if on("proxy"):
-        from servicenet.proxy.server import build_for_up
-
-        out.append(build_for_up(client=client, args=args, network=network, api=api))
+        out.append(proxy_server.build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
     return out

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
-from servicenet.api.resources import ResourceInfo
-from servicenet.api.validation import (
+from servicenet.api import rbac_validation
+from servicenet.api._validation_base import (
     IP_MSG,
     Errs,
     GoLiteral,
     NameFn,
     Obj,
     _dicts,
-    _immutable_data,
     _loopback,
     _non_negative,
     _parse_ip,
@@ -27,19 +25,25 @@ from servicenet.api.validation import (
     is_dns1123_subdomain,
     is_valid_port_name,
     is_valid_port_num,
-    selector_matches,
-    validate_configmap,
     validate_dns1123_label,
+    validate_label_selector,
+    validate_labels,
+    validate_object_meta,
+)
+from servicenet.api._validation_net import (
+    _immutable_data,
+    validate_configmap,
     validate_endpoints,
     validate_endpointslice,
     validate_ingress,
-    validate_label_selector,
-    validate_labels,
     validate_namespace,
     validate_node,
-    validate_object_meta,
     validate_secret,
 )
+from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
+from servicenet.api.resources import ResourceInfo
+from servicenet.api.selectors import selector_matches
+from servicenet.api.views import meta as meta_of
 
 # ---------------------------------------------------------------- Service
 
@@ -368,7 +372,7 @@ def _validate_template(spec: Obj, path: str, selector: Any) -> Errs:
     tmpl = spec.get("template")
     if not isinstance(tmpl, dict):
         return [required(path, "")]
-    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    labels = meta_of(tmpl).get("labels") or {}
     sel = selector if isinstance(selector, dict) else {}
     if (sel.get("matchLabels") or sel.get("matchExpressions")) and not selector_matches(sel, labels):
         errs.append(invalid(path + ".metadata.labels", go_string_map(labels),
@@ -529,4 +533,6 @@ def validate(info: ResourceInfo, obj: Obj, old: Obj | None, allow_loopback: bool
         return validate_node(obj)
     if kind == ("networking.k8s.io/v1", "Ingress"):
         return validate_ingress(obj)
+    if info.group == "rbac.authorization.k8s.io":
+        return rbac_validation.validate(info.kind, obj, old)
     return validate_generic(obj, info)

@@ -7,10 +7,11 @@ upstream's registry strategies set before validation, marked below).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
-Obj = dict[str, Any]
+from servicenet.api.views import Obj
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -222,6 +223,21 @@ def _namespace(obj: Obj) -> None:
 
 def _secret(obj: Obj) -> None:
     _setdefault(obj, "type", "Opaque")
+    merge_string_data(obj)
+
+
+def merge_string_data(obj: Obj) -> None:
+    """A Secret's write-only ``stringData`` goes into ``data`` (base64, winning over the same key)
+    and is never stored or returned, as upstream's v1 conversion does."""
+    sd = obj.pop("stringData", None)
+    if not isinstance(sd, dict) or not sd:
+        return
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        data = obj["data"] = {}
+    for k, v in sd.items():
+        if isinstance(v, str):
+            data[k] = base64.b64encode(v.encode()).decode()
 
 
 def _node(obj: Obj) -> None:
@@ -322,6 +338,7 @@ def _node_ports(spec: Obj) -> list[Any]:
 
 
 def _service_create(obj: Obj) -> None:
+    obj["status"] = {"loadBalancer": {}}  # upstream always returns it, empty until a load balancer exists
     spec = _map(obj, "spec")
     cip = spec.get("clusterIP")
     if cip and not spec.get("clusterIPs"):
@@ -373,7 +390,9 @@ def service_prepare_for_update(new: Obj, old: Obj) -> None:
     if _needs_node_port(os_) and not _needs_node_port(ns):
         if ns.get("externalTrafficPolicy") == os_.get("externalTrafficPolicy"):
             ns.pop("externalTrafficPolicy", None)
-    if ns.get("type") != "LoadBalancer" and isinstance(new.get("status"), dict):
+    if not isinstance(new.get("status"), dict):
+        new["status"] = {}
+    if ns.get("type") != "LoadBalancer" or not isinstance(new["status"].get("loadBalancer"), dict):
         new["status"]["loadBalancer"] = {}
     # patchAllocatedValues
     if _needs_cluster_ip(os_) and _needs_cluster_ip(ns):

@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
-import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import yaml
 from aiohttp import web
 
-from servicenet.api import errors
+from servicenet.api import apply, errors, schema
+from servicenet.api import patch as patchmod
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
-from servicenet.apiserver import negotiation
-from servicenet.apiserver.registry import WriteOptions, key_for, now_rfc3339, prefix_for
+from servicenet.api.selectors import label_selector_from_dict, selector_to_string
+from servicenet.api.views import meta as meta_of
+from servicenet.apiserver import kubelet_proxy, negotiation
+from servicenet.apiserver.registry import (
+    UNCONDITIONAL_RETRIES,
+    Registry,
+    WriteOptions,
+    key_for,
+    now_rfc3339,
+    prefix_for,
+)
 from servicenet.apiserver.responses import (
-    JSON,
     TRUE,
     _obj,
     collector_paused,
     json_response,
     record_response,
+    render_table,
     send_list,
     view_obj,
     wants_table,
 )
-from servicenet.store import Compacted, FutureRevision, Record, RevisionConflict, WatchClosed
-
-if TYPE_CHECKING:
-    from servicenet.apiserver.server import ApiServer
+from servicenet.apiserver.table_rows import TableRows
+from servicenet.apiserver.watchfilter import Selection
+from servicenet.apiserver.watchstream import serve_watch
+from servicenet.store import KeyNotFound, Record, RevisionConflict, Store
 
 
 class Target:
@@ -55,6 +65,9 @@ def parse_target(group: str, version: str, rest: list[str]) -> Target | None:
             name = rest[3] if len(rest) > 3 else None
             sub = "/".join(rest[4:]) or None
             return Target(inner, ns, name, sub)
+        ns_info = by_plural(group, version, "namespaces")
+        if ns_info is None or rest[2] not in ns_info.subresources:
+            return None  # a kind this server does not serve (upstream: 404, "could not find the requested resource")
     info = by_plural(group, version, rest[0])
     if info is None:
         return None
@@ -64,10 +77,10 @@ def parse_target(group: str, version: str, rest: list[str]) -> Target | None:
 
 
 class ResourceHandlers:
-    def __init__(self, server: ApiServer) -> None:
-        self.server = server
-        self.registry = server.registry
-        self.store = server.store
+    def __init__(self, registry: Registry, store: Store) -> None:
+        self.registry = registry
+        self.store = store
+        self.table_rows = TableRows()  # Table rows kept between LIST requests
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -88,8 +101,6 @@ class ResourceHandlers:
     def check_unknown_fields(self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions) -> None:
         if opts.field_validation == "Ignore":
             return
-        from servicenet.api import schema
-
         unknown = schema.unknown_fields(info.api_version, info.kind, obj)
         if not unknown:
             return
@@ -114,7 +125,7 @@ class ResourceHandlers:
                 f"the API version in the data ({av}) does not match the expected API version ({info.api_version})"
                 if av != info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
-        ns = (obj.get("metadata") or {}).get("namespace")
+        ns = meta_of(obj).get("namespace")
         if info.namespaced and ns and target.namespace and ns != target.namespace:
             raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request")
@@ -140,7 +151,7 @@ class ResourceHandlers:
         if m == "GET":
             rec = self.registry.get_record(t.info, t.namespace, t.name)
             if wants_table(request):
-                return json_response(self.server.table(t.info, [rec.obj()], request, str(rec.mod_revision)))
+                return json_response(render_table(t.info, [rec.obj()], request, str(rec.mod_revision)))
             return record_response(rec)
         if m == "PUT":
             return await self.update(request, t)
@@ -166,7 +177,7 @@ class ResourceHandlers:
         opts = self.write_options(request)
         self.check_unknown_fields(t.info, obj, opts)
         key = key_for(t.info, t.namespace, t.name)
-        if self.store.get(key) is None and subresource is None:
+        if self.store.latest(key) is None and subresource is None:
             # PUT on a missing object creates it for kinds that allow it (upstream AllowCreateOnUpdate);
             # our built-ins do not, except through apply.
             raise errors.not_found(t.info.plural, t.info.group, t.name)
@@ -175,8 +186,6 @@ class ResourceHandlers:
 
     async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
-        from servicenet.api import apply, patch
-
         ctype = (request.content_type or "").lower()
         raw = await negotiation.read_raw(request)
         opts = self.write_options(request)
@@ -194,8 +203,10 @@ class ResourceHandlers:
                 raise errors.bad_request("the apply patch must be an object")
             self.check_kind(t.info, applied, t)
             self.check_unknown_fields(t.info, applied, opts)
-            for _ in range(5):
-                rec = self.store.get(key_for(t.info, t.namespace, t.name))
+            for attempt in range(UNCONDITIONAL_RETRIES):
+                if attempt:
+                    await asyncio.sleep(0)
+                rec = self.store.latest(key_for(t.info, t.namespace, t.name))
                 live = rec.obj() if rec is not None else None
                 merged = apply.server_side_apply(t.info, live, applied, manager, force, now_rfc3339())
                 if rec is None:
@@ -218,13 +229,15 @@ class ResourceHandlers:
         if ctype not in ("application/json-patch+json", "application/merge-patch+json",
                          "application/strategic-merge-patch+json"):
             raise errors.unsupported_media_type(ctype or "<none>")
-        for _ in range(5):
-            rec = self.registry.get_record(t.info, t.namespace, t.name)
+        for attempt in range(UNCONDITIONAL_RETRIES):
+            if attempt:
+                await asyncio.sleep(0)
+            rec = self.registry.get_latest(t.info, t.namespace, t.name)
             live = rec.obj()
-            patched = patch.apply_patch(t.info, live, raw, ctype)
+            patched = patchmod.apply_patch(t.info, live, raw, ctype)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch produced something that is not an object")
-            prv = (patched.get("metadata") or {}).get("resourceVersion")
+            prv = meta_of(patched).get("resourceVersion")
             expected = rec.mod_revision
             if prv and prv != str(rec.mod_revision):
                 # the patch itself named a resourceVersion: that is a precondition
@@ -280,32 +293,19 @@ class ResourceHandlers:
                               "metadata": {"resourceVersion": str(self.store.revision)}, "items": objs})
 
     # -- list ----------------------------------------------------------------------------------------
-    def selectors(self, request: web.Request, info: ResourceInfo) -> tuple[Any, Any]:
-        from servicenet.api.selectors import FieldSelector, LabelSelector
-
-        ls = request.query.get("labelSelector") or ""
-        fs = request.query.get("fieldSelector") or ""
-        lsel = LabelSelector.parse(ls) if ls else None
-        fsel = FieldSelector.parse(fs, info.kind) if fs else None
-        return lsel, fsel
+    def selection(self, request: web.Request, info: ResourceInfo) -> Selection:
+        return Selection.parse(request.query.get("labelSelector") or "", request.query.get("fieldSelector") or "",
+                               info.kind)
 
     def filtered(self, request: web.Request, t: Target) -> tuple[list[dict[str, Any]], int]:
-        lsel, fsel = self.selectors(request, t.info)
+        sel = self.selection(request, t.info)
         recs, rev, _ = self.registry.list_records(t.info, t.namespace)
-        out = []
-        for r in recs:
-            o = r.obj()
-            if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
-                continue
-            if fsel is not None and not fsel.matches(o):
-                continue
-            out.append(o)
-        return out, rev
+        return [o for o in (r.obj() for r in recs) if sel.matches(o)], rev
 
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         info = t.info
-        lsel, fsel = self.selectors(request, info)
+        sel = self.selection(request, info)
         limit = int(q["limit"]) if q.get("limit", "").isdigit() and int(q["limit"]) > 0 else None
         start_after: str | None = None
         revision: int | None = None
@@ -318,7 +318,7 @@ class ResourceHandlers:
                 raise errors.bad_request("continue key is not valid: illegal base64 data") from None
         elif q.get("resourceVersion") not in (None, "", "0") and q.get("resourceVersionMatch") == "Exact":
             revision = int(q["resourceVersion"])
-        selecting = lsel is not None or fsel is not None
+        selecting = sel.active
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
@@ -341,9 +341,7 @@ class ResourceHandlers:
                         trecs.append(r)
                     elif selecting or table:
                         o = view_obj(r)
-                        if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
-                            continue
-                        if fsel is not None and not fsel.matches(o):
+                        if selecting and not sel.matches(o):
                             continue
                         if table:
                             objs.append(o)
@@ -362,12 +360,11 @@ class ResourceHandlers:
                 if not selecting:
                     meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
             if cached_rows:
-                return json_response(self.server.table_rows.table(
+                return json_response(self.table_rows.table(
                     info.kind, trecs, now=dt.datetime.now(dt.UTC), resource_version=meta["resourceVersion"],
                     continue_token=meta.get("continue")))
             if table:
-                resp = json_response(self.server.table(info, objs, request, meta["resourceVersion"],
-                                                       meta.get("continue")))
+                resp = json_response(render_table(info, objs, request, meta["resourceVersion"], meta.get("continue")))
                 objs.clear()  # free the decoded objects before the collector runs again
                 return resp
         head = orjson.dumps({"kind": info.list_kind or info.kind + "List", "apiVersion": info.api_version,
@@ -376,149 +373,7 @@ class ResourceHandlers:
 
     # -- watch ---------------------------------------------------------------------------------------
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
-        q = request.query
-        info = t.info
-        lsel, fsel = self.selectors(request, info)
-        table = wants_table(request)
-        bookmarks = q.get("allowWatchBookmarks") in TRUE
-        send_initial = q.get("sendInitialEvents") in TRUE
-        rv = q.get("resourceVersion") or ""
-        try:
-            timeout = float(q.get("timeoutSeconds") or 0) or random.uniform(1800, 3600)
-        except ValueError:
-            raise errors.bad_request("timeoutSeconds must be a number") from None
-        prefix = prefix_for(info, t.namespace)
-        initial: list[Record] = []
-        if rv in ("", "0") or send_initial:
-            initial, start, _ = self.store.list(prefix)
-        else:
-            try:
-                start = int(rv)
-            except ValueError:
-                raise errors.bad_request(f"invalid resource version: {rv}") from None
-        try:
-            w = self.store.watch(prefix, start)
-        except Compacted as exc:
-            return await self._watch_error(request, errors.expired(
-                f"too old resource version: {rv} ({exc.compact_revision})"))
-        except FutureRevision:
-            raise errors.ApiStatusError(504, "Timeout", "Too large resource version: " + rv,
-                                        {"causes": [{"reason": "ResourceVersionTooLarge",
-                                                     "message": "Too large resource version"}],
-                                         "retryAfterSeconds": 1}) from None
-        pb = None if table else negotiation.watch_encoder(request)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": pb[0] if pb else JSON,
-                                                       "Cache-Control": "no-cache"})
-        resp.enable_chunked_encoding()
-        first_table = [True]
-
-        def event(etype: str, obj: dict[str, Any]) -> bytes:
-            if pb is not None:
-                return bytes(pb[1](etype, obj))
-            return orjson.dumps({"type": etype, "object": obj}) + b"\n"
-
-        def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
-            if pb is not None:
-                return event(etype, obj if obj is not None else rec.obj())
-            if table:
-                o = obj if obj is not None else view_obj(rec)
-                tbl = self.server.table(info, [o], request, str(rec.mod_revision))
-                if not first_table[0]:
-                    tbl["columnDefinitions"] = None
-                first_table[0] = False
-                return orjson.dumps({"type": etype, "object": tbl}) + b"\n"
-            return b'{"type":"' + etype.encode() + b'","object":' + rec.value + b"}\n"
-
-        def match(o: dict[str, Any]) -> bool:
-            if lsel is not None and not lsel.matches((o.get("metadata") or {}).get("labels") or {}):
-                return False
-            return not (fsel is not None and not fsel.matches(o))
-
-        selecting = lsel is not None or fsel is not None
-        try:
-            await resp.prepare(request)
-            buf = bytearray()
-            for rec in initial:
-                o = view_obj(rec) if selecting else None
-                if o is None or match(o):
-                    buf += encode("ADDED", rec, o)
-            if send_initial and bookmarks:
-                buf += event("BOOKMARK", {
-                    "kind": info.kind, "apiVersion": info.api_version,
-                    "metadata": {"resourceVersion": str(start),
-                                 "annotations": {"k8s.io/initial-events-end": "true"}}})
-            if buf:
-                await resp.write(bytes(buf))
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            last_rev = start
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    ev = await w.next(timeout=min(remaining, 60.0))
-                except WatchClosed as exc:
-                    if exc.error:
-                        await resp.write(event("ERROR", errors.expired(f"watch closed: {exc.reason}").status()))
-                    break
-                if ev is None:
-                    if bookmarks and last_rev < self.store.revision:
-                        last_rev = self.store.revision
-                    if bookmarks:
-                        await resp.write(event("BOOKMARK", {
-                            "kind": info.kind, "apiVersion": info.api_version,
-                            "metadata": {"resourceVersion": str(last_rev)}}))
-                    continue
-                last_rev = ev.revision
-                out = bytearray()
-                pending = [ev]
-                # drain whatever else is queued so one write carries a burst
-                while w.pending and len(pending) < 256:
-                    nxt = await w.next(timeout=0)
-                    if nxt is None:
-                        break
-                    pending.append(nxt)
-                for e in pending:
-                    last_rev = e.revision
-                    if not selecting:
-                        out += encode(e.type, e.record, None)
-                        continue
-                    cur = view_obj(e.record)
-                    if e.type == "DELETED":
-                        if match(cur):
-                            out += encode("DELETED", e.record, cur)
-                        continue
-                    now_m = match(cur)
-                    was_m = e.prev is not None and match(view_obj(e.prev))
-                    if now_m and was_m:
-                        out += encode("MODIFIED", e.record, cur)
-                    elif now_m:
-                        out += encode("ADDED", e.record, cur)
-                    elif was_m:
-                        out += encode("DELETED", e.record, cur)
-                if out:
-                    await resp.write(bytes(out))
-        except (ConnectionResetError, ConnectionError):
-            pass
-        finally:
-            w.close()
-        try:
-            await resp.write_eof()
-        except (ConnectionResetError, ConnectionError, RuntimeError):
-            pass
-        return resp
-
-    async def _watch_error(self, request: web.Request, err: ApiStatusError) -> web.StreamResponse:
-        pb = negotiation.watch_encoder(request)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": pb[0] if pb else JSON})
-        await resp.prepare(request)
-        await resp.write(pb[1]("ERROR", err.status()) if pb else
-                         orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
-        await resp.write_eof()
-        return resp
+        return await serve_watch(self.store, request, t.info, t.namespace, self.selection(request, t.info))
 
     # -- subresources --------------------------------------------------------------------------------
     async def handle_subresource(self, request: web.Request, t: Target) -> web.StreamResponse:
@@ -527,7 +382,7 @@ class ResourceHandlers:
         m = request.method
         assert t.name is not None
         if sub not in info.subresources:
-            raise errors.not_found(f"{info.plural}/{sub}", info.group, t.name)
+            raise errors.unserved()
         if sub == "status":
             if m == "GET":
                 return record_response(self.registry.get_record(info, t.namespace, t.name))
@@ -542,12 +397,10 @@ class ResourceHandlers:
         elif sub == "finalize" and m == "PUT":
             return await self.finalize(request, t)
         elif sub in ("log", "exec", "attach", "portforward", "proxy"):
-            return await self.server.node_proxy(request, t)
+            return await kubelet_proxy.node_proxy(self.registry, self.store, request, info, t.namespace, t.name, sub)
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
 
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
-        from servicenet.api.selectors import label_selector_from_dict, selector_to_string
-
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
         try:
@@ -562,36 +415,47 @@ class ResourceHandlers:
                 "status": {"replicas": (obj.get("status") or {}).get("replicas", 0), "selector": sel_str}}
 
     async def scale(self, request: web.Request, t: Target) -> web.Response:
-        from servicenet.api import patch as patchmod
-
         assert t.name is not None
-        rec = self.registry.get_record(t.info, t.namespace, t.name)
-        obj = rec.obj()
         if request.method == "GET":
-            return json_response(self._scale_of(t.info, obj))
-        cur = self._scale_of(t.info, obj)
-        if request.method == "PUT":
-            body = await self.read_body(request)
-        elif request.method == "PATCH":
-            ctype = (request.content_type or "").lower()
-            raw = await request.read()
-            if ctype == "application/apply-patch+yaml":
+            return json_response(self._scale_of(t.info, self.registry.get_record(t.info, t.namespace, t.name).obj()))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+        raw = await request.read()
+        ctype = (request.content_type or "").lower()
+        for attempt in range(UNCONDITIONAL_RETRIES):
+            if attempt:
+                await asyncio.sleep(0)
+            rec = self.registry.get_latest(t.info, t.namespace, t.name)
+            obj = rec.obj()
+            cur = self._scale_of(t.info, obj)
+            if request.method == "PUT":
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise errors.bad_request("the object provided is unrecognized (must be of type JSON)") from None
+            elif ctype == "application/apply-patch+yaml":
                 body = {**cur, **(yaml.safe_load(raw) or {})}
             else:
                 body = patchmod.apply_patch(None, cur, raw, ctype)
-        else:
-            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
-        replicas = (body.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
-                "spec.replicas", replicas, "must be greater than or equal to 0")])
-        brv = (body.get("metadata") or {}).get("resourceVersion")
-        if request.method == "PUT" and brv and brv != str(rec.mod_revision):
-            raise errors.conflict(t.info.plural, t.info.group, t.name)
-        obj["spec"]["replicas"] = replicas
-        out = await self.registry.update(t.info, t.namespace, t.name, obj, self.write_options(request),
-                                         expected_rv=rec.mod_revision, old_rec=rec)
-        return json_response(self._scale_of(t.info, _obj(out)))
+            if not isinstance(body, dict):
+                raise errors.bad_request("the object provided is unrecognized (must be of type JSON object)")
+            replicas = (body.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
+                    "spec.replicas", replicas, "must be greater than or equal to 0")])
+            brv = (body.get("metadata") or {}).get("resourceVersion") if request.method == "PUT" else None
+            if brv and brv != str(rec.mod_revision):
+                raise errors.conflict(t.info.plural, t.info.group, t.name)
+            obj["spec"]["replicas"] = replicas
+            try:
+                out = await self.registry.update(t.info, t.namespace, t.name, obj, self.write_options(request),
+                                                 expected_rv=rec.mod_revision, old_rec=rec)
+            except ApiStatusError as exc:
+                if not brv and exc.reason == "Conflict" and "modified" in exc.message:
+                    continue
+                raise
+            return json_response(self._scale_of(t.info, _obj(out)))
+        raise errors.conflict(t.info.plural, t.info.group, t.name)
 
     async def bind(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
@@ -599,8 +463,10 @@ class ResourceHandlers:
         node = ((body.get("target") or {}).get("name")) or ""
         if not node:
             raise errors.invalid_object("Binding", "", t.name, [errors.required("target.name")])
-        for _ in range(5):
-            rec = self.registry.get_record(t.info, t.namespace, t.name)
+        for attempt in range(UNCONDITIONAL_RETRIES):
+            if attempt:
+                await asyncio.sleep(0)
+            rec = self.registry.get_latest(t.info, t.namespace, t.name)
             pod = rec.obj()
             if (pod.get("spec") or {}).get("nodeName"):
                 raise errors.conflict("pods/binding", "", t.name, f"pod {t.name} is already assigned to node "
@@ -617,12 +483,14 @@ class ResourceHandlers:
                                       "code": 201}, 201)
             except RevisionConflict:
                 continue
+            except KeyNotFound:  # deleted while we bound it
+                raise errors.not_found(t.info.plural, t.info.group, t.name) from None
         raise errors.conflict("pods/binding", "", t.name)
 
     async def finalize(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
         body = await self.read_body(request)
-        rec = self.registry.get_record(t.info, t.namespace, t.name)
+        rec = self.registry.get_latest(t.info, t.namespace, t.name)
         obj = rec.obj()
         obj.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
         md = obj["metadata"]

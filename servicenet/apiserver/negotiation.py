@@ -25,7 +25,7 @@ JSON = "application/json"
 PROTOBUF = wire.PROTOBUF
 MAX_BODY = wire.MAX_BODY
 ACCEPTED_BODIES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
-_WARNINGS = "servicenet.body_warnings"
+_WARNINGS = web.RequestKey("servicenet.body_warnings", list)
 _JSON_TYPES = frozenset({"", "application/json", "text/json"})
 _YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml"})
 

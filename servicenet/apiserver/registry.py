@@ -7,6 +7,7 @@ from the pure cores in :mod:`servicenet.api` and from hooks (the service registr
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import os
@@ -18,9 +19,10 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import defaults, errors, validation
+from servicenet.api import apply, defaults, errors, managed_create, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -28,6 +30,15 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _STATUS_SUBRESOURCE = "status"
 # Kinds whose create ignores a client-sent status (upstream strategies' PrepareForCreate).
 _STATUS_RESET_ON_CREATE = frozenset({"services", "deployments", "replicasets", "statefulsets", "ingresses"})
+
+
+# Attempts an unconditional write makes before giving up on a conflict (each re-reads the newest
+# record; only a suspension between read and write, e.g. an allocation hook, can lose the race).
+UNCONDITIONAL_RETRIES = 50
+
+
+def _is_modified_conflict(exc: ApiStatusError) -> bool:
+    return exc.code == 409 and exc.reason == "Conflict" and "has been modified" in exc.message
 
 
 _now_cache: list[Any] = [-1, ""]  # [whole second, its RFC 3339 rendering]
@@ -106,6 +117,16 @@ class Registry:
             raise errors.not_found(info.plural, info.group, name)
         return rec
 
+    def get_latest(self, info: ResourceInfo, namespace: str | None, name: str) -> Record:
+        """The record a write must start from: the committed one or the newest still being committed.
+
+        Reading the committed index here while the store checks against in-flight writes made
+        unconditional writes fail with 409 whenever another write to the object was committing."""
+        rec = self.store.latest(key_for(info, namespace, name))
+        if rec is None:
+            raise errors.not_found(info.plural, info.group, name)
+        return rec
+
     def get(self, info: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any]:
         return self.get_record(info, namespace, name).obj()
 
@@ -118,12 +139,9 @@ class Registry:
         # decode the namespace only when it may be terminating (its bytes name the field)
         if creating and b'"deletionTimestamp"' in ns.value and (ns.obj().get("metadata") or {}).get(
                 "deletionTimestamp"):
-            raise ApiStatusError(
-                403, "Forbidden",
+            raise errors.forbidden_error(
                 f"{info.plural} \"{{name}}\" is forbidden: unable to create new content in namespace "
-                f"{namespace} because it is being terminated",
-                {"kind": info.plural, "group": info.group} if info.group else {"kind": info.plural},
-            )
+                f"{namespace} because it is being terminated", info.plural, info.group)
 
     def _prepare_meta_create(self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> None:
         md = obj.setdefault("metadata", {})
@@ -161,7 +179,7 @@ class Registry:
         if errs:
             raise errors.invalid_object(info.kind, info.group, name, errs)
         key = key_for(info, namespace, name)
-        if self.store.get(key) is not None:
+        if self.store.latest(key) is not None:
             raise errors.already_exists(info.plural, info.group, name)
         self._managed_fields(info, None, obj, opts, "Update")
         undo = None
@@ -187,15 +205,13 @@ class Registry:
         if not manager:
             return
         try:
-            from servicenet.api import apply
-
             if old is None and operation == "Update":  # a create: everything is the creator's
-                mf = apply.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                mf = managed_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
                                                  kind=info.kind)
             else:
                 out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
                                                   now=now_rfc3339(), kind=info.kind)
-                mf = (out.get("metadata") or {}).get("managedFields")
+                mf = meta_of(out).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
@@ -206,9 +222,10 @@ class Registry:
     async def update(self, info: ResourceInfo, namespace: str | None, name: str, obj: dict[str, Any],
                      opts: WriteOptions, *, subresource: str | None = None,
                      expected_rv: int | None = None, old_rec: Record | None = None) -> Record | dict[str, Any]:
-        """PUT semantics. ``subresource='status'`` replaces only status."""
-        rec = old_rec or self.get_record(info, namespace, name)
-        old = rec.obj()
+        """PUT semantics. ``subresource='status'`` replaces only status.
+
+        Without a precondition (no ``expected_rv``, no resourceVersion in the body) a concurrent
+        writer never makes this fail: the write is re-based on the newest record and retried."""
         md = obj.get("metadata") or {}
         if md.get("name") and md["name"] != name:
             raise errors.bad_request(
@@ -219,6 +236,22 @@ class Registry:
                 expected_rv = int(body_rv)
             except ValueError:
                 raise errors.bad_request(f"invalid resourceVersion {body_rv!r}") from None
+        if expected_rv is not None or old_rec is not None:
+            return await self._update_once(info, namespace, name, obj, opts, subresource, expected_rv, old_rec)
+        for _ in range(UNCONDITIONAL_RETRIES):
+            try:
+                return await self._update_once(info, namespace, name, obj, opts, subresource, None, None)
+            except ApiStatusError as exc:
+                if not _is_modified_conflict(exc):
+                    raise
+            await asyncio.sleep(0)
+        raise errors.conflict(info.plural, info.group, name)
+
+    async def _update_once(self, info: ResourceInfo, namespace: str | None, name: str, obj: dict[str, Any],
+                           opts: WriteOptions, subresource: str | None, expected_rv: int | None,
+                           old_rec: Record | None) -> Record | dict[str, Any]:
+        rec = old_rec or self.get_latest(info, namespace, name)
+        old = rec.obj()
         if expected_rv is not None and expected_rv != rec.mod_revision:
             raise errors.conflict(info.plural, info.group, name)
         new = self._merge_for_update(info, old, obj, subresource)
@@ -308,8 +341,10 @@ class Registry:
     async def delete(self, info: ResourceInfo, namespace: str | None, name: str, options: dict[str, Any],
                      dry_run: bool = False) -> tuple[Record | dict[str, Any], bool]:
         """DELETE semantics. Returns (object or record, removed_now)."""
-        for _attempt in range(10):
-            rec = self.get_record(info, namespace, name)
+        for _attempt in range(UNCONDITIONAL_RETRIES):
+            if _attempt:
+                await asyncio.sleep(0)  # let the competing write land before re-reading
+            rec = self.get_latest(info, namespace, name)
             obj = rec.obj()
             md = obj["metadata"]
             pre = options.get("preconditions") or {}
@@ -408,7 +443,7 @@ class Registry:
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:
     c = dict(o)
-    md = dict(c.get("metadata") or {})
+    md = dict(meta_of(c))
     md.pop("resourceVersion", None)
     md.pop("managedFields", None)
     c["metadata"] = md

@@ -7,6 +7,7 @@ its bulky ``managedFields`` (byte-identical on the way out), and content negotia
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -14,21 +15,27 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from servicenet.api import tables
+from servicenet.api.resources import ResourceInfo
 from servicenet.store import Record
 
 JSON = "application/json"
 TRUE = ("true", "1", "True")
 
 
+# kube-apiserver's JSON encoder ends every document with a newline; clients compare error texts with it.
+NL = b"\n"
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    body = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+    body = obj + NL if isinstance(obj, bytes) else orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)
 
 
 def record_response(rec: Record | dict[str, Any], status: int = 200,
                     headers: dict[str, str] | None = None) -> web.Response:
     if isinstance(rec, Record):
-        return web.Response(body=rec.value, status=status, content_type=JSON, headers=headers)
+        return web.Response(body=rec.value + NL, status=status, content_type=JSON, headers=headers)
     return json_response(rec, status, headers)
 
 
@@ -40,6 +47,7 @@ _STREAM_PIECE = 256 * 1024
 
 async def send_list(request: web.Request, prefix: bytes, items: list[bytes], suffix: bytes) -> web.StreamResponse:
     """Answer ``prefix + b",".join(items) + suffix`` (a JSON list) with Content-Length, copying little."""
+    suffix += NL
     size = len(prefix) + len(suffix) + sum(map(len, items)) + max(0, len(items) - 1)
     if size <= _STREAM_LIST_OVER or "protobuf" in request.headers.get("Accept", ""):
         # one body: a client that asked for protobuf gets it re-encoded at the edge (negotiation)
@@ -148,3 +156,11 @@ def wants_table(request: web.Request) -> bool:
 
 def _obj(rec: Record | dict[str, Any]) -> dict[str, Any]:
     return rec.obj() if isinstance(rec, Record) else rec
+
+
+def render_table(info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
+                 continue_token: str | None = None) -> dict[str, Any]:
+    """The ``meta.k8s.io/v1`` Table kubectl asked for (``includeObject`` defaults to Metadata)."""
+    include = request.query.get("includeObject") or "Metadata"
+    return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
+                           resource_version=rv, continue_token=continue_token)

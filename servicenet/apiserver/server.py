@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gc
+import platform
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -16,21 +16,21 @@ import prometheus_client
 from aiohttp import web
 
 from servicenet import __version__
-from servicenet.api import errors, resources
+from servicenet.api import errors, openapi, resources
+from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.api.resources import ResourceInfo
 from servicenet.apiserver import certs, negotiation
+from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.gc import GarbageCollector
-from servicenet.apiserver.handlers import ResourceHandlers, Target, json_response, parse_target
+from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.services import ServiceRegistry
-from servicenet.apiserver.table_rows import TableRows
 from servicenet.client.kubeconfig import render as render_kubeconfig
 from servicenet.common import log
 from servicenet.common.health import HealthServer
+from servicenet.store import MemoryStore, SQLiteStore
 
 _log = log.get("apiserver")
-_PUBLIC = {"/healthz", "/livez", "/readyz", "/version", "/metrics"}
 
 
 @dataclass
@@ -39,8 +39,8 @@ class ApiServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     storage: str = "sqlite"  # sqlite | memory
-    service_cidrs: list[str] = field(default_factory=lambda: ["10.96.0.0/12"])
-    node_port_range: tuple[int, int] = (30000, 32767)
+    service_cidrs: list[str] = field(default_factory=lambda: list(wk.DEFAULT_SERVICE_CIDRS))
+    node_port_range: tuple[int, int] = wk.NODE_PORT_RANGE
     tls: bool = True
     compact_interval: float = 60.0
     history_seconds: float = 300.0
@@ -57,7 +57,10 @@ class ApiServer:
         self.gc: GarbageCollector | None = None
         self.creds: certs.Credentials | None = None
         self._runner: web.AppRunner | None = None
-        self._tokens: dict[str, str] = {}
+        self.security: Any = None
+        self._sa_controller: Any = None
+        self.loopback_token = ""
+        self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
         self.m_requests = prometheus_client.Counter(
@@ -70,7 +73,6 @@ class ApiServer:
         self._m_children: dict[tuple[Any, ...], Any] = {}
         self.started = 0.0
         self.port = config.port
-        self.table_rows = TableRows()
 
     # -- lifecycle -----------------------------------------------------------------------------------
     @property
@@ -84,8 +86,6 @@ class ApiServer:
         return self.config.data_dir / "kubeconfig"
 
     async def _open_store(self) -> None:
-        from servicenet.store import MemoryStore, SQLiteStore
-
         if self.config.storage == "memory":
             self.store = MemoryStore()
         else:
@@ -103,19 +103,24 @@ class ApiServer:
         recs, _, _ = self.store.list("/registry/core/services/")
         self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
+        if self.config.tls:
+            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
+            self.security, self._sa_controller = await start_security(self)
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
-        self.handlers = ResourceHandlers(self)
-        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        self.handlers = ResourceHandlers(self.registry, self.store)
+        mws = [self._middleware] + ([self.security.middleware] if self.security is not None else [])
+        app = web.Application(middlewares=mws, client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         ssl_ctx = None
-        if self.config.tls:
-            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
-            self._tokens = self.creds.tokens()
+        if self.config.tls and self.creds is not None:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(str(self.creds.server_cert), str(self.creds.server_key))
+            ssl_ctx.load_verify_locations(str(self.creds.ca_cert))  # x509 client certificates
+            ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
+            self.ssl_context = ssl_ctx
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx,
                            reuse_address=True, backlog=1024)
         await site.start()
@@ -139,6 +144,9 @@ class ApiServer:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if self.security is not None:
+            await self._sa_controller.stop()
+            await self.security.authz.stop()
         if self.gc is not None:
             await self.gc.stop()
         if self._runner is not None:
@@ -186,11 +194,6 @@ class ApiServer:
         resource = "-"
         code = 500
         try:
-            if self.config.tls and request.path not in _PUBLIC:
-                auth = request.headers.get("Authorization", "")
-                token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-                if not token or token not in self._tokens:
-                    raise errors.unauthorized()
             resp = negotiation.protobuf_response(request, await handler(request))
             code = resp.status
             return resp
@@ -260,78 +263,31 @@ class ApiServer:
             if len(parts) == 2:
                 g = resources.api_group(parts[1])
                 if not g:
-                    raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                    raise errors.unserved()
                 return json_response(g)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         if not rest:
             doc = resources.api_resource_list(group, version)
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return json_response(doc)
         target = parse_target(group, version, rest)
         if target is None:
-            raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.unserved()
         return await self.handlers.handle(request, target)
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
-        from servicenet.api import openapi
-
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
                 return json_response(openapi.v3_index())
             doc = openapi.v3_document("/".join(parts[2:]))
             if doc is None:
-                raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
+                raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),
                                 content_type="application/json")
-        raise errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource")
-
-    # -- helpers used by handlers --------------------------------------------------------------------
-    def table(self, info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
-              continue_token: str | None = None) -> dict[str, Any]:
-        from servicenet.api import tables
-
-        include = request.query.get("includeObject") or "Metadata"
-        return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
-                               resource_version=rv, continue_token=continue_token)
-
-    async def node_proxy(self, request: web.Request, t: Target) -> web.StreamResponse:
-        """pods/log, pods/exec, pods/attach, pods/portforward: forwarded to the pod's node agent."""
-        assert self.registry is not None and t.name is not None
-        pod = self.registry.get(t.info, t.namespace, t.name)
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if not node_name:
-            raise errors.bad_request(f"pod {t.name} does not have a host assigned")
-        node_rec = self.store.get(f"/registry/core/nodes/{node_name}")
-        if node_rec is None:
-            raise errors.not_found("nodes", "", node_name)
-        node = node_rec.obj()
-        port = (((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        if not port:
-            raise errors.ApiStatusError(503, "ServiceUnavailable", f"node {node_name} has no agent endpoint")
-        try:
-            from servicenet.node.kubelet_proxy import proxy_to_node
-        except ImportError:
-            raise errors.ApiStatusError(501, "NotImplemented", "pod proxying is not available") from None
-        sub = t.subresource or ""
-        container = request.query.get("container") or _default_container(pod)
-        if sub == "log":
-            path = f"/containerLogs/{t.namespace}/{t.name}/{container}"
-        elif sub == "portforward":
-            path = f"/portForward/{t.namespace}/{t.name}"
-        else:
-            path = f"/{sub}/{t.namespace}/{t.name}/{container}"
-        return await proxy_to_node(request, f"http://127.0.0.1:{port}", path)
-
-
-def _default_container(pod: dict[str, Any]) -> str:
-    ann = (pod.get("metadata") or {}).get("annotations") or {}
-    if ann.get("kubectl.kubernetes.io/default-container"):
-        return ann["kubectl.kubernetes.io/default-container"]
-    cs = (pod.get("spec") or {}).get("containers") or [{}]
-    return cs[0].get("name", "")
+        raise errors.unserved()
 
 
 # The cyclic GC's default young-generation threshold (700 net allocations) makes collections very
@@ -356,8 +312,6 @@ def tune_gc(stored_objects: int) -> None:
 
 
 def version_info() -> dict[str, str]:
-    import platform
-
     return {"major": "1", "minor": "32", "gitVersion": f"v1.32.0+servicenet-{__version__}",
             "gitCommit": "servicenet", "gitTreeState": "clean", "buildDate": "2026-11-21T00:00:00Z",
             "goVersion": f"python{platform.python_version()}", "compiler": "cpython",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from servicenet.api import errors
+from servicenet.api import wellknown as wk
 from servicenet.api.allocators import (
     AllocationError,
     ErrAllocated,
@@ -22,6 +23,8 @@ from servicenet.api.allocators import (
 )
 from servicenet.api.errors import FieldError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
+from servicenet.api.views import service_cluster_ips
 
 
 def _family(ip: str) -> str:
@@ -40,7 +43,7 @@ def _needs_health_port(spec: dict[str, Any]) -> bool:
 
 
 class ServiceRegistry:
-    def __init__(self, cidrs: list[str], node_port_range: tuple[int, int] = (30000, 32767)) -> None:
+    def __init__(self, cidrs: list[str], node_port_range: tuple[int, int] = wk.NODE_PORT_RANGE) -> None:
         self.ip_allocs: dict[str, ServiceIPAllocator] = {}
         for cidr in cidrs:
             fam = "IPv6" if ipaddress.ip_network(cidr, strict=False).version == 6 else "IPv4"
@@ -55,7 +58,7 @@ class ServiceRegistry:
         ports: list[int] = []
         for svc in services:
             spec = svc.get("spec") or {}
-            for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
+            for ip in service_cluster_ips(spec):
                 if ip and ip != "None":
                     fam = _family(ip)
                     if fam in ips:
@@ -73,7 +76,7 @@ class ServiceRegistry:
         return self.ip_allocs[self.primary_family].first()
 
     def dns_ip(self) -> str:
-        return self.ip_allocs[self.primary_family].index(10)
+        return self.ip_allocs[self.primary_family].index(wk.KUBE_DNS_INDEX)
 
     # -- hooks ---------------------------------------------------------------------------------------
     async def before_create(self, info: ResourceInfo, svc: dict[str, Any], old: dict[str, Any] | None
@@ -105,7 +108,7 @@ class ServiceRegistry:
 
     def after_delete(self, info: ResourceInfo, svc: dict[str, Any]) -> None:
         spec = svc.get("spec") or {}
-        for ip in spec.get("clusterIPs") or []:
+        for ip in service_cluster_ips(spec):
             self._release_ip(ip)
         for p in spec.get("ports") or []:
             if p.get("nodePort"):
@@ -121,13 +124,12 @@ class ServiceRegistry:
                 alloc.release(ip)
 
     def _invalid(self, svc: dict[str, Any], errs: list[FieldError]) -> errors.ApiStatusError:
-        return errors.invalid_object("Service", "", (svc.get("metadata") or {}).get("name", ""), errs)
+        return errors.invalid_object("Service", "", meta_of(svc).get("name", ""), errs)
 
     def _families_wanted(self, spec: dict[str, Any]) -> list[str]:
         fams = list(spec.get("ipFamilies") or [])
         policy = spec.get("ipFamilyPolicy") or "SingleStack"
-        ips = [ip for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-               if ip and ip != "None"]
+        ips = [ip for ip in service_cluster_ips(spec) if ip and ip != "None"]
         if not fams:
             fams = [_family(ip) for ip in ips] or [self.primary_family]
         if policy in ("PreferDualStack", "RequireDualStack") and len(fams) == 1:
@@ -141,7 +143,7 @@ class ServiceRegistry:
         spec = svc.setdefault("spec", {})
         stype = spec.get("type", "ClusterIP")
         old_spec = (old or {}).get("spec") or {}
-        old_ips = [ip for ip in old_spec.get("clusterIPs") or [] if ip and ip != "None"]
+        old_ips = [ip for ip in service_cluster_ips(old_spec) if ip and ip != "None"]
         if stype == "ExternalName":
             spec.pop("clusterIP", None)
             spec.pop("clusterIPs", None)
@@ -162,7 +164,7 @@ class ServiceRegistry:
             if not spec.get("ipFamilyPolicy") and old_spec.get("ipFamilyPolicy"):
                 spec["ipFamilyPolicy"] = old_spec["ipFamilyPolicy"]
             return
-        requested = list(spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
+        requested = service_cluster_ips(spec)
         if requested and requested[0] == "None":
             spec["clusterIP"] = "None"
             spec["clusterIPs"] = ["None"]

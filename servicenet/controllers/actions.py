@@ -9,9 +9,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-Obj = dict[str, Any]
+# re-exported: the cores read objects through these (one definition, in servicenet.api.views)
+from servicenet.api.views import Obj as Obj
+from servicenet.api.views import annotations_of as annotations_of
+from servicenet.api.views import labels_of as labels_of
+from servicenet.api.views import meta as meta
+from servicenet.api.views import name_of as name_of
+from servicenet.api.views import ns_of as ns_of
+from servicenet.api.views import uid_of as uid_of
 
 Verb = Literal["create", "update", "update_status", "delete", "patch", "patch_status"]
 
@@ -67,30 +74,6 @@ class Result:
 # object helpers
 
 
-def meta(o: Obj) -> Obj:
-    return o.get("metadata") or {}
-
-
-def name_of(o: Obj) -> str:
-    return meta(o).get("name", "")
-
-
-def ns_of(o: Obj) -> str:
-    return meta(o).get("namespace", "") or ""
-
-
-def uid_of(o: Obj) -> str:
-    return meta(o).get("uid", "")
-
-
-def labels_of(o: Obj) -> dict[str, str]:
-    return meta(o).get("labels") or {}
-
-
-def annotations_of(o: Obj) -> dict[str, str]:
-    return meta(o).get("annotations") or {}
-
-
 def controller_ref(owner: Obj, api_version: str, kind: str) -> Obj:
     return {
         "apiVersion": api_version,
@@ -112,48 +95,6 @@ def controller_of(o: Obj) -> Obj | None:
 def is_controlled_by(o: Obj, owner: Obj) -> bool:
     ref = controller_of(o)
     return ref is not None and ref.get("uid") == uid_of(owner) and bool(uid_of(owner))
-
-
-def selector_matches(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
-    """A Service-style equality selector; an empty/absent selector matches nothing."""
-    if not selector:
-        return False
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
-def label_selector_matches(sel: Obj | None, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector (matchLabels + matchExpressions). Empty selector matches all."""
-    if sel is None:
-        return False
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in sel.get("matchExpressions") or []:
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
-def label_selector_string(sel: Obj) -> str:
-    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
-    for expr in sel.get("matchExpressions") or []:
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            parts.append(key)
-        elif op == "DoesNotExist":
-            parts.append("!" + key)
-    return ",".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ import json
 import math
 from datetime import datetime
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import meta as meta_of
+
 from .actions import (
     Action,
     EventIntent,
@@ -27,12 +30,12 @@ from .actions import (
     ns_of,
 )
 
-HASH_LABEL = "pod-template-hash"
+HASH_LABEL = wk.POD_TEMPLATE_HASH_LABEL
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+LAST_APPLIED = wk.LAST_APPLIED_ANNOTATION
 _NOT_COPIED = {REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS, LAST_APPLIED}
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -43,7 +46,7 @@ ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def _strip_hash(template: Obj) -> Obj:
     t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
+    labels = meta_of(t).get("labels")
     if labels and HASH_LABEL in labels:
         del labels[HASH_LABEL]
     return t

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 
+from servicenet.api import wellknown as wk
+
 from .actions import (
     Action,
     Obj,
@@ -30,7 +32,7 @@ from .actions import (
 from .endpointslice_core import HEADLESS_LABEL, TRIGGER_TIME_ANNOTATION, should_pod_be_in_endpoints
 
 MAX_CAPACITY = 1000
-OVER_CAPACITY_ANNOTATION = "endpoints.kubernetes.io/over-capacity"
+OVER_CAPACITY_ANNOTATION = wk.OVER_CAPACITY_ANNOTATION
 
 
 def _service_family(svc: Obj) -> str | None:

@@ -15,13 +15,15 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import prometheus_client
 
+from servicenet.api import wellknown as wk
+from servicenet.api.selectors import equality_selector_matches
 from servicenet.client import ApiClient, ApiError, Informer, InformerFactory, object_path
 from servicenet.common import log
 from servicenet.common.health import HealthServer
+from servicenet.common.runner import run_until_signal
 
 from . import (
     deployment_core,
@@ -32,6 +34,7 @@ from . import (
     replicaset_core,
     scheduler_core,
     statefulset_core,
+    wakeup,
 )
 from .actions import (
     Action,
@@ -65,9 +68,7 @@ STALE_RETRY = 0.05
 TRACK_TIMEOUT = 30.0
 
 
-def _key(o: Obj) -> str:
-    ns = ns_of(o)
-    return f"{ns}/{name_of(o)}" if ns else name_of(o)
+_key = wakeup.key_of
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -122,17 +123,6 @@ class _NodeMap(Mapping[str, Obj]):
 
     def __len__(self) -> int:
         return len(self._inf.list())
-
-
-def _pod_view(pod: Obj) -> tuple[Any, ...]:
-    """What of a pod matters to the endpoint controllers."""
-    spec, st = pod.get("spec") or {}, pod.get("status") or {}
-    ready = next((c.get("status") for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
-    return (
-        st.get("podIP"), str(st.get("podIPs")), st.get("phase"), ready, meta(pod).get("deletionTimestamp"),
-        spec.get("nodeName"), spec.get("hostname"), spec.get("subdomain"), str(labels_of(pod)),
-        str([c.get("ports") for c in spec.get("containers") or []]),
-    )
 
 
 class ControllerManager:
@@ -192,7 +182,7 @@ class ControllerManager:
         self.pods.add_index("owner", lambda p: [r["uid"]] if (r := controller_of(p)) else [])
         self.pods.add_index("node", lambda p: [n] if (n := (p.get("spec") or {}).get("nodeName")) else [])
         self.pods.add_index("unscheduled", lambda p: ["1"] if scheduler_core.wants_scheduling(p) else [])
-        self.slices.add_index("svc", lambda s: [f"{ns_of(s)}/{n}"] if (n := labels_of(s).get(endpointslice_core.SERVICE_NAME_LABEL)) else [])
+        self.slices.add_index("svc", lambda s: [f"{ns_of(s)}/{n}"] if (n := labels_of(s).get(wk.SERVICE_NAME_LABEL)) else [])
         self.rss.add_index("owner", lambda r: [o["uid"]] if (o := controller_of(r)) else [])
 
     def _add(self, controller: str, key: str) -> None:
@@ -203,94 +193,51 @@ class ControllerManager:
             if trig is not None:
                 trig.setdefault(key, datetime.now(UTC))
 
-    def _services_for_pod(self, pod: Obj) -> set[str]:
+    # -- the Lookup seam of servicenet.controllers.wakeup ----------------------------------------------
+    def services_for_pod(self, pod: Obj) -> set[str]:
         ns, labels = ns_of(pod), labels_of(pod)
         out: set[str] = set()
         for k, v in labels.items():
             for s in self.services.by_index("sel", f"{ns}/{k}={v}"):
-                sel = (s.get("spec") or {}).get("selector") or {}
-                if all(labels.get(a) == b for a, b in sel.items()):
+                if equality_selector_matches((s.get("spec") or {}).get("selector"), labels):
                     out.add(_key(s))
         return out
 
-    def _on_service(self, etype: str, svc: Obj, old: Obj | None) -> None:
-        key = _key(svc)
-        self._add("endpointslice", key)
-        self._add("endpoints", key)
-        if not (svc.get("spec") or {}).get("selector") or (old and not (old.get("spec") or {}).get("selector")):
-            self._add("mirroring", key)
-        elif any(labels_of(sl).get(endpointslice_core.MANAGED_BY_LABEL) == mirroring_core.CONTROLLER_NAME for sl in self.slices.by_index("svc", key)):
-            self._add("mirroring", key)
+    def service(self, namespace: str, name: str) -> Obj | None:
+        return self.services.get(namespace, name)
 
-    def _on_pod(self, etype: str, pod: Obj, old: Obj | None) -> None:
-        key = _key(pod)
-        if etype == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
-            self._assumed.pop(key, None)
-        if old is None or etype == "DELETED" or _pod_view(old) != _pod_view(pod):
-            svcs = self._services_for_pod(pod)
-            if old is not None and labels_of(old) != labels_of(pod):
-                svcs |= self._services_for_pod(old)
-            for s in svcs:
-                self._add("endpointslice", s)
-                self._add("endpoints", s)
-        ref = controller_of(pod)
-        if ref is not None:
-            target = {"ReplicaSet": "replicaset", "StatefulSet": "statefulset"}.get(ref.get("kind", ""))
-            if target:
-                self._add(target, f"{ns_of(pod)}/{ref['name']}")
-        if etype != "DELETED" and scheduler_core.wants_scheduling(pod):
-            self._add("scheduler", key)
+    def slices_of_service(self, key: str) -> Iterable[Obj]:
+        return self.slices.by_index("svc", key)
 
-    def _on_slice(self, etype: str, sl: Obj, old: Obj | None) -> None:
-        skey = _key(sl)
-        if etype != "DELETED" and self._own_rv.get(skey) == rv_int(sl):
-            return
-        self._own_rv.pop(skey, None)
-        svc = labels_of(sl).get(endpointslice_core.SERVICE_NAME_LABEL)
-        if not svc:
-            return
-        managed = labels_of(sl).get(endpointslice_core.MANAGED_BY_LABEL)
-        if managed == endpointslice_core.CONTROLLER_NAME:
-            self._add("endpointslice", f"{ns_of(sl)}/{svc}")
-        elif managed == mirroring_core.CONTROLLER_NAME:
-            self._add("mirroring", f"{ns_of(sl)}/{svc}")
+    def pods_on_node(self, node: str) -> Iterable[Obj]:
+        return self.pods.by_index("node", node)
 
-    def _on_endpoints(self, etype: str, ep: Obj, old: Obj | None) -> None:
-        key = _key(ep)
-        if etype != "DELETED" and self._own_rv.get("ep:" + key) == rv_int(ep):
-            return
-        svc = self.services.get(ns_of(ep), name_of(ep))
-        if svc is None or not (svc.get("spec") or {}).get("selector"):
-            self._add("mirroring", key)
-        else:
-            self._add("endpoints", key)
+    def unscheduled_pods(self) -> Iterable[Obj]:
+        return self.pods.by_index("unscheduled", "1")
 
-    def _on_node(self, etype: str, node: Obj, old: Obj | None) -> None:
-        self._add("nodelifecycle", name_of(node))
-        if scheduler_core.node_ready(node) and (old is None or not scheduler_core.node_ready(old)):
-            for p in self.pods.by_index("unscheduled", "1"):
-                self._add("scheduler", _key(p))
-        zone = endpointslice_core.ZONE_LABEL
-        if etype in ("ADDED", "DELETED") or (old and labels_of(old).get(zone) != labels_of(node).get(zone)):
-            for p in self.pods.by_index("node", name_of(node)):
-                for s in self._services_for_pod(p):
-                    self._add("endpointslice", s)
+    def _echo(self, prefix: str, etype: str, o: Obj) -> bool:
+        """An event carrying the resourceVersion we just wrote (our own write coming back)."""
+        return etype != "DELETED" and self._own_rv.get(prefix + _key(o)) == rv_int(o)
 
-    def _on_rs(self, etype: str, rs: Obj, old: Obj | None) -> None:
-        self._add("replicaset", _key(rs))
-        ref = controller_of(rs)
-        if ref is not None and ref.get("kind") == "Deployment":
-            self._add("deployment", f"{ns_of(rs)}/{ref['name']}")
+    def _handler(self, plural: str) -> Callable[[str, Obj, Obj | None], None]:
+        def on_event(etype: str, obj: Obj, old: Obj | None) -> None:
+            if plural == "pods" and (etype == "DELETED" or (obj.get("spec") or {}).get("nodeName")):
+                self._assumed.pop(_key(obj), None)
+            elif plural == "endpointslices":
+                if self._echo("", etype, obj):
+                    return
+                self._own_rv.pop(_key(obj), None)
+            elif plural == "endpoints" and self._echo("ep:", etype, obj):
+                return
+            for w in wakeup.wakes(plural, etype, obj, old, self):
+                self._add(w.controller, w.key)
+        return on_event
 
     def _setup_handlers(self) -> None:
-        self.services.add_handler(self._on_service)
-        self.pods.add_handler(self._on_pod)
-        self.slices.add_handler(self._on_slice)
-        self.endpoints.add_handler(self._on_endpoints)
-        self.nodes.add_handler(self._on_node)
-        self.rss.add_handler(self._on_rs)
-        self.deployments.add_handler(lambda e, o, old: self._add("deployment", _key(o)))
-        self.statefulsets.add_handler(lambda e, o, old: self._add("statefulset", _key(o)))
+        for plural, inf in (("services", self.services), ("pods", self.pods), ("endpointslices", self.slices),
+                            ("endpoints", self.endpoints), ("nodes", self.nodes), ("replicasets", self.rss),
+                            ("deployments", self.deployments), ("statefulsets", self.statefulsets)):
+            inf.add_handler(self._handler(plural))
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -423,7 +370,7 @@ class ControllerManager:
         if not sel:
             return []
         k, v = next(iter(sel.items()))
-        return [p for p in self.pods.by_index("label", f"{ns_of(svc)}/{k}={v}") if all(labels_of(p).get(a) == b for a, b in sel.items())]
+        return [p for p in self.pods.by_index("label", f"{ns_of(svc)}/{k}={v}") if equality_selector_matches(sel, labels_of(p))]
 
     def _restore_trigger(self, controller: str, key: str, trigger: str | None) -> None:
         """A failed sync keeps its trigger time for the retry."""
@@ -553,10 +500,6 @@ class ControllerManager:
 # entry points
 
 
-def build_for_up(*, client: ApiClient, args: Any, network: str, api: Any) -> ControllerManager:
-    return ControllerManager(client)
-
-
 def _hostport(s: str) -> tuple[str, int]:
     host, _, port = s.rpartition(":")
     if not host or not port.isdigit():
@@ -578,8 +521,6 @@ def main(argv: list[str] | None = None) -> int:
     log.setup(args.log_level)
 
     async def run() -> None:
-        import signal
-
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         cm = ControllerManager(
             client,
@@ -589,16 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             health_port=args.health_listen[1],
             controllers=[c for c in args.controllers.split(",") if c],
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await cm.start()
-        try:
-            await stop.wait()
-        finally:
-            await cm.stop()
-            await client.close()
+        await run_until_signal(cm, closing=[client.close])
 
     asyncio.run(run())
     return 0

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 from datetime import datetime
 
+from servicenet.api.selectors import selector_matches
+from servicenet.api.views import meta as meta_of
+
 from .actions import (
     Action,
     EventIntent,
@@ -15,7 +18,6 @@ from .actions import (
     is_active,
     is_pod_available,
     is_pod_ready,
-    label_selector_matches,
     labels_of,
     meta,
     name_of,
@@ -83,7 +85,7 @@ def reconcile(rs: Obj, pods: list[Obj], now: datetime) -> Result:
         diff = len(active) - want
         if diff < 0:
             tmpl = spec.get("template") or {}
-            if label_selector_matches(spec.get("selector"), (tmpl.get("metadata") or {}).get("labels") or {}):
+            if selector_matches(spec.get("selector"), meta_of(tmpl).get("labels") or {}):
                 for _ in range(min(-diff, BURST)):
                     body = pod_from_template(rs, tmpl, "ReplicaSet")
                     ev = EventIntent("SuccessfulCreate", "Created pod: {name}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from servicenet.api import wellknown as wk
+
 from .actions import (
     Action,
     EventIntent,
@@ -28,8 +30,8 @@ from .actions import (
 from .deployment_core import template_hash
 from .replicaset_core import pod_from_template
 
-POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
-POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+POD_NAME_LABEL = wk.STATEFULSET_POD_NAME_LABEL
+POD_INDEX_LABEL = wk.POD_INDEX_LABEL
 REVISION_LABEL = "controller-revision-hash"
 
 

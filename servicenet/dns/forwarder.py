@@ -7,6 +7,8 @@ for the SOA minimum (RFC 2308). TTLs are served as received until the entry expi
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import random
 import socket
 import struct
@@ -34,9 +36,6 @@ def resolv_conf_nameservers(path: str = "/etc/resolv.conf",
     """The host's resolvers. Only loopback ones unless external upstreams are allowed
     (``SERVICENET_DNS_EXTERNAL_UPSTREAMS=1`` or ``allow_external=True``): servicenet never sends
     traffic off the machine on its own; pass ``--upstream`` to forward elsewhere explicitly."""
-    import ipaddress
-    import os
-
     if allow_external is None:
         allow_external = os.environ.get("SERVICENET_DNS_EXTERNAL_UPSTREAMS") == "1"
     out: list[tuple[str, int]] = []

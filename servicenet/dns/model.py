@@ -1,18 +1,29 @@
 """Frozen views of the Kubernetes objects the cluster DNS reads, and the DNS config.
 
-Everything here is pure: plain Kubernetes JSON dicts in, frozen dataclasses out.
+Everything here is pure: the shared views of :mod:`servicenet.api.views` (or plain Kubernetes
+JSON dicts, parsed through them) in, DNS-shaped frozen dataclasses out (names lower-cased,
+addresses canonical).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from servicenet.api.views import (
+    EndpointSliceView,
+    ServicePortView,
+    ServiceView,
+    SlicePortView,
+    name_of,
+    ns_of,
+    pod_ips,
+)
+
 PodsMode = Literal["disabled", "insecure", "verified"]
 ServiceKind = Literal["ClusterIP", "Headless", "ExternalName"]
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 SCHEMA_VERSION = "1.1.0"
 
 
@@ -84,11 +95,6 @@ class Pod:
     ips: tuple[str, ...] = field(default=())
 
 
-def _meta(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
 def canonical_ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text))
@@ -96,71 +102,57 @@ def canonical_ip(text: str) -> str | None:
         return None
 
 
-def _ports(raw: Any) -> tuple[Port, ...]:
+def _ports(raw: Iterable[ServicePortView | SlicePortView]) -> tuple[Port, ...]:
     out: list[Port] = []
-    for p in raw or ():
-        if not isinstance(p, dict):
-            continue
-        number = p.get("port")
-        if not isinstance(number, int) or not 0 <= number <= 65535:
+    for p in raw:
+        number = p.port
+        if number is None or not 0 <= number <= 65535:
             number = -1  # EndpointSlice ports may leave the number unset
-        out.append(Port(str(p.get("name") or "").lower(), str(p.get("protocol") or "TCP").lower(), number))
+        out.append(Port(p.name.lower(), p.protocol.lower(), number))
     return tuple(out)
 
 
-def service_from_obj(obj: dict[str, Any]) -> Service | None:
-    meta = _meta(obj)
-    ns, name = meta.get("namespace") or "default", meta.get("name")
-    if not name:
+def service_from_view(v: ServiceView) -> Service | None:
+    if not v.name:
         return None
-    spec = obj.get("spec") or {}
-    ports = _ports(spec.get("ports"))
-    if spec.get("type") == "ExternalName":
-        target = str(spec.get("externalName") or "").strip().rstrip(".").lower()
-        return Service(ns, name.lower(), "ExternalName", (), ports, target)
-    ips_raw = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    if spec.get("clusterIP") == "None" or "None" in ips_raw:
-        return Service(ns, name.lower(), "Headless", (), ports)
-    ips = tuple(dict.fromkeys(ip for ip in (canonical_ip(str(x)) for x in ips_raw) if ip))
-    return Service(ns, name.lower(), "ClusterIP", ips, ports)
+    ports = _ports(v.ports)
+    if v.type == "ExternalName":
+        target = v.external_name.strip().rstrip(".").lower()
+        return Service(v.namespace, v.name.lower(), "ExternalName", (), ports, target)
+    if v.headless:
+        return Service(v.namespace, v.name.lower(), "Headless", (), ports)
+    ips = tuple(dict.fromkeys(ip for ip in (canonical_ip(str(x)) for x in v.cluster_ips) if ip))
+    return Service(v.namespace, v.name.lower(), "ClusterIP", ips, ports)
+
+
+def service_from_obj(obj: dict[str, Any]) -> Service | None:
+    return service_from_view(ServiceView.parse(obj))
+
+
+def slice_from_view(v: EndpointSliceView) -> Slice | None:
+    """An EndpointSlice that names its Service; FQDN slices and unlabelled slices give None."""
+    if not v.service or not v.name or v.address_type == "FQDN":
+        return None
+    eps: list[Endpoint] = []
+    for ep in v.endpoints:
+        addrs = tuple(a for a in (canonical_ip(x) for x in ep.addresses) if a)
+        if not addrs:
+            continue
+        eps.append(Endpoint(addrs, ep.hostname.lower() if ep.hostname else None, ep.ready,
+                            ep.pod_name.lower() if ep.pod_name else None))
+    return Slice(v.namespace, v.name, v.service.lower(), tuple(eps), _ports(v.ports), v.trigger_time)
 
 
 def slice_from_obj(obj: dict[str, Any]) -> Slice | None:
-    """An EndpointSlice that names its Service; FQDN slices and unlabelled slices give None."""
-    meta = _meta(obj)
-    labels = meta.get("labels") or {}
-    svc = labels.get(SERVICE_NAME_LABEL)
-    if not svc or not meta.get("name") or obj.get("addressType") == "FQDN":
-        return None
-    eps: list[Endpoint] = []
-    for ep in obj.get("endpoints") or ():
-        if not isinstance(ep, dict):
-            continue
-        addrs = tuple(a for a in (canonical_ip(str(x)) for x in ep.get("addresses") or ()) if a)
-        if not addrs:
-            continue
-        cond = ep.get("conditions") or {}
-        ready = cond.get("ready")
-        ref = ep.get("targetRef") or {}
-        pod = ref.get("name") if ref.get("kind", "Pod") == "Pod" else None
-        host = ep.get("hostname")
-        eps.append(Endpoint(addrs, host.lower() if host else None, ready is not False,
-                            pod.lower() if pod else None))
-    trig = (meta.get("annotations") or {}).get(TRIGGER_ANNOTATION)
-    return Slice(meta.get("namespace") or "default", meta["name"], svc.lower(), tuple(eps),
-                 _ports(obj.get("ports")), trig)
+    return slice_from_view(EndpointSliceView.parse(obj))
 
 
 def pod_from_obj(obj: dict[str, Any]) -> Pod | None:
-    meta = _meta(obj)
-    if not meta.get("name"):
+    name = name_of(obj)
+    if not name:
         return None
-    status = obj.get("status") or {}
-    raw = [p.get("ip") for p in status.get("podIPs") or () if isinstance(p, dict)]
-    if not raw and status.get("podIP"):
-        raw = [status["podIP"]]
-    ips = tuple(dict.fromkeys(ip for ip in (canonical_ip(str(x)) for x in raw if x) if ip))
-    return Pod(meta.get("namespace") or "default", meta["name"], ips)
+    ips = tuple(dict.fromkeys(ip for ip in (canonical_ip(str(x)) for x in pod_ips(obj)) if ip))
+    return Pod(ns_of(obj) or "default", name, ips)
 
 
 def endpoint_name(ep: Endpoint, address: str, pod_names: bool) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import ipaddress
 import multiprocessing
-import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,8 +16,12 @@ from typing import Any
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import meta as meta_of
+from servicenet.client import ApiClient, InformerFactory, metadata_stub
 from servicenet.common import log as slog
 from servicenet.common.health import HealthServer
+from servicenet.common.runner import install_uvloop, run_until_signal
 
 from .forwarder import Forwarder, parse_upstream, resolv_conf_nameservers
 from .model import DnsConfig
@@ -142,8 +147,6 @@ class DnsServer:
         index = self.index
         self.responder = Responder(index)
         if self.client is not None and self.informers is None:
-            from servicenet.client import InformerFactory, metadata_stub  # type: ignore[attr-defined]
-
             # the index holds everything DNS needs: the informers cache only stubs (memory)
             self.informers = InformerFactory(self.client, cache_transform=metadata_stub)
             self._own_factory = True
@@ -155,7 +158,7 @@ class DnsServer:
         await self._resolve_netns()
         listens: list[tuple[str | None, str, int]] = [(None, h, p) for h, p in self.listen]
         if self.netns:
-            listens.append((self.netns, self.dns_ip or "10.96.0.10", 53))
+            listens.append((self.netns, self.dns_ip or wk.address_plan("netns").dns_ip, 53))
         socks = []
         for netns, host, port in listens:
             if netns is not None:
@@ -207,7 +210,7 @@ class DnsServer:
                 log.warning("cannot read nodes", error=repr(exc))
                 return
             for node in nodes.get("items", []):
-                name = ((node.get("metadata") or {}).get("annotations") or {}).get("servicenet.dev/netns")
+                name = (meta_of(node).get("annotations") or {}).get("servicenet.dev/netns")
                 if name:
                     self.netns = name
                     return
@@ -222,7 +225,7 @@ class DnsServer:
         self.index.set_synced(True)
         self._broadcast(("synced", True))
         if self.dns_ip is None:
-            svc = self.index.services.get(("kube-system", "kube-dns"))
+            svc = self.index.services.get((wk.KUBE_DNS_NAMESPACE, wk.KUBE_DNS_SERVICE))
             if svc and svc.cluster_ips:
                 self.dns_ip = svc.cluster_ips[0]
         log.info("informers synced", services=len(self.index.services), slices=len(self.index.slices))
@@ -245,7 +248,7 @@ class DnsServer:
                 return
             self._broadcast(("ev", kind, event_type, obj))
             if kind == "endpointslices":
-                trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+                trig = (meta_of(obj).get("annotations") or {}).get(
                     "endpoints.kubernetes.io/last-change-trigger-time")
                 start = _parse_time(trig) if trig else None
                 self.prog.observe(max(0.0, time.time() - (start if start and start <= t0 else t0)))
@@ -355,7 +358,7 @@ def _index_snapshot(index: RecordIndex | None) -> list[tuple[str, dict[str, Any]
     for sl in index.slices.values():
         out.append(("endpointslices", {
             "metadata": {"name": sl.name, "namespace": sl.namespace,
-                         "labels": {"kubernetes.io/service-name": sl.service}},
+                         "labels": {wk.SERVICE_NAME_LABEL: sl.service}},
             "endpoints": [{"addresses": list(ep.addresses), "hostname": ep.hostname,
                            "conditions": {"ready": ep.ready},
                            "targetRef": {"kind": "Pod", "name": ep.pod_name} if ep.pod_name else None}
@@ -377,24 +380,24 @@ def _parse_time(text: str) -> float | None:
 def _ensure_local_address(netns: str, ip: str) -> None:
     """Make ``ip`` (the kube-dns ClusterIP) local inside the node namespace so the kernel delivers
     pods' queries to our socket; the service proxy's rules then leave that traffic alone."""
-    import ipaddress
-    import subprocess
-
     plen = 128 if ipaddress.ip_address(ip).version == 6 else 32
     subprocess.run(["ip", "-n", netns, "addr", "replace", f"{ip}/{plen}", "dev", "lo"], check=True,
                    capture_output=True, timeout=10)
 
 
 def build_for_up(*, client: Any, args: argparse.Namespace, network: str, api: Any = None) -> DnsServer:
-    """The DNS component as ``servicenet up`` runs it."""
-    import os
+    """The DNS component exactly as ``servicenet up`` runs it (``up`` publishes its Endpoints).
 
+    In netns mode it also answers on the kube-dns ClusterIP inside the node namespace: the API
+    server's (``api.services.dns_ip()``) when given, else the address plan's.
+    """
     listen = [tuple(x) for x in (getattr(args, "dns_listen", None) or [("127.0.0.1", 1053)])]
-    if network == "loopback" and os.geteuid() == 0:
-        listen.append(("127.96.0.10", 53))  # the loopback-mode kube-dns ClusterIP
+    if network != "netns":
+        return DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
+                         health_listen=("127.0.0.1", 0))
+    dns_ip = api.services.dns_ip() if api is not None else wk.address_plan(network).dns_ip
     return DnsServer(client, config=DnsConfig(pods="insecure"), listen=listen,  # type: ignore[arg-type]
-                     health_listen=("127.0.0.1", 0), netns_from_node=network == "netns",
-                     dns_ip="10.96.0.10" if network == "netns" else None)
+                     health_listen=("127.0.0.1", 0), netns_from_node=True, dns_ip=dns_ip)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -421,13 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     slog.setup(args.log_level)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    from servicenet.client import ApiClient  # type: ignore[attr-defined]
+    install_uvloop()
 
     config = DnsConfig(zone=args.zone, ttl=args.ttl, pods=args.pods, endpoint_pod_names=args.endpoint_pod_names,
                        ignore_empty_service=args.ignore_empty_service,
@@ -441,16 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                            upstreams=[parse_upstream(u) for u in args.upstream] if args.upstream else None,
                            workers=args.workers, health_listen=parse_listen(args.health_listen),
                            netns=args.netns, netns_from_node=True, dns_ip=args.dns_ip)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await server.start()
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
-            await client.close()
+        await run_until_signal(server, closing=[client.close])
 
     asyncio.run(run())
     return 0

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from servicenet.common.netns import socket_in_netns
+
 from .responder import Forward, Responder
 
 SAMPLE_MASK = 63  # time one UDP query in 64 for the latency histogram
@@ -150,8 +152,6 @@ class TcpServer(asyncio.Protocol):
 
 def make_socket(host: str, port: int, kind: int, netns: str | None = None,
                 reuse_port: bool = True) -> socket.socket:
-    from servicenet.common.netns import socket_in_netns
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket_in_netns(netns, family, kind, (host, port), reuse_port=reuse_port)
     if kind == socket.SOCK_STREAM:

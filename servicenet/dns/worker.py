@@ -9,6 +9,8 @@ import socket
 from multiprocessing.connection import Connection
 from typing import Any
 
+from servicenet.common.runner import install_uvloop
+
 from .forwarder import Forwarder
 from .model import DnsConfig
 from .records import RecordIndex
@@ -22,12 +24,7 @@ def worker_main(config: DnsConfig, listens: list[tuple[str | None, str, int]],
                 socks: list[tuple[socket.socket, socket.socket]] | None,
                 snapshot: list[tuple[str, dict[str, Any]]], synced: bool, conn: Connection,
                 upstreams: list[tuple[str, int]], idle_timeout: float) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     asyncio.run(_run(config, listens, socks, snapshot, synced, conn, upstreams, idle_timeout))
 

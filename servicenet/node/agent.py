@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import secrets
-import signal
 import socket
 import tempfile
 import uuid
@@ -23,10 +22,14 @@ from typing import Any
 
 from aiohttp import web
 
+from servicenet.api import wellknown as wk
 from servicenet.api.timefmt import format_rfc3339
+from servicenet.api.views import Obj
+from servicenet.client import ApiClient, ApiError, Informer
 from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import is_root
+from servicenet.common.runner import run_until_signal
 from servicenet.node.network import PodNetwork, make_network
 from servicenet.node.podspec import HostResolv, parse_resolv_conf
 from servicenet.node.runtime import PodRuntime, RuntimeConfig
@@ -36,14 +39,8 @@ from servicenet.node.status import Backoff
 __all__ = ["NETNS_ANNOTATION", "NodeAgent", "main", "node_object"]
 
 _log = log.get("node")
-Obj = dict[str, Any]
-NETNS_ANNOTATION = "servicenet.dev/netns"
+NETNS_ANNOTATION = wk.NETNS_ANNOTATION  # (kept importable from here)
 KUBELET_VERSION = "v1.32.0-servicenet"
-DEFAULTS = {  # mode -> (pod CIDR of the node, cluster DNS)
-    "netns": ("10.244.0.0/24", "10.96.0.10"),
-    "loopback": ("127.64.0.0/24", "127.96.0.10"),
-    "virtual": ("10.244.0.0/24", "10.96.0.10"),
-}
 
 
 def _now() -> str:
@@ -109,16 +106,16 @@ class NodeAgent:
     name = "node"
 
     def __init__(self, client: Any, *, node_name: str, network: str = "auto", pod_cidr: str | None = None,
-                 cluster_dns_ip: str | None = None, cluster_domain: str = "cluster.local",
+                 cluster_dns_ip: str | None = None, cluster_domain: str = wk.CLUSTER_DOMAIN,
                  data_dir: str | None = None, virtual_ready_delay: float = 0.0, backoff_base: float = 10.0,
                  host: str = "127.0.0.1", port: int = 0, resolv_conf: str | None = "/etc/resolv.conf",
                  heartbeat_interval: float = 10.0, net_id: str | None = None) -> None:
         self.client = client
         self.node_name = node_name
         self.mode = ("netns" if is_root() else "loopback") if network == "auto" else network
-        default_cidr, default_dns = DEFAULTS[self.mode]
-        self.pod_cidr = pod_cidr or default_cidr
-        self.cluster_dns_ip = default_dns if cluster_dns_ip is None else cluster_dns_ip
+        plan = wk.address_plan(self.mode)
+        self.pod_cidr = pod_cidr or plan.pod_cidr
+        self.cluster_dns_ip = plan.dns_ip if cluster_dns_ip is None else cluster_dns_ip
         self.data_dir = data_dir or os.path.join(tempfile.gettempdir(), "servicenet", f"node-{node_name}")
         os.makedirs(self.data_dir, exist_ok=True)
         self.net_id = net_id or self._load_net_id()
@@ -135,7 +132,7 @@ class NodeAgent:
                           virtual_ready_delay=virtual_ready_delay,
                           node_allocatable={"cpu": str(os.cpu_count() or 1)}),
             self.network, write_status=self._write_status, finalize=self._finalize, fetch=self._fetch,
-            services=self._services, on_event=self._event)
+            services=self._services, on_event=self._event, request_token=self._request_token)
         self.health = HealthServer(host, port)
         self.heartbeat_interval = heartbeat_interval
         self._host, self._port = host, port
@@ -171,8 +168,6 @@ class NodeAgent:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        from servicenet.client import Informer
-
         await self.network.setup()
         self.runtime.load_state()
         app = web.Application()
@@ -225,8 +220,6 @@ class NodeAgent:
         return self._svcs.list() if self._svcs is not None else []
 
     async def _write_status(self, pod: Obj, status: Obj) -> None:
-        from servicenet.client import ApiError
-
         meta = pod["metadata"]
         patch = {"metadata": {"uid": meta.get("uid")}, "status": status}
         try:
@@ -237,8 +230,6 @@ class NodeAgent:
                 raise
 
     async def _finalize(self, pod: Obj) -> None:
-        from servicenet.client import ApiError
-
         meta = pod["metadata"]
         try:
             await self.client.delete("v1", "pods", meta.get("namespace"), meta["name"], grace_period_seconds=0,
@@ -247,9 +238,21 @@ class NodeAgent:
             if exc.status not in (404, 409):
                 _log.warning("final pod delete failed", pod=meta["name"], error=str(exc))
 
-    async def _fetch(self, kind: str, namespace: str, name: str) -> Obj | None:
-        from servicenet.client import ApiError
+    async def _request_token(self, namespace: str, sa: str, pod: Obj, audiences: list[str],
+                             seconds: int) -> tuple[str, float]:
+        """A ServiceAccount token bound to ``pod`` (TokenRequest), for its projected volume."""
+        meta = pod["metadata"]
+        spec: Obj = {"expirationSeconds": seconds,
+                     "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]}}
+        if audiences:
+            spec["audiences"] = audiences
+        out = await self.client.request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+        exp = datetime.strptime(out["status"]["expirationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+        return out["status"]["token"], exp.replace(tzinfo=UTC).timestamp()
 
+    async def _fetch(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:
             return await self.client.get("v1", kind, namespace, name)  # type: ignore[no-any-return]
         except ApiError as exc:
@@ -283,8 +286,6 @@ class NodeAgent:
         self._tasks.append(asyncio.create_task(send()))
 
     async def _register(self) -> None:
-        from servicenet.client import ApiError
-
         node = node_object(self.node_name, internal_ip=self.network.node_ip, pod_cidr=self.pod_cidr,
                            port=self.port, netns=self.network.node_netns, now=_now(), since=self._since)
         try:
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--network", choices=["auto", "netns", "loopback", "virtual"], default="auto")
     p.add_argument("--pod-cidr")
     p.add_argument("--cluster-dns")
-    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--cluster-domain", default=wk.CLUSTER_DOMAIN)
     p.add_argument("--data-dir")
     p.add_argument("--port", type=int, default=10250)
     p.add_argument("--virtual-ready-delay", type=float, default=0.0)
@@ -334,23 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     log.setup(args.log_level)
 
     async def run() -> None:
-        from servicenet.client import ApiClient
-
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         agent = NodeAgent(client, node_name=args.node_name, network=args.network, pod_cidr=args.pod_cidr,
                           cluster_dns_ip=args.cluster_dns, cluster_domain=args.cluster_domain,
                           data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await agent.start()
-        print(json.dumps(agent.describe()), flush=True)
-        try:
-            await stop.wait()
-        finally:
-            await agent.stop()
-            await client.close()
+        await run_until_signal(agent, closing=[client.close], announce=True)
 
     asyncio.run(run())
     return 0

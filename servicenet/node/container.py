@@ -9,25 +9,23 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
 
 from servicenet.api.timefmt import format_rfc3339
+from servicenet.api.views import Obj
 from servicenet.common import log
+from servicenet.node import prober, restart
 from servicenet.node import probes as pr
+from servicenet.node.host import ContainerHost
 from servicenet.node.process import ContainerProcess
 from servicenet.node.status import running_state, terminated_state, waiting_state
-
-if TYPE_CHECKING:
-    from servicenet.node.pod import PodWorker
 
 __all__ = ["ContainerRun", "now_str"]
 
 _log = log.get("node.container")
-Obj = dict[str, Any]
 
 
 def now_str() -> str:
-    from datetime import UTC, datetime
     return format_rfc3339(datetime.now(UTC))
 
 
@@ -64,7 +62,7 @@ class ContainerRun:
         return s
 
 
-async def probe_loop(worker: PodWorker, run: ContainerRun, proc: ContainerProcess) -> None:
+async def probe_loop(worker: ContainerHost, run: ContainerRun, proc: ContainerProcess) -> None:
     """Drive the startup, then readiness + liveness probes of one container run."""
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -83,7 +81,7 @@ async def probe_loop(worker: PodWorker, run: ContainerRun, proc: ContainerProces
         due = min(t.due() for t in active)
         await asyncio.sleep(max(0.0, due - loop.time()))
         for t in [t for t in active if t.due() <= loop.time() + 0.001]:
-            ok, msg = await pr.run_probe(t.spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
+            ok, msg = await prober.run_probe(t.spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
                                          lambda argv, to: worker.exec_probe(run, argv, to))
             flipped = t.observe(ok, loop.time())
             if not ok:
@@ -111,7 +109,7 @@ def _probe_word(kind: pr.ProbeKind) -> str:
     return {"readinessProbe": "Readiness", "livenessProbe": "Liveness", "startupProbe": "Startup"}[kind.value]
 
 
-async def stop_process(worker: PodWorker, run: ContainerRun, proc: ContainerProcess, grace: float,
+async def stop_process(worker: ContainerHost, run: ContainerRun, proc: ContainerProcess, grace: float,
                        pre_stop: bool) -> None:
     """preStop hook, SIGTERM, wait up to ``grace`` seconds in total, then SIGKILL."""
     loop = asyncio.get_running_loop()
@@ -131,23 +129,21 @@ async def stop_process(worker: PodWorker, run: ContainerRun, proc: ContainerProc
         await proc.wait()
 
 
-async def run_hook(worker: PodWorker, run: ContainerRun, hook: Obj) -> None:
+async def run_hook(worker: ContainerHost, run: ContainerRun, hook: Obj) -> None:
     if "exec" in hook:
         await worker.exec_probe(run, list(hook["exec"].get("command") or []), 3600.0)
     elif "httpGet" in hook:
         spec = pr.ProbeSpec(kind=pr.ProbeKind.LIVENESS, handler={"httpGet": hook["httpGet"]}, timeout=3600.0)
-        await pr.run_probe(spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
+        await prober.run_probe(spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
                            lambda argv, to: worker.exec_probe(run, argv, to))
     elif "sleep" in hook:
         await asyncio.sleep(float(hook["sleep"].get("seconds") or 0))
 
 
-async def supervise(worker: PodWorker, run: ContainerRun, start: Callable[[ContainerRun], Awaitable[bool]],
+async def supervise(worker: ContainerHost, run: ContainerRun, start: Callable[[ContainerRun], Awaitable[bool]],
                     adopted: ContainerProcess | None = None) -> None:
     """Run a container until the pod terminates or the restart policy lets it rest."""
-    policy = (worker.pod.get("spec") or {}).get("restartPolicy") or "Always"
-    if run.init and policy == "Always":
-        policy = "OnFailure"  # init containers never restart on success
+    policy = restart.effective_policy((worker.pod.get("spec") or {}).get("restartPolicy"), run.init)
     backoff = worker.runtime.cfg.backoff
     loop = asyncio.get_running_loop()
     first = True
@@ -184,12 +180,12 @@ async def supervise(worker: PodWorker, run: ContainerRun, start: Callable[[Conta
         worker.save_state()
         if worker.terminating:
             return
-        if policy == "Never" or (policy == "OnFailure" and code == 0):
+        decision = restart.decide(policy, code, ran_for, run.backoff_count, backoff)
+        if decision.action is restart.Restart.NEVER:
             run.done = True
             worker.container_finished(run)
             return
-        run.backoff_count = backoff.next_count(run.backoff_count, ran_for)
-        delay = backoff.delay(run.backoff_count)
+        delay = decision.delay
         run.last_state = term
         if delay > 0:
             pod = worker.pod["metadata"]
@@ -205,7 +201,7 @@ async def supervise(worker: PodWorker, run: ContainerRun, start: Callable[[Conta
                     await run._wake.wait()  # set when the pod starts terminating
             if worker.terminating:
                 return
-        run.backoff_count += 1
+        run.backoff_count = decision.backoff_count
         run.restart_count += 1
 
 

@@ -25,16 +25,15 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
 from servicenet.common.component import bounded
+from servicenet.common.hijack import RawChannel, hijack
 from servicenet.common.netns import socket_in_netns
 from servicenet.node import spdy
-
-if TYPE_CHECKING:
-    from servicenet.node.pod import PodWorker
+from servicenet.node.pod import PodWorker
 
 __all__ = [
     "PORTFORWARD_PROTOCOL", "SPDY_UPGRADE", "WS_TUNNEL_PREFIX", "WS_TUNNEL_PROTOCOL",
@@ -194,77 +193,6 @@ class WebSocketChannel:
 
     async def close(self) -> None:
         await self.ws.close()
-
-
-class _Takeover(asyncio.Protocol):
-    """Receives a hijacked connection's bytes; hands the loss back to aiohttp's protocol."""
-
-    def __init__(self, orig: asyncio.BaseProtocol, reader: asyncio.StreamReader) -> None:
-        self.orig, self.reader = orig, reader
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.lost = False
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed_data(data)
-
-    def eof_received(self) -> bool:
-        self.reader.feed_eof()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if not self.reader.at_eof():
-            self.reader.feed_eof()
-        self.writable.set()
-        with contextlib.suppress(Exception):
-            self.orig.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-
-
-class RawChannel:
-    """A connection taken over from aiohttp after answering ``101 Switching Protocols`` ourselves."""
-
-    def __init__(self, transport: asyncio.Transport, proto: _Takeover) -> None:
-        self.transport, self._proto = transport, proto
-
-    async def read(self) -> bytes:
-        return await self._proto.reader.read(65536)
-
-    async def write(self, data: bytes) -> None:
-        if self.transport.is_closing():
-            raise ConnectionResetError("connection closed")
-        self.transport.write(data)
-        await self._proto.writable.wait()
-
-    async def close(self) -> None:
-        self.transport.close()
-
-
-def hijack(request: web.Request, head: bytes) -> RawChannel:
-    """Detach ``request``'s connection from aiohttp, write ``head`` (the 101) and return it raw.
-
-    The protocol is swapped before the response goes out, so no byte the client sends after
-    the 101 can reach aiohttp's HTTP parser.  The handler should close the channel and then
-    return any response (aiohttp's attempt to send it fails quietly on the closed transport)."""
-    transport = request.transport
-    if transport is None or transport.is_closing():
-        raise ConnectionResetError("client connection is gone")
-    assert isinstance(transport, asyncio.Transport)
-    reader = asyncio.StreamReader(limit=1 << 16)
-    reader.set_transport(transport)
-    proto = _Takeover(transport.get_protocol(), reader)
-    transport.set_protocol(proto)
-    with contextlib.suppress(Exception):
-        transport.resume_reading()
-    transport.write(head)
-    request.protocol.keep_alive(False)
-    return RawChannel(transport, proto)
 
 
 # -- dialing the pod --------------------------------------------------------------------------------

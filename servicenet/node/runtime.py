@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.node.envvars import EnvSources
 from servicenet.node.network import PodNetwork, PodSandbox
@@ -28,7 +29,6 @@ from servicenet.node.status import Backoff
 __all__ = ["PodRuntime", "RuntimeConfig"]
 
 _log = log.get("node.runtime")
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ class PodRuntime:
                  finalize: Callable[[Obj], Awaitable[None]] = _noop_finalize,
                  fetch: Callable[[str, str, str], Awaitable[Obj | None]] = _no_fetch,
                  services: Callable[[], list[Obj]] = list,
-                 on_event: Callable[[Obj, str, str, str], None] | None = None) -> None:
+                 on_event: Callable[[Obj, str, str, str], None] | None = None,
+                 request_token: Callable[..., Awaitable[tuple[str, float]]] | None = None) -> None:
         self.cfg = cfg
+        self.request_token = request_token  # (ns, sa, pod, audiences, seconds) -> (token, expiry)
         self.network = network
         self.write_status = write_status
         self._finalize = finalize

@@ -15,25 +15,36 @@ import fcntl
 import json
 import os
 import pty
+import socket
 import struct
 import subprocess
 import termios
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from servicenet.common.netns import socket_in_netns
 from servicenet.node import portforward as pf
-
-if TYPE_CHECKING:
-    from servicenet.node.pod import PodWorker
-    from servicenet.node.runtime import PodRuntime
+from servicenet.node.pod import PodWorker
+from servicenet.node.runtime import PodRuntime
 
 __all__ = ["EXEC_PROTOCOLS", "PORTFORWARD_PROTOCOLS", "exec_status", "make_routes"]
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
                   "channel.k8s.io")
 PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
+
+
+def channel_frame(msg: Any) -> bytes:
+    """The bytes of a channel-protocol websocket message: the stream byte, then the payload.
+
+    Binary frames carry them as is; the official Python client sends ``str`` input as TEXT frames
+    (``chr(channel) + data``), which upstream accepts too, so their UTF-8 bytes count the same."""
+    if msg.type == WSMsgType.BINARY:
+        return bytes(msg.data or b"")
+    if msg.type == WSMsgType.TEXT:
+        return str(msg.data or "").encode("utf-8")
+    return b""
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 
@@ -191,9 +202,10 @@ async def _exec_session(ws: web.WebSocketResponse, full: list[str], argv: list[s
     async def feed() -> None:
         stdin_fd = master if tty else (proc.stdin.fileno() if proc.stdin is not None else -1)
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            frame = channel_frame(msg)
+            if not frame:
                 continue
-            chan, payload = msg.data[0], msg.data[1:]
+            chan, payload = frame[0], frame[1:]
             if chan == STDIN and stdin_fd >= 0 and payload:
                 with contextlib.suppress(OSError):
                     await loop.run_in_executor(None, os.write, stdin_fd, payload)
@@ -274,7 +286,6 @@ async def _port_forward(ws: web.WebSocketResponse, w: PodWorker, ports: list[int
         sb = w.sandbox
         if sb is not None and sb.netns:  # like the kubelet: connect to localhost inside the pod
             loop = asyncio.get_running_loop()
-            import socket
             sock = await loop.run_in_executor(None, socket_in_netns, sb.netns, socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             await loop.sock_connect(sock, ("127.0.0.1", port))
@@ -298,11 +309,12 @@ async def _port_forward(ws: web.WebSocketResponse, w: PodWorker, ports: list[int
         tasks.append(asyncio.create_task(upstream(i, reader)))
     try:
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            frame = channel_frame(msg)
+            if not frame:
                 continue
-            chan = msg.data[0]
+            chan = frame[0]
             if chan % 2 == 0 and chan // 2 in streams:
-                streams[chan // 2].write(msg.data[1:])
+                streams[chan // 2].write(frame[1:])
                 await streams[chan // 2].drain()
     finally:
         for t in tasks:

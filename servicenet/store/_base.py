@@ -82,6 +82,12 @@ class BaseStore:
     def get(self, key: str) -> Record | None:
         return self._index.get(key)
 
+    def latest(self, key: str) -> Record | None:
+        """What the next write to ``key`` is checked against: ``get`` plus the writes to it still
+        being committed (``None`` for a pending delete). Write paths read this, never ``get``: a
+        compare-and-swap built on the committed record fails while another write is in flight."""
+        return self._view(key)
+
     def list(
         self,
         prefix: str,

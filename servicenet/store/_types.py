@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
-
-if TYPE_CHECKING:
-    from .watch import Watch
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 ADDED: EventType = "ADDED"
@@ -114,6 +112,25 @@ class Event:
 Records = list[Record]
 
 
+class WatchStream(Protocol):
+    """What a backend's ``watch`` returns (implemented by :class:`servicenet.store.watch.Watch`)."""
+
+    prefix: str
+    closed_reason: str | None
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    def close(self, reason: str = "closed by client") -> None: ...
+
+    async def next(self, timeout: float | None = None) -> Event | None: ...
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+
 class Store(Protocol):
     """What the API server needs from storage. Reads are synchronous and served from memory."""
 
@@ -152,6 +169,6 @@ class Store(Protocol):
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record: ...
 
-    def watch(self, prefix: str, after_revision: int, *, queue_size: int = 10000) -> Watch: ...
+    def watch(self, prefix: str, after_revision: int, *, queue_size: int = 10000) -> WatchStream: ...
 
     async def compact(self, revision: int) -> None: ...

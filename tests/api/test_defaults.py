@@ -170,7 +170,7 @@ def test_qos(resources: list[dict[str, Any]], qos: str) -> None:
 def test_prepare_for_create_service_seeds_cluster_ips() -> None:
     svc = {"spec": {"clusterIP": "10.96.0.20"}}
     prepare_for_create("v1", "Service", svc)
-    assert svc == {"spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"]}}
+    assert svc == {"spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"]}, "status": {"loadBalancer": {}}}
     svc = {"spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00::20"]}}
     prepare_for_create("v1", "Service", svc)
     assert svc["spec"]["clusterIPs"] == ["10.96.0.20", "fd00::20"]

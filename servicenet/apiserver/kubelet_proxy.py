@@ -1,11 +1,7 @@
 """API-server side of pods/log, pods/exec, pods/attach and pods/portforward: forward to the node agent.
 
-The API server mounts :func:`proxy_to_node` in its handlers::
-
-    node_url = f"http://127.0.0.1:{node['status']['daemonEndpoints']['kubeletEndpoint']['Port']}"
-    return await proxy_to_node(request, node_url, f"/exec/{ns}/{pod}/{container}")
-
-``path`` is the node-side path; the client's query string is forwarded unchanged (the kubelet
+The resource handlers call :func:`node_proxy`, which finds the pod's node agent from the Node's
+``daemonEndpoints.kubeletEndpoint.Port`` and calls :func:`proxy_to_node` with the node-side path; the client's query string is forwarded unchanged (the kubelet
 uses the same ``command``/``stdin``/``stdout``/``stderr``/``tty``/``port``/``follow``/
 ``tailLines``/``previous`` parameters as the API).  A websocket upgrade is bridged frame by
 frame with the subprotocol the node agreed to; a ``SPDY/3.1`` upgrade (kubectl's fallback for
@@ -17,20 +13,76 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from servicenet.api import errors
+from servicenet.api import wellknown as wk
+from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import annotations_of
 from servicenet.common.component import bounded
+from servicenet.common.hijack import hijack
+from servicenet.store import Store
 
-__all__ = ["proxy_to_node", "node_url_of"]
+__all__ = ["node_proxy", "proxy_to_node"]
 
 
-def node_url_of(node: dict) -> str:  # type: ignore[type-arg]
-    """The agent's base URL from a Node object (``daemonEndpoints.kubeletEndpoint.Port``)."""
-    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-    return f"http://127.0.0.1:{port}"
+class _Registry(Protocol):
+    def get(self, info: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any]: ...
+
+
+async def node_proxy(registry: _Registry, store: Store, request: web.Request, info: ResourceInfo,
+                     namespace: str | None, name: str, subresource: str) -> web.StreamResponse:
+    """pods/log, pods/exec, pods/attach, pods/portforward: forwarded to the pod's node agent."""
+    pod = registry.get(info, namespace, name)
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name:
+        raise errors.bad_request(f"pod {name} does not have a host assigned")
+    node_rec = store.get(f"/registry/core/nodes/{node_name}")
+    if node_rec is None:
+        raise errors.not_found("nodes", "", node_name)
+    node = node_rec.obj()
+    port = (((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    if not port:
+        raise errors.ApiStatusError(503, "ServiceUnavailable", f"node {node_name} has no agent endpoint")
+    container = request.query.get("container") or default_container(pod)
+    query = None
+    if subresource == "log":
+        path = f"/containerLogs/{namespace}/{name}/{container}"
+    elif subresource == "portforward":
+        path = f"/portForward/{namespace}/{name}"
+        query = portforward_query(request.query)
+    else:
+        path = f"/{subresource}/{namespace}/{name}/{container}"
+    return await proxy_to_node(request, f"http://127.0.0.1:{port}", path, query)
+
+
+def portforward_query(q: Any) -> str:
+    """The API's ``ports`` parameter (repeated or comma-separated) becomes the node's ``port``s,
+    as upstream's pod registry builds the kubelet URL; other parameters pass through."""
+    out: list[tuple[str, str]] = []
+    for k, v in q.items():
+        if k == "ports":
+            for p in v.split(","):
+                p = p.strip()
+                if not p.isdigit() or not 0 < int(p) < 65536:
+                    raise errors.bad_request(f"invalid port {p!r}: ports must be integers within 1-65535")
+                out.append(("port", p))
+        else:
+            out.append((k, v))
+    return urlencode(out)
+
+
+def default_container(pod: dict[str, Any]) -> str:
+    """kubectl's ``default-container`` annotation, else the first container."""
+    chosen = annotations_of(pod).get(wk.DEFAULT_CONTAINER_ANNOTATION)
+    if chosen:
+        return chosen
+    cs = (pod.get("spec") or {}).get("containers") or [{}]
+    return cs[0].get("name", "")
 
 
 def _is_upgrade(request: web.Request) -> bool:
@@ -38,25 +90,26 @@ def _is_upgrade(request: web.Request) -> bool:
             and "upgrade" in request.headers.get("Connection", "").lower())
 
 
-async def proxy_to_node(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+async def proxy_to_node(request: web.Request, node_url: str, path: str,
+                        query: str | None = None) -> web.StreamResponse:
+    """``query`` replaces the client's query string (the API server translates a few parameters)."""
+    qs = request.query_string if query is None else query
     url = node_url.rstrip("/") + path
-    if request.query_string:
-        url += "?" + request.query_string
+    if qs:
+        url += "?" + qs
     if _is_upgrade(request):
         return await _proxy_websocket(request, url)
     if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
-        return await _proxy_raw_upgrade(request, node_url, path)
+        return await _proxy_raw_upgrade(request, node_url, path, qs)
     return await _proxy_http(request, url)
 
 
-async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str) -> web.StreamResponse:
+async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str, qs: str) -> web.StreamResponse:
     """A non-websocket upgrade (``SPDY/3.1``): repeat it to the node agent; on 101 splice the two
     connections byte for byte (the API server does not look inside)."""
-    from servicenet.node.portforward import hijack
-
     parts = urlsplit(node_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = path + ("?" + request.query_string if request.query_string else "")
+    target = path + ("?" + qs if qs else "")
     lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
              f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
     lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]

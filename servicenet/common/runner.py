@@ -1,0 +1,59 @@
+"""Run one component until SIGTERM or SIGINT, then stop it cleanly (the one ``main`` loop).
+
+Every component command (``servicenet dns``, ``node``, ``controller-manager``, ``proxy``,
+``apiserver``) ends in :func:`run_until_signal`::
+
+    async def run() -> None:
+        client = ApiClient.from_kubeconfig(path)
+        await run_until_signal(DnsServer(client, ...), closing=[client.close])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from servicenet.common.component import Component
+
+__all__ = ["install_uvloop", "run_until_signal", "wait_for_signal"]
+
+
+async def wait_for_signal() -> None:
+    """Return once the process receives SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_until_signal(component: Component, *, closing: Sequence[Callable[[], Awaitable[Any]]] = (),
+                           announce: bool = False) -> None:
+    """Start ``component``, wait for a signal, stop it, then run ``closing`` in order.
+
+    ``announce`` prints ``component.describe()`` as one JSON line once it has started.
+    """
+    await component.start()
+    if announce:
+        print(json.dumps(component.describe()), flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        try:
+            await component.stop()
+        finally:
+            for close in closing:
+                await close()
+
+
+def install_uvloop() -> bool:
+    """Use uvloop when it is installed (an optional speed-up)."""
+    try:
+        import uvloop  # optional dependency
+    except ImportError:
+        return False
+    uvloop.install()
+    return True
