@@ -310,3 +310,36 @@ async def test_fuzzed_protobuf_bodies_never_500(api: RunningApi, seed: int) -> N
         assert status < 500, out[:300]
     status, _, _, _ = await _req(api, "GET", path, accept=PB_ACCEPT)
     assert status == 200
+
+
+async def test_update_and_delete_with_protobuf_bodies(api: RunningApi) -> None:
+    """PUT (and status PUT) with a protobuf object, DELETE with protobuf DeleteOptions, as typed clients do."""
+    path = "/apis/apps/v1/namespaces/default/deployments"
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}},
+                                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    status, _, body, _ = await _req(api, "POST", path, body=_pb(dep), ctype=PB, accept=PB_ACCEPT)
+    assert status == 201
+    live = wire.decode(body).obj
+    live["spec"]["replicas"] = 3
+    status, ctype, body, _ = await _req(api, "PUT", f"{path}/d", body=_pb(live), ctype=PB, accept=PB_ACCEPT)
+    assert (status, ctype) == (200, PB)
+    updated = wire.decode(body).obj
+    assert updated["spec"]["replicas"] == 3
+    assert int(updated["metadata"]["resourceVersion"]) > int(live["metadata"]["resourceVersion"])
+    # a stale resourceVersion in a protobuf body is a 409 Conflict, answered as a protobuf Status
+    status, ctype, body, _ = await _req(api, "PUT", f"{path}/d", body=_pb(live), ctype=PB, accept=PB_ACCEPT)
+    assert (status, ctype) == (409, PB) and wire.decode(body).obj["reason"] == "Conflict"
+    updated["status"] = {"replicas": 3, "readyReplicas": 2, "observedGeneration": 2}
+    status, _, body, _ = await _req(api, "PUT", f"{path}/d/status", body=_pb(updated), ctype=PB, accept=PB_ACCEPT)
+    assert status == 200 and wire.decode(body).obj["status"]["readyReplicas"] == 2
+    opts = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+            "preconditions": {"uid": "not-the-uid"}}
+    status, _, body, _ = await _req(api, "DELETE", f"{path}/d", body=_pb(opts), ctype=PB, accept=PB_ACCEPT)
+    assert status == 409 and "Precondition failed: UID in precondition: not-the-uid" in wire.decode(body).obj["message"]
+    opts["preconditions"] = {"uid": updated["metadata"]["uid"]}
+    status, _, body, _ = await _req(api, "DELETE", f"{path}/d", body=_pb(opts), ctype=PB, accept=PB_ACCEPT)
+    assert status == 200 and wire.decode(body).obj["status"] == "Success", wire.decode(body).obj
+    status, _, _, _ = await _req(api, "GET", f"{path}/d", accept=PB_ACCEPT)
+    assert status == 404
