@@ -343,3 +343,39 @@ async def test_update_and_delete_with_protobuf_bodies(api: RunningApi) -> None:
     assert status == 200 and wire.decode(body).obj["status"] == "Success", wire.decode(body).obj
     status, _, _, _ = await _req(api, "GET", f"{path}/d", accept=PB_ACCEPT)
     assert status == 404
+
+
+async def test_protobuf_watch_with_a_selector_and_many_watchers(api: RunningApi) -> None:
+    """Selecting watchers decode a view of each object; the protobuf frame still carries the whole
+    stored object (managedFields included), and every watcher gets the same bytes."""
+    path = "/api/v1/namespaces/default/configmaps"
+    status, _, body, _ = await _req(api, "GET", path, accept=PB_ACCEPT)
+    rv = wire.decode(body).obj["metadata"]["resourceVersion"]
+    urls = [api.client.server + path + f"?watch=true&resourceVersion={rv}&labelSelector=app%3Dweb",
+            api.client.server + path + f"?watch=true&resourceVersion={rv}"] * 3
+    streams = [await api.client.session.get(u, headers={"Accept": PB_ACCEPT}) for u in urls]
+    try:
+        for cm in ({"metadata": {"name": "other", "labels": {"app": "db"}}},
+                   {"metadata": {"name": "mine", "labels": {"app": "web"}}, "data": {"k": "v"}}):
+            status, _, _, _ = await _req(api, "POST", path + "?fieldManager=tester", body=_pb(
+                {"apiVersion": "v1", "kind": "ConfigMap", **cm}), ctype=PB, accept=PB_ACCEPT)
+            assert status == 201
+        raw_frames: list[bytes] = []
+        for i, resp in enumerate(streams):
+            want = 1 if i % 2 == 0 else 2
+            buf, events = b"", []
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(events) < want and asyncio.get_running_loop().time() < deadline:
+                buf += await asyncio.wait_for(resp.content.readany(), 10)  # noqa: TID251
+                got, buf = wire.read_watch_frames(buf)
+                events += got
+            names = [o["metadata"]["name"] for _, o in events]
+            assert names == (["mine"] if want == 1 else ["other", "mine"]), names
+            mine = events[-1][1]
+            assert mine["data"] == {"k": "v"}
+            assert mine["metadata"]["managedFields"][0]["manager"] == "tester"
+            raw_frames.append(wire.encode(mine))
+        assert len(set(raw_frames)) == 1
+    finally:
+        for s in streams:
+            s.close()
