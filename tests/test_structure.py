@@ -68,7 +68,7 @@ IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "
               "servicenet.common.netns", "servicenet.common.runner", "servicenet.common.hijack"}
 # a core that reads a data file shipped inside the package, once: module -> why
 READS_PACKAGE_DATA = {"servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once",
-                      "servicenet.api.pb.types": "loads its bundled descriptor set and Go-tag table (generated) once"}
+                      "servicenet.api.pb.types": "loads its bundled descriptors (k8s.desc, k8s_go.json; generated) once"}
 
 OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client", "nacl"}  # may be imported inside a function, to stay optional
 

@@ -580,16 +580,3 @@ def to_table(info_kind: str, objs: Sequence[Obj], *, now: datetime, include_obje
         "columnDefinitions": None if no_headers else column_definitions(info_kind),
         "rows": rows,
     }
-
-
-def row_cells(kind: str, obj: Obj, now: datetime) -> _Row:
-    """One object's cells and row conditions, as :func:`to_table` prints them."""
-    return _PRINTERS.get(kind, _default)(obj, now)
-
-
-def age_column(kind: str) -> int | None:
-    """The index of the Age column of ``kind``'s Table, if it has one."""
-    for i, c in enumerate(_COLUMNS.get(kind, _DEFAULT_COLUMNS)):
-        if c is _AGE or c.get("name") == "Age":
-            return i
-    return None

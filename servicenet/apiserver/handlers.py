@@ -83,7 +83,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
-        self.table_rows = TableRows()  # Table rows kept between LISTs by (key, revision)
+        self.table_rows = TableRows()  # Table rows kept between LIST requests
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
