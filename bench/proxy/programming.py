@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from servicenet.api import wellknown as wk  # noqa: E402
 from servicenet.proxy import names  # noqa: E402
 from servicenet.proxy.model import DesiredState, ServicePortName  # noqa: E402
 from servicenet.proxy.server import ProxyConfig, ProxyServer  # noqa: E402
@@ -92,7 +93,7 @@ async def populate(client: Any, n: int, conc: int = 32) -> None:
                 "metadata": {"name": f"svc{i}"},
                 "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}})
             await client.create("discovery.k8s.io/v1", "endpointslices", NS, {
-                "metadata": {"name": f"svc{i}-x", "labels": {"kubernetes.io/service-name": f"svc{i}"}},
+                "metadata": {"name": f"svc{i}-x", "labels": {wk.SERVICE_NAME_LABEL: f"svc{i}"}},
                 "addressType": "IPv4", "endpoints": endpoints(i),
                 "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
 

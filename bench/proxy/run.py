@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from servicenet.api import wellknown as wk  # noqa: E402
 from servicenet.proxy.model import DesiredState, ServicePortName, compute  # noqa: E402
 from servicenet.proxy.render_iptables import IptablesConfig  # noqa: E402
 from servicenet.proxy.render_nftables import NftConfig  # noqa: E402
@@ -52,7 +53,7 @@ def world(n_svc: int, n_ep: int, drop_one: bool = False) -> tuple[list[dict], li
         if drop_one and i == n_svc // 2:
             eps = eps[:-1]
         slices.append({"metadata": {"namespace": "bench", "name": f"{name}-x",
-                                    "labels": {"kubernetes.io/service-name": name}},
+                                    "labels": {wk.SERVICE_NAME_LABEL: name}},
                        "addressType": "IPv4", "endpoints": eps,
                        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
     return svcs, slices
@@ -153,12 +154,13 @@ def wait_port(ip: str, port: int, timeout: float = 10) -> None:
 PROXY_SCRIPT = textwrap.dedent("""
     import asyncio, sys, uvloop
     sys.path.insert(0, {root!r})
+    from servicenet.api import wellknown as wk
     from servicenet.proxy.model import compute
     from servicenet.proxy.userspace import UserspaceProxy
     vip, port, target, copy = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     svc = {{"metadata": {{"namespace": "b", "name": "web"}},
            "spec": {{"clusterIP": vip, "ports": [{{"name": "h", "port": port, "protocol": "TCP"}}]}}}}
-    es = {{"metadata": {{"namespace": "b", "name": "web-x", "labels": {{"kubernetes.io/service-name": "web"}}}},
+    es = {{"metadata": {{"namespace": "b", "name": "web-x", "labels": {{wk.SERVICE_NAME_LABEL: "web"}}}},
           "addressType": "IPv4", "endpoints": [{{"addresses": ["127.0.0.1"], "conditions": {{"ready": True}}}}],
           "ports": [{{"name": "h", "port": target, "protocol": "TCP"}}]}}
     async def main():

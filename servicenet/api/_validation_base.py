@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from servicenet.api.errors import FieldError, forbidden, invalid, not_supported, required
+from servicenet.api.views import Obj
 
-Obj = dict[str, Any]
 Errs = list[FieldError]
 
 # ---------------------------------------------------------------- string validators (return messages)

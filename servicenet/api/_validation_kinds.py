@@ -43,6 +43,7 @@ from servicenet.api._validation_net import (
 from servicenet.api.errors import duplicate, forbidden, invalid, not_supported, required
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.selectors import selector_matches
+from servicenet.api.views import meta as meta_of
 
 # ---------------------------------------------------------------- Service
 
@@ -371,7 +372,7 @@ def _validate_template(spec: Obj, path: str, selector: Any) -> Errs:
     tmpl = spec.get("template")
     if not isinstance(tmpl, dict):
         return [required(path, "")]
-    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    labels = meta_of(tmpl).get("labels") or {}
     sel = selector if isinstance(selector, dict) else {}
     if (sel.get("matchLabels") or sel.get("matchExpressions")) and not selector_matches(sel, labels):
         errs.append(invalid(path + ".metadata.labels", go_string_map(labels),

@@ -26,6 +26,7 @@ from servicenet.api import smp
 from servicenet.api.errors import ApiStatusError, bad_request
 from servicenet.api.patch import kind_of
 from servicenet.api.smp import ListSpec, list_spec
+from servicenet.api.views import meta as meta_of
 
 __all__ = [
     "fields_to_set",
@@ -62,7 +63,18 @@ _STRIPPED_LENS: tuple[int, ...] = tuple(sorted({len(s) for s in _STRIPPED}))
 _PE_ORDER: dict[str, int] = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
+_PLAIN = (str, int, bool)
+
+
 def _dumps(v: Any) -> str:
+    # orjson writes exactly what json.dumps does here for strings, booleans and 64-bit integers
+    # (the usual list keys: names, ports, protocols); anything else takes the json module's path
+    t = type(v)
+    if t is dict:
+        if all(type(x) in _PLAIN and (type(x) is not int or -(2**63) <= x < 2**64) for x in v.values()):
+            return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+    elif t is str:
+        return orjson.dumps(v).decode()
     return json.dumps(v, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
@@ -363,7 +375,7 @@ def _render(entries: list[tuple[dict[str, Any], FieldSet]]) -> list[dict[str, An
 
 
 def _with_managed(obj: dict[str, Any], managed: list[dict[str, Any]]) -> dict[str, Any]:
-    md = dict(obj.get("metadata") or {})
+    md = dict(meta_of(obj))
     if managed:
         md["managedFields"] = managed
     else:
@@ -385,8 +397,8 @@ def update_managed_fields(live_before: Mapping[str, Any] | None, live_after: Map
     zero = {"metadata": {}, "spec": {}, "status": {}}
     before = dict(live_before) if live_before is not None else zero
     after = _copy_json(live_after)
-    strip = ({"metadata": {**(before.get("metadata") or {}), "managedFields": None}},
-             {"metadata": {**(after.get("metadata") or {}), "managedFields": None}})
+    strip = ({"metadata": {**meta_of(before), "managedFields": None}},
+             {"metadata": {**meta_of(after), "managedFields": None}})
     changed, removed = _diff(k, {**before, **strip[0]}, {**after, **strip[1]})
     changed = {p for p in changed if not _under_stripped(p)}
     entries = [(e, fields_to_set(e.get("fieldsV1"))) for e in _entries(live_before)]
@@ -445,7 +457,7 @@ def server_side_apply(kind_info: Any, live: Mapping[str, Any] | None, applied: M
         raise bad_request("apply patch body must be an object")
     kind = kind_of(kind_info) or str(applied.get("kind", ""))
     cfg = copy.deepcopy(dict(applied))
-    cfg_md = dict(cfg.get("metadata") or {})
+    cfg_md = dict(meta_of(cfg))
     cfg_md.pop("managedFields", None)
     cfg["metadata"] = cfg_md
     applied_set = {p for p in _apply_set(kind, cfg) if p not in _STRIPPED}
@@ -489,7 +501,7 @@ def server_side_apply(kind_info: Any, live: Mapping[str, Any] | None, applied: M
         _delete(kind, merged, p)
         deleted.append(p)
 
-    md = dict(merged.get("metadata") or {})
+    md = dict(meta_of(merged))
     for k in ("name", "namespace"):
         if k not in md and k in cfg_md:
             md[k] = cfg_md[k]

@@ -11,7 +11,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-Obj = dict[str, Any]
+from servicenet.api.views import Obj
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 DEFAULT_SCHEDULER = "default-scheduler"

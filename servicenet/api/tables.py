@@ -18,6 +18,7 @@ from typing import Any
 from servicenet.api.errors import bad_request
 from servicenet.api.selectors import format_labels, label_selector_from_dict
 from servicenet.api.timefmt import parse_rfc3339, translate_timestamp_since
+from servicenet.api.views import meta as meta_of
 from servicenet.api.views import service_cluster_ips
 
 __all__ = ["column_definitions", "partial_object_metadata", "to_table", "INCLUDE_OBJECT_VALUES"]
@@ -141,7 +142,7 @@ def column_definitions(kind: str) -> list[dict[str, Any]]:
 
 def partial_object_metadata(obj: Obj, group_version: str = "meta.k8s.io/v1") -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "apiVersion": group_version,
-            "metadata": dict(obj.get("metadata") or {})}
+            "metadata": dict(meta_of(obj))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,3 +596,16 @@ def to_table(info_kind: str, objs: Sequence[Obj], *, now: datetime, include_obje
         "columnDefinitions": None if no_headers else column_definitions(info_kind),
         "rows": rows,
     }
+
+
+def row_cells(kind: str, obj: Obj, now: datetime) -> _Row:
+    """One object's cells and row conditions, as :func:`to_table` prints them."""
+    return _PRINTERS.get(kind, _default)(obj, now)
+
+
+def age_column(kind: str) -> int | None:
+    """The index of the Age column of ``kind``'s Table, if it has one."""
+    for i, c in enumerate(_COLUMNS.get(kind, _DEFAULT_COLUMNS)):
+        if c is _AGE or c.get("name") == "Age":
+            return i
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from servicenet.apiserver import sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
 from servicenet.apiserver.responses import json_response
+from servicenet.apiserver.sa_admission import ServiceAccounts
 
 Obj = dict[str, Any]
 
@@ -293,14 +295,10 @@ async def start_security(server: Any) -> tuple[Security, Any]:
     """Build and start the identity machinery for ``server`` (whose creds, store and registry exist):
     signer, authenticator (static tokens + the server's own loopback token), RBAC authorizer with the
     bootstrap policy, and the ServiceAccount admission/controller. Returns (security, sa controller)."""
-    import secrets as _secrets
-
-    from servicenet.apiserver.sa_admission import ServiceAccounts
-
     pki = server.config.data_dir / "pki"
     signer = sa_tokens.Signer(sa_tokens.load_or_create_key(pki / "sa.key"))
     authn = Authenticator(server, server.creds.token_file if server.creds else None, signer)
-    server.loopback_token = _secrets.token_urlsafe(32)
+    server.loopback_token = secrets.token_urlsafe(32)
     authn.add_token(server.loopback_token, User("system:apiserver", ("system:masters",), "apiserver"))
     authz = Authorizer(server)
     await authz.start()

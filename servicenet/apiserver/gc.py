@@ -12,6 +12,7 @@ from typing import Any
 
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, all_resources, dynamic_generation, dynamic_resources
+from servicenet.api.views import meta as meta_of
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.common import log
 from servicenet.store import Event, WatchClosed
@@ -126,7 +127,7 @@ class GarbageCollector:
                     self.queue.put_nowait(("owner-gone", dep))
                 # a deleted dependent may unblock a foreground owner
             obj = ev.record.obj()
-            for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+            for ref in meta_of(obj).get("ownerReferences") or []:
                 okey = self.uid_key.get(ref.get("uid", ""))
                 if okey is not None:
                     self.queue.put_nowait(("owner-check", okey))
@@ -182,7 +183,7 @@ class GarbageCollector:
         if rec is None:
             return
         obj = rec.obj()
-        refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+        refs = meta_of(obj).get("ownerReferences") or []
         alive = [r for r in refs if r.get("uid") in self.uid_key]
         gone = [r for r in refs if r.get("uid") not in self.uid_key]
         if not gone:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from servicenet.api.crd import served
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
 from servicenet.api.selectors import label_selector_from_dict, selector_to_string
+from servicenet.api.views import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, negotiation
 from servicenet.apiserver.crds import custom_scale
 from servicenet.apiserver.registry import (
@@ -38,9 +40,10 @@ from servicenet.apiserver.responses import (
     view_obj,
     wants_table,
 )
+from servicenet.apiserver.table_rows import TableRows
 from servicenet.apiserver.watchfilter import Selection
 from servicenet.apiserver.watchstream import serve_watch
-from servicenet.store import KeyNotFound, RevisionConflict, Store
+from servicenet.store import KeyNotFound, Record, RevisionConflict, Store
 
 
 class Target:
@@ -80,6 +83,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
+        self.table_rows = TableRows()  # Table rows kept between LISTs by (key, revision)
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -124,7 +128,7 @@ class ResourceHandlers:
                 f"the API version in the data ({av}) does not match the expected API version ({info.api_version})"
                 if av != info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
-        ns = (obj.get("metadata") or {}).get("namespace")
+        ns = meta_of(obj).get("namespace")
         if info.namespaced and ns and target.namespace and ns != target.namespace:
             raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request")
@@ -236,7 +240,7 @@ class ResourceHandlers:
             patched = patchmod.apply_patch(t.info, live, raw, ctype)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch produced something that is not an object")
-            prv = (patched.get("metadata") or {}).get("resourceVersion")
+            prv = meta_of(patched).get("resourceVersion")
             expected = rec.mod_revision
             if prv and prv != str(rec.mod_revision):
                 # the patch itself named a resourceVersion: that is a precondition
@@ -322,6 +326,8 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+        trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
         served_rev = 0
@@ -335,7 +341,9 @@ class ResourceHandlers:
                     revision = served_rev
                 for r in recs:
                     cursor = r.key
-                    if selecting or table:
+                    if cached_rows:  # rendered from the row cache: no decoding here
+                        trecs.append(r)
+                    elif selecting or table:
                         o = view_obj(r)
                         if selecting and not sel.matches(o):
                             continue
@@ -355,6 +363,10 @@ class ResourceHandlers:
                 meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
                 if not selecting:
                     meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
+            if cached_rows:
+                return json_response(self.table_rows.table(
+                    info.kind, trecs, now=dt.datetime.now(dt.UTC), resource_version=meta["resourceVersion"],
+                    continue_token=meta.get("continue")))
             if table:
                 resp = json_response(render_table(info, objs, request, meta["resourceVersion"], meta.get("continue")))
                 objs.clear()  # free the decoded objects before the collector runs again

@@ -19,9 +19,10 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, defaults, errors, validation
+from servicenet.api import apply, apply_create, defaults, errors, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
 from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -141,12 +142,9 @@ class Registry:
         # decode the namespace only when it may be terminating (its bytes name the field)
         if creating and b'"deletionTimestamp"' in ns.value and (ns.obj().get("metadata") or {}).get(
                 "deletionTimestamp"):
-            raise ApiStatusError(
-                403, "Forbidden",
+            raise errors.forbidden_error(
                 f"{info.plural} \"{{name}}\" is forbidden: unable to create new content in namespace "
-                f"{namespace} because it is being terminated",
-                {"kind": info.plural, "group": info.group} if info.group else {"kind": info.plural},
-            )
+                f"{namespace} because it is being terminated", info.plural, info.group)
 
     def _prepare_meta_create(self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> None:
         md = obj.setdefault("metadata", {})
@@ -216,9 +214,13 @@ class Registry:
         if not manager:
             return
         try:
-            out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
-                                              now=now_rfc3339(), kind=info.kind)
-            mf = (out.get("metadata") or {}).get("managedFields")
+            if old is None and operation == "Update":  # a create: everything is the creator's
+                mf = apply_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                                                 kind=info.kind)
+            else:
+                out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
+                                                  now=now_rfc3339(), kind=info.kind)
+                mf = meta_of(out).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
@@ -468,7 +470,7 @@ def _too_deep(e: BaseException) -> bool:
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:
     c = dict(o)
-    md = dict(c.get("metadata") or {})
+    md = dict(meta_of(c))
     md.pop("resourceVersion", None)
     md.pop("managedFields", None)
     c["metadata"] = md

@@ -23,6 +23,7 @@ from servicenet.api.allocators import (
 )
 from servicenet.api.errors import FieldError
 from servicenet.api.resources import ResourceInfo
+from servicenet.api.views import meta as meta_of
 from servicenet.api.views import service_cluster_ips
 
 
@@ -123,7 +124,7 @@ class ServiceRegistry:
                 alloc.release(ip)
 
     def _invalid(self, svc: dict[str, Any], errs: list[FieldError]) -> errors.ApiStatusError:
-        return errors.invalid_object("Service", "", (svc.get("metadata") or {}).get("name", ""), errs)
+        return errors.invalid_object("Service", "", meta_of(svc).get("name", ""), errs)
 
     def _families_wanted(self, spec: dict[str, Any]) -> list[str]:
         fams = list(spec.get("ipFamilies") or [])

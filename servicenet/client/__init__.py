@@ -1,4 +1,8 @@
-"""The shared API client and informers every servicenet component is built on."""
+"""servicenet.client: the API client and the shared informers every component is built on.
+
+May import: api, common. Does network I/O (HTTPS to the API server) and nothing else; the
+informer's :class:`Cache` and its reconnect rule (``next_backoff``) are pure.
+"""
 
 from servicenet.client.informer import Cache, Informer, InformerFactory, metadata_stub, object_key
 from servicenet.client.kubeconfig import ClusterConfig, KubeconfigError, load, render

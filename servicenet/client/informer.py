@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from servicenet.api.views import meta as meta_of
 from servicenet.client.rest import ApiClient, ApiError
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
@@ -20,6 +21,15 @@ Handler = Callable[[str, dict[str, Any], "dict[str, Any] | None"], None]
 IndexFn = Callable[[dict[str, Any]], Iterable[str]]
 
 _log = log.get("informer")
+
+
+BACKOFF_START = 0.2  # seconds before the first reconnect (each delay is jittered by x0.5..1.5)
+BACKOFF_CAP = 10.0
+
+
+def next_backoff(backoff: float) -> float:
+    """The reconnect delay after another failed attempt: doubling up to :data:`BACKOFF_CAP`."""
+    return min(backoff * 2, BACKOFF_CAP)
 
 
 def object_key(obj: dict[str, Any]) -> str:
@@ -84,8 +94,10 @@ class Informer:
     def __init__(self, client: ApiClient, api_version: str, plural: str, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
                  page_size: int = 500,
-                 cache_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 cache_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.client = client
+        self._sleep = sleep  # the one timing seam: tests pass a recorder instead of waiting
         # What the cache keeps of each object (handlers still get the full object). Components
         # that keep their own index (DNS) cache a stub: see ``metadata_stub``.
         self.cache_transform = cache_transform
@@ -165,14 +177,14 @@ class Informer:
             old = self.cache.upsert(self._cached(obj))
             if old is None:
                 self._emit("ADDED", obj, None)
-            elif (old.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get(
+            elif meta_of(old).get("resourceVersion") != meta_of(obj).get(
                     "resourceVersion"):
                 self._emit("MODIFIED", obj, old)
-        self.resource_version = (res.get("metadata") or {}).get("resourceVersion", "")
+        self.resource_version = meta_of(res).get("resourceVersion", "")
         self._synced.set()
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = BACKOFF_START
         need_list = True
         while True:
             try:
@@ -180,7 +192,7 @@ class Informer:
                     await self._relist()
                     need_list = False
                 await self._watch_once()
-                backoff = 0.2
+                backoff = BACKOFF_START
             except asyncio.CancelledError:
                 raise
             except ApiError as exc:
@@ -190,8 +202,8 @@ class Informer:
                 _log.warning("watch failed", resource=self.plural, error=str(exc))
             except Exception as exc:  # network errors: reconnect with backoff
                 _log.debug("watch interrupted", resource=self.plural, error=repr(exc))
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 10.0)
+            await self._sleep(backoff * (0.5 + random.random()))
+            backoff = next_backoff(backoff)
 
     async def _watch_once(self) -> None:
         timeout = random.randint(300, 600)
@@ -206,7 +218,7 @@ class Informer:
                 if code == 410:
                     raise ApiError(410, obj)
                 raise ApiError(int(code or 500), obj)
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            rv = meta_of(obj).get("resourceVersion")
             if etype == "BOOKMARK":
                 if rv:
                     self.resource_version = rv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,6 @@ class ClusterConfig:
             return ctx
         ctx = ssl.create_default_context(cadata=self.ca_data.decode() if self.ca_data else None)
         if self.client_cert and self.client_key:
-            import tempfile
-
             with tempfile.TemporaryDirectory() as d:
                 c, k = Path(d, "c.pem"), Path(d, "k.pem")
                 c.write_bytes(self.client_cert)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from servicenet.api.views import meta as meta_of
 from servicenet.client.kubeconfig import ClusterConfig, load
 
 PATCH_TYPES = {
@@ -127,7 +128,7 @@ class ApiClient:
             res = await self.list(api_version, plural, namespace, label_selector=label_selector,
                                   field_selector=field_selector, limit=page, continue_=cont)
             items.extend(res.get("items") or [])
-            cont = (res.get("metadata") or {}).get("continue")
+            cont = meta_of(res).get("continue")
             if not cont:
                 res["items"] = items
                 return res

@@ -1,8 +1,6 @@
-"""servicenet.controllers: the controller manager.
+"""servicenet.controllers: the controller manager (EndpointSlice, Endpoints, mirroring, ReplicaSet,
+Deployment, StatefulSet, scheduler, node lifecycle).
 
-Pure cores (no I/O; Kubernetes wire dicts in, :class:`~servicenet.controllers.actions.Action` out):
-``endpointslice_core``, ``endpoints_core``, ``mirroring_core`` (with ``slicepack``),
-``replicaset_core``, ``deployment_core``, ``statefulset_core``, ``scheduler_core``,
-``nodelifecycle_core``. I/O shell: ``manager.ControllerManager`` (plus ``workqueue`` and
-``events``).
+May import: api, client, common. Must not import other components. Pure cores (``*_core``,
+``slicepack``, ``wakeup``: wire dicts in, :class:`.actions.Action` out); shell: ``manager``.
 """

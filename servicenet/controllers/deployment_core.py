@@ -15,6 +15,7 @@ import math
 from datetime import datetime
 
 from servicenet.api import wellknown as wk
+from servicenet.api.views import meta as meta_of
 
 from .actions import (
     Action,
@@ -45,7 +46,7 @@ ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def _strip_hash(template: Obj) -> Obj:
     t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
+    labels = meta_of(t).get("labels")
     if labels and HASH_LABEL in labels:
         del labels[HASH_LABEL]
     return t

@@ -23,7 +23,6 @@ from .actions import (
     Action,
     Obj,
     Result,
-    controller_ref,
     find_port,
     is_ipv6,
     is_pod_ready,
@@ -41,8 +40,8 @@ from .actions import (
 
 CONTROLLER_NAME = ENDPOINTSLICE_CONTROLLER
 RESERVED_LABELS = frozenset({SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LABEL})
-API_VERSION = "discovery.k8s.io/v1"
-PLURAL = "endpointslices"
+API_VERSION = slicepack.API_VERSION
+PLURAL = slicepack.PLURAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,19 +123,7 @@ def slice_labels(svc: Obj, current: Obj | None = None, managed_by: str = CONTROL
 
 
 def new_slice(svc: Obj, address_type: str, ports: list[Obj]) -> Obj:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "EndpointSlice",
-        "metadata": {
-            "generateName": f"{name_of(svc)}-",
-            "namespace": ns_of(svc),
-            "labels": slice_labels(svc),
-            "ownerReferences": [controller_ref(svc, "v1", "Service")],
-        },
-        "addressType": address_type,
-        "ports": [dict(p) for p in ports],
-        "endpoints": [],
-    }
+    return slicepack.new_slice(svc, "Service", address_type, ports, slice_labels(svc))
 
 
 def owned_by(sl: Obj, svc: Obj) -> bool:
@@ -252,13 +239,12 @@ def _to_result(svc: Obj, plan: slicepack.Plan, trigger_time: str | None, errors:
     if not meta(svc).get("deletionTimestamp"):
         for sl in plan.creates:
             slicepack.set_annotation(sl, TRIGGER_TIME_ANNOTATION, trigger_time)
-            actions.append(Action("create", API_VERSION, PLURAL, ns_of(svc), "", sl))
+            actions.append(slicepack.create_action(ns_of(svc), sl))
     for sl in plan.updates:
         slicepack.set_annotation(sl, TRIGGER_TIME_ANNOTATION, trigger_time)
-        actions.append(Action("update", API_VERSION, PLURAL, ns_of(svc), meta(sl)["name"], sl))
+        actions.append(slicepack.update_action(ns_of(svc), sl))
     actions.extend(_delete(sl) for sl in plan.deletes)
     return Result(actions=tuple(actions), requeue_after=1.0 if errors else None, errors=tuple(errors))
 
 
-def _delete(sl: Obj) -> Action:
-    return Action("delete", API_VERSION, PLURAL, ns_of(sl), name_of(sl))
+_delete = slicepack.delete_action

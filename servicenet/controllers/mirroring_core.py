@@ -25,11 +25,9 @@ from .actions import (
     controller_ref,
     is_ipv6,
     labels_of,
-    meta,
     name_of,
     ns_of,
 )
-from .endpointslice_core import API_VERSION, PLURAL
 
 CONTROLLER_NAME = ENDPOINTSLICE_MIRRORING_CONTROLLER
 LEADER_ANNOTATION = "control-plane.alpha.kubernetes.io/leader"
@@ -97,20 +95,8 @@ def desired_groups(endpoints: Obj) -> dict[tuple[str, str], tuple[list[Obj], dic
 
 
 def new_slice(endpoints: Obj, address_type: str, ports: list[Obj]) -> Obj:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "EndpointSlice",
-        "metadata": {
-            "generateName": f"{name_of(endpoints)}-",
-            "namespace": ns_of(endpoints),
-            "labels": slice_labels(endpoints),
-            "annotations": slice_annotations(endpoints),
-            "ownerReferences": [controller_ref(endpoints, "v1", "Endpoints")],
-        },
-        "addressType": address_type,
-        "ports": ports,
-        "endpoints": [],
-    }
+    return slicepack.new_slice(endpoints, "Endpoints", address_type, ports, slice_labels(endpoints),
+                               slice_annotations(endpoints))
 
 
 def reconcile(
@@ -154,14 +140,13 @@ def reconcile(
     plan = slicepack.finalize(plan, lambda old, new: old.get("addressType") == new.get("addressType"))
     actions: list[Action] = []
     for sl in plan.creates:
-        actions.append(Action("create", API_VERSION, PLURAL, ns_of(endpoints), "", sl))
+        actions.append(slicepack.create_action(ns_of(endpoints), sl))
     for sl in plan.updates:
         sl["metadata"]["annotations"] = dict(want_ann)
         sl["metadata"]["ownerReferences"] = [controller_ref(endpoints, "v1", "Endpoints")]
-        actions.append(Action("update", API_VERSION, PLURAL, ns_of(endpoints), meta(sl)["name"], sl))
+        actions.append(slicepack.update_action(ns_of(endpoints), sl))
     actions.extend(_delete(sl) for sl in plan.deletes)
     return Result(actions=tuple(actions))
 
 
-def _delete(sl: Obj) -> Action:
-    return Action("delete", API_VERSION, PLURAL, ns_of(sl), name_of(sl))
+_delete = slicepack.delete_action

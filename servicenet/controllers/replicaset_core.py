@@ -6,6 +6,7 @@ import copy
 from datetime import datetime
 
 from servicenet.api.selectors import selector_matches
+from servicenet.api.views import meta as meta_of
 
 from .actions import (
     Action,
@@ -84,7 +85,7 @@ def reconcile(rs: Obj, pods: list[Obj], now: datetime) -> Result:
         diff = len(active) - want
         if diff < 0:
             tmpl = spec.get("template") or {}
-            if selector_matches(spec.get("selector"), (tmpl.get("metadata") or {}).get("labels") or {}):
+            if selector_matches(spec.get("selector"), meta_of(tmpl).get("labels") or {}):
                 for _ in range(min(-diff, BURST)):
                     body = pod_from_template(rs, tmpl, "ReplicaSet")
                     ev = EventIntent("SuccessfulCreate", "Created pod: {name}")

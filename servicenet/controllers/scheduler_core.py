@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from servicenet.api.views import meta as meta_of
+
 from .actions import (
     Action,
     Event,
@@ -38,7 +40,7 @@ def wants_scheduling(pod: Obj, scheduler_name: str = SCHEDULER_NAME) -> bool:
     return (
         not spec.get("nodeName")
         and (spec.get("schedulerName") or SCHEDULER_NAME) == scheduler_name
-        and not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and not meta_of(pod).get("deletionTimestamp")
         and not is_terminal(pod)
     )
 
@@ -125,6 +127,6 @@ def binding_body(b: Binding) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Binding",
-        "metadata": {"name": name_of(b.pod), "namespace": ns_of(b.pod), "uid": (b.pod.get("metadata") or {}).get("uid", "")},
+        "metadata": {"name": name_of(b.pod), "namespace": ns_of(b.pod), "uid": meta_of(b.pod).get("uid", "")},
         "target": {"apiVersion": "v1", "kind": "Node", "name": b.node},
     }

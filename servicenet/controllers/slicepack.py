@@ -21,8 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .actions import Obj, meta
+from .actions import Action, Obj, controller_ref, meta, name_of, ns_of
 
+API_VERSION = "discovery.k8s.io/v1"
+PLURAL = "endpointslices"
 EndpointKey = tuple[tuple[str, ...], str, str, str]
 PortKey = str
 
@@ -180,7 +182,7 @@ def _slice_to_fill(slices: list[Obj], n: int, max_per_slice: int) -> Obj | None:
 
 def _copy_slice(sl: Obj) -> Obj:
     new = dict(sl)
-    new["metadata"] = copy.deepcopy(sl.get("metadata") or {})
+    new["metadata"] = copy.deepcopy(meta(sl))
     new["endpoints"] = list(sl.get("endpoints") or [])
     return new
 
@@ -193,7 +195,7 @@ def finalize(plan: Plan, can_reuse: Callable[[Obj, Obj], bool]) -> Plan:
     for old in plan.deletes:
         if creates and can_reuse(old, creates[-1]):
             new = creates.pop()
-            new_meta = dict(new.get("metadata") or {})
+            new_meta = dict(meta(new))
             new_meta["name"] = meta(old)["name"]
             if meta(old).get("resourceVersion"):
                 new_meta["resourceVersion"] = meta(old)["resourceVersion"]
@@ -212,3 +214,28 @@ def set_annotation(sl: Obj, key: str, value: str | None) -> None:
     else:
         ann.pop(key, None)
     sl["metadata"]["annotations"] = ann
+
+
+# -- the slice and the writes both controllers build ----------------------------------------------
+
+def new_slice(owner: Obj, owner_kind: str, address_type: str, ports: list[Obj], labels: dict[str, str],
+              annotations: dict[str, str] | None = None) -> Obj:
+    """An empty EndpointSlice named after and controlled by ``owner`` (a Service or Endpoints)."""
+    md: Obj = {"generateName": f"{name_of(owner)}-", "namespace": ns_of(owner), "labels": labels}
+    if annotations is not None:
+        md["annotations"] = annotations
+    md["ownerReferences"] = [controller_ref(owner, "v1", owner_kind)]
+    return {"apiVersion": API_VERSION, "kind": "EndpointSlice", "metadata": md,
+            "addressType": address_type, "ports": [dict(p) for p in ports], "endpoints": []}
+
+
+def create_action(namespace: str, sl: Obj) -> Action:
+    return Action("create", API_VERSION, PLURAL, namespace, "", sl)
+
+
+def update_action(namespace: str, sl: Obj) -> Action:
+    return Action("update", API_VERSION, PLURAL, namespace, meta(sl)["name"], sl)
+
+
+def delete_action(sl: Obj) -> Action:
+    return Action("delete", API_VERSION, PLURAL, ns_of(sl), name_of(sl))

@@ -1,7 +1,7 @@
-"""servicenet.dns: the cluster DNS.
+"""servicenet.dns: the cluster DNS (records for Services, EndpointSlices and Pods; forwarding).
 
-Pure core: ``RecordIndex`` (Kubernetes objects → records, updated per watch event) and
-``Responder`` (query bytes → response bytes). I/O shell: ``servicenet.dns.server.DnsServer``.
+May import: api, client, common — never apiserver or another component. Pure core: ``model``,
+``records`` (RecordIndex), ``responder``, ``wire``; shell: ``server``, ``transport``, ``worker``.
 """
 
 from servicenet.dns.model import DnsConfig

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicenet.api.views import meta as meta_of
+
 from .model import (
     SCHEMA_VERSION,
     DnsConfig,
@@ -139,14 +141,14 @@ class RecordIndex:
             self._changed({GLOBAL})
 
     def upsert_namespace(self, obj: dict[str, Any]) -> set[DepKey]:
-        name = (obj.get("metadata") or {}).get("name")
+        name = meta_of(obj).get("name")
         if not name or name in self.namespaces:
             return set()
         self.namespaces.add(name)
         return self._changed({("ns", name)})
 
     def delete_namespace(self, obj: dict[str, Any]) -> set[DepKey]:
-        name = (obj.get("metadata") or {}).get("name")
+        name = meta_of(obj).get("name")
         if name not in self.namespaces:
             return set()
         self.namespaces.discard(name)

@@ -17,6 +17,7 @@ import prometheus_client
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from servicenet.api import wellknown as wk
+from servicenet.api.views import meta as meta_of
 from servicenet.client import ApiClient, InformerFactory, metadata_stub
 from servicenet.common import log as slog
 from servicenet.common.health import HealthServer
@@ -209,7 +210,7 @@ class DnsServer:
                 log.warning("cannot read nodes", error=repr(exc))
                 return
             for node in nodes.get("items", []):
-                name = ((node.get("metadata") or {}).get("annotations") or {}).get("servicenet.dev/netns")
+                name = (meta_of(node).get("annotations") or {}).get("servicenet.dev/netns")
                 if name:
                     self.netns = name
                     return
@@ -247,7 +248,7 @@ class DnsServer:
                 return
             self._broadcast(("ev", kind, event_type, obj))
             if kind == "endpointslices":
-                trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+                trig = (meta_of(obj).get("annotations") or {}).get(
                     "endpoints.kubernetes.io/last-change-trigger-time")
                 start = _parse_time(trig) if trig else None
                 self.prog.observe(max(0.0, time.time() - (start if start and start <= t0 else t0)))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .records import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A, Labels, SoaData, SrvData
 
 OPT_TYPE = 41
 CLASS_IN = 1
 MAX_NAME = 255
+
+
+@lru_cache(maxsize=1 << 16)
+def _packed_ip(text: str) -> bytes:
+    """The 4 or 16 address bytes of an A/AAAA record (cached: answers repeat the same addresses)."""
+    return ipaddress.ip_address(text).packed
 
 
 class FormError(Exception):
@@ -198,9 +205,9 @@ class Encoder:
         d = rr.rdata
         t = rr.rtype
         if t == A:
-            self.buf += socket.inet_pton(socket.AF_INET, d)  # type: ignore[arg-type]
+            self.buf += _packed_ip(d)  # type: ignore[arg-type]
         elif t == AAAA:
-            self.buf += socket.inet_pton(socket.AF_INET6, d)  # type: ignore[arg-type]
+            self.buf += _packed_ip(d)  # type: ignore[arg-type]
         elif t in (CNAME, PTR, NS):
             self.name(d)  # type: ignore[arg-type]
         elif t == SRV:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from servicenet.api import wellknown as wk
 from servicenet.api.timefmt import format_rfc3339
+from servicenet.api.views import Obj
 from servicenet.client import ApiClient, ApiError, Informer
 from servicenet.common import log
 from servicenet.common.health import HealthServer
@@ -38,7 +39,6 @@ from servicenet.node.status import Backoff
 __all__ = ["NETNS_ANNOTATION", "NodeAgent", "main", "node_object"]
 
 _log = log.get("node")
-Obj = dict[str, Any]
 NETNS_ANNOTATION = wk.NETNS_ANNOTATION  # (kept importable from here)
 KUBELET_VERSION = "v1.32.0-servicenet"
 

@@ -10,12 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from servicenet.api.timefmt import format_rfc3339
+from servicenet.api.views import Obj
 from servicenet.common import log
+from servicenet.node import prober, restart
 from servicenet.node import probes as pr
-from servicenet.node import restart
 from servicenet.node.host import ContainerHost
 from servicenet.node.process import ContainerProcess
 from servicenet.node.status import running_state, terminated_state, waiting_state
@@ -23,7 +23,6 @@ from servicenet.node.status import running_state, terminated_state, waiting_stat
 __all__ = ["ContainerRun", "now_str"]
 
 _log = log.get("node.container")
-Obj = dict[str, Any]
 
 
 def now_str() -> str:
@@ -82,7 +81,7 @@ async def probe_loop(worker: ContainerHost, run: ContainerRun, proc: ContainerPr
         due = min(t.due() for t in active)
         await asyncio.sleep(max(0.0, due - loop.time()))
         for t in [t for t in active if t.due() <= loop.time() + 0.001]:
-            ok, msg = await pr.run_probe(t.spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
+            ok, msg = await prober.run_probe(t.spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
                                          lambda argv, to: worker.exec_probe(run, argv, to))
             flipped = t.observe(ok, loop.time())
             if not ok:
@@ -135,7 +134,7 @@ async def run_hook(worker: ContainerHost, run: ContainerRun, hook: Obj) -> None:
         await worker.exec_probe(run, list(hook["exec"].get("command") or []), 3600.0)
     elif "httpGet" in hook:
         spec = pr.ProbeSpec(kind=pr.ProbeKind.LIVENESS, handler={"httpGet": hook["httpGet"]}, timeout=3600.0)
-        await pr.run_probe(spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
+        await prober.run_probe(spec, run.spec, worker.pod_ip(), worker.runtime.network.connect,
                            lambda argv, to: worker.exec_probe(run, argv, to))
     elif "sleep" in hook:
         await asyncio.sleep(float(hook["sleep"].get("seconds") or 0))

@@ -14,7 +14,9 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from servicenet.api.views import Obj
+from servicenet.api.views import meta as meta_of
 
 __all__ = [
     "EnvError",
@@ -27,7 +29,6 @@ __all__ = [
     "services_for_pod",
 ]
 
-Obj = dict[str, Any]
 
 
 class EnvError(Exception):
@@ -232,7 +233,7 @@ def _key_ref(kind: str, store: Mapping[str, Obj], ref: Obj) -> str | None:
     if optional:
         return None
     raise EnvError(f'couldn\'t find key {key} in {"Secret" if kind == "secret" else "ConfigMap"} '
-                   f'{(obj.get("metadata") or {}).get("namespace", "")}/{ref.get("name", "")}')
+                   f'{meta_of(obj).get("namespace", "")}/{ref.get("name", "")}')
 
 
 _C_IDENT = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")

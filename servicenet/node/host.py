@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from servicenet.api.views import Obj
 from servicenet.node.envvars import EnvSources
 from servicenet.node.network import PodNetwork
 from servicenet.node.status import Backoff
-
-Obj = dict[str, Any]
 
 
 class RuntimeSettings(Protocol):

@@ -11,6 +11,7 @@ import shutil
 import time
 from typing import Any
 
+from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
@@ -31,7 +32,6 @@ from servicenet.node.status import KUBELET_CONDITIONS, compute_pod_status, waiti
 __all__ = ["PodWorker"]
 
 _log = log.get("node.pod")
-Obj = dict[str, Any]
 
 
 class PodWorker:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
+
+from servicenet.api.views import Obj
 
 __all__ = [
     "HostResolv",
@@ -23,7 +24,6 @@ __all__ = [
     "resolve_port",
 ]
 
-Obj = dict[str, Any]
 MAX_NAMESERVERS = 3
 MAX_SEARCH = 32
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.node.envvars import EnvSources
 from servicenet.node.network import PodNetwork, PodSandbox
@@ -28,7 +29,6 @@ from servicenet.node.status import Backoff
 __all__ = ["PodRuntime", "RuntimeConfig"]
 
 _log = log.get("node.runtime")
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)

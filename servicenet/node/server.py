@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import pty
+import socket
 import struct
 import subprocess
 import termios
@@ -285,7 +286,6 @@ async def _port_forward(ws: web.WebSocketResponse, w: PodWorker, ports: list[int
         sb = w.sandbox
         if sb is not None and sb.netns:  # like the kubelet: connect to localhost inside the pod
             loop = asyncio.get_running_loop()
-            import socket
             sock = await loop.run_in_executor(None, socket_in_netns, sb.netns, socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             await loop.sock_connect(sock, ("127.0.0.1", port))

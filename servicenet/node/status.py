@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from servicenet.api.views import Obj
+
 __all__ = [
     "Backoff",
     "compute_pod_status",
@@ -18,7 +20,6 @@ __all__ = [
     "waiting_state",
 ]
 
-Obj = dict[str, Any]
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from servicenet.api.views import meta
 from servicenet.common import log
 from servicenet.common.component import bounded
 
@@ -56,8 +57,7 @@ def node_eligible(node: Mapping[str, object] | None) -> bool:
     """False when the Node is being deleted or tainted for deletion by the autoscaler."""
     if not node:
         return True
-    meta = node.get("metadata") or {}
-    if isinstance(meta, Mapping) and meta.get("deletionTimestamp"):
+    if meta(node).get("deletionTimestamp"):
         return False
     spec = node.get("spec") or {}
     taints = spec.get("taints") if isinstance(spec, Mapping) else None

@@ -21,10 +21,6 @@ _log = log.get("proxy.lb")
 Key = tuple[str, str]
 
 
-class PoolExhausted(Exception):
-    """No free address left in the LoadBalancer pool."""
-
-
 @dataclass(frozen=True, slots=True)
 class Assignment:
     namespace: str

@@ -1,8 +1,9 @@
 """Pure core of the service proxy: Services + EndpointSlices -> desired proxy state.
 
-No I/O here. The input is a snapshot of Kubernetes JSON dicts; the output is a
-:class:`DesiredState` holding, per service port, the endpoint sets that survive the
-upstream selection pipeline:
+No I/O here. The input is a snapshot of Kubernetes JSON dicts, read through the shared views
+(:mod:`servicenet.api.views`: the ``clusterIPs`` fallback, "ready when unset"); the output is a
+:class:`DesiredState` holding, per service port, the endpoint sets that survive the upstream
+selection pipeline:
 
 1. only slices labelled ``kubernetes.io/service-name`` of the right address family;
 2. "cluster" endpoints: ready (and topology-eligible) endpoints, or, when there are none,
@@ -18,10 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-DEFAULT_AFFINITY_TIMEOUT = 10800
-
+from servicenet.api.views import EndpointSliceView, ServiceView, name_of, ns_of
 
 _LOWER = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}  # (the renderers ask for this ~10^5 times a sync)
 
@@ -124,10 +122,6 @@ class ServiceState:
     def external(self) -> tuple[Endpoint, ...]:
         return self.local if self.port.external_policy_local else self.cluster
 
-    @property
-    def local_ready_count(self) -> int:
-        return sum(1 for e in self.endpoints if e.is_local and e.ready)
-
 
 @dataclass(frozen=True, slots=True)
 class DesiredState:
@@ -152,43 +146,28 @@ def _family(ip: str) -> int:
 
 def parse_service(svc: Mapping[str, Any], family: int = 4) -> list[ServicePort]:
     """The proxyable ports of a Service dict (none for headless / ExternalName)."""
-    meta = svc.get("metadata") or {}
-    spec = svc.get("spec") or {}
-    if spec.get("type") == "ExternalName":
+    v = ServiceView.parse(svc)
+    if v.type == "ExternalName":
         return []
-    ips = [ip for ip in (spec.get("clusterIPs") or [spec.get("clusterIP") or ""]) if ip]
-    cluster_ip = next((ip for ip in ips if ip != "None" and _family(ip) == family), "")
+    cluster_ip = next((ip for ip in v.cluster_ips if ip != "None" and _family(ip) == family), "")
     if not cluster_ip:
         return []
-    ns, name = meta.get("namespace") or "default", meta.get("name") or ""
-    affinity: int | None = None
-    if spec.get("sessionAffinity") == "ClientIP":
-        cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-        affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-    svc_type = spec.get("type") or "ClusterIP"
-    ext_ips = tuple(ip for ip in spec.get("externalIPs") or () if _family(ip) == family)
+    ext_ips = tuple(ip for ip in v.external_ips if _family(ip) == family)
     lb_ips: tuple[str, ...] = ()
-    if svc_type == "LoadBalancer":
-        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        lb_ips = tuple(i["ip"] for i in ingress
-                       if i.get("ip") and i.get("ipMode") != "Proxy" and _family(i["ip"]) == family)
-    ext_local = spec.get("externalTrafficPolicy") == "Local"
-    int_local = spec.get("internalTrafficPolicy") == "Local"
+    if v.type == "LoadBalancer":
+        lb_ips = tuple(ip for ip, mode in v.lb_ingress if mode != "Proxy" and _family(ip) == family)
+    node_ports = v.type in ("NodePort", "LoadBalancer")
     out = []
-    for p in spec.get("ports") or []:
-        try:
-            port = int(p["port"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"service {ns}/{name}: bad port {p!r}") from exc
-        spn = ServicePortName(ns, name, p.get("name") or "", (p.get("protocol") or "TCP").upper())
-        node_port = int(p.get("nodePort") or 0) if svc_type in ("NodePort", "LoadBalancer") else 0
+    for p in v.ports:
+        if p.port is None:
+            raise ModelError(f"service {v.namespace}/{v.name}: bad port {p.name or '(unnamed)'}")
         sp = ServicePort(
-            name=spn, cluster_ip=cluster_ip, port=port, node_port=node_port, external_ips=ext_ips,
-            lb_ips=lb_ips, lb_source_ranges=tuple(spec.get("loadBalancerSourceRanges") or ()),
-            affinity_timeout=affinity, internal_policy_local=int_local,
-            external_policy_local=False, health_check_node_port=0)
-        if ext_local and sp.externally_accessible:
-            hcnp = int(spec.get("healthCheckNodePort") or 0) if svc_type == "LoadBalancer" else 0
+            name=ServicePortName(v.namespace, v.name, p.name, p.protocol), cluster_ip=cluster_ip, port=p.port,
+            node_port=p.node_port if node_ports else 0, external_ips=ext_ips, lb_ips=lb_ips,
+            lb_source_ranges=v.lb_source_ranges, affinity_timeout=v.affinity_timeout,
+            internal_policy_local=v.internal_policy_local, external_policy_local=False, health_check_node_port=0)
+        if v.external_policy_local and sp.externally_accessible:
+            hcnp = v.health_check_node_port if v.type == "LoadBalancer" else 0
             sp = replace(sp, external_policy_local=True, health_check_node_port=hcnp)
         out.append(sp)
     return out
@@ -200,30 +179,19 @@ def parse_slice(es: Mapping[str, Any], node_name: str,
 
     Slices without the service-name label or of another address family give no endpoints.
     """
-    meta = es.get("metadata") or {}
-    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    key = (meta.get("namespace") or "default", svc or "")
-    want = "IPv4" if family == 4 else "IPv6"
-    if not svc or es.get("addressType", want) != want:
+    v = EndpointSliceView.parse(es)
+    key = (v.namespace, v.service)
+    if not v.service or v.address_type not in ("", "IPv4" if family == 4 else "IPv6"):  # (unset: taken as ours)
         return key, []
+    ports = [(p.name, p.protocol, p.port) for p in v.ports if p.port is not None]
     out: list[tuple[str, str, int, Endpoint]] = []
-    for ep in es.get("endpoints") or []:
-        cond = ep.get("conditions") or {}
-        ready = cond.get("ready") is not False  # unset means ready
-        serving = cond.get("serving") if cond.get("serving") is not None else ready
-        terminating = bool(cond.get("terminating"))
-        hints = ep.get("hints") or {}
-        node = ep.get("nodeName") or ""
-        for addr in (ep.get("addresses") or [])[:1]:  # upstream uses the first address
-            for p in es.get("ports") or []:
-                if p.get("port") is None:
-                    continue
-                e = Endpoint(ip=addr, port=int(p["port"]), ready=ready, serving=bool(serving),
-                             terminating=terminating, is_local=bool(node) and node == node_name,
-                             node_name=node,
-                             zone_hints=tuple(z["name"] for z in hints.get("forZones") or ()),
-                             node_hints=tuple(n["name"] for n in hints.get("forNodes") or ()))
-                out.append((p.get("name") or "", (p.get("protocol") or "TCP").upper(), int(p["port"]), e))
+    for ep in v.endpoints:
+        for addr in ep.addresses[:1]:  # upstream uses the first address
+            for name, proto, port in ports:
+                e = Endpoint(ip=addr, port=port, ready=ep.ready, serving=ep.serving, terminating=ep.terminating,
+                             is_local=bool(ep.node_name) and ep.node_name == node_name, node_name=ep.node_name,
+                             zone_hints=ep.zone_hints, node_hints=ep.node_hints)
+                out.append((name, proto, port, e))
     return key, out
 
 
@@ -260,24 +228,75 @@ def categorize(sp: ServicePort, endpoints: Iterable[Endpoint], node_name: str = 
     return ServiceState(port=sp, endpoints=eps, cluster=tuple(cluster), local=tuple(local), has_any=has_any)
 
 
+SliceParse = tuple[tuple[str, str], list[tuple[str, str, int, Endpoint]]]
+
+
+class ParseCache:
+    """Parsed Services and EndpointSlices, reused while the same objects come back.
+
+    An informer replaces an object's dict whenever the object changes, so while the same dict
+    comes back, its parse still holds. One entry per object name (a new dict for the name
+    replaces the entry); a full :func:`compute` drops the entries of objects it did not see.
+    Memoisation only: :func:`compute` returns the same with or without a cache.
+    """
+
+    def __init__(self, node_name: str, family: int = 4) -> None:
+        self.node_name, self.family = node_name, family
+        self.services: dict[tuple[str, str], tuple[Mapping[str, Any], list[ServicePort]]] = {}
+        self.slices: dict[tuple[str, str], tuple[Mapping[str, Any], SliceParse]] = {}
+
+    def service(self, obj: Mapping[str, Any]) -> list[ServicePort]:
+        k = (ns_of(obj), name_of(obj))
+        hit = self.services.get(k)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        out = parse_service(obj, self.family)
+        self.services[k] = (obj, out)
+        return out
+
+    def slice(self, obj: Mapping[str, Any]) -> SliceParse:
+        k = (ns_of(obj), name_of(obj))
+        hit = self.slices.get(k)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        out = parse_slice(obj, self.node_name, self.family)
+        self.slices[k] = (obj, out)
+        return out
+
+    def keep_only(self, services: set[tuple[str, str]], slices: set[tuple[str, str]]) -> None:
+        self.services = {k: v for k, v in self.services.items() if k in services}
+        self.slices = {k: v for k, v in self.slices.items() if k in slices}
+
+
 def compute(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
             node_name: str, node_ips: Iterable[str] = (), *, zone: str = "",
-            family: int = 4) -> DesiredState:
-    """The desired proxy state for this node from a snapshot of Services and EndpointSlices."""
+            family: int = 4, cache: ParseCache | None = None, full: bool = True) -> DesiredState:
+    """The desired proxy state for this node from a snapshot of Services and EndpointSlices.
+
+    With ``cache``, objects seen before are not parsed again; ``full`` says the snapshot is
+    complete (the cache then forgets what it did not hold)."""
+    if cache is not None and (cache.node_name, cache.family) != (node_name, family):
+        raise ValueError("the parse cache is for another node or address family")
+    p_slice = cache.slice if cache is not None else lambda es: parse_slice(es, node_name, family)
+    p_service = cache.service if cache is not None else lambda svc: parse_service(svc, family)
     by_svc: dict[tuple[str, str], dict[tuple[str, str], dict[str, Endpoint]]] = {}
+    slices = list(slices)
     for es in slices:
-        key, eps = parse_slice(es, node_name, family)
+        key, eps = p_slice(es)
         if not eps:
             continue
         ports = by_svc.setdefault(key, {})
         for pname, proto, _port, ep in eps:
             ports.setdefault((pname, proto), {}).setdefault(ep.addr, ep)
     out: dict[ServicePortName, ServiceState] = {}
+    services = list(services)
     for svc in services:
-        for sp in parse_service(svc, family):
+        for sp in p_service(svc):
             n = sp.name
             eps = by_svc.get((n.namespace, n.name), {}).get((n.port, n.protocol), {})
             out[n] = categorize(sp, eps.values(), node_name, zone)
+    if cache is not None and full:
+        cache.keep_only({(ns_of(s), name_of(s)) for s in services}, {(ns_of(s), name_of(s)) for s in slices})
     return DesiredState(node_name=node_name, node_ips=tuple(node_ips), services=out)
 
 

@@ -78,18 +78,6 @@ def nft_service(spn: ServicePortName) -> str:
     return "service-" + nft_suffix(spn)
 
 
-def nft_local(spn: ServicePortName) -> str:
-    return "local-" + nft_suffix(spn)
-
-
-def nft_external(spn: ServicePortName) -> str:
-    return "external-" + nft_suffix(spn)
-
-
-def nft_firewall(spn: ServicePortName) -> str:
-    return "firewall-" + nft_suffix(spn)
-
-
 def nft_endpoint(spn: ServicePortName, ep: Endpoint) -> str:
     return "endpoint-" + _hash_and_truncate(nft_ep_base(spn, ep))
 

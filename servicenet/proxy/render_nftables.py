@@ -25,10 +25,12 @@ traffic (a pod reaching itself through a service) is recognised after DNAT by th
 
 The key ranges are handed out by :class:`Blocks` (state as data, kept by the caller between
 syncs). :func:`build` computes an :class:`NftRuleset` (the per-service part as data);
-:func:`full_transaction` renders everything, :func:`incremental_transaction` only the
-difference between two rulesets, :func:`partial_transaction` the difference for a few services.
+:func:`content_transaction` writes every service's objects, :func:`incremental_transaction`
+only the difference between two rulesets, :func:`partial_transaction` the difference for a few
+services: as typed commands (:mod:`nft_commands`), which :func:`nft_commands.render` writes as
+``nft -f`` text and :mod:`nft_encode` as a netlink batch. The fixed part of the table (base
+chains, sets, maps) is :mod:`nft_skeleton`.
 """
-
 from __future__ import annotations
 
 import math
@@ -41,49 +43,48 @@ from typing import Any
 
 from servicenet.proxy import names
 from servicenet.proxy.model import DesiredState, Endpoint, ServicePortName, ServiceState
-
-ENDPOINT_MAP = "service-endpoints"  # prefix of the shard maps "service-endpoints-<k>"
-HAIRPIN_SET = "hairpin-connections"
-MAPS = ("service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports", "firewall-ips")
-SETS = ("cluster-ips", "nodeport-ips", HAIRPIN_SET)
-BASE_CHAINS = (
-    ("nat-prerouting", "nat", "prerouting", -100), ("nat-output", "nat", "output", -100),
-    ("nat-postrouting", "nat", "postrouting", 100),
-    ("filter-prerouting-pre-dnat", "filter", "prerouting", -110),
-    ("filter-output-pre-dnat", "filter", "output", -110),
-    ("filter-input", "filter", "input", 0), ("filter-forward", "filter", "forward", 0),
-    ("filter-output", "filter", "output", 0),
+from servicenet.proxy.nft_commands import (
+    JUMP_MASQ,
+    L4,
+    AddAffinitySet,
+    AddChain,
+    AddElements,
+    Addr,
+    AddrInSet,
+    AddrNotInRanges,
+    AddrPair,
+    AddRule,
+    Command,
+    DeleteChain,
+    DeleteElements,
+    DeleteSet,
+    Dnat,
+    DnatMap,
+    FibLocal,
+    FlushChain,
+    FlushSet,
+    Key,
+    NumgenVmap,
+    PortKey,
+    Rule,
+    Target,
+    UpdateSet,
+    Value,
+    Verdict,
+    render,
 )
-AUX_CHAINS = ("services", "masquerading", "mark-for-masquerade", "service-endpoints-check",
-              "nodeport-endpoints-check", "cluster-ips-check", "firewall-check")
-FIXED_CHAINS = (*(n for n, *_ in BASE_CHAINS), *AUX_CHAINS, "reject-chain")
+from servicenet.proxy.nft_skeleton import (
+    ENDPOINT_MAP,
+    HAIRPIN_SET,
+    MAPS,
+    SETS,
+    NftConfig,
+    skeleton_transaction,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class NftConfig:
-    family: str = "ip"  # "ip" or "ip6"
-    table: str = "kube-proxy"
-    cluster_cidr: str | None = None
-    service_cidrs: tuple[str, ...] = ()
-    masquerade_all: bool = False
-    masquerade_bit: int = 14
-    nodeport_primary: bool = True  # NodePorts on the node's own IPs (else: any local address)
-
-    @property
-    def ipx(self) -> str:
-        return "ip" if self.family == "ip" else "ip6"
-
-    @property
-    def addr_type(self) -> str:
-        return "ipv4_addr" if self.family == "ip" else "ipv6_addr"
-
-    @property
-    def loopback(self) -> str:
-        return "127.0.0.0/8" if self.family == "ip" else "::1"
-
-    @property
-    def mark(self) -> str:
-        return hex(1 << self.masquerade_bit)
+Chains = dict[str, tuple[Rule, ...]]
+ElementMap = dict[Key, Value]
+GOTO_REJECT, DROP = Verdict("goto", "reject-chain"), Verdict("drop")
 
 
 class Blocks:
@@ -147,9 +148,9 @@ def shards_for(state: DesiredState) -> int:
 class NftRuleset:
     """The per-service part of the table, as data."""
 
-    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> rules, in order
+    chains: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)  # name -> rules, in order
     affinity_sets: Mapping[str, int] = field(default_factory=dict)  # name -> timeout seconds
-    maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # map -> key -> value
+    maps: Mapping[str, Mapping[Key, Value]] = field(default_factory=dict)  # map -> key -> value
     sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # (hairpin: addresses, not pairs)
     endpoint_maps: tuple[str, ...] = (f"{ENDPOINT_MAP}-0",)  # every shard map the table needs
     fragments: tuple[Fragment, ...] = field(default=(), compare=False, repr=False)  # what it was made from
@@ -157,9 +158,9 @@ class NftRuleset:
     def bulk(self) -> tuple[dict[str, list[tuple[int, tuple[Endpoint, ...]]]], frozenset[str]]:
         """The endpoint map elements as ``(base, endpoints)`` runs per map, and the hairpin addresses.
 
-        The same content as the text of ``maps[service-endpoints-*]`` (endpoint ``i`` of a run
-        has key ``base + i``) and ``sets[hairpin-connections]`` (each address ``a`` is the pair
-        ``a . a``), for writers that encode it directly instead of parsing text.
+        The same content as ``maps[service-endpoints-*]`` (endpoint ``i`` of a run has key
+        ``base + i``) and ``sets[hairpin-connections]`` (each address ``a`` is the pair ``a . a``),
+        for a writer that encodes it straight from the model's data.
         """
         return endpoint_runs(self.fragments), self.sets.get(HAIRPIN_SET, frozenset())
 
@@ -169,13 +170,13 @@ class Fragment:
     """The objects one service port contributes (cached between syncs; never modified).
 
     Endpoint map entries are kept as data (``lbs``) and hairpin entries as plain addresses;
-    their text is made only when a text transaction needs it.
+    their element values are made only when a transaction lists them one by one.
     """
 
     state: ServiceState
-    chains: dict[str, tuple[str, ...]]
+    chains: Chains
     aff: dict[str, int]
-    maps: dict[str, dict[str, str]]
+    maps: dict[str, ElementMap]
     sets: dict[str, tuple[str, ...]]  # contributions to the shared (reference-counted) sets
     lbs: tuple[tuple[str, str, int, tuple[Endpoint, ...]], ...] = ()  # (chain, map, base, endpoints)
     shards: int = 1
@@ -190,13 +191,13 @@ FragmentCache = dict[Any, Fragment]
 
 def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragment:
     sp, spn = st.port, st.port.name
-    ipx, proto = cfg.ipx, spn.proto
+    proto = spn.proto
     sfx = names.nft_suffix(spn)
     svc_chain, local_chain = "service-" + sfx, "local-" + sfx
     ext_chain, fw_chain = "external-" + sfx, "firewall-" + sfx
-    chains: dict[str, tuple[str, ...]] = {}
+    chains: Chains = {}
     aff: dict[str, int] = {}
-    maps: dict[str, dict[str, str]] = {}
+    maps: dict[str, ElementMap] = {}
     has_endpoints = st.has_any
     internal, external = st.internal, st.external
     internal_chain = local_chain if sp.internal_policy_local else svc_chain
@@ -206,29 +207,30 @@ def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragmen
     uses_fw = uses_ext and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
     affinity = sp.affinity_timeout is not None
 
-    int_verdict = ext_verdict = "goto reject-chain"
+    int_verdict = ext_verdict = GOTO_REJECT
     if has_endpoints:
-        int_verdict = "" if internal else "drop"
-        ext_verdict = "" if external else "drop"
+        int_verdict = ext_verdict = DROP  # (used only when the policy's endpoints are missing)
 
-    key = f"{proto} . {sp.port}"
     if internal:
-        maps["service-ips"] = {f"{sp.cluster_ip} . {key}": f"goto {internal_chain}"}
+        maps["service-ips"] = {PortKey(sp.cluster_ip, proto, sp.port): Verdict("goto", internal_chain)}
     else:
-        maps["no-endpoint-services"] = {f"{sp.cluster_ip} . {key}": int_verdict}
+        maps["no-endpoint-services"] = {PortKey(sp.cluster_ip, proto, sp.port): int_verdict}
     if exposed:
+        to_ext, to_fw = Verdict("goto", ext_chain), Verdict("goto", fw_chain)
         for ip in (*sp.external_ips, *sp.lb_ips):
+            key = PortKey(ip, proto, sp.port)
             if has_endpoints:
-                maps.setdefault("service-ips", {})[f"{ip} . {key}"] = f"goto {ext_chain}"
+                maps.setdefault("service-ips", {})[key] = to_ext
             if uses_fw and ip in sp.lb_ips:
-                maps.setdefault("firewall-ips", {})[f"{ip} . {key}"] = f"goto {fw_chain}"
+                maps.setdefault("firewall-ips", {})[key] = to_fw
             if not external:
-                maps.setdefault("no-endpoint-services", {})[f"{ip} . {key}"] = ext_verdict
+                maps.setdefault("no-endpoint-services", {})[key] = ext_verdict
         if sp.node_port:
+            key = PortKey(None, proto, sp.node_port)
             if has_endpoints:
-                maps["service-nodeports"] = {f"{proto} . {sp.node_port}": f"goto {ext_chain}"}
+                maps["service-nodeports"] = {key: to_ext}
             if not external:
-                maps["no-endpoint-nodeports"] = {f"{proto} . {sp.node_port}": ext_verdict}
+                maps["no-endpoint-nodeports"] = {key: ext_verdict}
 
     reachable = st.reachable
     if affinity:
@@ -236,9 +238,9 @@ def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragmen
         for ep in reachable:
             aset = names.nft_affinity(spn, ep)
             aff[aset] = int(sp.affinity_timeout or 0)
-            chains[names.nft_endpoint(spn, ep)] = (f"{ipx} saddr {ep.ip} jump mark-for-masquerade",
-                                                   f"update @{aset} {{ {ipx} saddr }}",
-                                                   f"meta l4proto {proto} dnat to {ep.addr}")
+            chains[names.nft_endpoint(spn, ep)] = (Rule((Addr("saddr", ep.ip), JUMP_MASQ)),
+                                                   Rule((UpdateSet(aset),)),
+                                                   Rule((L4[proto], Dnat(ep.ip, ep.port))))
 
     lbs: list[tuple[str, str, int, tuple[Endpoint, ...]]] = []
     lb: list[tuple[str, tuple[Endpoint, ...]]] = []
@@ -247,37 +249,35 @@ def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragmen
     if st.local and sp.uses_local_endpoints:
         lb.append((local_chain, st.local))
     for ch, eps in lb:
-        rules: list[str] = []
         n = len(eps)
         if affinity:
-            rules += [f"{ipx} saddr @{names.nft_affinity(spn, ep)} goto {names.nft_endpoint(spn, ep)}" for ep in eps]
-            elems = " , ".join(f"{i} : goto {names.nft_endpoint(spn, ep)}" for i, ep in enumerate(eps))
-            rules.append(f"numgen random mod {n} vmap {{ {elems} }}")
+            targets = tuple(Verdict("goto", names.nft_endpoint(spn, ep)) for ep in eps)
+            chains[ch] = (*(Rule((AddrInSet("saddr", names.nft_affinity(spn, ep)), t))
+                            for ep, t in zip(eps, targets, strict=True)),
+                          Rule((NumgenVmap(targets),)))
         elif n == 1:
-            rules.append(f"meta l4proto {proto} dnat to {eps[0].addr}")
+            chains[ch] = (Rule((L4[proto], Dnat(eps[0].ip, eps[0].port))),)
         else:
             base = blocks.fit(ch, n)
             mname = blocks.map_for(ch)
             lbs.append((ch, mname, base, eps))
-            rules.append(f"meta l4proto {proto} dnat {ipx} addr . port to numgen random mod {n} "
-                         f"offset {base} map @{mname}")
-        chains[ch] = tuple(rules)
+            chains[ch] = (Rule((L4[proto], DnatMap(n, base, mname))),)
 
     if uses_ext:
-        rules = []
+        rules: list[Rule] = []
+        to_svc = Verdict("goto", svc_chain)
         if not sp.external_policy_local:
-            rules.append("jump mark-for-masquerade")
+            rules.append(Rule((JUMP_MASQ,)))
         else:
             if cfg.cluster_cidr:
-                rules.append(f'{ipx} saddr {cfg.cluster_cidr} goto {svc_chain} comment "short-circuit pod traffic"')
-            rules.append('fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"')
-            rules.append(f'fib saddr type local goto {svc_chain} comment "short-circuit local traffic"')
+                rules.append(Rule((Addr("saddr", cfg.cluster_cidr), to_svc), "short-circuit pod traffic"))
+            rules.append(Rule((FibLocal("saddr"), JUMP_MASQ), "masquerade local traffic"))
+            rules.append(Rule((FibLocal("saddr"), to_svc), "short-circuit local traffic"))
         if external:
-            rules.append(f"goto {external_chain}")
+            rules.append(Rule((Verdict("goto", external_chain),)))
         chains[ext_chain] = tuple(rules)
     if uses_fw:
-        ranges = ", ".join(sp.lb_source_ranges)
-        chains[fw_chain] = (f"{ipx} saddr != {{ {ranges} }} drop",)
+        chains[fw_chain] = (Rule((AddrNotInRanges("saddr", sp.lb_source_ranges), DROP)),)
     sets = {"cluster-ips": (sp.cluster_ip,), HAIRPIN_SET: tuple([ep.ip for ep in reachable])}
     return Fragment(st, chains, aff, maps, sets, tuple(lbs), blocks.shards)
 
@@ -289,10 +289,12 @@ def _release(frag: Fragment, blocks: Blocks) -> None:
 
 
 def assemble(frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
-              endpoint_maps: tuple[str, ...], text: bool = True) -> NftRuleset:
-    chains: dict[str, tuple[str, ...]] = {}
+             endpoint_maps: tuple[str, ...], endpoints: bool = True) -> NftRuleset:
+    """The ruleset made of ``frags``; with ``endpoints=False`` the endpoint maps' elements are
+    left out of ``maps`` (see :meth:`NftRuleset.bulk`)."""
+    chains: Chains = {}
     aff: dict[str, int] = {}
-    maps: dict[str, dict[str, str]] = {m: {} for m in MAPS}
+    maps: dict[str, ElementMap] = {m: {} for m in MAPS}
     sets: dict[str, set[str]] = {"cluster-ips": set(), HAIRPIN_SET: set()}
     for f in frags:
         chains.update(f.chains)
@@ -303,9 +305,9 @@ def assemble(frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
                 maps[m].update(elems)
         for s, elems in f.sets.items():
             sets[s].update(elems)
-        if text:
+        if endpoints:
             for _, mname, base, eps in f.lbs:
-                maps.setdefault(mname, {}).update({str(i): f"{ep.ip} . {ep.port}" for i, ep in enumerate(eps, base)})
+                maps.setdefault(mname, {}).update({i: Target(ep.ip, ep.port) for i, ep in enumerate(eps, base)})
     out = {s: frozenset(v) for s, v in sets.items()}
     if cfg.nodeport_primary:
         out["nodeport-ips"] = frozenset(node_ips)
@@ -314,13 +316,13 @@ def assemble(frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
 
 
 def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = None,
-          blocks: Blocks | None = None, *, text: bool = True) -> NftRuleset:
+          blocks: Blocks | None = None, *, endpoints: bool = True) -> NftRuleset:
     """The per-service objects of ``state``.
 
     With ``cache`` (kept by the caller between syncs, with its ``blocks``) services whose
     :class:`ServiceState` did not change reuse their previous fragment, so a sync renders
     O(changed) rules. Without ``blocks`` the key ranges are allocated afresh. With
-    ``text=False`` the endpoint maps are left out of ``maps`` (see :meth:`NftRuleset.bulk`).
+    ``endpoints=False`` the endpoint maps are left out of ``maps`` (see :meth:`NftRuleset.bulk`).
     """
     if blocks is None:
         blocks, cache = Blocks(), None
@@ -344,7 +346,7 @@ def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = Non
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    return assemble([fresh[n] for n in names_], state.node_ips, cfg, blocks.maps, text)
+    return assemble([fresh[n] for n in names_], state.node_ips, cfg, blocks.maps, endpoints)
 
 
 @dataclass(slots=True)
@@ -372,8 +374,8 @@ class Programmed:
 
 
 def partial_transaction(prog: Programmed, state: DesiredState, changed: Iterable[ServicePortName],
-                        cfg: NftConfig, blocks: Blocks) -> tuple[str, Programmed]:
-    """The transaction for the services in ``changed`` only; ``prog`` updated to match.
+                        cfg: NftConfig, blocks: Blocks) -> tuple[list[Command], Programmed]:
+    """The commands for the services in ``changed`` only; ``prog`` updated to match.
 
     Costs O(changed services), not O(all services): only the fragments of those services
     are rendered and compared. Shared set elements (ClusterIPs, hairpin pairs) are
@@ -425,120 +427,23 @@ def _mini(frags: Iterable[Fragment], sets: Mapping[str, frozenset[str]], node_ip
     return NftRuleset(rs.chains, rs.affinity_sets, rs.maps, {**rs.sets, **sets}, endpoint_maps)
 
 
-def base_objects(cfg: NftConfig) -> list[str]:
-    """Table, maps, sets, base and helper chains and their fixed rules."""
-    t = f"{cfg.family} {cfg.table}"
-    at, ipx, lo = cfg.addr_type, cfg.ipx, cfg.loopback
-    out = [f'add table {t} {{ comment "rules for kube-proxy" ; }}',
-           f'add set {t} cluster-ips {{ type {at} ; comment "Active ClusterIPs" ; }}']
-    if cfg.nodeport_primary:
-        out.append(f'add set {t} nodeport-ips {{ type {at} ; comment "IPs that accept NodePort traffic" ; }}')
-    out += [
-        f'add set {t} {HAIRPIN_SET} {{ type {at} . {at} ; comment "endpoint . endpoint: a pod calling itself" ; }}',
-        f'add map {t} service-ips {{ type {at} . inet_proto . inet_service : verdict ; '
-        'comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }',
-        f'add map {t} service-nodeports {{ type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }}',
-        f'add map {t} no-endpoint-services {{ type {at} . inet_proto . inet_service : verdict ; '
-        'comment "vmap to drop or reject packets to services with no endpoints" ; }',
-        f'add map {t} no-endpoint-nodeports {{ type inet_proto . inet_service : verdict ; '
-        'comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }',
-        f'add map {t} firewall-ips {{ type {at} . inet_proto . inet_service : verdict ; '
-        'comment "destinations that are subject to LoadBalancerSourceRanges" ; }',
-    ]
-    out += [f"add chain {t} {n} {{ type {ty} hook {h} priority {p} ; }}" for n, ty, h, p in BASE_CHAINS]
-    out += [f"add chain {t} {n}" for n in AUX_CHAINS]
-    out.append(f'add chain {t} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}')
-    r = f"add rule {t}"
-    np_match = f"{ipx} daddr @nodeport-ips" if cfg.nodeport_primary else f"fib daddr type local {ipx} daddr != {lo}"
-    np_check = f"{ipx} daddr @nodeport-ips" if cfg.nodeport_primary else f"{ipx} daddr != {lo}"
-    # Traffic to a ClusterIP from outside the pod network is masqueraded (upstream writes this
-    # check into every service chain; one rule against @cluster-ips does the same job).
-    masq = []
-    if cfg.masquerade_all:
-        masq.append(f"{r} services {ipx} daddr @cluster-ips jump mark-for-masquerade")
-    elif cfg.cluster_cidr:
-        masq.append(f"{r} services {ipx} daddr @cluster-ips {ipx} saddr != {cfg.cluster_cidr} jump mark-for-masquerade")
-    out += [
-        f"{r} nat-prerouting jump services", f"{r} nat-output jump services",
-        f"{r} nat-postrouting jump masquerading",
-        f"{r} filter-prerouting-pre-dnat ct state new jump firewall-check",
-        f"{r} filter-output-pre-dnat ct state new jump firewall-check",
-        f"{r} filter-input ct state new jump nodeport-endpoints-check",
-        f"{r} filter-input ct state new jump service-endpoints-check",
-        f"{r} filter-forward ct state new jump service-endpoints-check",
-        f"{r} filter-forward ct state new jump cluster-ips-check",
-        f"{r} filter-output ct state new jump service-endpoints-check",
-        f"{r} filter-output ct state new jump cluster-ips-check",
-        f"{r} mark-for-masquerade mark set mark or {cfg.mark}",
-        f'{r} masquerading ct status dnat {ipx} saddr . {ipx} daddr @{HAIRPIN_SET} jump mark-for-masquerade '
-        'comment "hairpin"',
-        f"{r} masquerading mark and {cfg.mark} == 0 return",
-        f"{r} masquerading mark set mark xor {cfg.mark}",
-        f"{r} masquerading masquerade fully-random",
-        *masq,
-        f"{r} services {ipx} daddr . meta l4proto . th dport vmap @service-ips",
-        f"{r} services {np_match} meta l4proto . th dport vmap @service-nodeports",
-        f"{r} service-endpoints-check {ipx} daddr . meta l4proto . th dport vmap @no-endpoint-services",
-        f"{r} nodeport-endpoints-check {np_check} meta l4proto . th dport vmap @no-endpoint-nodeports",
-        f"{r} firewall-check {ipx} daddr . meta l4proto . th dport vmap @firewall-ips",
-        f"{r} reject-chain reject",
-        f'{r} cluster-ips-check {ipx} daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"',
-    ]
-    if cfg.service_cidrs:
-        out.append(f'{r} cluster-ips-check {ipx} daddr {{ {", ".join(cfg.service_cidrs)} }} drop '
-                   'comment "Drop traffic to unallocated ClusterIPs"')
-    return out
+def _set_key(name: str, e: str) -> Key:
+    return AddrPair(e, e) if name == HAIRPIN_SET else e
 
 
-def _endpoint_map_decl(t: str, name: str, cfg: NftConfig) -> str:
-    return (f"add map {t} {name} {{ typeof numgen random mod 1 : {cfg.ipx} daddr . tcp dport ; "
-            'comment "service endpoints: each service chain reads its own key range" ; }')
-
-
-def skeleton_transaction(cfg: NftConfig, endpoint_maps: Iterable[str] = (f"{ENDPOINT_MAP}-0",),
-                         affinity_sets: Mapping[str, int] | None = None, *, fresh: bool = False) -> str:
-    """Table, maps, sets and fixed chains declared, and the fixed chains' rules rewritten.
-
-    Re-running it on a populated table changes nothing but repairs drift in the fixed
-    rules: declaring existing objects is a no-op and the fixed chains are flushed before
-    their rules are re-added. ``fresh`` drops the table first. Service content (per-service
-    chains, map and set elements) is left alone; :func:`content_transaction` writes it.
-    """
-    t = f"{cfg.family} {cfg.table}"
-    lines = [f"add table {t}", f"delete table {t}"] if fresh else []
-    base = base_objects(cfg)
-    first_rule = next(i for i, ln in enumerate(base) if ln.startswith("add rule"))
-    lines += base[:first_rule]
-    lines += [_endpoint_map_decl(t, m, cfg) for m in endpoint_maps]
-    lines += [_affinity_set(t, n, to, cfg) for n, to in (affinity_sets or {}).items()]
-    if not fresh:
-        lines += [f"flush chain {t} {n}" for n in FIXED_CHAINS]
-    lines += base[first_rule:]
-    return "\n".join(lines) + "\n"
-
-
-def _affinity_set(t: str, name: str, timeout: int, cfg: NftConfig) -> str:
-    return f"add set {t} {name} {{ type {cfg.addr_type} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
-
-
-def _elements(t: str, rs: NftRuleset, which: Iterable[str], per_statement: bool) -> list[str]:
-    out = []
+def _elements(rs: NftRuleset, which: Iterable[str]) -> list[Command]:
+    """One command per map or set of ``which`` with all its elements (none if it is empty)."""
+    out: list[Command] = []
     for m in which:
         if m in rs.maps:
-            elems = [f"{k} : {v}" for k, v in rs.maps[m].items()]
+            elems = rs.maps[m]
+            if elems:
+                out.append(AddElements(m, tuple(elems), tuple(elems.values())))
         else:
-            elems = [_set_elem(m, e) for e in sorted(rs.sets.get(m, ()))]
-        if not elems:
-            continue
-        if per_statement:
-            out += [f"add element {t} {m} {{ {e} }}" for e in elems]
-        else:
-            out.append(f"add element {t} {m} {{ {', '.join(elems)} }}")
+            keys = sorted(rs.sets.get(m, ()))
+            if keys:
+                out.append(AddElements(m, tuple(keys) if m != HAIRPIN_SET else tuple(AddrPair(e, e) for e in keys)))
     return out
-
-
-def _set_elem(name: str, e: str) -> str:
-    return f"{e} . {e}" if name == HAIRPIN_SET else e
 
 
 def _is_endpoint_map(name: str) -> bool:
@@ -546,52 +451,50 @@ def _is_endpoint_map(name: str) -> bool:
 
 
 def content_transaction(rs: NftRuleset, cfg: NftConfig, existing_chains: Iterable[str] | None = None,
-                        existing_sets: Iterable[str] = (), *, bulk: bool = True) -> str:
+                        existing_sets: Iterable[str] = (), *, bulk: bool = True) -> list[Command]:
     """Every service's objects, replacing whatever the table held before (one transaction).
 
     Needs the skeleton declared with ``rs.endpoint_maps`` and the affinity sets of ``rs``.
-    Maps and shared sets are flushed and refilled; every service chain is created or flushed and rewritten; service chains,
-    affinity sets and endpoint maps in ``existing_*`` but not in ``rs`` are deleted after
-    the rules that used them. Affinity sets that stay keep their entries. With ``bulk=False``
-    the elements of the endpoint maps and of the hairpin set are left out: the caller adds
-    them (from :meth:`NftRuleset.bulk`) after the rest.
+    Maps and shared sets are flushed and refilled; every service chain is created or flushed
+    and rewritten; service chains, affinity sets and endpoint maps in ``existing_*`` but not in
+    ``rs`` are deleted after the rules that used them. Affinity sets that stay keep their
+    entries. With ``bulk=False`` the elements of the endpoint maps and of the hairpin set are
+    left out: the caller adds them (from :meth:`NftRuleset.bulk`) after the rest.
     """
-    t = f"{cfg.family} {cfg.table}"
     existing, sets_before = set(existing_chains or ()), set(existing_sets)
     emaps = [m for m in rs.endpoint_maps if m in rs.maps]
-    lines = []
+    out: list[Command] = []
     if existing_chains is not None:  # (None: a table just created, nothing to flush)
-        lines += [f"flush set {t} {s}" for s in SETS if s in rs.sets]
-        lines += [f"flush map {t} {m}" for m in (*MAPS, *rs.endpoint_maps)]
-    lines += [f"add chain {t} {c}" for c in rs.chains if c not in existing]
-    lines += [f"flush chain {t} {c}" for c in rs.chains if c in existing]
-    for c, rules in rs.chains.items():
-        lines += [f"add rule {t} {c} {r}" for r in rules]
+        out += [FlushSet(s) for s in SETS if s in rs.sets]
+        out += [FlushSet(m, is_map=True) for m in (*MAPS, *rs.endpoint_maps)]
+    out += [AddChain(c) for c in rs.chains if c not in existing]
+    out += [FlushChain(c) for c in rs.chains if c in existing]
+    out += [AddRule(c, r) for c, rules in rs.chains.items() for r in rules]
     # endpoint maps after the rules that read them: checking each new element against the
     # (few) rules of its shard is cheaper than walking the shard once per binding rule
     if bulk:
-        lines += _elements(t, rs, (*SETS, *MAPS, *emaps), per_statement=False)
+        out += _elements(rs, (*SETS, *MAPS, *emaps))
     else:
-        lines += _elements(t, rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS), per_statement=False)
+        out += _elements(rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS))
     stale = sorted(c for c in existing if "/" in c and c not in rs.chains)
-    lines += [f"flush chain {t} {c}" for c in stale]
-    lines += [f"delete chain {t} {c}" for c in stale]
-    lines += [f"delete set {t} {s}" for s in sorted(sets_before)
-              if s.startswith("affinity-") and s not in rs.affinity_sets]
-    lines += [f"delete map {t} {m}" for m in sorted(sets_before)
-              if _is_endpoint_map(m) and m not in rs.endpoint_maps]
-    return "\n".join(lines) + "\n"
+    out += [FlushChain(c) for c in stale]
+    out += [DeleteChain(c) for c in stale]
+    out += [DeleteSet(s) for s in sorted(sets_before) if s.startswith("affinity-") and s not in rs.affinity_sets]
+    out += [DeleteSet(m, is_map=True) for m in sorted(sets_before)
+            if _is_endpoint_map(m) and m not in rs.endpoint_maps]
+    return out
 
 
 def full_transaction(rs: NftRuleset, cfg: NftConfig, *, existing_chains: Iterable[str] | None = None,
                      existing_sets: Iterable[str] | None = None) -> str:
-    """Everything, as one ``nft -f`` transaction.
+    """Everything, as one ``nft -f`` transaction (text).
 
     With ``existing_*`` unknown (None) the table is dropped and recreated. Otherwise the
     skeleton is re-declared and its fixed rules rewritten, then :func:`content_transaction`.
     """
     skeleton = skeleton_transaction(cfg, rs.endpoint_maps, rs.affinity_sets, fresh=existing_chains is None)
-    return skeleton + content_transaction(rs, cfg, existing_chains, existing_sets or ())
+    content = content_transaction(rs, cfg, existing_chains, existing_sets or ())
+    return skeleton + render(content, cfg.family, cfg.table)
 
 
 def affinity_sets(state: DesiredState) -> dict[str, int]:
@@ -614,72 +517,60 @@ def endpoint_runs(frags: Iterable[Fragment]) -> dict[str, list[tuple[int, tuple[
     return emaps
 
 
-def prepare_transaction(frags: Sequence[Fragment], cfg: NftConfig) -> str:
+def prepare_transaction(frags: Sequence[Fragment], cfg: NftConfig) -> list[Command]:
     """The chains and rules of ``frags``, for a table that does not have them yet.
 
     Nothing reaches these chains before :func:`switch_transaction` fills the dispatch maps,
     so this can go out in pieces, ahead of the switch. (Their endpoint map elements go with
     them, from :func:`endpoint_runs`.)
     """
-    t = f"{cfg.family} {cfg.table}"
-    lines = [f"add chain {t} {c}" for f in frags for c in f.chains]
-    lines += [f"add rule {t} {c} {r}" for f in frags for c, rules in f.chains.items() for r in rules]
-    return "\n".join(lines) + "\n" if lines else ""
+    out: list[Command] = [AddChain(c) for f in frags for c in f.chains]
+    out += [AddRule(c, r) for f in frags for c, rules in f.chains.items() for r in rules]
+    return out
 
 
-def switch_transaction(rs: NftRuleset, cfg: NftConfig) -> str:
+def switch_transaction(rs: NftRuleset, cfg: NftConfig) -> list[Command]:
     """After :func:`prepare_transaction` of every fragment of ``rs`` into a fresh table: the
     dispatch maps and shared sets that make it all live, in one transaction (the hairpin
     pairs are left to the caller, as with ``content_transaction(bulk=False)``)."""
-    t = f"{cfg.family} {cfg.table}"
-    lines = _elements(t, rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS), per_statement=False)
-    return "\n".join(lines) + "\n" if lines else ""
+    return _elements(rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS))
 
 
 class NeedFullSync(Exception):
     """An incremental transaction cannot express this change."""
 
 
-def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) -> str:
-    """Only what changed between ``old`` (programmed) and ``new`` ('' if nothing).
+def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) -> list[Command]:
+    """Only what changed between ``old`` (programmed) and ``new`` (empty if nothing).
 
     Both must use the same endpoint maps (a new sharding needs a full sync).
     """
-    t = f"{cfg.family} {cfg.table}"
     if old.endpoint_maps != new.endpoint_maps:
         raise NeedFullSync("endpoint maps changed")
     for s, to in new.affinity_sets.items():
         if s in old.affinity_sets and old.affinity_sets[s] != to:
             raise NeedFullSync(f"affinity timeout of {s} changed")
-    lines = [_affinity_set(t, n, to, cfg) for n, to in new.affinity_sets.items() if n not in old.affinity_sets]
+    out: list[Command] = [AddAffinitySet(n, to) for n, to in new.affinity_sets.items() if n not in old.affinity_sets]
     added = [c for c in new.chains if c not in old.chains]
     changed = [c for c, r in new.chains.items() if c in old.chains and old.chains[c] != r]
-    lines += [f"add chain {t} {c}" for c in added]
-    lines += [f"flush chain {t} {c}" for c in changed]
-    dels, adds = [], []
+    out += [AddChain(c) for c in added]
+    out += [FlushChain(c) for c in changed]
+    dels: list[Command] = []
+    adds: list[Command] = []
     for s in SETS:
         o, n = old.sets.get(s, frozenset()), new.sets.get(s, frozenset())
-        dels += [f"delete element {t} {s} {{ {_set_elem(s, e)} }}" for e in sorted(o - n)]
-        adds += [f"add element {t} {s} {{ {_set_elem(s, e)} }}" for e in sorted(n - o)]
+        dels += [DeleteElements(s, (_set_key(s, e),)) for e in sorted(o - n)]
+        adds += [AddElements(s, (_set_key(s, e),)) for e in sorted(n - o)]
     for m in (*MAPS, *new.endpoint_maps):
-        o, n = old.maps.get(m, {}), new.maps.get(m, {})
-        for k, v in o.items():
-            if n.get(k) != v:
-                dels.append(f"delete element {t} {m} {{ {k} }}")
-        for k, v in n.items():
-            if o.get(k) != v:
-                adds.append(f"add element {t} {m} {{ {k} : {v} }}")
+        om, nm = old.maps.get(m, {}), new.maps.get(m, {})
+        dels += [DeleteElements(m, (k,)) for k, v in om.items() if nm.get(k) != v]
+        adds += [AddElements(m, (k,), (v,)) for k, v in nm.items() if om.get(k) != v]
     # (verdict elements may point at chains added above: those are declared first)
     for c in (*added, *changed):
-        lines += [f"add rule {t} {c} {r}" for r in new.chains[c]]
-    lines += dels + adds
+        out += [AddRule(c, r) for r in new.chains[c]]
+    out += dels + adds
     stale = [c for c in old.chains if c not in new.chains]
-    lines += [f"flush chain {t} {c}" for c in stale]
-    lines += [f"delete chain {t} {c}" for c in stale]
-    lines += [f"delete set {t} {s}" for s in old.affinity_sets if s not in new.affinity_sets]
-    return "\n".join(lines) + "\n" if lines else ""
-
-
-def cleanup_transaction(cfg: NftConfig) -> str:
-    t = f"{cfg.family} {cfg.table}"
-    return f"add table {t}\ndelete table {t}\n"
+    out += [FlushChain(c) for c in stale]
+    out += [DeleteChain(c) for c in stale]
+    out += [DeleteSet(s) for s in old.affinity_sets if s not in new.affinity_sets]
+    return out

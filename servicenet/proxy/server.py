@@ -10,27 +10,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import signal
+import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import NodeView, annotations_of, labels_of, name_of, ns_of
+from servicenet.client import ApiClient
 from servicenet.common import log
 from servicenet.common.component import bounded
+from servicenet.common.health import HealthServer
+from servicenet.common.netns import socket_in_netns
 from servicenet.proxy import conntrack, model
 from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
+from servicenet.proxy.lb_allocator import LBAllocator
 from servicenet.proxy.metrics import ProxyMetrics
+from servicenet.proxy.planner import (
+    NodeChanged,
+    RoutesAdded,
+    ServiceChanged,
+    SliceChanged,
+    SyncDone,
+    SyncFailed,
+    SyncPlanner,
+)
 from servicenet.proxy.render_iptables import IptablesConfig
 from servicenet.proxy.render_nftables import NftConfig
-from servicenet.proxy.source import TRIGGER_ANNOTATION, InformerSource, SnapshotSource, StaticSource
+from servicenet.proxy.source import InformerSource, SnapshotSource, StaticSource, slice_owner
 from servicenet.proxy.sync import Backend, IptablesBackend, NftablesBackend, SyncRunner, delete_flows, run_cmd
+from servicenet.proxy.userspace import UserspaceProxy
 
 _log = log.get("proxy")
-NETNS_ANNOTATION = "servicenet.dev/netns"
+NETNS_ANNOTATION = wk.NETNS_ANNOTATION
 MODES = ("userspace", "iptables", "nftables")
+LB_POOLS = {"netns": "10.255.255.0/24", "loopback": "127.98.0.0/24"}  # LoadBalancer IPs, per address plan
 UNREACH_BIT = 1 << 3  # ICMP type 3 (destination unreachable) in net.ipv4.icmp_ratemask
 
 
@@ -80,18 +100,16 @@ class ProxyServer:
         self.hc: ServiceHealthServers | None = None
         self.lb: Any = None
         self._routes: list[str] = []  # destinations we added a route for (removed on stop)
-        self._need_routes = False  # netns mode: routes still to add (the node's IP was not known yet)
         self._old_ratemask: int | None = None
         self._node_labels: dict[str, str] | None = None  # None until the Node is first seen
         self.zone = ""
         self.runner = SyncRunner(self._sync, config.min_sync_period, config.full_sync_period, config.sync_period)
-        self._need_full = True
-        self._last_full = 0.0
+        # what the next sync does (full or partial, which services, routes): see planner.py
+        self.planner = SyncPlanner(config.full_sync_period, kernel=config.mode != "userspace")
+        self._parsed = model.ParseCache(config.node_name)  # objects parsed by earlier syncs
         self._pending_triggers: list[float] = []
         self._pending_svc = 0
         self._pending_eps = 0
-        # services touched since the last sync: only these are recomputed (the model is per service)
-        self._dirty: set[tuple[str, str]] = set()
         self._ports_by_svc: dict[tuple[str, str], set[model.ServicePortName]] = {}
         self._http: web.AppRunner | None = None
         self.health_url = ""
@@ -102,18 +120,15 @@ class ProxyServer:
         now = time.time()
         self.health.queued(now)
         self.metrics.last_queued.set(now)
-        md = obj.get("metadata") or {}
         if kind == "service":
-            self._dirty.add((md.get("namespace") or "", md.get("name") or ""))
+            self.planner.event(ServiceChanged(ns_of(obj), name_of(obj)))
             self._pending_svc += 1
             self.metrics.service_changes_total.inc()
         elif kind == "slice":
-            owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
-            if owner:
-                self._dirty.add((md.get("namespace") or "", owner))
+            self.planner.event(SliceChanged(ns_of(obj), slice_owner(obj)))
             self._pending_eps += 1
             self.metrics.endpoint_changes_total.inc()
-            trig = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
+            trig = annotations_of(obj).get(wk.TRIGGER_TIME_ANNOTATION)
             if trig:
                 try:
                     self._pending_triggers.append(datetime.fromisoformat(trig.replace("Z", "+00:00")).timestamp())
@@ -121,15 +136,14 @@ class ProxyServer:
                     pass
         elif kind == "node":
             self.health.node_eligible = node_eligible(obj)
-            if not self.node_ips and self._resolve_ips(obj):
-                # the Node (or its addresses) arrived after start: NodePorts (and routes) need them
-                self._need_full = True
-                self._need_routes = self.backend is not None and self.netns is not None
-            labels = (obj.get("metadata") or {}).get("labels") or {}
-            if labels != self._node_labels:  # like upstream: only a label change forces a full sync
+            # the Node (or its addresses) arrived after start: NodePorts (and routes) need them
+            learned = not self.node_ips and self._resolve_ips(obj)
+            labels = labels_of(obj)
+            relabelled = labels != self._node_labels  # like upstream: only a label change forces a full sync
+            if relabelled:
                 self._node_labels = dict(labels)
-                self.zone = labels.get(model.ZONE_LABEL, "")
-                self._need_full = True
+                self.zone = labels.get(wk.ZONE_LABEL, "")
+            self.planner.event(NodeChanged(labels_changed=relabelled, addresses_learned=learned))
         self.metrics.service_changes_pending.set(self._pending_svc)
         self.metrics.endpoint_changes_pending.set(self._pending_eps)
         self.runner.request()
@@ -148,8 +162,6 @@ class ProxyServer:
                 f"{cfg.mode} mode needs the node's network namespace (--netns, or the Node annotation "
                 f"{NETNS_ANNOTATION}); servicenet never programs the host's own namespace")
         if cfg.mode == "userspace":
-            from servicenet.proxy.userspace import UserspaceProxy
-
             self.userspace = UserspaceProxy(mode=cfg.userspace_balance, copy=cfg.userspace_copy,
                                             udp_idle_timeout=cfg.udp_idle_timeout)
         elif cfg.mode == "iptables":
@@ -160,13 +172,10 @@ class ProxyServer:
         self.hc = ServiceHealthServers(self.node_ips, lambda: self.health.healthy(time.time()),
                                        self._socket_factory())
         if self.backend is not None and self.netns is not None:
-            self._need_routes = True
             await self._ensure_routes()
             await self._unthrottle_rejects()
         await self._start_http()
         if cfg.lb_pool and self.client is not None and isinstance(self.source, InformerSource):
-            from servicenet.proxy.lb_allocator import LBAllocator
-
             self.lb = LBAllocator(self.client, self.source.svc_inf, cfg.lb_pool)
             self.lb.start()
         self.runner.start()
@@ -177,20 +186,18 @@ class ProxyServer:
             _log.warning("first sync did not finish within 30s")
 
     def _resolve_node(self, node: dict[str, Any] | None) -> None:
-        meta = (node or {}).get("metadata") or {}
         if self.netns is None and self.config.mode != "userspace":
-            self.netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION)
+            self.netns = annotations_of(node).get(NETNS_ANNOTATION)
         if not self.node_ips:
             self._resolve_ips(node)
         if not self.node_ips and self.config.mode == "userspace":
             self.node_ips = ("127.0.0.1",)
-        self._node_labels = dict(meta.get("labels") or {})
-        self.zone = self._node_labels.get(model.ZONE_LABEL, "")
+        self._node_labels = dict(labels_of(node))
+        self.zone = self._node_labels.get(wk.ZONE_LABEL, "")
 
     def _resolve_ips(self, node: dict[str, Any] | None) -> bool:
         """Take the node addresses from the Node's InternalIPs; whether there were any."""
-        addrs = ((node or {}).get("status") or {}).get("addresses") or []
-        self.node_ips = tuple(a["address"] for a in addrs if a.get("type") == "InternalIP")
+        self.node_ips = NodeView.parse(node).addresses_of("InternalIP") if node else ()
         if self.node_ips and self.hc is not None:
             self.hc.addresses = self.node_ips
         return bool(self.node_ips)
@@ -199,12 +206,12 @@ class ProxyServer:
         """Make the virtual ranges routable inside the node namespace (it has no default route), so
         locally generated traffic to ClusterIPs and LoadBalancer IPs reaches the NAT hooks."""
         if self.netns is None or self.backend is None:  # never the host's routing table
-            self._need_routes = False
+            self.planner.event(RoutesAdded())  # (nothing to add)
             return
         cidrs = [*self.config.service_cidrs, *([self.config.lb_pool] if self.config.lb_pool else [])]
         if not cidrs or not self.node_ips:
             return  # tried again once the Node's addresses are known
-        self._need_routes = False
+        self.planner.event(RoutesAdded())
         _, out, _ = await run_cmd(self.netns, ["ip", "-o", "addr", "show"], check=False)
         _, routes, _ = await run_cmd(self.netns, ["ip", "-o", "route", "show"], check=False)
         for argv in route_commands(out.decode(), routes.decode(), self.node_ips[0], cidrs):
@@ -234,15 +241,10 @@ class ProxyServer:
     def _socket_factory(self) -> Any:
         if self.netns is None:
             return None
-        import socket as _s
-
-        from servicenet.common.netns import socket_in_netns
         ns = self.netns
-        return lambda addr: socket_in_netns(ns, _s.AF_INET, _s.SOCK_STREAM, bind=addr)
+        return lambda addr: socket_in_netns(ns, socket.AF_INET, socket.SOCK_STREAM, bind=addr)
 
     async def _start_http(self) -> None:
-        from servicenet.common.health import HealthServer
-
         hs = HealthServer(self.config.health_host, self.config.health_port, registry=self.metrics.registry)
         hs.add_ready_check("synced", lambda: (self.synced.is_set(), "first sync pending"))
         app = web.Application()
@@ -298,11 +300,8 @@ class ProxyServer:
             out["listeners"] = str(len(self.userspace.listeners))
         return out
 
-    def request_sync(self) -> None:
-        self.runner.request()
-
     # -- the sync ---------------------------------------------------------------------------------
-    def _recompute(self, prev: model.DesiredState, dirty: set[tuple[str, str]]
+    def _recompute(self, prev: model.DesiredState, dirty: Iterable[tuple[str, str]]
                    ) -> tuple[model.DesiredState, set[model.ServicePortName]]:
         """The desired state with only the ``dirty`` services recomputed (pure given the source)."""
         services = dict(prev.services)
@@ -311,11 +310,11 @@ class ProxyServer:
             old_ports = self._ports_by_svc.pop(key, set())
             for n in old_ports:
                 services.pop(n, None)
-            svc = self.source.service(*key)  # type: ignore[attr-defined]
+            svc = self.source.service(*key)
             new: dict[model.ServicePortName, model.ServiceState] = {}
             if svc is not None:
-                new = dict(model.compute([svc], self.source.slices_for(*key),  # type: ignore[attr-defined]
-                                         self.config.node_name, self.node_ips, zone=self.zone).services)
+                new = dict(model.compute([svc], self.source.slices_for(*key), self.config.node_name, self.node_ips,
+                                         zone=self.zone, cache=self._parsed, full=False).services)
             services.update(new)
             if new:
                 self._ports_by_svc[key] = set(new)
@@ -329,50 +328,41 @@ class ProxyServer:
         now = time.time()
         triggers, self._pending_triggers = self._pending_triggers, []
         self._pending_svc = self._pending_eps = 0
-        full = self._need_full or time.monotonic() - self._last_full > self.config.full_sync_period
+        plan = self.planner.next(time.monotonic())
         prev = self.state
-        dirty, self._dirty = self._dirty, set()
-        incremental = prev is not None and not full and hasattr(self.source, "slices_for")
-        if incremental:
-            assert prev is not None
-            state, changed_ports = self._recompute(prev, dirty)
-        else:
-            state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
-                                  self.node_ips, zone=self.zone)
-            self._ports_by_svc = {}
-            for n in state.services:
-                self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
+        full = plan.full or prev is None  # (the planner makes the first sync full)
         try:
-            if self._need_routes:
+            if full:
+                state = model.compute(self.source.services(), self.source.slices(), self.config.node_name,
+                                      self.node_ips, zone=self.zone, cache=self._parsed)
+                self._ports_by_svc = {}
+                for n in state.services:
+                    self._ports_by_svc.setdefault((n.namespace, n.name), set()).add(n)
+                changed = None
+            else:
+                assert prev is not None
+                state, changed = self._recompute(prev, plan.services)
+            if plan.routes:
                 await self._ensure_routes()
             if self.backend is not None:
-                if full or prev is None:
-                    changed = None
-                elif incremental:
-                    changed = changed_ports
-                else:
-                    changed = model.changed_services(prev, state)
-                if changed is not None and not changed:
-                    pass  # nothing to program
-                else:
+                if changed is None or changed:  # (a partial sync that changed no port programs nothing)
                     await self.backend.apply(state, changed)
             elif self.userspace is not None:
                 self.userspace.apply(state)
                 self.metrics.userspace_listeners.set(len(self.userspace.listeners))
                 self.metrics.userspace_connections.set(len(self.userspace.conns))
-        except Exception:
-            self._need_full = True
-            self._dirty |= dirty
+        except Exception as e:
+            self.planner.event(SyncFailed(plan))
             self._pending_triggers = triggers + self._pending_triggers
+            if isinstance(e, model.ModelError):
+                raise
             if self.config.mode == "iptables":
                 (self.metrics.iptables_restore_failures if full
                  else self.metrics.iptables_partial_restore_failures).inc()
             elif self.config.mode == "nftables":
                 self.metrics.nftables_sync_failures.inc()
             raise
-        if full:
-            self._need_full = False
-            self._last_full = time.monotonic()
+        self.planner.event(SyncDone(plan, time.monotonic()))
         self.state = state
         elapsed = time.perf_counter() - t0
         self.metrics.sync_duration.observe(elapsed)
@@ -437,13 +427,11 @@ def build_for_up(*, client: Any, args: Any, network: str, api: Any = None) -> Pr
     mode = getattr(args, "proxy_mode", "auto")
     if mode in (None, "auto"):
         mode = "nftables" if network == "netns" else "userspace"
-    loop_mode = network != "netns"
+    kind = "netns" if network == "netns" else "loopback"  # (the virtual mode proxies on loopback too)
+    plan = wk.address_plan(kind)
     cfg = ProxyConfig(
-        mode=mode, node_name=getattr(args, "node_name", "node-1"),
-        cluster_cidr="127.64.0.0/16" if loop_mode else "10.244.0.0/16",
-        service_cidrs=tuple(getattr(args, "service_cidr", None) or
-                            (["127.96.0.0/16"] if loop_mode else ["10.96.0.0/12"])),
-        lb_pool="127.98.0.0/24" if loop_mode else "10.255.255.0/24")
+        mode=mode, node_name=getattr(args, "node_name", "node-1"), cluster_cidr=plan.cluster_cidr,
+        service_cidrs=tuple(getattr(args, "service_cidr", None) or plan.service_cidrs), lb_pool=LB_POOLS[kind])
     return ProxyServer(cfg, client=client)
 
 
@@ -478,10 +466,6 @@ def main(argv: list[str]) -> int:
                       lb_pool=args.lb_pool)
 
     async def run() -> None:
-        import signal
-
-        from servicenet.client import ApiClient
-
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         proxy = ProxyServer(cfg, client=client)
         stop = asyncio.Event()

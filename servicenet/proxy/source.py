@@ -6,8 +6,11 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import labels_of, name_of, ns_of
+from servicenet.client import InformerFactory
+
 Listener = Callable[[str, dict[str, Any]], None]  # (kind, object) -> None; kind "service"|"slice"|"node"
-TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 class SnapshotSource(Protocol):
@@ -17,6 +20,12 @@ class SnapshotSource(Protocol):
 
     def node(self) -> dict[str, Any] | None: ...
 
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def slices_for(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The EndpointSlices labelled with this service's name."""
+        ...
+
     def add_listener(self, fn: Listener) -> None: ...
 
     async def start(self) -> None: ...
@@ -25,7 +34,8 @@ class SnapshotSource(Protocol):
 
 
 class StaticSource:
-    """An in-memory snapshot; ``set()`` replaces it and notifies like an informer would."""
+    """An in-memory snapshot; ``set()`` replaces it and notifies like an informer would (for
+    every object added, changed or removed)."""
 
     def __init__(self, services: Iterable[dict[str, Any]] = (), slices: Iterable[dict[str, Any]] = (),
                  node: dict[str, Any] | None = None) -> None:
@@ -43,21 +53,25 @@ class StaticSource:
     def node(self) -> dict[str, Any] | None:
         return self._node
 
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return next((s for s in self._services if _key(s) == (namespace, name)), None)
+
+    def slices_for(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return [s for s in self._slices if _slice_owner(s) == [f"{namespace}/{name}"]]
+
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
 
     def set(self, services: Iterable[dict[str, Any]] | None = None,
             slices: Iterable[dict[str, Any]] | None = None) -> None:
         if services is not None:
-            self._services = list(services)
-            for s in self._services:
+            old, self._services = self._services, list(services)
+            for s in [*old, *self._services]:  # (removed ones too, like an informer's DELETED)
                 self._notify("service", s)
         if slices is not None:
-            self._slices = list(slices)
-            for s in self._slices:
+            old, self._slices = self._slices, list(slices)
+            for s in [*old, *self._slices]:
                 self._notify("slice", s)
-        if services is None and slices is None:
-            self._notify("service", {})
 
     def _notify(self, kind: str, obj: dict[str, Any]) -> None:
         for fn in self._listeners:
@@ -70,18 +84,24 @@ class StaticSource:
         return None
 
 
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    return ns_of(obj), name_of(obj)
+
+
+def slice_owner(es: dict[str, Any]) -> str:
+    """The name of the Service an EndpointSlice belongs to ("" if unlabelled)."""
+    return labels_of(es).get(wk.SERVICE_NAME_LABEL) or ""
+
+
 def _slice_owner(es: dict[str, Any]) -> list[str]:
-    md = es.get("metadata") or {}
-    owner = (md.get("labels") or {}).get("kubernetes.io/service-name")
-    return [f"{md.get('namespace') or ''}/{owner}"] if owner else []
+    owner = slice_owner(es)
+    return [f"{ns_of(es)}/{owner}"] if owner else []
 
 
 class InformerSource:
     """Services, EndpointSlices and this Node through the shared client's informers."""
 
     def __init__(self, client: Any, node_name: str, factory: Any = None) -> None:
-        from servicenet.client import InformerFactory
-
         self.factory = factory or InformerFactory(client)
         self._own_factory = factory is None
         self.node_name = node_name

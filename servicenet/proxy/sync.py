@@ -2,8 +2,8 @@
 
 Backends run ``iptables-restore`` / ``nft -f -`` through ``ip netns exec <ns>`` (or in the
 current namespace when ``netns`` is None), and nftables content over a netlink socket of our
-own (:mod:`nftnl`), since each ``nft`` run first dumps the table into its cache and parses
-text. They remember what they programmed so that a partial sync only sends what changed;
+own (:mod:`nft_encode`, :mod:`nft_socket`), since each ``nft`` run first dumps the table
+into its cache and parses text. They remember what they programmed so that a partial sync only sends what changed;
 any failure makes the next sync a full one.
 """
 
@@ -18,11 +18,13 @@ from typing import Protocol
 
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
-from servicenet.proxy import nftnl
+from servicenet.proxy import nft_encode, nft_skeleton
 from servicenet.proxy import render_iptables as ipt
 from servicenet.proxy import render_nftables as nft
 from servicenet.proxy.conntrack import FlowFilter
 from servicenet.proxy.model import DesiredState, ServicePortName
+from servicenet.proxy.nft_commands import Command, render
+from servicenet.proxy.nft_socket import NetlinkSession
 
 _log = log.get("proxy.sync")
 
@@ -161,7 +163,7 @@ class NftablesBackend:
         self.timeout = timeout
         self.netlink = netlink
         self.cold_piece = cold_piece  # services per transaction when filling a new table
-        self._session: nftnl.NetlinkSession | None = None
+        self._session: NetlinkSession | None = None
         self.netlink_syncs = 0  # transactions sent over netlink (the rest went through nft -f)
         self._programmed: nft.Programmed | None = None
         self._fragments: nft.FragmentCache = {}
@@ -197,14 +199,21 @@ class NftablesBackend:
                 full = True
         if not full:
             t1 = time.perf_counter()
+            size = 0
             try:
-                if tx and not await self._apply_netlink(tx):
-                    await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
+                if tx:
+                    sent = await self._apply_netlink(tx)
+                    if sent is None:
+                        text = render(tx, self.cfg.family, self.cfg.table)
+                        size = len(text)
+                        await self._nft_f(text)
+                    else:
+                        size = sent
             except ApplyError:
                 self._forget()
                 raise
             self._programmed = prog
-            return ApplyResult(False, len(tx), t1 - t0, time.perf_counter() - t1)
+            return ApplyResult(False, size, t1 - t0, time.perf_counter() - t1)
         return await self._full(state, t0)
 
     async def _full(self, state: DesiredState, t0: float) -> ApplyResult:
@@ -223,7 +232,7 @@ class NftablesBackend:
             if existing is None and self.netlink and not any(
                     st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
                 return await self._cold_start(state, shards, t0)
-            rs = nft.build(state, self.cfg, self._fragments, self._blocks, text=not self.netlink)
+            rs = nft.build(state, self.cfg, self._fragments, self._blocks, endpoints=not self.netlink)
             return await self._full_apply(state, rs, existing, t0)
         finally:
             if gc_was:
@@ -238,20 +247,26 @@ class NftablesBackend:
                 tx = nft.full_transaction(rs, self.cfg, existing_chains=chains, existing_sets=sets)
                 t1 = time.perf_counter()
                 size = len(tx)
-                await run_cmd(self.netns, ["nft", "-f", "-"], tx.encode(), timeout=self.timeout)
+                await self._nft_f(tx)
             else:
-                skeleton = nft.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets)
+                skeleton = nft_skeleton.skeleton_transaction(self.cfg, rs.endpoint_maps, rs.affinity_sets)
                 # the bulk (endpoint map and hairpin elements) is encoded from data, not text
                 content = nft.content_transaction(rs, self.cfg, chains, sets or (), bulk=False)
                 emaps, hairpin = rs.bulk()
-                extra = nftnl.bulk_messages(self.cfg.family, self.cfg.table, emaps, nft.HAIRPIN_SET, hairpin)
+                extra = nft_encode.bulk_messages(self.cfg.family, self.cfg.table, emaps, nft.HAIRPIN_SET, hairpin)
                 t1 = time.perf_counter()
-                size = len(skeleton) + len(content) + sum(len(m[2]) for m in extra)
-                await run_cmd(self.netns, ["nft", "-f", "-"], skeleton.encode(), timeout=self.timeout)
-                if not await self._apply_netlink(content, extra):
-                    rs = nft.build(state, self.cfg, self._fragments, self._blocks)  # cached: only adds the text
-                    text = nft.content_transaction(rs, self.cfg, chains, sets or ())
-                    await run_cmd(self.netns, ["nft", "-f", "-"], text.encode(), timeout=self.timeout)
+                size = len(skeleton)
+                await self._nft_f(skeleton)
+                sent = await self._apply_netlink(content, extra)
+                if sent is not None:
+                    size += sent
+                else:
+                    # cached fragments: this only adds the endpoint map elements
+                    rs = nft.build(state, self.cfg, self._fragments, self._blocks)
+                    text = render(nft.content_transaction(rs, self.cfg, chains, sets or ()),
+                                  self.cfg.family, self.cfg.table)
+                    size += len(text)
+                    await self._nft_f(text)
         except ApplyError:
             self._forget()
             raise
@@ -271,7 +286,7 @@ class NftablesBackend:
         self._blocks = blocks = nft.Blocks(shards)
         names_ = state.sorted_names()
         aff = nft.affinity_sets(state)
-        skeleton = nft.skeleton_transaction(cfg, blocks.maps, aff, fresh=True)
+        skeleton = nft_skeleton.skeleton_transaction(cfg, blocks.maps, aff, fresh=True)
         skel_task = asyncio.ensure_future(run_cmd(self.netns, ["nft", "-f", "-"], skeleton.encode(),
                                                   timeout=self.timeout))
         loop = asyncio.get_running_loop()
@@ -286,22 +301,22 @@ class NftablesBackend:
             for piece in [*pieces, None]:
                 r0 = time.perf_counter()
                 if piece is None:  # the switch
-                    rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, text=False)
-                    text = nft.switch_transaction(rs, cfg)
+                    rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, endpoints=False)
+                    cmds = nft.switch_transaction(rs, cfg)
                     extra = []  # (every hairpin pair went with its piece)
                 else:
                     new = [nft.render_fragment(state.services[n], cfg, blocks) for n in piece]
                     frags += new
-                    text = nft.prepare_transaction(new, cfg)
+                    cmds = nft.prepare_transaction(new, cfg)
                     # the hairpin pairs go with their piece: they only ever match DNATed connections,
                     # and none exist before the switch
                     pairs = {a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin
                     hairpin |= pairs
-                    extra = nftnl.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET,
-                                                sorted(pairs))
+                    extra = nft_encode.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET,
+                                                     sorted(pairs))
                 try:
-                    batch, seqs = nftnl.encode(text, cfg.family, cfg.table, session.next_seq(), extra)
-                except nftnl.Unsupported as e:  # the next full sync lists the table and repairs
+                    batch, seqs = nft_encode.encode(cmds, cfg.family, cfg.table, session.next_seq(), extra)
+                except nft_encode.Unsupported as e:  # the next full sync lists the table and repairs
                     raise ApplyError(f"cold start: {e}") from e
                 session.reserve(seqs)
                 size += len(batch)
@@ -337,9 +352,9 @@ class NftablesBackend:
         total = time.perf_counter() - t0
         return ApplyResult(True, size, render, total - render)
 
-    def _open_session(self) -> nftnl.NetlinkSession:
+    def _open_session(self) -> NetlinkSession:
         if self._session is None:
-            self._session = nftnl.NetlinkSession(self.netns)
+            self._session = NetlinkSession(self.netns)
         return self._session
 
     def _programmed_names(self) -> tuple[list[str], list[str]] | None:
@@ -355,23 +370,27 @@ class NftablesBackend:
         """After a failure the kernel state is unknown: the next sync is full and lists the table."""
         self._programmed = None
 
-    async def _apply_netlink(self, tx: str, extra: list[nftnl.Message] | None = None) -> bool:
-        """Send ``tx`` (and ``extra``) over netlink; False when it uses syntax the encoder leaves to nft."""
+    async def _nft_f(self, text: str) -> None:
+        await run_cmd(self.netns, ["nft", "-f", "-"], text.encode(), timeout=self.timeout)
+
+    async def _apply_netlink(self, tx: list[Command], extra: list[nft_encode.Message] | None = None) -> int | None:
+        """Send ``tx`` (and ``extra``) over netlink; the batch's size, or None (nothing sent) when
+        it has commands the encoder leaves to nft."""
         if not self.netlink:
-            return False
+            return None
         loop = asyncio.get_running_loop()
         try:
             session = self._open_session()
             try:
-                batch = nftnl.encode(tx, self.cfg.family, self.cfg.table, session.next_seq(), extra or ())
-            except nftnl.Unsupported:
-                return False
+                batch = nft_encode.encode(tx, self.cfg.family, self.cfg.table, session.next_seq(), extra or ())
+            except nft_encode.Unsupported:
+                return None
             await bounded(loop.run_in_executor(None, session.send, *batch), self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             raise ApplyError(f"netlink transaction failed: {e}") from e
         self.netlink_syncs += 1
-        return True
+        return len(batch[0])
 
     def _close_session(self) -> None:
         if self._session is not None:
@@ -379,7 +398,7 @@ class NftablesBackend:
             self._session = None
 
     async def cleanup(self) -> None:
-        await run_cmd(self.netns, ["nft", "-f", "-"], nft.cleanup_transaction(self.cfg).encode(), check=False)
+        await run_cmd(self.netns, ["nft", "-f", "-"], nft_skeleton.cleanup_transaction(self.cfg).encode(), check=False)
         self._forget()
         self._close_session()
 

@@ -1,7 +1,7 @@
-"""servicenet.store: the revisioned key-value log under the API server.
+"""servicenet.store: the revisioned key-value log under the API server (memory, SQLite).
 
-The global revision is every object's ``metadata.resourceVersion``. Reads (get, list, watch) are
-served from the in-memory MVCC index; ``SQLiteStore`` adds a durable, group-committed log.
+May import: api, common; only the API server imports it. Every object's resourceVersion is the
+global revision. Pure parts: ``index`` (MVCC index), ``_plan``; shells: ``sqlite``, ``watch``.
 """
 
 from ._types import (

@@ -508,3 +508,14 @@ def test_fuzz_mutated_real_bodies(obj: dict[str, Any], cut: int, flips: list[tup
         return
     assert isinstance(d.obj, dict)
     orjson.dumps(d.obj)  # whatever decodes is JSON-encodable
+
+
+def test_invalid_utf8_in_a_string_field_decodes_to_text() -> None:
+    # found by the fuzzer: a flipped byte inside metadata.uid leaked ``bytes`` into the object
+    cm = types.message_class("k8s.io.api.core.v1.ConfigMap")()
+    cm.metadata.name = "ok"
+    raw = bytearray(cm.SerializeToString())
+    raw[raw.index(b"ok")] = 0xFF
+    d = wire.decode(wire.envelope("v1", "ConfigMap", bytes(raw)))
+    assert d.obj["metadata"]["name"] == "\ufffdk"
+    orjson.dumps(d.obj)

@@ -8,7 +8,6 @@ import base64
 import datetime as dt
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from servicenet.api.pb import types, wire
 from servicenet.testing import RunningApi, kubectl
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "api"))
-from test_pb_codec import REALISTIC  # noqa: E402
+from tests.api.test_pb_codec import REALISTIC
 
 PB = wire.PROTOBUF
 PB_ACCEPT = "application/vnd.kubernetes.protobuf,application/json"  # what client-go's typed clients send

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from servicenet.api import wellknown as wk
+
 
 def service(ns: str, name: str, cluster_ip: str, ports: list[dict[str, Any]], *, type_: str = "ClusterIP",
             affinity: int | None = None, etp: str | None = None, itp: str | None = None,
@@ -50,7 +52,7 @@ def endpoint(ip: str, *, ready: bool = True, serving: bool | None = None, termin
 
 def eslice(ns: str, svc: str, endpoints: list[dict[str, Any]], ports: list[dict[str, Any]],
            name: str | None = None, label: bool = True) -> dict[str, Any]:
-    labels = {"kubernetes.io/service-name": svc} if label else {}
+    labels = {wk.SERVICE_NAME_LABEL: svc} if label else {}
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
             "metadata": {"namespace": ns, "name": name or f"{svc}-abcde", "labels": labels},
             "endpoints": endpoints,

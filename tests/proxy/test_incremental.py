@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from servicenet.api import wellknown as wk
 from servicenet.proxy import model
 from servicenet.proxy.server import ProxyConfig, ProxyServer
+from servicenet.proxy.source import StaticSource
 
 
 class IndexedSource:
@@ -31,7 +33,7 @@ class IndexedSource:
 
     def slices_for(self, ns: str, name: str) -> list[dict[str, Any]]:
         return [s for s in self.eps.values() if s["metadata"]["namespace"] == ns
-                and s["metadata"]["labels"]["kubernetes.io/service-name"] == name]
+                and s["metadata"]["labels"][wk.SERVICE_NAME_LABEL] == name]
 
 
 def svc(i: int, port: int) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def svc(i: int, port: int) -> dict[str, Any]:
 
 def eps(i: int, ips: list[str], ready: bool) -> dict[str, Any]:
     return {"metadata": {"namespace": "default", "name": f"s{i}-x",
-                         "labels": {"kubernetes.io/service-name": f"s{i}"}},
+                         "labels": {wk.SERVICE_NAME_LABEL: f"s{i}"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
             "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}, "nodeName": "n1"} for ip in ips]}
 
@@ -78,3 +80,15 @@ def test_incremental_equals_full_recompute() -> None:
         assert dict(state.services) == dict(full.services)
         assert changed == model.changed_services(prev, full)
         prev = state
+
+
+def test_static_source_is_indexed_and_reports_removals() -> None:
+    """StaticSource answers the per-service lookups a partial sync makes, and set() reports the
+    objects it removes (the proxy would otherwise never recompute a deleted service)."""
+    src = StaticSource([svc(1, 80), svc(2, 80)], [eps(1, ["10.244.0.3"], True), eps(2, ["10.244.0.4"], True)])
+    seen: list[tuple[str, str]] = []
+    src.add_listener(lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+    assert src.service("default", "s1") == svc(1, 80) and src.service("default", "s9") is None
+    assert src.slices_for("default", "s2") == [eps(2, ["10.244.0.4"], True)] and src.slices_for("x", "s2") == []
+    src.set(services=[svc(2, 80)], slices=[])
+    assert seen == [("service", "s1"), ("service", "s2"), ("service", "s2"), ("slice", "s1-x"), ("slice", "s2-x")]

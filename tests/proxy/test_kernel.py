@@ -17,9 +17,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
-from servicenet.proxy.model import compute
+from servicenet.proxy.model import changed_services, compute
 from servicenet.proxy.render_iptables import IptablesConfig
 from servicenet.proxy.render_nftables import NftConfig
 from servicenet.proxy.server import ProxyConfig, ProxyServer
@@ -206,7 +207,6 @@ async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
     s1 = st(topo.ips, True)
     await first.apply(s1, None)  # type: ignore[attr-defined]
     s2 = st(topo.ips[:2], True)
-    from servicenet.proxy.model import changed_services
     await first.apply(s2, changed_services(s1, s2))  # type: ignore[attr-defined]
     assert set(_curl_many(topo, f"http://{VIP}/", 60)) == {"pod0", "pod1"}
     assert set(_curl_many(topo, "http://10.96.0.21/", 5)) == {"pod2"}
@@ -233,8 +233,6 @@ async def test_partial_sync_and_restart_converge(topo: Topo, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
 async def test_proxy_server_in_netns(topo: Topo, mode: str) -> None:
     """The component end to end: static source, kernel mode, healthz, health check node port."""
-    import aiohttp
-
     svc = h.service("default", "web", VIP, [h.port(80, "http", node_port=30080, target=8080)],
                     type_="LoadBalancer", lb_ips=["10.255.255.7"], etp="Local", hcnp=31000)
     es = h.eslice("default", "web", [h.endpoint(ip) for ip in topo.ips], [{"name": "http", "port": 8080}])

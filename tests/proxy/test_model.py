@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
+from servicenet.api import wellknown as wk
 from servicenet.proxy.balancer import Balancer
 from servicenet.proxy.conntrack import FlowFilter, stale_udp_flows
-from servicenet.proxy.model import Endpoint, ServicePortName, changed_services, compute, parse_service
+from servicenet.proxy.model import (
+    Endpoint,
+    ParseCache,
+    ServicePortName,
+    changed_services,
+    compute,
+    parse_service,
+)
 
 from . import helpers as h
 
@@ -36,7 +46,7 @@ def test_headless_externalname_and_unlabelled_slices_are_ignored() -> None:
 def test_endpoints_merge_across_slices_sorted_by_address_string() -> None:
     st = compute([h.service("ns1", "svc1", "172.30.0.41", P80)],
                  [_es(["10.0.0.2"]), {**_es(["10.0.0.10", "10.0.0.2"]), "metadata": {
-                     "namespace": "ns1", "name": "b", "labels": {"kubernetes.io/service-name": "svc1"}}}], "node1")
+                     "namespace": "ns1", "name": "b", "labels": {wk.SERVICE_NAME_LABEL: "svc1"}}}], "node1")
     assert [e.addr for e in st.services[SPN].cluster] == ["10.0.0.10:80", "10.0.0.2:80"]
 
 
@@ -136,3 +146,36 @@ def test_balancer_round_robin_affinity_and_exclusion() -> None:
 
 def test_endpoint_addr_ipv6() -> None:
     assert Endpoint("fd00::1", 80).addr == "[fd00::1]:80"
+
+
+def test_parse_cache_changes_nothing_but_the_work() -> None:
+    """compute() with a ParseCache equals compute() without one, as objects come and go; the cache
+    reparses a replaced object (a new dict), keeps the same dict's parse, and forgets what a full
+    snapshot no longer holds."""
+    rng = random.Random(11)
+    cache = ParseCache("node1")
+    svcs = {i: h.service("ns1", f"s{i}", f"172.30.0.{i + 1}", P80) for i in range(12)}
+    slices = {i: h.eslice("ns1", f"s{i}", [h.endpoint(f"10.0.{i}.1")], [{"name": "p80", "port": 80}])
+              for i in range(12)}
+    for _ in range(60):
+        i = rng.randrange(14)
+        op = rng.choice(["svc", "slice", "del-svc", "del-slice"])
+        if op == "svc":
+            svcs[i] = h.service("ns1", f"s{i}", f"172.30.0.{i + 1}", [h.port(rng.choice([80, 81]), "p80")])
+        elif op == "slice":
+            ips = [f"10.0.{i}.{rng.randrange(1, 9)}" for _ in range(rng.randrange(1, 4))]
+            slices[i] = h.eslice("ns1", f"s{i}", [h.endpoint(ip, ready=rng.random() < 0.8) for ip in ips],
+                                 [{"name": "p80", "port": 80}])
+        elif op == "del-svc":
+            svcs.pop(i, None)
+        else:
+            slices.pop(i, None)
+        want = compute(list(svcs.values()), list(slices.values()), "node1")
+        assert compute(list(svcs.values()), list(slices.values()), "node1", cache=cache) == want
+        assert set(cache.slices) == {("ns1", f"s{i}-abcde") for i in slices}
+        assert all(cache.slices[k][0] is slices[int(k[1][1:].split("-")[0])] for k in cache.slices)
+    one = next(iter(slices.values()))
+    assert cache.slice(one) is cache.slice(one)  # the same dict: parsed once
+    assert cache.slice(dict(one)) == cache.slice(one)
+    with pytest.raises(ValueError):
+        compute([], [], "node2", cache=cache)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from servicenet.proxy import nft_skeleton
 from servicenet.proxy import render_nftables as nft
-from servicenet.proxy.model import compute
+from servicenet.proxy.model import changed_services, compute
+from servicenet.proxy.nft_commands import DnatMap, PortKey, Target, Verdict, render
 
 from . import helpers as h
 
@@ -43,7 +43,7 @@ add element ip kube-proxy service-endpoints-0 { 0 : 10.180.0.1 . 80, 1 : 10.180.
 
 
 def test_base_objects() -> None:
-    base = nft.base_objects(nft.NftConfig(nodeport_primary=False, service_cidrs=("172.30.0.0/16",)))
+    base = nft_skeleton.base_objects(nft.NftConfig(nodeport_primary=False, service_cidrs=("172.30.0.0/16",)))
     assert base[0] == 'add table ip kube-proxy { comment "rules for kube-proxy" ; }'
     assert "add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }" in base
     assert "add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }" in base
@@ -51,7 +51,7 @@ def test_base_objects() -> None:
             "meta l4proto . th dport vmap @service-nodeports") in base
     assert "add rule ip kube-proxy masquerading masquerade fully-random" in base
     assert not any("daddr @cluster-ips" in ln and "masquerade" in ln for ln in base)  # no cluster CIDR: no check
-    with_cidr = nft.base_objects(CFG)
+    with_cidr = nft_skeleton.base_objects(CFG)
     masq = "add rule ip kube-proxy services ip daddr @cluster-ips ip saddr != 10.0.0.0/8 jump mark-for-masquerade"
     assert with_cidr.index(masq) < with_cidr.index(
         "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips")
@@ -91,16 +91,17 @@ def test_local_policy_without_local_endpoints_drops_external() -> None:
     st = _state([h.service("ns1", "svc7", "172.30.0.47", [h.port(80, "p80", node_port=3007)], type_="NodePort",
                            etp="Local")], [_es("svc7", ["10.180.1.1"], node="node2")])
     rs = nft.build(st, CFG)
-    assert rs.maps["no-endpoint-nodeports"] == {"tcp . 3007": "drop"}
-    assert rs.maps["service-nodeports"]["tcp . 3007"].startswith("goto external-")
+    assert rs.maps["no-endpoint-nodeports"] == {PortKey(None, "tcp", 3007): Verdict("drop")}
+    to = rs.maps["service-nodeports"][PortKey(None, "tcp", 3007)]
+    assert isinstance(to, Verdict) and to.code == "goto" and (to.chain or "").startswith("external-")
 
 
 def test_incremental_endpoint_removal() -> None:
     svcs = [h.service("ns1", "svc1", "172.30.0.41", P80), h.service("ns1", "svc2", "172.30.0.42", P80)]
     old = nft.build(_state(svcs, [_es("svc1", ["10.180.0.1", "10.180.0.2"]), _es("svc2", ["10.180.0.9"])]), CFG)
     new = nft.build(_state(svcs, [_es("svc1", ["10.180.0.1"]), _es("svc2", ["10.180.0.9"])]), CFG)
-    assert nft.incremental_transaction(old, old, CFG) == ""
-    assert nft.incremental_transaction(old, new, CFG) == """\
+    assert nft.incremental_transaction(old, old, CFG) == []
+    assert render(nft.incremental_transaction(old, new, CFG)) == """\
 flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
 add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80
 delete element ip kube-proxy hairpin-connections { 10.180.0.2 . 10.180.0.2 }
@@ -113,7 +114,7 @@ def test_incremental_service_loses_all_endpoints() -> None:
     svcs = [h.service("ns1", "svc1", "172.30.0.41", P80)]
     old = nft.build(_state(svcs, [_es("svc1", ["10.180.0.1"])]), CFG)
     new = nft.build(_state(svcs, []), CFG)
-    assert nft.incremental_transaction(old, new, CFG) == """\
+    assert render(nft.incremental_transaction(old, new, CFG)) == """\
 delete element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1 }
 delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }
 add element ip kube-proxy no-endpoint-services { 172.30.0.41 . tcp . 80 : goto reject-chain }
@@ -258,34 +259,35 @@ def test_fragment_cache_gives_identical_rulesets() -> None:
 
 def _resolved(rs: nft.NftRuleset) -> nft.NftRuleset:
     """``rs`` with each "numgen ... offset B map @M" replaced by the endpoints it picks from."""
-    chains = {}
+    chains: dict[str, tuple[object, ...]] = {}
     for c, rules in rs.chains.items():
-        out = []
+        out: list[object] = []
         for r in rules:
-            m = re.search(r"numgen random mod (\d+) offset (\d+) map @(\S+)", r)
-            if m:
-                n, base, emap = int(m.group(1)), int(m.group(2)), rs.maps[m.group(3)]
-                r = r[:m.start()] + " / ".join(emap[str(k)] for k in range(base, base + n))
-            out.append(r)
+            last = r.exprs[-1]
+            if isinstance(last, DnatMap):
+                emap = rs.maps[last.map]
+                out.append((r.exprs[:-1], tuple(emap[k] for k in range(last.offset, last.offset + last.mod))))
+            else:
+                out.append(r)
         chains[c] = tuple(out)
     maps = {m: v for m, v in rs.maps.items() if not m.startswith("service-endpoints-")}
-    return nft.NftRuleset(chains, rs.affinity_sets, maps, rs.sets, rs.endpoint_maps)
+    return nft.NftRuleset(chains, rs.affinity_sets, maps, rs.sets, rs.endpoint_maps)  # type: ignore[arg-type]
 
 
 def test_bulk_is_the_same_content_as_the_text() -> None:
     svcs = [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80, affinity=60 if i == 3 else None) for i in range(1, 6)]
     st = _state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", "10.180.1.1", f"10.180.2.{i}"][:i]) for i in range(1, 6)])
     full = nft.build(st, CFG, blocks=nft.Blocks(2))
-    lean = nft.build(st, CFG, blocks=nft.Blocks(2), text=False)
+    lean = nft.build(st, CFG, blocks=nft.Blocks(2), endpoints=False)
     emaps, hairpin = lean.bulk()
-    from_bulk = {m: {str(k): f"{ep.ip} . {ep.port}" for base, eps in runs for k, ep in enumerate(eps, base)}
+    from_bulk = {m: {k: Target(ep.ip, ep.port) for base, eps in runs for k, ep in enumerate(eps, base)}
                  for m, runs in emaps.items()}
     assert from_bulk == {m: dict(full.maps[m]) for m in full.endpoint_maps if full.maps.get(m)}
     assert hairpin == full.sets["hairpin-connections"] == {"10.180.0.1", "10.180.0.2", "10.180.0.3", "10.180.0.4",
                                                             "10.180.0.5", "10.180.1.1", "10.180.2.3", "10.180.2.4",
                                                             "10.180.2.5"}
-    text = nft.content_transaction(full, CFG)
-    lean_text = nft.content_transaction(lean, CFG, bulk=False)
+    text = render(nft.content_transaction(full, CFG))
+    lean_text = render(nft.content_transaction(lean, CFG, bulk=False))
     bulk_lines = ("add element ip kube-proxy service-endpoints-", "add element ip kube-proxy hairpin-connections ")
     assert sum(ln.startswith(bulk_lines) for ln in text.splitlines()) == 3  # two endpoint maps, the hairpin set
     assert [ln for ln in text.splitlines() if not ln.startswith(bulk_lines)] == lean_text.splitlines()
@@ -311,11 +313,11 @@ def test_partial_transaction_matches_whole_ruleset_diff() -> None:
     blocks, cache = nft.Blocks(), {}
     rs1 = nft.build(st1, CFG, cache, blocks)
     prog = nft.Programmed.of(st1, CFG, cache)
-    from servicenet.proxy.model import changed_services
     changed = changed_services(st1, st2)
-    tx, prog2 = nft.partial_transaction(prog, st2, changed, CFG, blocks)
+    cmds, prog2 = nft.partial_transaction(prog, st2, changed, CFG, blocks)
+    tx = render(cmds)
     rs2 = nft.build(st2, CFG, dict(prog2.fragments), blocks)  # every fragment current: nothing re-rendered
-    assert _lines(tx) == _lines(nft.incremental_transaction(rs1, rs2, CFG))
+    assert _lines(tx) == _lines(render(nft.incremental_transaction(rs1, rs2, CFG)))
     assert rs2 == nft.build(st2, CFG, blocks=nft.Blocks())  # s2 gave back its range; s1 keeps none
     # the shared ClusterIP stays (one port of "multi" is left); s2's is removed; 10.180.1.1 still backs s3
     assert "delete element ip kube-proxy cluster-ips { 172.30.0.9 }" not in tx
@@ -326,8 +328,8 @@ def test_partial_transaction_matches_whole_ruleset_diff() -> None:
     assert prog2.refs["hairpin-connections"]["10.180.1.1"] == 1
     assert set(prog2.fragments) == set(st2.services)
     # nothing changed: nothing to send
-    assert nft.partial_transaction(prog2, st2, set(), CFG, blocks)[0] == ""
+    assert nft.partial_transaction(prog2, st2, set(), CFG, blocks)[0] == []
     # and back again
-    tx3, prog3 = nft.partial_transaction(prog2, st1, changed_services(st2, st1), CFG, blocks)
+    cmds3, prog3 = nft.partial_transaction(prog2, st1, changed_services(st2, st1), CFG, blocks)
     rs3 = nft.build(st1, CFG, dict(prog3.fragments), blocks)
-    assert _lines(tx3) == _lines(nft.incremental_transaction(rs2, rs3, CFG))
+    assert _lines(render(cmds3)) == _lines(render(nft.incremental_transaction(rs2, rs3, CFG)))

@@ -13,6 +13,7 @@ import pytest
 
 from servicenet.proxy.server import ProxyConfig, ProxyServer
 from servicenet.proxy.source import StaticSource
+from servicenet.testing import running_apiserver
 
 from . import helpers as h
 
@@ -78,8 +79,6 @@ async def test_userspace_component_with_static_source() -> None:
 @pytest.fixture
 async def loop_api(tmp_path):  # type: ignore[no-untyped-def]
     """An API server whose service CIDR is a loopback range (userspace mode can bind it)."""
-    from servicenet.testing import running_apiserver
-
     async with running_apiserver(tmp_path, service_cidrs=[f"127.96.{RNG.randrange(100, 250)}.0/24"]) as running:
         yield running
 

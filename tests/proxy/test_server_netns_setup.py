@@ -37,14 +37,14 @@ async def test_only_node_label_changes_force_a_full_sync() -> None:
                         source=StaticSource(node=node))
     await proxy.start()
     try:
-        assert proxy.synced.is_set() and proxy._need_full is False
+        assert proxy.synced.is_set() and proxy.planner.full_reason is None
         heartbeat = {**node, "status": {**node["status"], "conditions": [{"type": "Ready", "status": "True"}]}}
         proxy._on_change("node", heartbeat)  # a status-only update (heartbeat)
-        assert proxy._need_full is False
+        assert proxy.planner.full_reason is None
         relabelled = {**node, "metadata": {"name": "node1", "labels": {
             "kubernetes.io/hostname": "node1", "topology.kubernetes.io/zone": "z1"}}}
         proxy._on_change("node", relabelled)
-        assert proxy._need_full is True and proxy.zone == "z1"
+        assert proxy.planner.full_reason == "node labels" and proxy.zone == "z1"
     finally:
         await asyncio.wait_for(proxy.stop(), 5)
 
@@ -84,9 +84,9 @@ async def test_userspace_mode_never_touches_the_host_routes() -> None:
     proxy = ProxyServer(ProxyConfig(mode="userspace", node_name="node1", min_sync_period=0.0),
                         source=StaticSource(node=node))
     proxy._on_change("node", node)
-    assert proxy._need_routes is False
+    assert proxy.planner.routes is False
     await proxy.start()
     try:
-        assert proxy._routes == [] and proxy._need_routes is False
+        assert proxy._routes == [] and proxy.planner.routes is False
     finally:
         await proxy.stop()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import random
+import shutil
 import socket
+import subprocess
 import time
 from collections import Counter
 
@@ -316,10 +319,6 @@ async def test_udp_flows_and_idle_timeout(backends: Backends) -> None:
 
 def test_runs_unprivileged() -> None:
     """As ``nobody`` (via setpriv, system python3): bind a 127.96.x.y VIP, proxy, refuse."""
-    import json
-    import shutil
-    import subprocess
-
     if os.geteuid() != 0:
         pytest.skip("already unprivileged: the rest of this file is the unprivileged run")
     if not shutil.which("setpriv"):

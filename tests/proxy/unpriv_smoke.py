@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from servicenet.api import wellknown as wk  # noqa: E402
 from servicenet.proxy.model import compute  # noqa: E402
 from servicenet.proxy.userspace import UserspaceProxy  # noqa: E402
 
@@ -21,7 +22,7 @@ from servicenet.proxy.userspace import UserspaceProxy  # noqa: E402
 def _svc(ip: str, port: int, eps: list[str], target: int) -> tuple[dict, dict]:
     svc = {"metadata": {"namespace": "ns", "name": f"s{port}"},
            "spec": {"clusterIP": ip, "ports": [{"name": "p", "port": port, "protocol": "TCP"}]}}
-    es = {"metadata": {"namespace": "ns", "name": f"s{port}-x", "labels": {"kubernetes.io/service-name": f"s{port}"}},
+    es = {"metadata": {"namespace": "ns", "name": f"s{port}-x", "labels": {wk.SERVICE_NAME_LABEL: f"s{port}"}},
           "addressType": "IPv4", "endpoints": [{"addresses": [e], "conditions": {"ready": True}} for e in eps],
           "ports": [{"name": "p", "port": target, "protocol": "TCP"}]}
     return svc, es

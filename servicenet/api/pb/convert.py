@@ -149,9 +149,9 @@ def _make_special_to_json(name: str) -> ToJson | None:
     if name == DURATION:
         return lambda m: format_duration(m.duration)
     if name == QUANTITY:
-        return lambda m: m.string
+        return lambda m: _text(m.string)
     if name == INT_OR_STRING:
-        return lambda m: m.strVal if m.type == 1 else m.intVal
+        return lambda m: _text(m.strVal) if m.type == 1 else m.intVal
     if name in (RAW_EXTENSION, f"{_APIEXT}.JSON"):
         return lambda m: orjson.loads(m.raw) if m.raw else None
     if name == FIELDS_V1:
@@ -179,9 +179,17 @@ def _value_to_json(fd: FieldDescriptor) -> ToJson:
         return lambda m: to_json(m, name)
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return lambda b: base64.b64encode(b).decode()
+    if fd.type == FieldDescriptor.TYPE_STRING:
+        return _text
     if fd.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return _go_float  # Go's encoding/json writes a whole float64 without a fraction (CRD ``minimum: 0``)
     return lambda v: v
+
+
+def _text(v: Any) -> Any:
+    """A proto2 string field is not checked for UTF-8 on decode (here as in Go); like Go's JSON
+    encoder, invalid bytes become U+FFFD instead of leaking ``bytes`` into the object."""
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
 def _go_float(v: float) -> int | float:
@@ -192,7 +200,7 @@ def _field_to_json(message: str, fd: FieldDescriptor) -> tuple[str, ToJson, bool
     go = types.go_field(message, fd)
     if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
         conv = _value_to_json(fd.message_type.fields_by_name["value"])
-        return go.json, lambda m: {k: conv(v) for k, v in m.items()}, False
+        return go.json, lambda m: {_text(k): conv(v) for k, v in m.items()}, False
     conv = _value_to_json(fd)
     if fd.is_repeated:
         return go.json, lambda r: [conv(v) for v in r], False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import sys
 import threading
@@ -27,7 +28,6 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(DEFAULT_PAGE)))
             self.end_headers()
-            import io
             return io.BytesIO(DEFAULT_PAGE)
         return super().send_head()
 

@@ -1,0 +1,198 @@
+"""The netfilter netlink socket (I/O): sends batches made by :mod:`nft_encode`, lists names.
+
+:class:`NetlinkSession` is a netfilter netlink socket opened inside a network namespace. Batch
+messages ask for no ACK (100k ACKs would overflow the socket); a GETGEN request sent right
+after the batch is the barrier: the kernel answers it only after it has processed (and
+reported any error of) the whole batch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+
+from servicenet.proxy.nft_commands import Command
+from servicenet.proxy.nft_encode import (
+    F_ACK,
+    F_DUMP,
+    F_REQUEST,
+    FAMILIES,
+    GETCHAIN,
+    GETGEN,
+    GETSET,
+    NFNL_SUBSYS_NFTABLES,
+    nfmsg,
+    s,
+)
+from servicenet.proxy.nft_encode import encode as encode_batch
+
+NETLINK_NETFILTER = 12
+_NLMSG = struct.Struct("=IHHII")
+_HDR = struct.Struct("=HH")
+
+
+class NetlinkError(OSError):
+    """The kernel rejected the batch."""
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+class NetlinkSession:
+    """A netfilter netlink socket bound inside ``netns`` (None: the current namespace)."""
+
+    def __init__(self, netns: str | None) -> None:
+        if netns is None:
+            self.sock = self._open()
+        else:
+            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+            target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                _setns(target)
+                try:
+                    self.sock = self._open()
+                finally:
+                    _setns(own)
+            finally:
+                os.close(own)
+                os.close(target)
+        self._seq = 1
+        self._sndbuf = 0
+
+    @staticmethod
+    def _open() -> socket.socket:
+        sk = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        sk.setsockopt(socket.SOL_SOCKET, 33, 1 << 24)  # SO_RCVBUFFORCE: room for error reports
+        sk.bind((0, 0))
+        sk.settimeout(60)
+        return sk
+
+    def apply(self, cmds: Sequence[Command], family: str = "ip", table: str = "kube-proxy") -> int:
+        """Encode and send ``cmds`` as one batch (atomic); returns the number of messages. Blocking."""
+        return self.send(*encode_batch(cmds, family, table, self.next_seq()))
+
+    def next_seq(self) -> int:
+        return self._seq
+
+    def reserve(self, seqs: list[int]) -> None:
+        """Skip the sequence numbers of a batch encoded but not sent yet (to encode the next one)."""
+        if seqs:
+            self._seq = max(self._seq, seqs[-1] + 3)  # batch end, barrier
+
+    def send(self, batch: bytes, seqs: list[int]) -> int:
+        """Send a batch made by :func:`nft_encode.encode` (with ``seq=next_seq()``); wait until it is processed.
+
+        A GETGEN request (with ACK) follows the batch; its answer arrives after every error
+        the batch produced, so errors for the batch's sequence numbers, or for the batch
+        itself (a failed commit), are all collected by then.
+        """
+        barrier = (seqs[-1] if seqs else self._seq) + 2
+        self._seq = max(self._seq, barrier + 1)
+        if not seqs:
+            return 0
+        need = len(batch) + 4096
+        if need > self._sndbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, 32, need)  # SO_SNDBUFFORCE: the batch goes in one send
+            self._sndbuf = need
+        self.sock.send(batch)
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, F_REQUEST | F_ACK, barrier, 0, b""))
+        first, last = seqs[0] - 1, seqs[-1] + 1
+        errors: list[tuple[int, int]] = []
+        done = False
+        while not done:
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:  # too many error reports: the batch failed anyway
+                    self._drain(barrier)
+                    raise NetlinkError(errno.ENOBUFS, "batch rejected (error reports overflowed)") from None
+                raise
+            for kind, seq, err in _replies(data):
+                if seq == barrier:
+                    done = done or kind == 2  # the GETGEN ACK comes last
+                elif kind == 2 and err and first <= seq <= last:
+                    errors.append((seq, err))
+        if errors:
+            seq, err = errors[0]
+            where = "the commit" if seq in (first, last) else f"message {seq - first} of {len(seqs)}"
+            raise NetlinkError(-err, f"{os.strerror(-err)} ({len(errors)} errors; first at {where})")
+        return len(seqs)
+
+    def names(self, what: str, family: str = "ip", table: str = "kube-proxy") -> list[str] | None:
+        """Names of the chains (``what="chains"``) or sets and maps (``"sets"``) of ``table``,
+        from a netlink dump (declarations only: no rules, no elements), or None if there is no
+        such table. Blocking."""
+        kind, name_attr = (GETCHAIN, 3) if what == "chains" else (GETSET, 2)
+        seq = self._seq
+        self._seq += 1
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | F_DUMP, seq, FAMILIES[family],
+                            s(1, table)))
+        out: list[str] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(data):
+                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                if ln < 16:
+                    break
+                if mseq == seq:
+                    if typ == 3:  # NLMSG_DONE
+                        return out
+                    if typ == 2:  # NLMSG_ERROR
+                        err = struct.unpack_from("=i", data, off + 16)[0]
+                        if err == -errno.ENOENT:
+                            return None
+                        raise NetlinkError(-err, f"dump failed: {os.strerror(-err)}")
+                    attrs = _attrs(data[off + 20:off + ln])
+                    if attrs.get(1, b"").rstrip(b"\0").decode() == table and name_attr in attrs:
+                        out.append(attrs[name_attr].rstrip(b"\0").decode())
+                off += (ln + 3) & ~3
+
+    def _drain(self, barrier: int) -> None:
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    continue
+                return
+            if any(seq == barrier and kind == 2 for kind, seq, _ in _replies(data)):
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    """Top-level netlink attributes of a message body: type (nested flag cleared) -> payload."""
+    out: dict[int, bytes] = {}
+    off = 0
+    while off + 4 <= len(data):
+        ln, kind = _HDR.unpack_from(data, off)
+        if ln < 4:
+            break
+        out[kind & 0x3FFF] = data[off + 4:off + ln]
+        off += (ln + 3) & ~3
+    return out
+
+
+def _replies(data: bytes) -> Iterable[tuple[int, int, int]]:
+    off = 0
+    while off + 16 <= len(data):
+        ln, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
+        err = struct.unpack_from("=i", data, off + 16)[0] if kind == 2 else 0
+        yield kind, seq, err
+        off += (ln + 3) & ~3
+        if ln == 0:
+            break
