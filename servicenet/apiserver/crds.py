@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -34,9 +34,6 @@ from servicenet.apiserver.responses import _obj, json_response
 from servicenet.common import log
 from servicenet.store import WatchClosed
 
-if TYPE_CHECKING:
-    from servicenet.apiserver.server import ApiServer
-
 _log = log.get("apiserver.crds")
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
 ADMISSION_PREFIX = "/registry/admissionregistration.k8s.io/"
@@ -50,7 +47,7 @@ _VAPB_GVR = ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybin
 class CrdManager:
     """State shared by the admission hook, the handlers and the controller."""
 
-    def __init__(self, server: ApiServer) -> None:
+    def __init__(self, server: Any) -> None:  # the ApiServer (store, registry)
         self.server = server
         self.versions: dict[tuple[str, str, str], CrdVersion] = {}
         self.policies: dict[str, dict[str, Any]] = {}
