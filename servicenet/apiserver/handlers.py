@@ -326,9 +326,8 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
-        # built-in kinds' rows are kept between LISTs; a custom resource's come from its printer columns
-        cached_rows = (table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
-                       and served.version(info) is None)
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata" \
+            and conv is None  # custom resources: their CRD's printer columns (render_table)
         trecs: list[Record] = []
         more = False
         last_key: str | None = start_after

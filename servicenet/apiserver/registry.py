@@ -208,6 +208,8 @@ class Registry:
                 undo()
             if isinstance(e, KeyExists):
                 raise errors.already_exists(info.plural, info.group, name) from None
+            if _too_deep(e):
+                raise errors.bad_request(_TOO_DEEP) from None
             raise
 
     def _managed_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
@@ -309,6 +311,8 @@ class Registry:
                 raise errors.conflict(info.plural, info.group, name) from None
             if isinstance(e, KeyNotFound):
                 raise errors.not_found(info.plural, info.group, name) from None
+            if _too_deep(e):
+                raise errors.bad_request(_TOO_DEEP) from None
             raise
 
     def _merge_for_update(self, info: ResourceInfo, old: dict[str, Any], obj: dict[str, Any],
@@ -460,6 +464,14 @@ class Registry:
                 f"inconsistent list - objects that were created, modified, or deleted between the time the first "
                 f"chunk was returned and now may show up in the list. (compacted revision {exc.compact_revision})"
             ) from None
+
+
+_TOO_DEEP = "the object is nested too deeply to be stored (more than 254 levels of objects and lists)"
+
+
+def _too_deep(e: BaseException) -> bool:
+    """orjson refuses to encode nesting beyond 254 levels; the write did not happen."""
+    return isinstance(e, TypeError) and "Recursion limit" in str(e)
 
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:

@@ -405,3 +405,15 @@ async def test_namespace_deletion_and_owner_gc_reach_custom_objects(api: Running
     while api.server.store.get("/registry/core/namespaces/tmp") is not None:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
+
+
+async def test_too_deeply_nested_preserved_data_is_a_400_not_a_500(api: RunningApi) -> None:
+    await install(api)
+    for depth in (300, 1000):
+        raw = ('{"apiVersion":"stable.example.com/v1","kind":"CronTab","metadata":{"name":"deep"},"spec":{"extra":'
+               + '{"a":' * depth + "1" + "}" * depth + "}}").encode()
+        with pytest.raises(ApiError) as ei:
+            await api.client.request("POST", f"/apis/{CT_AV}/namespaces/default/crontabs", body=raw)
+        assert ei.value.status == 400, ei.value
+    assert api.server.store.get("/registry/stable.example.com/crontabs/default/deep") is None
+    await api.client.create(CT_AV, "crontabs", "default", ct("after"))  # still serving
