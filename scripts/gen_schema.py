@@ -37,7 +37,6 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("", "v1", "Event", "CoreV1Event"),
     ("", "v1", "Binding", "V1Binding"),
     ("", "v1", "ReplicationController", "V1ReplicationController"),
-    ("", "v1", "ServiceAccount", "V1ServiceAccount"),
     ("discovery.k8s.io", "v1", "EndpointSlice", "V1EndpointSlice"),
     ("apps", "v1", "Deployment", "V1Deployment"),
     ("apps", "v1", "ReplicaSet", "V1ReplicaSet"),
@@ -50,6 +49,18 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("networking.k8s.io", "v1", "IngressClass", "V1IngressClass"),
     ("autoscaling", "v1", "Scale", "V1Scale"),
     ("policy", "v1", "Eviction", "V1Eviction"),
+    ("", "v1", "ServiceAccount", "V1ServiceAccount"),
+    ("rbac.authorization.k8s.io", "v1", "Role", "V1Role"),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "V1ClusterRole"),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "V1RoleBinding"),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "V1ClusterRoleBinding"),
+    ("authentication.k8s.io", "v1", "TokenRequest", "AuthenticationV1TokenRequest"),
+    ("authentication.k8s.io", "v1", "TokenReview", "V1TokenReview"),
+    ("authentication.k8s.io", "v1", "SelfSubjectReview", "V1SelfSubjectReview"),
+    ("authorization.k8s.io", "v1", "SubjectAccessReview", "V1SubjectAccessReview"),
+    ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "V1SelfSubjectAccessReview"),
+    ("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "V1LocalSubjectAccessReview"),
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "V1SelfSubjectRulesReview"),
 ]
 LISTS: dict[str, str] = {  # client class of each kind's List
     "V1Namespace": "V1NamespaceList", "V1Pod": "V1PodList", "V1Service": "V1ServiceList",
@@ -58,8 +69,10 @@ LISTS: dict[str, str] = {  # client class of each kind's List
     "V1EndpointSlice": "V1EndpointSliceList", "V1Deployment": "V1DeploymentList",
     "V1ReplicaSet": "V1ReplicaSetList", "V1StatefulSet": "V1StatefulSetList",
     "V1ControllerRevision": "V1ControllerRevisionList", "V1Ingress": "V1IngressList",
-    "V1IngressClass": "V1IngressClassList",
-    "V1ReplicationController": "V1ReplicationControllerList", "V1ServiceAccount": "V1ServiceAccountList",
+    "V1IngressClass": "V1IngressClassList", "V1ServiceAccount": "V1ServiceAccountList",
+    "V1Role": "V1RoleList", "V1ClusterRole": "V1ClusterRoleList", "V1RoleBinding": "V1RoleBindingList",
+    "V1ClusterRoleBinding": "V1ClusterRoleBindingList",
+    "V1ReplicationController": "V1ReplicationControllerList",
     "V1DaemonSet": "V1DaemonSetList", "V1Job": "V1JobList", "V1CronJob": "V1CronJobList",
 }
 META_PKG = "io.k8s.apimachinery.pkg.apis.meta.v1"
@@ -72,7 +85,9 @@ EXTRA_META = ["V1Status", "V1DeleteOptions", "V1WatchEvent"]
 GROUP_PKG = {
     "": "io.k8s.api.core.v1", "apps": "io.k8s.api.apps.v1", "discovery.k8s.io": "io.k8s.api.discovery.v1",
     "networking.k8s.io": "io.k8s.api.networking.v1", "autoscaling": "io.k8s.api.autoscaling.v1",
-    "policy": "io.k8s.api.policy.v1", "batch": "io.k8s.api.batch.v1",
+    "policy": "io.k8s.api.policy.v1", "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
+    "authentication.k8s.io": "io.k8s.api.authentication.v1", "authorization.k8s.io": "io.k8s.api.authorization.v1",
+    "batch": "io.k8s.api.batch.v1",
 }
 _PREFIX = re.compile(r"^[A-Z][a-z]*V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])|^V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])")
 _MODEL_RE = re.compile(r"^(?:[A-Z][a-z]*)?V\d\w*$")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from servicenet.api import wellknown as wk
+from servicenet.apiserver.podaccess import ComponentClients, KubernetesEndpoint
 from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
 from servicenet.controllers.manager import ControllerManager
@@ -85,17 +86,29 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
 
     out: list[Any] = []
     dns_ip = api.services.dns_ip()
+    ids = None
+    if getattr(api, "security", None) is not None:  # each component its own identity (least privilege)
+        ids = ComponentClients(api)
+        out.append(ids)
+
+    def client_for(component: str) -> ApiClient:
+        return ids.client(component, args.node_name) if ids is not None else client
+
     if on("controller-manager"):
-        out.append(ControllerManager(client))
+        out.append(ControllerManager(client_for("controller-manager")))
+    node = None
     if on("node"):
-        out.append(NodeAgent(client, node_name=args.node_name, network=network,
-                             pod_cidr=wk.address_plan(network).pod_cidr, cluster_dns_ip=dns_ip,
-                             data_dir=str(Path(args.data_dir) / "node")))
+        node = NodeAgent(client_for("node"), node_name=args.node_name, network=network,
+                         pod_cidr=wk.address_plan(network).pod_cidr, cluster_dns_ip=dns_ip,
+                         data_dir=str(Path(args.data_dir) / "node"))
+        out.append(node)
+    if ids is not None and network != "virtual":  # where pods reach the API (the kubernetes Service)
+        out.append(KubernetesEndpoint(api, node))
     if on("dns"):
-        dns = dns_server.build_for_up(client=client, args=args, network=network, api=api)
+        dns = dns_server.build_for_up(client=client_for("dns"), args=args, network=network, api=api)
         out.append(dns)
         # where pods reach it: the kube-dns ClusterIP in netns mode, else its first host listener
         out.append(KubeDnsEndpoints(client, dns_ip, 53) if network == "netns" else KubeDnsEndpoints(client, dns=dns))
     if on("proxy"):
-        out.append(proxy_server.build_for_up(client=client, args=args, network=network, api=api))
+        out.append(proxy_server.build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
     return out

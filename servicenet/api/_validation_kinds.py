@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from servicenet.api import rbac_validation
 from servicenet.api._validation_base import (
     IP_MSG,
     Errs,
@@ -531,4 +532,6 @@ def validate(info: ResourceInfo, obj: Obj, old: Obj | None, allow_loopback: bool
         return validate_node(obj)
     if kind == ("networking.k8s.io/v1", "Ingress"):
         return validate_ingress(obj)
+    if info.group == "rbac.authorization.k8s.io":
+        return rbac_validation.validate(info.kind, obj, old)
     return validate_generic(obj, info)

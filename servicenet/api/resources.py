@@ -102,7 +102,8 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
     _res("", "ReplicationController", "replicationcontrollers", short=("rc",), categories=("all",),
          subs=(_SCALE, _status("ReplicationController"))),
     _res("", "Secret", "secrets"),
-    _res("", "ServiceAccount", "serviceaccounts", short=("sa",)),
+    _res("", "ServiceAccount", "serviceaccounts", short=("sa",),
+         subs=(SubresourceInfo("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),)),
     _res("", "Service", "services", short=("svc",), categories=("all",),
          subs=(SubresourceInfo("proxy", "ServiceProxyOptions", ("create", "delete", "get", "patch", "update")),
                _status("Service"))),
@@ -118,15 +119,31 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
     # batch/v1
     _res("batch", "CronJob", "cronjobs", short=("cj",), categories=("all",), subs=(_status("CronJob"),)),
     _res("batch", "Job", "jobs", categories=("all",), subs=(_status("Job"),)),
+    # authentication.k8s.io/v1, authorization.k8s.io/v1: create-only reviews (answered, never stored)
+    _res("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", namespaced=False, verbs=("create",)),
+    _res("authentication.k8s.io", "TokenReview", "tokenreviews", namespaced=False, verbs=("create",)),
+    _res("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", verbs=("create",)),
+    _res("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
+         verbs=("create",)),
+    _res("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False,
+         verbs=("create",)),
+    _res("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
+         verbs=("create",)),
     # discovery.k8s.io/v1
     _res("discovery.k8s.io", "EndpointSlice", "endpointslices"),
     # networking.k8s.io/v1
     _res("networking.k8s.io", "IngressClass", "ingressclasses", namespaced=False),
     _res("networking.k8s.io", "Ingress", "ingresses", short=("ing",), subs=(_status("Ingress"),)),
+    # rbac.authorization.k8s.io/v1
+    _res("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    _res("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", namespaced=False),
+    _res("rbac.authorization.k8s.io", "RoleBinding", "rolebindings"),
+    _res("rbac.authorization.k8s.io", "Role", "roles"),
 )
 
 #: groups in the order ``/apis`` lists them (upstream lists by priority; these are the served ones).
-GROUP_ORDER: tuple[str, ...] = ("apps", "batch", "discovery.k8s.io", "networking.k8s.io")
+GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "discovery.k8s.io",
+                                 "networking.k8s.io", "rbac.authorization.k8s.io")
 
 #: the kind the ``scale`` subresource speaks (it has no collection of its own).
 SCALE = ResourceInfo(group="autoscaling", version="v1", kind="Scale", plural="", singular="", namespaced=True,

@@ -20,6 +20,7 @@ from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
 from servicenet.apiserver import certs, negotiation
+from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -30,7 +31,6 @@ from servicenet.common.health import HealthServer
 from servicenet.store import MemoryStore, SQLiteStore
 
 _log = log.get("apiserver")
-_PUBLIC = {"/healthz", "/livez", "/readyz", "/version", "/metrics"}
 
 
 @dataclass
@@ -57,7 +57,10 @@ class ApiServer:
         self.gc: GarbageCollector | None = None
         self.creds: certs.Credentials | None = None
         self._runner: web.AppRunner | None = None
-        self._tokens: dict[str, str] = {}
+        self.security: Any = None
+        self._sa_controller: Any = None
+        self.loopback_token = ""
+        self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
         self.m_requests = prometheus_client.Counter(
@@ -100,19 +103,24 @@ class ApiServer:
         recs, _, _ = self.store.list("/registry/core/services/")
         self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
+        if self.config.tls:
+            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
+            self.security, self._sa_controller = await start_security(self)
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
         self.handlers = ResourceHandlers(self.registry, self.store)
-        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        mws = [self._middleware] + ([self.security.middleware] if self.security is not None else [])
+        app = web.Application(middlewares=mws, client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         ssl_ctx = None
-        if self.config.tls:
-            self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
-            self._tokens = self.creds.tokens()
+        if self.config.tls and self.creds is not None:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(str(self.creds.server_cert), str(self.creds.server_key))
+            ssl_ctx.load_verify_locations(str(self.creds.ca_cert))  # x509 client certificates
+            ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
+            self.ssl_context = ssl_ctx
         site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=ssl_ctx,
                            reuse_address=True, backlog=1024)
         await site.start()
@@ -136,6 +144,9 @@ class ApiServer:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if self.security is not None:
+            await self._sa_controller.stop()
+            await self.security.authz.stop()
         if self.gc is not None:
             await self.gc.stop()
         if self._runner is not None:
@@ -183,11 +194,6 @@ class ApiServer:
         resource = "-"
         code = 500
         try:
-            if self.config.tls and request.path not in _PUBLIC:
-                auth = request.headers.get("Authorization", "")
-                token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-                if not token or token not in self._tokens:
-                    raise errors.unauthorized()
             resp = negotiation.protobuf_response(request, await handler(request))
             code = resp.status
             return resp

@@ -132,7 +132,7 @@ class NodeAgent:
                           virtual_ready_delay=virtual_ready_delay,
                           node_allocatable={"cpu": str(os.cpu_count() or 1)}),
             self.network, write_status=self._write_status, finalize=self._finalize, fetch=self._fetch,
-            services=self._services, on_event=self._event)
+            services=self._services, on_event=self._event, request_token=self._request_token)
         self.health = HealthServer(host, port)
         self.heartbeat_interval = heartbeat_interval
         self._host, self._port = host, port
@@ -237,6 +237,20 @@ class NodeAgent:
         except ApiError as exc:
             if exc.status not in (404, 409):
                 _log.warning("final pod delete failed", pod=meta["name"], error=str(exc))
+
+    async def _request_token(self, namespace: str, sa: str, pod: Obj, audiences: list[str],
+                             seconds: int) -> tuple[str, float]:
+        """A ServiceAccount token bound to ``pod`` (TokenRequest), for its projected volume."""
+        meta = pod["metadata"]
+        spec: Obj = {"expirationSeconds": seconds,
+                     "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]}}
+        if audiences:
+            spec["audiences"] = audiences
+        out = await self.client.request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+        exp = datetime.strptime(out["status"]["expirationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+        return out["status"]["token"], exp.replace(tzinfo=UTC).timestamp()
 
     async def _fetch(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:

@@ -8,11 +8,13 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from typing import Any
 
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
+from servicenet.node import projected
 from servicenet.node.envvars import EnvError, container_env, expand_command
 from servicenet.node.host import PodHost
 from servicenet.node.network import PodSandbox
@@ -55,6 +57,7 @@ class PodWorker:
         self._status_task: asyncio.Task[None] | None = None
         self._last_status: Obj | None = None
         self._created_paths: list[str] = []
+        self._refresh: dict[str, asyncio.Task[None]] = {}  # projected volume -> token refresher
         self.status_written = asyncio.Event()
 
     # -- helpers used by containers -------------------------------------------------------------
@@ -171,6 +174,10 @@ class PodWorker:
             if "hostPath" in vol:
                 out[vol["name"]] = vol["hostPath"]["path"]
                 continue
+            if "projected" in vol:
+                await self._projected(vol, path)
+                out[vol["name"]] = path
+                continue
             os.makedirs(path, exist_ok=True)
             src = vol.get("configMap") or vol.get("secret")
             if src is not None:
@@ -194,6 +201,27 @@ class PodWorker:
             out[vol["name"]] = path
         return out
 
+    async def _projected(self, vol: Obj, path: str) -> None:
+        """Write a projected volume; keep its ServiceAccount token fresh (80 % of its lifetime)."""
+        rt = self.runtime
+        files, at = await projected.collect(self.pod, vol, rt.fetch, rt.request_token)
+        projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644))
+        old = self._refresh.pop(vol["name"], None)
+        if old is not None:
+            old.cancel()
+        if at:
+            self._refresh[vol["name"]] = asyncio.create_task(self._refresh_later(vol, path, at))
+
+    async def _refresh_later(self, vol: Obj, path: str, at: float) -> None:
+        while True:
+            await asyncio.sleep(max(at - time.time(), 0.0))
+            try:
+                files, at = await projected.collect(self.pod, vol, self.runtime.fetch, self.runtime.request_token)
+                projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644))
+            except Exception as exc:  # the API may be briefly unreachable: try again soon
+                _log.warning("projected volume refresh failed", pod=self.key, volume=vol["name"], error=repr(exc))
+                at = time.time() + 10.0
+
     async def _start_container(self, run: ct.ContainerRun) -> bool:
         """Start one container process; False if it cannot start (stays waiting)."""
         try:
@@ -213,7 +241,13 @@ class PodWorker:
         ports = [str(p["containerPort"]) for p in run.spec.get("ports") or [] if p.get("containerPort")]
         if builtin:
             env["SERVICENET_PORTS"] = ",".join(ports)
-        volumes = await self._volumes()
+        try:
+            volumes = await self._volumes()
+        except Exception as exc:  # e.g. the token or a referenced object cannot be fetched yet
+            run.state = waiting_state("ContainerCreating", "")
+            self.mark_dirty()
+            self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
+            return False
         mounts: list[tuple[str, str, bool]] = []
         if mode == "netns":
             mounts = [(os.path.join(self.dir, "resolv.conf"), "/etc/resolv.conf", False),
@@ -390,5 +424,7 @@ class PodWorker:
 
     async def close(self) -> None:
         """Flush the last status and stop background tasks."""
+        for t in self._refresh.values():
+            t.cancel()
         await cancel_and_wait(self._status_task)
         self.runtime.forget(self)

@@ -62,8 +62,10 @@ class PodRuntime:
                  finalize: Callable[[Obj], Awaitable[None]] = _noop_finalize,
                  fetch: Callable[[str, str, str], Awaitable[Obj | None]] = _no_fetch,
                  services: Callable[[], list[Obj]] = list,
-                 on_event: Callable[[Obj, str, str, str], None] | None = None) -> None:
+                 on_event: Callable[[Obj, str, str, str], None] | None = None,
+                 request_token: Callable[..., Awaitable[tuple[str, float]]] | None = None) -> None:
         self.cfg = cfg
+        self.request_token = request_token  # (ns, sa, pod, audiences, seconds) -> (token, expiry)
         self.network = network
         self.write_status = write_status
         self._finalize = finalize

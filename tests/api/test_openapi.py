@@ -20,7 +20,8 @@ KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 def test_index_and_hash_are_stable() -> None:
     idx = openapi.index()
     assert set(idx["paths"]) == {"api/v1", "apis/apps/v1", "apis/batch/v1", "apis/discovery.k8s.io/v1",
-                                 "apis/networking.k8s.io/v1"}
+                                 "apis/networking.k8s.io/v1", "apis/authentication.k8s.io/v1",
+                                 "apis/authorization.k8s.io/v1", "apis/rbac.authorization.k8s.io/v1"}
     url = idx["paths"]["api/v1"]["serverRelativeURL"]
     assert url.startswith("/openapi/v3/api/v1?hash=")
     assert url.split("hash=")[1] == openapi.document_hash("", "v1")

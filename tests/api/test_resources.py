@@ -34,7 +34,9 @@ def test_api_versions_and_groups() -> None:
     assert groups["kind"] == "APIGroupList" and groups["apiVersion"] == "v1"
     assert groups["groups"][0] == {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
                                    "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}
-    assert [g["name"] for g in groups["groups"]] == ["apps", "batch", "discovery.k8s.io", "networking.k8s.io"]
+    assert [g["name"] for g in groups["groups"]] == ["apps", "authentication.k8s.io", "authorization.k8s.io",
+                                                     "batch", "discovery.k8s.io", "networking.k8s.io",
+                                                     "rbac.authorization.k8s.io"]
     assert r.api_resource_list("apps", "v2") is None
 
 

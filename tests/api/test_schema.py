@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_served_kind_has_a_schema() -> None:
     for r in all_resources():
         assert schema.definition_name(r.api_version, r.kind) is not None, r.kind
-        assert schema.definition_name(r.api_version, r.list_kind) is not None, r.list_kind
+        if "list" in r.verbs:  # the review kinds are create-only and have no list
+            assert schema.definition_name(r.api_version, r.list_kind) is not None, r.list_kind
     assert schema.definition_name("autoscaling/v1", "Scale") == "io.k8s.api.autoscaling.v1.Scale"
 
 

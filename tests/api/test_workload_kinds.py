@@ -31,7 +31,7 @@ def test_discovery_names_verbs_and_categories() -> None:
         "daemonsets": ("apps", ("ds",), ("all",), ("status",)),
         "jobs": ("batch", (), ("all",), ("status",)),
         "cronjobs": ("batch", ("cj",), ("all",), ("status",)),
-        "serviceaccounts": ("", ("sa",), (), ()),
+        "serviceaccounts": ("", ("sa",), (), ("token",)),
     }
     for plural, (group, short, cats, subs) in want.items():
         r = resources.by_plural(group, "v1", plural)

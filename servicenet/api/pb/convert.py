@@ -149,9 +149,9 @@ def _make_special_to_json(name: str) -> ToJson | None:
     if name == DURATION:
         return lambda m: format_duration(m.duration)
     if name == QUANTITY:
-        return lambda m: m.string
+        return lambda m: _text(m.string)
     if name == INT_OR_STRING:
-        return lambda m: m.strVal if m.type == 1 else m.intVal
+        return lambda m: _text(m.strVal) if m.type == 1 else m.intVal
     if name in (RAW_EXTENSION, f"{_APIEXT}.JSON"):
         return lambda m: orjson.loads(m.raw) if m.raw else None
     if name == FIELDS_V1:
@@ -179,14 +179,22 @@ def _value_to_json(fd: FieldDescriptor) -> ToJson:
         return lambda m: to_json(m, name)
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return lambda b: base64.b64encode(b).decode()
+    if fd.type == FieldDescriptor.TYPE_STRING:
+        return _text
     return lambda v: v
+
+
+def _text(v: Any) -> str:
+    """proto2 does not check UTF-8: a string field that is not comes back as bytes. Go keeps the
+    bytes and its JSON encoder writes U+FFFD for each bad one; do the same."""
+    return v if v.__class__ is str else v.decode("utf-8", "replace")  # type: ignore[no-any-return]
 
 
 def _field_to_json(message: str, fd: FieldDescriptor) -> tuple[str, ToJson, bool]:
     go = types.go_field(message, fd)
     if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
         conv = _value_to_json(fd.message_type.fields_by_name["value"])
-        return go.json, lambda m: {k: conv(v) for k, v in m.items()}, False
+        return go.json, lambda m: {k if k.__class__ is not bytes else _text(k): conv(v) for k, v in m.items()}, False
     conv = _value_to_json(fd)
     if fd.is_repeated:
         return go.json, lambda r: [conv(v) for v in r], False

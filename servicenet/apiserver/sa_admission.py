@@ -1,0 +1,142 @@
+"""ServiceAccounts for pods: the admission step that mounts a token volume into every pod, and the
+namespace controller that keeps a ``default`` ServiceAccount and the ``kube-root-ca.crt`` ConfigMap
+in every namespace (upstream's ServiceAccount admission, serviceaccounts controller and root-CA
+publisher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import string
+from typing import Any
+
+from servicenet.api import errors
+from servicenet.api.resources import by_plural
+from servicenet.apiserver.registry import WriteOptions
+from servicenet.apiserver.sa_tokens import PROJECTED_EXPIRATION
+from servicenet.common import log
+
+_log = log.get("apiserver.serviceaccounts")
+Obj = dict[str, Any]
+
+MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+ROOT_CA = "kube-root-ca.crt"
+_ALNUM = string.ascii_lowercase + string.digits
+
+
+def token_volume(name: str) -> Obj:
+    return {"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": PROJECTED_EXPIRATION, "path": "token"}},
+        {"configMap": {"name": ROOT_CA, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}
+
+
+def mount_token(pod: Obj, sa: Obj | None) -> None:
+    """Set ``serviceAccountName`` and add the projected token volume unless automount is off (pure)."""
+    spec = pod.setdefault("spec", {})
+    name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = name
+    spec["serviceAccount"] = name
+    auto = spec.get("automountServiceAccountToken")
+    if auto is None and sa is not None:
+        auto = sa.get("automountServiceAccountToken")
+    if auto is False:
+        return
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    vol = "kube-api-access-" + "".join(secrets.choice(_ALNUM) for _ in range(5))
+    mounted = False
+    for c in containers:
+        if any((m.get("mountPath") or "").rstrip("/") == MOUNT_PATH for m in c.get("volumeMounts") or ()):
+            continue
+        c.setdefault("volumeMounts", []).append({"name": vol, "readOnly": True, "mountPath": MOUNT_PATH})
+        mounted = True
+    if mounted:
+        spec.setdefault("volumes", []).append(token_volume(vol))
+
+
+class ServiceAccounts:
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.server.registry.before_create["pods"] = self.admit_pod
+        recs, _, _ = self.server.store.list("/registry/core/namespaces/")
+        for rec in recs:
+            await self.ensure(rec.obj())
+        self._task = asyncio.create_task(self._watch(), name="serviceaccounts-controller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def admit_pod(self, info: Any, pod: Obj, old: Obj | None) -> None:
+        ns = pod["metadata"].get("namespace") or "default"
+        spec = pod.get("spec") or {}
+        name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        rec = self.server.store.get(f"/registry/core/serviceaccounts/{ns}/{name}")
+        if rec is None and name == "default":  # the controller has not caught up with a new namespace
+            await self._create_default_sa(ns)
+            rec = self.server.store.get(f"/registry/core/serviceaccounts/{ns}/{name}")
+        if rec is None:
+            raise errors.forbidden_error(
+                f'pods "{pod["metadata"].get("name", "")}" is forbidden: error looking up service account '
+                f'{ns}/{name}: serviceaccount "{name}" not found', "pods", "", pod["metadata"].get("name", ""))
+        mount_token(pod, rec.obj())
+        return None
+
+    async def _create_default_sa(self, ns: str) -> None:
+        info = by_plural("", "v1", "serviceaccounts")
+        assert info is not None
+        with contextlib.suppress(errors.ApiStatusError):
+            await self.server.registry.create(info, ns, {"metadata": {"name": "default"}}, WriteOptions())
+
+    async def ensure(self, ns_obj: Obj) -> None:
+        md = ns_obj.get("metadata") or {}
+        ns = md.get("name", "")
+        if md.get("deletionTimestamp") or not ns:
+            return
+        store = self.server.store
+        if store.get(f"/registry/core/serviceaccounts/{ns}/default") is None:
+            await self._create_default_sa(ns)
+        creds = self.server.creds
+        if creds is None:
+            return
+        ca = creds.ca_pem.decode()
+        cm_info = by_plural("", "v1", "configmaps")
+        assert cm_info is not None
+        rec = store.get(f"/registry/core/configmaps/{ns}/{ROOT_CA}")
+        body = {"metadata": {"name": ROOT_CA, "annotations": {
+            "kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver "
+                                         "when using internal endpoints such as the internal service IP or "
+                                         "kubernetes.default.svc. No other usage is guaranteed across "
+                                         "distributions of Kubernetes clusters."}},
+                "data": {"ca.crt": ca}}
+        with contextlib.suppress(errors.ApiStatusError):
+            if rec is None:
+                await self.server.registry.create(cm_info, ns, body, WriteOptions())
+            elif (rec.obj().get("data") or {}).get("ca.crt") != ca:
+                cur = rec.obj()
+                cur["data"] = {"ca.crt": ca}
+                await self.server.registry.update(cm_info, ns, ROOT_CA, cur, WriteOptions())
+
+    async def _watch(self) -> None:
+        store = self.server.store
+        while True:
+            try:
+                w = store.watch("/registry/core/namespaces/", store.revision)
+                async for ev in w:
+                    if ev.type != "DELETED":
+                        await self.ensure(ev.record.obj())
+                # also put back a deleted default SA / root CA map (cheap: once per namespace event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.info("namespace watch restarted", error=str(exc))
+                await asyncio.sleep(0.2)
