@@ -37,7 +37,6 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("", "v1", "Event", "CoreV1Event"),
     ("", "v1", "Binding", "V1Binding"),
     ("", "v1", "ReplicationController", "V1ReplicationController"),
-    ("", "v1", "ServiceAccount", "V1ServiceAccount"),
     ("discovery.k8s.io", "v1", "EndpointSlice", "V1EndpointSlice"),
     ("apps", "v1", "Deployment", "V1Deployment"),
     ("apps", "v1", "ReplicaSet", "V1ReplicaSet"),
