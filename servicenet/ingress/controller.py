@@ -274,10 +274,13 @@ class IngressController:
         API. False when a backend outgrew its slots (the caller does a full sync)."""
         assert self.haproxy is not None
         table = refresh_endpoints(self.table, _Index(self.services), _Index(self.slices, by_service=True), changed)
-        slots = rd.plan_slots(table, self.slots)
-        if any(len(slots.get(n, ())) != len(v) for n, v in self.slots.items() if n in slots):
-            return False
-        ops = rd.runtime_ops(self.slots, slots)
+        touched = {u.name for u in table.upstreams if u.service.rpartition(":")[0] in changed}
+        part = replace(table, upstreams=tuple(u for u in table.upstreams if u.name in touched))
+        new = rd.plan_slots(part, {n: self.slots[n] for n in touched if n in self.slots})
+        if any(len(new[n]) != len(self.slots.get(n, ())) for n in new):
+            return False  # a backend outgrew its slots: structural
+        ops = rd.runtime_ops({n: self.slots[n] for n in new}, new)
+        slots = {**self.slots, **new}
         await self.haproxy.commands(ops)
         self.table, self.slots = table, slots
         self.m_syncs.labels("runtime" if ops else "noop").inc()
