@@ -15,40 +15,30 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from servicenet.api._table_rows import (
-    _age,
-    _containers,
-    _host_port,
-    _lb_ingress,
-    _list_with_more,
-    _md,
-    _pod,
-    _Row,
-    _spec,
-    _status,
-    _template_spec,
-)
+from servicenet.api import tables_workloads
 from servicenet.api.errors import bad_request
 from servicenet.api.selectors import format_labels, label_selector_from_dict
+from servicenet.api.table_cells import AGE as _AGE
+from servicenet.api.table_cells import CONTAINERS as _CONTAINERS
+from servicenet.api.table_cells import IMAGES as _IMAGES
+from servicenet.api.table_cells import NAME as _NAME
+from servicenet.api.table_cells import Cell, Obj
+from servicenet.api.table_cells import Row as _RowT
+from servicenet.api.table_cells import age as _age
+from servicenet.api.table_cells import col as _col
+from servicenet.api.table_cells import containers as _containers
+from servicenet.api.table_cells import md as _md
+from servicenet.api.table_cells import spec as _spec
+from servicenet.api.table_cells import status as _status
 from servicenet.api.timefmt import parse_rfc3339, translate_timestamp_since
 from servicenet.api.views import meta as meta_of
 from servicenet.api.views import service_cluster_ips
 
 __all__ = ["column_definitions", "partial_object_metadata", "to_table", "INCLUDE_OBJECT_VALUES"]
 
-Obj = Mapping[str, Any]
-Cell = str | int | bool
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
 
 
-def _col(name: str, type_: str = "string", fmt: str = "", desc: str = "", prio: int = 0) -> dict[str, Any]:
-    return {"name": name, "type": type_, "format": fmt, "description": desc, "priority": prio}
-
-
-_NAME = _col("Name", fmt="name", desc="Name of the object, unique within its namespace.")
-_AGE = _col("Age", desc="Time elapsed since the object was created.")
-_CONTAINERS = _col("Containers", desc="Container names of the pod template.", prio=1)
-_IMAGES = _col("Images", desc="Container images of the pod template.", prio=1)
 
 _COLUMNS: dict[str, list[dict[str, Any]]] = {
     "Pod": [
@@ -156,6 +146,169 @@ def column_definitions(kind: str) -> list[dict[str, Any]]:
 def partial_object_metadata(obj: Obj, group_version: str = "meta.k8s.io/v1") -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "apiVersion": group_version,
             "metadata": dict(meta_of(obj))}
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _list_with_more(items: list[str], count: int, limit: int = 3) -> str:
+    if count > limit:
+        return ",".join(items[:limit]) + f" + {count - limit} more..."
+    return ",".join(items) or "<unset>"
+
+
+def _template_spec(o: Obj) -> Mapping[str, Any]:
+    return ((_spec(o).get("template") or {}).get("spec")) or {}
+
+
+def _host_port(ip: str, port: Any) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _lb_ingress(status_lb: Mapping[str, Any]) -> str:
+    seen = set()
+    for ing in status_lb.get("ingress") or []:
+        if ing.get("ip"):
+            seen.add(ing["ip"])
+        elif ing.get("hostname"):
+            seen.add(ing["hostname"])
+    return ",".join(sorted(seen))
+
+
+# ---------------------------------------------------------------------------------------------
+# per-kind rows (each returns (cells, row conditions))
+
+_Row = _RowT
+
+
+def _is_restartable_init(c: Mapping[str, Any] | None) -> bool:
+    return bool(c) and c.get("restartPolicy") == "Always"  # type: ignore[union-attr]
+
+
+def _ts_before(a: str | None, b: str | None) -> bool:
+    da, db = parse_rfc3339(a), parse_rfc3339(b)
+    if db is None:
+        return False
+    return da is None or da < db
+
+
+def _pod(o: Obj, now: datetime) -> _Row:
+    spec, st = _spec(o), _status(o)
+    md = _md(o)
+    restarts = 0
+    restartable_restarts = 0
+    total = len(spec.get("containers") or [])
+    ready = 0
+    last_restart: str | None = None
+    last_restartable_restart: str | None = None
+    phase = st.get("phase") or ""
+    reason = st.get("reason") or phase
+    conditions = st.get("conditions") or []
+    for c in conditions:
+        if c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
+    row_conditions = None
+    if phase == "Succeeded":
+        row_conditions = [{"type": "Completed", "status": "True", "reason": "Succeeded",
+                           "message": "The pod has completed successfully."}]
+    elif phase == "Failed":
+        row_conditions = [{"type": "Completed", "status": "True", "reason": "Failed",
+                           "message": "The pod failed."}]
+
+    init_specs = {c.get("name"): c for c in spec.get("initContainers") or []}
+    total += sum(1 for c in init_specs.values() if _is_restartable_init(c))
+    n_init = len(spec.get("initContainers") or [])
+    initializing = False
+    for i, cs in enumerate(st.get("initContainerStatuses") or []):
+        restarts += int(cs.get("restartCount") or 0)
+        last_term = (cs.get("lastState") or {}).get("terminated")
+        if last_term and _ts_before(last_restart, last_term.get("finishedAt")):
+            last_restart = last_term.get("finishedAt")
+        restartable = _is_restartable_init(init_specs.get(cs.get("name")))
+        if restartable:
+            restartable_restarts += int(cs.get("restartCount") or 0)
+            if last_term and _ts_before(last_restartable_restart, last_term.get("finishedAt")):
+                last_restartable_restart = last_term.get("finishedAt")
+        state = cs.get("state") or {}
+        term, waiting = state.get("terminated"), state.get("waiting")
+        if term is not None and int(term.get("exitCode") or 0) == 0:
+            continue
+        if restartable and cs.get("started"):
+            if cs.get("ready"):
+                ready += 1
+            continue
+        if term is not None:
+            if not term.get("reason"):
+                if term.get("signal"):
+                    reason = f"Init:Signal:{term['signal']}"
+                else:
+                    reason = f"Init:ExitCode:{int(term.get('exitCode') or 0)}"
+            else:
+                reason = "Init:" + term["reason"]
+        elif waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            reason = "Init:" + waiting["reason"]
+        else:
+            reason = f"Init:{i}/{n_init}"
+        initializing = True
+        break
+
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True" for c in conditions)
+    if not initializing or initialized:
+        restarts = restartable_restarts
+        last_restart = last_restartable_restart
+        has_running = False
+        for cs in reversed(st.get("containerStatuses") or []):
+            restarts += int(cs.get("restartCount") or 0)
+            last_term = (cs.get("lastState") or {}).get("terminated")
+            if last_term and _ts_before(last_restart, last_term.get("finishedAt")):
+                last_restart = last_term.get("finishedAt")
+            state = cs.get("state") or {}
+            term, waiting = state.get("terminated"), state.get("waiting")
+            if waiting is not None and waiting.get("reason"):
+                reason = waiting["reason"]
+            elif term is not None and term.get("reason"):
+                reason = term["reason"]
+            elif term is not None:
+                if term.get("signal"):
+                    reason = f"Signal:{term['signal']}"
+                else:
+                    reason = f"ExitCode:{int(term.get('exitCode') or 0)}"
+            elif cs.get("ready") and state.get("running") is not None:
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            pod_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            reason = "Running" if pod_ready else "NotReady"
+
+    if md.get("deletionTimestamp") and st.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif md.get("deletionTimestamp") and phase not in ("Failed", "Succeeded"):
+        reason = "Terminating"
+
+    restarts_s = str(restarts)
+    if restarts != 0 and parse_rfc3339(last_restart) is not None:
+        restarts_s = f"{restarts} ({translate_timestamp_since(last_restart, now)} ago)"
+
+    pod_ip = st.get("podIP") or ""
+    if not pod_ip and st.get("podIPs"):
+        pod_ip = st["podIPs"][0].get("ip") or ""
+    gates = spec.get("readinessGates") or []
+    gates_s = "<none>"
+    if gates:
+        n_true = 0
+        for g in gates:
+            for c in conditions:
+                if c.get("type") == g.get("conditionType"):
+                    if c.get("status") == "True":
+                        n_true += 1
+                    break
+        gates_s = f"{n_true}/{len(gates)}"
+    cells: list[Cell] = [
+        md.get("name", ""), f"{ready}/{total}", reason, restarts_s, _age(o, now),
+        pod_ip or "<none>", spec.get("nodeName") or "<none>", st.get("nominatedNodeName") or "<none>", gates_s,
+    ]
+    return cells, row_conditions
 
 
 def _service_external_ip(o: Obj) -> str:
@@ -380,6 +533,8 @@ _PRINTERS: dict[str, Callable[[Obj, datetime], _Row]] = {
     "Namespace": _namespace, "Node": _node, "ConfigMap": _configmap, "Secret": _secret, "Event": _event,
     "Ingress": _ingress, "IngressClass": _ingressclass,
 }
+_PRINTERS.update(tables_workloads.PRINTERS)
+_COLUMNS.update(tables_workloads.COLUMNS)
 
 
 def to_table(info_kind: str, objs: Sequence[Obj], *, now: datetime, include_object: str | None = "Metadata",
@@ -425,16 +580,3 @@ def to_table(info_kind: str, objs: Sequence[Obj], *, now: datetime, include_obje
         "columnDefinitions": None if no_headers else column_definitions(info_kind),
         "rows": rows,
     }
-
-
-def row_cells(kind: str, obj: Obj, now: datetime) -> _Row:
-    """One object's cells and row conditions, as :func:`to_table` prints them."""
-    return _PRINTERS.get(kind, _default)(obj, now)
-
-
-def age_column(kind: str) -> int | None:
-    """The index of the Age column of ``kind``'s Table, if it has one."""
-    for i, c in enumerate(_COLUMNS.get(kind, _DEFAULT_COLUMNS)):
-        if c is _AGE or c.get("name") == "Age":
-            return i
-    return None

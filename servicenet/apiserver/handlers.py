@@ -83,7 +83,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
-        self.table_rows = TableRows()  # Table rows kept between LISTs by (key, revision)
+        self.table_rows = TableRows()  # Table rows kept between LIST requests
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -326,7 +326,8 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
-        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata" \
+            and conv is None  # custom resources: their CRD's printer columns (render_table)
         trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
@@ -408,6 +409,8 @@ class ResourceHandlers:
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
+        if info.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel}
         try:
             sel_str = selector_to_string(label_selector_from_dict(sel))
         except Exception:

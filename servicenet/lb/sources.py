@@ -10,6 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import dns.asyncresolver
@@ -22,7 +23,7 @@ from servicenet.api.views import EndpointView
 from servicenet.client import ApiClient, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
-from servicenet.lb.incluster import config as client_config
+from servicenet.lb.incluster import SA_DIR, InClusterClient, api_client
 from servicenet.lb.model import Endpoint, Topology
 
 Subscriber = Callable[[list[Endpoint], "Topology | None"], None]
@@ -153,16 +154,17 @@ class ApiSource(Source):
 
     def __init__(self, service: str, namespace: str | None = None, *, port: int | str | None = None,
                  client: ApiClient | None = None, kubeconfig: str | None = None, context: str | None = None,
-                 in_cluster: bool | None = None, pod_labels: bool = False,
+                 in_cluster: bool | None = None, sa_dir: Path = SA_DIR, pod_labels: bool = False,
                  topology: Topology = Topology(), sync_timeout: float = 30.0) -> None:
         super().__init__(topology)
         self.service = service
         self.port = port
         self._own_client = client is None
         if client is None:
-            cfg = client_config(kubeconfig, context, in_cluster)
-            client = ApiClient(cfg.server, config=cfg, user_agent="servicenet-lb")
+            client = api_client(kubeconfig, context, in_cluster, sa_dir)
         self.client = client
+        self.token_check = 60.0  # seconds between looks at a rotated ServiceAccount token
+        self._rotate: asyncio.Task[None] | None = None
         self.namespace = namespace or client.config.namespace
         self.pod_labels = pod_labels
         self.sync_timeout = sync_timeout
@@ -190,8 +192,17 @@ class ApiSource(Source):
         await self.factory.start()
         await self.factory.wait_synced(self.sync_timeout)
         self._recompute()
+        if isinstance(self.client, InClusterClient):
+            self._rotate = asyncio.create_task(self._follow_token(self.client), name="lb-token")
+
+    async def _follow_token(self, client: InClusterClient) -> None:
+        while True:
+            await asyncio.sleep(self.token_check)
+            if await client.refresh():
+                _log.info("ServiceAccount token rotated; reconnected", service=self.service)
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._rotate)
         await self.factory.stop()
         if self._own_client:
             await self.client.close()
@@ -242,6 +253,7 @@ class DnsSource(Source):
         self.resolver.lifetime = timeout
         self.resolver.cache = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.ttl = 0.0
         self.lookups = 0
 
@@ -283,7 +295,7 @@ class DnsSource(Source):
         return min(max(wait, self.min_interval), self.max_interval)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._next_wait())
             try:
                 self.ttl = await self.resolve_once()
@@ -295,9 +307,17 @@ class DnsSource(Source):
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self.ttl = await self.resolve_once()
             self._task = asyncio.create_task(self._loop(), name=f"lb-dns-{self.name}")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        # dnspython's asyncio backend waits with asyncio.wait_for, which on Python 3.11 can drop a
+        # cancellation: flag the loop to end and cancel until the task is really done.
+        self._stopping = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            _log.warning("dns source ended with an error", name=self.name, error=repr(task.exception()))
