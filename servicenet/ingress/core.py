@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import EndpointView
 from servicenet.ingress import annotations as annot
 from servicenet.ingress.certs import CertError, secret_pem
 from servicenet.ingress.model import (
@@ -34,7 +36,7 @@ Obj = dict[str, Any]
 HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PATH = re.compile(r"^/[A-Za-z0-9/._~%!$&()*+,;=:@-]*$")  # no quotes: paths go into quoted config words
 REGEX_PATH = re.compile(r"^/[\x21-\x7e]*$")  # visible ASCII; compiled below
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SERVICE_NAME_LABEL = wk.SERVICE_NAME_LABEL
 
 
 @dataclass(frozen=True)
@@ -168,13 +170,11 @@ class _Compiler:
                 continue
             port = int(match[0]["port"])
             for ep in sl.get("endpoints") or []:
-                cond = ep.get("conditions") or {}
-                is_ready = cond.get("ready") is not False
-                is_serving = cond.get("serving", is_ready) is not False
-                for addr in (ep.get("addresses") or [])[:1]:
-                    if is_ready and not cond.get("terminating"):
+                v = EndpointView.parse(ep)  # upstream's defaults: ready when unset, serving = ready
+                for addr in v.addresses[:1]:
+                    if v.ready and not v.terminating:
                         ready.append((addr, port))
-                    elif is_serving:
+                    elif v.serving:
                         serving.append((addr, port))
         return tuple(sorted(set(ready or serving)))
 
