@@ -7,10 +7,16 @@ import asyncio
 import copy
 import json
 import re
+import ssl
+import urllib.error
+import urllib.request
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servicenet.client.rest import ApiError
 from servicenet.testing import RunningApi
@@ -336,13 +342,6 @@ async def test_invalid_crds_and_name_conflicts(api: RunningApi) -> None:
 
 def _fuzz_posts(url: str, token: str, ca_pem: bytes) -> int:
     """Random specs (and random bytes) POSTed as CronTabs: every answer is a 2xx or a 4xx Status."""
-    import ssl
-    import urllib.error
-    import urllib.request
-
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     leaves = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12)
     values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(
@@ -421,10 +420,6 @@ async def test_too_deeply_nested_preserved_data_is_a_400_not_a_500(api: RunningA
 
 async def test_rbac_applies_to_custom_resources(api: RunningApi) -> None:
     """A ServiceAccount granted read on crontabs (and write on crontabs/status) gets exactly that."""
-    import ssl
-
-    import aiohttp
-
     await install(api)
     c = api.client
     rbac = "rbac.authorization.k8s.io/v1"
