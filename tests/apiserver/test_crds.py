@@ -272,6 +272,9 @@ async def test_deleting_a_crd_deletes_its_objects(api: RunningApi) -> None:
     await install(api)
     for n in ("x1", "x2"):
         await api.client.create(CT_AV, "crontabs", "default", ct(n))
+    held = ct("held")  # its own finalizer keeps the CRD terminating until it is released
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    await api.client.create(CT_AV, "crontabs", "default", held)
     lst = await api.client.list(CT_AV, "crontabs", "default")
     events: list[tuple[str, str]] = []
 
@@ -279,14 +282,29 @@ async def test_deleting_a_crd_deletes_its_objects(api: RunningApi) -> None:
         async for ev in api.client.watch(CT_AV, "crontabs", "default", resource_version=lst["metadata"][
                 "resourceVersion"], timeout_seconds=20, allow_bookmarks=False):
             events.append((ev["type"], ev["object"]["metadata"]["name"]))
-            if len(events) == 2:
+            if ("DELETED", "held") in events:
                 return
 
     task = asyncio.create_task(watch())
     await asyncio.sleep(0.2)
     await api.client.delete(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com")
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # terminating: creates are refused
+        try:
+            await api.client.create(CT_AV, "crontabs", "default", ct("late"))
+        except ApiError as exc:
+            assert (exc.status, exc.message) == (
+                405, "create not allowed while custom resource definition is terminating")
+            break
+        await api.client.delete(CT_AV, "crontabs", "default", "late")
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    crd = await api.client.get(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com")
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}.get("Terminating") == "True"
+    await api.client.patch(CT_AV, "crontabs", "default", "held", {"metadata": {"finalizers": None}})
     await asyncio.wait_for(task, 15)
-    assert sorted(events) == [("DELETED", "x1"), ("DELETED", "x2")]
+    deleted = sorted(n for t, n in events if t == "DELETED")
+    assert deleted == ["held", "x1", "x2"], events
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         try:
