@@ -473,3 +473,30 @@ async def test_rbac_applies_to_custom_resources(api: RunningApi) -> None:
         assert await code("PATCH", base + "/r/status", {"status": {"phase": "ok"}},
                           "application/merge-patch+json") == 200
         assert await code("PATCH", base + "/r", {"spec": {"replicas": 2}}, "application/merge-patch+json") == 403
+
+
+async def test_defaults_added_to_a_crd_apply_on_read(api: RunningApi) -> None:
+    await install(api)
+    await api.client.create(CT_AV, "crontabs", "default", ct("old"))
+    stored = json.loads(api.server.store.get("/registry/stable.example.com/crontabs/default/old").value)
+    assert "color" not in stored["spec"]
+    crd = await api.client.get(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com")
+    for v in crd["spec"]["versions"]:
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["color"] = {"type": "string",
+                                                                                       "default": "blue"}
+    await api.client.update(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com", crd)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        got = await api.client.get(CT_AV, "crontabs", "default", "old")
+        if got["spec"].get("color") == "blue":
+            break
+        assert asyncio.get_running_loop().time() < deadline, got
+        await asyncio.sleep(0.05)
+    lst = await api.client.list(CT_AV, "crontabs", "default")
+    assert [o["spec"]["color"] for o in lst["items"]] == ["blue"]
+    async for ev in api.client.watch(CT_AV, "crontabs", "default", resource_version="0", timeout_seconds=1):
+        assert ev["object"]["spec"]["color"] == "blue"
+        break
+    # storage is untouched until the next write
+    stored = json.loads(api.server.store.get("/registry/stable.example.com/crontabs/default/old").value)
+    assert "color" not in stored["spec"]
