@@ -83,7 +83,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
-        self.table_rows = TableRows()  # Table rows kept between LISTs by (key, revision)
+        self.table_rows = TableRows()  # Table rows kept between LIST requests
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -412,6 +412,8 @@ class ResourceHandlers:
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
+        if info.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel}
         try:
             sel_str = selector_to_string(label_selector_from_dict(sel))
         except Exception:
@@ -452,7 +454,7 @@ class ResourceHandlers:
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")])
-            brv = (body.get("metadata") or {}).get("resourceVersion") if request.method == "PUT" else None
+            brv = meta_of(body).get("resourceVersion") if request.method == "PUT" else None
             if brv and brv != str(rec.mod_revision):
                 raise errors.conflict(t.info.plural, t.info.group, t.name)
             obj["spec"]["replicas"] = replicas
