@@ -20,6 +20,7 @@ BENCHES = {
     "dns": ["bench.dns.run"],
     "proxy": ["bench.proxy.run"],
     "ingress": ["bench.ingress.run"],
+    "clientlb": ["bench.clientlb.run"],
 }
 
 

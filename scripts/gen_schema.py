@@ -36,11 +36,15 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("", "v1", "ConfigMap", "V1ConfigMap"),
     ("", "v1", "Event", "CoreV1Event"),
     ("", "v1", "Binding", "V1Binding"),
+    ("", "v1", "ReplicationController", "V1ReplicationController"),
     ("discovery.k8s.io", "v1", "EndpointSlice", "V1EndpointSlice"),
     ("apps", "v1", "Deployment", "V1Deployment"),
     ("apps", "v1", "ReplicaSet", "V1ReplicaSet"),
     ("apps", "v1", "StatefulSet", "V1StatefulSet"),
     ("apps", "v1", "ControllerRevision", "V1ControllerRevision"),
+    ("apps", "v1", "DaemonSet", "V1DaemonSet"),
+    ("batch", "v1", "Job", "V1Job"),
+    ("batch", "v1", "CronJob", "V1CronJob"),
     ("networking.k8s.io", "v1", "Ingress", "V1Ingress"),
     ("networking.k8s.io", "v1", "IngressClass", "V1IngressClass"),
     ("autoscaling", "v1", "Scale", "V1Scale"),
@@ -74,6 +78,8 @@ LISTS: dict[str, str] = {  # client class of each kind's List
     "V1IngressClass": "V1IngressClassList", "V1ServiceAccount": "V1ServiceAccountList",
     "V1Role": "V1RoleList", "V1ClusterRole": "V1ClusterRoleList", "V1RoleBinding": "V1RoleBindingList",
     "V1ClusterRoleBinding": "V1ClusterRoleBindingList",
+    "V1ReplicationController": "V1ReplicationControllerList",
+    "V1DaemonSet": "V1DaemonSetList", "V1Job": "V1JobList", "V1CronJob": "V1CronJobList",
 }
 META_PKG = "io.k8s.apimachinery.pkg.apis.meta.v1"
 META = {
@@ -89,6 +95,7 @@ GROUP_PKG = {
     "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
     "policy": "io.k8s.api.policy.v1", "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "authentication.k8s.io": "io.k8s.api.authentication.v1", "authorization.k8s.io": "io.k8s.api.authorization.v1",
+    "batch": "io.k8s.api.batch.v1",
 }
 _PREFIX = re.compile(r"^[A-Z][a-z]*V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])|^V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])")
 _MODEL_RE = re.compile(r"^(?:[A-Z][a-z]*)?V\d\w*$")

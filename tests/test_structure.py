@@ -60,15 +60,17 @@ CORES = [
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
     "servicenet.proxy.render_nftables",
+    "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
+    "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
 ]
 IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "ssl", "selectors", "shutil",
               "tempfile", "os", "pathlib", "io", "fcntl", "signal", "servicenet.client", "servicenet.store",
               "servicenet.common.netns", "servicenet.common.runner", "servicenet.common.hijack"}
 # a core that reads a data file shipped inside the package, once: module -> why
 READS_PACKAGE_DATA = {"servicenet.api.schema": "loads its bundled schema.json (generated, read-only) once",
-                      "servicenet.api.pb.types": "loads its bundled descriptor set and Go-tag table (generated) once"}
+                      "servicenet.api.pb.types": "loads its bundled descriptors (k8s.desc, k8s_go.json; generated) once"}
 
-OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client"}  # may be imported inside a function, to stay optional
+OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client", "nacl"}  # may be imported inside a function, to stay optional
 
 # Known breaches being fixed elsewhere (issue 9, proxy part, branch h/proxy9). Remove entries as they land.
 PENDING_INNER_IMPORTS = {"servicenet/proxy/server.py", "servicenet/proxy/source.py",

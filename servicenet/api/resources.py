@@ -99,6 +99,8 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
                SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
                SubresourceInfo("proxy", "PodProxyOptions", ("create", "delete", "get", "patch", "update")),
                _status("Pod"))),
+    _res("", "ReplicationController", "replicationcontrollers", short=("rc",), categories=("all",),
+         subs=(_SCALE, _status("ReplicationController"))),
     _res("", "Secret", "secrets"),
     _res("", "ServiceAccount", "serviceaccounts", short=("sa",),
          subs=(SubresourceInfo("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),)),
@@ -107,6 +109,7 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
                _status("Service"))),
     # apps/v1
     _res("apps", "ControllerRevision", "controllerrevisions"),
+    _res("apps", "DaemonSet", "daemonsets", short=("ds",), categories=("all",), subs=(_status("DaemonSet"),)),
     _res("apps", "Deployment", "deployments", short=("deploy",), categories=("all",),
          subs=(_SCALE, _status("Deployment"))),
     _res("apps", "ReplicaSet", "replicasets", short=("rs",), categories=("all",),
@@ -123,6 +126,9 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
          verbs=("create",)),
     _res("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
          verbs=("create",)),
+    # batch/v1
+    _res("batch", "CronJob", "cronjobs", short=("cj",), categories=("all",), subs=(_status("CronJob"),)),
+    _res("batch", "Job", "jobs", categories=("all",), subs=(_status("Job"),)),
     # discovery.k8s.io/v1
     _res("discovery.k8s.io", "EndpointSlice", "endpointslices"),
     # networking.k8s.io/v1
@@ -143,7 +149,7 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
 )
 
 #: groups in the order ``/apis`` lists them (upstream lists by priority; these are the served ones).
-GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "discovery.k8s.io",
+GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "discovery.k8s.io",
                                 "networking.k8s.io", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
                                 "apiextensions.k8s.io")
 

@@ -12,6 +12,7 @@ import re
 import secrets
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from servicenet.api import authproto, errors
@@ -23,7 +24,7 @@ from servicenet.api.rbac import (
     forbidden_message,
     split_sa,
 )
-from servicenet.apiserver import sa_tokens
+from servicenet.apiserver import kubelet_proxy, sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
 from servicenet.apiserver.responses import json_response
@@ -133,7 +134,7 @@ class Security:
         return json_response(self.signer.openid_configuration(f"{self.server.url}/openid/v1/jwks"))
 
     async def _jwks(self, request: web.Request) -> web.Response:
-        return web.Response(body=__import__("orjson").dumps(self.signer.jwks()),
+        return web.Response(body=orjson.dumps(self.signer.jwks()),
                             content_type="application/jwk-set+json")
 
     # -- authentication.k8s.io -----------------------------------------------------------------------
@@ -300,6 +301,7 @@ async def start_security(server: Any) -> tuple[Security, Any]:
     authn = Authenticator(server, server.creds.token_file if server.creds else None, signer)
     server.loopback_token = secrets.token_urlsafe(32)
     authn.add_token(server.loopback_token, User("system:apiserver", ("system:masters",), "apiserver"))
+    kubelet_proxy.set_node_credentials(server.loopback_token)
     authz = Authorizer(server)
     await authz.start()
     sas = ServiceAccounts(server)

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -34,11 +34,9 @@ from servicenet.apiserver.responses import _obj, json_response
 from servicenet.common import log
 from servicenet.store import WatchClosed
 
-if TYPE_CHECKING:
-    from servicenet.apiserver.server import ApiServer
-
 _log = log.get("apiserver.crds")
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
+ADMISSION_PREFIX = "/registry/admissionregistration.k8s.io/"
 VAP_PREFIX = "/registry/admissionregistration.k8s.io/validatingadmissionpolicies/"
 VAPB_PREFIX = "/registry/admissionregistration.k8s.io/validatingadmissionpolicybindings/"
 _CRD_GVR = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -49,15 +47,14 @@ _VAPB_GVR = ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybin
 class CrdManager:
     """State shared by the admission hook, the handlers and the controller."""
 
-    def __init__(self, server: ApiServer) -> None:
+    def __init__(self, server: Any) -> None:  # the ApiServer (store, registry)
         self.server = server
         self.versions: dict[tuple[str, str, str], CrdVersion] = {}
         self.policies: dict[str, dict[str, Any]] = {}
         self.bindings: dict[str, dict[str, Any]] = {}
         self.admission = Admission(self)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._openapi_cache: dict[tuple[str, str], bytes] = {}
-        self.changed = asyncio.Event()
 
     @property
     def store(self) -> Any:
@@ -68,40 +65,47 @@ class CrdManager:
         self._load_policies()
         recs, rev, _ = self.store.list(CRD_PREFIX)
         self._rebuild([r.obj() for r in recs])
-        self._task = asyncio.create_task(self._run(rev), name="crd-controller")
+        _, prev, _ = self.store.list(ADMISSION_PREFIX)
+        self._tasks = [asyncio.create_task(self._follow(CRD_PREFIX, rev, self._on_crd), name="crd-controller"),
+                       asyncio.create_task(self._follow(ADMISSION_PREFIX, prev, self._on_policy),
+                                           name="admission-policies")]
+        for r in recs:
+            await self._reconcile_safely(r.key)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
             try:
-                await self._task
+                await t
             except (asyncio.CancelledError, Exception):
                 pass
-            self._task = None
+        self._tasks = []
 
-    async def _run(self, rev: int) -> None:
-        for r in self.store.list(CRD_PREFIX)[0]:
-            await self._reconcile_safely(r.key)
+    async def _follow(self, prefix: str, rev: int, on_change: Any) -> None:
+        """Call ``on_change(key)`` for every change under ``prefix`` (``None`` after a resync)."""
         while True:
-            w = self.store.watch("/registry/", rev)
+            w = self.store.watch(prefix, rev)
             try:
                 while True:
                     ev = await w.next(timeout=30.0)
-                    if ev is None:
-                        continue
-                    rev = ev.revision
-                    key = ev.record.key
-                    if key.startswith(CRD_PREFIX):
-                        self._rebuild([r.obj() for r in self.store.list(CRD_PREFIX)[0]])
-                        await self._reconcile_safely(key)
-                    elif key.startswith((VAP_PREFIX, VAPB_PREFIX)):
-                        self._load_policies()
-                    self.changed.set()
-                    self.changed = asyncio.Event()
+                    if ev is not None:
+                        rev = ev.revision
+                        await on_change(ev.record.key)
             except WatchClosed:
-                rev = self.store.revision
+                _, rev, _ = self.store.list(prefix)
+                await on_change(None)  # events may have been lost: start over from the current state
             finally:
                 w.close()
+
+    async def _on_crd(self, key: str | None) -> None:
+        recs = self.store.list(CRD_PREFIX)[0]
+        self._rebuild([r.obj() for r in recs])
+        for k in [key] if key is not None else [r.key for r in recs]:
+            await self._reconcile_safely(k)
+
+    async def _on_policy(self, key: str | None) -> None:
+        self._load_policies()
 
     async def _reconcile_safely(self, key: str) -> None:
         try:

@@ -83,7 +83,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
-        self.table_rows = TableRows()  # Table rows kept between LISTs by (key, revision)
+        self.table_rows = TableRows()  # Table rows kept between LIST requests
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -326,7 +326,8 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
-        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata"
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata" \
+            and conv is None  # custom resources: their CRD's printer columns (render_table)
         trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
@@ -408,6 +409,8 @@ class ResourceHandlers:
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
+        if info.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel}
         try:
             sel_str = selector_to_string(label_selector_from_dict(sel))
         except Exception:
@@ -448,7 +451,7 @@ class ResourceHandlers:
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")])
-            brv = (body.get("metadata") or {}).get("resourceVersion") if request.method == "PUT" else None
+            brv = meta_of(body).get("resourceVersion") if request.method == "PUT" else None
             if brv and brv != str(rec.mod_revision):
                 raise errors.conflict(t.info.plural, t.info.group, t.name)
             obj["spec"]["replicas"] = replicas

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, apply_create, defaults, errors, validation
+from servicenet.api import apply, defaults, errors, managed_create, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.views import meta as meta_of
@@ -29,7 +29,11 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Kinds whose main endpoint ignores status (it has its own subresource).
 _STATUS_SUBRESOURCE = "status"
 # Kinds whose create ignores a client-sent status (upstream strategies' PrepareForCreate).
-_STATUS_RESET_ON_CREATE = frozenset({"services", "deployments", "replicasets", "statefulsets", "ingresses"})
+_STATUS_RESET_ON_CREATE = frozenset({"services", "deployments", "replicasets", "statefulsets", "ingresses",
+                                     "replicationcontrollers", "daemonsets", "jobs", "cronjobs"})
+# Kinds whose DELETE without a propagation policy orphans the dependents (upstream keeps this for
+# core/v1 ReplicationControllers and batch/v1 Jobs; kubectl always sends Background).
+_ORPHAN_BY_DEFAULT = frozenset({"replicationcontrollers", "jobs"})
 
 
 # Attempts an unconditional write makes before giving up on a conflict (each re-reads the newest
@@ -204,6 +208,8 @@ class Registry:
                 undo()
             if isinstance(e, KeyExists):
                 raise errors.already_exists(info.plural, info.group, name) from None
+            if _too_deep(e):
+                raise errors.bad_request(_TOO_DEEP) from None
             raise
 
     def _managed_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
@@ -213,7 +219,7 @@ class Registry:
             return
         try:
             if old is None and operation == "Update":  # a create: everything is the creator's
-                mf = apply_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                mf = managed_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
                                                  kind=info.kind)
             else:
                 out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
@@ -305,6 +311,8 @@ class Registry:
                 raise errors.conflict(info.plural, info.group, name) from None
             if isinstance(e, KeyNotFound):
                 raise errors.not_found(info.plural, info.group, name) from None
+            if _too_deep(e):
+                raise errors.bad_request(_TOO_DEEP) from None
             raise
 
     def _merge_for_update(self, info: ResourceInfo, old: dict[str, Any], obj: dict[str, Any],
@@ -381,6 +389,8 @@ class Registry:
             finalizers = list(md.get("finalizers") or [])
             if info.plural in ("deployments", "replicasets", "statefulsets") and policy is None:
                 policy = "Background"
+            if info.plural in _ORPHAN_BY_DEFAULT and policy is None:
+                policy = "Orphan"
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
             if policy == "Orphan" and "orphan" not in finalizers:
@@ -454,6 +464,14 @@ class Registry:
                 f"inconsistent list - objects that were created, modified, or deleted between the time the first "
                 f"chunk was returned and now may show up in the list. (compacted revision {exc.compact_revision})"
             ) from None
+
+
+_TOO_DEEP = "the object is nested too deeply to be stored (more than 254 levels of objects and lists)"
+
+
+def _too_deep(e: BaseException) -> bool:
+    """orjson refuses to encode nesting beyond 254 levels; the write did not happen."""
+    return isinstance(e, TypeError) and "Recursion limit" in str(e)
 
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,10 @@ from servicenet import __version__
 from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.apiserver import certs, negotiation
+from servicenet.apiserver import certs, encryption, filters, negotiation
 from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.crds import CrdManager
+from servicenet.apiserver.flowcontrol import MAX_BODY
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -45,6 +46,14 @@ class ApiServerConfig:
     tls: bool = True
     compact_interval: float = 60.0
     history_seconds: float = 300.0
+    encryption_config: Path | None = None  # EncryptionConfiguration; default: <data_dir>/encryption-config.yaml
+    audit_policy_file: Path | None = None  # audit.k8s.io/v1 Policy; with audit_log_path: audit log on
+    audit_log_path: Path | None = None
+    audit_log_maxsize: int = 100  # MiB before rotation
+    audit_log_maxbackup: int = 10
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    request_timeout: float = 60.0
 
 
 class ApiServer:
@@ -62,6 +71,8 @@ class ApiServer:
         self.security: Any = None
         self._sa_controller: Any = None
         self.loopback_token = ""
+        self.audit: Any = None
+        self.flowcontrol: Any = None
         self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
@@ -92,11 +103,14 @@ class ApiServer:
             self.store = MemoryStore()
         else:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = SQLiteStore(str(self.config.data_dir / "state.db"))
+            enc = self.config.encryption_config
+            codec = encryption.load(enc or self.config.data_dir / "encryption-config.yaml", create=enc is None)
+            self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec)
         await self.store.open()
 
     async def start(self) -> None:
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config.data_dir.chmod(0o700)  # state, keys and kubeconfigs: the owner's only
         await self._open_store()
         self.registry = Registry(self.store)
         self.registry.before_create["services"] = self.services.before_create
@@ -114,8 +128,7 @@ class ApiServer:
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
         self.handlers = ResourceHandlers(self.registry, self.store)
-        mws = [self._middleware] + ([self.security.middleware] if self.security is not None else [])
-        app = web.Application(middlewares=mws, client_max_size=16 * 1024 * 1024)
+        app = web.Application(middlewares=[self._middleware, *filters.build(self)], client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -159,6 +172,8 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.audit is not None:
+            self.audit.close()
         if self.store is not None:
             await self.store.close()
             self.store = None

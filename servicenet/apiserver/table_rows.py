@@ -26,6 +26,12 @@ _PARTIAL = "PartialObjectMetadata"
 _Entry = tuple[int, list[Any], int, Any, Any, bytes]
 
 
+def _row(kind: str, obj: dict[str, Any], now: dt.datetime) -> tuple[list[Any], Any]:
+    """One object's cells and row conditions, as ``tables.to_table`` prints them."""
+    row = tables.to_table(kind, [obj], now=now, include_object="None")["rows"][0]
+    return row["cells"], row.get("conditions")
+
+
 class TableRows:
     def __init__(self, limit: int = 20_000) -> None:
         self.limit = limit
@@ -37,11 +43,12 @@ class TableRows:
     def _entry(self, kind: str, rec: Record, now: dt.datetime) -> tuple[_Entry | None, dict[str, Any]]:
         """The row of ``rec`` computed now; the entry is None when it cannot be kept."""
         obj = view_obj(rec)
-        cells, conds = tables.row_cells(kind, obj, now)
-        age = tables.age_column(kind)
+        cells, conds = _row(kind, obj, now)
+        names = [c["name"] for c in tables.column_definitions(kind)]
+        age = names.index("Age") if "Age" in names else None
         entry: _Entry | None = None
         if age is not None:
-            later, _ = tables.row_cells(kind, obj, now + _LATER)
+            later, _ = _row(kind, obj, now + _LATER)
             created = (obj.get("metadata") or {}).get("creationTimestamp")
             if cells[age] == translate_timestamp_since(created, now) and all(
                     a == b for i, (a, b) in enumerate(zip(cells, later, strict=True)) if i != age):
@@ -64,7 +71,7 @@ class TableRows:
             else:
                 entry, obj = self._entry(kind, rec, now)
                 if entry is None:  # rendered afresh, not kept
-                    cells, conds = tables.row_cells(kind, obj, now)
+                    cells, conds = _row(kind, obj, now)
                     row: dict[str, Any] = {"cells": cells}
                     if conds:
                         row["conditions"] = conds

@@ -70,8 +70,8 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
 
     def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
         rec = as_requested(info, rec)
-        if pb is not None:
-            return event(etype, obj if obj is not None else rec.obj())
+        if pb is not None:  # from the stored bytes (a view's managedFields is not a list)
+            return negotiation.record_frame(etype, rec)
         if table:
             o = obj if obj is not None else view_obj(rec)
             tbl = render_table(info, [o], request, str(rec.mod_revision))

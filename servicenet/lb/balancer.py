@@ -51,7 +51,7 @@ class Balancer:
         self.observer = observer
         self._clock = clock
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition()  # its own lock: predicates may read the balancer
         self._reported: tuple[Endpoint, ...] = ()
         self._backends: dict[str, Backend] = {}
         self._members: tuple[Backend, ...] = ()
@@ -86,8 +86,9 @@ class Balancer:
             self._members = tuple(fresh.values())
             self._refresh()
             self.version += 1
-            self._changed.notify_all()
             listeners = list(self._listeners)
+        with self._changed:
+            self._changed.notify_all()
         for fn in listeners:
             fn(self)
 
@@ -167,17 +168,12 @@ class Balancer:
         """Block (sync users) until ``predicate(self)`` holds after an update, or the timeout."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while True:
-                self._lock.release()
-                try:
-                    if predicate(self):
-                        return True
-                finally:
-                    self._lock.acquire()
+            while not predicate(self):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._changed.wait(left)
+            return True
 
     def table(self) -> list[dict[str, Any]]:
         """One row per reported endpoint: conditions, hints, state and the policy's current score."""

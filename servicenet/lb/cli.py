@@ -72,8 +72,9 @@ def make_source(args: argparse.Namespace) -> Source:
 def render(balancer: Balancer, source: Source, fmt: str) -> str:
     rows = balancer.table()
     if fmt == "json":
+        stats = {k: getattr(source, k) for k in ("updates", "lookups", "ttl") if hasattr(source, k)}
         return json.dumps({"time": time.time(), "via": source.kind, "policy": balancer.policy.name,
-                           "panic": balancer.panic, "endpoints": rows}, sort_keys=True)
+                           "panic": balancer.panic, "source": stats, "endpoints": rows}, sort_keys=True)
     cols = ["endpoint", "name", "conditions", "zone", "node", "hints", "weight", "used", "outstanding",
             "ewma_ms", "score"]
     table = [[c.upper() for c in cols]]
@@ -121,6 +122,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"servicenet endpoints: no endpoint set for {args.service} after {args.timeout}s", file=sys.stderr)
         return 1
     try:
+        changed.clear()  # cleared before each render, so an update during a render is never lost
         print(render(balancer, source, args.output), flush=True)
         if args.requests:
             res = await spread(balancer, args.requests, args.path, args.service, args.concurrency)
@@ -130,13 +132,13 @@ async def run(args: argparse.Namespace) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             while not stop.is_set():
-                changed.clear()
                 waiter = asyncio.ensure_future(changed.wait())
                 halt = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({waiter, halt}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (waiter, halt):
                     t.cancel()
                 if changed.is_set():
+                    changed.clear()
                     print(render(balancer, source, args.output), flush=True)
     finally:
         with contextlib.suppress(Exception):

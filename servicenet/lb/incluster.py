@@ -57,7 +57,39 @@ def config(kubeconfig: str | os.PathLike[str] | None = None, context: str | None
     return load(kubeconfig, context)
 
 
+class InClusterClient(ApiClient):
+    """An API client on the ServiceAccount token that follows the token file as the node rotates it
+    (the official client re-reads it every minute too)."""
+
+    def __init__(self, cfg: ClusterConfig, sa_dir: Path = SA_DIR, user_agent: str = "servicenet-lb") -> None:
+        super().__init__(cfg.server, config=cfg, user_agent=user_agent)
+        self.token_file = sa_dir / "token"
+        self.token = cfg.token or ""
+
+    def token_changed(self) -> bool:
+        """Re-read the token; True (and new requests carry it) when it changed."""
+        try:
+            tok = self.token_file.read_text().strip()
+        except OSError:
+            return False
+        if not tok or tok == self.token:
+            return False
+        self.token = tok
+        self._headers["Authorization"] = f"Bearer {tok}"
+        return True
+
+    async def refresh(self) -> bool:
+        """Pick up a rotated token: reconnect (watches resume from their resourceVersion)."""
+        if self.token_changed():
+            await self.close()
+            return True
+        return False
+
+
 def api_client(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None,
-               in_cluster: bool | None = None, user_agent: str = "servicenet-lb") -> ApiClient:
-    cfg = config(kubeconfig, context, in_cluster)
+               in_cluster: bool | None = None, sa_dir: Path = SA_DIR,
+               user_agent: str = "servicenet-lb") -> ApiClient:
+    cfg = config(kubeconfig, context, in_cluster, sa_dir)
+    if cfg.token and (in_cluster or (in_cluster is None and kubeconfig is None and in_cluster_available(sa_dir))):
+        return InClusterClient(cfg, sa_dir, user_agent)
     return ApiClient(cfg.server, config=cfg, user_agent=user_agent)

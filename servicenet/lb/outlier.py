@@ -34,6 +34,7 @@ class OutlierDetector:
         self.config = config
         self.next_check = 0.0  # the earliest time tick() has something to do
         self.ejections_total = 0
+        self._interval_at = 0.0  # the end of the current failure-rate interval
 
     def _allowed(self, backends: Sequence[Backend]) -> bool:
         ejected = sum(1 for b in backends if b.ejected_until)
@@ -90,8 +91,6 @@ class OutlierDetector:
             self._interval_at = now + c.interval
         self.next_check = min(soonest, self._interval_at)
         return changed
-
-    _interval_at = 0.0
 
     def _interval_end(self, now: float) -> float:
         if not self._interval_at:

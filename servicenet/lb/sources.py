@@ -10,6 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import dns.asyncresolver
@@ -17,10 +18,12 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import EndpointView
 from servicenet.client import ApiClient, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
-from servicenet.lb.incluster import config as client_config
+from servicenet.lb.incluster import SA_DIR, InClusterClient, api_client
 from servicenet.lb.model import Endpoint, Topology
 
 Subscriber = Callable[[list[Endpoint], "Topology | None"], None]
@@ -123,20 +126,13 @@ def slice_endpoints(slices: Iterable[Obj], port: int | str | None = None,
         if p is None:
             continue
         for e in sl.get("endpoints") or []:
-            cond = e.get("conditions") or {}
-            ready = cond.get("ready") is not False
-            serving = cond.get("serving") if cond.get("serving") is not None else ready
-            hints = e.get("hints") or {}
-            ref = e.get("targetRef") or {}
-            pod = ref.get("name", "") if ref.get("kind", "Pod") == "Pod" else ""
+            v = EndpointView.parse(e)  # upstream's defaults: ready when unset, serving = ready
+            pod = v.pod_name or ""
             lbls = tuple(sorted((labels or {}).get(pod, {}).items()))
-            for addr in e.get("addresses") or []:
-                ep = Endpoint(addr, int(p), ready=ready, serving=bool(serving),
-                              terminating=bool(cond.get("terminating")), zone=e.get("zone") or "",
-                              node=e.get("nodeName") or "", hostname=e.get("hostname") or "", pod=pod,
-                              zone_hints=tuple(z["name"] for z in hints.get("forZones") or []),
-                              node_hints=tuple(n["name"] for n in hints.get("forNodes") or []),
-                              labels=lbls)
+            for addr in v.addresses:
+                ep = Endpoint(addr, int(p), ready=v.ready, serving=v.serving, terminating=v.terminating,
+                              zone=v.zone, node=v.node_name, hostname=v.hostname or "", pod=pod,
+                              zone_hints=v.zone_hints, node_hints=v.node_hints, labels=lbls)
                 prev = out.get(ep.key)
                 if prev is None or (ep.ready and not prev.ready):
                     out[ep.key] = ep
@@ -158,23 +154,24 @@ class ApiSource(Source):
 
     def __init__(self, service: str, namespace: str | None = None, *, port: int | str | None = None,
                  client: ApiClient | None = None, kubeconfig: str | None = None, context: str | None = None,
-                 in_cluster: bool | None = None, pod_labels: bool = False,
+                 in_cluster: bool | None = None, sa_dir: Path = SA_DIR, pod_labels: bool = False,
                  topology: Topology = Topology(), sync_timeout: float = 30.0) -> None:
         super().__init__(topology)
         self.service = service
         self.port = port
         self._own_client = client is None
         if client is None:
-            cfg = client_config(kubeconfig, context, in_cluster)
-            client = ApiClient(cfg.server, config=cfg, user_agent="servicenet-lb")
+            client = api_client(kubeconfig, context, in_cluster, sa_dir)
         self.client = client
+        self.token_check = 60.0  # seconds between looks at a rotated ServiceAccount token
+        self._rotate: asyncio.Task[None] | None = None
         self.namespace = namespace or client.config.namespace
         self.pod_labels = pod_labels
         self.sync_timeout = sync_timeout
         self.factory = InformerFactory(client)
         ns = self.namespace
         self._slices = self.factory.informer("discovery.k8s.io/v1", "endpointslices", ns,
-                                             label_selector=f"kubernetes.io/service-name={service}")
+                                             label_selector=f"{wk.SERVICE_NAME_LABEL}={service}")
         self._svc = self.factory.informer("v1", "services", ns, field_selector=f"metadata.name={service}")
         self._pods = self.factory.informer("v1", "pods", ns) if pod_labels else None
 
@@ -195,8 +192,17 @@ class ApiSource(Source):
         await self.factory.start()
         await self.factory.wait_synced(self.sync_timeout)
         self._recompute()
+        if isinstance(self.client, InClusterClient):
+            self._rotate = asyncio.create_task(self._follow_token(self.client), name="lb-token")
+
+    async def _follow_token(self, client: InClusterClient) -> None:
+        while True:
+            await asyncio.sleep(self.token_check)
+            if await client.refresh():
+                _log.info("ServiceAccount token rotated; reconnected", service=self.service)
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._rotate)
         await self.factory.stop()
         if self._own_client:
             await self.client.close()
@@ -247,6 +253,7 @@ class DnsSource(Source):
         self.resolver.lifetime = timeout
         self.resolver.cache = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.ttl = 0.0
         self.lookups = 0
 
@@ -288,7 +295,7 @@ class DnsSource(Source):
         return min(max(wait, self.min_interval), self.max_interval)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._next_wait())
             try:
                 self.ttl = await self.resolve_once()
@@ -300,9 +307,17 @@ class DnsSource(Source):
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self.ttl = await self.resolve_once()
             self._task = asyncio.create_task(self._loop(), name=f"lb-dns-{self.name}")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        # dnspython's asyncio backend waits with asyncio.wait_for, which on Python 3.11 can drop a
+        # cancellation: flag the loop to end and cancel until the task is really done.
+        self._stopping = True
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            _log.warning("dns source ended with an error", name=self.name, error=repr(task.exception()))

@@ -213,6 +213,13 @@ def test_structural_schema_rules() -> None:
                       "s.properties[metadata].properties[labels]"}
 
 
+def test_conversion_webhooks_are_refused() -> None:
+    crd = copy.deepcopy(gateway_crds()["Gateway"])
+    crd["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"]}}
+    assert [e.full() for e in structural.validate(crd)] == [
+        'spec.conversion.strategy: Unsupported value: "Webhook": supported values: "None"']
+
+
 def test_names_versions_and_conditions() -> None:
     assert structural.sort_versions(["v1beta1", "foo", "v2", "v1", "v1alpha1", "v2beta2", "v1beta2"]) == \
         ["v2", "v1", "v2beta2", "v1beta2", "v1beta1", "v1alpha1", "foo"]

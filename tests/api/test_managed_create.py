@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.api import objects
-from servicenet.api import apply, apply_create, resources
+from servicenet.api import apply, managed_create, resources
 from servicenet.api.pb import types
 from tests.api.test_pb_codec import REALISTIC, _obj_strategy
 
@@ -19,7 +19,7 @@ from tests.api.test_pb_codec import REALISTIC, _obj_strategy
 def _both(o: dict[str, Any]) -> tuple[bytes, bytes]:
     slow = apply.update_managed_fields(None, o, "mgr", "Update", api_version=o["apiVersion"], now="T",
                                        kind=o["kind"])["metadata"].get("managedFields", [])
-    fast = apply_create.create_managed_fields(o, "mgr", api_version=o["apiVersion"], now="T", kind=o["kind"])
+    fast = managed_create.create_managed_fields(o, "mgr", api_version=o["apiVersion"], now="T", kind=o["kind"])
     return orjson.dumps(slow), orjson.dumps(fast)
 
 

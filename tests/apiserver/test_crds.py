@@ -405,3 +405,58 @@ async def test_namespace_deletion_and_owner_gc_reach_custom_objects(api: Running
     while api.server.store.get("/registry/core/namespaces/tmp") is not None:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
+
+
+async def test_too_deeply_nested_preserved_data_is_a_400_not_a_500(api: RunningApi) -> None:
+    await install(api)
+    for depth in (300, 1000):
+        raw = ('{"apiVersion":"stable.example.com/v1","kind":"CronTab","metadata":{"name":"deep"},"spec":{"extra":'
+               + '{"a":' * depth + "1" + "}" * depth + "}}").encode()
+        with pytest.raises(ApiError) as ei:
+            await api.client.request("POST", f"/apis/{CT_AV}/namespaces/default/crontabs", body=raw)
+        assert ei.value.status == 400, ei.value
+    assert api.server.store.get("/registry/stable.example.com/crontabs/default/deep") is None
+    await api.client.create(CT_AV, "crontabs", "default", ct("after"))  # still serving
+
+
+async def test_rbac_applies_to_custom_resources(api: RunningApi) -> None:
+    """A ServiceAccount granted read on crontabs (and write on crontabs/status) gets exactly that."""
+    import ssl
+
+    import aiohttp
+
+    await install(api)
+    c = api.client
+    rbac = "rbac.authorization.k8s.io/v1"
+    await c.create("v1", "serviceaccounts", "default", {"metadata": {"name": "ctl"}})
+    await c.create(rbac, "clusterroles", None, {"metadata": {"name": "crontab-reader"}, "rules": [
+        {"apiGroups": ["stable.example.com"], "resources": ["crontabs"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["stable.example.com"], "resources": ["crontabs/status"], "verbs": ["update", "patch"]}]})
+    await c.create(rbac, "clusterrolebindings", None, {
+        "metadata": {"name": "ctl"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                                 "name": "crontab-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ctl", "namespace": "default"}]})
+    await c.create(CT_AV, "crontabs", "default", ct("r"))
+    tok = (await c.request("POST", "/api/v1/namespaces/default/serviceaccounts/ctl/token",
+                           body={"spec": {"expirationSeconds": 3600}}))["status"]["token"]
+    creds = api.server.creds
+    assert creds is not None
+    ctx = ssl.create_default_context(cadata=creds.ca_pem.decode())
+    base = f"{api.url}/apis/{CT_AV}/namespaces/default/crontabs"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx),
+                                     headers={"Authorization": f"Bearer {tok}"}) as s:
+        async def code(method: str, url: str, body: Any = None, ctype: str = "application/json") -> int:
+            data = json.dumps(body).encode() if body is not None else None
+            async with s.request(method, url, data=data, headers={"Content-Type": ctype}) as r:
+                return r.status
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while await code("GET", base) != 200:  # the authorizer follows the RBAC objects through a watch
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        assert await code("GET", base + "/r") == 200
+        assert await code("POST", base, ct("x")) == 403
+        assert await code("DELETE", base + "/r") == 403
+        assert await code("PATCH", base + "/r/status", {"status": {"phase": "ok"}},
+                          "application/merge-patch+json") == 200
+        assert await code("PATCH", base + "/r", {"spec": {"replicas": 2}}, "application/merge-patch+json") == 403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections import Counter
 from concurrent import futures
@@ -186,3 +187,21 @@ def test_grpc_pool_picks_per_call() -> None:
     finally:
         for s in servers:
             s.stop(None)
+
+
+async def test_aiohttp_retry_keeps_the_callers_headers() -> None:
+    with backends(("bad", 503, 0), ("good", 200, 0)) as bs:
+        lb = _lb(bs)
+        async with LBSession(lb, "svc") as s:
+            for _ in range(4):
+                r = await s.get("/", headers={"x-trace": "t1"})
+                assert r.text() == "good"
+        assert all(h.get("x-trace") == "t1" for b in bs for h in b.headers)
+        assert bs[0].hits >= 1
+
+
+def test_balancer_wait_blocks_until_an_update() -> None:
+    lb = Balancer()
+    threading.Timer(0.05, lambda: lb.update([Endpoint("127.0.0.1", 1)])).start()
+    assert lb.wait(lambda b: len(b.eligible) == 1, 5)
+    assert not lb.wait(lambda b: len(b.eligible) == 2, 0.05)

@@ -10,14 +10,12 @@ from e2e.cluster import Cluster, running_cluster, until
 
 from servicenet.dns.model import DnsConfig
 from servicenet.dns.server import DnsServer
-from servicenet.lb import ApiSource, Balancer, DnsSource
+from servicenet.lb import ApiSource, Balancer, DnsSource, RoleRouter
 
-from .walk import NS, LbClock, SliceClock, manifest, spread, within
+from .walk import NS, LbClock, SliceClock, flags_dir, manifest, spread, within
 
 
-async def _web(c: Cluster, tmp: Path) -> Path:
-    flags = tmp / "flags"
-    flags.mkdir()
+async def _web(c: Cluster, flags: Path) -> Path:
     await c.kubectl("apply", "-f", "-", input=manifest(flags).encode())
     return flags
 
@@ -46,8 +44,13 @@ async def _follow(c: Cluster, clock: SliceClock, lb: Balancer, lbclock: LbClock,
 
 
 async def test_outside_client_api_source(tmp_path: Path) -> None:
+    with flags_dir() as fd:
+        await _outside_api(tmp_path, fd)
+
+
+async def _outside_api(tmp_path: Path, fd: Path) -> None:
     async with running_cluster(tmp_path, "loopback") as c:
-        flags = await _web(c, tmp_path)
+        flags = await _web(c, fd)
         watcher = c.api.new_client()
         async with SliceClock(watcher, "web-headless").running() as clock:
             await until(lambda: len(clock.ready()) == 3, 60, what="3 ready endpoints")
@@ -65,12 +68,18 @@ async def test_outside_client_api_source(tmp_path: Path) -> None:
 
 
 async def test_outside_client_dns_source(tmp_path: Path) -> None:
+    with flags_dir() as fd:
+        await _outside_dns(tmp_path, fd)
+
+
+async def _outside_dns(tmp_path: Path, fd: Path) -> None:
     async with running_cluster(tmp_path, "loopback") as c:
-        dns = DnsServer(c.api.new_client(), config=DnsConfig(), listen=[("127.0.0.1", 0)])
+        dns_client = c.api.new_client()
+        dns = DnsServer(dns_client, config=DnsConfig(), listen=[("127.0.0.1", 0)])
         await dns.start()
         watcher = c.api.new_client()
         try:
-            flags = await _web(c, tmp_path)
+            flags = await _web(c, fd)
             async with SliceClock(watcher, "web-headless").running() as clock:
                 await until(lambda: len(clock.ready()) == 3, 60, what="3 ready endpoints")
                 ttl = DnsConfig().ttl
@@ -86,8 +95,21 @@ async def test_outside_client_dns_source(tmp_path: Path) -> None:
                     counts = await spread(lb, 3000)
                     assert within(counts, 3000, 3), counts
                     assert time.monotonic() - t0 < 60
+                    # SRV names the pods: the read/write role selector works over DNS too
+                    router = RoleRouter()
+                    srv = DnsSource(f"web-headless.{NS}.svc.cluster.local", srv="http", search=False,
+                                    nameservers=[(dns.bound[0][1], dns.bound[0][2])])
+                    srv.subscribe(router)
+                    async with srv:
+                        assert {(e.hostname, e.port) for e in srv.endpoints} == {
+                            ("web-0", 9376), ("web-1", 9376), ("web-2", 9376)}
+                    session = router.session()
+                    assert session.for_write().pick().ep.hostname == "web-0"
+                    assert session.for_read() is router.primary  # it just wrote
+                    assert {router.replicas.pick().ep.hostname for _ in range(4)} == {"web-1", "web-2"}
                     took = await _follow(c, clock, lb, lbclock, flags, limit=ttl + 1.0)
                     print("dns source followed:", {k: f"{v * 1000:.0f} ms" for k, v in took.items()})
         finally:
             await watcher.close()
             await dns.stop()
+            await dns_client.close()

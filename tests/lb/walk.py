@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+
+import dns.asyncquery
+import dns.message
 
 from servicenet.lb import Balancer
 from servicenet.lb.adapters.aiohttp import LBSession
@@ -17,8 +22,8 @@ NS = "awx"
 
 
 def manifest(flags: Path, replicas: int = 3) -> str:
-    """StatefulSet ``web`` behind the headless ``web-headless`` in ``awx``; a pod is NotReady while
-    the file ``flags/<pod name>`` exists (an exec readiness probe every second)."""
+    """StatefulSet ``web`` behind the headless ``web-headless`` in ``awx``; a pod is Ready when it
+    answers HTTP and NotReady while the file ``flags/<pod name>`` exists (an exec probe every second)."""
     return f"""
 apiVersion: v1
 kind: Namespace
@@ -52,11 +57,24 @@ spec:
         - {{name: FLAGS, value: "{flags}"}}
         - name: POD_NAME
           valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        - name: POD_IP
+          valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
         readinessProbe:
-          exec: {{command: ["sh", "-c", "test ! -f $FLAGS/$POD_NAME"]}}
+          exec: {{command: ["sh", "-c", "test ! -f $FLAGS/$POD_NAME && curl -sf -o /dev/null --max-time 1 http://$POD_IP:9376/"]}}
           periodSeconds: 1
           failureThreshold: 1
 """
+
+
+@contextlib.contextmanager
+def flags_dir() -> Iterator[Path]:
+    """A directory every pod user can read (pytest's tmp dirs are private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="sn-lb-flags-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class SliceClock:
@@ -106,6 +124,42 @@ class SliceClock:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+
+
+class DnsClock:
+    """Asks the DNS server directly every 50 ms and notes when each answer first appeared: tells a
+    slow DNS server apart from a slow client."""
+
+    def __init__(self, server: tuple[str, int], name: str) -> None:
+        self.server = server
+        self.name = name
+        self.seen: list[tuple[float, frozenset[str]]] = []
+        self.stopping = False
+
+    async def _run(self) -> None:
+        while not self.stopping:
+            q = dns.message.make_query(self.name, "A")
+            with contextlib.suppress(Exception):
+                r = await dns.asyncquery.udp(q, self.server[0], port=self.server[1], timeout=1)
+                cur = frozenset(a.address for rr in r.answer for a in rr)
+                if not self.seen or self.seen[-1][1] != cur:
+                    self.seen.append((time.time(), cur))
+            await asyncio.sleep(0.05)
+
+    def first(self, pred: Any) -> float | None:
+        return next((t for t, s in self.seen if pred(s)), None)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[DnsClock]:
+        task = asyncio.create_task(self._run())
+        try:
+            yield self
+        finally:
+            # dnspython's asyncio.wait_for may drop a cancellation (Python 3.11): flag, then cancel
+            self.stopping = True
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.2)
 
 
 class LbClock:

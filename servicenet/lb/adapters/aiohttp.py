@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -45,13 +46,13 @@ class LBSession:
 
     async def request(self, method: str, path: str, *, key: Any = None, **kw: Any) -> Response:
         base = self.policy
-        policy = RequestPolicy(**{k: getattr(base, k) for k in base.__dataclass_fields__})
-        policy.idempotent = base.idempotent or method.upper() in IDEMPOTENT
-        policy.failed = lambda r: r.status >= 500
-        policy.retryable = lambda exc: isinstance(exc, aiohttp.ClientConnectorError)
+        policy = dataclasses.replace(base, idempotent=base.idempotent or method.upper() in IDEMPOTENT,
+                                     failed=lambda r: r.status >= 500,
+                                     retryable=lambda exc: isinstance(exc, aiohttp.ClientConnectorError))
+        user_headers = dict(kw.pop("headers", None) or {})
 
         async def attempt(b: Backend, limit: float | None) -> Response:
-            headers = dict(kw.pop("headers", None) or {})
+            headers = dict(user_headers)
             headers.setdefault("Host", self.host)
             propagate(headers, limit)
             url = f"{self.scheme}://{join_hostport(b.ep.address, b.ep.port)}{path}"

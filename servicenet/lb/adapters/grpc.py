@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -51,11 +52,12 @@ class ChannelPool:
         base = self.policy
 
         def invoke(request: Any, timeout: float | None = None, metadata: Any = None, key: Any = None) -> Any:
-            policy = RequestPolicy(**{k: getattr(base, k) for k in base.__dataclass_fields__})
-            policy.idempotent = idempotent or base.idempotent
-            policy.retryable = lambda exc: isinstance(exc, grpc.RpcError) and exc.code() in _RETRYABLE
+            per_try = base.timeout
             if timeout is not None:
-                policy.timeout = timeout if policy.timeout is None else min(policy.timeout, timeout)
+                per_try = timeout if per_try is None else min(per_try, timeout)
+            policy = dataclasses.replace(
+                base, idempotent=idempotent or base.idempotent, timeout=per_try,
+                retryable=lambda exc: isinstance(exc, grpc.RpcError) and exc.code() in _RETRYABLE)
 
             def attempt(b: Backend, limit: float | None) -> Any:
                 stub = self.channel_for(b).unary_unary(method, request_serializer=request_serializer,

@@ -7,6 +7,7 @@ connection errors) and time to response headers feed the balancer.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -29,13 +30,10 @@ def _target(request: httpx.Request, b: Backend, limit: float | None) -> httpx.Re
 
 
 def _policy(base: RequestPolicy, request: httpx.Request) -> RequestPolicy:
-    p = RequestPolicy(**{k: getattr(base, k) for k in base.__dataclass_fields__})
-    p.idempotent = base.idempotent or request.method in IDEMPOTENT
-    p.failed = lambda r: r.status_code >= 500
-    p.retryable = lambda exc: isinstance(exc, httpx.ConnectError)
-    if not p.idempotent:
-        p.hedge_after = None
-    return p
+    idem = base.idempotent or request.method in IDEMPOTENT
+    return dataclasses.replace(base, idempotent=idem, hedge_after=base.hedge_after if idem else None,
+                               failed=lambda r: r.status_code >= 500,
+                               retryable=lambda exc: isinstance(exc, httpx.ConnectError))
 
 
 class LBTransport(httpx.BaseTransport):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,12 +29,12 @@ class LBAdapter(requests.adapters.HTTPAdapter):
         parts = urlsplit(request.url or "")
         host = parts.netloc
         base = self.policy
-        policy = RequestPolicy(**{k: getattr(base, k) for k in base.__dataclass_fields__})
-        policy.idempotent = base.idempotent or (request.method or "GET") in IDEMPOTENT
-        policy.failed = lambda r: r.status_code >= 500
-        policy.retryable = lambda exc: isinstance(exc, requests.exceptions.ConnectionError)
-        if kw.get("timeout") is not None and policy.timeout is None and isinstance(kw["timeout"], int | float):
-            policy.timeout = float(kw["timeout"])
+        timeout = kw.get("timeout")
+        policy = dataclasses.replace(
+            base, idempotent=base.idempotent or (request.method or "GET") in IDEMPOTENT,
+            failed=lambda r: r.status_code >= 500,
+            retryable=lambda exc: isinstance(exc, requests.exceptions.ConnectionError),
+            timeout=float(timeout) if base.timeout is None and isinstance(timeout, int | float) else base.timeout)
 
         def attempt(b: Backend, limit: float | None) -> requests.Response:
             r = request.copy()

@@ -1,7 +1,8 @@
-"""``metadata.managedFields`` of a create, built in one pass (split from :mod:`servicenet.api.apply`).
+"""``metadata.managedFields`` of a create, built in one pass over the object.
 
-Equal to ``apply.update_managed_fields(None, obj, …)``; a create owns everything, so FieldsV1 is
-built straight from the object without the general path sets.
+Equal to ``apply.update_managed_fields(None, obj, manager, "Update", …)`` (the tests compare them on
+realistic and generated objects of every served kind), without the path sets a general update needs:
+everything a created object holds belongs to the creating manager.
 """
 
 from __future__ import annotations
@@ -9,18 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from servicenet.api.apply import (
-    _ATOMIC_MAPS,
-    _MAP_FIELDS,
-    _NO_PATHS,
-    _STRIPPED,
-    _children,
-    _is_atomic_map,
-)
+from servicenet.api.apply import _ATOMIC_MAPS, _MAP_FIELDS, _NO_PATHS, _STRIPPED, _children, _is_atomic_map
 
 __all__ = ["create_managed_fields"]
-
-
 
 
 def create_managed_fields(obj: Mapping[str, Any], manager: str, *, api_version: str, now: str,
