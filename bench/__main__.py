@@ -19,6 +19,7 @@ BENCHES = {
     "node": ["bench.node_ready"],
     "dns": ["bench.dns.run"],
     "proxy": ["bench.proxy.run"],
+    "ingress": ["bench.ingress.run"],
     "clientlb": ["bench.clientlb.run"],
 }
 

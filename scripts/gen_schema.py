@@ -36,15 +36,22 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("", "v1", "ConfigMap", "V1ConfigMap"),
     ("", "v1", "Event", "CoreV1Event"),
     ("", "v1", "Binding", "V1Binding"),
+    ("", "v1", "ReplicationController", "V1ReplicationController"),
     ("discovery.k8s.io", "v1", "EndpointSlice", "V1EndpointSlice"),
     ("apps", "v1", "Deployment", "V1Deployment"),
     ("apps", "v1", "ReplicaSet", "V1ReplicaSet"),
     ("apps", "v1", "StatefulSet", "V1StatefulSet"),
     ("apps", "v1", "ControllerRevision", "V1ControllerRevision"),
+    ("apps", "v1", "DaemonSet", "V1DaemonSet"),
+    ("batch", "v1", "Job", "V1Job"),
+    ("batch", "v1", "CronJob", "V1CronJob"),
     ("networking.k8s.io", "v1", "Ingress", "V1Ingress"),
     ("networking.k8s.io", "v1", "IngressClass", "V1IngressClass"),
     ("autoscaling", "v1", "Scale", "V1Scale"),
     ("policy", "v1", "Eviction", "V1Eviction"),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "V1CustomResourceDefinition"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "V1ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "V1ValidatingAdmissionPolicyBinding"),
     ("", "v1", "ServiceAccount", "V1ServiceAccount"),
     ("rbac.authorization.k8s.io", "v1", "Role", "V1Role"),
     ("rbac.authorization.k8s.io", "v1", "ClusterRole", "V1ClusterRole"),
@@ -65,9 +72,14 @@ LISTS: dict[str, str] = {  # client class of each kind's List
     "V1EndpointSlice": "V1EndpointSliceList", "V1Deployment": "V1DeploymentList",
     "V1ReplicaSet": "V1ReplicaSetList", "V1StatefulSet": "V1StatefulSetList",
     "V1ControllerRevision": "V1ControllerRevisionList", "V1Ingress": "V1IngressList",
+    "V1CustomResourceDefinition": "V1CustomResourceDefinitionList",
+    "V1ValidatingAdmissionPolicy": "V1ValidatingAdmissionPolicyList",
+    "V1ValidatingAdmissionPolicyBinding": "V1ValidatingAdmissionPolicyBindingList",
     "V1IngressClass": "V1IngressClassList", "V1ServiceAccount": "V1ServiceAccountList",
     "V1Role": "V1RoleList", "V1ClusterRole": "V1ClusterRoleList", "V1RoleBinding": "V1RoleBindingList",
     "V1ClusterRoleBinding": "V1ClusterRoleBindingList",
+    "V1ReplicationController": "V1ReplicationControllerList",
+    "V1DaemonSet": "V1DaemonSetList", "V1Job": "V1JobList", "V1CronJob": "V1CronJobList",
 }
 META_PKG = "io.k8s.apimachinery.pkg.apis.meta.v1"
 META = {
@@ -79,8 +91,11 @@ EXTRA_META = ["V1Status", "V1DeleteOptions", "V1WatchEvent"]
 GROUP_PKG = {
     "": "io.k8s.api.core.v1", "apps": "io.k8s.api.apps.v1", "discovery.k8s.io": "io.k8s.api.discovery.v1",
     "networking.k8s.io": "io.k8s.api.networking.v1", "autoscaling": "io.k8s.api.autoscaling.v1",
+    "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
     "policy": "io.k8s.api.policy.v1", "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "authentication.k8s.io": "io.k8s.api.authentication.v1", "authorization.k8s.io": "io.k8s.api.authorization.v1",
+    "batch": "io.k8s.api.batch.v1",
 }
 _PREFIX = re.compile(r"^[A-Z][a-z]*V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])|^V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])")
 _MODEL_RE = re.compile(r"^(?:[A-Z][a-z]*)?V\d\w*$")
@@ -177,7 +192,7 @@ def build(descriptions: bool) -> dict[str, Any]:
 
     def fix(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (names.get(v, v) if k == "$ref" else fix(v)) for k, v in node.items()}
+            return {k: (names.get(v, v) if k == "$ref" and isinstance(v, str) else fix(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [fix(x) for x in node]
         return node

@@ -27,6 +27,7 @@ COMPONENT_COMMANDS = {
     "proxy": "servicenet.proxy.server",
     "node": "servicenet.node.agent",
     "controller-manager": "servicenet.controllers.manager",
+    "ingress": "servicenet.ingress.cli",
 }
 # tool command → module with ``main(argv) -> int``
 TOOL_COMMANDS = {
@@ -49,6 +50,16 @@ def _api_args(p: argparse.ArgumentParser) -> None:
                    help="service CIDR (repeat for dual-stack); default by network mode")
     p.add_argument("--node-port-range", default=f"{wk.NODE_PORT_RANGE[0]}-{wk.NODE_PORT_RANGE[1]}")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--encryption-provider-config", type=Path, default=None,
+                   help="EncryptionConfiguration for Secrets at rest (default: <data-dir>/encryption-config.yaml, "
+                        "created with a random AES-GCM key)")
+    p.add_argument("--audit-policy-file", type=Path, default=None, help="audit.k8s.io/v1 Policy")
+    p.add_argument("--audit-log-path", type=Path, default=None, help="audit log (JSON lines); needs a policy")
+    p.add_argument("--audit-log-maxsize", type=int, default=100, help="MiB before the audit log rotates")
+    p.add_argument("--audit-log-maxbackup", type=int, default=10, help="rotated audit logs kept")
+    p.add_argument("--max-requests-inflight", type=int, default=400)
+    p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
+    p.add_argument("--request-timeout", type=float, default=60.0, help="seconds (default 60)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--proxy-mode", choices=["auto", "userspace", "iptables", "nftables"], default="auto")
     up.add_argument("--dns-listen", action="append", type=_hostport, default=None, metavar="HOST:PORT")
     up.add_argument("--node-name", default="node-1")
+    up.add_argument("--ingress-http-port", type=int, default=None, help="ingress HTTP port (netns 80, loopback 8080)")
+    up.add_argument("--ingress-https-port", type=int, default=None,
+                    help="ingress HTTPS port (netns 443, loopback 8443)")
     up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
     api = sub.add_parser("apiserver", help="run the API server alone")
     _api_args(api)
@@ -91,7 +105,13 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
     lo, _, hi = args.node_port_range.partition("-")
     return ApiServerConfig(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
                            storage=args.storage, service_cidrs=_service_cidrs(args, network),
-                           node_port_range=(int(lo), int(hi)))
+                           node_port_range=(int(lo), int(hi)),
+                           encryption_config=args.encryption_provider_config,
+                           audit_policy_file=args.audit_policy_file, audit_log_path=args.audit_log_path,
+                           audit_log_maxsize=args.audit_log_maxsize, audit_log_maxbackup=args.audit_log_maxbackup,
+                           max_requests_inflight=args.max_requests_inflight,
+                           max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                           request_timeout=args.request_timeout)
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:

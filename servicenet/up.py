@@ -2,7 +2,7 @@
 
 Each component is built exactly as its own command would build it and talks to the others only
 through the API. This module only decides the address plan per network mode and the order:
-controllers, node agent (it creates the node network namespace), DNS, then the proxy.
+controllers, node agent (it creates the node network namespace), DNS, the proxy, then ingress.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
 from servicenet.controllers.manager import ControllerManager
 from servicenet.dns import server as dns_server
+from servicenet.ingress import cli as ingress_cli
 from servicenet.node.agent import NodeAgent
 from servicenet.proxy import server as proxy_server
 
@@ -111,4 +112,6 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
         out.append(KubeDnsEndpoints(client, dns_ip, 53) if network == "netns" else KubeDnsEndpoints(client, dns=dns))
     if on("proxy"):
         out.append(proxy_server.build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
+    if on("ingress"):
+        out.append(ingress_cli.build_for_up(client_for("ingress"), args, network))
     return out

@@ -25,7 +25,7 @@ bearer token, uvloop); clients run in other processes with cheap keep-alive conn
    it; RSS after startup and after LISTs (one namespace, then all pods unpaged).
 
 Every phase has a deadline; --quick (smaller) runs in about a minute, the full run in 2-3 minutes.
-``--profile`` attaches py-spy (``pip install py-spy``) to the server during the create phases and
+``--profile`` attaches py-spy (``pip install py-spy``) to the server during the create and watch phases and
 writes collapsed stacks to bench/results/; summarise them with ``python -m bench.api.profile_summary``.
 Results: a summary table on stdout and bench/results/api.json.
 """
@@ -229,13 +229,20 @@ class Bench:
         halves = [n_watch // 2, n_watch - n_watch // 2]
         events = [CTX.Event() for _ in halves]
         kids = [Child(load.watchers, target, "watch", h, rv, n, ev, deadline) for h, ev in zip(halves, events, strict=True)]
+        prof = None
         try:
             for ev in events:
                 if not ev.wait(30):
                     raise TimeoutError("watchers did not connect")
+            prof = self.start_profile("watch") if self.args.profile else None
             (wout,) = run_children([(load.watch_writer, (target, "watch", rate, n))], timeout=n / rate + 60)
+            if prof is not None:
+                self.stop_profile(prof)
+                prof = None
             outs = [k.result(deadline - time.monotonic() + 10) for k in kids]
         finally:
+            if prof is not None:
+                self.stop_profile(prof)
             for k in kids:
                 if k.p.is_alive():
                     k.p.kill()

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from servicenet.api import smp
 from servicenet.api.errors import ApiStatusError, bad_request
 from servicenet.api.patch import kind_of
 from servicenet.api.smp import ListSpec, list_spec
@@ -62,7 +63,18 @@ _STRIPPED_LENS: tuple[int, ...] = tuple(sorted({len(s) for s in _STRIPPED}))
 _PE_ORDER: dict[str, int] = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
+_PLAIN = (str, int, bool)
+
+
 def _dumps(v: Any) -> str:
+    # orjson writes exactly what json.dumps does here for strings, booleans and 64-bit integers
+    # (the usual list keys: names, ports, protocols); anything else takes the json module's path
+    t = type(v)
+    if t is dict:
+        if all(type(x) in _PLAIN and (type(x) is not int or -(2**63) <= x < 2**64) for x in v.values()):
+            return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+    elif t is str:
+        return orjson.dumps(v).decode()
     return json.dumps(v, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
@@ -76,6 +88,18 @@ def _elem_key(spec: ListSpec, elem: Any) -> str | None:
         elif k in _KEY_DEFAULTS:
             key[k] = _KEY_DEFAULTS[k]
     return "k:" + _dumps(key) if key else None
+
+
+def register_kind(kind: str, lists: Mapping[tuple[str, ...], ListSpec], atomic: frozenset[tuple[str, ...]]) -> None:
+    """Merge a custom kind by its schema's list types and atomic maps (CRDs; built-in kinds are kept)."""
+    if kind in smp.LIST_SCHEMA and kind not in _REGISTERED:
+        return
+    _REGISTERED.add(kind)
+    smp.LIST_SCHEMA[kind] = {**smp._META, **lists}
+    _ATOMIC_MAPS[kind] = atomic
+
+
+_REGISTERED: set[str] = set()
 
 
 def _is_atomic_map(kind: str, names: tuple[str, ...]) -> bool:

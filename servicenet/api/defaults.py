@@ -208,6 +208,82 @@ def _statefulset(obj: Obj) -> None:
     _template(spec)
 
 
+def _replicationcontroller(obj: Obj) -> None:
+    spec = _map(obj, "spec")
+    tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") if isinstance(
+        spec.get("template"), dict) else None
+    if tlabels and isinstance(tlabels, dict):  # SetDefaults_ReplicationController: both come from the template
+        if not spec.get("selector"):
+            spec["selector"] = dict(tlabels)
+        meta = _map(obj, "metadata")
+        if not meta.get("labels"):
+            meta["labels"] = dict(tlabels)
+    _setdefault(spec, "replicas", 1)
+    _template(spec)
+
+
+def _daemonset(obj: Obj) -> None:
+    spec = _map(obj, "spec")
+    us = _map(spec, "updateStrategy")
+    _setdefault(us, "type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        ru = _map(us, "rollingUpdate")
+        _setdefault(ru, "maxUnavailable", 1)
+        _setdefault(ru, "maxSurge", 0)
+    _setdefault(spec, "revisionHistoryLimit", 10)
+    _template(spec)
+
+
+def default_job_spec(spec: Obj) -> None:
+    """``SetDefaults_Job`` on a JobSpec (the CronJob's template is not defaulted this way)."""
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+        spec["parallelism"] = 1
+    _setdefault(spec, "parallelism", 1)
+    if spec.get("backoffLimit") is None:
+        spec["backoffLimit"] = 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6
+    _setdefault(spec, "completionMode", "NonIndexed")
+    _setdefault(spec, "suspend", False)
+    if spec.get("podFailurePolicy") is None:
+        _setdefault(spec, "podReplacementPolicy", "TerminatingOrFailed")
+    _template(spec)
+
+
+def _job(obj: Obj) -> None:
+    default_job_spec(_map(obj, "spec"))
+
+
+def _cronjob(obj: Obj) -> None:
+    spec = _map(obj, "spec")
+    _setdefault(spec, "concurrencyPolicy", "Allow")
+    _setdefault(spec, "suspend", False)
+    _setdefault(spec, "successfulJobsHistoryLimit", 3)
+    _setdefault(spec, "failedJobsHistoryLimit", 1)
+    jt = spec.get("jobTemplate")
+    if isinstance(jt, dict) and isinstance(jt.get("spec"), dict):
+        _template(jt["spec"])
+
+
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def _job_create(obj: Obj) -> None:
+    """Upstream's Job strategy on create: unless ``manualSelector``, the selector is the Job's uid
+    and the template carries the uid and name labels (new and legacy keys)."""
+    spec = _map(obj, "spec")
+    meta = obj.get("metadata") or {}
+    uid, name = meta.get("uid", ""), meta.get("name", "")
+    if spec.get("manualSelector") is True or not uid:
+        return
+    tmpl = _map(spec, "template")
+    labels = _map(_map(tmpl, "metadata"), "labels")
+    for k, v in ((JOB_UID_LABEL, uid), (JOB_NAME_LABEL, name), ("controller-uid", uid), ("job-name", name)):
+        _setdefault(labels, k, v)
+    if not spec.get("selector"):
+        spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
+
+
 # ---------------------------------------------------------------- others
 
 
@@ -262,6 +338,10 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("apps/v1", "Deployment"): _deployment,
     ("apps/v1", "ReplicaSet"): _replicaset,
     ("apps/v1", "StatefulSet"): _statefulset,
+    ("v1", "ReplicationController"): _replicationcontroller,
+    ("apps/v1", "DaemonSet"): _daemonset,
+    ("batch/v1", "Job"): _job,
+    ("batch/v1", "CronJob"): _cronjob,
     ("networking.k8s.io/v1", "Ingress"): _ingress,
 }
 
@@ -313,6 +393,8 @@ def prepare_for_create(api_version: str, kind: str, obj: Obj) -> None:
         elif "kubernetes" not in fins:
             fins.append("kubernetes")
         obj["status"] = {"phase": "Active"}
+    elif (api_version, kind) == ("batch/v1", "Job"):
+        _job_create(obj)
     elif (api_version, kind) == ("v1", "Pod"):
         spec = _map(obj, "spec")
         if not spec.get("priorityClassName"):

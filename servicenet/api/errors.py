@@ -26,7 +26,7 @@ class FieldError:
 
     def message(self) -> str:
         """The per-cause message, as upstream's ``field.Error.ErrorBody``."""
-        if self.kind == "Invalid":
+        if self.kind in ("Invalid", "TypeInvalid"):
             s = f"Invalid value: {_render(self.value)}"
         elif self.kind == "Required":
             s = "Required value"
@@ -177,6 +177,10 @@ def method_not_allowed(message: str) -> ApiStatusError:
     return ApiStatusError(405, "MethodNotAllowed", message)
 
 
+def not_acceptable(message: str) -> ApiStatusError:
+    return ApiStatusError(406, "NotAcceptable", message)
+
+
 def unsupported_media_type(content_type: str) -> ApiStatusError:
     return ApiStatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json" if content_type.startswith("application/") and "patch" in content_type else f'unsupported media type "{content_type}"')
 
@@ -191,10 +195,6 @@ def gone(message: str) -> ApiStatusError:
 
 def internal(message: str) -> ApiStatusError:
     return ApiStatusError(500, "InternalError", f"Internal error occurred: {message}")
-
-
-def too_many_requests(message: str) -> ApiStatusError:
-    return ApiStatusError(429, "TooManyRequests", message)
 
 
 def unserved() -> ApiStatusError:

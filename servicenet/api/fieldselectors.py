@@ -132,6 +132,19 @@ _KIND_LABELS: dict[str, frozenset[str]] = {
 }
 
 
+def register_kind_fields(kind: str, labels: frozenset[str],
+                         fn: Callable[[Mapping[str, Any]], dict[str, str]]) -> None:
+    """Selectable fields of a custom kind (a CRD's ``selectableFields``); built-in kinds are kept."""
+    if kind in _KIND_LABELS and kind not in _CUSTOM_KINDS:
+        return
+    _CUSTOM_KINDS.add(kind)
+    _KIND_LABELS[kind] = labels
+    _KIND_FIELDS[kind] = fn
+
+
+_CUSTOM_KINDS: set[str] = set()
+
+
 def supported_field_labels(kind: str) -> frozenset[str]:
     return frozenset(["metadata.name", "metadata.namespace"]) | _KIND_LABELS.get(kind, frozenset())
 

@@ -23,7 +23,9 @@ OPENAPI_VERSION = "3.0.0"
 INFO = {"title": "Kubernetes", "version": "v1.32.0"}  # the API level servicenet speaks
 _PREFIX = "#/components/schemas/"
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
-_GROUP_TAG = {"": "core", "apps": "apps", "discovery.k8s.io": "discovery", "networking.k8s.io": "networking"}
+_GROUP_TAG = {"": "core", "apps": "apps", "batch": "batch", "discovery.k8s.io": "discovery",
+              "networking.k8s.io": "networking", "admissionregistration.k8s.io": "admissionregistration",
+              "apiextensions.k8s.io": "apiextensions"}
 
 _EXTRA_SCHEMAS: dict[str, Any] = {
     _META + "Patch": {"type": "object",
@@ -143,12 +145,17 @@ def _write_ops(r: ResourceInfo, model: str, suffix: str, gvk: dict[str, str] | N
     }
 
 
-def _paths_for(r: ResourceInfo) -> dict[str, Any]:
+def paths_for(r: ResourceInfo, model: str, list_model: str) -> dict[str, Any]:
+    """The paths of one resource whose models are named ``model``/``list_model`` (custom resources)."""
+    return _paths_for(r, model, list_model)
+
+
+def _paths_for(r: ResourceInfo, model: str | None = None, list_model: str | None = None) -> dict[str, Any]:
     base = f"/{gv_path(r.group, r.version)}"
     coll = f"{base}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{base}/{r.plural}"
     scope_params = [_NAMESPACE, _PRETTY] if r.namespaced else [_PRETTY]
-    model = schema.definition_name(r.api_version, r.kind) or ""
-    list_model = schema.definition_name(r.api_version, r.list_kind) or ""
+    model = model or schema.definition_name(r.api_version, r.kind) or ""
+    list_model = list_model or schema.definition_name(r.api_version, r.list_kind) or ""
     status = _META + "Status"
     ns = r.namespaced
     paths: dict[str, Any] = {}
@@ -203,7 +210,7 @@ def _convert(node: Any) -> Any:
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
-            out[k] = _PREFIX + v if k == "$ref" and not v.startswith("#") else _convert(v)
+            out[k] = _PREFIX + v if k == "$ref" and isinstance(v, str) and not v.startswith("#") else _convert(v)
         return out
     if isinstance(node, list):
         return [_convert(x) for x in node]

@@ -99,6 +99,8 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
                SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
                SubresourceInfo("proxy", "PodProxyOptions", ("create", "delete", "get", "patch", "update")),
                _status("Pod"))),
+    _res("", "ReplicationController", "replicationcontrollers", short=("rc",), categories=("all",),
+         subs=(_SCALE, _status("ReplicationController"))),
     _res("", "Secret", "secrets"),
     _res("", "ServiceAccount", "serviceaccounts", short=("sa",),
          subs=(SubresourceInfo("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),)),
@@ -107,6 +109,7 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
                _status("Service"))),
     # apps/v1
     _res("apps", "ControllerRevision", "controllerrevisions"),
+    _res("apps", "DaemonSet", "daemonsets", short=("ds",), categories=("all",), subs=(_status("DaemonSet"),)),
     _res("apps", "Deployment", "deployments", short=("deploy",), categories=("all",),
          subs=(_SCALE, _status("Deployment"))),
     _res("apps", "ReplicaSet", "replicasets", short=("rs",), categories=("all",),
@@ -123,6 +126,9 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
          verbs=("create",)),
     _res("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
          verbs=("create",)),
+    # batch/v1
+    _res("batch", "CronJob", "cronjobs", short=("cj",), categories=("all",), subs=(_status("CronJob"),)),
+    _res("batch", "Job", "jobs", categories=("all",), subs=(_status("Job"),)),
     # discovery.k8s.io/v1
     _res("discovery.k8s.io", "EndpointSlice", "endpointslices"),
     # networking.k8s.io/v1
@@ -133,11 +139,19 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
     _res("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", namespaced=False),
     _res("rbac.authorization.k8s.io", "RoleBinding", "rolebindings"),
     _res("rbac.authorization.k8s.io", "Role", "roles"),
+    # admissionregistration.k8s.io/v1, apiextensions.k8s.io/v1 (servicenet.apiserver.crds)
+    _res("admissionregistration.k8s.io", "ValidatingAdmissionPolicy", "validatingadmissionpolicies",
+         namespaced=False, categories=("api-extensions",), subs=(_status("ValidatingAdmissionPolicy"),)),
+    _res("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+         namespaced=False, categories=("api-extensions",)),
+    _res("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False,
+         short=("crd", "crds"), categories=("api-extensions",), subs=(_status("CustomResourceDefinition"),)),
 )
 
 #: groups in the order ``/apis`` lists them (upstream lists by priority; these are the served ones).
-GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "discovery.k8s.io",
-                                 "networking.k8s.io", "rbac.authorization.k8s.io")
+GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "discovery.k8s.io",
+                                "networking.k8s.io", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
+                                "apiextensions.k8s.io")
 
 #: the kind the ``scale`` subresource speaks (it has no collection of its own).
 SCALE = ResourceInfo(group="autoscaling", version="v1", kind="Scale", plural="", singular="", namespaced=True,
@@ -151,21 +165,52 @@ for _r in _RESOURCES:
         _BY_NAME.setdefault(_n, _r)
 
 
+# Resources served from CustomResourceDefinitions, replaced as a whole by ``set_dynamic``.
+_DYN: dict[tuple[str, str, str], ResourceInfo] = {}
+_DYN_BY_KIND: dict[tuple[str, str], ResourceInfo] = {}
+_DYN_BY_NAME: dict[str, ResourceInfo] = {}
+_DYN_GROUPS: dict[str, tuple[str, ...]] = {}  # group -> served versions, preferred first
+
+
+def set_dynamic(infos: list[ResourceInfo], group_versions_: dict[str, tuple[str, ...]]) -> None:
+    """Serve ``infos`` (from CRDs) beside the built-ins; ``group_versions_`` orders each group's versions."""
+    global _DYN, _DYN_BY_KIND, _DYN_BY_NAME, _DYN_GROUPS, _DYN_GENERATION
+    by_name_: dict[str, ResourceInfo] = {}
+    for r in infos:
+        for n in (r.plural, r.singular, *r.short_names):
+            by_name_.setdefault(n, r)
+    _DYN, _DYN_BY_KIND = {r.gvr: r for r in infos}, {(r.api_version, r.kind): r for r in infos}
+    _DYN_BY_NAME, _DYN_GROUPS = by_name_, {g: v for g, v in group_versions_.items() if g not in GROUP_ORDER}
+    _DYN_GENERATION += 1
+
+
+_DYN_GENERATION = 0
+
+
+def dynamic_generation() -> int:
+    """Changes whenever the set of custom resources does."""
+    return _DYN_GENERATION
+
+
 def all_resources() -> tuple[ResourceInfo, ...]:
     return _RESOURCES
 
 
+def dynamic_resources() -> tuple[ResourceInfo, ...]:
+    return tuple(_DYN.values())
+
+
 def by_plural(group: str, version: str, plural: str) -> ResourceInfo | None:
-    return _BY_PLURAL.get((group, version, plural))
+    return _BY_PLURAL.get((group, version, plural)) or _DYN.get((group, version, plural))
 
 
 def by_kind(api_version: str, kind: str) -> ResourceInfo | None:
-    return _BY_KIND.get((api_version, kind))
+    return _BY_KIND.get((api_version, kind)) or _DYN_BY_KIND.get((api_version, kind))
 
 
 def by_name(name: str) -> ResourceInfo | None:
     """Resolve a plural, singular or short name (``svc``) the way kubectl users type them."""
-    return _BY_NAME.get(name.lower())
+    return _BY_NAME.get(name.lower()) or _DYN_BY_NAME.get(name.lower())
 
 
 def group_versions() -> list[tuple[str, str]]:
@@ -173,6 +218,8 @@ def group_versions() -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = [("", "v1")]
     for g in GROUP_ORDER:
         out.append((g, "v1"))
+    for g, vs in _DYN_GROUPS.items():
+        out.extend((g, v) for v in vs)
     return out
 
 
@@ -187,16 +234,20 @@ def api_versions(server_address: str = "127.0.0.1:6443") -> dict[str, Any]:
 
 def api_group(group: str) -> dict[str, Any] | None:
     """``GET /apis/<group>`` (one APIGroup); None if the group is not served."""
-    if group not in GROUP_ORDER:
+    if group in GROUP_ORDER:
+        versions: tuple[str, ...] = ("v1",)
+    elif group in _DYN_GROUPS:
+        versions = _DYN_GROUPS[group]
+    else:
         return None
-    gv = {"groupVersion": f"{group}/v1", "version": "v1"}
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv], "preferredVersion": gv}
+    gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": gvs, "preferredVersion": gvs[0]}
 
 
 def api_group_list() -> dict[str, Any]:
     """``GET /apis``."""
     groups = []
-    for g in GROUP_ORDER:
+    for g in (*GROUP_ORDER, *_DYN_GROUPS):
         d = api_group(g) or {}
         del d["kind"], d["apiVersion"]
         groups.append(d)
@@ -228,7 +279,7 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
     if (group, version) not in group_versions():
         return None
     resources: list[dict[str, Any]] = []
-    for r in _RESOURCES:
+    for r in (*_RESOURCES, *_DYN.values()):
         if r.group != group or r.version != version:
             continue
         resources.append(_api_resource(r))
@@ -248,9 +299,15 @@ def _gvk(group: str, version: str, kind: str) -> dict[str, str]:
 
 
 def _discovery_group(group: str) -> dict[str, Any]:
+    versions = _DYN_GROUPS.get(group, ("v1",))
+    return {"metadata": {"name": group} if group else {},
+            "versions": [_discovery_version(group, v) for v in versions]}
+
+
+def _discovery_version(group: str, version: str) -> dict[str, Any]:
     resources = []
-    for r in _RESOURCES:
-        if r.group != group:
+    for r in (*_RESOURCES, *_DYN.values()):
+        if r.group != group or r.version != version:
             continue
         d: dict[str, Any] = {"resource": r.plural, "responseKind": _gvk(r.group, r.version, r.kind),
                              "scope": "Namespaced" if r.namespaced else "Cluster",
@@ -267,12 +324,11 @@ def _discovery_group(group: str) -> dict[str, Any]:
                 for s in r.subresource_info
             ]
         resources.append(d)
-    return {"metadata": {"name": group} if group else {},
-            "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]}
+    return {"version": version, "resources": resources, "freshness": "Current"}
 
 
 def aggregated_discovery(core: bool) -> dict[str, Any]:
     """``GET /api`` (core=True) or ``GET /apis`` answered in the aggregated v2 form."""
-    items = [_discovery_group("")] if core else [_discovery_group(g) for g in GROUP_ORDER]
+    items = [_discovery_group("")] if core else [_discovery_group(g) for g in (*GROUP_ORDER, *_DYN_GROUPS)]
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
             "items": items}

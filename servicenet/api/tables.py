@@ -15,27 +15,30 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from servicenet.api import tables_workloads
 from servicenet.api.errors import bad_request
 from servicenet.api.selectors import format_labels, label_selector_from_dict
+from servicenet.api.table_cells import AGE as _AGE
+from servicenet.api.table_cells import CONTAINERS as _CONTAINERS
+from servicenet.api.table_cells import IMAGES as _IMAGES
+from servicenet.api.table_cells import NAME as _NAME
+from servicenet.api.table_cells import Cell, Obj
+from servicenet.api.table_cells import Row as _RowT
+from servicenet.api.table_cells import age as _age
+from servicenet.api.table_cells import col as _col
+from servicenet.api.table_cells import containers as _containers
+from servicenet.api.table_cells import md as _md
+from servicenet.api.table_cells import spec as _spec
+from servicenet.api.table_cells import status as _status
 from servicenet.api.timefmt import parse_rfc3339, translate_timestamp_since
 from servicenet.api.views import meta as meta_of
 from servicenet.api.views import service_cluster_ips
 
 __all__ = ["column_definitions", "partial_object_metadata", "to_table", "INCLUDE_OBJECT_VALUES"]
 
-Obj = Mapping[str, Any]
-Cell = str | int | bool
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
 
 
-def _col(name: str, type_: str = "string", fmt: str = "", desc: str = "", prio: int = 0) -> dict[str, Any]:
-    return {"name": name, "type": type_, "format": fmt, "description": desc, "priority": prio}
-
-
-_NAME = _col("Name", fmt="name", desc="Name of the object, unique within its namespace.")
-_AGE = _col("Age", desc="Time elapsed since the object was created.")
-_CONTAINERS = _col("Containers", desc="Container names of the pod template.", prio=1)
-_IMAGES = _col("Images", desc="Container images of the pod template.", prio=1)
 
 _COLUMNS: dict[str, list[dict[str, Any]]] = {
     "Pod": [
@@ -149,31 +152,10 @@ def partial_object_metadata(obj: Obj, group_version: str = "meta.k8s.io/v1") -> 
 # helpers
 
 
-def _md(o: Obj) -> Mapping[str, Any]:
-    return o.get("metadata") or {}
-
-
-def _spec(o: Obj) -> Mapping[str, Any]:
-    return o.get("spec") or {}
-
-
-def _status(o: Obj) -> Mapping[str, Any]:
-    return o.get("status") or {}
-
-
-def _age(o: Obj, now: datetime) -> str:
-    return translate_timestamp_since(_md(o).get("creationTimestamp"), now)
-
-
 def _list_with_more(items: list[str], count: int, limit: int = 3) -> str:
     if count > limit:
         return ",".join(items[:limit]) + f" + {count - limit} more..."
     return ",".join(items) or "<unset>"
-
-
-def _containers(template_spec: Mapping[str, Any]) -> tuple[str, str]:
-    cs = template_spec.get("containers") or []
-    return ",".join(c.get("name", "") for c in cs), ",".join(c.get("image", "") for c in cs)
 
 
 def _template_spec(o: Obj) -> Mapping[str, Any]:
@@ -197,7 +179,7 @@ def _lb_ingress(status_lb: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # per-kind rows (each returns (cells, row conditions))
 
-_Row = tuple[list[Cell], list[dict[str, str]] | None]
+_Row = _RowT
 
 
 def _is_restartable_init(c: Mapping[str, Any] | None) -> bool:
@@ -551,6 +533,8 @@ _PRINTERS: dict[str, Callable[[Obj, datetime], _Row]] = {
     "Namespace": _namespace, "Node": _node, "ConfigMap": _configmap, "Secret": _secret, "Event": _event,
     "Ingress": _ingress, "IngressClass": _ingressclass,
 }
+_PRINTERS.update(tables_workloads.PRINTERS)
+_COLUMNS.update(tables_workloads.COLUMNS)
 
 
 def to_table(info_kind: str, objs: Sequence[Obj], *, now: datetime, include_object: str | None = "Metadata",

@@ -6,12 +6,14 @@ Objects are expected to be defaulted (``defaults.apply_defaults``) before valida
 
 Layout (no circles): ``_validation_base`` (string checks, metadata, selectors) <- ``_validation_net``
 (EndpointSlice, Endpoints, ConfigMap, Secret, Ingress, Namespace, Node) <- ``_validation_kinds``
-(Service, Pod, workloads, and the per-kind dispatch) <- this facade.
+(Service, Pod, workloads, and the per-kind dispatch), ``_validation_workloads`` (ReplicationController,
+DaemonSet, Job, CronJob, ServiceAccount) <- this facade.
 """
 
 from __future__ import annotations
 
 from servicenet.api import _validation_kinds as _kinds
+from servicenet.api import _validation_workloads as _more
 from servicenet.api._validation_base import (
     Errs,
     Obj,
@@ -35,9 +37,13 @@ __all__ = [
 
 def validate_create(info: ResourceInfo, obj: Obj, *, allow_loopback_endpoints: bool = True) -> Errs:
     """All errors for creating ``obj`` (already defaulted) of resource ``info``."""
-    return _kinds.validate(info, obj, None, allow_loopback_endpoints)
+    errs = _more.validate(info, obj, None)
+    return _kinds.validate(info, obj, None, allow_loopback_endpoints) if errs is None else errs
 
 
 def validate_update(info: ResourceInfo, new: Obj, old: Obj, *, allow_loopback_endpoints: bool = True) -> Errs:
     """All errors for replacing ``old`` by ``new`` (metadata immutability, per-kind update rules)."""
-    return validate_object_meta_update(new, old) + _kinds.validate(info, new, old, allow_loopback_endpoints)
+    errs = _more.validate(info, new, old)
+    if errs is None:
+        errs = _kinds.validate(info, new, old, allow_loopback_endpoints)
+    return validate_object_meta_update(new, old) + errs

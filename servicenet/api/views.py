@@ -11,7 +11,8 @@ The API (kept small on purpose):
 * ``Obj`` — the wire-dict type alias (``dict[str, Any]``).
 * ``meta(o)``, ``name_of(o)``, ``ns_of(o)``, ``uid_of(o)``, ``labels_of(o)``,
   ``annotations_of(o)`` — tolerant metadata accessors on wire dicts (``{}``/``""`` when absent).
-* ``service_cluster_ips(spec)`` — upstream's ``clusterIPs``-else-``[clusterIP]`` fallback.
+* ``service_cluster_ips(spec)`` — upstream's ``clusterIPs``-else-``[clusterIP]`` fallback;
+  ``pod_ips(pod)`` — ``status.podIPs``, else ``[status.podIP]``.
 * ``ServiceView.parse(obj)`` — type (default ``ClusterIP``), ``cluster_ips`` (the fallback
   above, ``"None"`` kept), ``headless``, ``ports`` (:class:`ServicePortView`, protocol upper
   case, default TCP), selector, traffic policies, session affinity, LoadBalancer ingress.
@@ -38,7 +39,7 @@ from servicenet.api.selectors import equality_selector_matches, selector_matches
 __all__ = [
     "EndpointSliceView", "EndpointView", "NodeView", "Obj", "PodView", "ServicePortView", "ServiceView",
     "SlicePortView", "annotations_of", "equality_selector_matches", "labels_of", "meta", "name_of", "ns_of",
-    "selector_matches", "service_cluster_ips", "uid_of",
+    "pod_ips", "selector_matches", "service_cluster_ips", "uid_of",
 ]
 
 Obj = dict[str, Any]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from servicenet.api import authproto, errors
@@ -22,10 +24,11 @@ from servicenet.api.rbac import (
     forbidden_message,
     split_sa,
 )
-from servicenet.apiserver import sa_tokens
+from servicenet.apiserver import kubelet_proxy, sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
 from servicenet.apiserver.responses import json_response
+from servicenet.apiserver.sa_admission import ServiceAccounts
 
 Obj = dict[str, Any]
 
@@ -131,7 +134,7 @@ class Security:
         return json_response(self.signer.openid_configuration(f"{self.server.url}/openid/v1/jwks"))
 
     async def _jwks(self, request: web.Request) -> web.Response:
-        return web.Response(body=__import__("orjson").dumps(self.signer.jwks()),
+        return web.Response(body=orjson.dumps(self.signer.jwks()),
                             content_type="application/jwk-set+json")
 
     # -- authentication.k8s.io -----------------------------------------------------------------------
@@ -293,15 +296,12 @@ async def start_security(server: Any) -> tuple[Security, Any]:
     """Build and start the identity machinery for ``server`` (whose creds, store and registry exist):
     signer, authenticator (static tokens + the server's own loopback token), RBAC authorizer with the
     bootstrap policy, and the ServiceAccount admission/controller. Returns (security, sa controller)."""
-    import secrets as _secrets
-
-    from servicenet.apiserver.sa_admission import ServiceAccounts
-
     pki = server.config.data_dir / "pki"
     signer = sa_tokens.Signer(sa_tokens.load_or_create_key(pki / "sa.key"))
     authn = Authenticator(server, server.creds.token_file if server.creds else None, signer)
-    server.loopback_token = _secrets.token_urlsafe(32)
+    server.loopback_token = secrets.token_urlsafe(32)
     authn.add_token(server.loopback_token, User("system:apiserver", ("system:masters",), "apiserver"))
+    kubelet_proxy.set_node_credentials(server.loopback_token)
     authz = Authorizer(server)
     await authz.start()
     sas = ServiceAccounts(server)

@@ -11,7 +11,7 @@ import contextlib
 from typing import Any
 
 from servicenet.api.errors import ApiStatusError
-from servicenet.api.resources import ResourceInfo, all_resources
+from servicenet.api.resources import ResourceInfo, all_resources, dynamic_generation, dynamic_resources
 from servicenet.api.views import meta as meta_of
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.common import log
@@ -21,7 +21,10 @@ _log = log.get("gc")
 
 
 def _info_index() -> dict[tuple[str, str], ResourceInfo]:
-    return {(r.group or "core", r.plural): r for r in all_resources()}
+    """Built-in and custom (CRD) resources by (group, plural)."""
+    out = {(r.group or "core", r.plural): r for r in dynamic_resources()}
+    out.update({(r.group or "core", r.plural): r for r in all_resources()})
+    return out
 
 
 def parse_key(key: str) -> tuple[str, str, str | None, str]:
@@ -36,13 +39,20 @@ class GarbageCollector:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.store = registry.store
-        self.infos = _info_index()
+        self._infos = (dynamic_generation(), _info_index())
         self.uid_key: dict[str, str] = {}
         self.key_uid: dict[str, str] = {}
         self.dependents: dict[str, set[str]] = {}  # owner uid → dependent keys
         self.owner_refs: dict[str, list[str]] = {}  # dependent key → owner uids
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def infos(self) -> dict[tuple[str, str], ResourceInfo]:
+        gen, idx = self._infos
+        if gen != dynamic_generation():  # CRDs came or went
+            self._infos = (dynamic_generation(), _info_index())
+        return self._infos[1]
 
     # -- bookkeeping (pure) --------------------------------------------------------------------------
     def _track(self, key: str, obj: dict[str, Any]) -> None:

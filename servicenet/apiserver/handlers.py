@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 from typing import Any
 
 import orjson
@@ -12,11 +13,13 @@ from aiohttp import web
 
 from servicenet.api import apply, errors, schema
 from servicenet.api import patch as patchmod
+from servicenet.api.crd import served
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, by_plural
 from servicenet.api.selectors import label_selector_from_dict, selector_to_string
 from servicenet.api.views import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, negotiation
+from servicenet.apiserver.crds import custom_scale
 from servicenet.apiserver.registry import (
     UNCONDITIONAL_RETRIES,
     Registry,
@@ -28,6 +31,7 @@ from servicenet.apiserver.registry import (
 from servicenet.apiserver.responses import (
     TRUE,
     _obj,
+    as_requested,
     collector_paused,
     json_response,
     record_response,
@@ -36,9 +40,10 @@ from servicenet.apiserver.responses import (
     view_obj,
     wants_table,
 )
+from servicenet.apiserver.table_rows import TableRows
 from servicenet.apiserver.watchfilter import Selection
 from servicenet.apiserver.watchstream import serve_watch
-from servicenet.store import KeyNotFound, RevisionConflict, Store
+from servicenet.store import KeyNotFound, Record, RevisionConflict, Store
 
 
 class Target:
@@ -78,6 +83,7 @@ class ResourceHandlers:
     def __init__(self, registry: Registry, store: Store) -> None:
         self.registry = registry
         self.store = store
+        self.table_rows = TableRows()  # Table rows kept between LIST requests
 
     # -- parsing -------------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> dict[str, Any]:
@@ -149,7 +155,7 @@ class ResourceHandlers:
             rec = self.registry.get_record(t.info, t.namespace, t.name)
             if wants_table(request):
                 return json_response(render_table(t.info, [rec.obj()], request, str(rec.mod_revision)))
-            return record_response(rec)
+            return record_response(as_requested(t.info, rec))
         if m == "PUT":
             return await self.update(request, t)
         if m == "PATCH":
@@ -165,7 +171,7 @@ class ResourceHandlers:
         opts = self.write_options(request)
         self.check_unknown_fields(t.info, obj, opts)
         rec = await self.registry.create(t.info, t.namespace, obj, opts)
-        return record_response(rec, 201, self.warning_headers(opts))
+        return record_response(as_requested(t.info, rec), 201, self.warning_headers(opts))
 
     async def update(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
@@ -179,7 +185,7 @@ class ResourceHandlers:
             # our built-ins do not, except through apply.
             raise errors.not_found(t.info.plural, t.info.group, t.name)
         rec = await self.registry.update(t.info, t.namespace, t.name, obj, opts, subresource=subresource)
-        return record_response(rec, 200, self.warning_headers(opts))
+        return record_response(as_requested(t.info, rec), 200, self.warning_headers(opts))
 
     async def patch(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
@@ -212,12 +218,12 @@ class ResourceHandlers:
                     merged.setdefault("metadata", {})["name"] = t.name
                     created = await self.registry.create(t.info, t.namespace, merged,
                                                          WriteOptions(None, opts.field_validation, opts.dry_run))
-                    return record_response(created, 201, self.warning_headers(opts))
+                    return record_response(as_requested(t.info, created), 201, self.warning_headers(opts))
                 try:
                     out = await self.registry.update(
                         t.info, t.namespace, t.name, merged, WriteOptions(None, opts.field_validation, opts.dry_run),
                         subresource=subresource, expected_rv=rec.mod_revision, old_rec=rec)
-                    return record_response(out, 200, self.warning_headers(opts))
+                    return record_response(as_requested(t.info, out), 200, self.warning_headers(opts))
                 except ApiStatusError as exc:
                     if exc.reason == "Conflict" and "modified" in exc.message:
                         continue
@@ -243,7 +249,7 @@ class ResourceHandlers:
             try:
                 out = await self.registry.update(t.info, t.namespace, t.name, patched, opts,
                                                  subresource=subresource, expected_rv=expected, old_rec=rec)
-                return record_response(out, 200, self.warning_headers(opts))
+                return record_response(as_requested(t.info, out), 200, self.warning_headers(opts))
             except ApiStatusError as exc:
                 if exc.reason == "Conflict" and not prv and "modified" in exc.message:
                     continue
@@ -302,6 +308,7 @@ class ResourceHandlers:
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         info = t.info
+        conv = served.version(info)
         sel = self.selection(request, info)
         limit = int(q["limit"]) if q.get("limit", "").isdigit() and int(q["limit"]) > 0 else None
         start_after: str | None = None
@@ -319,6 +326,9 @@ class ResourceHandlers:
         items: list[bytes] = []
         objs: list[dict[str, Any]] = []
         table = wants_table(request)
+        cached_rows = table and not selecting and (q.get("includeObject") or "Metadata") == "Metadata" \
+            and conv is None  # custom resources: their CRD's printer columns (render_table)
+        trecs: list[Record] = []
         more = False
         last_key: str | None = start_after
         served_rev = 0
@@ -332,13 +342,15 @@ class ResourceHandlers:
                     revision = served_rev
                 for r in recs:
                     cursor = r.key
-                    if selecting or table:
+                    if cached_rows:  # rendered from the row cache: no decoding here
+                        trecs.append(r)
+                    elif selecting or table:
                         o = view_obj(r)
                         if selecting and not sel.matches(o):
                             continue
                         if table:
                             objs.append(o)
-                    items.append(r.value)
+                    items.append(r.value if conv is None else as_requested(info, r).value)
                     last_key = r.key
                     if limit is not None and len(items) >= limit:
                         break
@@ -352,6 +364,10 @@ class ResourceHandlers:
                 meta["continue"] = base64.urlsafe_b64encode(tok).decode().rstrip("=")
                 if not selecting:
                     meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
+            if cached_rows:
+                return json_response(self.table_rows.table(
+                    info.kind, trecs, now=dt.datetime.now(dt.UTC), resource_version=meta["resourceVersion"],
+                    continue_token=meta.get("continue")))
             if table:
                 resp = json_response(render_table(info, objs, request, meta["resourceVersion"], meta.get("continue")))
                 objs.clear()  # free the decoded objects before the collector runs again
@@ -374,13 +390,14 @@ class ResourceHandlers:
             raise errors.unserved()
         if sub == "status":
             if m == "GET":
-                return record_response(self.registry.get_record(info, t.namespace, t.name))
+                return record_response(as_requested(info, self.registry.get_record(info, t.namespace, t.name)))
             if m == "PUT":
                 return await self.update(request, t, subresource="status")
             if m == "PATCH":
                 return await self.patch(request, t, subresource="status")
         elif sub == "scale":
-            return await self.scale(request, t)
+            custom = await custom_scale(self.registry, request, info, t.namespace, t.name, self.read_body)
+            return custom if custom is not None else await self.scale(request, t)
         elif sub == "binding" and m == "POST":
             return await self.bind(request, t)
         elif sub == "finalize" and m == "PUT":
@@ -392,6 +409,8 @@ class ResourceHandlers:
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
         sel = (obj.get("spec") or {}).get("selector") or {}
+        if info.kind == "ReplicationController":  # a plain label map
+            sel = {"matchLabels": sel}
         try:
             sel_str = selector_to_string(label_selector_from_dict(sel))
         except Exception:
@@ -432,7 +451,7 @@ class ResourceHandlers:
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.invalid_object("Scale", "autoscaling", t.name, [errors.invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")])
-            brv = (body.get("metadata") or {}).get("resourceVersion") if request.method == "PUT" else None
+            brv = meta_of(body).get("resourceVersion") if request.method == "PUT" else None
             if brv and brv != str(rec.mod_revision):
                 raise errors.conflict(t.info.plural, t.info.group, t.name)
             obj["spec"]["replicas"] = replicas

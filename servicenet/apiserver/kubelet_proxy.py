@@ -27,7 +27,17 @@ from servicenet.common.component import bounded
 from servicenet.common.hijack import hijack
 from servicenet.store import Store
 
-__all__ = ["node_proxy", "proxy_to_node"]
+__all__ = ["node_proxy", "proxy_to_node", "set_node_credentials"]
+
+# what the API server presents to node agents (its loopback identity; the agents check it with a
+# TokenReview and a SubjectAccessReview on nodes/proxy, as the kubelet does)
+_NODE_HEADERS: dict[str, str] = {}
+
+
+def set_node_credentials(token: str) -> None:
+    _NODE_HEADERS.clear()
+    if token:
+        _NODE_HEADERS["Authorization"] = f"Bearer {token}"
 
 
 class _Registry(Protocol):
@@ -112,6 +122,7 @@ async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str, qs:
     target = path + ("?" + qs if qs else "")
     lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
              f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
+    lines += [f"{k}: {v}" for k, v in _NODE_HEADERS.items()]
     lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]
     try:
         reader, writer = await bounded(asyncio.open_connection(host, port, limit=1 << 16), 10)
@@ -168,7 +179,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 
 
 async def _proxy_http(request: web.Request, url: str) -> web.StreamResponse:
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+    session = aiohttp.ClientSession(headers=_NODE_HEADERS, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
     try:
         async with session.request(request.method, url, data=await request.read() or None) as up:
             resp = web.StreamResponse(status=up.status, headers={
@@ -186,7 +197,7 @@ async def _proxy_http(request: web.Request, url: str) -> web.StreamResponse:
 
 async def _proxy_websocket(request: web.Request, url: str) -> web.StreamResponse:
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(headers=_NODE_HEADERS)
     try:
         try:
             node_ws = await session.ws_connect(url.replace("http://", "ws://", 1), protocols=offered,

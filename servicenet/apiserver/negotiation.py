@@ -19,13 +19,14 @@ from servicenet.api import errors
 from servicenet.api.pb import wire
 from servicenet.api.pb.convert import ConversionError
 from servicenet.common import log
+from servicenet.store import Record
 
 _log = log.get("apiserver")
 JSON = "application/json"
 PROTOBUF = wire.PROTOBUF
 MAX_BODY = wire.MAX_BODY
 ACCEPTED_BODIES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
-_WARNINGS = "servicenet.body_warnings"
+_WARNINGS = web.RequestKey("servicenet.body_warnings", list)
 _JSON_TYPES = frozenset({"", "application/json", "text/json"})
 _YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml"})
 
@@ -161,3 +162,21 @@ def watch_encoder(request: web.Request) -> tuple[str, Any] | None:
     def frame(event_type: str, obj: dict[str, Any]) -> bytes:
         return wire.watch_frame(event_type, wire.encode(obj))
     return wire.PROTOBUF_WATCH, frame
+
+
+# Stored objects encoded for protobuf watchers, by (key, revision): every watcher of a prefix gets the
+# same event, and encoding is far dearer than framing. Bounded; cleared when full.
+_ENCODED: dict[tuple[str, int], bytes] = {}
+_ENCODED_MAX = 4096
+
+
+def record_frame(event_type: str, rec: Record) -> bytes:
+    """A protobuf watch frame for a stored record, its encoding shared between watchers."""
+    key = (rec.key, rec.mod_revision)
+    enveloped = _ENCODED.get(key)
+    if enveloped is None:
+        enveloped = wire.encode(rec.obj())
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[key] = enveloped
+    return wire.watch_frame(event_type, enveloped)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, defaults, errors, validation
+from servicenet.api import apply, defaults, errors, managed_create, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.views import meta as meta_of
@@ -29,7 +29,11 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Kinds whose main endpoint ignores status (it has its own subresource).
 _STATUS_SUBRESOURCE = "status"
 # Kinds whose create ignores a client-sent status (upstream strategies' PrepareForCreate).
-_STATUS_RESET_ON_CREATE = frozenset({"services", "deployments", "replicasets", "statefulsets", "ingresses"})
+_STATUS_RESET_ON_CREATE = frozenset({"services", "deployments", "replicasets", "statefulsets", "ingresses",
+                                     "replicationcontrollers", "daemonsets", "jobs", "cronjobs"})
+# Kinds whose DELETE without a propagation policy orphans the dependents (upstream keeps this for
+# core/v1 ReplicationControllers and batch/v1 Jobs; kubectl always sends Background).
+_ORPHAN_BY_DEFAULT = frozenset({"replicationcontrollers", "jobs"})
 
 
 # Attempts an unconditional write makes before giving up on a conflict (each re-reads the newest
@@ -109,6 +113,9 @@ class Registry:
         self.before_create: dict[str, Hook] = {}
         self.before_update: dict[str, Hook] = {}
         self.after_delete: dict[str, Callable[[ResourceInfo, dict[str, Any]], None]] = {}
+        # custom resources and admission policies (servicenet.apiserver.crds.Admission): prune/default/validate
+        # before the built-in validation, then the validating policies after it
+        self.admission: Any = None
 
     # -- helpers -------------------------------------------------------------------------------------
     def get_record(self, info: ResourceInfo, namespace: str | None, name: str) -> Record:
@@ -175,9 +182,13 @@ class Registry:
             obj.pop("status", None)
         defaults.apply_defaults(info.api_version, info.kind, obj)
         defaults.prepare_for_create(info.api_version, info.kind, obj)
+        if self.admission is not None:
+            self.admission.mutate_validate(info, obj, None, opts, None)
         errs = validation.validate_create(info, obj)
         if errs:
             raise errors.invalid_object(info.kind, info.group, name, errs)
+        if self.admission is not None:
+            self.admission.validating(info, obj, None, opts, None)
         key = key_for(info, namespace, name)
         if self.store.latest(key) is not None:
             raise errors.already_exists(info.plural, info.group, name)
@@ -197,6 +208,8 @@ class Registry:
                 undo()
             if isinstance(e, KeyExists):
                 raise errors.already_exists(info.plural, info.group, name) from None
+            if _too_deep(e):
+                raise errors.bad_request(_TOO_DEEP) from None
             raise
 
     def _managed_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
@@ -205,9 +218,13 @@ class Registry:
         if not manager:
             return
         try:
-            out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
-                                              now=now_rfc3339(), kind=info.kind)
-            mf = meta_of(out).get("managedFields")
+            if old is None and operation == "Update":  # a create: everything is the creator's
+                mf = managed_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                                                 kind=info.kind)
+            else:
+                out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
+                                                  now=now_rfc3339(), kind=info.kind)
+                mf = meta_of(out).get("managedFields")
             if mf:
                 new.setdefault("metadata", {})["managedFields"] = mf
         except ApiStatusError:
@@ -255,9 +272,15 @@ class Registry:
             defaults.apply_defaults(info.api_version, info.kind, new)
             if info.plural == "services":
                 defaults.service_prepare_for_update(new, old)
+            if self.admission is not None:
+                self.admission.mutate_validate(info, new, old, opts, None)
             errs = validation.validate_update(info, new, old)
             if errs:
                 raise errors.invalid_object(info.kind, info.group, name, errs)
+        elif self.admission is not None:
+            self.admission.mutate_validate(info, new, old, opts, subresource)
+        if self.admission is not None:
+            self.admission.validating(info, new, old, opts, subresource)
         if _spec_changed(old, new):
             new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
         self._managed_fields(info, old, new, opts, "Update")
@@ -288,6 +311,8 @@ class Registry:
                 raise errors.conflict(info.plural, info.group, name) from None
             if isinstance(e, KeyNotFound):
                 raise errors.not_found(info.plural, info.group, name) from None
+            if _too_deep(e):
+                raise errors.bad_request(_TOO_DEEP) from None
             raise
 
     def _merge_for_update(self, info: ResourceInfo, old: dict[str, Any], obj: dict[str, Any],
@@ -353,6 +378,8 @@ class Registry:
                     info.plural, info.group, name,
                     f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                     f"ResourceVersion in object meta: {md.get('resourceVersion')}")
+            if self.admission is not None and _attempt == 0:
+                self.admission.validating_delete(info, obj, dry_run)
             policy = options.get("propagationPolicy")
             if policy is None and options.get("orphanDependents") is not None:
                 policy = "Orphan" if options["orphanDependents"] else "Background"
@@ -362,6 +389,8 @@ class Registry:
             finalizers = list(md.get("finalizers") or [])
             if info.plural in ("deployments", "replicasets", "statefulsets") and policy is None:
                 policy = "Background"
+            if info.plural in _ORPHAN_BY_DEFAULT and policy is None:
+                policy = "Orphan"
             if policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
             if policy == "Orphan" and "orphan" not in finalizers:
@@ -435,6 +464,14 @@ class Registry:
                 f"inconsistent list - objects that were created, modified, or deleted between the time the first "
                 f"chunk was returned and now may show up in the list. (compacted revision {exc.compact_revision})"
             ) from None
+
+
+_TOO_DEEP = "the object is nested too deeply to be stored (more than 254 levels of objects and lists)"
+
+
+def _too_deep(e: BaseException) -> bool:
+    """orjson refuses to encode nesting beyond 254 levels; the write did not happen."""
+    return isinstance(e, TypeError) and "Recursion limit" in str(e)
 
 
 def _strip_volatile(o: dict[str, Any]) -> dict[str, Any]:

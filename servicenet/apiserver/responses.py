@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from servicenet.api import tables
+from servicenet.api.crd import present, served
 from servicenet.api.resources import ResourceInfo
 from servicenet.store import Record
 
@@ -30,6 +31,22 @@ NL = b"\n"
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     body = obj + NL if isinstance(obj, bytes) else orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+def as_requested(info: ResourceInfo, rec: Any) -> Any:
+    """``rec`` (a Record or a dict) as the requested version shows it. A custom resource served at
+    several versions (``None`` conversion) differs only in ``apiVersion``; everything else passes."""
+    cv = served.version(info)
+    if cv is None or not cv.multi_version:
+        return rec
+    want = info.api_version
+    if isinstance(rec, dict):
+        return {**rec, "apiVersion": want} if rec.get("apiVersion") != want else rec
+    obj = orjson.loads(rec.value)
+    if obj.get("apiVersion") == want:
+        return rec
+    obj["apiVersion"] = want
+    return Record(rec.key, orjson.dumps(obj), rec.create_revision, rec.mod_revision)
 
 
 def record_response(rec: Record | dict[str, Any], status: int = 200,
@@ -161,6 +178,10 @@ def _obj(rec: Record | dict[str, Any]) -> dict[str, Any]:
 def render_table(info: ResourceInfo, objs: list[dict[str, Any]], request: web.Request, rv: str,
                  continue_token: str | None = None) -> dict[str, Any]:
     """The ``meta.k8s.io/v1`` Table kubectl asked for (``includeObject`` defaults to Metadata)."""
+    cv = served.version(info)
+    if cv is not None:  # a custom resource: its additionalPrinterColumns
+        return present.to_table(cv, objs, now=dt.datetime.now(dt.UTC), include_object=request.query.get(
+            "includeObject"), resource_version=rv, continue_token=continue_token)
     include = request.query.get("includeObject") or "Metadata"
     return tables.to_table(info.kind, objs, now=dt.datetime.now(dt.UTC), include_object=include,
                            resource_version=rv, continue_token=continue_token)

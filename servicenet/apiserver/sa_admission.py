@@ -62,19 +62,24 @@ class ServiceAccounts:
     def __init__(self, server: Any) -> None:
         self.server = server
         self._task: asyncio.Task[None] | None = None
+        self._task2: asyncio.Task[None] | None = None
+        self._task3: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.server.registry.before_create["pods"] = self.admit_pod
         recs, _, _ = self.server.store.list("/registry/core/namespaces/")
         for rec in recs:
             await self.ensure(rec.obj())
-        self._task = asyncio.create_task(self._watch(), name="serviceaccounts-controller")
+        self._task = asyncio.create_task(self._watch("/registry/core/namespaces/"), name="serviceaccounts-controller")
+        self._task2 = asyncio.create_task(self._watch("/registry/core/serviceaccounts/"), name="default-sa-keeper")
+        self._task3 = asyncio.create_task(self._watch("/registry/core/configmaps/"), name="root-ca-publisher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for t in (self._task, self._task2, self._task3):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
 
     async def admit_pod(self, info: Any, pod: Obj, old: Obj | None) -> None:
         ns = pod["metadata"].get("namespace") or "default"
@@ -126,15 +131,25 @@ class ServiceAccounts:
                 cur["data"] = {"ca.crt": ca}
                 await self.server.registry.update(cm_info, ns, ROOT_CA, cur, WriteOptions())
 
-    async def _watch(self) -> None:
+    async def _watch(self, prefix: str) -> None:
+        """Namespaces: ensure their defaults. A deleted ``default`` ServiceAccount or root CA map
+        (or an edited map): put it back, as upstream's controllers do."""
         store = self.server.store
         while True:
             try:
-                w = store.watch("/registry/core/namespaces/", store.revision)
+                w = store.watch(prefix, store.revision)
                 async for ev in w:
-                    if ev.type != "DELETED":
-                        await self.ensure(ev.record.obj())
-                # also put back a deleted default SA / root CA map (cheap: once per namespace event)
+                    key = ev.record.key
+                    if prefix.endswith("/namespaces/"):
+                        if ev.type != "DELETED":
+                            await self.ensure(ev.record.obj())
+                        continue
+                    ns, _, name = key[len(prefix):].partition("/")
+                    if (name, prefix) in (("default", "/registry/core/serviceaccounts/"),
+                                          (ROOT_CA, "/registry/core/configmaps/")):
+                        nrec = store.get(f"/registry/core/namespaces/{ns}")
+                        if nrec is not None:
+                            await self.ensure(nrec.obj())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

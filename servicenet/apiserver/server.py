@@ -19,8 +19,10 @@ from servicenet import __version__
 from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.apiserver import certs, negotiation
+from servicenet.apiserver import certs, encryption, filters, negotiation
 from servicenet.apiserver.authapi import start_security
+from servicenet.apiserver.crds import CrdManager
+from servicenet.apiserver.flowcontrol import MAX_BODY
 from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
@@ -44,6 +46,14 @@ class ApiServerConfig:
     tls: bool = True
     compact_interval: float = 60.0
     history_seconds: float = 300.0
+    encryption_config: Path | None = None  # EncryptionConfiguration; default: <data_dir>/encryption-config.yaml
+    audit_policy_file: Path | None = None  # audit.k8s.io/v1 Policy; with audit_log_path: audit log on
+    audit_log_path: Path | None = None
+    audit_log_maxsize: int = 100  # MiB before rotation
+    audit_log_maxbackup: int = 10
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    request_timeout: float = 60.0
 
 
 class ApiServer:
@@ -55,11 +65,14 @@ class ApiServer:
         self.registry: Registry | None = None  # type: ignore[assignment]
         self.services = ServiceRegistry(config.service_cidrs, config.node_port_range)
         self.gc: GarbageCollector | None = None
+        self.crds: CrdManager | None = None
         self.creds: certs.Credentials | None = None
         self._runner: web.AppRunner | None = None
         self.security: Any = None
         self._sa_controller: Any = None
         self.loopback_token = ""
+        self.audit: Any = None
+        self.flowcontrol: Any = None
         self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
@@ -90,11 +103,14 @@ class ApiServer:
             self.store = MemoryStore()
         else:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = SQLiteStore(str(self.config.data_dir / "state.db"))
+            enc = self.config.encryption_config
+            codec = encryption.load(enc or self.config.data_dir / "encryption-config.yaml", create=enc is None)
+            self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec)
         await self.store.open()
 
     async def start(self) -> None:
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.config.data_dir.chmod(0o700)  # state, keys and kubeconfigs: the owner's only
         await self._open_store()
         self.registry = Registry(self.store)
         self.registry.before_create["services"] = self.services.before_create
@@ -103,14 +119,16 @@ class ApiServer:
         recs, _, _ = self.store.list("/registry/core/services/")
         self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
+        self.crds = CrdManager(self)
+        self.registry.admission = self.crds.admission
+        await self.crds.start()
         if self.config.tls:
             self.creds = certs.ensure(self.config.data_dir / "pki", [self.config.host, self.services.kubernetes_ip()])
             self.security, self._sa_controller = await start_security(self)
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
         self.handlers = ResourceHandlers(self.registry, self.store)
-        mws = [self._middleware] + ([self.security.middleware] if self.security is not None else [])
-        app = web.Application(middlewares=mws, client_max_size=16 * 1024 * 1024)
+        app = web.Application(middlewares=[self._middleware, *filters.build(self)], client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -144,6 +162,8 @@ class ApiServer:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        if self.crds is not None:
+            await self.crds.stop()
         if self.security is not None:
             await self._sa_controller.stop()
             await self.security.authz.stop()
@@ -152,6 +172,8 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.audit is not None:
+            self.audit.close()
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -253,6 +275,11 @@ class ApiServer:
                                                               resources.group_versions() if g])})
         if parts[0] == "openapi":
             return self._openapi(request, parts)
+        if parts[0] in ("api", "apis") and len(parts) == 1 and \
+                "as=APIGroupDiscoveryList" in request.headers.get("Accept", "") and \
+                "application/json;g=apidiscovery.k8s.io;v=v2;" in request.headers.get("Accept", "").replace(" ", ""):
+            return web.Response(body=orjson.dumps(resources.aggregated_discovery(core=parts[0] == "api")),
+                                headers={"Content-Type": resources.AGGREGATED_CONTENT_TYPE, "Vary": "Accept"})
         if parts[0] == "api":
             if len(parts) == 1:
                 return json_response(resources.api_versions(f"{self.config.host}:{self.port}"))
@@ -281,8 +308,13 @@ class ApiServer:
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         if len(parts) >= 2 and parts[1] == "v3":
             if len(parts) == 2:
-                return json_response(openapi.v3_index())
-            doc = openapi.v3_document("/".join(parts[2:]))
+                idx = openapi.v3_index()
+                return json_response(self.crds.openapi_index(idx) if self.crds is not None else idx)
+            gv = parts[2:]
+            own = None
+            if self.crds is not None and len(gv) == 3 and gv[0] == "apis":
+                own = self.crds.openapi_document(gv[1], gv[2])
+            doc = own if own is not None else openapi.v3_document("/".join(parts[2:]))
             if doc is None:
                 raise errors.unserved()
             return web.Response(body=doc if isinstance(doc, bytes) else orjson.dumps(doc),

@@ -19,7 +19,7 @@ from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.apiserver import negotiation
 from servicenet.apiserver.registry import prefix_for
-from servicenet.apiserver.responses import JSON, TRUE, render_table, view_obj, wants_table
+from servicenet.apiserver.responses import JSON, TRUE, as_requested, render_table, view_obj, wants_table
 from servicenet.apiserver.watchfilter import Selection, filter_event
 from servicenet.store import Compacted, FutureRevision, Record, Store, WatchClosed
 
@@ -69,8 +69,9 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
         return orjson.dumps({"type": etype, "object": obj}) + b"\n"
 
     def encode(etype: str, rec: Record, obj: dict[str, Any] | None) -> bytes:
-        if pb is not None:
-            return event(etype, obj if obj is not None else rec.obj())
+        rec = as_requested(info, rec)
+        if pb is not None:  # from the stored bytes (a view's managedFields is not a list)
+            return negotiation.record_frame(etype, rec)
         if table:
             o = obj if obj is not None else view_obj(rec)
             tbl = render_table(info, [o], request, str(rec.mod_revision))

@@ -35,6 +35,7 @@ from . import (
     scheduler_core,
     statefulset_core,
     wakeup,
+    workloads,
 )
 from .actions import (
     Action,
@@ -63,6 +64,7 @@ ALL_CONTROLLERS = (
     "statefulset",
     "scheduler",
     "nodelifecycle",
+    *workloads.CONTROLLERS,
 )
 STALE_RETRY = 0.05
 TRACK_TIMEOUT = 30.0
@@ -173,6 +175,7 @@ class ControllerManager:
         self.rss = f.informer("apps/v1", "replicasets")
         self.deployments = f.informer("apps/v1", "deployments")
         self.statefulsets = f.informer("apps/v1", "statefulsets")
+        self.workloads = workloads.WorkloadControllers(self) if self.enabled & set(workloads.CONTROLLERS) else None
         self._setup_indexes()
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -238,6 +241,8 @@ class ControllerManager:
                             ("endpoints", self.endpoints), ("nodes", self.nodes), ("replicasets", self.rss),
                             ("deployments", self.deployments), ("statefulsets", self.statefulsets)):
             inf.add_handler(self._handler(plural))
+        if self.workloads is not None:
+            self.workloads.setup_handlers()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -261,6 +266,7 @@ class ControllerManager:
             "statefulset": self._sync_statefulset,
             "scheduler": self._sync_scheduler,
             "nodelifecycle": self._sync_node,
+            **(self.workloads.syncs() if self.workloads is not None else {}),
         }
         for name, q in self.queues.items():
             n = 1 if name == "scheduler" else self.workers
@@ -330,7 +336,8 @@ class ControllerManager:
                 sub = "status" if a.verb == "patch_status" else None
                 return await c.patch(a.api_version, a.plural, ns, a.name, a.body, patch_type=a.patch_type, subresource=sub)
             if a.verb == "delete":
-                await c.delete(a.api_version, a.plural, ns, a.name)
+                await c.delete(a.api_version, a.plural, ns, a.name,
+                               propagation_policy=(a.body or {}).get("propagationPolicy"))
                 return None
         except ApiError as exc:
             if exc.status == 404 and a.verb == "delete":

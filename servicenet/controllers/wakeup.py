@@ -12,7 +12,9 @@ Service                 endpointslice, endpoints (the Service); mirroring (the S
                         has no selector, had none before, or still owns mirrored slices
 Pod                     endpointslice, endpoints (each Service selecting it, before and after a
                         label change) when an endpoint-relevant field changed; its controlling
-                        ReplicaSet / StatefulSet; scheduler (the Pod) while it waits for a node
+                        ReplicaSet / StatefulSet / ReplicationController / DaemonSet / Job;
+                        scheduler (the Pod) while it waits for a node (the other workload kinds
+                        are wired in controllers/workloads.py)
 EndpointSlice           endpointslice or mirroring (the Service named by its label), by manager
 Endpoints               mirroring (no Service, or a selector-less one), else endpoints
 Node                    nodelifecycle (the Node); scheduler (every unscheduled Pod) when it turns
@@ -92,7 +94,8 @@ def _on_service(etype: str, svc: Obj, old: Obj | None, look: Lookup) -> list[Wak
     return out
 
 
-_POD_OWNERS = {"ReplicaSet": "replicaset", "StatefulSet": "statefulset"}
+_POD_OWNERS = {"ReplicaSet": "replicaset", "StatefulSet": "statefulset",
+               "ReplicationController": "replicationcontroller", "DaemonSet": "daemonset", "Job": "job"}
 
 
 def _on_pod(etype: str, pod: Obj, old: Obj | None, look: Lookup) -> list[Wake]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .records import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A, Labels, SoaData, SrvData
 
@@ -14,9 +13,8 @@ CLASS_IN = 1
 MAX_NAME = 255
 
 
-@lru_cache(maxsize=1 << 16)
 def _packed_ip(text: str) -> bytes:
-    """The 4 or 16 address bytes of an A/AAAA record (cached: answers repeat the same addresses)."""
+    """The 4 or 16 address bytes of an A/AAAA record (answers are encoded once and cached whole)."""
     return ipaddress.ip_address(text).packed
 
 

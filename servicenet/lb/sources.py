@@ -18,6 +18,8 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from servicenet.api import wellknown as wk
+from servicenet.api.views import EndpointView
 from servicenet.client import ApiClient, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
@@ -124,20 +126,13 @@ def slice_endpoints(slices: Iterable[Obj], port: int | str | None = None,
         if p is None:
             continue
         for e in sl.get("endpoints") or []:
-            cond = e.get("conditions") or {}
-            ready = cond.get("ready") is not False
-            serving = cond.get("serving") if cond.get("serving") is not None else ready
-            hints = e.get("hints") or {}
-            ref = e.get("targetRef") or {}
-            pod = ref.get("name", "") if ref.get("kind", "Pod") == "Pod" else ""
+            v = EndpointView.parse(e)  # upstream's defaults: ready when unset, serving = ready
+            pod = v.pod_name or ""
             lbls = tuple(sorted((labels or {}).get(pod, {}).items()))
-            for addr in e.get("addresses") or []:
-                ep = Endpoint(addr, int(p), ready=ready, serving=bool(serving),
-                              terminating=bool(cond.get("terminating")), zone=e.get("zone") or "",
-                              node=e.get("nodeName") or "", hostname=e.get("hostname") or "", pod=pod,
-                              zone_hints=tuple(z["name"] for z in hints.get("forZones") or []),
-                              node_hints=tuple(n["name"] for n in hints.get("forNodes") or []),
-                              labels=lbls)
+            for addr in v.addresses:
+                ep = Endpoint(addr, int(p), ready=v.ready, serving=v.serving, terminating=v.terminating,
+                              zone=v.zone, node=v.node_name, hostname=v.hostname or "", pod=pod,
+                              zone_hints=v.zone_hints, node_hints=v.node_hints, labels=lbls)
                 prev = out.get(ep.key)
                 if prev is None or (ep.ready and not prev.ready):
                     out[ep.key] = ep
@@ -176,7 +171,7 @@ class ApiSource(Source):
         self.factory = InformerFactory(client)
         ns = self.namespace
         self._slices = self.factory.informer("discovery.k8s.io/v1", "endpointslices", ns,
-                                             label_selector=f"kubernetes.io/service-name={service}")
+                                             label_selector=f"{wk.SERVICE_NAME_LABEL}={service}")
         self._svc = self.factory.informer("v1", "services", ns, field_selector=f"metadata.name={service}")
         self._pods = self.factory.informer("v1", "pods", ns) if pod_labels else None
 

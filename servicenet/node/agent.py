@@ -15,6 +15,7 @@ import os
 import platform
 import secrets
 import socket
+import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -30,8 +31,11 @@ from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import is_root
 from servicenet.common.runner import run_until_signal
+from servicenet.node import podsecurity
+from servicenet.node.auth import NodeAuth
 from servicenet.node.network import PodNetwork, make_network
 from servicenet.node.podspec import HostResolv, parse_resolv_conf
+from servicenet.node.process import PKG_ROOT
 from servicenet.node.runtime import PodRuntime, RuntimeConfig
 from servicenet.node.server import make_routes
 from servicenet.node.status import Backoff
@@ -130,7 +134,8 @@ class NodeAgent:
                           cluster_domain=cluster_domain, host_resolv=host_resolv,
                           backoff=Backoff(base=backoff_base, cap=max(300.0, backoff_base)),
                           virtual_ready_delay=virtual_ready_delay,
-                          node_allocatable={"cpu": str(os.cpu_count() or 1)}),
+                          node_allocatable={"cpu": str(os.cpu_count() or 1)},
+                          default_user=self._default_user()),
             self.network, write_status=self._write_status, finalize=self._finalize, fetch=self._fetch,
             services=self._services, on_event=self._event, request_token=self._request_token)
         self.health = HealthServer(host, port)
@@ -143,6 +148,16 @@ class NodeAgent:
         self._since = _now()
         self._recent_events: dict[tuple[str, str, str], float] = {}
         self.port = 0
+
+    def _default_user(self) -> int | None:
+        """netns mode: containers run as nobody unless their securityContext says otherwise."""
+        if self.mode != "netns":
+            return None
+        uid, why = podsecurity.default_user(sys.executable, PKG_ROOT)
+        if uid == 0:
+            _log.warning("pods run as root by default: the unprivileged user cannot run the built-in images",
+                         reason=why)
+        return uid
 
     # -- identity -------------------------------------------------------------------------------------
     def _load_net_id(self) -> str:
@@ -170,7 +185,7 @@ class NodeAgent:
     async def start(self) -> None:
         await self.network.setup()
         self.runtime.load_state()
-        app = web.Application()
+        app = web.Application(middlewares=[NodeAuth(self.client, self.node_name).middleware])
         app.add_routes(make_routes(self.runtime))
         app.add_routes(self.health.routes())
         self.health.add_ready_check("pods-synced", lambda: (self._pods is not None and self._pods.synced,

@@ -19,6 +19,7 @@ from servicenet.node import projected
 from servicenet.node.envvars import EnvError, container_env, expand_command
 from servicenet.node.host import PodHost
 from servicenet.node.network import PodSandbox
+from servicenet.node.podsecurity import PodSecurityError, RunAs, run_as
 from servicenet.node.podspec import (
     ImageNotRunnable,
     container_argv,
@@ -84,10 +85,22 @@ class PodWorker:
         return next((r for r in runs if r.name == name), None)
 
     def exec_argv(self, run: ct.ContainerRun, argv: list[str]) -> list[str]:
-        """argv that runs ``argv`` inside the container's namespaces."""
+        """argv that runs ``argv`` inside the container's namespaces, as the container's user."""
         if self.sandbox is not None and self.sandbox.netns and run.proc is not None:
-            return ["nsenter", "-t", str(run.proc.pid), "-n", "-u", "-m", "--", *argv]
+            as_user: list[str] = []
+            with contextlib.suppress(PodSecurityError):
+                user = self._run_as(run)
+                if user is not None and not user.root:
+                    as_user = ["-S", str(user.uid), "-G", str(user.gid)]
+            return ["nsenter", "-t", str(run.proc.pid), "-n", "-u", "-m", *as_user, "--", *argv]
         return argv
+
+    def _run_as(self, run: ct.ContainerRun) -> RunAs | None:
+        """The user a netns-mode container runs as (None: the agent's own, loopback mode)."""
+        default = self.runtime.cfg.default_user
+        if default is None or self.runtime.network.mode != "netns":
+            return None
+        return run_as(self.pod, run.spec, default)
 
     async def exec_probe(self, run: ct.ContainerRun, argv: list[str], timeout: float) -> int:
         proc = await asyncio.create_subprocess_exec(
@@ -179,6 +192,8 @@ class PodWorker:
                 out[vol["name"]] = path
                 continue
             os.makedirs(path, exist_ok=True)
+            if "emptyDir" in vol:
+                os.chmod(path, 0o777)  # writable whatever user the containers run as (as upstream)
             src = vol.get("configMap") or vol.get("secret")
             if src is not None:
                 kind = "configmaps" if "configMap" in vol else "secrets"
@@ -228,8 +243,9 @@ class PodWorker:
             sources = await self.runtime.env_sources(self.pod, run.spec)
             env = container_env(self.pod_with_ips(), run.spec, sources)
             argv = expand_command(container_argv(run.spec), env)
-        except (EnvError, ImageNotRunnable) as exc:
-            reason = "CreateContainerConfigError" if isinstance(exc, EnvError) else "ErrImageNeverPull"
+            user = self._run_as(run)
+        except (EnvError, ImageNotRunnable, PodSecurityError) as exc:
+            reason = "ErrImageNeverPull" if isinstance(exc, ImageNotRunnable) else "CreateContainerConfigError"
             run.state = waiting_state(reason, str(exc))
             self.mark_dirty()
             self.event("Warning", "Failed", f"Error: {exc}")
@@ -271,7 +287,8 @@ class PodWorker:
         run.log_path = ct.log_file(os.path.join(self.dir, "logs"), run)
         try:
             proc = spawn(argv, env, run.log_path, netns=self.sandbox.netns if self.sandbox else None,
-                         hostname=hostname, mounts=mounts, cwd=run.spec.get("workingDir"), builtin=builtin)
+                         hostname=hostname, mounts=mounts, cwd=run.spec.get("workingDir"), builtin=builtin,
+                         user=(user.uid, user.gid, list(user.groups)) if user is not None else None)
         except OSError as exc:
             run.state = waiting_state("RunContainerError", f"failed to start container {run.name}: {exc}")
             self.event("Warning", "Failed", f"Error: {exc}")

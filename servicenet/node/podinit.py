@@ -4,7 +4,8 @@
 UTS and mount namespaces, sets the hostname, makes mounts private, bind-mounts the pod's
 ``/etc/resolv.conf``, ``/etc/hosts`` and volumes, then execs the container command (same pid).
 
-Spec keys: ``netns`` (path), ``hostname``, ``mounts`` ([src, dst, read_only]), ``cwd``, ``argv``.
+Spec keys: ``netns`` (path), ``hostname``, ``mounts`` ([src, dst, read_only]), ``cwd``, ``argv``,
+``user`` ([uid, gid, [groups]]: the process drops to it before the exec).
 Missing mount points are created (``mkdir -p``) and listed in ``created`` so the runtime can
 remove them when the pod goes away.
 """
@@ -63,9 +64,21 @@ def enter_pod(spec: dict[str, Any]) -> None:
         _mount(src, dst, MS_BIND | MS_REC)
         if read_only:
             _mount(None, dst, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    # ports below 1024 need no privilege inside a pod's own network namespace (as container runtimes)
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as f:
+            f.write("0")
+    except OSError:
+        pass
     cwd = spec.get("cwd")
     if cwd:
         os.chdir(cwd)
+    user = spec.get("user")
+    if user:  # drop to the container's user last (after the privileged namespace and mount work)
+        uid, gid, groups = int(user[0]), int(user[1]), [int(g) for g in user[2]]
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
 
 
 def main(argv: list[str] | None = None) -> None:

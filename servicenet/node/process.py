@@ -84,7 +84,7 @@ class ContainerProcess:
 
 def spawn(argv: list[str], env: dict[str, str], log_path: str, *, netns: str | None = None,
           hostname: str = "", mounts: list[tuple[str, str, bool]] | None = None, cwd: str | None = None,
-          builtin: bool = False) -> ContainerProcess:
+          builtin: bool = False, user: tuple[int, int, list[int]] | None = None) -> ContainerProcess:
     """Start a container process with stdout+stderr appended to ``log_path``.
 
     With ``netns`` the process goes through ``podinit`` (own UTS + mount namespace, bind mounts,
@@ -96,7 +96,7 @@ def spawn(argv: list[str], env: dict[str, str], log_path: str, *, netns: str | N
         env["PYTHONPATH"] = PKG_ROOT
     if netns is not None:
         spec = {"netns": f"/var/run/netns/{netns}", "hostname": hostname, "cwd": cwd,
-                "mounts": [list(m) for m in mounts or []], "argv": argv}
+                "mounts": [list(m) for m in mounts or []], "argv": argv, "user": list(user) if user else None}
         full = [sys.executable, "-I", "-S", PODINIT, json.dumps(spec)]
         run_cwd = None
     else:

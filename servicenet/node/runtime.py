@@ -42,6 +42,7 @@ class RuntimeConfig:
     virtual_ready_delay: float = 0.0
     node_allocatable: dict[str, str] = field(default_factory=dict)
     python: str = sys.executable
+    default_user: int | None = None  # netns mode: uid of containers without runAsUser (None: agent's own)
 
 
 async def _noop_status(pod: Obj, status: Obj) -> None:

@@ -57,7 +57,8 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def event_row(ev: Event) -> tuple[int, str, int, int, int, int, bytes]:
+def event_row(ev: Event, codec: Any = None) -> tuple[int, str, int, int, int, int, bytes]:
+    """The row for ``ev``; ``codec`` (encryption at rest) transforms the value as it is written."""
     rec = ev.record
     prev_rev = ev.prev.mod_revision if ev.prev is not None else 0
     return (
@@ -67,7 +68,7 @@ def event_row(ev: Event) -> tuple[int, str, int, int, int, int, bytes]:
         1 if ev.type == DELETED else 0,
         rec.create_revision,
         prev_rev,
-        rec.value,
+        codec.encode(rec.key, rec.value) if codec is not None else rec.value,
     )
 
 
@@ -85,7 +86,7 @@ def _meta(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def load(conn: sqlite3.Connection, index: Index, now: float) -> int:
+def load(conn: sqlite3.Connection, index: Index, now: float, codec: Any = None) -> int:
     """Replay the table into ``index``; returns the log's compact revision."""
     cur = conn.execute("SELECT id, name, created, deleted, create_revision, value FROM kine ORDER BY id")
     apply = index.apply
@@ -96,7 +97,10 @@ def load(conn: sqlite3.Connection, index: Index, now: float) -> int:
             break
         for rid, name, created, deleted, crev, value in rows:
             typ = DELETED if deleted else (ADDED if created else MODIFIED)
-            apply(Event(typ, Record(name, bytes(value or b""), crev, rid), get(name)), now)
+            raw = bytes(value or b"")
+            if codec is not None:
+                raw = codec.decode(name, raw)
+            apply(Event(typ, Record(name, raw, crev, rid), get(name)), now)
     compacted = _meta(conn, "compact_revision")
     seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'kine'").fetchone()
     index.raise_floor(max(compacted, int(seq[0]) if seq else 0))
@@ -148,6 +152,7 @@ class LogWriter(threading.Thread):
         self._compact_target = compacted
         self._rejecting = False
         self.fault = fault
+        self.codec: Any = None  # encryption at rest (set by the store before start)
         self.batches = 0
         self.rows = 0
 
@@ -206,7 +211,7 @@ class LogWriter(threading.Thread):
             if self.fault is not None:
                 self.fault([p.event for p in chunk])
             conn.execute("BEGIN IMMEDIATE")
-            insert_rows(conn, [event_row(p.event) for p in chunk])
+            insert_rows(conn, [event_row(p.event, self.codec) for p in chunk])
             conn.execute("COMMIT")
         except Exception as e:
             with contextlib.suppress(Exception):

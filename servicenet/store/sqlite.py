@@ -15,6 +15,8 @@ against the failed ones), drops the in-flight state, and the writer resumes with
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +26,9 @@ from ._types import DELETED, CommitFailed, Event, Record, StoreError
 
 
 class SQLiteStore(BaseStore):
-    def __init__(self, path: str, *, max_batch: int = 4096, **kwargs: Any) -> None:
+    def __init__(self, path: str, *, max_batch: int = 4096, codec: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.codec = codec  # encode(key, value)/decode(key, value): encryption at rest
         self.path = str(path)
         self._max_batch = max_batch
         self._writer: LogWriter | None = None
@@ -45,16 +48,21 @@ class SQLiteStore(BaseStore):
         now = self._clock()
 
         def _load() -> tuple[Any, int]:
+            # the file (and SQLite's -wal/-shm, which take its mode) readable by the owner only
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(self.path + suffix, 0o600)
             conn = connect(self.path)
             try:
-                return conn, load(conn, index, now)
+                return conn, load(conn, index, now, self.codec)
             except BaseException:
                 conn.close()
                 raise
 
         conn, compacted = await asyncio.to_thread(_load)
         self._log_compacted = compacted
-        self._writer = LogWriter(
+        self._writer = writer = LogWriter(
             conn,
             self._loop,
             on_committed=self._on_committed,
@@ -64,7 +72,8 @@ class SQLiteStore(BaseStore):
             max_batch=self._max_batch,
             fault=self._fault,
         )
-        self._writer.start()
+        writer.codec = self.codec
+        writer.start()
         await self._start()
 
     async def close(self) -> None:

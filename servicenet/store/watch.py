@@ -10,9 +10,12 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
-from servicenet.common.component import bounded
-
 from ._types import Event, WatchClosed
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Watch:
@@ -99,14 +102,17 @@ class Watch:
                 if deadline is None:
                     await waiter
                 else:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
+                    if deadline - loop.time() <= 0:
                         return None
+                    # a plain timer that completes the waiter: cheaper than a timeout scope, and
+                    # this runs once per event per watcher
+                    timer = loop.call_at(deadline, _expire, waiter)
                     try:
-                        await bounded(waiter, remaining)
-                    except TimeoutError:
-                        if not self._buf and self.closed_reason is None:
-                            return None
+                        await waiter
+                    finally:
+                        timer.cancel()
+                    if not self._buf and self.closed_reason is None and loop.time() >= deadline:
+                        return None
             finally:
                 self._waiter = None
 

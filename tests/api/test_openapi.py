@@ -19,9 +19,11 @@ KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 def test_index_and_hash_are_stable() -> None:
     idx = openapi.index()
-    assert set(idx["paths"]) == {"api/v1", "apis/apps/v1", "apis/discovery.k8s.io/v1", "apis/networking.k8s.io/v1",
+    assert set(idx["paths"]) == {"api/v1", "apis/apps/v1", "apis/batch/v1", "apis/discovery.k8s.io/v1",
+                                 "apis/networking.k8s.io/v1",
                                  "apis/authentication.k8s.io/v1", "apis/authorization.k8s.io/v1",
-                                 "apis/rbac.authorization.k8s.io/v1"}
+                                 "apis/rbac.authorization.k8s.io/v1", "apis/admissionregistration.k8s.io/v1",
+                                 "apis/apiextensions.k8s.io/v1"}
     url = idx["paths"]["api/v1"]["serverRelativeURL"]
     assert url.startswith("/openapi/v3/api/v1?hash=")
     assert url.split("hash=")[1] == openapi.document_hash("", "v1")
@@ -235,4 +237,4 @@ def test_v3_aliases() -> None:
     assert openapi.v3_index() == openapi.index()
     assert openapi.v3_document("apis/apps/v1") == openapi.document_bytes("apps", "v1")
     assert openapi.v3_document("api/v1?hash=X") == openapi.document_bytes("", "v1")
-    assert openapi.v3_document("apis/batch/v1") is None
+    assert openapi.v3_document("apis/nosuch.example.com/v1") is None

@@ -239,8 +239,6 @@ def _realistic() -> list[dict[str, Any]]:
         {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"},
          "spec": {"controller": "k8s.io/ingress-nginx", "parameters": {
              "apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p", "scope": "Cluster"}}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False,
-         "secrets": [{"name": "tok"}], "imagePullSecrets": [{"name": "regcred"}]},
         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {},
          "status": {"userInfo": {"username": "jane", "uid": "u1", "groups": ["system:authenticated"],
                                  "extra": {"scopes": ["a", "b"]}}}},
@@ -279,6 +277,80 @@ def _realistic() -> list[dict[str, Any]]:
          "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"},
                       {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "dev"}],
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}},
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+         "metadata": {"name": "crontabs.stable.example.com"},
+         "spec": {"group": "stable.example.com", "scope": "Namespaced",
+                  "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab", "listKind": "CronTabList",
+                            "shortNames": ["ct"], "categories": ["all"]},
+                  "conversion": {"strategy": "None"},
+                  "versions": [{"name": "v1", "served": True, "storage": True,
+                                "additionalPrinterColumns": [{"name": "Spec", "type": "string",
+                                                              "jsonPath": ".spec.cronSpec", "priority": 1}],
+                                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                                                                         "statusReplicasPath": ".status.replicas"}},
+                                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                                    "type": "object", "default": {"replicas": 1},
+                                    "x-kubernetes-validations": [{"rule": "self.replicas >= 0",
+                                                                  "message": "m", "reason": "FieldValueForbidden"}],
+                                    "properties": {
+                                        "cronSpec": {"type": "string", "pattern": "^x$", "maxLength": 20},
+                                        "replicas": {"type": "integer", "format": "int32", "minimum": 0},
+                                        "port": {"x-kubernetes-int-or-string": True,
+                                                 "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                                        "mode": {"type": "string", "enum": ["A", "B"]},
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                                                   "x-kubernetes-map-type": "atomic"},
+                                        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                                  "x-kubernetes-list-map-keys": ["name"],
+                                                  "items": {"type": "object", "required": ["name"],
+                                                            "properties": {"name": {"type": "string"}}}}}}}}}}]},
+         "status": {"acceptedNames": {"plural": "crontabs", "kind": "CronTab"}, "storedVersions": ["v1"],
+                    "conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                                    "message": "the initial names have been accepted",
+                                    "lastTransitionTime": "2026-01-02T03:04:05Z"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": "p"},
+         "spec": {"failurePolicy": "Fail", "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+                  "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                          "operations": ["CREATE", "UPDATE"],
+                                                          "resources": ["deployments"]}]},
+                  "variables": [{"name": "max", "expression": "int(params.data.max)"}],
+                  "validations": [{"expression": "object.spec.replicas <= variables.max", "reason": "Forbidden",
+                                   "messageExpression": "'too many'"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": "b"},
+         "spec": {"policyName": "p", "validationActions": ["Deny"],
+                  "paramRef": {"name": "limits", "namespace": "default", "parameterNotFoundAction": "Deny"}}},
+        {"apiVersion": "v1", "kind": "ReplicationController", "metadata": meta,
+         "spec": {"replicas": 2, "selector": {"app": "web"}, "template": template},
+         "status": {"replicas": 2, "fullyLabeledReplicas": 2, "readyReplicas": 1, "availableReplicas": 1,
+                    "observedGeneration": 3}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "secrets": [{"name": "tok"}],
+         "imagePullSecrets": [{"name": "reg"}], "automountServiceAccountToken": False},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+         "spec": {"selector": sel, "template": template,
+                  "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%",
+                                                                                "maxSurge": 0}}},
+         "status": {"currentNumberScheduled": 2, "numberMisscheduled": 0, "desiredNumberScheduled": 2,
+                    "numberReady": 2, "observedGeneration": 3, "updatedNumberScheduled": 2, "numberAvailable": 2}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+         "spec": {"completions": 3, "parallelism": 2, "backoffLimit": 4, "ttlSecondsAfterFinished": 100,
+                  "activeDeadlineSeconds": 600, "selector": sel,
+                  "template": {**template, "spec": {**pod_spec, "restartPolicy": "Never"}}},
+         "status": {"startTime": "2024-05-06T07:08:09Z", "completionTime": "2024-05-06T07:09:09Z",
+                    "succeeded": 3, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {},
+                    "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": "2024-05-06T07:09:09Z",
+                                    "lastTransitionTime": "2024-05-06T07:09:09Z",
+                                    "reason": "CompletionsReached", "message": "done"}]}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta,
+         "spec": {"schedule": "*/5 * * * *", "timeZone": "Etc/UTC", "startingDeadlineSeconds": 30,
+                  "jobTemplate": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"template": {**template, "spec": {**pod_spec,
+                                                                             "restartPolicy": "OnFailure"}}}}},
+         "status": {"active": [{"kind": "Job", "namespace": "default", "name": "web-1", "uid": "u",
+                                "apiVersion": "batch/v1", "resourceVersion": "7"}],
+                    "lastScheduleTime": "2024-05-06T07:05:00Z", "lastSuccessfulTime": "2024-05-06T07:00:30Z"}},
     ]
     for o in objs:
         defaults.apply_defaults(o["apiVersion"], o["kind"], o)
@@ -463,6 +535,40 @@ def test_fuzz_mutated_real_bodies(obj: dict[str, Any], cut: int, flips: list[tup
         return
     assert isinstance(d.obj, dict)
     orjson.dumps(d.obj)  # whatever decodes is JSON-encodable
+
+
+# -- the direct encoder agrees with the message-object reference ---------------------------------------
+
+def _same_message(obj: dict[str, Any], name: str) -> None:
+    from servicenet.api.pb.encode import encode_message
+
+    cls = types.message_class(name)
+    direct = cls.FromString(encode_message(obj, name))
+    reference = convert.from_json(obj, cls())
+    assert direct == reference
+
+
+@pytest.mark.parametrize("obj", REALISTIC, ids=[o["kind"] for o in REALISTIC])
+def test_direct_encoder_matches_reference_realistic(obj: dict[str, Any]) -> None:
+    name = types.message_for(obj["apiVersion"], obj["kind"])
+    assert name is not None
+    _same_message(obj, name)
+
+
+@pytest.mark.parametrize("kind", SERVED, ids=[r.kind for r in SERVED])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_direct_encoder_matches_reference_generated(kind: resources.ResourceInfo, data: st.DataObject) -> None:
+    name = types.message_for(kind.api_version, kind.kind)
+    assert name is not None
+    _same_message(data.draw(_obj_strategy(types.descriptor(name), depth=4)), name)
+
+
+def test_direct_encoder_nulls_and_nested_inline() -> None:
+    _same_message({"metadata": {"name": "x", "creationTimestamp": None}, "spec": {"ephemeralContainers": [
+        {"name": "dbg", "image": "busybox", "targetContainerName": "c",
+         "readinessProbe": {"exec": {"command": ["true"]}}}],
+        "volumes": [{"name": "v", "emptyDir": {"sizeLimit": "1Gi"}}]}}, "k8s.io.api.core.v1.Pod")
 
 
 def test_invalid_utf8_in_a_string_field_decodes_to_text() -> None:

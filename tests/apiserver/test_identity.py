@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from servicenet.apiserver.identities import issue_client_cert, render_cert_kubeconfig
 from servicenet.apiserver.sa_tokens import Bound
-from servicenet.client import ApiClient, wait_for
+from servicenet.client import ApiClient, ApiError, wait_for
 from servicenet.testing import RunningApi, kubectl
 
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -285,3 +285,28 @@ async def test_escalation_prevention_and_aggregation(api: RunningApi, tmp_path: 
         return all(any("widgets" in (r.get("resources") or []) for r in role["rules"]) for role in roles)
 
     await wait_for(aggregated, 10)
+
+
+async def test_default_service_account_and_root_ca_come_back(api: RunningApi) -> None:
+    c = api.client
+    await c.create("v1", "namespaces", None, _ns("fresh"))
+    await wait_for(lambda: api.server.store.get("/registry/core/serviceaccounts/fresh/default") is not None, 10)
+    cm = await c.get("v1", "configmaps", "fresh", "kube-root-ca.crt")
+    assert cm["data"]["ca.crt"] == api.server.creds.ca_pem.decode()
+    await c.delete("v1", "serviceaccounts", "fresh", "default")
+    await c.delete("v1", "configmaps", "fresh", "kube-root-ca.crt")
+    await wait_for(lambda: api.server.store.get("/registry/core/serviceaccounts/fresh/default") is not None, 10)
+    await wait_for(lambda: api.server.store.get("/registry/core/configmaps/fresh/kube-root-ca.crt") is not None, 10)
+    # a pod naming a ServiceAccount that does not exist is refused, as upstream
+    with pytest.raises(ApiError) as ei:
+        await c.create("v1", "pods", "fresh", {"metadata": {"name": "p"}, "spec": {
+            "serviceAccountName": "ghost", "containers": [{"name": "c", "image": "busybox"}]}})
+    assert ei.value.status == 403 and 'serviceaccount "ghost" not found' in ei.value.message
+    # the admitted pod gets the token volume mounted in every container
+    pod = await c.create("v1", "pods", "fresh", {"metadata": {"name": "q"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}})
+    vols = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+    assert len(vols) == 1 and pod["spec"]["serviceAccountName"] == "default"
+    for ctr in pod["spec"]["containers"]:
+        assert {"name": vols[0]["name"], "readOnly": True,
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"} in ctr["volumeMounts"]

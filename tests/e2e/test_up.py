@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from .cluster import until
 MANIFESTS = Path(__file__).parent.parent / "apiserver" / "manifests"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def run(*argv: str, timeout: float = 10.0) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
@@ -28,9 +35,11 @@ async def run(*argv: str, timeout: float = 10.0) -> tuple[int, str]:
 @pytest.mark.parametrize("network", ["loopback", pytest.param("netns", marks=pytest.mark.root)])
 async def test_up_serves_the_walkthrough_and_stops_cleanly(tmp_path: Path, network: str) -> None:
     _, host_routes = await run("ip", "-4", "route", "show", "table", "all")
+    ing_http, ing_https = (80, 443) if network == "netns" else (_free_port(), _free_port())
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "servicenet.cli", "up", "--network", network, "--data-dir", str(tmp_path),
         "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
+        "--ingress-http-port", str(ing_http), "--ingress-https-port", str(ing_https),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     assert proc.stdout is not None
     banner = ""
@@ -40,8 +49,14 @@ async def test_up_serves_the_walkthrough_and_stops_cleanly(tmp_path: Path, netwo
             assert line, "servicenet up exited early"
             banner += line.decode()
         assert f"is up (network mode: {network})" in banner
+        ing_ip = "127.0.0.1" if network == "loopback" else r"10\.244\.0\.1"
+        assert re.search(rf"ingress https\s+{ing_ip}:{ing_https}", banner), banner
+        assert re.search(rf"ingress http\s+{ing_ip}:{ing_http}", banner), banner
         dns_port = int(re.search(r"dns dns\s+127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
         kc = tmp_path / "kubeconfig"
+        _, out, _ = await kubectl(kc, "get", "ingressclass", "servicenet", "-o",
+                                  "jsonpath={.spec.controller}")
+        assert out == "servicenet.io/ingress-controller", out
         _, out, _ = await kubectl(kc, "apply", "-f", str(MANIFESTS / "hostnames.yaml"))
         assert "service/hostnames created" in out
 

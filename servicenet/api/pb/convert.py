@@ -181,6 +181,8 @@ def _value_to_json(fd: FieldDescriptor) -> ToJson:
         return lambda b: base64.b64encode(b).decode()
     if fd.type == FieldDescriptor.TYPE_STRING:
         return _text
+    if fd.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return _go_float  # Go's encoding/json writes a whole float64 without a fraction (CRD ``minimum: 0``)
     return lambda v: v
 
 
@@ -188,6 +190,10 @@ def _text(v: Any) -> Any:
     """A proto2 string field is not checked for UTF-8 on decode (here as in Go); like Go's JSON
     encoder, invalid bytes become U+FFFD instead of leaking ``bytes`` into the object."""
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
+def _go_float(v: float) -> int | float:
+    return int(v) if v.is_integer() and abs(v) < 1e21 else v
 
 
 def _field_to_json(message: str, fd: FieldDescriptor) -> tuple[str, ToJson, bool]:

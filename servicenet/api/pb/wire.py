@@ -17,6 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
 from servicenet.api.pb import convert, types
+from servicenet.api.pb.encode import encode_message
 
 MAGIC = b"k8s\x00"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -133,8 +134,7 @@ def encode(obj: dict[str, Any]) -> bytes:
     if name is None:
         raise NotEncodable(f"object {av}/{kind} does not implement the protobuf marshalling interface and "
                            "cannot be encoded to a protobuf message")
-    msg = convert.from_json(obj, types.message_class(name)(), "", [])
-    return envelope(av, kind, msg.SerializeToString())
+    return envelope(av, kind, encode_message(obj, name))
 
 
 def envelope(api_version: str, kind: str, raw: bytes) -> bytes:

@@ -1,0 +1,250 @@
+"""Ingress benchmark: servicenet's ingress (controller + HAProxy) beside nginx configured by hand as in
+the walkthrough's nginx.conf, same backends (an nginx application server), same TLS certificate,
+same client (wrk, 1 thread), one after the other in the same run.
+
+1. Data path: requests/s and p99 for small responses over HTTPS keep-alive and over HTTP; new TLS
+   connections per second (``Connection: close``); 1 MiB transfer throughput; memory (RSS).
+2. Scale: with N Ingresses and M endpoints in the API, the time from an API write to traffic
+   following it: a new Ingress answering, an endpoint removed from rotation (p50/p99).
+
+    python -m bench.ingress.run [--duration 5] [--ingresses 1000] [--endpoints 10000] [--samples 20]
+                                [--skip-data] [--skip-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.ingress.peers import (  # noqa: E402
+    BACKEND_CONF,
+    PROXY_CONF,
+    Nginx,
+    children,
+    rss_mb,
+    wait_port,
+    write_1m,
+    wrk,
+)
+from servicenet.ingress.certs import self_signed  # noqa: E402
+from servicenet.ingress.controller import IngressConfig, IngressController  # noqa: E402
+from servicenet.testing import running_apiserver  # noqa: E402
+from tests.ingress.harness import free_port  # noqa: E402
+from tests.ingress.objects import CLASS, ingress, path, rule, service, slice_  # noqa: E402
+
+HOST = "bbs.test.com"
+
+
+def _secret(pem: bytes) -> dict[str, Any]:
+    crt, key = pem.split(b"-----BEGIN PRIVATE KEY-----")
+    key = b"-----BEGIN PRIVATE KEY-----" + key
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "bbs-tls", "namespace": "default"},
+            "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()}}
+
+
+def _bbs() -> dict[str, Any]:
+    return ingress("bbs", [rule(HOST, path("/", "ui", 8001), path("/api", "api", 8004), path("/signin", "api", 8004),
+                                path("/signout", "api", 8004))],
+                   tls=[{"hosts": [HOST], "secretName": "bbs-tls"}],
+                   annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "200m",
+                                "nginx.ingress.kubernetes.io/proxy-read-timeout": "300",
+                                "nginx.ingress.kubernetes.io/proxy-send-timeout": "300",
+                                "nginx.ingress.kubernetes.io/ssl-redirect": "false"})
+
+
+async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int], duration: float) -> dict[str, Any]:
+    assert ctl.haproxy is not None and ctl.haproxy.proc is not None
+    sides = {"servicenet": (ctl.cfg.http_port, ctl.cfg.https_port), "nginx": (ports["nx_http"], ports["nx_https"])}
+    host = f"Host: {HOST}"
+    cases = [("HTTPS keep-alive small", "https://127.0.0.1:{s}/api/x", 32, (host,), "rps"),
+             ("HTTP keep-alive small", "http://127.0.0.1:{p}/api/x", 32, (host,), "rps"),
+             ("new TLS connections", "https://127.0.0.1:{s}/api/x", 32, (host, "Connection: close"), "rps"),
+             ("1 MiB over HTTPS", "https://127.0.0.1:{s}/1m", 8, (host,), "bps")]
+    out: dict[str, Any] = {}
+    print(f"\n{'case':<26}{'servicenet':>22}{'nginx':>22}{'ratio':>8}")
+    for name, url, conns, headers, key in cases:
+        res = {}
+        for side, (p, s) in sides.items():
+            res[side] = await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, duration, *headers)
+        out[name] = res
+        unit = (lambda r: f"{r['bps'] / 1e9:.2f} GB/s") if key == "bps" else (lambda r: f"{r['rps']:,.0f} req/s")
+        cells = [f"{unit(res[x])} p99 {res[x]['p99_ms']:.1f}ms" + (f" ERR {res[x]['errors']}" if res[x]["errors"]
+                                                                     else "") for x in sides]
+        ratio = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
+        print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{ratio:>7.2f}x")
+    ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
+    out["memory_mb"] = {"haproxy": rss_mb(ha_pids), "nginx": rss_mb(nginx.pids()),
+                        "controller+apiserver python": rss_mb([os.getpid()])}
+    m = out["memory_mb"]
+    print(f"{'memory (RSS)':<26}{m['haproxy']:>18.1f} MB{m['nginx']:>19.1f} MB"
+          f"{m['haproxy'] / max(m['nginx'], 1e-9):>7.2f}x   (+ controller and API server process "
+          f"{m['controller+apiserver python']:.0f} MB)")
+    return out
+
+
+async def _get(sess: aiohttp.ClientSession, port: int, host: str) -> tuple[int, str]:
+    async with sess.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as r:
+        return r.status, await r.text()
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: int, n_ep: int,
+                samples: int) -> dict[str, Any]:
+    c = api.client
+    per = max(1, n_ep // max(n_ing, 1))
+    sem = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await c.create("v1", "services", "default", service(f"b{i}", [("http", 80)]))
+            eps = [f"127.{1 + (i * per + j) // 65536}.{((i * per + j) // 256) % 256}.{(i * per + j) % 256}"
+                   for j in range(per)]
+            await c.create("discovery.k8s.io/v1", "endpointslices", "default",
+                           slice_(f"b{i}", eps, [("http", ports["b1"])]))
+            await c.create("networking.k8s.io/v1", "ingresses", "default",
+                           ingress(f"b{i}", [rule(f"h{i}.bench", path("/", f"b{i}"))],
+                                   annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}))
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n_ing)))
+    t_write = time.monotonic() - t0
+    while len(ctl.table.ingresses) < n_ing + 1:
+        await asyncio.sleep(0.05)
+    await ctl.wait_applied(300)
+    t_all = time.monotonic() - t0
+    n_servers = sum(len(u.endpoints) for u in ctl.table.upstreams)
+    print(f"\nscale: {n_ing} Ingresses, {n_servers} endpoints in HAProxy: API writes {t_write:.1f} s, "
+          f"programmed {t_all:.1f} s after the first write")
+    port = ctl.cfg.http_port
+    route_ms: list[float] = []
+    ep_ms: list[float] = []
+    async with aiohttp.ClientSession() as sess:
+        for k in range(samples):
+            body = ingress(f"new{k}", [rule(f"new{k}.bench", path("/", "ui", 8001))],
+                           annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"})
+            t0 = time.monotonic()
+            await c.create("networking.k8s.io/v1", "ingresses", "default", body)
+            while (await _get(sess, port, f"new{k}.bench"))[0] != 200:
+                await asyncio.sleep(0.001)
+            route_ms.append(1000 * (time.monotonic() - t0))
+        await c.create("v1", "services", "default", service("probe", [("http", 80)]))
+        await c.create("networking.k8s.io/v1", "ingresses", "default",
+                       ingress("probe", [rule("probe.bench", path("/", "probe"))],
+                               annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}))
+        sl = await c.create("discovery.k8s.io/v1", "endpointslices", "default",
+                            slice_("probe", ["127.0.0.1", "127.0.0.2"], [("http", ports["b1"])]))
+        b_mark = f"port {ports['b1']}"
+        for _ in range(samples):
+            # both endpoints answer "port b1": tell them apart by address with the second listen port
+            sl["endpoints"] = [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]
+            sl["ports"] = [{"name": "http", "port": ports["b2"], "protocol": "TCP"}]
+            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
+            while (await _get(sess, port, "probe.bench"))[1].strip() != f"port {ports['b2']}":
+                await asyncio.sleep(0.001)
+            # now: 2 endpoints (b1 and b2 ports) -> remove the b1 one and time until only b2 answers
+            sl["endpoints"] = [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}},
+                               {"addresses": ["127.0.0.2"], "conditions": {"ready": True}}]
+            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
+            await ctl.wait_applied(30)
+            sl["endpoints"] = [{"addresses": ["127.0.0.2"], "conditions": {"ready": False}},
+                               {"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]
+            t0 = time.monotonic()
+            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
+            streak, t_first = 0, 0.0
+            while streak < 10:
+                _, text = await _get(sess, port, "probe.bench")
+                if "127.0.0.2" in text or text.strip() == b_mark:
+                    streak = 0
+                    continue
+                if streak == 0:
+                    t_first = time.monotonic()
+                streak += 1
+            ep_ms.append(1000 * (t_first - t0))
+    res = {"ingresses": n_ing, "endpoints": n_servers,
+           "route_ms": {"p50": _pct(route_ms, 0.5), "p99": _pct(route_ms, 0.99)},
+           "endpoint_ms": {"p50": _pct(ep_ms, 0.5), "p99": _pct(ep_ms, 0.99)}}
+    print(f"API write -> traffic, new route:        p50 {res['route_ms']['p50']:.0f} ms  "
+          f"p99 {res['route_ms']['p99']:.0f} ms  (goal p99 <= 100 ms; ingress-nginx reloads take seconds)")
+    print(f"API write -> traffic, endpoint removed: p50 {res['endpoint_ms']['p50']:.1f} ms  "
+          f"p99 {res['endpoint_ms']['p99']:.1f} ms  (goal p99 <= 50 ms)")
+    return res
+
+
+async def main(args: argparse.Namespace) -> None:
+    d = Path(tempfile.mkdtemp(prefix="sn-bench-ingress-"))
+    ports = {k: free_port() for k in ("b1", "b2", "nx_http", "nx_https")}
+    write_1m(d)
+    pem = self_signed(HOST, (HOST,))
+    (d / "tls.pem").write_bytes(pem)
+    (d / "tls.pem").chmod(0o600)
+    backend = Nginx(d, "backend", BACKEND_CONF.format(d=d, port=ports["b1"], port2=ports["b2"]))
+    proxy = Nginx(d, "proxy", PROXY_CONF.format(d=d, workers=2, ui=ports["b1"], api=ports["b1"],
+                                                https=ports["nx_https"], http=ports["nx_http"]))
+    results: dict[str, Any] = {}
+    backend.start()
+    proxy.start()
+    try:
+        wait_port(ports["b1"])
+        wait_port(ports["nx_https"])
+        async with running_apiserver(d / "api") as api:
+            c = api.client
+            await c.create("networking.k8s.io/v1", "ingressclasses", None, CLASS)
+            for name, sport in (("ui", 8001), ("api", 8004)):
+                await c.create("v1", "services", "default", service(name, [("http", sport)]))
+                await c.create("discovery.k8s.io/v1", "endpointslices", "default",
+                               slice_(name, ["127.0.0.1"], [("http", ports["b1"])]))
+            await c.create("v1", "secrets", "default", _secret(pem))
+            await c.create("networking.k8s.io/v1", "ingresses", "default", _bbs())
+            client = api.new_client()
+            ctl = IngressController(client, IngressConfig(state_dir=d / "ingress", http_port=free_port(),
+                                                          https_port=free_port(),
+                                                          access_log=not args.no_access_log))
+            await ctl.start()
+            try:
+                while not ctl.table.certs:
+                    await asyncio.sleep(0.05)
+                await ctl.wait_applied(30)
+                if not args.skip_data:
+                    results["data"] = await data_path(ctl, proxy, ports, args.duration)
+                if not args.skip_scale:
+                    results["scale"] = await scale(api, ctl, ports, args.ingresses, args.endpoints, args.samples)
+            finally:
+                await ctl.stop()
+                await client.close()
+    finally:
+        proxy.stop()
+        backend.stop()
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ingress.json").write_text(json.dumps(results, indent=1))
+    print(f"\nresults: {out / 'ingress.json'}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", type=float, default=5)
+    p.add_argument("--ingresses", type=int, default=1000)
+    p.add_argument("--endpoints", type=int, default=10000)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--skip-data", action="store_true")
+    p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--no-access-log", action="store_true", help="run the ingress without its access log")
+    asyncio.run(main(p.parse_args()))

@@ -1,0 +1,102 @@
+"""``metadata.managedFields`` of a create, built in one pass over the object.
+
+Equal to ``apply.update_managed_fields(None, obj, manager, "Update", …)`` (the tests compare them on
+realistic and generated objects of every served kind), without the path sets a general update needs:
+everything a created object holds belongs to the creating manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from servicenet.api.apply import _ATOMIC_MAPS, _MAP_FIELDS, _NO_PATHS, _STRIPPED, _children, _is_atomic_map
+
+__all__ = ["create_managed_fields"]
+
+
+def create_managed_fields(obj: Mapping[str, Any], manager: str, *, api_version: str, now: str,
+                          kind: str, subresource: str = "") -> list[dict[str, Any]]:
+    """``metadata.managedFields`` after a create (``update_managed_fields(None, obj, …)``).
+
+    Everything the object holds belongs to the creating manager, so its FieldsV1 is built straight
+    from the object, without the path sets a general update needs.
+    """
+    tree: dict[str, Any] = {}
+    for k, v in obj.items():
+        if v is None or k in ("apiVersion", "kind"):
+            continue
+        pe = "f:" + k
+        if k in ("metadata", "spec", "status") and isinstance(v, dict) and not _is_atomic_map(kind, (k,)):
+            kids: dict[str, Any] = {}
+            for ck, cv in v.items():
+                if cv is None or (k == "metadata" and ("f:metadata", "f:" + ck) in _STRIPPED):
+                    continue
+                sub = _added(kind, cv, True, (k, ck))
+                if sub is not None:
+                    kids["f:" + ck] = sub
+            if kids:
+                tree[pe] = _sorted(kids)
+        elif k in ("metadata", "spec", "status"):
+            tree[pe] = {}  # not a struct where the zero object has one: changed as a whole
+        else:
+            sub = _added(kind, v, True, (k,))
+            if sub is not None:
+                tree[pe] = sub
+    if not tree:
+        return []
+    rec: dict[str, Any] = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": now,
+                           "fieldsType": "FieldsV1", "fieldsV1": _sorted(tree)}
+    if subresource:
+        rec["subresource"] = subresource
+    return [rec]
+
+
+def _sorted(kids: dict[str, Any]) -> dict[str, Any]:
+    # one node's children are all fields (``f:``) or all list elements (``k:``/``v:``/``i:``), for
+    # which plain string order is ``_pe_sort``'s order
+    return kids if len(kids) < 2 else {pe: kids[pe] for pe in sorted(kids)}
+
+
+def _added(kind: str, value: Any, named: bool, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """FieldsV1 of a node added by a write and everything below it (``_all_paths_into`` + ``_finish``);
+    None when neither the node nor anything below is a member. ``named``: reached by a field name."""
+    kids: dict[str, Any] = {}
+    if isinstance(value, dict):
+        atomic = names in _ATOMIC_MAPS.get(kind, _NO_PATHS)
+        member = atomic or not value or not named or names[-1] in _MAP_FIELDS
+        if not atomic:
+            for k in sorted(value) if len(value) > 1 else value:
+                v = value[k]
+                if v is not None:
+                    sub = _added(kind, v, True, (*names, k))
+                    if sub is not None:
+                        kids["f:" + k] = sub
+        if not kids:
+            return {} if member else None
+        if member:
+            return {".": {}, **kids}
+        return kids
+    if isinstance(value, list):
+        for pe, v, sub_names, _ in _children(kind, value, names):
+            sub = _added(kind, v, False, sub_names)
+            if sub is None:
+                continue
+            kids[pe] = _union(kids[pe], sub) if pe in kids else sub
+        if not kids:
+            return {}
+        return {".": {}, **_sorted(kids)}
+    return {}
+
+
+def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two FieldsV1 subtrees of the same path (duplicate list keys) merged."""
+    if not a or not b:
+        # a bare member ({}) merged with a subtree: the subtree, now marked a member
+        rest = a or b
+        return {".": {}, **{k: v for k, v in rest.items() if k != "."}} if rest else {}
+    kids = {k: (_union(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)))
+            for k in {*a, *b} if k != "."}
+    out: dict[str, Any] = {".": {}} if "." in a or "." in b else {}
+    out.update(_sorted(kids))
+    return out

@@ -1,0 +1,89 @@
+"""``servicenet ingress``: the ingress controller alone against any API server; and its ``up`` wiring."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from servicenet.client import ApiClient, ApiError
+from servicenet.common import log
+from servicenet.ingress.controller import IngressConfig, IngressController
+from servicenet.ingress.model import CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION
+
+_log = log.get("ingress")
+
+
+async def ensure_class(client: ApiClient, name: str = "servicenet") -> None:
+    """Create the IngressClass ``name`` (the default class) unless it exists."""
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": name, "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+            "spec": {"controller": CONTROLLER_NAME}}
+    try:
+        await client.create("networking.k8s.io/v1", "ingressclasses", None, body)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+
+
+class UpIngress(IngressController):
+    """The controller as ``servicenet up`` runs it: also creates the ``servicenet`` IngressClass."""
+
+    async def start(self) -> None:
+        await ensure_class(self.client)
+        await super().start()
+
+
+def build_for_up(client: ApiClient, args: Any, network: str) -> IngressController:
+    netns = network == "netns"
+    http = getattr(args, "ingress_http_port", None) or (80 if netns else 8080)
+    https = getattr(args, "ingress_https_port", None) or (443 if netns else 8443)
+    cfg = IngressConfig(state_dir=Path(args.data_dir) / "ingress", http_port=http, https_port=https,
+                        node_name=getattr(args, "node_name", "node-1") if netns else "",
+                        access_log_file=Path(args.data_dir) / "ingress" / "access.log")
+    return UpIngress(client, cfg)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="servicenet ingress", description="ingress controller (HAProxy data plane)")
+    p.add_argument("--kubeconfig", default=None)
+    p.add_argument("--state-dir", type=Path, default=Path.home() / ".servicenet" / "ingress-standalone")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--https-port", type=int, default=8443)
+    p.add_argument("--listen", action="append", default=None, help="address to listen on (repeat)")
+    p.add_argument("--node-name", default="", help="follow this Node: listen on its InternalIP in its netns")
+    p.add_argument("--health-listen", default="127.0.0.1:10254")
+    p.add_argument("--access-log", type=Path, default=None, help="also append JSON access log lines here")
+    p.add_argument("--create-class", action="store_true", help="create the servicenet IngressClass")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    log.setup(args.log_level)
+    host, _, port = args.health_listen.rpartition(":")
+    cfg = IngressConfig(state_dir=args.state_dir, http_port=args.http_port, https_port=args.https_port,
+                        addresses=tuple(args.listen or ()), node_name=args.node_name,
+                        health=(host or "127.0.0.1", int(port)), access_log_file=args.access_log)
+
+    async def run() -> None:
+        client = ApiClient.from_kubeconfig(args.kubeconfig)
+        ctl = (UpIngress if args.create_class else IngressController)(client, cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await ctl.start()
+            for k, v in ctl.describe().items():
+                print(f"servicenet ingress {k:<6} {v}", flush=True)
+            await stop.wait()
+        finally:
+            await ctl.stop()
+            await client.close()
+
+    asyncio.run(run())
+    return 0

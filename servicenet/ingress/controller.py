@@ -1,0 +1,407 @@
+"""The ingress controller shell: informers in, HAProxy out, Ingress status and Events back.
+
+Every change marks the state dirty; one sync task compiles the whole table (pure core), plans server
+slots and either applies the difference through HAProxy's runtime API (endpoints, certificates) or,
+when the structure changed, validates and seamlessly reloads. The last good configuration stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+
+from servicenet.client import ApiClient, ApiError, InformerFactory
+from servicenet.client import object_key as _obj_key
+from servicenet.common import log
+from servicenet.common.component import bounded, cancel_and_wait
+from servicenet.common.health import HealthServer
+from servicenet.ingress import render as rd
+from servicenet.ingress.accesslog import AccessLog
+from servicenet.ingress.certs import self_signed
+from servicenet.ingress.core import SERVICE_NAME_LABEL, Inputs, compile_table, refresh_endpoints
+from servicenet.ingress.haproxy import HAProxy
+from servicenet.ingress.model import CONTROLLER_NAME, Problem, Table
+from servicenet.ingress.status import desired_status, new_event
+
+_log = log.get("ingress")
+NETNS_ANNOTATION = "servicenet.dev/netns"
+NET = "networking.k8s.io/v1"
+
+
+@dataclass
+class IngressConfig:
+    state_dir: Path
+    http_port: int = 8080
+    https_port: int = 8443
+    addresses: tuple[str, ...] = ()  # empty: the Node's InternalIP (node_name) or 127.0.0.1
+    node_name: str = ""  # follow this Node: its netns annotation and InternalIP
+    controller: str = CONTROLLER_NAME
+    health: tuple[str, int] = ("127.0.0.1", 0)
+    access_log_file: Path | None = None
+    access_log: bool = True  # False: no access log and no per-route metrics (saves a little CPU per request)
+    publish_status: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Index:
+    """Read-only ``get`` views over informer caches for the pure core."""
+
+    def __init__(self, inf: Any, by_service: bool = False) -> None:
+        self.inf = inf
+        self.by_service = by_service
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self.by_service:
+            return self.inf.by_index("svc", key) or default
+        ns, _, name = key.partition("/")
+        return self.inf.get(ns, name) or default
+
+
+class IngressController:
+    name = "ingress"
+
+    def __init__(self, client: ApiClient, config: IngressConfig) -> None:
+        self.client = client
+        self.cfg = config
+        self.factory = InformerFactory(client)
+        f = self.factory
+        self.classes = f.informer(NET, "ingressclasses")
+        self.ingresses = f.informer(NET, "ingresses")
+        self.services = f.informer("v1", "services")
+        self.slices = f.informer("discovery.k8s.io/v1", "endpointslices")
+        self.secrets = f.informer("v1", "secrets")
+        self.nodes = f.informer("v1", "nodes", field_selector=f"metadata.name={config.node_name}") \
+            if config.node_name else None
+        self.slices.add_index("svc", lambda o: [f"{o['metadata'].get('namespace', '')}/"
+                                                f"{(o['metadata'].get('labels') or {}).get(SERVICE_NAME_LABEL)}"])
+        self.haproxy: HAProxy | None = None
+        self.table = Table()
+        self.slots: rd.Slots = {}
+        self.structure = ""
+        self.cert_pems: dict[str, bytes] = {}
+        self.listen = rd.Listen((), config.http_port, config.https_port)
+        self.files = rd.Files(str(config.state_dir))
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._events_sent: set[tuple[str, ...]] = set()
+        self._status_set: dict[str, Any] = {}
+        self.registry = prometheus_client.CollectorRegistry()
+        self.health = HealthServer(*config.health, registry=self.registry)
+        self.m_syncs = prometheus_client.Counter("servicenet_ingress_syncs", "Syncs by how they were applied",
+                                                 ["how"], registry=self.registry)
+        self.m_sync_seconds = prometheus_client.Histogram("servicenet_ingress_sync_seconds",
+                                                          "Change to data plane applied", registry=self.registry)
+        self.m_rejected = prometheus_client.Counter("servicenet_ingress_rejected_configs",
+                                                    "Configurations haproxy refused", registry=self.registry)
+        self.access = AccessLog(Path(config.state_dir) / "log.sock", self.registry, self._route_name,
+                                config.access_log_file)
+        self.synced_generation = 0  # bumps after every applied sync (tests wait on it)
+        self.last_error = ""
+        self._syncing = False
+        self._good_rv: dict[str, str] = {}
+        self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
+        self._full = True  # something other than EndpointSlice contents changed
+        self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for inf in (self.classes, self.ingresses, self.services, self.slices, self.secrets, self.nodes):
+            if inf is not None:
+                inf.add_handler(self._on_event)
+        await self.factory.start()
+        await self.factory.wait_synced(60)
+        netns = None
+        addresses = self.cfg.addresses
+        if self.nodes is not None:
+            node = await self._wait_node()
+            netns = ((node["metadata"].get("annotations") or {}).get(NETNS_ANNOTATION)) or None
+            if not addresses:
+                addresses = tuple(a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                                  if a.get("type") == "InternalIP")
+        self.listen = rd.Listen(addresses or ("127.0.0.1",), self.cfg.http_port, self.cfg.https_port)
+        d = Path(self.cfg.state_dir)
+        self.haproxy = HAProxy(d, netns=netns)
+        self.haproxy.prepare()
+        default = d / "certs" / "default.pem"
+        if not default.exists():
+            rd_bytes = self_signed()
+            default.write_bytes(rd_bytes)
+            default.chmod(0o600)
+        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "")
+        if self.cfg.access_log:
+            self.access.start(asyncio.get_running_loop())
+        self.health.add_health_check("haproxy", lambda: (self.haproxy is not None and self.haproxy.running,
+                                                          "haproxy is not running"))
+        self.health.add_ready_check("synced", lambda: (self.synced_generation > 0, "no sync yet"))
+        await self.health.start()
+        cfg_text = self._prepare(self._compile())
+        if await self.haproxy.check(cfg_text):  # something HAProxy refuses already: leave it out
+            isolated = await self._isolate(self._compile())
+            cfg_text = isolated[1] if isolated else self._prepare(self._compile({_obj_key(i) for i in
+                                                                                self.ingresses.list()}))
+        await self.haproxy.start(cfg_text)
+        self._commit()
+        self.synced_generation = 1
+        await self._after_apply()
+        self._task = asyncio.create_task(self._run(), name="ingress-sync")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+        await self.factory.stop()
+        if self.haproxy is not None:
+            await self.haproxy.stop()
+        self.access.stop(asyncio.get_running_loop())
+        await self.health.stop()
+
+    def describe(self) -> dict[str, str]:
+        a = self.listen.addresses
+        return {"http": ", ".join(f"{x}:{self.listen.http_port}" for x in a),
+                "https": ", ".join(f"{x}:{self.listen.https_port}" for x in a),
+                "health": self.health.url}
+
+    async def _wait_node(self) -> dict[str, Any]:
+        assert self.nodes is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            node = self.nodes.get(None, self.cfg.node_name)
+            if node and any(a.get("type") == "InternalIP" for a in (node.get("status") or {}).get("addresses") or []):
+                return node
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"node {self.cfg.node_name} has no InternalIP after 60 s")
+
+    def _on_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        kind = obj.get("kind")
+        md = obj.get("metadata") or {}
+        if kind == "EndpointSlice":
+            svc = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
+            self._dirty_services.add(f"{md.get('namespace', '')}/{svc}")
+        elif kind == "Ingress" and etype == "MODIFIED" and old is not None and (
+                old.get("spec") == obj.get("spec") and (old.get("metadata") or {}).get("annotations") ==
+                md.get("annotations") and (old.get("metadata") or {}).get("deletionTimestamp") ==
+                md.get("deletionTimestamp")):
+            pass  # a status-only change (ours): nothing to route differently
+        else:
+            self._full = True
+        self._dirty.set()
+
+    # -- sync -------------------------------------------------------------------------------------------
+    def _inputs(self) -> Inputs:
+        return Inputs(tuple(self.classes.list()), tuple(self.ingresses.list()), _Index(self.services),  # type: ignore[arg-type]
+                      _Index(self.slices, by_service=True), _Index(self.secrets), self.cfg.controller)  # type: ignore[arg-type]
+
+    def _prepare(self, table: Table) -> str:
+        """Write the content-addressed map files and certificates for ``table``; remember the plan and
+        return the full configuration text (the caller applies it)."""
+        hosts, routes, crts = rd.hosts_map(table), rd.routes_map(table), ""
+        gen = "." + hashlib.sha256((hosts + "\0" + routes + "\0" + repr([(c.name, c.hosts) for c in table.certs])
+                                    ).encode()).hexdigest()[:12]
+        files = rd.Files(self.files.dir, self.files.log_socket, gen)
+        crts = rd.crt_list(table, files)
+        assert self.haproxy is not None
+        self.haproxy.write_files({f"hosts{gen}.map": hosts, f"routes{gen}.map": routes, f"crt-list{gen}.txt": crts})
+        for c in table.certs:
+            self.haproxy.write_files({f"certs/{c.name}": c.pem})
+        slots = rd.plan_slots(table, self.slots)
+        self._pending = (table, slots, files)
+        return rd.render(table, slots, self.listen, files)
+
+    def _commit(self) -> None:
+        table, slots, files = self._pending
+        self.table, self.slots, self.files = table, slots, files
+        self._good_rv = {k: self._rv(k) for k in table.ingresses}
+        self.structure = rd.render(table, slots, self.listen, files, with_servers=False)
+        self.cert_pems = {c.name: c.pem for c in table.certs}
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            t0 = time.monotonic()
+            self._syncing = True
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = repr(exc)
+                self._full = True
+                _log.exception("sync failed")
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+            finally:
+                self._syncing = False
+            self.m_sync_seconds.observe(time.monotonic() - t0)
+
+    def _rv(self, key: str) -> str:
+        ns, _, name = key.partition("/")
+        obj = self.ingresses.get(ns, name)
+        return str((obj or {}).get("metadata", {}).get("resourceVersion", "")) if obj else ""
+
+    def _compile(self, exclude: set[str] | frozenset[str] = frozenset()) -> Table:
+        inp = self._inputs()
+        if exclude:
+            inp = replace(inp, ingresses=tuple(i for i in inp.ingresses if _obj_key(i) not in exclude))
+        return compile_table(inp)
+
+    async def _isolate(self, table: Table) -> tuple[Table, str] | None:
+        """HAProxy refused the whole configuration: find the changed Ingresses it refuses and leave
+        them out (quarantined until they change again). None when even that does not validate."""
+        assert self.haproxy is not None
+        suspects = [k for k in table.ingresses if self._good_rv.get(k) != self._rv(k)]
+        excluded = set(suspects) | set(self._quarantine)
+        base = self._compile(excluded)
+        if await self.haproxy.check(self._prepare(base)):
+            return None
+        for k in suspects:
+            trial = self._compile(excluded - {k})
+            if await self.haproxy.check(self._prepare(trial)) is None:
+                excluded.discard(k)
+        for k in excluded:
+            self._quarantine.setdefault(k, self._rv(k))
+        final = self._compile(excluded)
+        return final, self._prepare(final)
+
+    async def _endpoints_only(self, changed: set[str]) -> bool:
+        """Only EndpointSlices changed: recompute those backends and apply them through the runtime
+        API. False when a backend outgrew its slots (the caller does a full sync)."""
+        assert self.haproxy is not None
+        table = refresh_endpoints(self.table, _Index(self.services), _Index(self.slices, by_service=True), changed)
+        touched = {u.name for u in table.upstreams if u.service.rpartition(":")[0] in changed}
+        part = replace(table, upstreams=tuple(u for u in table.upstreams if u.name in touched))
+        new = rd.plan_slots(part, {n: self.slots[n] for n in touched if n in self.slots})
+        if any(len(new[n]) != len(self.slots.get(n, ())) for n in new):
+            return False  # a backend outgrew its slots: structural
+        ops = rd.runtime_ops({n: self.slots[n] for n in new}, new)
+        slots = {**self.slots, **new}
+        await self.haproxy.commands(ops)
+        self.table, self.slots = table, slots
+        self.m_syncs.labels("runtime" if ops else "noop").inc()
+        return True
+
+    async def sync(self) -> None:
+        assert self.haproxy is not None
+        full, changed = self._full, self._dirty_services
+        self._full, self._dirty_services = False, set()
+        if not full:
+            if not changed or await self._endpoints_only(changed):
+                self.synced_generation += 1
+                return
+        for k, rv in list(self._quarantine.items()):
+            if self._rv(k) != rv:  # changed (or deleted): try it again
+                del self._quarantine[k]
+        table = self._compile(set(self._quarantine))
+        gen_before = self.files.gen
+        cfg_text = self._prepare(table)
+        _, slots, files = self._pending
+        structure = rd.render(table, slots, self.listen, files, with_servers=False)
+        if structure != self.structure or files.gen != gen_before:
+            err = await self.haproxy.reload(cfg_text)
+            if err:
+                self.m_rejected.inc()
+                self.last_error = err
+                _log.error("haproxy refused the configuration; isolating the Ingress that caused it", error=err[:2000])
+                before = set(self._quarantine)
+                isolated = await self._isolate(table)
+                if isolated is None or await self.haproxy.reload(isolated[1]):
+                    _log.error("no valid configuration without the changed Ingresses; keeping the last good one")
+                    return
+                table = isolated[0]
+                await self._events(table, extra=[Problem("Ingress", *k.split("/", 1), "RejectedByDataPlane",
+                                                         "haproxy refused this Ingress's configuration: " + err[:300])
+                                                 for k in set(self._quarantine) - before])
+            self.m_syncs.labels("reload").inc()
+            self._commit()
+        else:
+            ops = rd.runtime_ops(self.slots, slots)
+            for ans in await self.haproxy.commands(ops):
+                if ans.strip() and "changed" not in ans and not ans.strip().startswith("IP changed"):
+                    if "No such" in ans or "Unknown" in ans or "Require" in ans:
+                        _log.warning("runtime command answer", answer=ans.strip()[:300])
+            for c in table.certs:
+                if self.cert_pems.get(c.name) != c.pem:
+                    await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
+            self.m_syncs.labels("runtime" if ops else "noop").inc()
+            self._commit()
+        self.synced_generation += 1
+        await self._after_apply()
+
+    async def _after_apply(self) -> None:
+        await self._events(self.table)
+        if self.cfg.publish_status:
+            await self._statuses()
+
+    # -- status and events ------------------------------------------------------------------------------
+    async def _statuses(self) -> None:
+        want = desired_status(self.listen.addresses, self.listen.http_port, self.listen.https_port)
+        served = set(self.table.ingresses)
+        for key in served | set(self._status_set):
+            ns, _, name = key.partition("/")
+            target = want if key in served else {}
+            ing = self.ingresses.get(ns, name)
+            if ing is None:
+                self._status_set.pop(key, None)
+                continue
+            if (ing.get("status") or {}).get("loadBalancer", {}) == target or (
+                    not target and not (ing.get("status") or {}).get("loadBalancer")):
+                if key in served:
+                    self._status_set[key] = target
+                else:
+                    self._status_set.pop(key, None)
+                continue
+            body = dict(ing)
+            body["status"] = {**(ing.get("status") or {}), "loadBalancer": target}
+            try:
+                await self.client.update_status(NET, "ingresses", ns, name, body)
+            except ApiError as exc:
+                if exc.status == 409:
+                    self._dirty.set()
+                elif exc.status != 404:
+                    _log.warning("status update failed", ingress=key, error=str(exc))
+                continue
+            if key in served:
+                self._status_set[key] = target
+            else:
+                self._status_set.pop(key, None)
+
+    async def _events(self, table: Table, extra: list[Problem] | None = None) -> None:
+        for p in list(table.problems) + list(extra or []):
+            k = (p.kind, p.namespace, p.name, p.reason, p.message)
+            if k in self._events_sent:
+                continue
+            self._events_sent.add(k)
+            _log.warning("ingress config rejected", ingress=f"{p.namespace}/{p.name}", reason=p.reason,
+                         message=p.message)
+            obj = self.ingresses.get(p.namespace, p.name) if p.kind == "Ingress" else None
+            if obj is None:
+                continue
+            try:
+                await bounded(self.client.create("v1", "events", p.namespace or "default",
+                                                 new_event(obj, p, "servicenet-ingress")), 5)
+            except (ApiError, TimeoutError, OSError) as exc:
+                _log.debug("event write failed", error=str(exc))
+
+    def _route_name(self, rid: str) -> str:
+        base = rid[:-1] if rid.endswith("c") else rid
+        with contextlib.suppress(ValueError, IndexError):
+            r = self.table.routes[int(base[1:])]
+            return f"{r.source} {r.host or '*'}{r.path}" + (" canary" if rid.endswith("c") else "")
+        return "-" if rid in ("", "-") else rid
+
+    async def wait_applied(self, timeout: float = 10.0) -> None:
+        """Wait until every change seen so far is applied (tests)."""
+        async def go() -> None:
+            while self._dirty.is_set() or self._busy():
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0)
+        await bounded(go(), timeout)
+
+    def _busy(self) -> bool:
+        return self._syncing

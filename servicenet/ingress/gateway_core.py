@@ -1,0 +1,151 @@
+"""Gateway API HTTPRoutes compiled into the same routing table as Ingresses (pure).
+
+Matching and precedence follow the HTTPRoute specification: within the most specific hostname
+(exact, then the longest wildcard suffix; a wildcard covers any number of labels), an Exact path
+beats the longest PathPrefix, then a method match, then the most header matches, then the most query
+matches; remaining ties go to the oldest route, then ``namespace/name``, then rule and match order.
+Backend references resolve to Services (cross-namespace only with a ReferenceGrant); a reference
+that does not resolve answers 500 for its share of the weight.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from servicenet.ingress import annotations as annot
+from servicenet.ingress.core import HOST, PATH, Inputs, _age, _Compiler, _key
+from servicenet.ingress.model import EXACT, PREFIX, REGEX, Problem, Route, Table
+
+Obj = dict[str, Any]
+GW_GROUP = "gateway.networking.k8s.io"
+METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+VALUE = re.compile(r"^[\x20-\x26\x28-\x7e]{0,4096}$")  # printable ASCII without a quote
+KIND_RANK = {EXACT: 0, PREFIX: 1, REGEX: 2}
+
+
+@dataclass(frozen=True)
+class RouteInputs:
+    routes: tuple[Obj, ...] = ()
+    grants: tuple[Obj, ...] = ()  # ReferenceGrants
+    services: Any = None
+    slices: Any = None
+    kind: str = "HTTPRoute"
+    problems: list[Problem] = field(default_factory=list)
+
+
+def granted(grants: tuple[Obj, ...], from_ns: str, from_kind: str, to_ns: str, to_kind: str, to_name: str) -> bool:
+    """Whether a ReferenceGrant in ``to_ns`` lets ``from_kind`` objects of ``from_ns`` refer to the target."""
+    for g in grants:
+        if (g.get("metadata") or {}).get("namespace") != to_ns:
+            continue
+        spec = g.get("spec") or {}
+        ok_from = any(f.get("group") == GW_GROUP and f.get("kind") == from_kind and f.get("namespace") == from_ns
+                      for f in spec.get("from") or [])
+        ok_to = any((t.get("group") or "") == "" and t.get("kind") == to_kind and (not t.get("name") or
+                                                                                   t.get("name") == to_name)
+                    for t in spec.get("to") or [])
+        if ok_from and ok_to:
+            return True
+    return False
+
+
+class _RouteCompiler(_Compiler):
+    def __init__(self, inp: RouteInputs) -> None:
+        super().__init__(Inputs(services=inp.services or {}, slices=inp.slices or {}))
+        self.rinp = inp
+        self.kind = inp.kind
+        self.out: list[tuple[tuple[Any, ...], Route]] = []
+
+    def problem(self, obj: Obj, reason: str, message: str) -> None:
+        md = obj.get("metadata") or {}
+        self.problems.append(Problem(self.kind, md.get("namespace", ""), md.get("name", ""), reason, message))
+
+    def backend(self, route: Obj, ref: Obj) -> str:
+        ns = (route.get("metadata") or {}).get("namespace", "")
+        to_ns = ref.get("namespace") or ns
+        if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
+            self.problem(route, "InvalidKind", f"backendRef {ref.get('kind')} {ref.get('name')} is not a Service")
+            return ""
+        if to_ns != ns and not granted(self.rinp.grants, ns, self.kind, to_ns, "Service", ref.get("name", "")):
+            self.problem(route, "RefNotPermitted", f"backendRef {to_ns}/{ref.get('name')} needs a ReferenceGrant "
+                         f"in {to_ns}")
+            return ""
+        fake = {"metadata": {"namespace": to_ns, "name": (route.get("metadata") or {}).get("name", "")}}
+        before = len(self.problems)
+        up = self.upstream(fake, {"service": {"name": ref.get("name", ""), "port": {"number": ref.get("port")}}},
+                           annot.Options())
+        if len(self.problems) > before:  # the Ingress-shaped problem: re-home it on the route as BackendNotFound
+            msg = self.problems.pop().message
+            self.problem(route, "BackendNotFound", msg)
+            return ""
+        return up
+
+    def route(self, obj: Obj, age: tuple[str, str]) -> None:
+        spec = obj.get("spec") or {}
+        hosts = [h.lower() for h in spec.get("hostnames") or []] or [""]
+        for h in hosts:
+            if h and not HOST.match(h):
+                self.problem(obj, "InvalidHostname", f"hostname {h!r} is not valid")
+                return
+        for ri, rule in enumerate(spec.get("rules") or []):
+            backends = tuple((self.backend(obj, ref), int(ref.get("weight", 1)))
+                             for ref in rule.get("backendRefs") or [])
+            if not backends:
+                backends = (("", 1),)
+            for mi, m in enumerate(rule.get("matches") or [{}]):
+                r = self.match(obj, m, backends)
+                if r is None:
+                    continue
+                for h in hosts:
+                    key = (KIND_RANK[r.kind], -len(r.path.rstrip("/") if r.kind == PREFIX else r.path),
+                           0 if r.method else 1, -len(r.headers), -len(r.query), age, ri, mi)
+                    self.out.append((key, Route(**{**r.__dict__, "host": h})))
+
+    def match(self, obj: Obj, m: Obj, backends: tuple[tuple[str, int], ...]) -> Route | None:
+        p = m.get("path") or {}
+        ptype = p.get("type") or "PathPrefix"
+        value = p.get("value") or "/"
+        kind = {"Exact": EXACT, "PathPrefix": PREFIX, "RegularExpression": REGEX}.get(ptype)
+        if kind is None or not value.startswith("/") or (kind != REGEX and not PATH.match(value)) or "'" in value:
+            self.problem(obj, "UnsupportedValue", f"path {ptype} {value!r} is not supported")
+            return None
+        if kind == REGEX:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                self.problem(obj, "UnsupportedValue", f"path regex {value!r}: {exc}")
+                return None
+        method = m.get("method") or ""
+        if method and method not in METHODS:
+            self.problem(obj, "UnsupportedValue", f"method {method!r}")
+            return None
+        hdrs, qs = [], []
+        for src, out, lower in ((m.get("headers"), hdrs, True), (m.get("queryParams"), qs, False)):
+            for h in src or []:
+                name, typ, val = h.get("name", ""), h.get("type") or "Exact", h.get("value", "")
+                if not annot.TOKEN.match(name) or not VALUE.match(val) or typ not in ("Exact", "RegularExpression"):
+                    self.problem(obj, "UnsupportedValue", f"match {name!r}={val!r} ({typ}) is not supported")
+                    return None
+                out.append((name.lower() if lower else name, typ, val))
+        return Route("", value, kind, backends[0][0], _key(obj), ssl_redirect=False, body_limit=None,
+                     method=method, headers=tuple(sorted(hdrs)), query=tuple(sorted(qs)),
+                     backends=backends if len(backends) > 1 or not backends[0][0] else ())
+
+
+def host_rank(h: str) -> tuple[int, int]:
+    """Hostname precedence: non-wildcard first, longer first; the catch-all last."""
+    return (2, 0) if not h else ((1, -len(h)) if h.startswith("*.") else (0, -len(h)))
+
+
+def compile_routes(inp: RouteInputs) -> Table:
+    c = _RouteCompiler(inp)
+    for obj in sorted(inp.routes, key=_age):
+        c.route(obj, _age(obj))
+    hosts = sorted({r.host for _, r in c.out}, key=host_rank)
+    routes: list[Route] = []
+    for h in hosts:
+        routes.extend(r for _, r in sorted(((k, r) for k, r in c.out if r.host == h), key=lambda kr: kr[0]))
+    return Table(tuple(routes), tuple(sorted(c.upstreams.values(), key=lambda u: u.name)), (), "",
+                 tuple(_key(o) for o in inp.routes), wildcard_labels=16, problems=tuple(c.problems))

@@ -1,0 +1,338 @@
+"""Turn a routing table into HAProxy configuration text (pure).
+
+Server lines come from a *slot plan*: every backend has a fixed number of server slots, each holding
+an endpoint or empty (``disabled``). Endpoints then move in and out of slots through HAProxy's runtime
+API without a reload; only a change of structure (routes, backends, slot counts, certificate set)
+needs a new configuration. ``structure_key`` is what tells the two apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from servicenet.ingress.model import EXACT, PREFIX, REGEX, Route, Table, Upstream
+
+Slots = dict[str, tuple[tuple[str, int] | None, ...]]  # backend -> slot contents
+NOT_FOUND = "be_default_404"
+UNRESOLVED = "be_default_500"  # a Gateway API backendRef that does not resolve
+
+# The JSON access-log line (documented in docs/ingress.md). HAProxy quotes/escapes each %{+Q} field.
+LOG_FORMAT = (
+    '{"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
+    '"backend":"%b","server":"%s","route":"%[var(txn.r)]","method":"%HM","host":"%[var(txn.host)]",'
+    '"path":"%HPO","status":%ST,"bytes_in":%U,"bytes_out":%B,"t_request_ms":%TR,"t_connect_ms":%Tc,'
+    '"t_response_ms":%Tr,"t_total_ms":%Ta,"termination":"%ts","retries":%rc}'
+)
+
+
+@dataclass(frozen=True)
+class Listen:
+    addresses: tuple[str, ...] = ("127.0.0.1",)
+    http_port: int = 8080
+    https_port: int = 8443
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where the shell keeps the data plane's files (paths written into the configuration)."""
+
+    dir: str
+    log_socket: str = ""
+    gen: str = ""  # suffix of the map and crt-list files (content-addressed by the shell)
+    extra_global: tuple[str, ...] = field(default=())
+
+    @property
+    def hosts_map(self) -> str:
+        return f"{self.dir}/hosts{self.gen}.map"
+
+    @property
+    def routes_map(self) -> str:
+        return f"{self.dir}/routes{self.gen}.map"
+
+    @property
+    def crt_list(self) -> str:
+        return f"{self.dir}/crt-list{self.gen}.txt"
+
+    @property
+    def admin_socket(self) -> str:
+        return f"{self.dir}/admin.sock"
+
+    def cert(self, name: str) -> str:
+        return f"{self.dir}/certs/{name}"
+
+
+def slot_count(n: int) -> int:
+    """Slots for n endpoints: room to grow before a reload is needed (2, 4, 8, ...)."""
+    return max(2, 1 << n.bit_length())
+
+
+def plan_slots(table: Table, prev: Slots | None = None) -> Slots:
+    """Assign every backend's endpoints to slots, keeping endpoints in the slots they had.
+
+    A backend that is new, or has more endpoints than slots, gets a fresh layout (a structural
+    change the renderer's ``with_servers=False`` output shows)."""
+    prev = prev or {}
+    out: Slots = {}
+    for u in table.upstreams:
+        if u.error:
+            continue
+        old = prev.get(u.name)
+        want = set(u.endpoints)
+        if old is None or len(want) > len(old):
+            out[u.name] = tuple(sorted(want)) + (None,) * (slot_count(len(want)) - len(want))
+            continue
+        cur: list[tuple[str, int] | None] = [s if s in want else None for s in old]
+        for ep in sorted(want - {s for s in cur if s}):
+            cur[cur.index(None)] = ep
+        out[u.name] = tuple(cur)
+    return out
+
+
+def runtime_ops(old: Slots, new: Slots) -> list[str]:
+    """Runtime API commands that turn the running slot contents ``old`` into ``new``."""
+    ops: list[str] = []
+    for be, slots in new.items():
+        before = old.get(be, ())
+        for i, ep in enumerate(slots):
+            prev = before[i] if i < len(before) else None
+            if ep == prev:
+                continue
+            srv = f"{be}/s{i + 1}"
+            if ep is None:
+                ops.append(f"set server {srv} state maint")
+            else:
+                if prev is not None:
+                    ops.append(f"set server {srv} state maint")
+                ops.append(f"set server {srv} addr {ep[0]} port {ep[1]}")
+                ops.append(f"set server {srv} state ready")
+    return ops
+
+
+def _q(s: str) -> str:
+    """A double-quoted HAProxy word (the core already refused quotes, CR/LF and controls)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sq(s: str) -> str:
+    """A single-quoted HAProxy word: no variable expansion, no escapes (the core refused quotes)."""
+    assert "'" not in s
+    return "'" + s + "'"
+
+
+def _path_conds(r: Route) -> list[str]:
+    if r.kind == EXACT:
+        return [f"{{ path -m str {_sq(r.path)} }}"]
+    if r.kind == PREFIX:
+        p = r.path.rstrip("/")
+        if not p:
+            return [""]
+        return [f"{{ path -m str {_sq(p)} }}", f"{{ path -m beg {_sq(p + '/')} }}"]
+    flags = "-i " if r.case_insensitive else ""
+    return [f"{{ path -m reg {flags}{_sq('^' + r.path)} }}"]
+
+
+def _match_conds(r: Route) -> str:
+    """Gateway API method, header and query matches as extra ACL terms (" {...}" each)."""
+    out = ""
+    if r.method:
+        out += f" {{ method {r.method} }}"
+    for name, typ, val in r.headers:
+        out += f" {{ req.hdr({name}) -m {'str' if typ == 'Exact' else 'reg'} {_sq(val)} }}"
+    for name, typ, val in r.query:
+        out += f" {{ url_param({name}) -m {'str' if typ == 'Exact' else 'reg'} {_sq(val)} }}"
+    return out
+
+
+def wildcard_depth(table: Table) -> int:
+    """The most labels a wildcard of this table must cover (bounded by the longest request host)."""
+    return 1 if table.wildcard_labels <= 1 else 8
+
+
+def _rewrite_regex(r: Route) -> tuple[str, str]:
+    pat = r.path if r.kind == REGEX else re.escape(r.path)
+    repl = re.sub(r"\$(\d)", r"\\\1", r.rewrite)
+    return ("(?i)" if r.case_insensitive else "") + f"^(?:{pat}).*$", repl
+
+
+def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_servers: bool = True) -> str:
+    """The whole configuration. ``with_servers=False`` gives the structure only (no addresses)."""
+    d = files.dir
+    out: list[str] = [
+        "global",
+        f"    stats socket {files.admin_socket} mode 600 level admin expose-fd listeners",
+        "    stats timeout 2m",
+        "    hard-stop-after 1h",
+        "    ssl-default-bind-options ssl-min-ver TLSv1.2",
+        "    tune.ssl.default-dh-param 2048",
+        "    tune.bufsize 32768",
+    ]
+    if files.log_socket:
+        out.append(f"    log {files.log_socket} len 4096 format raw local0 info")
+    out += [f"    {x}" for x in files.extra_global]
+    out += [
+        "", "defaults",
+        "    mode http",
+        "    log global",
+        "    option dontlognull",
+        f"    log-format {_q(LOG_FORMAT)}",
+        "    option http-keep-alive",
+        "    option idle-close-on-response",  # on reload, close idle client connections only after a response
+        "    option forwardfor",
+        "    http-reuse safe",
+        "    option redispatch",  # a failed connection is retried on another server
+        "    retries 2",
+        "    timeout connect 5s",
+        "    timeout client 300s",
+        "    timeout server 300s",
+        "    timeout http-request 60s",
+        "    timeout http-keep-alive 75s",
+        "    timeout tunnel 1h",
+        "    timeout client-fin 10s",
+        f"    {DEFAULT_SERVER}",
+        "",
+        "frontend fe_ingress",
+    ]
+    for a in listen.addresses:
+        host = f"[{a}]" if ":" in a else a
+        out.append(f"    bind {host}:{listen.http_port}")
+        out.append(f"    bind {host}:{listen.https_port} ssl crt {d}/certs/default.pem crt-list {files.crt_list}"
+                   " alpn h2,http/1.1")
+    out += [
+        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+        f"    http-request set-var(txn.hg) var(txn.host),map_str({files.hosts_map})",
+        *(f"    http-request set-var(txn.hg) var(txn.host),regsub(^{'[^.]+[.]' * k},*.),map_str({files.hosts_map}) "
+          "if !{ var(txn.hg) -m found }" for k in range(1, min(table.wildcard_labels, wildcard_depth(table)) + 1)),
+        "    http-request set-var(txn.hg) str(g0) if !{ var(txn.hg) -m found }",
+    ]
+    groups = host_groups(table)
+    for i, r in enumerate(table.routes):
+        g = groups[r.host]
+        extra = _match_conds(r)
+        alts = [f"!{{ var(txn.r) -m found }} {{ var(txn.hg) -m str {g} }} {c}{extra}".rstrip()
+                for c in _path_conds(r)]
+        out.append(f"    http-request set-var(txn.r) str(r{i}) if {' || '.join(alts)}")
+    https_port = "" if listen.https_port == 443 else f":{listen.https_port}"
+    for i, r in enumerate(table.routes):
+        rid = f"{{ var(txn.r) -m str r{i} }}"
+        if r.allow:
+            out.append(f"    http-request deny deny_status 403 if {rid} !{{ src {' '.join(r.allow)} }}")
+        if r.force_ssl_redirect or (r.tls and r.ssl_redirect):
+            out.append(f"    http-request redirect location https://%[var(txn.host)]{https_port}%[url] code 308 "
+                       f"if {rid} !{{ ssl_fc }}")
+        if r.body_limit is not None:
+            out.append(f"    http-request deny deny_status 413 if {rid} {{ req.hdr_val(content-length) gt "
+                       f"{r.body_limit} }}")
+        if r.rewrite:
+            pat, repl = _rewrite_regex(r)
+            out.append(f"    http-request replace-path {_sq(pat)} {_sq(repl)} if {rid}")
+    out.append("    http-request deny deny_status 413 if !{ var(txn.r) -m found } "
+               "{ req.hdr_val(content-length) gt 1048576 }")
+    for i, r in enumerate(table.routes):
+        rid = f"{{ var(txn.r) -m str r{i} }}"
+        for c in r.canaries:
+            to = f"    http-request set-var(txn.r) str(r{i}c) if {rid}"
+            if c.header:
+                if c.header_value:
+                    out.append(f"{to} {{ req.hdr({c.header}) -m str {_sq(c.header_value)} }}")
+                else:
+                    out.append(f"    http-request set-var(txn.nc) bool(1) if {rid} {{ req.hdr({c.header}) -m str never }}")
+                    out.append(f"{to} {{ req.hdr({c.header}) -m str always }}")
+            if c.cookie:
+                out.append(f"    http-request set-var(txn.nc) bool(1) if {rid} {{ req.cook({c.cookie}) -m str never }}")
+                out.append(f"{to} {{ req.cook({c.cookie}) -m str always }}")
+            if c.weight > 0:
+                out.append(f"{to} !{{ var(txn.nc) -m found }} {{ rand({c.weight_total}) -m int lt {c.weight} }}")
+        total = sum(w for _, w in r.backends if w > 0)
+        if r.backends and total:
+            out.append(f"    http-request set-var(txn.w) rand({total}) if {rid}")
+            lo = 0
+            for k, (_, w) in enumerate(r.backends):
+                if w <= 0:
+                    continue
+                out.append(f"    http-request set-var(txn.r) str(r{i}w{k}) if {rid} {{ var(txn.w) -m int ge {lo} }} "
+                           f"{{ var(txn.w) -m int lt {lo + w} }}")
+                lo += w
+    out += [
+        "    http-request set-header X-Real-IP %[src]",
+        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
+        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
+        "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
+        "    http-request set-header X-Forwarded-Port %[dst_port]",
+        f"    use_backend %[var(txn.r),map_str({files.routes_map})] if {{ var(txn.r) -m found }}",
+        f"    default_backend {table.default_upstream or NOT_FOUND}",
+        "",
+        f"backend {NOT_FOUND}",
+        "    http-request return status 404 content-type text/plain string \"404 page not found\"",
+        "",
+        f"backend {UNRESOLVED}",
+        "    http-request return status 500 content-type text/plain string \"500 backend does not resolve\"",
+    ]
+    for u in table.upstreams:
+        out += ["", *_backend(u, slots.get(u.name, ()), with_servers)]
+    return "\n".join(out) + "\n"
+
+
+def _backend(u: Upstream, slots: tuple[tuple[str, int] | None, ...], with_servers: bool) -> list[str]:
+    lines = [f"backend {u.name}", f"    # {u.service}"]
+    if u.error:
+        return lines + [f"    http-request return status 503 content-type text/plain string {_q('503 ' + u.error)}"]
+    lines += ["    balance roundrobin", f"    timeout server {u.timeout_server}s",
+              f"    timeout connect {u.timeout_connect}s"]
+    if u.affinity_cookie:
+        lines.append(f"    cookie {u.affinity_cookie} insert indirect nocache")
+    opts = server_options(u)
+    for i, ep in enumerate(slots):
+        name = f"s{i + 1}"
+        cookie = f" cookie {name}" if u.affinity_cookie else ""
+        if not with_servers:
+            lines.append(f"    server {name}{cookie}{opts}")
+        elif ep is None:
+            lines.append(f"    server {name} 0.0.0.0:1 disabled{cookie}{opts}")
+        else:
+            host = f"[{ep[0]}]" if ":" in ep[0] else ep[0]
+            lines.append(f"    server {name} {host}:{ep[1]}{cookie}{opts}")
+    return lines
+
+
+# every server: a TCP check (to come back) and passive outlier detection (3 connection errors: down)
+DEFAULT_SERVER = "default-server check inter 5s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
+
+
+def server_options(u: Upstream) -> str:
+    o = ""
+    if u.protocol in ("https", "grpcs"):
+        o += " ssl verify none"
+        if u.protocol == "grpcs":
+            o += " alpn h2"
+    elif u.protocol in ("h2c", "grpc"):
+        o += " proto h2"
+    return o
+
+
+def host_groups(table: Table) -> dict[str, str]:
+    """Host → group id; the no-host group is always g0."""
+    out: dict[str, str] = {"": "g0"}
+    for r in table.routes:
+        if r.host not in out:
+            out[r.host] = f"g{len(out)}"
+    return out
+
+
+def hosts_map(table: Table) -> str:
+    return "".join(f"{h} {g}\n" for h, g in host_groups(table).items() if h)
+
+
+def routes_map(table: Table) -> str:
+    lines = []
+    for i, r in enumerate(table.routes):
+        lines.append(f"r{i} {r.upstream or table.default_upstream or NOT_FOUND}\n")
+        for c in r.canaries:
+            lines.append(f"r{i}c {c.upstream}\n")
+        for k, (up, _) in enumerate(r.backends):
+            lines.append(f"r{i}w{k} {up or UNRESOLVED}\n")
+    return "".join(lines)
+
+
+def crt_list(table: Table, files: Files) -> str:
+    return "".join(f"{files.cert(c.name)}{''.join(' ' + h for h in c.hosts)}\n" for c in table.certs)
