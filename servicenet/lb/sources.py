@@ -318,7 +318,7 @@ class DnsSource(Source):
             except asyncio.CancelledError:
                 raise
             except (dns.exception.DNSException, OSError) as exc:
-                _log.warning("dns lookup failed", name=self.name, error=str(exc))
+                _log.warning("dns lookup failed", name=self.name, error=f"{type(exc).__name__}: {exc}")
                 self.ttl = self.negative_interval  # keep the last known set (Envoy's rule); try again
 
     async def start(self) -> None:
