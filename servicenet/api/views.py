@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from servicenet.api import wellknown as wk
 from servicenet.api.selectors import equality_selector_matches, selector_matches
@@ -182,8 +182,10 @@ class SlicePortView:
     app_protocol: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointView:
+class EndpointView(NamedTuple):
+    """One endpoint of a slice. A NamedTuple, not a frozen dataclass: the proxy and DNS parse
+    100,000 of these on a cold start, and a tuple is built several times faster (immutable alike)."""
+
     addresses: tuple[str, ...]
     ready: bool = True  # upstream: unset means ready
     serving: bool = True  # unset: same as ready
@@ -197,19 +199,33 @@ class EndpointView:
 
     @staticmethod
     def parse(ep: Mapping[str, Any]) -> EndpointView:
-        cond = _dict(ep.get("conditions"))
+        cond = ep.get("conditions")
+        if cond.__class__ is not dict:
+            cond = {}
         ready = cond.get("ready") is not False
         serving = cond.get("serving")
-        ref = _dict(ep.get("targetRef"))
-        hints = _dict(ep.get("hints"))
-        return EndpointView(
-            addresses=tuple(str(a) for a in ep.get("addresses") or ()),
-            ready=ready, serving=ready if serving is None else bool(serving),
-            terminating=bool(cond.get("terminating")),
-            hostname=ep.get("hostname") or None, node_name=ep.get("nodeName") or "", zone=ep.get("zone") or "",
-            pod_name=(ref.get("name") or None) if ref.get("kind", "Pod") == "Pod" else None,
-            zone_hints=tuple(z["name"] for z in hints.get("forZones") or () if isinstance(z, dict) and "name" in z),
-            node_hints=tuple(n["name"] for n in hints.get("forNodes") or () if isinstance(n, dict) and "name" in n))
+        ref = ep.get("targetRef")
+        if ref.__class__ is dict:
+            pod_name = (ref.get("name") or None) if ref.get("kind", "Pod") == "Pod" else None
+        else:
+            pod_name = None
+        hints = ep.get("hints")
+        if hints.__class__ is dict:
+            zone_hints = tuple(z["name"] for z in hints.get("forZones") or ()
+                               if isinstance(z, dict) and "name" in z)
+            node_hints = tuple(n["name"] for n in hints.get("forNodes") or ()
+                               if isinstance(n, dict) and "name" in n)
+        else:
+            zone_hints = node_hints = ()
+        addrs = ep.get("addresses") or ()
+        return _new_endpoint(EndpointView, (
+            tuple(a if a.__class__ is str else str(a) for a in addrs),
+            ready, ready if serving is None else bool(serving), bool(cond.get("terminating")),
+            ep.get("hostname") or None, ep.get("nodeName") or "", ep.get("zone") or "",
+            pod_name, zone_hints, node_hints))
+
+
+_new_endpoint = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
