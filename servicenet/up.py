@@ -113,5 +113,5 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
     if on("proxy"):
         out.append(proxy_server.build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
     if on("ingress"):
-        out.append(ingress_cli.build_for_up(client_for("ingress"), args, network))
+        out.append(ingress_cli.build_for_up(client_for("ingress"), args, network, admin=client))
     return out

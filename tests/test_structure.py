@@ -59,7 +59,8 @@ CORES = [
     "servicenet.apiserver.watchfilter",
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
-    "servicenet.proxy.render_nftables",
+    "servicenet.proxy.render_nftables", "servicenet.proxy.nft_commands", "servicenet.proxy.nft_skeleton",
+    "servicenet.proxy.planner",
     "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
     "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
 ]
@@ -72,10 +73,6 @@ READS_PACKAGE_DATA = {"servicenet.api.schema": "loads its bundled schema.json (g
 
 OPTIONAL_DEPENDENCIES = {"uvloop", "prometheus_client", "nacl"}  # may be imported inside a function, to stay optional
 
-# Known breaches being fixed elsewhere (issue 9, proxy part, branch h/proxy9). Remove entries as they land.
-PENDING_INNER_IMPORTS = {"servicenet/proxy/server.py", "servicenet/proxy/source.py",
-                         "servicenet/proxy/userspace.py"}
-PENDING_OVERSIZE = {"servicenet/proxy/nftnl.py", "servicenet/proxy/render_nftables.py"}
 
 
 @dataclass(frozen=True)
@@ -222,8 +219,6 @@ def test_no_import_circles() -> None:
 
 @pytest.mark.parametrize("m", MODULES, ids=lambda m: m.name)
 def test_no_imports_inside_functions(m: Module) -> None:
-    if m.rel in PENDING_INNER_IMPORTS:
-        pytest.skip("pending: issue 9, proxy part")
     inner = sorted({(node.lineno, name) for node, name, at_top in _imports(m)
                     if not at_top and name.split(".")[0] not in OPTIONAL_DEPENDENCIES})
     assert not inner, f"{m.rel}: imports inside functions {inner} (only optional dependencies may be)"
@@ -231,7 +226,5 @@ def test_no_imports_inside_functions(m: Module) -> None:
 
 @pytest.mark.parametrize("m", MODULES, ids=lambda m: m.name)
 def test_module_size(m: Module) -> None:
-    if m.rel in PENDING_OVERSIZE:
-        pytest.skip("pending: issue 9, proxy part")
     n = len(m.path.read_text().splitlines())
     assert n <= MAX_LINES, f"{m.rel} has {n} lines (max {MAX_LINES}): split it"

@@ -13,7 +13,7 @@ through each path, side by side in one run:
 
 Also the library's per-pick cost at 1,000 endpoints. Writes ``bench/results/clientlb.json``.
 
-    python -m bench.clientlb.run [--requests 6000] [--concurrency 16] [--fast-ms 10] [--slow-ms 100]
+    python -m bench.clientlb.run [--requests 5000] [--concurrency 8] [--fast-ms 20] [--slow-ms 200]
 """
 
 from __future__ import annotations
@@ -215,11 +215,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=6000)
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--requests", type=int, default=5000)
+    p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seconds", type=float, default=40.0, help="cap per arm")
-    p.add_argument("--fast-ms", type=float, default=10.0)
-    p.add_argument("--slow-ms", type=float, default=100.0)
+    p.add_argument("--fast-ms", type=float, default=20.0)
+    p.add_argument("--slow-ms", type=float, default=200.0)
     p.add_argument("--fail-pct", type=float, default=20.0)
     p.add_argument("--skip-clusterip", action="store_true")
     args = p.parse_args(argv)

@@ -36,7 +36,7 @@ pid {d}/proxy.pid;
 error_log {d}/proxy.err;
 events {{ worker_connections 8192; }}
 http {{
-    access_log off;
+    access_log {d}/proxy-access.log;  # nginx's default: a combined-format line per request
     keepalive_requests 1000000;
     upstream ui  {{ server 127.0.0.1:{ui}; keepalive 64; }}
     upstream api {{ server 127.0.0.1:{api}; keepalive 64; }}

@@ -197,7 +197,10 @@ def cluster_roles() -> list[Obj]:
             _r([""], ["services", "endpoints", "secrets", "namespaces", "nodes", "pods"], ["get", "list", "watch"]),
             _r(["discovery.k8s.io"], ["endpointslices"], ["get", "list", "watch"]),
             _r(["networking.k8s.io"], ["ingresses", "ingressclasses"], ["get", "list", "watch"]),
+            _r(["networking.k8s.io"], ["ingressclasses"], ["create"]),  # it registers its own class at start
             _r(["networking.k8s.io"], ["ingresses/status"], ["patch", "update"]),
+            # servicenet's controller publishes its own IngressClass on start
+            _r(["networking.k8s.io"], ["ingressclasses"], ["create"]),
             _r(["gateway.networking.k8s.io"], ["*"], ["get", "list", "watch"]),
             _r(["gateway.networking.k8s.io"], ["*/status"], ["patch", "update"]),
             _r([""], ["events"], ["create", "patch", "update"])]),

@@ -185,6 +185,9 @@ class SlicePortView(NamedTuple):
 
 
 class EndpointView(NamedTuple):
+    """One endpoint of a slice. A NamedTuple, not a frozen dataclass: the proxy and DNS parse
+    100,000 of these on a cold start, and a tuple is built several times faster (immutable alike)."""
+
     addresses: tuple[str, ...]
     ready: bool = True  # upstream: unset means ready
     serving: bool = True  # unset: same as ready
@@ -198,29 +201,33 @@ class EndpointView(NamedTuple):
 
     @staticmethod
     def parse(ep: Mapping[str, Any]) -> EndpointView:
-        # (hot: the DNS and proxy cores parse every endpoint of every slice update)
         cond = ep.get("conditions")
-        if not isinstance(cond, dict):
-            cond = _NO_FIELDS
+        if cond.__class__ is not dict:
+            cond = {}
         ready = cond.get("ready") is not False
         serving = cond.get("serving")
         ref = ep.get("targetRef")
-        pod = (ref.get("name") or None) if isinstance(ref, dict) and ref.get("kind", "Pod") == "Pod" else None
+        if ref.__class__ is dict:
+            pod_name = (ref.get("name") or None) if ref.get("kind", "Pod") == "Pod" else None
+        else:
+            pod_name = None
         hints = ep.get("hints")
-        zone_hints = node_hints = ()
-        if isinstance(hints, dict):
-            zone_hints = _names(hints.get("forZones"))
-            node_hints = _names(hints.get("forNodes"))
-        addrs = ep.get("addresses")
-        return EndpointView(
-            tuple(addrs) if isinstance(addrs, list) else (), ready, ready if serving is None else bool(serving),
-            bool(cond.get("terminating")), ep.get("hostname") or None, ep.get("nodeName") or "",
-            ep.get("zone") or "", pod, zone_hints, node_hints)
+        if hints.__class__ is dict:
+            zone_hints = tuple(z["name"] for z in hints.get("forZones") or ()
+                               if isinstance(z, dict) and "name" in z)
+            node_hints = tuple(n["name"] for n in hints.get("forNodes") or ()
+                               if isinstance(n, dict) and "name" in n)
+        else:
+            zone_hints = node_hints = ()
+        addrs = ep.get("addresses") or ()
+        return _new_endpoint(EndpointView, (
+            tuple(a if a.__class__ is str else str(a) for a in addrs),
+            ready, ready if serving is None else bool(serving), bool(cond.get("terminating")),
+            ep.get("hostname") or None, ep.get("nodeName") or "", ep.get("zone") or "",
+            pod_name, zone_hints, node_hints))
 
 
-def _names(items: Any) -> tuple[str, ...]:
-    """The ``name`` of each ``{"name": ...}`` hint."""
-    return tuple(h["name"] for h in items or () if isinstance(h, dict) and "name" in h)
+_new_endpoint = tuple.__new__
 
 
 class EndpointSliceView(NamedTuple):

@@ -54,6 +54,8 @@ class CrdManager:
         self.bindings: dict[str, dict[str, Any]] = {}
         self.admission = Admission(self)
         self._tasks: list[asyncio.Task[None]] = []
+        self._retries: set[asyncio.Task[None]] = set()
+        self._retrying: set[str] = set()
         self._openapi_cache: dict[tuple[str, str], bytes] = {}
 
     @property
@@ -73,6 +75,7 @@ class CrdManager:
             await self._reconcile_safely(r.key)
 
     async def stop(self) -> None:
+        self._tasks += list(self._retries)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -185,6 +188,21 @@ class CrdManager:
             await reg.update(info, None, name, crd, WriteOptions(field_validation="Ignore"), subresource="status",
                              expected_rv=rec.mod_revision, old_rec=rec)
 
+    def _retry_later(self, key: str, delay: float = 0.25) -> None:
+        """Reconcile ``key`` again soon (a CRD waiting for its objects to go); one retry at a time."""
+        if key in self._retrying:
+            return
+        self._retrying.add(key)
+
+        async def again() -> None:
+            await asyncio.sleep(delay)
+            self._retrying.discard(key)
+            await self._reconcile_safely(key)
+
+        t = asyncio.create_task(again())
+        self._retries.add(t)
+        t.add_done_callback(self._retries.discard)
+
     async def _cleanup(self, crd: dict[str, Any], rec: Any) -> None:
         """Delete every object of a CRD being deleted, then drop the cleanup finalizer."""
         reg = self.server.registry
@@ -205,21 +223,18 @@ class CrdManager:
             info = ResourceInfo(group=spec.get("group", ""), version=storage, kind=acc.get("kind", ""),
                                 plural=acc["plural"], singular=acc.get("singular", ""),
                                 namespaced=spec.get("scope") == "Namespaced")
-            for _ in range(100):
-                recs, _, _ = self.store.list(prefix_for(info, None))
-                if not recs:
-                    break
-                for r in recs:
-                    md = r.obj().get("metadata") or {}
-                    try:
-                        await reg.delete(info, md.get("namespace"), md.get("name", ""), {})
-                    except ApiStatusError as exc:
-                        if exc.code not in (404, 409):
-                            raise
-                if self.store.list(prefix_for(info, None))[0]:
-                    await asyncio.sleep(0.2)  # objects with finalizers of their own: wait for them
-            else:
-                return  # retried on the next event for this CRD
+            for r in self.store.list(prefix_for(info, None))[0]:
+                md = r.obj().get("metadata") or {}
+                if md.get("deletionTimestamp"):
+                    continue  # waiting for its own finalizers
+                try:
+                    await reg.delete(info, md.get("namespace"), md.get("name", ""), {})
+                except ApiStatusError as exc:
+                    if exc.code not in (404, 409):
+                        raise
+            if self.store.list(prefix_for(info, None))[0]:
+                self._retry_later(CRD_PREFIX + crd["metadata"]["name"])  # objects with finalizers remain
+                return
         rec2 = self.store.get(rec.key if hasattr(rec, "key") else CRD_PREFIX + crd["metadata"]["name"])
         if rec2 is None:
             return
@@ -362,6 +377,9 @@ class Admission:
                 subresource: str | None) -> None:
         info = cv.info
         name = (obj.get("metadata") or {}).get("name", "")
+        if old is None and cv.terminating:
+            raise ApiStatusError(405, "MethodNotAllowed",
+                                 "create not allowed while custom resource definition is terminating")
         if old is None and "status" in info.subresources:
             obj.pop("status", None)
         unknown = sch.prune(obj, cv.schema)

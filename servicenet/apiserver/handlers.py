@@ -154,7 +154,8 @@ class ResourceHandlers:
         if m == "GET":
             rec = self.registry.get_record(t.info, t.namespace, t.name)
             if wants_table(request):
-                return json_response(render_table(t.info, [rec.obj()], request, str(rec.mod_revision)))
+                return json_response(render_table(t.info, [as_requested(t.info, rec).obj()], request,
+                                                  str(rec.mod_revision)))
             return record_response(as_requested(t.info, rec))
         if m == "PUT":
             return await self.update(request, t)
@@ -342,6 +343,8 @@ class ResourceHandlers:
                     revision = served_rev
                 for r in recs:
                     cursor = r.key
+                    if conv is not None:
+                        r = as_requested(info, r)  # a custom resource as its version shows it
                     if cached_rows:  # rendered from the row cache: no decoding here
                         trecs.append(r)
                     elif selecting or table:
@@ -350,7 +353,7 @@ class ResourceHandlers:
                             continue
                         if table:
                             objs.append(o)
-                    items.append(r.value if conv is None else as_requested(info, r).value)
+                    items.append(r.value)
                     last_key = r.key
                     if limit is not None and len(items) >= limit:
                         break

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from servicenet.api import tables
 from servicenet.api.crd import present, served
+from servicenet.api.crd import schema as crd_schema
 from servicenet.api.resources import ResourceInfo
 from servicenet.store import Record
 
@@ -34,18 +35,22 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def as_requested(info: ResourceInfo, rec: Any) -> Any:
-    """``rec`` (a Record or a dict) as the requested version shows it. A custom resource served at
-    several versions (``None`` conversion) differs only in ``apiVersion``; everything else passes."""
+    """``rec`` (a Record or a dict) as the requested version of a custom resource shows it: the
+    ``None`` conversion rewrites ``apiVersion``, and the version's schema defaults apply on read too
+    (a default added to the CRD after the object was written shows, as upstream). Built-ins pass."""
     cv = served.version(info)
-    if cv is None or not cv.multi_version:
+    if cv is None:
         return rec
     want = info.api_version
     if isinstance(rec, dict):
         return {**rec, "apiVersion": want} if rec.get("apiVersion") != want else rec
     obj = orjson.loads(rec.value)
-    if obj.get("apiVersion") == want:
+    changed = crd_schema.default(obj, cv.schema)
+    if obj.get("apiVersion") != want:
+        obj["apiVersion"] = want
+        changed = True
+    if not changed:
         return rec
-    obj["apiVersion"] = want
     return Record(rec.key, orjson.dumps(obj), rec.create_revision, rec.mod_revision)
 
 

@@ -34,6 +34,11 @@ class AccessLog:
             "servicenet_ingress_response_bytes", "Bytes sent to clients by route and backend",
             ["route", "backend"], registry=registry)
         self.lines = 0
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def forget_routes(self) -> None:
+        """Route ids change with the table: resolve them again."""
+        self._children.clear()
 
     def start(self, loop: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -73,15 +78,22 @@ class AccessLog:
         self.lines += 1
         if self._file is not None:
             self._file.write(line + "\n")
-        route = self.route_name(str(rec.get("route") or "-"))
-        backend = str(rec.get("backend") or "-")
-        self.requests.labels(route, backend, str(rec.get("status"))).inc()
+        key = (str(rec.get("route") or "-"), str(rec.get("backend") or "-"), str(rec.get("status")))
+        children = self._children.get(key)
+        if children is None:  # label lookups once per (route, backend, status), not per request
+            route = self.route_name(key[0])
+            children = (self.requests.labels(route, key[1], key[2]), self.latency.labels(route, key[1]),
+                        self.bytes_out.labels(route, key[1]))
+            if len(self._children) > 100_000:
+                self._children.clear()
+            self._children[key] = children
+        children[0].inc()
         ta = rec.get("t_total_ms")
         if isinstance(ta, int) and ta >= 0:
-            self.latency.labels(route, backend).observe(ta / 1000)
+            children[1].observe(ta / 1000)
         b = rec.get("bytes_out")
         if isinstance(b, int):
-            self.bytes_out.labels(route, backend).inc(b)
+            children[2].inc(b)
 
     def stop(self, loop: Any) -> None:
         if self._sock is not None:

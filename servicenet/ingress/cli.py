@@ -29,21 +29,26 @@ async def ensure_class(client: ApiClient, name: str = "servicenet") -> None:
 
 
 class UpIngress(IngressController):
-    """The controller as ``servicenet up`` runs it: also creates the ``servicenet`` IngressClass."""
+    """The controller as ``servicenet up`` runs it: also creates the ``servicenet`` IngressClass
+    (with ``admin``, the cluster's own client: the controller's identity may only read classes)."""
+
+    def __init__(self, client: ApiClient, config: IngressConfig, admin: ApiClient | None = None) -> None:
+        super().__init__(client, config)
+        self.admin = admin or client
 
     async def start(self) -> None:
-        await ensure_class(self.client)
+        await ensure_class(self.admin)
         await super().start()
 
 
-def build_for_up(client: ApiClient, args: Any, network: str) -> IngressController:
+def build_for_up(client: ApiClient, args: Any, network: str, admin: ApiClient | None = None) -> IngressController:
     netns = network == "netns"
     http = getattr(args, "ingress_http_port", None) or (80 if netns else 8080)
     https = getattr(args, "ingress_https_port", None) or (443 if netns else 8443)
     cfg = IngressConfig(state_dir=Path(args.data_dir) / "ingress", http_port=http, https_port=https,
                         node_name=getattr(args, "node_name", "node-1") if netns else "",
                         access_log_file=Path(args.data_dir) / "ingress" / "access.log")
-    return UpIngress(client, cfg)
+    return UpIngress(client, cfg, admin)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -214,6 +214,7 @@ class IngressController:
         return rd.render(table, slots, self.listen, files)
 
     def _commit(self) -> None:
+        self.access.forget_routes()
         table, slots, files = self._pending
         self.table, self.slots, self.files = table, slots, files
         self._good_rv = {k: self._rv(k) for k in table.ingresses}

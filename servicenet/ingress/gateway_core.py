@@ -94,14 +94,78 @@ class _RouteCompiler(_Compiler):
                              for ref in rule.get("backendRefs") or [])
             if not backends:
                 backends = (("", 1),)
+            filters = self.filters(obj, rule.get("filters") or [])
+            if filters is None:
+                continue
             for mi, m in enumerate(rule.get("matches") or [{}]):
                 r = self.match(obj, m, backends)
                 if r is None:
+                    continue
+                r = Route(**{**r.__dict__, **filters})
+                if filters.get("rewrite_path") and filters["rewrite_path"][0] == "ReplacePrefixMatch" and \
+                        r.kind != PREFIX:
+                    self.problem(obj, "UnsupportedValue", "ReplacePrefixMatch needs a PathPrefix match")
                     continue
                 for h in hosts:
                     key = (KIND_RANK[r.kind], -len(r.path.rstrip("/") if r.kind == PREFIX else r.path),
                            0 if r.method else 1, -len(r.headers), -len(r.query), age, ri, mi)
                     self.out.append((key, Route(**{**r.__dict__, "host": h})))
+
+    def filters(self, obj: Obj, fs: list[Obj]) -> dict[str, Any] | None:
+        """Route fields for a rule's filters; None (and a problem) when one is not supported."""
+        out: dict[str, Any] = {}
+
+        def headers(mod: Obj) -> tuple[tuple[str, str, str], ...] | None:
+            ops = []
+            for op in ("set", "add"):
+                for h in mod.get(op) or []:
+                    if not annot.TOKEN.match(h.get("name", "")) or not VALUE.match(h.get("value", "")):
+                        return None
+                    ops.append((op, h["name"], h["value"]))
+            for name in mod.get("remove") or []:
+                if not annot.TOKEN.match(name):
+                    return None
+                ops.append(("remove", name, ""))
+            return tuple(ops)
+
+        for f in fs:
+            t = f.get("type")
+            if t in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+                key = "requestHeaderModifier" if t == "RequestHeaderModifier" else "responseHeaderModifier"
+                ops = headers(f.get(key) or {})
+                if ops is None:
+                    self.problem(obj, "UnsupportedValue", f"{t}: a header name or value is not valid (CR/LF, quotes)")
+                    return None
+                out["req_headers" if t == "RequestHeaderModifier" else "resp_headers"] = ops
+            elif t == "RequestRedirect":
+                rr = f.get("requestRedirect") or {}
+                path = rr.get("path") or {}
+                full = path.get("replaceFullPath", "") if path.get("type") == "ReplaceFullPath" else ""
+                host = (rr.get("hostname") or "").lower()
+                if (path and path.get("type") != "ReplaceFullPath") or (full and not PATH.match(full)) or (
+                        host and not HOST.match(host)) or rr.get("scheme", "http") not in ("http", "https"):
+                    self.problem(obj, "UnsupportedValue", "RequestRedirect: only scheme, hostname, port, "
+                                 "statusCode and ReplaceFullPath are supported")
+                    return None
+                out["redirect"] = (rr.get("scheme") or "", host, int(rr.get("port") or 0), full,
+                                   int(rr.get("statusCode") or 302))
+            elif t == "URLRewrite":
+                uw = f.get("urlRewrite") or {}
+                host = (uw.get("hostname") or "").lower()
+                path = uw.get("path") or {}
+                ptype = path.get("type")
+                val = path.get("replaceFullPath") if ptype == "ReplaceFullPath" else path.get("replacePrefixMatch")
+                if (host and not HOST.match(host)) or (ptype and (ptype not in ("ReplaceFullPath", "ReplacePrefixMatch")
+                                                                  or not val or not PATH.match(val))):
+                    self.problem(obj, "UnsupportedValue", "URLRewrite: hostname or path is not valid")
+                    return None
+                out["rewrite_host"] = host
+                if ptype:
+                    out["rewrite_path"] = (ptype, val)
+            else:
+                self.problem(obj, "UnsupportedValue", f"filter {t!r} is not supported")
+                return None
+        return out
 
     def match(self, obj: Obj, m: Obj, backends: tuple[tuple[str, int], ...]) -> Route | None:
         p = m.get("path") or {}

@@ -58,6 +58,12 @@ class Route:
     headers: tuple[tuple[str, str, str], ...] = ()  # (lower-case name, Exact|RegularExpression, value)
     query: tuple[tuple[str, str, str], ...] = ()  # (name, Exact|RegularExpression, value)
     backends: tuple[tuple[str, int], ...] = ()  # (upstream or "" for a 500, weight)
+    # Gateway API filters
+    req_headers: tuple[tuple[str, str, str], ...] = ()  # (set|add|remove, name, value)
+    resp_headers: tuple[tuple[str, str, str], ...] = ()
+    redirect: tuple[str, str, int, str, int] | None = None  # (scheme, hostname, port, full path, status)
+    rewrite_host: str = ""
+    rewrite_path: tuple[str, str] | None = None  # (ReplaceFullPath|ReplacePrefixMatch, value)
 
 
 @dataclass(frozen=True)

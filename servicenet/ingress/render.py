@@ -132,6 +132,51 @@ def _path_conds(r: Route) -> list[str]:
     return [f"{{ path -m reg {flags}{_sq('^' + r.path)} }}"]
 
 
+def _filter_rules(table: Table, listen: Listen) -> list[str]:
+    """Gateway API filters: header modifiers, redirects and URL rewrites, keyed on the route id."""
+    out: list[str] = []
+    for i, r in enumerate(table.routes):
+        rid = f"{{ var(txn.r) -m str r{i} }}"
+        if r.redirect is not None:
+            scheme, host, port, full, status = r.redirect
+            sch = scheme or "%[ssl_fc,iif(https,http)]"
+            hst = host or "%[var(txn.host)]"
+            if port:
+                prt = "" if (scheme, port) in (("http", 80), ("https", 443)) else f":{port}"
+            elif scheme:
+                prt = ""  # a scheme change without a port: the scheme's well-known port
+            else:
+                prt = _port_of(listen)
+            path = full if full else "%[url]"
+            out.append(f"    http-request redirect location {_sq(sch + '://' + hst + prt + path)} code {status} if {rid}")
+        for op, name, val in r.req_headers:
+            verb = {"set": "set-header", "add": "add-header", "remove": "del-header"}[op]
+            out.append(f"    http-request {verb} {name}{' ' + _sq(val) if op != 'remove' else ''} if {rid}")
+        if r.rewrite_host:
+            out.append(f"    http-request set-header Host {_sq(r.rewrite_host)} if {rid}")
+        if r.rewrite_path is not None:
+            kind, val = r.rewrite_path
+            if kind == "ReplaceFullPath":
+                out.append(f"    http-request set-path {_sq(val)} if {rid}")
+            else:
+                prefix = re.escape(r.path.rstrip("/"))
+                base = val.rstrip("/")
+                out.append(f"    http-request replace-path {_sq('^' + prefix + '/?(.*)$')} {_sq(base + '/' + chr(92) + '1')} "
+                           f"if {rid}")
+    for i, r in enumerate(table.routes):
+        for op, name, val in r.resp_headers:
+            verb = {"set": "set-header", "add": "add-header", "remove": "del-header"}[op]
+            out.append(f"    http-response {verb} {name}{' ' + _sq(val) if op != 'remove' else ''} "
+                       f"if {{ var(txn.rr) -m str r{i} }}")
+    return out
+
+
+def _port_of(listen: Listen) -> str:
+    """The port part of a redirect that keeps scheme and port: the listener's, unless the default."""
+    return "%[ssl_fc,iif(" + ("" if listen.https_port == 443 else f":{listen.https_port}") + "," + (
+        "" if listen.http_port == 80 else f":{listen.http_port}") + ")]"
+
+
 def _match_conds(r: Route) -> str:
     """Gateway API method, header and query matches as extra ACL terms (" {...}" each)."""
     out = ""
@@ -228,6 +273,8 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
             out.append(f"    http-request replace-path {_sq(pat)} {_sq(repl)} if {rid}")
     out.append("    http-request deny deny_status 413 if !{ var(txn.r) -m found } "
                "{ req.hdr_val(content-length) gt 1048576 }")
+    out += _filter_rules(table, listen)
+    out.append("    http-request set-var(txn.rr) var(txn.r) if { var(txn.r) -m found }")
     for i, r in enumerate(table.routes):
         rid = f"{{ var(txn.r) -m str r{i} }}"
         for c in r.canaries:

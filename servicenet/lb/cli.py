@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from servicenet.common import log
 from servicenet.lb.adapters.aiohttp import LBSession
 from servicenet.lb.balancer import Balancer
 from servicenet.lb.model import Topology
@@ -148,6 +149,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    log.setup("warning")
     try:
         return asyncio.run(run(args))
     except Exception as exc:  # a clear message, not a traceback, for config/network errors

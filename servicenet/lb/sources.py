@@ -254,6 +254,7 @@ class DnsSource(Source):
         self.resolver.cache = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._last: list[list[str]] = [[], []]  # the last A and AAAA answers
         self.ttl = 0.0
         self.lookups = 0
 
@@ -284,11 +285,26 @@ class DnsSource(Source):
                 srv.append((target, r.port, r.weight, addrs))
             self._publish(dns_endpoints([], self.port, srv))
             return ttl
-        a, ttl4, _ = await self._query(self.name, "A")
-        aaaa, ttl6, _ = await self._query(self.name, "AAAA")
-        ttls = [t for t, rs in ((ttl4, a), (ttl6, aaaa)) if rs] or [self.negative_interval]
-        self._publish(dns_endpoints([r.address for r in a + aaaa], self.port))
-        return min(ttls)
+        # each family on its own: one that fails keeps its last addresses (the other still updates)
+        got: list[list[str]] = []
+        ttls: list[float] = []
+        errors: list[BaseException] = []
+        for i, rdtype in enumerate(("A", "AAAA")):
+            try:
+                recs, ttl, _ = await self._query(self.name, rdtype)
+            except dns.exception.DNSException as exc:
+                errors.append(exc)
+                got.append(self._last[i])
+                ttls.append(self.negative_interval)
+                continue
+            addrs = [r.address for r in recs]
+            got.append(addrs)
+            self._last[i] = addrs
+            ttls.append(ttl if addrs else self.negative_interval)
+        if len(errors) == 2:
+            raise errors[0]
+        self._publish(dns_endpoints(got[0] + got[1], self.port))
+        return min(t for t, addrs in zip(ttls, got, strict=True) if addrs) if any(got) else min(ttls)
 
     def _next_wait(self) -> float:
         wait = self.ttl * (1.0 - self.jitter * random.random())
@@ -302,7 +318,7 @@ class DnsSource(Source):
             except asyncio.CancelledError:
                 raise
             except (dns.exception.DNSException, OSError) as exc:
-                _log.warning("dns lookup failed", name=self.name, error=str(exc))
+                _log.warning("dns lookup failed", name=self.name, error=f"{type(exc).__name__}: {exc}")
                 self.ttl = self.negative_interval  # keep the last known set (Envoy's rule); try again
 
     async def start(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import ipaddress
 import os
 import socket
@@ -154,7 +155,9 @@ class NetnsNetwork(PodNetwork):
             plen = self.ipam.net.prefixlen
             await _run("ip", "-n", ns, "-batch", "-", stdin="\n".join([
                 "link set lo up",
-                f"link add {self.bridge} type bridge",
+                # a fixed MAC: a bridge otherwise takes its lowest port's, which changes as pods come,
+                # and pods' ARP entries for the gateway go stale (pod -> node traffic lost for seconds)
+                f"link add {self.bridge} address {bridge_mac(self.net_id)} type bridge",
                 f"addr add {self.ipam.gateway}/{plen} dev {self.bridge}",
                 f"link set {self.bridge} up",
             ]) + "\n")
@@ -227,3 +230,9 @@ def make_network(mode: str, pod_cidr: str, net_id: str) -> PodNetwork:
     if mode in ("loopback", "virtual"):
         return PodNetwork(pod_cidr, mode)
     raise NetworkError(f"unknown network mode {mode!r}")
+
+
+def bridge_mac(net_id: str) -> str:
+    """A stable, locally administered unicast MAC for the node bridge of network ``net_id``."""
+    d = hashlib.sha256(net_id.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in d[:5])

@@ -580,3 +580,17 @@ def test_invalid_utf8_in_a_string_field_decodes_to_text() -> None:
     d = wire.decode(wire.envelope("v1", "ConfigMap", bytes(raw)))
     assert d.obj["metadata"]["name"] == "\ufffdk"
     orjson.dumps(d.obj)
+
+
+def test_invalid_utf8_map_key_beside_an_unknown_field_is_refused() -> None:
+    # found by the server fuzz test: the unknown-field scan walked a map whose key was not UTF-8
+    pod = types.message_class("k8s.io.api.core.v1.Pod")()
+    pod.metadata.name = "ok"
+    c = pod.spec.containers.add(name="c", image="i")
+    c.resources.limits["qz"].string = "1"  # a map of messages (Quantity)
+    raw = bytearray(pod.SerializeToString())
+    raw[raw.index(b"qz")] = 0xCE
+    raw += b"\xa0\x06\x05"  # unknown field 100
+    with pytest.raises(wire.ProtobufError) as exc:
+        wire.decode(wire.envelope("v1", "Pod", bytes(raw)))
+    assert exc.value.code == 400

@@ -7,10 +7,16 @@ import asyncio
 import copy
 import json
 import re
+import ssl
+import urllib.error
+import urllib.request
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servicenet.client.rest import ApiError
 from servicenet.testing import RunningApi
@@ -266,6 +272,9 @@ async def test_deleting_a_crd_deletes_its_objects(api: RunningApi) -> None:
     await install(api)
     for n in ("x1", "x2"):
         await api.client.create(CT_AV, "crontabs", "default", ct(n))
+    held = ct("held")  # its own finalizer keeps the CRD terminating until it is released
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    await api.client.create(CT_AV, "crontabs", "default", held)
     lst = await api.client.list(CT_AV, "crontabs", "default")
     events: list[tuple[str, str]] = []
 
@@ -273,14 +282,29 @@ async def test_deleting_a_crd_deletes_its_objects(api: RunningApi) -> None:
         async for ev in api.client.watch(CT_AV, "crontabs", "default", resource_version=lst["metadata"][
                 "resourceVersion"], timeout_seconds=20, allow_bookmarks=False):
             events.append((ev["type"], ev["object"]["metadata"]["name"]))
-            if len(events) == 2:
+            if ("DELETED", "held") in events:
                 return
 
     task = asyncio.create_task(watch())
     await asyncio.sleep(0.2)
     await api.client.delete(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com")
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # terminating: creates are refused
+        try:
+            await api.client.create(CT_AV, "crontabs", "default", ct("late"))
+        except ApiError as exc:
+            assert (exc.status, exc.message) == (
+                405, "create not allowed while custom resource definition is terminating")
+            break
+        await api.client.delete(CT_AV, "crontabs", "default", "late")
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    crd = await api.client.get(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com")
+    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}.get("Terminating") == "True"
+    await api.client.patch(CT_AV, "crontabs", "default", "held", {"metadata": {"finalizers": None}})
     await asyncio.wait_for(task, 15)
-    assert sorted(events) == [("DELETED", "x1"), ("DELETED", "x2")]
+    deleted = sorted(n for t, n in events if t == "DELETED")
+    assert deleted == ["held", "x1", "x2"], events
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         try:
@@ -336,13 +360,6 @@ async def test_invalid_crds_and_name_conflicts(api: RunningApi) -> None:
 
 def _fuzz_posts(url: str, token: str, ca_pem: bytes) -> int:
     """Random specs (and random bytes) POSTed as CronTabs: every answer is a 2xx or a 4xx Status."""
-    import ssl
-    import urllib.error
-    import urllib.request
-
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     leaves = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12)
     values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(
@@ -421,10 +438,6 @@ async def test_too_deeply_nested_preserved_data_is_a_400_not_a_500(api: RunningA
 
 async def test_rbac_applies_to_custom_resources(api: RunningApi) -> None:
     """A ServiceAccount granted read on crontabs (and write on crontabs/status) gets exactly that."""
-    import ssl
-
-    import aiohttp
-
     await install(api)
     c = api.client
     rbac = "rbac.authorization.k8s.io/v1"
@@ -460,3 +473,30 @@ async def test_rbac_applies_to_custom_resources(api: RunningApi) -> None:
         assert await code("PATCH", base + "/r/status", {"status": {"phase": "ok"}},
                           "application/merge-patch+json") == 200
         assert await code("PATCH", base + "/r", {"spec": {"replicas": 2}}, "application/merge-patch+json") == 403
+
+
+async def test_defaults_added_to_a_crd_apply_on_read(api: RunningApi) -> None:
+    await install(api)
+    await api.client.create(CT_AV, "crontabs", "default", ct("old"))
+    stored = json.loads(api.server.store.get("/registry/stable.example.com/crontabs/default/old").value)
+    assert "color" not in stored["spec"]
+    crd = await api.client.get(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com")
+    for v in crd["spec"]["versions"]:
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["color"] = {"type": "string",
+                                                                                       "default": "blue"}
+    await api.client.update(CRD_AV, "customresourcedefinitions", None, "crontabs.stable.example.com", crd)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        got = await api.client.get(CT_AV, "crontabs", "default", "old")
+        if got["spec"].get("color") == "blue":
+            break
+        assert asyncio.get_running_loop().time() < deadline, got
+        await asyncio.sleep(0.05)
+    lst = await api.client.list(CT_AV, "crontabs", "default")
+    assert [o["spec"]["color"] for o in lst["items"]] == ["blue"]
+    async for ev in api.client.watch(CT_AV, "crontabs", "default", resource_version="0", timeout_seconds=1):
+        assert ev["object"]["spec"]["color"] == "blue"
+        break
+    # storage is untouched until the next write
+    stored = json.loads(api.server.store.get("/registry/stable.example.com/crontabs/default/old").value)
+    assert "color" not in stored["spec"]

@@ -150,3 +150,49 @@ async def test_weights_unresolved_refs_and_reference_grants(tmp_path: Path) -> N
                 assert abs(seen[k] / 2000 - share) <= 0.05, (k, seen)
     finally:
         await runner.cleanup()
+
+
+def _filtered(*filters: Obj, path: tuple[str, str] = ("PathPrefix", "/")) -> Obj:
+    r = rule(ref("a"), path=path)
+    r["filters"] = list(filters)
+    return r
+
+
+async def test_filters_through_haproxy(tmp_path: Path) -> None:
+    port_a = free_port()
+    runner = await serve("a", "127.0.0.1", [port_a])
+    svcs = {"default/a": service("a", [("http", 80)])}
+    slices = {"default/a": [slice_("a", ["127.0.0.1"], [("http", port_a)])]}
+    routes = (httproute("f", ["f.test"],
+                        _filtered({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                            "set": [{"name": "X-Set", "value": "one two"}], "add": [{"name": "X-Add", "value": "2"}],
+                            "remove": ["X-Drop"]}},
+                            {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+                                "set": [{"name": "X-Resp", "value": "yes"}]}}, path=("PathPrefix", "/hdr")),
+                        _filtered({"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}},
+                                  path=("PathPrefix", "/secure")),
+                        _filtered({"type": "URLRewrite", "urlRewrite": {"hostname": "inner.test", "path": {
+                            "type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}}, path=("PathPrefix", "/v1")),
+                        _filtered({"type": "URLRewrite", "urlRewrite": {"path": {
+                            "type": "ReplaceFullPath", "replaceFullPath": "/fixed"}}}, path=("PathPrefix", "/full"))),
+              httproute("bad", ["b.test"], _filtered({"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                  "set": [{"name": "X-Evil", "value": "a\r\nInjected: 1"}]}})))
+    t = compile_routes(RouteInputs(routes, services=svcs, slices=slices))
+    assert [(p.name, p.reason) for p in t.problems] == [("bad", "UnsupportedValue")]
+    try:
+        async with table_haproxy(tmp_path, t) as port, aiohttp.ClientSession() as sess:
+            base = f"http://127.0.0.1:{port}"
+            async with sess.get(base + "/hdr/x", headers={"Host": "f.test", "X-Drop": "1", "X-Add": "1"}) as r:
+                body = await r.json()
+                assert r.headers["X-Resp"] == "yes"
+            h = body["headers"]
+            assert h["x-set"] == "one two" and "x-drop" not in h and h["x-add"].endswith("2"), h  # appended line
+            async with sess.get(base + "/secure/p?q=1", headers={"Host": "f.test"}, allow_redirects=False) as r:
+                assert r.status == 301 and r.headers["Location"] == "https://f.test/secure/p?q=1", r.headers
+            async with sess.get(base + "/v1/items?x=1", headers={"Host": "f.test"}) as r:
+                body = await r.json()
+            assert body["path"] == "/v2/items?x=1" and body["headers"]["host"] == "inner.test", body
+            async with sess.get(base + "/full/any/thing", headers={"Host": "f.test"}) as r:
+                assert (await r.json())["path"] == "/fixed"
+    finally:
+        await runner.cleanup()

@@ -86,6 +86,8 @@ async def _walk(c: Cluster, flags: Path, name: str, args: list[str], limit: floa
             server_lag["not_ready"] = None if t_dns is None else t_dns - t_api
             timeline = [(round(t - t_api, 3), d.get("source")) for d in await logs(c, name)
                         if "endpoints" in d for t in [d["time"]]]
+            _, out, _ = await c.kubectl("logs", "-n", NS, name, check=False)
+            timeline.append(("stderr", [x for x in out.splitlines() if not x.startswith("{")][-10:]))
     finally:
         await watcher.close()
     for what, t in took.items():
@@ -152,7 +154,8 @@ class UpCluster:
     async def __aenter__(self) -> UpCluster:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "servicenet.cli", "up", "--network", "netns", "--data-dir", str(self.data),
-            "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", cwd=str(ROOT),
+            "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
+            "--only", "controller-manager,node,dns,proxy", cwd=str(ROOT),
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         assert self.proc.stdout is not None

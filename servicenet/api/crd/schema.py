@@ -128,26 +128,30 @@ def _prune_value(v: Any, s: Schema, path: str, unknown: list[str] | None) -> Non
 # ---------------------------------------------------------------- defaulting
 
 
-def default(obj: Any, s: Schema) -> None:
-    """Fill missing fields that have a ``default`` where their parent exists (recursively)."""
+def default(obj: Any, s: Schema) -> bool:
+    """Fill missing fields that have a ``default`` where their parent exists (recursively).
+    Returns whether anything was filled."""
+    changed = False
     if isinstance(obj, dict):
         ps = props(s)
         for k, ps_k in ps.items():
             if "default" in ps_k and (k not in obj or (obj[k] is None and not ps_k.get("nullable"))):
                 obj[k] = copy.deepcopy(ps_k["default"])
+                changed = True
         for k, v in obj.items():
             if k in ps:
-                default(v, ps[k])
+                changed |= default(v, ps[k])
         ap = addl(s)
         if ap is not None:
             for k, v in obj.items():
                 if k not in ps:
-                    default(v, ap)
+                    changed |= default(v, ap)
     elif isinstance(obj, list):
         it = items(s)
         if it is not None:
             for e in obj:
-                default(e, it)
+                changed |= default(e, it)
+    return changed
 
 
 # ---------------------------------------------------------------- validation

@@ -279,6 +279,7 @@ class CrdVersion:
     deprecated: bool = False
     deprecation_warning: str = ""
     multi_version: bool = False  # objects may be stored at another version: reads rewrite apiVersion
+    terminating: bool = False  # the CRD is being deleted: no new objects
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -331,6 +332,7 @@ def served_versions(crd: dict[str, Any]) -> list[CrdVersion]:
                               selectable_fields=tuple(f.get("jsonPath", "") for f in v.get("selectableFields") or ()),
                               deprecated=bool(v.get("deprecated")),
                               deprecation_warning=v.get("deprecationWarning") or "",
+                              terminating=bool((crd.get("metadata") or {}).get("deletionTimestamp")),
                               multi_version=len(spec.get("versions") or []) > 1
                               or (crd.get("status") or {}).get("storedVersions", [v["name"]]) != [v["name"]]))
     return out

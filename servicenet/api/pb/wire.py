@@ -109,7 +109,10 @@ def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
         size = msg.ByteSize()
         msg.DiscardUnknownFields()
         if msg.ByteSize() != size:
-            _unknown_paths(cls.FromString(raw), "", unknown)
+            try:
+                _unknown_paths(cls.FromString(raw), "", unknown)
+            except ValueError as exc:  # a map key that is not UTF-8 (fuzzer find)
+                raise ProtobufError(f"the protobuf {kind} could not be converted: {exc}") from None
     else:
         msg.DiscardUnknownFields()
     try:
