@@ -31,13 +31,22 @@ async def wait_for_signal() -> None:
 
 
 async def run_until_signal(component: Component, *, closing: Sequence[Callable[[], Awaitable[Any]]] = (),
-                           announce: bool = False) -> None:
+                           announce: bool = False, started: Callable[[], None] | None = None) -> None:
     """Start ``component``, wait for a signal, stop it, then run ``closing`` in order.
 
-    ``announce`` prints ``component.describe()`` as one JSON line once it has started.
+    ``announce`` prints ``component.describe()`` as one JSON line once it has started; ``started``
+    is called then instead, for a component that reports itself in its own words. If the start
+    fails, ``closing`` still runs (and the error propagates).
     """
-    await component.start()
-    if announce:
+    try:
+        await component.start()
+    except BaseException:
+        for close in closing:
+            await close()
+        raise
+    if started is not None:
+        started()
+    elif announce:
         print(json.dumps(component.describe()), flush=True)
     try:
         await wait_for_signal()

@@ -74,6 +74,18 @@ class Result:
 # object helpers
 
 
+def tolerates(taint: Obj, tolerations: list[Obj]) -> bool:
+    """Whether one of ``tolerations`` tolerates ``taint`` (an empty key with Exists matches all)."""
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
 def controller_ref(owner: Obj, api_version: str, kind: str) -> Obj:
     return {
         "apiVersion": api_version,

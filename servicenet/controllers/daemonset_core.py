@@ -28,6 +28,7 @@ from .actions import (
     meta,
     name_of,
     ns_of,
+    tolerates,
 )
 from .deployment_core import template_hash, templates_equal
 from .replicaset_core import pod_from_template
@@ -45,23 +46,12 @@ DAEMON_TOLERATIONS: tuple[Obj, ...] = (
 )
 
 
-def _tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != taint.get("effect"):
-            continue
-        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint.get("key")):
-            return True
-        if t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
-            return True
-    return False
-
-
 def node_eligible(pod_spec: Obj, node: Obj) -> bool:
     labels = labels_of(node)
     if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
         return False
     tolerations = list(pod_spec.get("tolerations") or []) + list(DAEMON_TOLERATIONS)
-    return all(_tolerated(t, tolerations) for t in (node.get("spec") or {}).get("taints") or []
+    return all(tolerates(t, tolerations) for t in (node.get("spec") or {}).get("taints") or []
                if t.get("effect") in ("NoSchedule", "NoExecute"))
 
 

@@ -24,6 +24,7 @@ from .actions import (
     labels_of,
     name_of,
     ns_of,
+    tolerates,
 )
 
 SCHEDULER_NAME = "default-scheduler"
@@ -50,17 +51,6 @@ def node_ready(node: Obj) -> bool:
     return c is not None and c.get("status") == "True"
 
 
-def _tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != taint.get("effect"):
-            continue
-        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint.get("key")):
-            return True
-        if t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
-            return True
-    return False
-
-
 def fits(pod: Obj, node: Obj) -> str | None:
     """None if the pod can go to the node, else a short reason."""
     if not node_ready(node):
@@ -70,7 +60,7 @@ def fits(pod: Obj, node: Obj) -> str | None:
         return "node(s) were unschedulable"
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     for taint in nspec.get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, tolerations):
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(taint, tolerations):
             return "node(s) had untolerated taint"
     sel = (pod.get("spec") or {}).get("nodeSelector") or {}
     nl = labels_of(node)

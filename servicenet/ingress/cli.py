@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
 from typing import Any
 
 from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
+from servicenet.common.runner import run_until_signal
 from servicenet.ingress.controller import IngressConfig, IngressController
 from servicenet.ingress.model import CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION
 
@@ -77,18 +77,12 @@ def main(argv: list[str]) -> int:
     async def run() -> None:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         ctl = (UpIngress if args.create_class else IngressController)(client, cfg)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await ctl.start()
+
+        def started() -> None:
             for k, v in ctl.describe().items():
                 print(f"servicenet ingress {k:<6} {v}", flush=True)
-            await stop.wait()
-        finally:
-            await ctl.stop()
-            await client.close()
+
+        await run_until_signal(ctl, closing=[client.close], started=started)
 
     asyncio.run(run())
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import signal
 import socket
 import sys
 import time
@@ -28,6 +27,7 @@ from servicenet.common import log
 from servicenet.common.component import bounded
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import socket_in_netns
+from servicenet.common.runner import run_until_signal
 from servicenet.proxy import conntrack, model
 from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
 from servicenet.proxy.lb_allocator import LBAllocator
@@ -468,21 +468,8 @@ def main(argv: list[str]) -> int:
     async def run() -> None:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         proxy = ProxyServer(cfg, client=client)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await proxy.start()
-        except ProxyConfigError:
-            await client.close()
-            raise
-        print(f"servicenet proxy ({cfg.mode}) running: {proxy.describe()}", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            await proxy.stop()
-            await client.close()
+        await run_until_signal(proxy, closing=[client.close], started=lambda: print(
+            f"servicenet proxy ({cfg.mode}) running: {proxy.describe()}", flush=True))
 
     try:
         try:
