@@ -220,8 +220,12 @@ class EndpointView(NamedTuple):
         else:
             zone_hints = node_hints = ()
         addrs = ep.get("addresses") or ()
+        if addrs.__class__ is list and len(addrs) == 1 and addrs[0].__class__ is str:
+            addresses = (addrs[0],)  # (the usual case, without a loop)
+        else:
+            addresses = tuple([a if a.__class__ is str else str(a) for a in addrs])
         return _new_endpoint(EndpointView, (
-            tuple(a if a.__class__ is str else str(a) for a in addrs),
+            addresses,
             ready, ready if serving is None else bool(serving), bool(cond.get("terminating")),
             ep.get("hostname") or None, ep.get("nodeName") or "", ep.get("zone") or "",
             pod_name, zone_hints, node_hints))
@@ -248,7 +252,8 @@ class EndpointSliceView(NamedTuple):
             SlicePortView(str(p.get("name") or ""), str(p.get("protocol") or "TCP").upper(),
                           p["port"] if isinstance(p.get("port"), int) else None, p.get("appProtocol"))
             for p in obj.get("ports") or () if isinstance(p, dict))
-        eps = tuple(EndpointView.parse(e) for e in obj.get("endpoints") or () if isinstance(e, dict))
+        parse = EndpointView.parse
+        eps = tuple([parse(e) for e in obj.get("endpoints") or () if isinstance(e, dict)])
         return EndpointSliceView(
             namespace=m.get("namespace") or "default", name=m.get("name") or "",
             service=labels.get(wk.SERVICE_NAME_LABEL) or "", address_type=obj.get("addressType") or "",

@@ -8,6 +8,7 @@ addresses canonical).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -96,10 +97,17 @@ class Pod:
 
 
 def canonical_ip(text: str) -> str | None:
+    """``text`` as :mod:`ipaddress` prints it, or None if it is no address."""
+    if _CANONICAL_V4(text):  # the common case, without ipaddress: already in that form
+        return text
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}").fullmatch  # (ASCII digits, no leading zeros)
 
 
 def _ports(raw: Iterable[ServicePortView | SlicePortView]) -> tuple[Port, ...]:
@@ -135,7 +143,7 @@ def slice_from_view(v: EndpointSliceView) -> Slice | None:
         return None
     eps: list[Endpoint] = []
     for ep in v.endpoints:
-        addrs = tuple(a for a in (canonical_ip(str(x)) for x in ep.addresses) if a)
+        addrs = tuple([a for a in map(canonical_ip, ep.addresses) if a])  # (the view's addresses are strings)
         if not addrs:
             continue
         eps.append(Endpoint(addrs, ep.hostname.lower() if ep.hostname else None, ep.ready,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from servicenet.api.views import EndpointSliceView, ServiceView, name_of, ns_of
 
@@ -42,8 +42,10 @@ class ServicePortName:
         return _LOWER.get(self.protocol) or self.protocol.lower()
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    """One endpoint of a service port. A NamedTuple, not a frozen dataclass: a cold start builds
+    10^5 of these (immutable alike; :func:`parse_slice` builds them with ``tuple.__new__``)."""
+
     ip: str
     port: int
     ready: bool = True
@@ -173,6 +175,9 @@ def parse_service(svc: Mapping[str, Any], family: int = 4) -> list[ServicePort]:
     return out
 
 
+_new = tuple.__new__
+
+
 def parse_slice(es: Mapping[str, Any], node_name: str,
                 family: int = 4) -> tuple[tuple[str, str], list[tuple[str, str, int, Endpoint]]]:
     """``((ns, service), [(portName, PROTOCOL, port, Endpoint), ...])`` for one EndpointSlice.
@@ -189,8 +194,8 @@ def parse_slice(es: Mapping[str, Any], node_name: str,
         node = ep.node_name
         for addr in ep.addresses[:1]:  # upstream uses the first address
             for name, proto, port in ports:  # (positional: ~10^5 of these in a full sync)
-                e = Endpoint(addr, port, ep.ready, ep.serving, ep.terminating, bool(node) and node == node_name, node,
-                             ep.zone_hints, ep.node_hints)
+                e = _new(Endpoint, (addr, port, ep.ready, ep.serving, ep.terminating, bool(node) and node == node_name,
+                                    node, ep.zone_hints, ep.node_hints))
                 out.append((name, proto, port, e))
     return key, out
 

@@ -10,13 +10,22 @@ Two writers take the same commands and never parse each other's output: :func:`r
 batch. The table skeleton (table, set and map declarations, base chains, fixed rules) is
 written as text only: it always goes through ``nft -f``.
 
+The values are named tuples, not frozen dataclasses: a full sync of 10,000 services builds
+~10^5 of them, and a tuple is built, hashed and compared several times faster (immutable
+alike). Calling a class checks what it can (a verdict code, a protocol, keys against values);
+:func:`make` builds one without the check, for a writer's hot loop whose fields are its own
+(``make(Verdict, ("goto", chain))``). A :class:`Rule` equals another only when every
+expression is of the same class too (named tuples alone compare by their fields).
+
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+make: Callable[..., Any] = tuple.__new__  # make(Cls, (field, ...)): every field, in order, unchecked
 
 PROTOS = ("tcp", "udp", "sctp")
 
@@ -27,8 +36,7 @@ def _ipx(family: str) -> str:
 
 # --- rule expressions ----------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Addr:
+class Addr(NamedTuple):
     """``ip saddr 10.0.0.1`` or ``ip saddr != 10.0.0.0/8``: an address or prefix match."""
 
     which: str  # "saddr" | "daddr"
@@ -39,8 +47,7 @@ class Addr:
         return f"{ipx} {self.which} {'!= ' if self.neq else ''}{self.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class AddrInSet:
+class AddrInSet(NamedTuple):
     """``ip saddr @set``."""
 
     which: str
@@ -50,8 +57,7 @@ class AddrInSet:
         return f"{ipx} {self.which} @{self.set}"
 
 
-@dataclass(frozen=True, slots=True)
-class AddrNotInRanges:
+class AddrNotInRanges(NamedTuple):
     """``ip saddr != { 10.0.0.0/8, ... }`` (an anonymous interval set: left to ``nft``)."""
 
     which: str
@@ -61,22 +67,25 @@ class AddrNotInRanges:
         return f"{ipx} {self.which} != {{ {', '.join(self.ranges)} }}"
 
 
-@dataclass(frozen=True, slots=True)
-class L4Proto:
-    """``meta l4proto tcp``."""
-
+class _L4Proto(NamedTuple):
     proto: str
 
-    def __post_init__(self) -> None:
-        if self.proto not in PROTOS:
-            raise ValueError(f"unknown layer 4 protocol {self.proto!r}")
+
+class L4Proto(_L4Proto):
+    """``meta l4proto tcp``."""
+
+    __slots__ = ()
+
+    def __new__(cls, proto: str) -> L4Proto:
+        if proto not in PROTOS:
+            raise ValueError(f"unknown layer 4 protocol {proto!r}")
+        return make(cls, (proto,))  # type: ignore[no-any-return]
 
     def text(self, ipx: str) -> str:
         return f"meta l4proto {self.proto}"
 
 
-@dataclass(frozen=True, slots=True)
-class FibLocal:
+class FibLocal(NamedTuple):
     """``fib saddr type local``: the address is one of this host's."""
 
     which: str
@@ -88,23 +97,26 @@ class FibLocal:
 VERDICT_CODES = ("drop", "accept", "jump", "goto", "return")
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """``drop``, ``goto chain``, ``jump chain``: a rule's last expression or a map value."""
-
+class _Verdict(NamedTuple):
     code: str
     chain: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.code not in VERDICT_CODES or (self.chain is None) != (self.code not in ("jump", "goto")):
-            raise ValueError(f"bad verdict {self.code} {self.chain}")
+
+class Verdict(_Verdict):
+    """``drop``, ``goto chain``, ``jump chain``: a rule's last expression or a map value."""
+
+    __slots__ = ()
+
+    def __new__(cls, code: str, chain: str | None = None) -> Verdict:
+        if code not in VERDICT_CODES or (chain is None) != (code not in ("jump", "goto")):
+            raise ValueError(f"bad verdict {code} {chain}")
+        return make(cls, (code, chain))  # type: ignore[no-any-return]
 
     def text(self, ipx: str = "") -> str:
         return f"{self.code} {self.chain}" if self.chain else self.code
 
 
-@dataclass(frozen=True, slots=True)
-class Dnat:
+class Dnat(NamedTuple):
     """``dnat to 10.0.0.1:80`` (after an :class:`L4Proto` match)."""
 
     ip: str
@@ -114,8 +126,7 @@ class Dnat:
         return f"dnat to [{self.ip}]:{self.port}" if ":" in self.ip else f"dnat to {self.ip}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class DnatMap:
+class DnatMap(NamedTuple):
     """``dnat ip addr . port to numgen random mod N offset B map @M``: one of N endpoints,
     those under keys ``B .. B+N-1`` of the endpoint map ``M``."""
 
@@ -127,8 +138,7 @@ class DnatMap:
         return f"dnat {ipx} addr . port to numgen random mod {self.mod} offset {self.offset} map @{self.map}"
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateSet:
+class UpdateSet(NamedTuple):
     """``update @set { ip saddr }``: remember the client (session affinity)."""
 
     set: str
@@ -137,8 +147,7 @@ class UpdateSet:
         return f"update @{self.set} {{ {ipx} saddr }}"
 
 
-@dataclass(frozen=True, slots=True)
-class NumgenVmap:
+class NumgenVmap(NamedTuple):
     """``numgen random mod N vmap { 0 : goto a , 1 : goto b }`` (an anonymous verdict map)."""
 
     targets: tuple[Verdict, ...]
@@ -151,10 +160,19 @@ class NumgenVmap:
 Expr = Addr | AddrInSet | AddrNotInRanges | L4Proto | FibLocal | Verdict | Dnat | DnatMap | UpdateSet | NumgenVmap
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     exprs: tuple[Expr, ...]
     comment: str = ""
+
+    def __eq__(self, other: object) -> bool:
+        # the same fields and, position by position, expressions of the same class
+        return (other.__class__ is Rule and tuple.__eq__(self, other)  # type: ignore[operator]
+                and all(a.__class__ is b.__class__ for a, b in zip(self.exprs, other.exprs, strict=True)))  # type: ignore[attr-defined]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = tuple.__hash__  # (equal rules are equal tuples)
 
     def text(self, ipx: str) -> str:
         body = " ".join([e.text(ipx) for e in self.exprs])
@@ -167,8 +185,7 @@ JUMP_MASQ = Verdict("jump", "mark-for-masquerade")
 
 # --- set and map elements ------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class PortKey:
+class PortKey(NamedTuple):
     """``10.96.0.1 . tcp . 80`` (dispatch maps by address) or ``tcp . 30080`` (NodePorts)."""
 
     addr: str | None
@@ -181,8 +198,7 @@ class PortKey:
         return f"{self.addr} . {self.proto} . {self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class AddrPair:
+class AddrPair(NamedTuple):
     """``10.0.0.1 . 10.0.0.1`` (the hairpin set)."""
 
     first: str
@@ -192,8 +208,7 @@ class AddrPair:
         return f"{self.first} . {self.second}"
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """``10.0.0.1 . 80``: an endpoint map value."""
 
     ip: str
@@ -213,32 +228,28 @@ def key_text(k: Key) -> str:
 
 # --- commands ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class AddChain:
+class AddChain(NamedTuple):
     name: str
 
     def text(self, t: str, ipx: str) -> str:
         return f"add chain {t} {self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class FlushChain:
+class FlushChain(NamedTuple):
     name: str
 
     def text(self, t: str, ipx: str) -> str:
         return f"flush chain {t} {self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteChain:
+class DeleteChain(NamedTuple):
     name: str
 
     def text(self, t: str, ipx: str) -> str:
         return f"delete chain {t} {self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class AddRule:
+class AddRule(NamedTuple):
     chain: str
     rule: Rule
 
@@ -246,17 +257,21 @@ class AddRule:
         return f"add rule {t} {self.chain} {self.rule.text(ipx)}"
 
 
-@dataclass(frozen=True, slots=True)
-class AddElements:
-    """``add element <set> { k, ... }`` or, with ``values``, ``{ k : v, ... }`` (a map)."""
-
+class _AddElements(NamedTuple):
     set: str
     keys: tuple[Key, ...]
     values: tuple[Value, ...] | None = None
 
-    def __post_init__(self) -> None:
-        if self.values is not None and len(self.values) != len(self.keys):
-            raise ValueError(f"{self.set}: {len(self.keys)} keys but {len(self.values)} values")
+
+class AddElements(_AddElements):
+    """``add element <set> { k, ... }`` or, with ``values``, ``{ k : v, ... }`` (a map)."""
+
+    __slots__ = ()
+
+    def __new__(cls, set: str, keys: tuple[Key, ...], values: tuple[Value, ...] | None = None) -> AddElements:
+        if values is not None and len(values) != len(keys):
+            raise ValueError(f"{set}: {len(keys)} keys but {len(values)} values")
+        return make(cls, (set, keys, values))  # type: ignore[no-any-return]
 
     def text(self, t: str, ipx: str) -> str:
         if self.values is None:
@@ -266,8 +281,7 @@ class AddElements:
         return f"add element {t} {self.set} {{ {items} }}"
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteElements:
+class DeleteElements(NamedTuple):
     set: str
     keys: tuple[Key, ...]
 
@@ -275,8 +289,7 @@ class DeleteElements:
         return f"delete element {t} {self.set} {{ {', '.join(map(key_text, self.keys))} }}"
 
 
-@dataclass(frozen=True, slots=True)
-class FlushSet:
+class FlushSet(NamedTuple):
     """Every element of a set (``is_map``: of a map) removed."""
 
     name: str
@@ -286,8 +299,7 @@ class FlushSet:
         return f"flush {'map' if self.is_map else 'set'} {t} {self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteSet:
+class DeleteSet(NamedTuple):
     name: str
     is_map: bool = False
 
@@ -295,8 +307,7 @@ class DeleteSet:
         return f"delete {'map' if self.is_map else 'set'} {t} {self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class AddAffinitySet:
+class AddAffinitySet(NamedTuple):
     """A session-affinity set: client addresses that expire after ``timeout`` seconds.
 
     Declarations are left to ``nft`` (it records set properties the listing depends on)."""

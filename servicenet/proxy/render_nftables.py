@@ -71,6 +71,7 @@ from servicenet.proxy.nft_commands import (
     UpdateSet,
     Value,
     Verdict,
+    make,
     render,
 )
 from servicenet.proxy.nft_skeleton import (
@@ -211,14 +212,15 @@ def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragmen
     if has_endpoints:
         int_verdict = ext_verdict = DROP  # (used only when the policy's endpoints are missing)
 
+    # (the values are built with make(): the hot loop of a full sync, fields all generated here)
     if internal:
-        maps["service-ips"] = {PortKey(sp.cluster_ip, proto, sp.port): Verdict("goto", internal_chain)}
+        maps["service-ips"] = {make(PortKey, (sp.cluster_ip, proto, sp.port)): make(Verdict, ("goto", internal_chain))}
     else:
-        maps["no-endpoint-services"] = {PortKey(sp.cluster_ip, proto, sp.port): int_verdict}
+        maps["no-endpoint-services"] = {make(PortKey, (sp.cluster_ip, proto, sp.port)): int_verdict}
     if exposed:
-        to_ext, to_fw = Verdict("goto", ext_chain), Verdict("goto", fw_chain)
+        to_ext, to_fw = make(Verdict, ("goto", ext_chain)), make(Verdict, ("goto", fw_chain))
         for ip in (*sp.external_ips, *sp.lb_ips):
-            key = PortKey(ip, proto, sp.port)
+            key = make(PortKey, (ip, proto, sp.port))
             if has_endpoints:
                 maps.setdefault("service-ips", {})[key] = to_ext
             if uses_fw and ip in sp.lb_ips:
@@ -226,7 +228,7 @@ def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragmen
             if not external:
                 maps.setdefault("no-endpoint-services", {})[key] = ext_verdict
         if sp.node_port:
-            key = PortKey(None, proto, sp.node_port)
+            key = make(PortKey, (None, proto, sp.node_port))
             if has_endpoints:
                 maps["service-nodeports"] = {key: to_ext}
             if not external:
@@ -256,12 +258,12 @@ def render_fragment(st: ServiceState, cfg: NftConfig, blocks: Blocks) -> Fragmen
                             for ep, t in zip(eps, targets, strict=True)),
                           Rule((NumgenVmap(targets),)))
         elif n == 1:
-            chains[ch] = (Rule((L4[proto], Dnat(eps[0].ip, eps[0].port))),)
+            chains[ch] = (make(Rule, ((L4[proto], make(Dnat, (eps[0].ip, eps[0].port))), "")),)
         else:
             base = blocks.fit(ch, n)
             mname = blocks.map_for(ch)
             lbs.append((ch, mname, base, eps))
-            chains[ch] = (Rule((L4[proto], DnatMap(n, base, mname))),)
+            chains[ch] = (make(Rule, ((L4[proto], make(DnatMap, (n, base, mname))), "")),)
 
     if uses_ext:
         rules: list[Rule] = []
@@ -307,7 +309,7 @@ def assemble(frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
             sets[s].update(elems)
         if endpoints:
             for _, mname, base, eps in f.lbs:
-                maps.setdefault(mname, {}).update({i: Target(ep.ip, ep.port) for i, ep in enumerate(eps, base)})
+                maps.setdefault(mname, {}).update({i: make(Target, (ep.ip, ep.port)) for i, ep in enumerate(eps, base)})
     out = {s: frozenset(v) for s, v in sets.items()}
     if cfg.nodeport_primary:
         out["nodeport-ips"] = frozenset(node_ips)
@@ -467,9 +469,9 @@ def content_transaction(rs: NftRuleset, cfg: NftConfig, existing_chains: Iterabl
     if existing_chains is not None:  # (None: a table just created, nothing to flush)
         out += [FlushSet(s) for s in SETS if s in rs.sets]
         out += [FlushSet(m, is_map=True) for m in (*MAPS, *rs.endpoint_maps)]
-    out += [AddChain(c) for c in rs.chains if c not in existing]
-    out += [FlushChain(c) for c in rs.chains if c in existing]
-    out += [AddRule(c, r) for c, rules in rs.chains.items() for r in rules]
+    out += [make(AddChain, (c,)) for c in rs.chains if c not in existing]
+    out += [make(FlushChain, (c,)) for c in rs.chains if c in existing]
+    out += [make(AddRule, (c, r)) for c, rules in rs.chains.items() for r in rules]
     # endpoint maps after the rules that read them: checking each new element against the
     # (few) rules of its shard is cheaper than walking the shard once per binding rule
     if bulk:
@@ -524,8 +526,8 @@ def prepare_transaction(frags: Sequence[Fragment], cfg: NftConfig) -> list[Comma
     so this can go out in pieces, ahead of the switch. (Their endpoint map elements go with
     them, from :func:`endpoint_runs`.)
     """
-    out: list[Command] = [AddChain(c) for f in frags for c in f.chains]
-    out += [AddRule(c, r) for f in frags for c, rules in f.chains.items() for r in rules]
+    out: list[Command] = [make(AddChain, (c,)) for f in frags for c in f.chains]
+    out += [make(AddRule, (c, r)) for f in frags for c, rules in f.chains.items() for r in rules]
     return out
 
 
