@@ -60,6 +60,10 @@ def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests-inflight", type=int, default=400)
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="NoExecute not-ready toleration added to pods (DefaultTolerationSeconds admission)")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="NoExecute unreachable toleration added to pods (DefaultTolerationSeconds admission)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +115,9 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
                            audit_log_maxsize=args.audit_log_maxsize, audit_log_maxbackup=args.audit_log_maxbackup,
                            max_requests_inflight=args.max_requests_inflight,
                            max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-                           request_timeout=args.request_timeout)
+                           request_timeout=args.request_timeout,
+                           default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                           default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:

@@ -175,6 +175,8 @@ class ControllerManager:
         self.rss = f.informer("apps/v1", "replicasets")
         self.deployments = f.informer("apps/v1", "deployments")
         self.statefulsets = f.informer("apps/v1", "statefulsets")
+        self.node_leases = f.informer("coordination.k8s.io/v1", "leases", nodelifecycle_core.LEASE_NAMESPACE)
+        self._health: dict[str, nodelifecycle_core.Health] = {}
         self.workloads = workloads.WorkloadControllers(self) if self.enabled & set(workloads.CONTROLLERS) else None
         self._setup_indexes()
 
@@ -234,13 +236,26 @@ class ControllerManager:
                 return
             for w in wakeup.wakes(plural, etype, obj, old, self):
                 self._add(w.controller, w.key)
+            if plural == "pods" and etype != "DELETED":
+                self._pod_on_tainted_node(obj)
         return on_event
+
+    def _pod_on_tainted_node(self, pod: Obj) -> None:
+        """A pod landing on (or changing on) a node with NoExecute taints: let taint eviction look."""
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = self.nodes.get("", node_name) if node_name else None
+        if node is not None and any(t.get("effect") == "NoExecute" for t in (node.get("spec") or {}).get("taints") or []):
+            self._add("nodelifecycle", node_name)
+
+    def _on_node_lease(self, etype: str, obj: Obj, old: Obj | None) -> None:
+        self._add("nodelifecycle", name_of(obj))
 
     def _setup_handlers(self) -> None:
         for plural, inf in (("services", self.services), ("pods", self.pods), ("endpointslices", self.slices),
                             ("endpoints", self.endpoints), ("nodes", self.nodes), ("replicasets", self.rss),
                             ("deployments", self.deployments), ("statefulsets", self.statefulsets)):
             inf.add_handler(self._handler(plural))
+        self.node_leases.add_handler(self._on_node_lease)
         if self.workloads is not None:
             self.workloads.setup_handlers()
 
@@ -498,8 +513,12 @@ class ControllerManager:
     async def _sync_node(self, key: str) -> None:
         node = self.nodes.get("", key)
         if node is None:
+            self._health.pop(key, None)
             return
-        res = nodelifecycle_core.reconcile_node(node, self.pods.by_index("node", key), datetime.now(UTC), self.node_monitor_grace)
+        now = datetime.now(UTC)
+        health = nodelifecycle_core.observe(self._health.get(key), node, self.node_leases.get(nodelifecycle_core.LEASE_NAMESPACE, key), now)
+        self._health[key] = health
+        res = nodelifecycle_core.reconcile_node(node, self.pods.by_index("node", key), now, self.node_monitor_grace, health)
         await self._execute("nodelifecycle", key, node, res)
 
 

@@ -33,6 +33,7 @@ from servicenet.common.netns import is_root
 from servicenet.common.runner import run_until_signal
 from servicenet.node import podsecurity
 from servicenet.node.auth import NodeAuth
+from servicenet.node.lease import DEFAULT_DURATION, NodeLease
 from servicenet.node.network import PodNetwork, make_network
 from servicenet.node.podspec import HostResolv, parse_resolv_conf
 from servicenet.node.process import PKG_ROOT
@@ -113,7 +114,8 @@ class NodeAgent:
                  cluster_dns_ip: str | None = None, cluster_domain: str = wk.CLUSTER_DOMAIN,
                  data_dir: str | None = None, virtual_ready_delay: float = 0.0, backoff_base: float = 10.0,
                  host: str = "127.0.0.1", port: int = 0, resolv_conf: str | None = "/etc/resolv.conf",
-                 heartbeat_interval: float = 10.0, net_id: str | None = None) -> None:
+                 heartbeat_interval: float = 10.0, net_id: str | None = None,
+                 lease_duration: int = DEFAULT_DURATION) -> None:
         self.client = client
         self.node_name = node_name
         self.mode = ("netns" if is_root() else "loopback") if network == "auto" else network
@@ -140,6 +142,7 @@ class NodeAgent:
             services=self._services, on_event=self._event, request_token=self._request_token)
         self.health = HealthServer(host, port)
         self.heartbeat_interval = heartbeat_interval
+        self.lease = NodeLease(client, node_name, duration=lease_duration)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._pods: Any = None
@@ -207,6 +210,7 @@ class NodeAgent:
         await self._pods.wait_synced()
         await self.runtime.cleanup_orphans()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="node heartbeat"))
+        self._tasks.append(asyncio.create_task(self.lease.run(), name="node lease"))
         _log.info("node agent started", node=self.node_name, network=self.mode, port=self.port)
 
     async def stop(self) -> None:
@@ -345,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--port", type=int, default=10250)
     p.add_argument("--virtual-ready-delay", type=float, default=0.0)
+    p.add_argument("--node-lease-duration-seconds", type=int, default=DEFAULT_DURATION,
+                   help="heartbeat Lease duration; renewed every quarter of it (default 40)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     log.setup(args.log_level)
@@ -353,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         agent = NodeAgent(client, node_name=args.node_name, network=args.network, pod_cidr=args.pod_cidr,
                           cluster_dns_ip=args.cluster_dns, cluster_domain=args.cluster_domain,
-                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port)
+                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port,
+                          lease_duration=args.node_lease_duration_seconds)
         await run_until_signal(agent, closing=[client.close], announce=True)
 
     asyncio.run(run())
