@@ -21,6 +21,7 @@ import prometheus_client
 from servicenet.api import wellknown as wk
 from servicenet.api.selectors import equality_selector_matches
 from servicenet.client import ApiClient, ApiError, Informer, InformerFactory, object_path
+from servicenet.client import leaderelection as le
 from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.runner import run_until_signal
@@ -541,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0)
     p.add_argument("--controllers", default=",".join(ALL_CONTROLLERS))
     p.add_argument("--log-level", default="info")
+    le.add_flags(p, "kube-controller-manager")
     args = p.parse_args(argv)
     if not 1 <= args.max_endpoints_per_slice <= 1000:
         p.error("--max-endpoints-per-slice must be within 1..1000")
@@ -556,7 +558,11 @@ def main(argv: list[str] | None = None) -> int:
             health_port=args.health_listen[1],
             controllers=[c for c in args.controllers.split(",") if c],
         )
-        await run_until_signal(cm, closing=[client.close])
+        comp = le.wrap(cm, client, args)
+        await run_until_signal(comp, closing=[client.close])
+        if getattr(comp, "lost", False):
+            raise SystemExit(1)
 
     asyncio.run(run())
     return 0
+
