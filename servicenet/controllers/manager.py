@@ -33,6 +33,7 @@ from . import (
     mirroring_core,
     nodelifecycle_core,
     replicaset_core,
+    scheduler_affinity,
     scheduler_core,
     statefulset_core,
     wakeup,
@@ -165,7 +166,7 @@ class ControllerManager:
         self._trackers: dict[str, _Tracker] = {c: _Tracker() for c in ALL_CONTROLLERS}
         self._trigger: dict[str, dict[str, datetime]] = {"endpointslice": {}, "endpoints": {}}
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
-        self._assumed: dict[str, str] = {}  # pod key -> node, bound but not yet seen in the cache
+        self._assumed: dict[str, Obj] = {}  # pod key -> the pod as bound, not yet seen so in the cache
         self._started = False
         f = self.factory
         self.services = f.informer("v1", "services")
@@ -188,6 +189,7 @@ class ControllerManager:
         self.pods.add_index("owner", lambda p: [r["uid"]] if (r := controller_of(p)) else [])
         self.pods.add_index("node", lambda p: [n] if (n := (p.get("spec") or {}).get("nodeName")) else [])
         self.pods.add_index("unscheduled", lambda p: ["1"] if scheduler_core.wants_scheduling(p) else [])
+        self.pods.add_index("antiaffinity", lambda p: ["1"] if scheduler_affinity.has_required_anti_affinity(p) else [])
         self.slices.add_index("svc", lambda s: [f"{ns_of(s)}/{n}"] if (n := labels_of(s).get(wk.SERVICE_NAME_LABEL)) else [])
         self.rss.add_index("owner", lambda r: [o["uid"]] if (o := controller_of(r)) else [])
 
@@ -491,9 +493,10 @@ class ControllerManager:
             return
         nodes = self.nodes.list()
         counts = {name_of(n): len(self.pods.by_index("node", name_of(n))) for n in nodes}
-        for node in self._assumed.values():
+        for bound in self._assumed.values():
+            node = bound["spec"]["nodeName"]
             counts[node] = counts.get(node, 0) + 1
-        bindings, res = scheduler_core.schedule([pod], nodes, counts, datetime.now(UTC))
+        bindings, res = scheduler_core.schedule([pod], nodes, counts, datetime.now(UTC), self._placed_for(pod))
         for b in bindings:
             try:
                 await self.client.request("POST", object_path("v1", "pods", ns, name, "binding"), body=scheduler_core.binding_body(b))
@@ -504,12 +507,25 @@ class ControllerManager:
                     continue  # already bound by someone else
                 else:
                     raise
-            self._assumed[key] = b.node
+            self._assumed[key] = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": b.node}}
         await self._execute("scheduler", key, pod, res)
         if not bindings:
             q = self.queues["scheduler"]
             q.add_after(key, min(0.5 * (2 ** q.failures(key)), 30.0))
             q._failures[key] = q.failures(key) + 1
+
+    def _placed_for(self, pod: Obj) -> list[Obj]:
+        """The bound pods the scheduler's rules can see for ``pod`` (see scheduler_core)."""
+        if scheduler_affinity.has_pod_affinity(pod):
+            seen = [p for p in self.pods.list() if (p.get("spec") or {}).get("nodeName")]
+        else:
+            owner = controller_of(pod)
+            seen = list(self.pods.by_index("owner", owner["uid"])) if owner else []
+            seen += self.pods.by_index("antiaffinity", "1")
+        bound = {_key(p): p for p in seen if (p.get("spec") or {}).get("nodeName")}
+        for k, p in self._assumed.items():
+            bound.setdefault(k, p)
+        return list(bound.values())
 
     async def _sync_node(self, key: str) -> None:
         node = self.nodes.get("", key)

@@ -128,7 +128,9 @@ def test_scheduler_unschedulable() -> None:
     p["spec"]["nodeSelector"] = {"gpu": "yes"}
     bindings, res = sc.schedule([p], [node("n1"), node("n2", ready=False)], {}, NOW)
     assert bindings == []
-    msg = "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) were not ready."
+    msg = ("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+           "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+           "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
     assert [(e.reason, e.type, e.message) for e in res.events] == [("FailedScheduling", "Warning", msg)]
     (a,) = res.actions
     assert a.verb == "patch_status"
