@@ -15,9 +15,11 @@ from servicenet import __version__
 from servicenet.api import wellknown as wk
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
+from servicenet.cluster import up_nodes
 from servicenet.common import log
 from servicenet.common.runner import wait_for_signal
-from servicenet.up import build_components
+from servicenet.controllers.manager import ControllerManager
+from servicenet.up import KubeDnsEndpoints, build_components
 
 DEFAULT_DATA_DIR = Path(os.environ.get("SERVICENET_DATA_DIR", str(Path.home() / ".servicenet")))
 
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ingress-https-port", type=int, default=None,
                     help="ingress HTTPS port (netns 443, loopback 8443)")
     up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
+    up.add_argument("--nodes", type=int, default=0,
+                    help="netns mode: N node namespaces on an underlay bridge, each with its own node agent, "
+                         "proxy and DNS processes (docs/nodes.md)")
     api = sub.add_parser("apiserver", help="run the API server alone")
     _api_args(api)
     kc = sub.add_parser("kubeconfig", help="print a kubeconfig for the cluster")
@@ -147,6 +152,18 @@ async def _run_up(args: argparse.Namespace) -> int:
     if args.dns_listen is None:
         args.dns_listen = [("127.0.0.1", 1053)]
     api = ApiServer(_api_config(args, network))
+    if args.nodes:
+        if network != "netns":
+            print("servicenet up: --nodes needs --network netns (root)", file=sys.stderr)
+            return 2
+        await api.start()
+        client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
+        try:
+            extra = [ControllerManager(client), KubeDnsEndpoints(client, api.services.dns_ip(), 53)]
+            return await up_nodes.run(args, api, extra)
+        finally:
+            await client.close()
+            await api.stop()
     await api.start()
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
@@ -197,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         log.setup()
         mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])
         return int(mod.main(argv[1:]))
+    if argv and argv[0] == "ssh":
+        return up_nodes.ssh_main(argv[1:])
     if argv and argv[0] in TOOL_COMMANDS:
         return int(importlib.import_module(TOOL_COMMANDS[argv[0]][0]).main(argv[1:]))
     args = build_parser().parse_args(argv)
