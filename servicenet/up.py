@@ -20,6 +20,7 @@ from servicenet.dns import server as dns_server
 from servicenet.ingress import cli as ingress_cli
 from servicenet.node.agent import NodeAgent
 from servicenet.proxy import server as proxy_server
+from servicenet.up_userns import host_side_components
 
 _log = log.get("up")
 
@@ -114,4 +115,5 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
         out.append(proxy_server.build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
     if on("ingress"):
         out.append(ingress_cli.build_for_up(client_for("ingress"), args, network, admin=client))
+    out.extend(host_side_components(args, network, client, node))  # rootless: the host's view
     return out
