@@ -44,6 +44,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # composition roots: they assemble the components
     "servicenet.cli": ANYTHING,
     "servicenet.up": ANYTHING,
+    "servicenet.up_userns": ANYTHING,  # rootless mode: the supervisor of `up` and its host-side parts
     "servicenet.testing": ANYTHING,
     "servicenet": ANYTHING,  # servicenet/__init__.py
 }
@@ -60,7 +61,7 @@ CORES = [
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
     "servicenet.proxy.render_nftables", "servicenet.proxy.nft_commands", "servicenet.proxy.nft_skeleton",
-    "servicenet.proxy.planner",
+    "servicenet.proxy.planner", "servicenet.proxy.published",
     "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
     "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
 ]
