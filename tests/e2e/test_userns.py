@@ -79,6 +79,8 @@ def run() -> Any:
         assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["host_after"] = _host_view()
+        print("userns figures:", json.dumps({k: res.get(k) for k in (  # shown with -s
+            "pod_spread", "host_spread", "fallback_spread", "reaped_after_kill_s", "host_ports_annotation")}))
         yield res
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,6 +111,17 @@ def test_names_and_identity_inside_a_pod(run: Any) -> None:
 
 def test_nftables_proxy_programs_the_node_namespace(run: Any) -> None:
     assert "table ip kube-proxy" in run["nft_tables"], run["nft_tables"]
+
+
+def test_iptables_proxy_mode_works_too(run: Any) -> None:
+    assert re.search(r"proxy mode\s+iptables", run["iptables_summary"]), run["iptables_summary"]
+    assert len(run["iptables_answers"]) == 3
+
+
+def test_kubectl_logs_and_port_forward(run: Any) -> None:
+    client = sorted(run["pods"])[0]
+    assert "Serving on port 9376" in run["logs"], run["logs"]
+    assert run["port_forward"] == client
 
 
 def test_nothing_left_after_sigterm_and_sigkill(run: Any) -> None:

@@ -4,7 +4,8 @@ the system python3; the package and its dependencies on PYTHONPATH). It starts t
 
 1. ``--network auto`` (user namespaces allowed): the hostnames and web walkthroughs, from a pod
    and from the host through the published forwarder; then SIGTERM;
-2. a second cluster with pods, then SIGKILL of ``servicenet up``: everything must go;
+2. a second cluster (iptables proxy mode) with pods, then SIGKILL of ``servicenet up``:
+   everything must go;
 3. with an ``unshare`` that fails (a PATH shim): the loopback fallback and its port offset.
 
 Usage: ``python3 userns_unpriv.py <writable dir> <repo manifests dir>``. Prints one JSON line of
@@ -48,12 +49,12 @@ def until(fn: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
 class Up:
     """One ``servicenet up`` process with its output collected by a thread."""
 
-    def __init__(self, data: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, data: Path, extra_env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
         self.data = data
         self.api, self.dns = free_port(), free_port()
         argv = [sys.executable, "-m", "servicenet.cli", "up", "--network", "auto", "--data-dir", str(data),
                 "--api-listen", f"127.0.0.1:{self.api}", "--dns-listen", f"127.0.0.1:{self.dns}",
-                "--only", "controller-manager,node,dns,proxy"]
+                "--only", "controller-manager,node,dns,proxy", *extra]
         env = dict(os.environ, **(extra_env or {}))
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         self.lines: list[str] = []
@@ -184,6 +185,18 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
                               "ip", "netns", "exec", node_ns, "nft", "list", "tables"],
                              capture_output=True, text=True, timeout=30)
         res["nft_tables"] = nft.stdout + nft.stderr
+        res["logs"] = up.kubectl("logs", client)
+        pf_port = free_port()
+        pf = subprocess.Popen(["kubectl", "port-forward", client, f"{pf_port}:9376"], env=up.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert pf.stdout is not None
+            pf.stdout.readline()  # "Forwarding from 127.0.0.1:<port> -> 9376"
+            res["port_forward"] = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{pf_port}/"],
+                                                 capture_output=True, text=True).stdout.strip()
+        finally:
+            pf.kill()
+            pf.wait()
         res["procs_running"] = foreign_userns_processes()
     finally:
         res["term_rc"] = up.stop()
@@ -192,10 +205,20 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
     res["term_log_tail"] = "".join(up.lines[-5:])
 
     # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`
-    up = Up(tmp / "userns-kill")
+    up = Up(tmp / "userns-kill", extra=("--proxy-mode", "iptables"))
     try:
+        res["iptables_summary"] = up.summary()
         up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
-        until(lambda: len(up.ready_pods("hostnames")) == 3, 90, "3 hostnames pods (kill -9 run)")
+        pods = until(lambda: (p := up.ready_pods("hostnames")) and len(p) == 3 and p, 90, "3 hostnames pods (kill)")
+        vip = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))["spec"]["clusterIP"]
+        loop = f"for i in $(seq 30); do wget -q -T 2 -O- http://{vip}:80/ || echo fail; echo; done"
+
+        def answered() -> set[str]:
+            out = subprocess.run(["kubectl", "exec", sorted(pods)[0], "--", "sh", "-c", loop], env=up.env,
+                                 capture_output=True, text=True, timeout=120).stdout
+            return {ln.strip() for ln in out.split() if ln.strip()}
+        res["iptables_answers"] = sorted(until(lambda: (a := answered()) == set(pods) and a, 30,
+                                               "iptables mode: every pod answering"))
         res["procs_before_kill"] = len(foreign_userns_processes())
     finally:
         up.stop(signal.SIGKILL)
