@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from servicenet import __version__, up_userns
+from servicenet import __version__, rootless
 from servicenet.api import wellknown as wk
 from servicenet.client import ApiClient
 from servicenet.common import log
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _network_mode(requested: str) -> str:
     if requested != "auto":
         return requested
-    mode, why = up_userns.auto_mode()
+    mode, why = rootless.auto_mode()
     if mode == "loopback":
         print(f"servicenet up: network mode loopback: {why}", file=sys.stderr, flush=True)
     return mode
@@ -157,8 +157,8 @@ async def _run_up(args: argparse.Namespace) -> int:
         for comp in importlib.import_module(UP_MODULE).build_components(args, network, client, api):
             await comp.start()
             components.append(comp)
-        rootless = " inside a user namespace (rootless)" if os.environ.get(up_userns.ENV_HOLDER) else ""
-        print(f"servicenet {__version__} is up (network mode: {network}{rootless})")
+        inside = " inside a user namespace (rootless)" if os.environ.get(rootless.ENV_HOLDER) else ""
+        print(f"servicenet {__version__} is up (network mode: {network}{inside})")
         print(f"  {'apiserver':<20} {api.url}")
         for comp in components:
             for what, where in comp.describe().items():
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "up":
         args.network = _network_mode(args.network)
         if args.network == "userns":
-            return up_userns.supervise(argv, args.data_dir)
+            return rootless.supervise(argv, args.data_dir)
         return _run(_run_up(args))
     return 2
 

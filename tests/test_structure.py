@@ -44,7 +44,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # composition roots: they assemble the components
     "servicenet.cli": ANYTHING,
     "servicenet.up": ANYTHING,
-    "servicenet.up_userns": ANYTHING,  # rootless mode: the supervisor of `up` and its host-side parts
+    "servicenet.rootless": ANYTHING,  # rootless mode: the supervisor `up` becomes (docs/rootless.md)
     "servicenet.testing": ANYTHING,
     "servicenet": ANYTHING,  # servicenet/__init__.py
 }

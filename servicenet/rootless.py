@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from servicenet.common.userns import (
     ENV_HOLDER,
@@ -33,10 +32,8 @@ from servicenet.common.userns import (
     probe,
     start_holder,
 )
-from servicenet.proxy.hostports import HostPorts, LoopbackPortNotes
 
 STOP_GRACE = 30.0  # seconds the cluster gets to tear down after SIGTERM
-INGRESS_HOST_PORTS = (8080, 8443)  # the host side of the ingress in userns mode (as loopback mode)
 
 
 def auto_mode() -> tuple[str, str]:
@@ -109,17 +106,3 @@ def _run_cluster(holder: Holder, argv: list[str]) -> int:
         for s, h in old.items():
             signal.signal(s, h)
 
-
-def host_side_components(args: Any, network: str, client: Any, node: Any) -> list[Any]:
-    """What ``up`` adds for the host's view: forwarders in the userns mode, the low-port
-    annotation in loopback mode without root (``client``: the admin client, it patches Services)."""
-    wanted = {c for c in (getattr(args, "only", "") or "").split(",") if c}
-    if network == "netns" and os.environ.get(ENV_HOLDER) and node is not None:
-        fixed: tuple[tuple[str, int, int], ...] = ()
-        if not wanted or "ingress" in wanted:
-            fixed = (("ingress-http", INGRESS_HOST_PORTS[0], getattr(args, "ingress_http_port", None) or 80),
-                     ("ingress-https", INGRESS_HOST_PORTS[1], getattr(args, "ingress_https_port", None) or 443))
-        return [HostPorts(client, lambda: (node.network.node_netns, node.network.node_ip), fixed)]
-    if network == "loopback" and os.geteuid() != 0 and (not wanted or "proxy" in wanted):
-        return [LoopbackPortNotes(client)]
-    return []
