@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from servicenet import __version__
+from servicenet import __version__, rootless
 from servicenet.api import wellknown as wk
 from servicenet.client import ApiClient
 from servicenet.cluster import up_nodes
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="run an embedded cluster: API server and every component")
     _api_args(up)
-    up.add_argument("--network", choices=["auto", "netns", "loopback", "virtual"], default="auto")
+    up.add_argument("--network", choices=["auto", "netns", "userns", "loopback", "virtual"], default="auto",
+                    help="userns: the netns mode without root, inside a user namespace (docs/rootless.md)")
     up.add_argument("--proxy-mode", choices=["auto", "userspace", "iptables", "nftables"], default="auto")
     up.add_argument("--dns-listen", action="append", type=_hostport, default=None, metavar="HOST:PORT")
     up.add_argument("--node-name", default="node-1")
@@ -104,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _network_mode(requested: str) -> str:
     if requested != "auto":
         return requested
-    return "netns" if os.geteuid() == 0 else "loopback"
+    mode, why = rootless.auto_mode()
+    if mode == "loopback":
+        print(f"servicenet up: network mode loopback: {why}", file=sys.stderr, flush=True)
+    return mode
 
 
 def _service_cidrs(args: argparse.Namespace, network: str) -> list[str]:
@@ -176,7 +180,8 @@ async def _run_up(args: argparse.Namespace) -> int:
         for comp in importlib.import_module(UP_MODULE).build_components(args, network, client, api):
             await comp.start()
             components.append(comp)
-        print(f"servicenet {__version__} is up (network mode: {network})")
+        inside = " inside a user namespace (rootless)" if os.environ.get(rootless.ENV_HOLDER) else ""
+        print(f"servicenet {__version__} is up (network mode: {network}{inside})")
         print(f"  {'apiserver':<20} {api.url}")
         for comp in components:
             for what, where in comp.describe().items():
@@ -233,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "apiserver":
         return _run(_run_apiserver(args))
     if args.cmd == "up":
+        args.network = _network_mode(args.network)
+        if args.network == "userns":
+            return rootless.supervise(argv, args.data_dir)
         return _run(_run_up(args))
     return 2
 

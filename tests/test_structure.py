@@ -45,6 +45,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "servicenet.cli": ANYTHING,
     "servicenet.up": ANYTHING,
     "servicenet.cluster": ANYTHING,  # composition root of `servicenet up --nodes`
+    "servicenet.rootless": ANYTHING,  # rootless mode: the supervisor `up` becomes (docs/rootless.md)
     "servicenet.testing": ANYTHING,
     "servicenet": ANYTHING,  # servicenet/__init__.py
 }
@@ -62,7 +63,7 @@ CORES = [
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
     "servicenet.proxy.render_nftables", "servicenet.proxy.nft_commands", "servicenet.proxy.nft_skeleton",
-    "servicenet.proxy.planner",
+    "servicenet.proxy.planner", "servicenet.proxy.published",
     "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
     "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
 ]

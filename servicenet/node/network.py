@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from servicenet.common import log
 from servicenet.common.netns import _setns, list_netns, netns_path
+from servicenet.common.userns import netns_add_argv
 
 __all__ = ["IPAM", "NetworkError", "PodNetwork", "PodSandbox", "make_network"]
 
@@ -153,7 +154,7 @@ class NetnsNetwork(PodNetwork):
         ns = self.node_netns
         assert ns is not None
         if ns not in list_netns():
-            await _run("ip", "netns", "add", ns)
+            await _run(*netns_add_argv(ns))
         if self.bridge not in await _run("ip", "-n", ns, "-o", "link", "show"):
             plen = self.ipam.net.prefixlen
             await _run("ip", "-n", ns, "-batch", "-", stdin="\n".join([
@@ -176,7 +177,7 @@ class NetnsNetwork(PodNetwork):
         if len(veth) > 15:
             raise NetworkError(f"interface name {veth} too long")
         try:
-            await _run("ip", "netns", "add", pod_ns)
+            await _run(*netns_add_argv(pod_ns))
             await _run("ip", "-n", str(self.node_netns), "-batch", "-", stdin="\n".join([
                 f"link add {veth} type veth peer name eth0 netns {pod_ns}",
                 f"link set {veth} master {self.bridge}",
