@@ -5,6 +5,9 @@
 * Cores (:data:`CORES`) do no I/O: they import none of :data:`IO_MODULES` and call no ``open``.
 * No import circles among modules; no import inside a function except of an optional dependency.
 * No module over :data:`MAX_LINES` lines.
+* One reading of the wire dicts: ``Obj = dict[str, Any]`` is declared only in ``api/wire.py``,
+  nothing re-reads metadata as ``x.get("metadata") or {}`` (``api.wire.meta`` does), and the
+  ``clusterIPs`` fallback and the ``kubernetes.io/service-name`` label are spelled only in ``api/``.
 
 Adding a package: give it a row in MAY_IMPORT (a component gets ``COMPONENT``) and list its pure
 modules in CORES. The test fails on a package it does not know, so the table cannot fall behind.
@@ -231,3 +234,47 @@ def test_no_imports_inside_functions(m: Module) -> None:
 def test_module_size(m: Module) -> None:
     n = len(m.path.read_text().splitlines())
     assert n <= MAX_LINES, f"{m.rel} has {n} lines (max {MAX_LINES}): split it"
+
+
+OBJ_HOME = "servicenet.api.wire"
+
+
+def _is_obj_alias(node: ast.stmt) -> bool:
+    """``Obj = dict[str, Any]`` (or annotated, or a TypeAlias)."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets, value = [node.target], node.value
+    else:
+        return False
+    return (any(isinstance(t, ast.Name) and t.id == "Obj" for t in targets)
+            and isinstance(value, ast.Subscript) and isinstance(value.value, ast.Name) and value.value.id == "dict")
+
+
+def _is_metadata_or_empty(node: ast.AST) -> bool:
+    """``x.get("metadata") or {}``."""
+    return (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2
+            and isinstance(node.values[1], ast.Dict) and not node.values[1].keys
+            and isinstance(node.values[0], ast.Call) and isinstance(node.values[0].func, ast.Attribute)
+            and node.values[0].func.attr == "get" and len(node.values[0].args) >= 1
+            and isinstance(node.values[0].args[0], ast.Constant) and node.values[0].args[0].value == "metadata")
+
+
+@pytest.mark.parametrize("m", MODULES, ids=lambda m: m.name)
+def test_one_reading_of_wire_dicts(m: Module) -> None:
+    if m.name != OBJ_HOME:
+        aliases = [n.lineno for n in m.tree.body if _is_obj_alias(n)]
+        assert not aliases, f"{m.rel}:{aliases}: declares Obj again; import it from {OBJ_HOME}"
+    rereads = sorted(n.lineno for n in ast.walk(m.tree) if _is_metadata_or_empty(n))
+    assert not rereads, f'{m.rel}:{rereads}: x.get("metadata") or {{}}; use {OBJ_HOME}.meta (or a view)'
+
+
+def test_obj_home_declares_obj() -> None:
+    assert any(_is_obj_alias(n) for n in BY_NAME[OBJ_HOME].tree.body)
+
+
+@pytest.mark.parametrize("m", [m for m in MODULES if m.package != "servicenet.api"], ids=lambda m: m.name)
+def test_service_shapes_are_read_in_api_only(m: Module) -> None:
+    text = m.path.read_text()
+    for needle in ('clusterIPs") or', '"kubernetes.io/service-name"'):
+        assert needle not in text, f"{m.rel}: {needle!r} outside servicenet/api (use api.views / api.wellknown)"

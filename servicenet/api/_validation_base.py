@@ -11,6 +11,7 @@ from typing import Any
 
 from servicenet.api.errors import FieldError, forbidden, invalid, not_supported, required
 from servicenet.api.views import Obj
+from servicenet.api.wire import meta as meta_of
 
 Errs = list[FieldError]
 
@@ -349,7 +350,7 @@ def immutable(new: Any, old: Any, path: str) -> Errs:
 
 
 def validate_object_meta_update(new: Obj, old: Obj) -> Errs:
-    nm, om = new.get("metadata") or {}, old.get("metadata") or {}
+    nm, om = meta_of(new), meta_of(old)
     errs: Errs = []
     for key in ("name", "namespace", "uid", "creationTimestamp"):
         if om.get(key) and nm.get(key) != om.get(key):

@@ -23,6 +23,7 @@ from servicenet.api._validation_kinds import _pct_or_int, _validate_workload, va
 from servicenet.api.errors import forbidden, invalid, not_supported, required
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.selectors import selector_matches
+from servicenet.api.wire import meta as meta_of
 
 
 def _spec(obj: Obj) -> Obj:
@@ -46,7 +47,7 @@ def validate_replicationcontroller(obj: Obj) -> Errs:
     tmpl = spec.get("template")
     if not isinstance(tmpl, dict):
         return errs + [required("spec.template", "")]
-    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    labels = meta_of(tmpl).get("labels") or {}
     if sel and isinstance(sel, dict) and not all(labels.get(k) == v for k, v in sel.items()):
         errs.append(invalid("spec.template.metadata.labels", go_string_map(labels),
                             "selector does not match template labels"))
@@ -101,7 +102,7 @@ def _job_template(spec: Obj, path: str, selector: Any, need_selector: bool) -> E
     tmpl = spec.get("template")
     if not isinstance(tmpl, dict):
         return [required(path + ".template", "")]
-    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    labels = meta_of(tmpl).get("labels") or {}
     if need_selector and selector is None:
         errs.append(required(path + ".selector", ""))
     if isinstance(selector, dict):
@@ -159,7 +160,7 @@ def validate_job(obj: Obj, old: Obj | None) -> Errs:
 
 def validate_cronjob(obj: Obj, old: Obj | None) -> Errs:
     errs = validate_object_meta(obj, True, is_dns1123_subdomain)
-    name = (obj.get("metadata") or {}).get("name") or ""
+    name = meta_of(obj).get("name") or ""
     if len(name) > 52:
         errs.append(invalid("metadata.name", name, "must be no more than 52 characters"))
     spec = _spec(obj)

@@ -340,7 +340,7 @@ def _merge(kind: str, live: Any, applied: Any, names: tuple[str, ...] = ()) -> A
 
 
 def _entries(obj: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    return [dict(e) for e in ((obj or {}).get("metadata") or {}).get("managedFields") or []]
+    return [dict(e) for e in meta_of(obj).get("managedFields") or []]
 
 
 def _entry_id(e: Mapping[str, Any]) -> tuple[str, str, str, str]:

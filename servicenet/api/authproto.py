@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from servicenet.api.wire import meta as meta_of
+
 MAGIC = b"k8s\x00"
 
 # message schema: field number -> (json name, type, repeated); type is "string", "int", "bool",
@@ -123,4 +125,4 @@ def decode(body: bytes, kind: str) -> dict[str, Any]:
     if "extra" in spec:
         spec["extra"] = {e.get("key", ""): (e.get("value") or {}).get("items", []) for e in spec["extra"]}
     return {"apiVersion": tm.get("apiVersion", ""), "kind": tm.get("kind") or kind,
-            "metadata": inner.get("metadata") or {}, "spec": spec}
+            "metadata": meta_of(inner), "spec": spec}

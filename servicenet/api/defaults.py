@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from servicenet.api.views import Obj
+from servicenet.api.wire import meta as meta_of
 
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -210,7 +211,7 @@ def _statefulset(obj: Obj) -> None:
 
 def _replicationcontroller(obj: Obj) -> None:
     spec = _map(obj, "spec")
-    tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") if isinstance(
+    tlabels = meta_of(spec.get("template")).get("labels") if isinstance(
         spec.get("template"), dict) else None
     if tlabels and isinstance(tlabels, dict):  # SetDefaults_ReplicationController: both come from the template
         if not spec.get("selector"):
@@ -272,7 +273,7 @@ def _job_create(obj: Obj) -> None:
     """Upstream's Job strategy on create: unless ``manualSelector``, the selector is the Job's uid
     and the template carries the uid and name labels (new and legacy keys)."""
     spec = _map(obj, "spec")
-    meta = obj.get("metadata") or {}
+    meta = meta_of(obj)
     uid, name = meta.get("uid", ""), meta.get("name", "")
     if spec.get("manualSelector") is True or not uid:
         return

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from servicenet.api.errors import bad_request
+from servicenet.api.wire import meta as meta_of
 
 __all__ = ["FieldSelector", "FieldTerm", "field_set", "supported_field_labels"]
 
@@ -151,7 +152,7 @@ def supported_field_labels(kind: str) -> frozenset[str]:
 
 def field_set(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     """The selectable fields of ``obj`` (upstream ``ToSelectableFields``)."""
-    md = obj.get("metadata") or {}
+    md = meta_of(obj)
     out = {"metadata.name": md.get("name") or "", "metadata.namespace": md.get("namespace") or ""}
     fn = _KIND_FIELDS.get(kind)
     if fn is not None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-Obj = dict[str, Any]
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
@@ -176,7 +176,7 @@ def subject_matches(subject: Obj, user: User, namespace_of_binding: str) -> bool
 # ---------------------------------------------------------------- index over stored objects
 
 def _meta(o: Obj) -> Obj:
-    return o.get("metadata") or {}
+    return meta_of(o)
 
 
 @dataclass

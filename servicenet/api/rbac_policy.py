@@ -9,9 +9,7 @@ aggregation, ``system:basic-user``, ``system:discovery``, ``system:public-info-v
 
 from __future__ import annotations
 
-from typing import Any
-
-Obj = dict[str, Any]
+from servicenet.api.wire import Obj
 
 RBAC = "rbac.authorization.k8s.io"
 AGG = "rbac.authorization.k8s.io/aggregate-to-"

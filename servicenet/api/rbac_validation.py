@@ -3,11 +3,10 @@ rules need verbs, Roles carry no nonResourceURLs, subjects have a known kind, ``
 
 from __future__ import annotations
 
-from typing import Any
-
 from servicenet.api.errors import FieldError, invalid, not_supported, required
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 
-Obj = dict[str, Any]
 Errs = list[FieldError]
 KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 
@@ -19,7 +18,7 @@ def path_segment_name(name: str) -> list[str]:
 
 
 def _meta(obj: Obj, namespaced: bool) -> Errs:
-    md = obj.get("metadata") or {}
+    md = meta_of(obj)
     name = md.get("name") or ""
     errs: Errs = [] if name else [required("metadata.name", "name or generateName is required")]
     errs += [invalid("metadata.name", name, m) for m in path_segment_name(name)]

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from servicenet.api.timefmt import translate_timestamp_since
+from servicenet.api.wire import meta as meta_of
 
 Obj = Mapping[str, Any]
 Cell = str | int | bool
@@ -25,7 +26,7 @@ IMAGES = col("Images", desc="Container images of the pod template.", prio=1)
 
 
 def md(o: Obj) -> Mapping[str, Any]:
-    return o.get("metadata") or {}
+    return meta_of(o)
 
 
 def spec(o: Obj) -> Mapping[str, Any]:

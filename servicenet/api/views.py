@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from servicenet.api import wellknown as wk
 from servicenet.api.selectors import equality_selector_matches, selector_matches
+from servicenet.api.wire import Obj, meta
 
 __all__ = [
     "EndpointSliceView", "EndpointView", "NodeView", "Obj", "PodView", "ServicePortView", "ServiceView",
@@ -45,18 +46,11 @@ __all__ = [
     "pod_ips", "selector_matches", "service_cluster_ips", "uid_of",
 ]
 
-Obj = dict[str, Any]
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _NO_FIELDS: Mapping[str, Any] = MappingProxyType({})
 
 
 # -- metadata accessors --------------------------------------------------------------------------
-
-def meta(o: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``o["metadata"]`` or ``{}`` (never ``None``, never a non-dict)."""
-    m = o.get("metadata") if o else None
-    return m if isinstance(m, dict) else {}
-
 
 def name_of(o: Mapping[str, Any] | None) -> str:
     return meta(o).get("name") or ""

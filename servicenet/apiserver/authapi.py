@@ -24,13 +24,13 @@ from servicenet.api.rbac import (
     forbidden_message,
     split_sa,
 )
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
 from servicenet.apiserver.responses import json_response
 from servicenet.apiserver.sa_admission import ServiceAccounts
-
-Obj = dict[str, Any]
 
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 USER: web.RequestKey[User] = web.RequestKey("servicenet-user", User)
@@ -166,7 +166,7 @@ class Security:
         if reason:
             status["reason"] = reason
         out = {"kind": kind, "apiVersion": "authorization.k8s.io/v1",
-               "metadata": {**(obj.get("metadata") or {}), "creationTimestamp": None},
+               "metadata": {**meta_of(obj), "creationTimestamp": None},
                "spec": obj.get("spec") or {}, "status": status}
         return json_response(out, 201)
 

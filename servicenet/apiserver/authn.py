@@ -30,7 +30,6 @@ from servicenet.apiserver.sa_tokens import Bound, Signer, TokenError
 from servicenet.common import log
 
 _log = log.get("apiserver.authn")
-Obj = dict[str, Any]
 
 ANONYMOUS_USER = User(ANONYMOUS, (UNAUTHENTICATED,))
 

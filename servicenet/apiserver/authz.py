@@ -25,11 +25,12 @@ from servicenet.api.rbac import (
     uncovered,
 )
 from servicenet.api.resources import by_plural
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver.registry import WriteOptions
 from servicenet.common import log
 
 _log = log.get("apiserver.authz")
-Obj = dict[str, Any]
 
 CURRENT_USER: contextvars.ContextVar[User | None] = contextvars.ContextVar("servicenet_user", default=None)
 
@@ -120,7 +121,7 @@ class Authorizer:
                     await reg.create(info, None, obj, WriteOptions())
                     continue
                 cur = rec.obj()
-                ann = (cur.get("metadata") or {}).get("annotations") or {}
+                ann = meta_of(cur).get("annotations") or {}
                 if ann.get("rbac.authorization.kubernetes.io/autoupdate") == "false":
                     continue
                 want = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
@@ -204,7 +205,7 @@ class Authorizer:
         user = CURRENT_USER.get()
         if user is None or MASTERS in user.groups:
             return None
-        ns = (new.get("metadata") or {}).get("namespace") or ""
+        ns = meta_of(new).get("namespace") or ""
         idx = self.index
         if info.plural in ("roles", "clusterroles"):
             if old is not None and (old.get("rules") or []) == (new.get("rules") or []):

@@ -29,6 +29,7 @@ from servicenet.api.crd.structural import CrdVersion
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.selectors import label_selector_from_dict
+from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver.registry import WriteOptions, now_rfc3339, prefix_for
 from servicenet.apiserver.responses import _obj, json_response
 from servicenet.common import log
@@ -224,7 +225,7 @@ class CrdManager:
                                 plural=acc["plural"], singular=acc.get("singular", ""),
                                 namespaced=spec.get("scope") == "Namespaced")
             for r in self.store.list(prefix_for(info, None))[0]:
-                md = r.obj().get("metadata") or {}
+                md = meta_of(r.obj())
                 if md.get("deletionTimestamp"):
                     continue  # waiting for its own finalizers
                 try:
@@ -376,7 +377,7 @@ class Admission:
     def _custom(self, cv: CrdVersion, obj: dict[str, Any], old: dict[str, Any] | None, opts: WriteOptions,
                 subresource: str | None) -> None:
         info = cv.info
-        name = (obj.get("metadata") or {}).get("name", "")
+        name = meta_of(obj).get("name", "")
         if old is None and cv.terminating:
             raise ApiStatusError(405, "MethodNotAllowed",
                                  "create not allowed while custom resource definition is terminating")
@@ -407,7 +408,7 @@ class Admission:
         mgr = self.mgr
         if not mgr.bindings:
             return
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         a = policy.Attributes(operation="UPDATE" if old is not None else "CREATE", group=info.group,
                               version=info.version, resource=info.plural, subresource=subresource or "",
                               kind=info.kind, namespace=md.get("namespace") or "", name=md.get("name") or "",
@@ -417,7 +418,7 @@ class Admission:
     def validating_delete(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> None:
         if not self.mgr.bindings:
             return
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         self.judge(policy.Attributes(operation="DELETE", group=info.group, version=info.version,
                                      resource=info.plural, subresource="", kind=info.kind,
                                      namespace=md.get("namespace") or "", name=md.get("name") or "", obj=None,
@@ -442,7 +443,7 @@ class Admission:
         rec = self.mgr.store.get(f"/registry/core/namespaces/{ns}")
         if rec is None:
             return None
-        return dict((rec.obj().get("metadata") or {}).get("labels") or {})
+        return dict(meta_of(rec.obj()).get("labels") or {})
 
     def _params(self, param_kind: dict[str, Any], ref: dict[str, Any], req_ns: str) -> list[Any] | None:
         info = resources.by_kind(str(param_kind.get("apiVersion", "")), str(param_kind.get("kind", "")))
@@ -461,6 +462,6 @@ class Admission:
             ls = label_selector_from_dict(sel)
             recs = self.mgr.store.list(prefix_for(info, ns))[0]
             out = [o for o in (r.obj() for r in recs)
-                   if ls.matches(((o.get("metadata") or {}).get("labels")) or {})]
+                   if ls.matches((meta_of(o).get("labels")) or {})]
             return out or None
         return None

@@ -56,7 +56,7 @@ class GarbageCollector:
 
     # -- bookkeeping (pure) --------------------------------------------------------------------------
     def _track(self, key: str, obj: dict[str, Any]) -> None:
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         uid = md.get("uid")
         if uid:
             self.uid_key[uid] = key
@@ -140,7 +140,7 @@ class GarbageCollector:
         self._consider(key, obj)
 
     def _consider(self, key: str, obj: dict[str, Any]) -> None:
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         if md.get("ownerReferences"):
             if any(r.get("uid") not in self.uid_key for r in md["ownerReferences"]):
                 self.queue.put_nowait(("owner-gone", key))

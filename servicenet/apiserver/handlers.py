@@ -276,7 +276,7 @@ class ResourceHandlers:
         out, removed = await self.registry.delete(t.info, t.namespace, t.name, opts, dry_run=dry)
         obj = _obj(out)
         if removed and t.info.plural not in ("pods", "services", "namespaces"):
-            md = obj.get("metadata") or {}
+            md = meta_of(obj)
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "details": {"name": md.get("name"), **({"group": t.info.group} if t.info.group
                                                                          else {}),

@@ -147,7 +147,7 @@ class Registry:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace or "")
         # decode the namespace only when it may be terminating (its bytes name the field)
-        if creating and b'"deletionTimestamp"' in ns.value and (ns.obj().get("metadata") or {}).get(
+        if creating and b'"deletionTimestamp"' in ns.value and meta_of(ns.obj()).get(
                 "deletionTimestamp"):
             raise errors.forbidden_error(
                 f"{info.plural} \"{{name}}\" is forbidden: unable to create new content in namespace "
@@ -244,7 +244,7 @@ class Registry:
 
         Without a precondition (no ``expected_rv``, no resourceVersion in the body) a concurrent
         writer never makes this fail: the write is re-based on the newest record and retried."""
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         if md.get("name") and md["name"] != name:
             raise errors.bad_request(
                 f"the name of the object ({md['name']}) does not match the name on the URL ({name})")

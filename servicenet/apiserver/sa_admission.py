@@ -14,12 +14,13 @@ from typing import Any
 
 from servicenet.api import errors
 from servicenet.api.resources import by_plural
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver.registry import WriteOptions
 from servicenet.apiserver.sa_tokens import PROJECTED_EXPIRATION
 from servicenet.common import log
 
 _log = log.get("apiserver.serviceaccounts")
-Obj = dict[str, Any]
 
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 ROOT_CA = "kube-root-ca.crt"
@@ -103,7 +104,7 @@ class ServiceAccounts:
             await self.server.registry.create(info, ns, {"metadata": {"name": "default"}}, WriteOptions())
 
     async def ensure(self, ns_obj: Obj) -> None:
-        md = ns_obj.get("metadata") or {}
+        md = meta_of(ns_obj)
         ns = md.get("name", "")
         if md.get("deletionTimestamp") or not ns:
             return

@@ -16,6 +16,7 @@ import orjson
 
 from servicenet.api import tables
 from servicenet.api.timefmt import translate_timestamp_since
+from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver.responses import view_obj
 from servicenet.store import Record
 
@@ -49,10 +50,10 @@ class TableRows:
         entry: _Entry | None = None
         if age is not None:
             later, _ = _row(kind, obj, now + _LATER)
-            created = (obj.get("metadata") or {}).get("creationTimestamp")
+            created = meta_of(obj).get("creationTimestamp")
             if cells[age] == translate_timestamp_since(created, now) and all(
                     a == b for i, (a, b) in enumerate(zip(cells, later, strict=True)) if i != age):
-                entry = (rec.mod_revision, cells, age, created, conds, orjson.dumps(obj.get("metadata") or {}))
+                entry = (rec.mod_revision, cells, age, created, conds, orjson.dumps(meta_of(obj)))
         if len(self._rows) >= self.limit:
             self._rows.clear()
         self._rows[rec.key] = entry

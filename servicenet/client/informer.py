@@ -33,7 +33,7 @@ def next_backoff(backoff: float) -> float:
 
 
 def object_key(obj: dict[str, Any]) -> str:
-    md = obj.get("metadata") or {}
+    md = meta_of(obj)
     ns = md.get("namespace") or ""
     return f"{ns}/{md.get('name', '')}" if ns else md.get("name", "")
 
@@ -239,7 +239,7 @@ class Informer:
 
 def metadata_stub(obj: dict[str, Any]) -> dict[str, Any]:
     """A cache transform keeping only identity, labels and resourceVersion."""
-    md = obj.get("metadata") or {}
+    md = meta_of(obj)
     keep = {k: md[k] for k in ("name", "namespace", "resourceVersion", "labels", "uid") if k in md}
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": keep}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from servicenet.api import wellknown as wk
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiClient
 from servicenet.common import log
 from servicenet.common.component import bounded
@@ -169,7 +170,7 @@ def ssh_main(argv: list[str]) -> int:
             node = await client.get("v1", "nodes", None, args.node)
         finally:
             await client.close()
-        return str(((node.get("metadata") or {}).get("annotations") or {}).get(wk.NETNS_ANNOTATION) or "")
+        return str((meta_of(node).get("annotations") or {}).get(wk.NETNS_ANNOTATION) or "")
 
     ns = asyncio.run(netns_of())
     if not ns:

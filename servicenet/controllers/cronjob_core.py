@@ -14,6 +14,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 
 from servicenet.api import cron
+from servicenet.api.wire import meta as meta_of
 
 from .actions import (
     Action,
@@ -47,7 +48,7 @@ def job_name(cj: Obj, scheduled: datetime) -> str:
 
 def job_from_template(cj: Obj, scheduled: datetime) -> Obj:
     jt = (cj.get("spec") or {}).get("jobTemplate") or {}
-    tmd = jt.get("metadata") or {}
+    tmd = meta_of(jt)
     md: Obj = {"name": job_name(cj, scheduled), "namespace": ns_of(cj),
                "labels": dict(tmd.get("labels") or {}),
                "annotations": {**(tmd.get("annotations") or {}), SCHEDULED_ANNOTATION: fmt_time(scheduled)},

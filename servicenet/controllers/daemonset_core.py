@@ -15,6 +15,8 @@ import copy
 import math
 from datetime import datetime
 
+from servicenet.api.wire import meta as meta_of
+
 from .actions import (
     Action,
     EventIntent,
@@ -68,7 +70,7 @@ def _rev_template(cr: Obj) -> Obj:
 
 def new_revision(ds: Obj, h: str, number: int) -> Obj:
     tmpl = copy.deepcopy((ds.get("spec") or {}).get("template") or {})
-    labels = {**((tmpl.get("metadata") or {}).get("labels") or {}), HASH_LABEL: h}
+    labels = {**(meta_of(tmpl).get("labels") or {}), HASH_LABEL: h}
     return {"apiVersion": "apps/v1", "kind": "ControllerRevision",
             "metadata": {"name": f"{name_of(ds)}-{h}", "namespace": ns_of(ds), "labels": labels,
                          "annotations": {k: v for k, v in (meta(ds).get("annotations") or {}).items()

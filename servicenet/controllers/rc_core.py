@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from servicenet.api.selectors import equality_selector_matches
+from servicenet.api.wire import meta as meta_of
 
 from .actions import Action, EventIntent, Obj, Result, is_active, meta, name_of, ns_of
 from .replicaset_core import BURST, _deletion_rank, compute_status, pod_from_template, status_changed
@@ -22,7 +23,7 @@ def reconcile(rc: Obj, pods: list[Obj], now: datetime) -> Result:
     if not meta(rc).get("deletionTimestamp"):
         diff = len(active) - int(spec.get("replicas", 1))
         tmpl = spec.get("template") or {}
-        if diff < 0 and equality_selector_matches(spec.get("selector"), (tmpl.get("metadata") or {}).get("labels") or {}):
+        if diff < 0 and equality_selector_matches(spec.get("selector"), meta_of(tmpl).get("labels") or {}):
             for _ in range(min(-diff, BURST)):
                 body = pod_from_template(rc, tmpl, "ReplicationController", "v1")
                 actions.append(Action("create", "v1", "pods", ns_of(rc), "", body,

@@ -28,7 +28,7 @@ BURST = 500  # upstream creates at most this many pods per sync (slow-start batc
 
 
 def pod_from_template(owner: Obj, template: Obj, owner_kind: str, api_version: str = "apps/v1") -> Obj:
-    tmeta = template.get("metadata") or {}
+    tmeta = meta_of(template)
     md: Obj = {
         "generateName": f"{name_of(owner)[:58]}-",
         "namespace": ns_of(owner),
@@ -59,7 +59,7 @@ def compute_status(rs: Obj, pods: list[Obj], now: datetime) -> Obj:
     spec = rs.get("spec") or {}
     min_ready = int(spec.get("minReadySeconds") or 0)
     active = [p for p in pods if is_active(p)]
-    tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    tlabels = meta_of(spec.get("template")).get("labels") or {}
     status: Obj = {
         "replicas": len(active),
         "fullyLabeledReplicas": sum(1 for p in active if all(labels_of(p).get(k) == v for k, v in tlabels.items())),

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import Informer
 
 from . import cronjob_core, daemonset_core, job_core, rc_core
@@ -81,8 +82,8 @@ class WorkloadControllers:
         return handler
 
     def _on_node(self, etype: str, node: Obj, old: Obj | None) -> None:
-        if old is not None and etype == "MODIFIED" and (node.get("metadata") or {}).get("labels") == (
-                old.get("metadata") or {}).get("labels") and (node.get("spec") or {}).get("taints") == (
+        if old is not None and etype == "MODIFIED" and meta_of(node).get("labels") == (
+                meta_of(old)).get("labels") and (node.get("spec") or {}).get("taints") == (
                 old.get("spec") or {}).get("taints"):
             return
         for ds in self.daemonsets.list():

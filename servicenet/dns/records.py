@@ -188,7 +188,7 @@ class RecordIndex:
             _disown(self._cluster_ip_owner, ip, (svc.namespace, svc.name))
 
     def delete_service(self, obj: dict[str, Any]) -> set[DepKey]:
-        meta = obj.get("metadata") or {}
+        meta = meta_of(obj)
         key = (meta.get("namespace") or "default", str(meta.get("name") or "").lower())
         old = self.services.pop(key, None)
         if old is None:
@@ -244,7 +244,7 @@ class RecordIndex:
         return keys
 
     def delete_slice(self, obj: dict[str, Any]) -> set[DepKey]:
-        meta = obj.get("metadata") or {}
+        meta = meta_of(obj)
         old = self.slices.pop((meta.get("namespace") or "default", meta.get("name") or ""), None)
         if old is None:
             return set()
@@ -277,7 +277,7 @@ class RecordIndex:
         return keys
 
     def delete_pod(self, obj: dict[str, Any]) -> set[DepKey]:
-        meta = obj.get("metadata") or {}
+        meta = meta_of(obj)
         old = self.pods.pop((meta.get("namespace") or "default", meta.get("name") or ""), None)
         return self._changed(self._drop_pod(old)) if old is not None else set()
 

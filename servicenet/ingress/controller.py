@@ -17,6 +17,7 @@ from typing import Any
 
 import prometheus_client
 
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiClient, ApiError, InformerFactory
 from servicenet.client import object_key as _obj_key
 from servicenet.common import log
@@ -179,13 +180,13 @@ class IngressController:
 
     def _on_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         kind = obj.get("kind")
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         if kind == "EndpointSlice":
             svc = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
             self._dirty_services.add(f"{md.get('namespace', '')}/{svc}")
         elif kind == "Ingress" and etype == "MODIFIED" and old is not None and (
-                old.get("spec") == obj.get("spec") and (old.get("metadata") or {}).get("annotations") ==
-                md.get("annotations") and (old.get("metadata") or {}).get("deletionTimestamp") ==
+                old.get("spec") == obj.get("spec") and meta_of(old).get("annotations") ==
+                md.get("annotations") and meta_of(old).get("deletionTimestamp") ==
                 md.get("deletionTimestamp")):
             pass  # a status-only change (ours): nothing to route differently
         else:

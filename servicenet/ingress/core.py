@@ -15,6 +15,8 @@ from typing import Any
 
 from servicenet.api import wellknown as wk
 from servicenet.api.views import EndpointView
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.ingress import annotations as annot
 from servicenet.ingress.certs import CertError, secret_pem
 from servicenet.ingress.model import (
@@ -32,7 +34,6 @@ from servicenet.ingress.model import (
     Upstream,
 )
 
-Obj = dict[str, Any]
 HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PATH = re.compile(r"^/[A-Za-z0-9/._~%!$&()*+,;=:@-]*$")  # no quotes: paths go into quoted config words
 REGEX_PATH = re.compile(r"^/[\x21-\x7e]*$")  # visible ASCII; compiled below
@@ -50,7 +51,7 @@ class Inputs:
 
 
 def _key(o: Obj) -> str:
-    md = o.get("metadata") or {}
+    md = meta_of(o)
     return f"{md.get('namespace', '')}/{md.get('name', '')}"
 
 
@@ -60,9 +61,9 @@ def served_classes(classes: Iterable[Obj], controller: str = CONTROLLER_NAME) ->
     for c in classes:
         if (c.get("spec") or {}).get("controller") != controller:
             continue
-        name = (c.get("metadata") or {}).get("name", "")
+        name = meta_of(c).get("name", "")
         ours.add(name)
-        ann = (c.get("metadata") or {}).get("annotations") or {}
+        ann = meta_of(c).get("annotations") or {}
         if str(ann.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true" and (not default or name < default):
             default = name
     return ours, default
@@ -70,7 +71,7 @@ def served_classes(classes: Iterable[Obj], controller: str = CONTROLLER_NAME) ->
 
 def class_of(ing: Obj) -> str:
     spec = ing.get("spec") or {}
-    return spec.get("ingressClassName") or ((ing.get("metadata") or {}).get("annotations") or {}).get(
+    return spec.get("ingressClassName") or (meta_of(ing).get("annotations") or {}).get(
         LEGACY_CLASS_ANNOTATION, "")
 
 
@@ -114,12 +115,12 @@ class _Compiler:
         self.default_owner = ""
 
     def problem(self, ing: Obj, reason: str, message: str) -> None:
-        md = ing.get("metadata") or {}
+        md = meta_of(ing)
         self.problems.append(Problem("Ingress", md.get("namespace", ""), md.get("name", ""), reason, message))
 
     # -- backends -------------------------------------------------------------------------------------
     def upstream(self, ing: Obj, backend: Obj, opts: annot.Options) -> str:
-        ns = (ing.get("metadata") or {}).get("namespace", "")
+        ns = meta_of(ing).get("namespace", "")
         if backend.get("resource"):
             res = backend["resource"]
             return self._unresolved(ns, f"resource:{res.get('kind')}/{res.get('name')}", opts,
@@ -181,7 +182,7 @@ class _Compiler:
     # -- TLS ------------------------------------------------------------------------------------------
     def tls(self, ing: Obj) -> tuple[set[str], bool]:
         """Hosts of the Ingress covered by TLS; and whether a TLS entry lists no hosts (covers all)."""
-        ns = (ing.get("metadata") or {}).get("namespace", "")
+        ns = meta_of(ing).get("namespace", "")
         hosts: set[str] = set()
         all_hosts = False
         for t in (ing.get("spec") or {}).get("tls") or []:
@@ -213,7 +214,7 @@ class _Compiler:
 
     # -- rules ----------------------------------------------------------------------------------------
     def ingress(self, ing: Obj, canaries: list[tuple[Obj, annot.Options]]) -> None:
-        opts = annot.parse((ing.get("metadata") or {}).get("annotations"))
+        opts = annot.parse(meta_of(ing).get("annotations"))
         for err in opts.errors:
             self.problem(ing, "InvalidAnnotation", err)
         if opts.canary:
@@ -330,13 +331,13 @@ def _backend_name(ident: str, extra: tuple[Any, ...]) -> str:
 
 
 def _age(o: Obj) -> tuple[str, str]:
-    md = o.get("metadata") or {}
+    md = meta_of(o)
     return (md.get("creationTimestamp") or "9999", _key(o))
 
 
 def compile_table(inp: Inputs) -> Table:
     ours, default = served_classes(inp.classes, inp.controller)
-    served = sorted((i for i in inp.ingresses if is_ours(i, ours, default) and not (i.get("metadata") or {}).get(
+    served = sorted((i for i in inp.ingresses if is_ours(i, ours, default) and not meta_of(i).get(
         "deletionTimestamp")), key=_age)
     c = _Compiler(inp)
     canaries: list[tuple[Obj, annot.Options]] = []

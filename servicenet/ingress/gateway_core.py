@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.ingress import annotations as annot
 from servicenet.ingress.core import HOST, PATH, Inputs, _age, _Compiler, _key
 from servicenet.ingress.model import EXACT, PREFIX, REGEX, Problem, Route, Table
 
-Obj = dict[str, Any]
 GW_GROUP = "gateway.networking.k8s.io"
 METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 VALUE = re.compile(r"^[\x20-\x26\x28-\x7e]{0,4096}$")  # printable ASCII without a quote
@@ -38,7 +39,7 @@ class RouteInputs:
 def granted(grants: tuple[Obj, ...], from_ns: str, from_kind: str, to_ns: str, to_kind: str, to_name: str) -> bool:
     """Whether a ReferenceGrant in ``to_ns`` lets ``from_kind`` objects of ``from_ns`` refer to the target."""
     for g in grants:
-        if (g.get("metadata") or {}).get("namespace") != to_ns:
+        if meta_of(g).get("namespace") != to_ns:
             continue
         spec = g.get("spec") or {}
         ok_from = any(f.get("group") == GW_GROUP and f.get("kind") == from_kind and f.get("namespace") == from_ns
@@ -59,11 +60,11 @@ class _RouteCompiler(_Compiler):
         self.out: list[tuple[tuple[Any, ...], Route]] = []
 
     def problem(self, obj: Obj, reason: str, message: str) -> None:
-        md = obj.get("metadata") or {}
+        md = meta_of(obj)
         self.problems.append(Problem(self.kind, md.get("namespace", ""), md.get("name", ""), reason, message))
 
     def backend(self, route: Obj, ref: Obj) -> str:
-        ns = (route.get("metadata") or {}).get("namespace", "")
+        ns = meta_of(route).get("namespace", "")
         to_ns = ref.get("namespace") or ns
         if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
             self.problem(route, "InvalidKind", f"backendRef {ref.get('kind')} {ref.get('name')} is not a Service")
@@ -72,7 +73,7 @@ class _RouteCompiler(_Compiler):
             self.problem(route, "RefNotPermitted", f"backendRef {to_ns}/{ref.get('name')} needs a ReferenceGrant "
                          f"in {to_ns}")
             return ""
-        fake = {"metadata": {"namespace": to_ns, "name": (route.get("metadata") or {}).get("name", "")}}
+        fake = {"metadata": {"namespace": to_ns, "name": meta_of(route).get("name", "")}}
         before = len(self.problems)
         up = self.upstream(fake, {"service": {"name": ref.get("name", ""), "port": {"number": ref.get("port")}}},
                            annot.Options())

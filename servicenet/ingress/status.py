@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from servicenet.api.wire import meta as meta_of
 from servicenet.ingress.model import Problem
 
 
@@ -21,7 +22,7 @@ def desired_status(addresses: tuple[str, ...], http_port: int, https_port: int) 
 
 
 def new_event(obj: dict[str, Any], p: Problem, component: str) -> dict[str, Any]:
-    md = obj.get("metadata") or {}
+    md = meta_of(obj)
     ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1", "kind": "Event",

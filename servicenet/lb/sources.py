@@ -20,6 +20,8 @@ import dns.resolver
 
 from servicenet.api import wellknown as wk
 from servicenet.api.views import EndpointView
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiClient, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
@@ -27,7 +29,6 @@ from servicenet.lb.incluster import SA_DIR, InClusterClient, api_client
 from servicenet.lb.model import Endpoint, Topology
 
 Subscriber = Callable[[list[Endpoint], "Topology | None"], None]
-Obj = dict[str, Any]
 PREFER_CLOSE = ("PreferClose", "PreferSameZone", "PreferSameNode")
 
 _log = log.get("lb")
@@ -141,7 +142,7 @@ def slice_endpoints(slices: Iterable[Obj], port: int | str | None = None,
 
 def service_topology(svc: Obj | None, base: Topology) -> Topology:
     spec = (svc or {}).get("spec") or {}
-    ann = ((svc or {}).get("metadata") or {}).get("annotations") or {}
+    ann = meta_of(svc).get("annotations") or {}
     prefer = spec.get("trafficDistribution") in PREFER_CLOSE or \
         ann.get("service.kubernetes.io/topology-mode", "").lower() == "auto"
     return Topology(zone=base.zone, node=base.node, prefer_close=prefer)

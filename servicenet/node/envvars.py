@@ -170,7 +170,7 @@ class EnvSources:
 
 
 def _field_value(pod: Obj, path: str) -> str:
-    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    meta, spec, status = meta_of(pod), pod.get("spec") or {}, pod.get("status") or {}
     simple = {
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace", ""),

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from servicenet.api.views import Obj
+from servicenet.api.wire import meta as meta_of
 
 
 def _internal_ip(node: Obj) -> str | None:
@@ -26,7 +27,7 @@ def plan_routes(nodes: Iterable[Obj], me: str, underlay: str) -> dict[str, str]:
     net = ipaddress.ip_network(underlay, strict=False)
     out: dict[str, str] = {}
     for n in nodes:
-        name = (n.get("metadata") or {}).get("name")
+        name = meta_of(n).get("name")
         cidr = (n.get("spec") or {}).get("podCIDR")
         ip = _internal_ip(n)
         if name == me or not cidr or not ip:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicenet.api.views import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiError
 from servicenet.common import log
 
@@ -41,7 +42,7 @@ def renewed(lease: Obj, node_name: str, node_uid: str | None, duration: int, now
     """``lease`` renewed by this node (pure): holder, duration and renewTime set, owner added if missing."""
     out = {**lease, "spec": {**(lease.get("spec") or {}), "holderIdentity": node_name,
                              "leaseDurationSeconds": duration, "renewTime": micro_time(now)}}
-    md = dict(out.get("metadata") or {})
+    md = dict(meta_of(out))
     if node_uid and not md.get("ownerReferences"):
         md["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}]
     out["metadata"] = md
@@ -64,7 +65,7 @@ class NodeLease:
     async def _node_uid(self) -> str | None:
         with contextlib.suppress(ApiError):
             node = await self.client.get("v1", "nodes", None, self.node_name)
-            return str((node.get("metadata") or {}).get("uid") or "") or None
+            return str(meta_of(node).get("uid") or "") or None
         return None
 
     async def renew_once(self) -> None:

@@ -21,10 +21,11 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.common.userns import uid_mapped
 
 NOBODY = 65534
-Obj = dict[str, Any]
 
 
 class PodSecurityError(Exception):
@@ -60,7 +61,7 @@ def run_as(pod: Obj, container: Obj, default_uid: int) -> RunAs:
         groups.append(int(psc["fsGroup"]))
     if pick("runAsNonRoot") and uid == 0:
         raise PodSecurityError(f"container has runAsNonRoot and image will run as root (pod: "
-                               f'"{(pod.get("metadata") or {}).get("name", "")}", container: {container.get("name")})')
+                               f'"{meta_of(pod).get("name", "")}", container: {container.get("name")})')
     return RunAs(uid, gid, tuple(dict.fromkeys(groups)))
 
 

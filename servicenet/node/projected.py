@@ -11,9 +11,10 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-Obj = dict[str, Any]
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
+
 TokenFn = Callable[[str, str, Obj, list[str], int], Awaitable[tuple[str, float]]]
 FetchFn = Callable[[str, str, str], Awaitable[Obj | None]]
 
@@ -25,7 +26,7 @@ def refresh_at(issued: float, expires: float) -> float:
 
 
 def _field(pod: Obj, path: str) -> str:
-    md = pod.get("metadata") or {}
+    md = meta_of(pod)
     simple = {"metadata.name": md.get("name", ""), "metadata.namespace": md.get("namespace", ""),
               "metadata.uid": md.get("uid", ""), "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
               "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", "")}
@@ -42,7 +43,7 @@ def _field(pod: Obj, path: str) -> str:
 
 async def collect(pod: Obj, vol: Obj, fetch: FetchFn, token: TokenFn | None) -> tuple[dict[str, bytes], float]:
     """(relative path -> content, time the content must be refreshed or 0) for a projected volume."""
-    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    ns = meta_of(pod).get("namespace") or "default"
     files: dict[str, bytes] = {}
     refresh = 0.0
     for src in (vol.get("projected") or {}).get("sources") or ():

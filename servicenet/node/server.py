@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from servicenet.api.wire import meta as meta_of
 from servicenet.common.netns import socket_in_netns
 from servicenet.node import portforward as pf
 from servicenet.node.pod import PodWorker
@@ -243,7 +244,7 @@ async def _spdy_port_forward(req: web.Request, w: PodWorker) -> web.StreamRespon
     """SPDY port-forward: tunneled in a websocket, or over an ``Upgrade: SPDY/3.1`` connection.
 
     Returns None when the request asks for neither (the channel websocket protocol is used)."""
-    meta = w.pod.get("metadata") or {}
+    meta = meta_of(w.pod)
     pod_name, uid = f"{meta.get('name', '')}_{meta.get('namespace', '')}", str(meta.get("uid", ""))
 
     async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiClient, ApiError
 from servicenet.client.informer import Informer
 from servicenet.common import log
@@ -55,7 +56,7 @@ class _Annotator:
 
     def _on_event(self, etype: str, obj: dict[str, Any], old: Any) -> None:
         if etype != "DELETED":
-            m = obj.get("metadata") or {}
+            m = meta_of(obj)
             self._dirty.put_nowait((m.get("namespace", "default"), m.get("name", "")))
 
     async def _run(self) -> None:

@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 
 HOST_PORTS = "servicenet.dev/host-ports"
 LOOPBACK_PORTS = "servicenet.dev/loopback-ports"
 LOW_PORT_OFFSET = 10000
 PRIVILEGED_BELOW = 1024
 
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ def _ports(svc: Obj) -> list[Obj]:
 
 
 def _key(svc: Obj, port: Obj) -> str:
-    meta = svc.get("metadata") or {}
+    meta = meta_of(svc)
     return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}:{port.get('name') or port.get('port')}"
 
 
@@ -93,7 +94,7 @@ def loopback_ports_annotation(svc: Obj, offset: int = LOW_PORT_OFFSET) -> str | 
 
 def annotation_patch(svc: Obj, key: str, value: str | None) -> Obj | None:
     """A merge patch setting (or removing) annotation ``key``; None when already so."""
-    cur = ((svc.get("metadata") or {}).get("annotations") or {}).get(key)
+    cur = (meta_of(svc).get("annotations") or {}).get(key)
     if cur == value:
         return None
     return {"metadata": {"annotations": {key: value}}}

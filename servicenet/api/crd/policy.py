@@ -16,6 +16,7 @@ from servicenet.api import errors
 from servicenet.api.crd.celrules import CelCompileError, compile_expr
 from servicenet.api.errors import ApiStatusError, FieldError
 from servicenet.api.selectors import label_selector_from_dict
+from servicenet.api.wire import meta as meta_of
 
 _REASON_CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
 _ACTIONS = ("Deny", "Warn", "Audit")
@@ -176,7 +177,7 @@ def _selector_match(sel: Any, labels: Mapping[str, str]) -> bool:
 def _labels(o: Any) -> dict[str, str]:
     if not isinstance(o, dict):
         return {}
-    return dict(((o.get("metadata") or {}).get("labels")) or {})
+    return dict((meta_of(o).get("labels")) or {})
 
 
 def resources_match(mr: Any, a: Attributes, ns_labels: Callable[[str], Mapping[str, str] | None]) -> bool:
@@ -221,8 +222,8 @@ def evaluate(policy: dict[str, Any], binding: dict[str, Any], a: Attributes,
     """The decisions one (policy, binding) pair makes about request ``a`` (empty: allowed)."""
     spec = policy.get("spec") or {}
     bspec = binding.get("spec") or {}
-    pname = (policy.get("metadata") or {}).get("name", "")
-    bname = (binding.get("metadata") or {}).get("name", "")
+    pname = meta_of(policy).get("name", "")
+    bname = meta_of(binding).get("name", "")
     if not resources_match(spec.get("matchConstraints"), a, ns_labels):
         return []
     if bspec.get("matchResources") and not resources_match(bspec["matchResources"], a, ns_labels):

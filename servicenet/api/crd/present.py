@@ -13,6 +13,7 @@ from servicenet.api import errors
 from servicenet.api.crd.structural import CrdVersion
 from servicenet.api.tables import partial_object_metadata
 from servicenet.api.timefmt import parse_rfc3339, translate_timestamp_since
+from servicenet.api.wire import meta as meta_of
 
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 
@@ -184,7 +185,7 @@ def to_table(cv: CrdVersion, objs: list[dict[str, Any]], *, now: datetime, inclu
                                 "priority": int(c.get("priority") or 0)} for c in cols]
     rows = []
     for o in objs:
-        cells = [(o.get("metadata") or {}).get("name", "")]
+        cells = [meta_of(o).get("name", "")]
         cells += [_cell(c, st, o, now) for c, st in zip(cols, compiled, strict=True)]
         row: dict[str, Any] = {"cells": cells}
         if mode == "Metadata":
@@ -226,7 +227,7 @@ def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
 
 def scale_of(cv: CrdVersion, obj: dict[str, Any]) -> dict[str, Any]:
     sc = cv.scale or {}
-    md = obj.get("metadata") or {}
+    md = meta_of(obj)
     spec_r = _get_path(obj, sc.get("specReplicasPath", ".spec.replicas"))
     status_r = _get_path(obj, sc.get("statusReplicasPath", ".status.replicas"))
     out: dict[str, Any] = {

@@ -11,6 +11,7 @@ from servicenet.api.crd import celrules
 from servicenet.api.crd import schema as sch
 from servicenet.api.errors import FieldError
 from servicenet.api.resources import ALL_VERBS, ResourceInfo, SubresourceInfo
+from servicenet.api.wire import meta as meta_of
 
 GROUP = "apiextensions.k8s.io"
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
@@ -48,7 +49,7 @@ def apply_defaults(crd: dict[str, Any]) -> None:
 
 def validate(crd: dict[str, Any], old: dict[str, Any] | None = None) -> list[FieldError]:
     out: list[FieldError] = []
-    md = crd.get("metadata") or {}
+    md = meta_of(crd)
     spec = crd.get("spec")
     if not isinstance(spec, dict):
         return [errors.required("spec", "")]
@@ -328,11 +329,11 @@ def served_versions(crd: dict[str, Any]) -> list[CrdVersion]:
         out.append(CrdVersion(info=info, schema=root,
                               printer_columns=tuple(v.get("additionalPrinterColumns") or ()),
                               scale=subs_spec.get("scale") if isinstance(subs_spec.get("scale"), dict) else None,
-                              storage_version=storage, crd_name=(crd.get("metadata") or {}).get("name", ""),
+                              storage_version=storage, crd_name=meta_of(crd).get("name", ""),
                               selectable_fields=tuple(f.get("jsonPath", "") for f in v.get("selectableFields") or ()),
                               deprecated=bool(v.get("deprecated")),
                               deprecation_warning=v.get("deprecationWarning") or "",
-                              terminating=bool((crd.get("metadata") or {}).get("deletionTimestamp")),
+                              terminating=bool(meta_of(crd).get("deletionTimestamp")),
                               multi_version=len(spec.get("versions") or []) > 1
                               or (crd.get("status") or {}).get("storedVersions", [v["name"]]) != [v["name"]]))
     return out
