@@ -10,15 +10,26 @@ Every component command (``servicenet dns``, ``node``, ``controller-manager``, `
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from servicenet.common import log
 from servicenet.common.component import Component
 
-__all__ = ["install_uvloop", "run_until_signal", "wait_for_signal"]
+__all__ = ["install_uvloop", "main_args", "run_until_signal", "wait_for_signal"]
+
+
+def main_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, tuple[str, int]]:
+    """A component command's start: ``argv`` parsed, logging set up at ``--log-level``, and
+    ``--health-listen`` (``[host]:port``) split into host (default 127.0.0.1) and port."""
+    args = parser.parse_args(argv)
+    log.setup(args.log_level)
+    host, _, port = args.health_listen.rpartition(":")
+    return args, (host or "127.0.0.1", int(port))
 
 
 async def wait_for_signal() -> None:

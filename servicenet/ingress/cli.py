@@ -9,7 +9,7 @@ from typing import Any
 
 from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
-from servicenet.common.runner import run_until_signal
+from servicenet.common.runner import main_args, run_until_signal
 from servicenet.ingress.controller import IngressConfig, IngressController
 from servicenet.ingress.model import CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION
 
@@ -67,12 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    log.setup(args.log_level)
-    host, _, port = args.health_listen.rpartition(":")
+    args, health = main_args(_parser(), argv)
     cfg = IngressConfig(state_dir=args.state_dir, http_port=args.http_port, https_port=args.https_port,
                         addresses=tuple(args.listen or ()), node_name=args.node_name,
-                        health=(host or "127.0.0.1", int(port)), access_log_file=args.access_log)
+                        health=health, access_log_file=args.access_log)
 
     async def run() -> None:
         client = ApiClient.from_kubeconfig(args.kubeconfig)

@@ -27,7 +27,7 @@ from servicenet.common import log
 from servicenet.common.component import bounded
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import socket_in_netns
-from servicenet.common.runner import run_until_signal
+from servicenet.common.runner import main_args, run_until_signal
 from servicenet.proxy import conntrack, model
 from servicenet.proxy.health import HealthCheckService, ProxierHealth, ServiceHealthServers, node_eligible
 from servicenet.proxy.lb_allocator import LBAllocator
@@ -455,14 +455,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    log.setup(args.log_level)
-    host, _, port = args.health_listen.rpartition(":")
+    args, (host, port) = main_args(_parser(), argv)
     cfg = ProxyConfig(mode=args.mode, node_name=args.node_name, netns=args.netns,
                       node_ips=tuple(args.node_ip) if args.node_ip else None, cluster_cidr=args.cluster_cidr,
                       service_cidrs=tuple(args.service_cidr or ()), min_sync_period=args.min_sync_period,
                       sync_period=args.sync_period, full_sync_period=args.full_sync_period,
-                      health_host=host or "127.0.0.1", health_port=int(port), userspace_balance=args.balance,
+                      health_host=host, health_port=port, userspace_balance=args.balance,
                       lb_pool=args.lb_pool)
 
     async def run() -> None:
