@@ -216,11 +216,29 @@ class PodWorker:
             out[vol["name"]] = path
         return out
 
+    def _token_owner(self, vol: Obj) -> tuple[set[str], int, int] | None:
+        """Token files are 0600 and owned by the containers' user when they all run as one user
+        (the kubelet's rule); otherwise the volume's mode applies."""
+        paths = projected.token_paths(vol)
+        if not paths:
+            return None
+        users: set[tuple[int, int]] = set()
+        for run in self.runs + self.inits:
+            try:
+                ra = self._run_as(run)
+            except PodSecurityError:
+                continue
+            users.add((ra.uid, ra.gid) if ra is not None else (os.getuid(), os.getgid()))
+        if len(users) != 1:
+            return None
+        uid, gid = users.pop()
+        return paths, uid, gid
+
     async def _projected(self, vol: Obj, path: str) -> None:
         """Write a projected volume; keep its ServiceAccount token fresh (80 % of its lifetime)."""
         rt = self.runtime
         files, at = await projected.collect(self.pod, vol, rt.fetch, rt.request_token)
-        projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644))
+        projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644), self._token_owner(vol))
         old = self._refresh.pop(vol["name"], None)
         if old is not None:
             old.cancel()
@@ -232,7 +250,8 @@ class PodWorker:
             await asyncio.sleep(max(at - time.time(), 0.0))
             try:
                 files, at = await projected.collect(self.pod, vol, self.runtime.fetch, self.runtime.request_token)
-                projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644))
+                projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644),
+                                       self._token_owner(vol))
             except Exception as exc:  # the API may be briefly unreachable: try again soon
                 _log.warning("projected volume refresh failed", pod=self.key, volume=vol["name"], error=repr(exc))
                 at = time.time() + 10.0
