@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import os
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -45,6 +48,53 @@ def issue_client_cert(pki_dir: Path, user: str, groups: tuple[str, ...] = (),
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
+
+
+def issue_serving_cert(pki_dir: Path, cn: str, hosts: list[str], groups: tuple[str, ...] = (),
+                       days: int = 365) -> tuple[bytes, bytes]:
+    """(cert PEM, key PEM) for a serving certificate for ``hosts`` signed by the cluster CA (a node
+    agent's, as the kubelet-serving signer issues them)."""
+    ca = x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    alt: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            alt.append(x509.DNSName(h))
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+                     + [x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def node_serving_issuer(pki_dir: Path, node_name: str) -> Callable[[list[str]], tuple[bytes, bytes]]:
+    """What ``servicenet up`` (and tests) hand a node agent to get its serving certificate."""
+    return lambda hosts: issue_serving_cert(pki_dir, f"system:node:{node_name}", hosts, ("system:nodes",))
+
+
+def kubelet_client_ssl(pki_dir: Path) -> ssl.SSLContext:
+    """The API server's TLS towards node agents: verify them against the cluster CA and present the
+    ``kube-apiserver-kubelet-client`` certificate (group ``system:masters``), as kubeadm sets up
+    ``--kubelet-client-certificate``; the pair is written 0600 under ``pki_dir``."""
+    crt, key = pki_dir / "apiserver-kubelet-client.crt", pki_dir / "apiserver-kubelet-client.key"
+    if not (crt.exists() and key.exists()):
+        cert_pem, key_pem = issue_client_cert(pki_dir, "kube-apiserver-kubelet-client", ("system:masters",))
+        write_private(key, key_pem)
+        write_private(crt, cert_pem)
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx
 
 
 def render_cert_kubeconfig(server: str, ca_pem: bytes, user: str, cert: bytes, key: bytes,

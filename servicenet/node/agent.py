@@ -2,7 +2,7 @@
 
 Registers the Node, heartbeats its Ready condition, watches the pods bound to it
 (``spec.nodeName``) and runs them through :class:`PodRuntime`; serves the kubelet API
-(logs/exec/port-forward) plus ``/healthz``, ``/readyz`` and ``/metrics`` on 127.0.0.1.
+(logs/exec/port-forward) plus ``/healthz``, ``/readyz`` and ``/metrics`` over HTTPS on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import is_root
 from servicenet.common.runner import run_until_signal
-from servicenet.node import podsecurity
+from servicenet.node import podsecurity, tls
 from servicenet.node.auth import NodeAuth
 from servicenet.node.network import PodNetwork, make_network
 from servicenet.node.podspec import HostResolv, parse_resolv_conf
@@ -113,7 +113,9 @@ class NodeAgent:
                  cluster_dns_ip: str | None = None, cluster_domain: str = wk.CLUSTER_DOMAIN,
                  data_dir: str | None = None, virtual_ready_delay: float = 0.0, backoff_base: float = 10.0,
                  host: str = "127.0.0.1", port: int = 0, resolv_conf: str | None = "/etc/resolv.conf",
-                 heartbeat_interval: float = 10.0, net_id: str | None = None) -> None:
+                 heartbeat_interval: float = 10.0, net_id: str | None = None,
+                 serving_cert: tls.Issuer | tuple[str, str] | None = None,
+                 client_ca_pem: bytes | None = None) -> None:
         self.client = client
         self.node_name = node_name
         self.mode = ("netns" if is_root() else "loopback") if network == "auto" else network
@@ -141,6 +143,11 @@ class NodeAgent:
         self.health = HealthServer(host, port)
         self.heartbeat_interval = heartbeat_interval
         self._host, self._port = host, port
+        # HTTPS: a serving certificate from the issuer (the cluster CA under `up`) or given files,
+        # else self-signed; client certificates are checked against the API client's CA by default
+        self._serving_cert = serving_cert
+        ca = getattr(getattr(client, "config", None), "ca_data", None)
+        self._client_ca = client_ca_pem if client_ca_pem is not None else (ca if isinstance(ca, bytes) else None)
         self._runner: web.AppRunner | None = None
         self._pods: Any = None
         self._svcs: Any = None
@@ -172,7 +179,20 @@ class NodeAgent:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"https://{self._host}:{self.port}"
+
+    def _ssl_context(self) -> Any:
+        """Issue (at every start) and load the serving certificate; key file 0600."""
+        src = self._serving_cert
+        if isinstance(src, tuple):
+            crt, key = src
+        else:
+            hosts = tls.serving_hosts(self.network.node_ip, self.node_name)
+            if src is None:
+                _log.warning("no certificate issuer: the node agent serves a self-signed certificate")
+            pem, key_pem = src(hosts) if src is not None else tls.self_signed(hosts)
+            crt, key = tls.write_pair(os.path.join(self.data_dir, "pki"), pem, key_pem)
+        return tls.server_context(crt, key, self._client_ca)
 
     def describe(self) -> dict[str, str]:
         d = {"node": self.node_name, "network": self.mode, "kubelet": self.url, "podCIDR": self.pod_cidr,
@@ -192,7 +212,7 @@ class NodeAgent:
                                                             "pod informer not synced"))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context())
         await site.start()
         server = site._server
         if server is not None and server.sockets:
@@ -345,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--port", type=int, default=10250)
     p.add_argument("--virtual-ready-delay", type=float, default=0.0)
+    p.add_argument("--tls-cert-file", help="serving certificate (default: self-signed at start)")
+    p.add_argument("--tls-private-key-file")
+    p.add_argument("--client-ca-file", help="CA of client certificates (default: the kubeconfig's CA)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     log.setup(args.log_level)
@@ -353,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         agent = NodeAgent(client, node_name=args.node_name, network=args.network, pod_cidr=args.pod_cidr,
                           cluster_dns_ip=args.cluster_dns, cluster_domain=args.cluster_domain,
-                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port)
+                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port,
+                          serving_cert=(args.tls_cert_file, args.tls_private_key_file)
+                          if args.tls_cert_file and args.tls_private_key_file else None,
+                          client_ca_pem=tls.read_pem(args.client_ca_file))
         await run_until_signal(agent, closing=[client.close], announce=True)
 
     asyncio.run(run())
