@@ -16,7 +16,7 @@ from servicenet.api import wellknown as wk
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
 from servicenet.common import log
-from servicenet.common.runner import wait_for_signal
+from servicenet.common.runner import signal_event, start_unless, wait_for_signal
 from servicenet.up import build_components
 
 DEFAULT_DATA_DIR = Path(os.environ.get("SERVICENET_DATA_DIR", str(Path.home() / ".servicenet")))
@@ -140,14 +140,22 @@ async def _run_up(args: argparse.Namespace) -> int:
         return 2
     if args.dns_listen is None:
         args.dns_listen = [("127.0.0.1", 1053)]
+    # SIGTERM during start-up stops what already started (a node agent's pods included)
+    stopping = signal_event()
     api = ApiServer(_api_config(args, network))
-    await api.start()
+    if not await start_unless(api.start(), stopping):
+        with contextlib.suppress(Exception):
+            await api.stop()
+        return 0
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
     try:
-        for comp in build_components(args, network, client, api):
-            await comp.start()
-            components.append(comp)
+        built = build_components(args, network, client, api)
+        for comp in built:
+            components.append(comp)  # stopped even if its start is interrupted
+            if not await start_unless(comp.start(), stopping):
+                components = built  # the rest too: a node agent reaps what a crashed run left
+                return 0
         print(f"servicenet {__version__} is up (network mode: {network})")
         print(f"  {'apiserver':<20} {api.url}")
         for comp in components:
@@ -155,7 +163,7 @@ async def _run_up(args: argparse.Namespace) -> int:
                 print(f"  {comp.name + ' ' + what:<20} {where}")
         print(f"\nPoint kubectl at it:\n  export KUBECONFIG={api.kubeconfig_path}\n  kubectl get svc -A\n",
               flush=True)
-        await wait_for_signal()
+        await stopping.wait()
     finally:
         for comp in reversed(components):
             with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ Every component command (``servicenet dns``, ``node``, ``controller-manager``, `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,16 +19,39 @@ from typing import Any
 
 from servicenet.common.component import Component
 
-__all__ = ["install_uvloop", "run_until_signal", "wait_for_signal"]
+__all__ = ["install_uvloop", "run_until_signal", "signal_event", "start_unless", "wait_for_signal"]
 
 
-async def wait_for_signal() -> None:
-    """Return once the process receives SIGTERM or SIGINT."""
+def signal_event() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (the handlers are installed now)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def wait_for_signal() -> None:
+    """Return once the process receives SIGTERM or SIGINT."""
+    await signal_event().wait()
+
+
+async def start_unless(start: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Run a start-up step unless ``stop`` is set first: then cancel it and return False (the
+    caller stops what was started, including this step's part). A failing step raises."""
+    task = asyncio.ensure_future(start)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False
 
 
 async def run_until_signal(component: Component, *, closing: Sequence[Callable[[], Awaitable[Any]]] = (),

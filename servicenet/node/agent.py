@@ -153,6 +153,7 @@ class NodeAgent:
         self._svcs: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._since = _now()
+        self._loaded = False
         self._recent_events: dict[tuple[str, str, str], float] = {}
         self.port = 0
 
@@ -204,7 +205,7 @@ class NodeAgent:
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.network.setup()
-        self.runtime.load_state()
+        await self._load()
         app = web.Application(middlewares=[NodeAuth(self.client, self.node_name).middleware])
         app.add_routes(make_routes(self.runtime))
         app.add_routes(self.health.routes())
@@ -229,7 +230,15 @@ class NodeAgent:
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="node heartbeat"))
         _log.info("node agent started", node=self.node_name, network=self.mode, port=self.port)
 
+    async def _load(self) -> None:
+        """Read the saved pods, then reap what a crashed agent left that no saved pod owns."""
+        if not self._loaded:
+            self._loaded = True
+            self.runtime.load_state()
+            await self.runtime.reap_leftovers()
+
     async def stop(self) -> None:
+        await self._load()  # stopped before (or while) starting: still remove what a crash left
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -15,7 +15,7 @@ from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
-from servicenet.node import projected
+from servicenet.node import projected, reaper
 from servicenet.node.envvars import EnvError, container_env, expand_command
 from servicenet.node.host import PodHost
 from servicenet.node.network import PodSandbox
@@ -304,6 +304,9 @@ class PodWorker:
                         env["SERVICENET_HTML_DIR"] = volumes[m["name"]]
         run.env = env
         run.log_path = ct.log_file(os.path.join(self.dir, "logs"), run)
+        journal = self.runtime.journal
+        journal.record({"op": "spawn", "uid": self.uid, "container": run.name, "t": time.time(),
+                        "netns": self.sandbox.netns if self.sandbox else None, "ip": self.pod_ip()})
         try:
             proc = spawn(argv, env, run.log_path, netns=self.sandbox.netns if self.sandbox else None,
                          hostname=hostname, mounts=mounts, cwd=run.spec.get("workingDir"), builtin=builtin,
@@ -313,6 +316,8 @@ class PodWorker:
             self.event("Warning", "Failed", f"Error: {exc}")
             self.mark_dirty()
             return False
+        journal.record({"op": "pid", "uid": self.uid, "container": run.name, "pid": proc.pid,
+                        "ticks": proc.start_ticks})
         ct.mark_running(run, proc)
         self.save_state()
         self.mark_dirty()
@@ -449,6 +454,8 @@ class PodWorker:
 
     async def _teardown(self) -> None:
         if self.sandbox is not None:
+            if self.sandbox.netns:  # whatever still runs in the namespace (escaped children, exec)
+                await reaper.kill_and_wait(reaper.find_processes(netns=[self.sandbox.netns]))
             await self.runtime.network.remove_pod(self.sandbox)
         for p in reversed(self._created_paths):
             with contextlib.suppress(OSError):
@@ -457,6 +464,7 @@ class PodWorker:
                 elif os.path.isfile(p) and os.path.getsize(p) == 0:
                     os.unlink(p)
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.runtime.journal.record({"op": "gone", "uid": self.uid})
 
     async def close(self) -> None:
         """Flush the last status and stop background tasks."""

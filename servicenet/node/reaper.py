@@ -1,0 +1,135 @@
+"""Remove what a crashed node agent left behind (the I/O shell of :mod:`servicenet.node.journal`).
+
+Processes are found three ways, so that none escapes even when its pid was never recorded:
+by the journal's pid records (checked against their start time), by living in one of the
+namespaces being removed (``/proc/<pid>/ns/net`` is that namespace; ``podinit`` still carries the
+namespace path in its command line before it joins it), and in loopback mode by the pod IP in
+the environment the agent gave them (``SERVICENET_BIND_IP``) for a process started after the
+intent. Processes are killed (SIGKILL) and waited for before their namespace is deleted; deleting
+a pod namespace takes its veth pair (and any rule inside it) with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+from servicenet.common import log
+from servicenet.common.netns import list_netns, netns_path
+from servicenet.node.journal import ReapPlan
+from servicenet.node.process import proc_start_ticks
+
+__all__ = ["find_processes", "kill_and_wait", "list_netns", "reap", "remove_netns"]
+
+_log = log.get("node.reaper")
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _ns_inode(name: str) -> int | None:
+    try:
+        return os.stat(netns_path(name)).st_ino
+    except OSError:
+        return None
+
+
+def find_processes(netns: Iterable[str] = (), ips: Iterable[str] = (), since: float = 0.0,
+                   exclude_groups: Iterable[int] = ()) -> list[tuple[int, int | None]]:
+    """(pid, start ticks) of processes in ``netns`` (or on their way in), or loopback-mode pods'
+    processes with one of ``ips`` started at or after ``since``; a process whose process group or
+    session is in ``exclude_groups`` (a kept container's) is left alone."""
+    names = list(netns)
+    inodes = {i for i in (_ns_inode(n) for n in names) if i is not None}
+    paths = [netns_path(n).encode() for n in names]
+    markers = [b"SERVICENET_BIND_IP=" + ip.encode() + b"\0" for ip in ips]
+    keep = set(exclude_groups)
+    me = os.getpid()
+    boot = _boot_time() if markers else 0.0
+    out: list[tuple[int, int | None]] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        hit = False
+        try:
+            if inodes and os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+                hit = True
+            elif paths:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+                hit = b"podinit" in cmd and any(p in cmd for p in paths)
+            if not hit and markers:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read() + b"\0"
+                ticks = proc_start_ticks(pid)
+                hit = (any(m in env for m in markers) and ticks is not None
+                       and boot + ticks / _TICK >= since - 1.0)
+            if hit and keep and (os.getpgid(pid) in keep or os.getsid(pid) in keep):
+                continue
+        except OSError:
+            continue
+        if hit:
+            out.append((pid, proc_start_ticks(pid)))
+    return out
+
+
+async def kill_and_wait(procs: Iterable[tuple[int, int | None]], timeout: float = 10.0) -> int:
+    """SIGKILL each process that is still the one recorded (same start time); wait until all are
+    gone. Returns how many were killed."""
+    alive = [(p, t) for p, t in dict.fromkeys(procs) if t is not None and proc_start_ticks(p) == t]
+    for pid, _ in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while any(proc_start_ticks(p) == t for p, t in alive) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return len(alive)
+
+
+async def _ip(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec("ip", *argv, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    await proc.wait()
+
+
+async def remove_netns(names: Iterable[str]) -> None:
+    """Kill every process inside the namespaces, then delete them."""
+    names = list(names)
+    if not names:
+        return
+    for _ in range(3):  # a process may fork while we kill: look again
+        found = find_processes(netns=names)
+        if not found:
+            break
+        await kill_and_wait(found)
+    for n in names:
+        await _ip("netns", "del", n)
+
+
+async def reap(p: ReapPlan, node_netns: str | None) -> dict[str, int]:
+    """Carry out a reap plan; returns counts of what was removed."""
+    killed = await kill_and_wait(p.procs)
+    if p.ips:
+        killed += await kill_and_wait(find_processes(ips=p.ips, since=p.since))
+    before = len(p.netns)
+    await remove_netns(p.netns)
+    veths = 0
+    if node_netns and p.veths and os.path.exists(netns_path(node_netns)):
+        for v in p.veths:  # a pod's veth normally dies with its namespace; this is the belt and braces
+            await _ip("-n", node_netns, "link", "del", v)
+            veths += 1
+    counts = {"processes": killed, "netns": before, "veths": veths, "pods": len(p.uids)}
+    if killed or before:
+        _log.info("reaped leftovers of a previous agent", **counts)
+    return counts
