@@ -84,6 +84,61 @@ def find_processes(netns: Iterable[str] = (), ips: Iterable[str] = (), since: fl
     return out
 
 
+def orphan_helpers(prefix: str, agent_cmdline: bytes = b"", agent_ticks: int = 0) -> list[tuple[int, int | None]]:
+    """Helper commands (``ip netns add sn-…``, ``ip -n sn-… -batch``) a dead agent started that
+    still run: orphans (re-parented to pid 1) naming our prefix, or forks of the dead agent caught
+    before their exec (its command line, started after it). Left alone they could create a
+    namespace or veth after the reap."""
+    me = str(os.getpid())
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or entry == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+            ticks = proc_start_ticks(int(entry))
+            ours = (prefix.encode() in cmd and b"podinit" not in cmd) or (
+                agent_cmdline and cmd == agent_cmdline and ticks is not None and ticks >= agent_ticks)
+            if ours and os.getppid() != int(entry) and _ppid(int(entry)) == 1:
+                out.append((int(entry), ticks))
+        except OSError:
+            continue
+    return out
+
+
+def record_agent(path: str) -> tuple[bytes, int]:
+    """Write this agent's command line and start time to ``path``; return the previous agent's."""
+    prev: tuple[bytes, int] = (b"", 0)
+    with contextlib.suppress(OSError, ValueError):
+        with open(path, "rb") as f:
+            ticks, _, cmd = f.read().partition(b"\n")
+            prev = (cmd, int(ticks))
+    with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
+        cmd = f.read()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"%d\n" % (proc_start_ticks(os.getpid()) or 0) + cmd)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return prev
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return int(data[data.rfind(b")") + 2:].split()[1])
+
+
+async def finish_helpers(prefix: str, agent: tuple[bytes, int] = (b"", 0), wait: float = 2.0) -> int:
+    """Let a dead agent's helper commands finish (bounded), then kill what still runs."""
+    deadline = time.monotonic() + wait
+    while (found := orphan_helpers(prefix, *agent)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return await kill_and_wait(found) if found else 0
+
+
 async def kill_and_wait(procs: Iterable[tuple[int, int | None]], timeout: float = 10.0) -> int:
     """SIGKILL each process that is still the one recorded (same start time); wait until all are
     gone. Returns how many were killed."""
@@ -117,18 +172,30 @@ async def remove_netns(names: Iterable[str]) -> None:
         await _ip("netns", "del", n)
 
 
-async def reap(p: ReapPlan, node_netns: str | None) -> dict[str, int]:
-    """Carry out a reap plan; returns counts of what was removed."""
+async def node_veths(node_netns: str, prefix: str) -> list[str]:
+    """The pod-side veths (``<prefix>v<n>``) that exist in the node namespace."""
+    proc = await asyncio.create_subprocess_exec("ip", "-n", node_netns, "-o", "link", "show",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.decode().splitlines() if line.count(":") >= 2]
+    return [n for n in names if n.startswith(prefix + "v")]
+
+
+async def reap(p: ReapPlan, node_netns: str | None, prefix: str | None = None,
+               kept_veths: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Carry out a reap plan (after :func:`finish_helpers`); returns counts of what was removed."""
     killed = await kill_and_wait(p.procs)
     if p.ips:
         killed += await kill_and_wait(find_processes(ips=p.ips, since=p.since))
     before = len(p.netns)
     await remove_netns(p.netns)
     veths = 0
-    if node_netns and p.veths and os.path.exists(netns_path(node_netns)):
-        for v in p.veths:  # a pod's veth normally dies with its namespace; this is the belt and braces
-            await _ip("-n", node_netns, "link", "del", v)
-            veths += 1
+    if node_netns and prefix and os.path.exists(netns_path(node_netns)):
+        # a pod's veth normally dies with its namespace; one no kept pod owns is removed here
+        for v in await node_veths(node_netns, prefix):
+            if v not in kept_veths:
+                await _ip("-n", node_netns, "link", "del", v)
+                veths += 1
     counts = {"processes": killed, "netns": before, "veths": veths, "pods": len(p.uids)}
     if killed or before:
         _log.info("reaped leftovers of a previous agent", **counts)

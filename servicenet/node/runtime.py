@@ -179,13 +179,17 @@ class PodRuntime:
         """After :meth:`load_state`, before anything starts: remove every process, namespace and
         veth the journal (or the namespace prefix) names that no saved pod owns; a saved pod keeps
         only the processes its state records (and their process groups)."""
+        net = self.network
+        prefix = getattr(net, "prefix", None) if net.mode == "netns" else None
+        previous = reaper.record_agent(os.path.join(self.cfg.data_dir, "agent.proc"))
+        if prefix:  # a dead agent's `ip` helpers may still be creating something: let them end first
+            await reaper.finish_helpers(prefix, previous)
         trails = self.journal.read()
         keep = set(self._saved)
         kept_ns = {st["sandbox"].get("netns") for st in self._saved.values() if st["sandbox"].get("netns")}
-        net = self.network
-        prefix = getattr(net, "prefix", None) if net.mode == "netns" else None
+        kept_veths = frozenset(f"{prefix}v{st['sandbox'].get('index', 0)}" for st in self._saved.values())
         plan = jn.plan(trails, keep, reaper.list_netns(), prefix, net.node_netns, kept_ns)
-        counts = await reaper.reap(plan, net.node_netns)
+        counts = await reaper.reap(plan, net.node_netns, prefix, kept_veths)
         # a kept pod: processes started after its state was saved (their pid never reached it)
         strays: list[tuple[int, int | None]] = []
         for uid in keep & set(trails):
