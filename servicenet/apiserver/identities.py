@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import os
 import ssl
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from servicenet.common.tls import ca_issuer
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -50,37 +51,9 @@ def issue_client_cert(pki_dir: Path, user: str, groups: tuple[str, ...] = (),
                               serialization.NoEncryption()))
 
 
-def issue_serving_cert(pki_dir: Path, cn: str, hosts: list[str], groups: tuple[str, ...] = (),
-                       days: int = 365) -> tuple[bytes, bytes]:
-    """(cert PEM, key PEM) for a serving certificate for ``hosts`` signed by the cluster CA (a node
-    agent's, as the kubelet-serving signer issues them)."""
-    ca = x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    alt: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            alt.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            alt.append(x509.DNSName(h))
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
-                     + [x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 def node_serving_issuer(pki_dir: Path, node_name: str) -> Callable[[list[str]], tuple[bytes, bytes]]:
     """What ``servicenet up`` (and tests) hand a node agent to get its serving certificate."""
-    return lambda hosts: issue_serving_cert(pki_dir, f"system:node:{node_name}", hosts, ("system:nodes",))
+    return ca_issuer(pki_dir, node_name)
 
 
 def kubelet_client_ssl(pki_dir: Path) -> ssl.SSLContext:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from servicenet.common import log
-from servicenet.node.tls import peer_user
+from servicenet.common.tls import peer_user
 
 _log = log.get("node.auth")
 

@@ -24,6 +24,8 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from servicenet.common.userns import uid_mapped
+
 NOBODY = 65534
 Obj = dict[str, Any]
 
@@ -151,6 +153,8 @@ def runtime_trees(python: str, prefixes: list[str], package_dir: str) -> list[st
 def default_user(python: str, package_dir: str) -> tuple[int, str]:
     """(uid, reason) for containers without a runAsUser: nobody, unless nobody cannot run them even
     with the closed directories on the way replaced (see :func:`exposures`)."""
+    if not uid_mapped(NOBODY):
+        return 0, f"uid {NOBODY} is not mapped in this user namespace (one-uid mapping; see docs/rootless.md)"
     for what in (python, package_dir):
         if not reachable_with_exposures(what, NOBODY, NOBODY):
             return 0, f"{what} is not readable by uid {NOBODY}"

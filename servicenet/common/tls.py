@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["Issuer", "peer_user", "self_signed", "server_context", "serving_hosts", "write_pair"]
+__all__ = ["Issuer", "ca_issuer", "peer_user", "self_signed", "server_context", "serving_hosts", "write_pair"]
 
 # hosts -> (certificate PEM, key PEM)
 Issuer = Callable[[list[str]], tuple[bytes, bytes]]
@@ -62,6 +62,32 @@ def self_signed(hosts: list[str], cn: str = "servicenet-node") -> tuple[bytes, b
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
+
+
+def ca_issuer(pki_dir: str | Path, node_name: str, days: int = 365) -> Issuer:
+    """An issuer signing with the cluster CA in ``pki_dir`` (``ca.crt``/``ca.key``): what a process
+    that holds the CA (``servicenet up``) hands its node agents (CN ``system:node:<name>``)."""
+    pki = Path(pki_dir)
+
+    def issue(hosts: list[str]) -> tuple[bytes, bytes]:
+        ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName(san_names(hosts)), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+        return (cert.public_bytes(serialization.Encoding.PEM),
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+    return issue
 
 
 def write_pair(pki_dir: str, cert: bytes, key: bytes, name: str = "kubelet") -> tuple[str, str]:
