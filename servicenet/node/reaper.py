@@ -44,11 +44,22 @@ def _ns_inode(name: str) -> int | None:
         return None
 
 
+def proc_is_ours() -> bool:
+    """Does /proc show this process's own pid namespace? (Under a user namespace with its own pid
+    namespace but the host's /proc, pids read there would name other processes: scan nothing.)"""
+    try:
+        return int(os.readlink("/proc/self")) == os.getpid()
+    except (OSError, ValueError):
+        return False
+
+
 def find_processes(netns: Iterable[str] = (), ips: Iterable[str] = (), since: float = 0.0,
                    exclude_groups: Iterable[int] = ()) -> list[tuple[int, int | None]]:
     """(pid, start ticks) of processes in ``netns`` (or on their way in), or loopback-mode pods'
     processes with one of ``ips`` started at or after ``since``; a process whose process group or
     session is in ``exclude_groups`` (a kept container's) is left alone."""
+    if not proc_is_ours():
+        return []
     names = list(netns)
     inodes = {i for i in (_ns_inode(n) for n in names) if i is not None}
     paths = [netns_path(n).encode() for n in names]
@@ -89,6 +100,8 @@ def orphan_helpers(prefix: str, agent_cmdline: bytes = b"", agent_ticks: int = 0
     still run: orphans (re-parented to pid 1) naming our prefix, or forks of the dead agent caught
     before their exec (its command line, started after it). Left alone they could create a
     namespace or veth after the reap."""
+    if not proc_is_ours():
+        return []
     me = str(os.getpid())
     out = []
     for entry in os.listdir("/proc"):
@@ -110,6 +123,8 @@ def orphan_helpers(prefix: str, agent_cmdline: bytes = b"", agent_ticks: int = 0
 def record_agent(path: str) -> tuple[bytes, int]:
     """Write this agent's command line and start time to ``path``; return the previous agent's."""
     prev: tuple[bytes, int] = (b"", 0)
+    if not proc_is_ours():
+        return prev
     with contextlib.suppress(OSError, ValueError):
         with open(path, "rb") as f:
             ticks, _, cmd = f.read().partition(b"\n")
@@ -142,10 +157,17 @@ async def finish_helpers(prefix: str, agent: tuple[bytes, int] = (b"", 0), wait:
 async def kill_and_wait(procs: Iterable[tuple[int, int | None]], timeout: float = 10.0) -> int:
     """SIGKILL each process that is still the one recorded (same start time); wait until all are
     gone. Returns how many were killed."""
-    alive = [(p, t) for p, t in dict.fromkeys(procs) if t is not None and proc_start_ticks(p) == t]
-    for pid, _ in alive:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+    if not proc_is_ours():
+        return 0
+    alive: list[tuple[int, int | None]] = []
+    for pid, t in dict.fromkeys(procs):
+        if t is None or proc_start_ticks(pid) != t:
+            continue
+        try:
             os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue  # gone already, or not ours to kill: do not wait for it
+        alive.append((pid, t))
     deadline = time.monotonic() + timeout
     while any(proc_start_ticks(p) == t for p, t in alive) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
