@@ -16,7 +16,7 @@ from servicenet.api import wellknown as wk
 from servicenet.client import ApiClient
 from servicenet.cluster import up_nodes
 from servicenet.common import log
-from servicenet.common.runner import wait_for_signal
+from servicenet.common.runner import signal_event, start_unless, wait_for_signal
 
 # The control-plane modules load only when `apiserver` or `up` runs: a component process
 # started through this CLI (dns, proxy, node, ...) then carries only its own code. Importing
@@ -173,13 +173,21 @@ async def _run_up(args: argparse.Namespace) -> int:
         finally:
             await client.close()
             await api.stop()
-    await api.start()
+    # SIGTERM during start-up stops what already started (a node agent's pods included)
+    stopping = signal_event()
+    if not await start_unless(api.start(), stopping):
+        with contextlib.suppress(Exception):
+            await api.stop()
+        return 0
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
     try:
-        for comp in importlib.import_module(UP_MODULE).build_components(args, network, client, api):
-            await comp.start()
-            components.append(comp)
+        built = importlib.import_module(UP_MODULE).build_components(args, network, client, api)
+        for comp in built:
+            components.append(comp)  # stopped even if its start is interrupted
+            if not await start_unless(comp.start(), stopping):
+                components = built  # the rest too: a node agent reaps what a crashed run left
+                return 0
         inside = " inside a user namespace (rootless)" if os.environ.get(rootless.ENV_HOLDER) else ""
         print(f"servicenet {__version__} is up (network mode: {network}{inside})")
         print(f"  {'apiserver':<20} {api.url}")
@@ -188,7 +196,7 @@ async def _run_up(args: argparse.Namespace) -> int:
                 print(f"  {comp.name + ' ' + what:<20} {where}")
         print(f"\nPoint kubectl at it:\n  export KUBECONFIG={api.kubeconfig_path}\n  kubectl get svc -A\n",
               flush=True)
-        await wait_for_signal()
+        await stopping.wait()
     finally:
         for comp in reversed(components):
             with contextlib.suppress(Exception):

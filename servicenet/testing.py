@@ -15,8 +15,10 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from servicenet.api import wellknown as wk
+from servicenet.apiserver.identities import node_serving_issuer
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
 from servicenet.common.component import bounded
@@ -34,6 +36,10 @@ class RunningApi:
     @property
     def url(self) -> str:
         return self.server.url
+
+    def node_cert(self, node_name: str) -> Any:
+        """The serving-certificate issuer a node agent gets under ``servicenet up`` (cluster CA)."""
+        return node_serving_issuer(self.server.config.data_dir / "pki", node_name)
 
     def new_client(self) -> ApiClient:
         return ApiClient.from_kubeconfig(self.kubeconfig)

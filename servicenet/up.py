@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from servicenet.api import wellknown as wk
+from servicenet.apiserver.identities import node_serving_issuer
 from servicenet.apiserver.podaccess import ComponentClients, KubernetesEndpoint
 from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
@@ -105,7 +106,9 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
     if on("node"):
         node = NodeAgent(client_for("node"), node_name=args.node_name, network=network,
                          pod_cidr=wk.address_plan(network).pod_cidr, cluster_dns_ip=dns_ip,
-                         data_dir=str(Path(args.data_dir) / "node"))
+                         data_dir=str(Path(args.data_dir) / "node"),
+                         serving_cert=node_serving_issuer(api.config.data_dir / "pki", args.node_name)
+                         if ids is not None else None)
         out.append(node)
     if ids is not None and network != "virtual":  # where pods reach the API (the kubernetes Service)
         out.append(KubernetesEndpoint(api, node))

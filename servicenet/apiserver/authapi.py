@@ -29,6 +29,7 @@ from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
+from servicenet.apiserver.identities import kubelet_client_ssl
 from servicenet.apiserver.responses import json_response
 from servicenet.apiserver.sa_admission import ServiceAccounts
 
@@ -301,7 +302,8 @@ async def start_security(server: Any) -> tuple[Security, Any]:
     authn = Authenticator(server, server.creds.token_file if server.creds else None, signer)
     server.loopback_token = secrets.token_urlsafe(32)
     authn.add_token(server.loopback_token, User("system:apiserver", ("system:masters",), "apiserver"))
-    kubelet_proxy.set_node_credentials(server.loopback_token)
+    kubelet_proxy.set_node_credentials(server.loopback_token,
+                                       kubelet_client_ssl(pki) if (pki / "ca.key").exists() else None)
     authz = Authorizer(server)
     await authz.start()
     sas = ServiceAccounts(server)

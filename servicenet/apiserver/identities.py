@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -15,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from servicenet.common.tls import ca_issuer
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -45,6 +49,25 @@ def issue_client_cert(pki_dir: Path, user: str, groups: tuple[str, ...] = (),
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
+
+
+def node_serving_issuer(pki_dir: Path, node_name: str) -> Callable[[list[str]], tuple[bytes, bytes]]:
+    """What ``servicenet up`` (and tests) hand a node agent to get its serving certificate."""
+    return ca_issuer(pki_dir, node_name)
+
+
+def kubelet_client_ssl(pki_dir: Path) -> ssl.SSLContext:
+    """The API server's TLS towards node agents: verify them against the cluster CA and present the
+    ``kube-apiserver-kubelet-client`` certificate (group ``system:masters``), as kubeadm sets up
+    ``--kubelet-client-certificate``; the pair is written 0600 under ``pki_dir``."""
+    crt, key = pki_dir / "apiserver-kubelet-client.crt", pki_dir / "apiserver-kubelet-client.key"
+    if not (crt.exists() and key.exists()):
+        cert_pem, key_pem = issue_client_cert(pki_dir, "kube-apiserver-kubelet-client", ("system:masters",))
+        write_private(key, key_pem)
+        write_private(crt, cert_pem)
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx
 
 
 def render_cert_kubeconfig(server: str, ca_pem: bytes, user: str, cert: bytes, key: bytes,

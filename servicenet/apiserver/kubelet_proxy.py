@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
@@ -29,15 +30,24 @@ from servicenet.store import Store
 
 __all__ = ["node_proxy", "proxy_to_node", "set_node_credentials"]
 
-# what the API server presents to node agents (its loopback identity; the agents check it with a
-# TokenReview and a SubjectAccessReview on nodes/proxy, as the kubelet does)
+# How the API server reaches node agents: HTTPS verified against the cluster CA, presenting its
+# kubelet-client certificate (the agents map it to a user and check a SubjectAccessReview on
+# nodes/proxy, as the kubelet does); without TLS material, its loopback token.
 _NODE_HEADERS: dict[str, str] = {}
+_NODE_TLS: list[ssl.SSLContext] = []
 
 
-def set_node_credentials(token: str) -> None:
+def set_node_credentials(token: str, tls: ssl.SSLContext | None = None) -> None:
     _NODE_HEADERS.clear()
-    if token:
+    _NODE_TLS.clear()
+    if tls is not None:
+        _NODE_TLS.append(tls)
+    elif token:
         _NODE_HEADERS["Authorization"] = f"Bearer {token}"
+
+
+def _ssl() -> ssl.SSLContext | bool:
+    return _NODE_TLS[0] if _NODE_TLS else False
 
 
 class _Registry(Protocol):
@@ -67,7 +77,7 @@ async def node_proxy(registry: _Registry, store: Store, request: web.Request, in
         query = portforward_query(request.query)
     else:
         path = f"/{subresource}/{namespace}/{name}/{container}"
-    return await proxy_to_node(request, f"http://127.0.0.1:{port}", path, query)
+    return await proxy_to_node(request, f"https://127.0.0.1:{port}", path, query)
 
 
 def portforward_query(q: Any) -> str:
@@ -118,14 +128,16 @@ async def _proxy_raw_upgrade(request: web.Request, node_url: str, path: str, qs:
     """A non-websocket upgrade (``SPDY/3.1``): repeat it to the node agent; on 101 splice the two
     connections byte for byte (the API server does not look inside)."""
     parts = urlsplit(node_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    tls = _ssl() if parts.scheme == "https" else False
     target = path + ("?" + qs if qs else "")
     lines = [f"{request.method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
              f"Upgrade: {request.headers['Upgrade']}", "Content-Length: 0"]
     lines += [f"{k}: {v}" for k, v in _NODE_HEADERS.items()]
     lines += [f"X-Stream-Protocol-Version: {v}" for v in request.headers.getall("X-Stream-Protocol-Version", [])]
     try:
-        reader, writer = await bounded(asyncio.open_connection(host, port, limit=1 << 16), 10)
+        reader, writer = await bounded(asyncio.open_connection(
+            host, port, limit=1 << 16, ssl=tls or None, server_hostname=host if tls else None), 10)
     except (OSError, TimeoutError) as exc:
         raise web.HTTPBadGateway(text=f"error dialing the node agent: {exc}") from exc
     try:
@@ -181,7 +193,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 async def _proxy_http(request: web.Request, url: str) -> web.StreamResponse:
     session = aiohttp.ClientSession(headers=_NODE_HEADERS, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
     try:
-        async with session.request(request.method, url, data=await request.read() or None) as up:
+        async with session.request(request.method, url, data=await request.read() or None, ssl=_ssl()) as up:
             resp = web.StreamResponse(status=up.status, headers={
                 "Content-Type": up.headers.get("Content-Type", "text/plain")})
             await resp.prepare(request)
@@ -200,8 +212,8 @@ async def _proxy_websocket(request: web.Request, url: str) -> web.StreamResponse
     session = aiohttp.ClientSession(headers=_NODE_HEADERS)
     try:
         try:
-            node_ws = await session.ws_connect(url.replace("http://", "ws://", 1), protocols=offered,
-                                               max_msg_size=0, autoping=True)
+            node_ws = await session.ws_connect(url.replace("http", "ws", 1), protocols=offered,
+                                               max_msg_size=0, autoping=True, ssl=_ssl())
         except aiohttp.WSServerHandshakeError as exc:
             return web.Response(status=exc.status if exc.status >= 400 else 502,
                                 text=f"node agent refused the stream: {exc.status} {exc.message}")

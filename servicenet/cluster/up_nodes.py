@@ -26,6 +26,7 @@ from servicenet.common import log
 from servicenet.common.component import bounded
 from servicenet.common.netns import netns_path
 from servicenet.common.runner import wait_for_signal
+from servicenet.common.tls import ca_issuer, serving_hosts, write_pair
 
 from . import topology
 from .plan import CLUSTER_CIDR, ClusterPlan, NodePlan, plan
@@ -115,6 +116,14 @@ async def _wait_nodes_ready(client: ApiClient, names: list[str], procs: NodeProc
     raise RuntimeError(f"nodes not Ready within {timeout:.0f}s")
 
 
+def _node_serving_cert(api: Any, node: NodePlan, pki_dir: Path) -> list[str]:
+    """A node agent's serving certificate from the cluster CA (its names: node IP, 127.0.0.1, node
+    name), so the API server can verify the agent it proxies exec/logs/port-forward to."""
+    issue = ca_issuer(Path(api.config.data_dir) / "pki", node.name)
+    crt, key = write_pair(str(pki_dir), *issue(serving_hosts(node.ip, node.name)))
+    return ["--tls-cert-file", crt, "--tls-private-key-file", key]
+
+
 async def run(args: argparse.Namespace, api: Any, extra: list[Any]) -> int:
     """Bring the nodes up around a started API server; ``extra`` are in-process components to run."""
     data_dir = Path(args.data_dir)
@@ -131,7 +140,9 @@ async def run(args: argparse.Namespace, api: Any, extra: list[Any]) -> int:
         dns_ip = api.services.dns_ip()
         cidrs = list(args.service_cidr or wk.address_plan("netns").service_cidrs)
         for node in p.nodes:
+            tls_args = _node_serving_cert(api, node, data_dir / "nodes" / node.name / "pki")
             for what, argv in node_argv(p, node, api.kubeconfig_path, data_dir / "nodes", dns_ip, cidrs).items():
+                argv = [*argv, *tls_args] if what == "node" else argv
                 await procs.spawn(f"{node.name}/{what}", argv, data_dir / "nodes" / node.name / f"{what}.log")
         await _wait_nodes_ready(client, [n.name for n in p.nodes], procs, 120.0)
         print(f"servicenet is up with {len(p.nodes)} nodes (cluster id {p.id})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from servicenet.common import log
 from servicenet.common.component import Component
 
-__all__ = ["install_uvloop", "main_args", "run_until_signal", "wait_for_signal"]
+__all__ = ["install_uvloop", "main_args", "run_until_signal", "signal_event", "start_unless", "wait_for_signal"]
 
 
 def main_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, tuple[str, int]]:
@@ -32,13 +33,36 @@ def main_args(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argpars
     return args, (host or "127.0.0.1", int(port))
 
 
-async def wait_for_signal() -> None:
-    """Return once the process receives SIGTERM or SIGINT."""
+def signal_event() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (the handlers are installed now)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def wait_for_signal() -> None:
+    """Return once the process receives SIGTERM or SIGINT."""
+    await signal_event().wait()
+
+
+async def start_unless(start: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Run a start-up step unless ``stop`` is set first: then cancel it and return False (the
+    caller stops what was started, including this step's part). A failing step raises."""
+    task = asyncio.ensure_future(start)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False
 
 
 async def run_until_signal(component: Component, *, closing: Sequence[Callable[[], Awaitable[Any]]] = (),

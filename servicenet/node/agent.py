@@ -2,7 +2,7 @@
 
 Registers the Node, heartbeats its Ready condition, watches the pods bound to it
 (``spec.nodeName``) and runs them through :class:`PodRuntime`; serves the kubelet API
-(logs/exec/port-forward) plus ``/healthz``, ``/readyz`` and ``/metrics`` on 127.0.0.1.
+(logs/exec/port-forward) plus ``/healthz``, ``/readyz`` and ``/metrics`` over HTTPS on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from servicenet.api import wellknown as wk
 from servicenet.api.timefmt import format_rfc3339
 from servicenet.api.views import Obj
 from servicenet.client import ApiClient, ApiError, Informer
-from servicenet.common import log
+from servicenet.common import log, tls
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import is_root
 from servicenet.common.runner import run_until_signal
@@ -117,7 +117,9 @@ class NodeAgent:
                  host: str = "127.0.0.1", port: int = 0, resolv_conf: str | None = "/etc/resolv.conf",
                  heartbeat_interval: float = 10.0, net_id: str | None = None,
                  lease_duration: int = DEFAULT_DURATION, node_netns: str | None = None,
-                 node_ip: str | None = None, underlay: str | None = None) -> None:
+                 node_ip: str | None = None, underlay: str | None = None,
+                 serving_cert: tls.Issuer | tuple[str, str] | None = None,
+                 client_ca_pem: bytes | None = None) -> None:
         self.client = client
         self.node_name = node_name
         self.mode = ("netns" if is_root() else "loopback") if network == "auto" else network
@@ -150,11 +152,17 @@ class NodeAgent:
         self.heartbeat_interval = heartbeat_interval
         self.lease = NodeLease(client, node_name, duration=lease_duration)
         self._host, self._port = host, port
+        # HTTPS: a serving certificate from the issuer (the cluster CA under `up`) or given files,
+        # else self-signed; client certificates are checked against the API client's CA by default
+        self._serving_cert = serving_cert
+        ca = getattr(getattr(client, "config", None), "ca_data", None)
+        self._client_ca = client_ca_pem if client_ca_pem is not None else (ca if isinstance(ca, bytes) else None)
         self._runner: web.AppRunner | None = None
         self._pods: Any = None
         self._svcs: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._since = _now()
+        self._loaded = False
         self._recent_events: dict[tuple[str, str, str], float] = {}
         self.port = 0
 
@@ -181,7 +189,20 @@ class NodeAgent:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"https://{self._host}:{self.port}"
+
+    def _ssl_context(self) -> Any:
+        """Issue (at every start) and load the serving certificate; key file 0600."""
+        src = self._serving_cert
+        if isinstance(src, tuple):
+            crt, key = src
+        else:
+            hosts = tls.serving_hosts(self.network.node_ip, self.node_name)
+            if src is None:
+                _log.warning("no certificate issuer: the node agent serves a self-signed certificate")
+            pem, key_pem = src(hosts) if src is not None else tls.self_signed(hosts)
+            crt, key = tls.write_pair(os.path.join(self.data_dir, "pki"), pem, key_pem)
+        return tls.server_context(crt, key, self._client_ca)
 
     def describe(self) -> dict[str, str]:
         d = {"node": self.node_name, "network": self.mode, "kubelet": self.url, "podCIDR": self.pod_cidr,
@@ -193,7 +214,7 @@ class NodeAgent:
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.network.setup()
-        self.runtime.load_state()
+        await self._load()
         app = web.Application(middlewares=[NodeAuth(self.client, self.node_name).middleware])
         app.add_routes(make_routes(self.runtime))
         app.add_routes(self.health.routes())
@@ -201,7 +222,7 @@ class NodeAgent:
                                                             "pod informer not synced"))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context())
         await site.start()
         server = site._server
         if server is not None and server.sockets:
@@ -224,7 +245,15 @@ class NodeAgent:
             self._tasks.append(asyncio.create_task(self._route_loop(), name="host-gw routes"))
         _log.info("node agent started", node=self.node_name, network=self.mode, port=self.port)
 
+    async def _load(self) -> None:
+        """Read the saved pods, then reap what a crashed agent left that no saved pod owns."""
+        if not self._loaded:
+            self._loaded = True
+            self.runtime.load_state()
+            await self.runtime.reap_leftovers()
+
     async def stop(self) -> None:
+        await self._load()  # stopped before (or while) starting: still remove what a crash left
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -389,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="netns: route other nodes' podCIDRs via their InternalIPs on this network (host-gw)")
     p.add_argument("--node-lease-duration-seconds", type=int, default=DEFAULT_DURATION,
                    help="heartbeat Lease duration; renewed every quarter of it (default 40)")
+    p.add_argument("--tls-cert-file", help="serving certificate (default: self-signed at start)")
+    p.add_argument("--tls-private-key-file")
+    p.add_argument("--client-ca-file", help="CA of client certificates (default: the kubeconfig's CA)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     log.setup(args.log_level)
@@ -399,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
                           cluster_dns_ip=args.cluster_dns, cluster_domain=args.cluster_domain,
                           data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port,
                           lease_duration=args.node_lease_duration_seconds, node_netns=args.netns_name, net_id=args.net_id,
-                          node_ip=args.node_ip, underlay=args.underlay_cidr)
+                          node_ip=args.node_ip, underlay=args.underlay_cidr,
+                          serving_cert=(args.tls_cert_file, args.tls_private_key_file)
+                          if args.tls_cert_file and args.tls_private_key_file else None,
+                          client_ca_pem=tls.read_pem(args.client_ca_file))
         await run_until_signal(agent, closing=[client.close], announce=True)
 
     asyncio.run(run())

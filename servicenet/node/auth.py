@@ -1,6 +1,7 @@
 """The node agent's API authentication and authorization, as the kubelet's webhook modes do it.
 
-A bearer token is checked with a TokenReview, then the user's right to the request with a
+A verified client certificate (the agent's TLS checks it against its client CA) names the user by
+its CN and O entries; otherwise a bearer token is checked with a TokenReview. Then the user's right to the request with a
 SubjectAccessReview on ``nodes/<subresource>`` named after this node (``/containerLogs`` →
 ``nodes/log`` is upstream's ``/logs`` mapping only for node logs; container logs, exec, attach,
 port-forward and ``/pods`` are ``nodes/proxy``). Answers are cached briefly (upstream: 2 min
@@ -16,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from servicenet.common import log
+from servicenet.common.tls import peer_user
 
 _log = log.get("node.auth")
 
@@ -78,14 +80,17 @@ class NodeAuth:
         path = request.path
         if any(path == p or path.startswith(p + "/") for p in OPEN_PATHS):
             return await handler(request)  # type: ignore[no-any-return]
+        transport = request.transport
+        user = peer_user(transport.get_extra_info("peercert") if transport is not None else None)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if user is None and (scheme.lower() != "bearer" or not token.strip()):
             return web.Response(status=401, text="Unauthorized")
-        try:
-            user = await self._review_token(token.strip())
-        except Exception as exc:  # the API server is unreachable: fail closed
-            _log.warning("token review failed", error=repr(exc))
-            return web.Response(status=503, text="cannot verify credentials now")
+        if user is None:
+            try:
+                user = await self._review_token(token.strip())
+            except Exception as exc:  # the API server is unreachable: fail closed
+                _log.warning("token review failed", error=repr(exc))
+                return web.Response(status=503, text="cannot verify credentials now")
         if user is None:
             return web.Response(status=401, text="Unauthorized")
         sub = subresource_for(path)

@@ -32,6 +32,7 @@ class PodHost(Protocol):
 
     cfg: Any  # a RuntimeConfig (see RuntimeSettings)
     network: PodNetwork
+    journal: Any  # a journal.Journal: intents are recorded (fsynced) before the act
     write_status: Callable[[Obj, Obj], Awaitable[None]]
     fetch: Callable[[str, str, str], Awaitable[Obj | None]]
 

@@ -18,7 +18,9 @@ import hashlib
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from servicenet.common import log
 from servicenet.common.netns import _setns, list_netns, netns_path
@@ -88,6 +90,10 @@ async def _run(*argv: str, stdin: str | None = None, check: bool = True) -> str:
     return out.decode()
 
 
+def _no_intent(rec: dict[str, Any]) -> None:
+    return None
+
+
 class PodNetwork:
     """Loopback / virtual networking (and the base of :class:`NetnsNetwork`)."""
 
@@ -100,6 +106,7 @@ class PodNetwork:
         self.node_ip = "127.0.0.1"
         self.node_netns: str | None = None
         self._counter = 0
+        self.intent: Callable[[dict[str, Any]], None] = _no_intent  # the node's journal (record first)
 
     async def setup(self) -> None:
         return None
@@ -176,6 +183,7 @@ class NetnsNetwork(PodNetwork):
         pod_ns, veth = f"{self.prefix}p{n}", f"{self.prefix}v{n}"
         if len(veth) > 15:
             raise NetworkError(f"interface name {veth} too long")
+        self.intent({"op": "netns", "uid": key, "name": pod_ns, "veth": veth})
         try:
             await _run(*netns_add_argv(pod_ns))
             await _run("ip", "-n", str(self.node_netns), "-batch", "-", stdin="\n".join([

@@ -15,7 +15,7 @@ from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
-from servicenet.node import projected
+from servicenet.node import projected, reaper
 from servicenet.node.envvars import EnvError, container_env, expand_command
 from servicenet.node.host import PodHost
 from servicenet.node.network import PodSandbox
@@ -216,11 +216,29 @@ class PodWorker:
             out[vol["name"]] = path
         return out
 
+    def _token_owner(self, vol: Obj) -> tuple[set[str], int, int] | None:
+        """Token files are 0600 and owned by the containers' user when they all run as one user
+        (the kubelet's rule); otherwise the volume's mode applies."""
+        paths = projected.token_paths(vol)
+        if not paths:
+            return None
+        users: set[tuple[int, int]] = set()
+        for run in self.runs + self.inits:
+            try:
+                ra = self._run_as(run)
+            except PodSecurityError:
+                continue
+            users.add((ra.uid, ra.gid) if ra is not None else (os.getuid(), os.getgid()))
+        if len(users) != 1:
+            return None
+        uid, gid = users.pop()
+        return paths, uid, gid
+
     async def _projected(self, vol: Obj, path: str) -> None:
         """Write a projected volume; keep its ServiceAccount token fresh (80 % of its lifetime)."""
         rt = self.runtime
         files, at = await projected.collect(self.pod, vol, rt.fetch, rt.request_token)
-        projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644))
+        projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644), self._token_owner(vol))
         old = self._refresh.pop(vol["name"], None)
         if old is not None:
             old.cancel()
@@ -232,7 +250,8 @@ class PodWorker:
             await asyncio.sleep(max(at - time.time(), 0.0))
             try:
                 files, at = await projected.collect(self.pod, vol, self.runtime.fetch, self.runtime.request_token)
-                projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644))
+                projected.write_atomic(path, files, int(vol["projected"].get("defaultMode") or 0o644),
+                                       self._token_owner(vol))
             except Exception as exc:  # the API may be briefly unreachable: try again soon
                 _log.warning("projected volume refresh failed", pod=self.key, volume=vol["name"], error=repr(exc))
                 at = time.time() + 10.0
@@ -285,6 +304,9 @@ class PodWorker:
                         env["SERVICENET_HTML_DIR"] = volumes[m["name"]]
         run.env = env
         run.log_path = ct.log_file(os.path.join(self.dir, "logs"), run)
+        journal = self.runtime.journal
+        journal.record({"op": "spawn", "uid": self.uid, "container": run.name, "t": time.time(),
+                        "netns": self.sandbox.netns if self.sandbox else None, "ip": self.pod_ip()})
         try:
             proc = spawn(argv, env, run.log_path, netns=self.sandbox.netns if self.sandbox else None,
                          hostname=hostname, mounts=mounts, cwd=run.spec.get("workingDir"), builtin=builtin,
@@ -294,6 +316,8 @@ class PodWorker:
             self.event("Warning", "Failed", f"Error: {exc}")
             self.mark_dirty()
             return False
+        journal.record({"op": "pid", "uid": self.uid, "container": run.name, "pid": proc.pid,
+                        "ticks": proc.start_ticks})
         ct.mark_running(run, proc)
         self.save_state()
         self.mark_dirty()
@@ -438,6 +462,8 @@ class PodWorker:
 
     async def _teardown(self) -> None:
         if self.sandbox is not None:
+            if self.sandbox.netns:  # whatever still runs in the namespace (escaped children, exec)
+                await reaper.kill_and_wait(reaper.find_processes(netns=[self.sandbox.netns]))
             await self.runtime.network.remove_pod(self.sandbox)
         for p in reversed(self._created_paths):
             with contextlib.suppress(OSError):
@@ -446,6 +472,7 @@ class PodWorker:
                 elif os.path.isfile(p) and os.path.getsize(p) == 0:
                     os.unlink(p)
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.runtime.journal.record({"op": "gone", "uid": self.uid})
 
     async def close(self) -> None:
         """Flush the last status and stop background tasks."""

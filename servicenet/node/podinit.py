@@ -5,7 +5,10 @@ UTS and mount namespaces, sets the hostname, makes mounts private, bind-mounts t
 ``/etc/resolv.conf``, ``/etc/hosts`` and volumes, then execs the container command (same pid).
 
 Spec keys: ``netns`` (path), ``hostname``, ``mounts`` ([src, dst, read_only]), ``cwd``, ``argv``,
-``user`` ([uid, gid, [groups]]: the process drops to it before the exec).
+``user`` ([uid, gid, [groups]]: the process drops to it before the exec), ``expose``
+([[closed dir, [trees]]]: the closed directory is covered by an empty tmpfs in the pod's mount
+namespace and only the trees are bound back, read-only, at their paths, so the user reaches the
+interpreter without seeing the rest of, say, a 0700 ``/root``).
 Missing mount points are created (``mkdir -p``) and listed in ``created`` so the runtime can
 remove them when the pod goes away.
 """
@@ -50,6 +53,29 @@ def _locked_flags(path: str) -> int:
     return sum(ms for st, ms in _KEEP_FLAGS if f & st)
 
 
+def _mount_tmpfs(dst: str, mode: str) -> None:
+    _check(_libc.mount(b"tmpfs", dst.encode(), b"tmpfs", 0, f"mode={mode}".encode()), f"mount tmpfs {dst}")
+
+
+def expose(closed: str, trees: list[str]) -> None:
+    """Cover ``closed`` with an empty tmpfs and bind ``trees`` (below it) back read-only."""
+    fds = [os.open(t, os.O_PATH | os.O_DIRECTORY) for t in trees]
+    try:
+        st = os.stat(closed)
+        _mount_tmpfs(closed, "0711")
+        os.chown(closed, st.st_uid, st.st_gid)
+        for t, fd in zip(trees, fds, strict=True):
+            here = closed
+            for part in os.path.relpath(t, closed).split(os.sep):  # the way down: searchable only
+                here = os.path.join(here, part)
+                os.makedirs(here, mode=0o711, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", t, MS_BIND | MS_REC)
+            _mount(None, t, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(t))
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def enter_pod(spec: dict[str, Any]) -> None:
     """Do the namespace work for ``spec`` in the calling process (single-threaded)."""
     if spec.get("netns"):
@@ -64,6 +90,8 @@ def enter_pod(spec: dict[str, Any]) -> None:
         b = hostname.encode()
         _check(_libc.sethostname(b, len(b)), "sethostname")
     _mount(None, "/", MS_REC | MS_PRIVATE)
+    for closed, trees in spec.get("expose") or []:
+        expose(closed, trees)
     for src, dst, read_only in spec.get("mounts") or []:
         if not os.path.lexists(dst):
             if os.path.isdir(src):

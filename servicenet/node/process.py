@@ -11,11 +11,15 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from servicenet.node.podsecurity import exposures, runtime_trees
+
 __all__ = ["ContainerProcess", "proc_start_ticks", "spawn"]
 
 PODINIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "podinit.py")
 PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# what an unprivileged container user must reach to run the built-in images (and Python scripts)
+RUNTIME_TREES = runtime_trees(sys.executable, [sys.prefix, sys.base_prefix], PKG_ROOT)
 
 
 def proc_start_ticks(pid: int) -> int | None:
@@ -96,7 +100,8 @@ def spawn(argv: list[str], env: dict[str, str], log_path: str, *, netns: str | N
         env["PYTHONPATH"] = PKG_ROOT
     if netns is not None:
         spec = {"netns": f"/var/run/netns/{netns}", "hostname": hostname, "cwd": cwd,
-                "mounts": [list(m) for m in mounts or []], "argv": argv, "user": list(user) if user else None}
+                "mounts": [list(m) for m in mounts or []], "argv": argv, "user": list(user) if user else None,
+                "expose": exposures(RUNTIME_TREES, user[0], user[1]) if user else []}
         full = [sys.executable, "-I", "-S", PODINIT, json.dumps(spec)]
         run_cwd = None
     else:

@@ -82,8 +82,18 @@ async def collect(pod: Obj, vol: Obj, fetch: FetchFn, token: TokenFn | None) -> 
     return files, refresh
 
 
-def write_atomic(target_dir: str, files: dict[str, bytes], mode: int = 0o644) -> None:
-    """Publish ``files`` in ``target_dir`` through a ``..data`` symlink swapped in one rename."""
+def token_paths(vol: Obj) -> set[str]:
+    """The relative paths of a projected volume's ServiceAccount tokens."""
+    return {(s["serviceAccountToken"].get("path") or "token") for s in (vol.get("projected") or {}).get("sources")
+            or () if "serviceAccountToken" in s}
+
+
+def write_atomic(target_dir: str, files: dict[str, bytes], mode: int = 0o644,
+                 private: tuple[set[str], int, int] | None = None) -> None:
+    """Publish ``files`` in ``target_dir`` through a ``..data`` symlink swapped in one rename.
+
+    ``private`` = (paths, uid, gid): those files are 0600 and owned by the container's user (the
+    kubelet does so for a token when every container runs as the same user)."""
     os.makedirs(target_dir, exist_ok=True)
     stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.time_ns() % 1_000_000_000}"
     ts_dir = os.path.join(target_dir, stamp)
@@ -95,7 +105,11 @@ def write_atomic(target_dir: str, files: dict[str, bytes], mode: int = 0o644) ->
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(p, mode)
+        if private is not None and rel in private[0]:
+            os.chown(p, private[1], private[2])
+            os.chmod(p, 0o600)
+        else:
+            os.chmod(p, mode)
     data_link = os.path.join(target_dir, "..data")
     old = os.readlink(data_link) if os.path.islink(data_link) else None
     tmp = os.path.join(target_dir, "..data_tmp")

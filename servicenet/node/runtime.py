@@ -19,6 +19,8 @@ from typing import Any
 
 from servicenet.api.views import Obj
 from servicenet.common import log
+from servicenet.node import journal as jn
+from servicenet.node import reaper
 from servicenet.node.envvars import EnvSources
 from servicenet.node.network import PodNetwork, PodSandbox
 from servicenet.node.pod import PodWorker
@@ -76,6 +78,8 @@ class PodRuntime:
         self.workers: dict[str, PodWorker] = {}     # uid -> worker
         self._saved: dict[str, dict[str, Any]] = {}  # uid -> state loaded from disk, not yet adopted
         os.makedirs(os.path.join(cfg.data_dir, "pods"), exist_ok=True)
+        self.journal = jn.Journal(os.path.join(cfg.data_dir, "journal.jsonl"))
+        network.intent = self.journal.record
 
     # -- wiring ---------------------------------------------------------------------------------------
     def emit_event(self, pod: Obj, etype: str, reason: str, message: str) -> None:
@@ -171,6 +175,33 @@ class PodRuntime:
             self.network.adopt(sb)
         return list(self._saved)
 
+    async def reap_leftovers(self) -> dict[str, int]:
+        """After :meth:`load_state`, before anything starts: remove every process, namespace and
+        veth the journal (or the namespace prefix) names that no saved pod owns; a saved pod keeps
+        only the processes its state records (and their process groups)."""
+        net = self.network
+        prefix = getattr(net, "prefix", None) if net.mode == "netns" else None
+        previous = reaper.record_agent(os.path.join(self.cfg.data_dir, "agent.proc"))
+        if prefix:  # a dead agent's `ip` helpers may still be creating something: let them end first
+            await reaper.finish_helpers(prefix, previous)
+        trails = self.journal.read()
+        keep = set(self._saved)
+        kept_ns = {st["sandbox"].get("netns") for st in self._saved.values() if st["sandbox"].get("netns")}
+        kept_veths = frozenset(f"{prefix}v{st['sandbox'].get('index', 0)}" for st in self._saved.values())
+        plan = jn.plan(trails, keep, reaper.list_netns(), prefix, net.node_netns, kept_ns)
+        counts = await reaper.reap(plan, net.node_netns, prefix, kept_veths)
+        # a kept pod: processes started after its state was saved (their pid never reached it)
+        strays: list[tuple[int, int | None]] = []
+        for uid in keep & set(trails):
+            saved = {(c["pid"], c.get("start_ticks")) for c in (self._saved[uid].get("containers") or {}).values()}
+            strays += [(pid, t) for (_, pid), t in trails[uid].procs.items() if (pid, t) not in saved]
+            ns = self._saved[uid]["sandbox"].get("netns")
+            if ns:
+                strays += reaper.find_processes(netns=[ns], exclude_groups=[p for p, _ in saved])
+        counts["processes"] += await reaper.kill_and_wait(strays)
+        self.journal.rewrite(jn.compacted(trails, keep))
+        return counts
+
     async def cleanup_orphans(self) -> int:
         """Kill and tear down saved pods nobody claimed, and namespaces no pod owns."""
         n = 0
@@ -186,7 +217,10 @@ class PodRuntime:
                            for c in (st.get("containers") or {}).values()):
                     break
                 await asyncio.sleep(0.02)
+            if sb.netns:
+                await reaper.kill_and_wait(reaper.find_processes(netns=[sb.netns]))
             await self.network.remove_pod(sb)
+            self.journal.record({"op": "gone", "uid": uid})
             for p in reversed(st.get("created_paths") or []):
                 with contextlib.suppress(OSError):
                     os.rmdir(p)
@@ -198,6 +232,7 @@ class PodRuntime:
         node_ns = self.network.node_netns
         for name in self.network.owned_namespaces():
             if name != node_ns and name not in owned:
+                await reaper.kill_and_wait(reaper.find_processes(netns=[name]))
                 await self.network.remove_pod(PodSandbox(key="", ip="", netns=name))
                 n += 1
         return n
@@ -207,3 +242,4 @@ class PodRuntime:
         workers = list(self.workers.values())
         await asyncio.gather(*(w.terminate(finalize=False, grace=0.0) for w in workers), return_exceptions=True)
         await self.cleanup_orphans()
+        self.journal.close()

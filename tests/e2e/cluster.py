@@ -52,7 +52,7 @@ async def running_cluster(tmp: Path, network: str = "loopback", **agent_kw: Any)
         pod_cidr = f"127.64.{random.randint(100, 254)}.0/24" if network == "loopback" else (
             "10.244.0.0/20" if network == "virtual" else None)
         agent = NodeAgent(api.client, node_name="node-1", network=network, pod_cidr=pod_cidr,
-                          data_dir=str(tmp / "node"), backoff_base=0.2, **agent_kw)
+                          data_dir=str(tmp / "node"), backoff_base=0.2, **agent_kw, serving_cert=api.node_cert("node-1"))
         manager = ControllerManager(api.new_client())
         await agent.start()
         await manager.start()

@@ -135,9 +135,6 @@ async def test_load_incluster_config_in_a_netns_pod(tmp_path: Path) -> None:
             assert line, "servicenet up exited early"
             banner += line.decode()
         await kubectl(kc, "apply", "-f", "-", input=MANIFEST.encode())
-        script = tmp_path / "incluster.py"  # pods share the host's files (bind mounts aside)
-        script.write_text(SCRIPT)
-        script.chmod(0o644)
 
         async def running() -> bool:
             _, out, _ = await kubectl(kc, "get", "pods", "-n", "lb", "-o", "jsonpath={.items[*].status.phase}",
@@ -147,9 +144,17 @@ async def test_load_incluster_config_in_a_netns_pod(tmp_path: Path) -> None:
         await until(running, 60, what="both pods running")
 
         async def run_script() -> dict:  # type: ignore[type-arg]
-            _, out, _ = await kubectl(kc, "exec", "-n", "lb", "client", "--", PY, str(script), timeout=60)
+            _, out, _ = await kubectl(kc, "exec", "-i", "-n", "lb", "client", "--", PY, "-", input=SCRIPT.encode(),
+                                      timeout=60)
             return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
+        # the pod really runs as the unprivileged default user (the interpreter lives under a 0700
+        # /root on the dev machine), and its token is readable by that user only
+        _, out, _ = await kubectl(kc, "exec", "-n", "lb", "client", "--", "id", "-u")
+        assert out.strip() == "65534"
+        _, out, _ = await kubectl(kc, "exec", "-n", "lb", "client", "--", "stat", "-L", "-c", "%a %u",
+                                  "/var/run/secrets/kubernetes.io/serviceaccount/token")
+        assert out.split() == ["600", "65534"]
         got = await run_script()
         assert got["host"] == "https://10.96.0.1:443"  # the kubernetes Service's ClusterIP, from the env
         assert got["namespace"] == "lb"

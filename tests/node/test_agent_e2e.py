@@ -45,7 +45,7 @@ def pod_body(name: str, node: str, command: list[str]) -> Obj:
 
 async def test_agent_runs_pods_and_serves_kubectl(api: RunningApi, tmp_path: Path, loop_cidr: str) -> None:
     agent = NodeAgent(api.client, node_name="node-e2e", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2)
+                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-e2e"))
     await agent.start()
     try:
         node = await api.client.get("v1", "nodes", None, "node-e2e")

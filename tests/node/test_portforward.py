@@ -135,7 +135,7 @@ async def _exercise(api: RunningApi, port_forward: Any, pod: str) -> None:
 async def test_kubectl_port_forward_loopback(api: RunningApi, tmp_path: Path, loop_cidr: str,
                                              port_forward: Any) -> None:
     agent = NodeAgent(api.client, node_name="node-pf", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2)
+                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-pf"))
     await agent.start()
     try:
         await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pf", "node-pf"))
@@ -152,7 +152,7 @@ async def test_kubectl_port_forward_loopback(api: RunningApi, tmp_path: Path, lo
 async def test_kubectl_port_forward_netns(api: RunningApi, tmp_path: Path, port_forward: Any) -> None:
     require_root()
     agent = NodeAgent(api.client, node_name="node-pfn", network="netns", pod_cidr="10.244.9.0/24",
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2, net_id=secrets.token_hex(2))
+                      data_dir=str(tmp_path / "node"), backoff_base=0.2, net_id=secrets.token_hex(2), serving_cert=api.node_cert("node-pfn"))
     await agent.start()
     try:
         await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pfn", "node-pfn"))
@@ -166,7 +166,7 @@ async def test_kubectl_port_forward_refused_port(api: RunningApi, tmp_path: Path
                                                  port_forward: Any) -> None:
     """Nothing listens on the port: kubectl reports the node's error and gives up the connection."""
     agent = NodeAgent(api.client, node_name="node-pfr", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2)
+                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-pfr"))
     await agent.start()
     try:
         await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pfr", "node-pfr"))

@@ -67,7 +67,7 @@ def _port_forward_get(kc: str, pod: str) -> bytes:
 async def test_python_client_exec_text_stdin_and_portforward_ports(api: RunningApi, tmp_path: Path,
                                                                    loop_cidr: str) -> None:
     agent = NodeAgent(api.client, node_name="node-py", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2)
+                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-py"))
     await agent.start()
     try:
         await api.client.create("v1", "pods", "default", serve_hostname_pod("web-py", "node-py"))
