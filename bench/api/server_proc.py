@@ -34,8 +34,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 class ServerProc:
-    def __init__(self, data_dir: Path, storage: str = "sqlite") -> None:
+    def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None) -> None:
         self.data_dir = data_dir
+        self.cprofile = cprofile  # a CPU-clock cProfile of the server's main thread goes here
         self.storage = storage
         self.proc: subprocess.Popen[bytes] | None = None
         self.target: Target | None = None
@@ -52,7 +53,8 @@ class ServerProc:
         kubeconfig = self.data_dir / "kubeconfig"
         if kubeconfig.exists():
             kubeconfig.unlink()
-        cmd = [sys.executable, "-m", "servicenet.cli", "apiserver", "--data-dir", str(self.data_dir),
+        entry = ["-m", "bench.api.cprof_server", self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
+        cmd = [sys.executable, *entry, "apiserver", "--data-dir", str(self.data_dir),
                "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning"]
         t0 = time.monotonic()
         with open(out, "wb") as f:
