@@ -33,6 +33,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProc:
     def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None) -> None:
         self.data_dir = data_dir
@@ -77,6 +83,10 @@ class ServerProc:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def loop_cpu(self) -> float:
+        """CPU of the main thread (the event loop: HTTP, handlers, fan-out), the serial part."""
+        return thread_cpu_seconds(self.pid, self.pid)
 
     def stop(self) -> None:
         p = self.proc
