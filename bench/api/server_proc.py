@@ -33,9 +33,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProc:
-    def __init__(self, data_dir: Path, storage: str = "sqlite") -> None:
+    def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None) -> None:
         self.data_dir = data_dir
+        self.cprofile = cprofile  # a CPU-clock cProfile of the server's main thread goes here
         self.storage = storage
         self.proc: subprocess.Popen[bytes] | None = None
         self.target: Target | None = None
@@ -52,7 +59,8 @@ class ServerProc:
         kubeconfig = self.data_dir / "kubeconfig"
         if kubeconfig.exists():
             kubeconfig.unlink()
-        cmd = [sys.executable, "-m", "servicenet.cli", "apiserver", "--data-dir", str(self.data_dir),
+        entry = ["-m", "bench.api.cprof_server", self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
+        cmd = [sys.executable, *entry, "apiserver", "--data-dir", str(self.data_dir),
                "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning"]
         t0 = time.monotonic()
         with open(out, "wb") as f:
@@ -75,6 +83,10 @@ class ServerProc:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def loop_cpu(self) -> float:
+        """CPU of the main thread (the event loop: HTTP, handlers, fan-out), the serial part."""
+        return thread_cpu_seconds(self.pid, self.pid)
 
     def stop(self) -> None:
         p = self.proc

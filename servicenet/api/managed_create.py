@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from servicenet.api.apply import _ATOMIC_MAPS, _MAP_FIELDS, _NO_PATHS, _STRIPPED, _children, _is_atomic_map
+import orjson
+
+from servicenet.api.apply import _ATOMIC_MAPS, _MAP_FIELDS, _NO_PATHS, _STRIPPED, _dumps, _is_atomic_map
+from servicenet.api.apply import _elem_key as _apply_elem_key
+from servicenet.api.smp import ListSpec, list_spec
 
 __all__ = ["create_managed_fields"]
 
@@ -58,35 +62,77 @@ def _sorted(kids: dict[str, Any]) -> dict[str, Any]:
     return kids if len(kids) < 2 else {pe: kids[pe] for pe in sorted(kids)}
 
 
+_F: dict[str, str] = {}  # "f:" + field name, built once per name
+_SCALARS = (str, int, bool, float)
+
+
+def _f(k: str) -> str:
+    pe = _F.get(k)
+    if pe is None:
+        pe = _F[k] = "f:" + k
+    return pe
+
+
 def _added(kind: str, value: Any, named: bool, names: tuple[str, ...]) -> dict[str, Any] | None:
     """FieldsV1 of a node added by a write and everything below it (``_all_paths_into`` + ``_finish``);
-    None when neither the node nor anything below is a member. ``named``: reached by a field name."""
-    kids: dict[str, Any] = {}
-    if isinstance(value, dict):
-        atomic = names in _ATOMIC_MAPS.get(kind, _NO_PATHS)
-        member = atomic or not value or not named or names[-1] in _MAP_FIELDS
-        if not atomic:
-            for k in sorted(value) if len(value) > 1 else value:
-                v = value[k]
-                if v is not None:
-                    sub = _added(kind, v, True, (*names, k))
-                    if sub is not None:
-                        kids["f:" + k] = sub
-        if not kids:
-            return {} if member else None
-        if member:
-            return {".": {}, **kids}
-        return kids
-    if isinstance(value, list):
-        for pe, v, sub_names, _ in _children(kind, value, names):
-            sub = _added(kind, v, False, sub_names)
-            if sub is None:
+    None when neither the node nor anything below is a member. ``named``: reached by a field name.
+
+    Scalars below a node are members without anything under them (``{}``), written in place here
+    instead of one call each: most nodes of an object are scalars."""
+    tv = type(value)
+    if tv is dict:
+        if not value or names in _ATOMIC_MAPS.get(kind, _NO_PATHS):
+            return {}  # a member with nothing tracked below it
+        member = not named or names[-1] in _MAP_FIELDS
+        kids: dict[str, Any] = {".": {}} if member else {}
+        for k in sorted(value) if len(value) > 1 else value:
+            v = value[k]
+            if v is None:
                 continue
-            kids[pe] = _union(kids[pe], sub) if pe in kids else sub
+            if type(v) in _SCALARS:
+                kids[_F.get(k) or _f(k)] = {}
+                continue
+            sub = _added(kind, v, True, (*names, k))
+            if sub is not None:
+                kids[_F.get(k) or _f(k)] = sub
+        if member:
+            return kids if len(kids) > 1 else {}
+        return kids or None
+    kids = {}
+    if tv is list or isinstance(value, list):
+        spec = list_spec(kind, names)
+        if spec is None or spec.ssa == "atomic" or not value:
+            return {}
+        if spec.ssa == "set":
+            for e in value:
+                pe = "v:" + _dumps(e)
+                sub = {} if type(e) in _SCALARS else _added(kind, e, False, names)
+                if sub is not None:
+                    kids[pe] = _union(kids[pe], sub) if pe in kids else sub
+        else:
+            for e in value:
+                pe = _elem_key(spec, e)
+                if pe is None:
+                    continue
+                sub = _added(kind, e, False, names)
+                if sub is not None:
+                    kids[pe] = _union(kids[pe], sub) if pe in kids else sub
         if not kids:
             return {}
         return {".": {}, **_sorted(kids)}
+    if isinstance(value, dict):  # a dict subclass: the general path
+        return _added(kind, dict(value), named, names)
     return {}
+
+
+def _elem_key(spec: ListSpec, elem: Any) -> str | None:
+    """``apply._elem_key`` with the usual case (string keys, a name or a port) written directly."""
+    keys = spec.keys
+    if type(elem) is dict and len(keys) == 1:
+        v = elem.get(keys[0])
+        if type(v) is str:
+            return "k:" + orjson.dumps({keys[0]: v}).decode()
+    return _apply_elem_key(spec, elem)
 
 
 def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

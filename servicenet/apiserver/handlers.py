@@ -368,7 +368,7 @@ class ResourceHandlers:
                 if not selecting:
                     meta["remainingItemCount"] = self.store.count(prefix_for(info, t.namespace), start_after=last_key)
             if cached_rows:
-                return json_response(self.table_rows.table(
+                return json_response(self.table_rows.table_json(
                     info.kind, trecs, now=dt.datetime.now(dt.UTC), resource_version=meta["resourceVersion"],
                     continue_token=meta.get("continue")))
             if table:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import random
 import string
 from typing import Any
 
@@ -48,7 +48,9 @@ def mount_token(pod: Obj, sa: Obj | None) -> None:
     if auto is False:
         return
     containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    vol = "kube-api-access-" + "".join(secrets.choice(_ALNUM) for _ in range(5))
+    # upstream draws this suffix from a non-cryptographic generator too; secrets.choice asked the OS
+    # for entropy five times per pod (each a GIL release under load)
+    vol = "kube-api-access-" + "".join(random.choices(_ALNUM, k=5))
     mounted = False
     for c in containers:
         if any((m.get("mountPath") or "").rstrip("/") == MOUNT_PATH for m in c.get("volumeMounts") or ()):

@@ -45,6 +45,8 @@ def test_rows_equal_fresh_rendering_across_time_and_changes() -> None:
             now = NOW + dt.timedelta(seconds=rnd.choice([0, 7, 3700, 90_000 * step]))
             got = orjson.dumps(cache.table(kind, recs, now=now, resource_version="5", continue_token="c"))
             assert got == _fresh(kind, recs, now), kind
+            got = cache.table_json(kind, recs, now=now, resource_version="5", continue_token="c")
+            assert got == _fresh(kind, recs, now), kind
         # a new revision of an object replaces its kept row
         changed = orjson.loads(orjson.dumps(variants[0]))
         changed["metadata"]["labels"] = {"new": "label"}
@@ -52,6 +54,10 @@ def test_rows_equal_fresh_rendering_across_time_and_changes() -> None:
         recs[0] = _rec(changed, 99)
         got = orjson.dumps(cache.table(kind, recs, now=NOW, resource_version="5", continue_token="c"))
         assert got == _fresh(kind, recs, NOW), kind
+        recs[1] = _rec({**variants[1], "metadata": {**variants[1]["metadata"], "labels": {"b": "2"}}}, 100)
+        # JSON rendering straight from kept rows, with a changed row rendered on the way
+        got = cache.table_json(kind, recs, now=NOW, resource_version="", continue_token=None)
+        assert got == orjson.dumps(tables.to_table(kind, [view_obj(r) for r in recs], now=NOW)), kind
     assert len(cache) > 0
 
 
