@@ -45,7 +45,12 @@ def _hostport(s: str) -> tuple[str, int]:
 def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory (default ~/.servicenet)")
     p.add_argument("--api-listen", type=_hostport, default=("127.0.0.1", 6443), metavar="HOST:PORT")
-    p.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    p.add_argument("--storage", choices=["sqlite", "memory", "etcd"], default="sqlite")
+    p.add_argument("--etcd-servers", default="", help="etcd client URLs, comma-separated (--storage etcd)")
+    p.add_argument("--etcd-prefix", default="", help="prefix before every /registry/... key in etcd")
+    p.add_argument("--etcd-cafile", type=Path, default=None, help="CA that signed etcd's serving certificate")
+    p.add_argument("--etcd-certfile", type=Path, default=None, help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", type=Path, default=None, help="client key for etcd")
     p.add_argument("--service-cidr", action="append", default=None,
                    help="service CIDR (repeat for dual-stack); default by network mode")
     p.add_argument("--node-port-range", default=f"{wk.NODE_PORT_RANGE[0]}-{wk.NODE_PORT_RANGE[1]}")
@@ -105,6 +110,9 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
     lo, _, hi = args.node_port_range.partition("-")
     return ApiServerConfig(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
                            storage=args.storage, service_cidrs=_service_cidrs(args, network),
+                           etcd_servers=[u for u in args.etcd_servers.split(",") if u],
+                           etcd_prefix=args.etcd_prefix, etcd_cafile=args.etcd_cafile, etcd_certfile=args.etcd_certfile,
+                           etcd_keyfile=args.etcd_keyfile,
                            node_port_range=(int(lo), int(hi)),
                            encryption_config=args.encryption_provider_config,
                            audit_policy_file=args.audit_policy_file, audit_log_path=args.audit_log_path,

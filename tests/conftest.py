@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from servicenet.store.etcdlaunch import Cluster
 from servicenet.testing import RunningApi, running_apiserver
 
 
@@ -43,3 +44,15 @@ def _host_network_untouched() -> Iterator[None]:
 async def api(tmp_path: Path) -> AsyncIterator[RunningApi]:
     async with running_apiserver(tmp_path) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One real etcd member on 127.0.0.1 random ports for the session (users give each store or API
+    server its own key prefix); stopped and removed at the end."""
+    cluster = Cluster(tmp_path_factory.mktemp("etcd"), 1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

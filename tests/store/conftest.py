@@ -3,7 +3,7 @@ SQLite, and etcd: a real etcd started once per session on 127.0.0.1 random ports
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,25 +11,12 @@ import store_helpers
 from store_helpers import make_store
 
 from servicenet.store import MemoryStore, SQLiteStore
-from servicenet.store.etcdlaunch import Cluster
-
-
-@pytest.fixture(scope="session")
-def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("etcd"), 1)
-    try:
-        cluster.start()
-        store_helpers.ETCD_ENDPOINTS[:] = cluster.endpoints
-        yield cluster
-    finally:
-        cluster.stop()
-        store_helpers.ETCD_ENDPOINTS.clear()
 
 
 @pytest.fixture(params=["memory", "sqlite", "etcd"])
 def kind(request: pytest.FixtureRequest) -> str:
     if request.param == "etcd":
-        request.getfixturevalue("etcd_cluster")
+        store_helpers.ETCD_ENDPOINTS[:] = request.getfixturevalue("etcd_cluster").endpoints
     return str(request.param)
 
 
