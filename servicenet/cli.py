@@ -32,6 +32,7 @@ COMPONENT_COMMANDS = {
 # tool command → module with ``main(argv) -> int``
 TOOL_COMMANDS = {
     "endpoints": ("servicenet.lb.cli", "print the endpoint set the client-side load balancer sees"),
+    "store": ("servicenet.apiserver.migrate", "storage tools: store migrate --from sqlite:DIR --to etcd:URLS"),
 }
 
 
