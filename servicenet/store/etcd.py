@@ -45,6 +45,7 @@ from ._types import (
     KeyNotFound,
     Record,
     RevisionConflict,
+    StoreError,
 )
 from .index import Index
 
@@ -177,9 +178,12 @@ class EtcdStore(BaseStore):
         self._maint = rpc.MaintenanceStub(self._channel)
         try:
             await self._load()
-        except BaseException:
+        except BaseException as e:
             await self._channel.close()
             self._channel = None
+            if isinstance(e, grpc.aio.AioRpcError):
+                raise StoreError(f"cannot read from etcd at {','.join(self.endpoints)} "
+                                 f"({e.code().name}): {e.details()}") from None
             raise
         await self._start()
         self._tasks = [asyncio.create_task(self._watch_loop(), name="etcd-watch")]

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -40,10 +41,13 @@ class Member:
     peer_port: int
     proc: subprocess.Popen[bytes] | None = None
     extra: list[str] = field(default_factory=list)
+    # client TLS: {"ca", "cert", "key"} serve https with client-certificate authentication, and
+    # {"client_cert", "client_key"} are what the health check presents
+    tls: dict[str, str] | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -60,12 +64,19 @@ class Member:
             "--initial-cluster-token", "servicenet", "--heartbeat-interval", "100",
             "--election-timeout", "1000", *self.extra,
         ]
+        if self.tls:
+            args += ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+                     "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         log.close()
 
     def healthy(self, timeout: float = 1.0) -> bool:
+        ctx = None
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls["ca"])
+            ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
         try:
-            with urllib.request.urlopen(self.client_url + "/health", timeout=timeout) as r:
+            with urllib.request.urlopen(self.client_url + "/health", timeout=timeout, context=ctx) as r:
                 return b'"health":"true"' in r.read()
         except OSError:
             return False
@@ -85,10 +96,11 @@ class Member:
 class Cluster:
     """``n`` members on 127.0.0.1 under ``base``; ``start()`` waits until every member is healthy."""
 
-    def __init__(self, base: Path, n: int = 1, extra: list[str] | None = None) -> None:
+    def __init__(self, base: Path, n: int = 1, extra: list[str] | None = None,
+                 tls: dict[str, str] | None = None) -> None:
         self.base = Path(base)
         self.members = [
-            Member(f"m{i}", self.base / f"m{i}", free_port(), free_port(), extra=list(extra or []))
+            Member(f"m{i}", self.base / f"m{i}", free_port(), free_port(), extra=list(extra or []), tls=tls)
             for i in range(n)
         ]
 
