@@ -14,7 +14,7 @@ have named     || need+=(bind9)
 have nginx     || need+=(nginx-light)
 have haproxy   || need+=(haproxy)
 have curl      || need+=(curl)
-have etcd      || need+=(etcd-server)
+have etcd      || need+=(etcd-server)  # --storage etcd tests and bench: etcd 3.4.23 (docs/etcd.md says why)
 have wrk       || need+=(wrk)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
