@@ -45,6 +45,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "servicenet.cli": ANYTHING,
     "servicenet.up": ANYTHING,
     "servicenet.testing": ANYTHING,
+    "servicenet.testing_cluster": ANYTHING,  # API server processes on one etcd (tests, bench)
     "servicenet": ANYTHING,  # servicenet/__init__.py
 }
 

@@ -148,6 +148,7 @@ class EtcdStore(BaseStore):
         self._last_response = 0.0
         self._watching = False
         self.cache_resets = 0
+        self._own: dict[int, Record] = {}  # revision -> record of a write of ours its event has not brought yet
         # In-flight transactions: more would only queue inside etcd and run into their deadlines.
         self._inflight = asyncio.Semaphore(max_inflight)
 
@@ -253,6 +254,7 @@ class EtcdStore(BaseStore):
         end every watch, as the API server's cacher does; clients re-list."""
         log.warning("etcd watch cache reset: %s", reason)
         self.cache_resets += 1
+        self._own.clear()
         old = self._index
         self._index = Index(history_seconds=old.history_seconds, min_history=old.min_history,
                             max_history=old.max_history)
@@ -330,7 +332,8 @@ class EtcdStore(BaseStore):
                 rec = Record(key, reencode_at(prev.value, kv.mod_revision), prev.create_revision, kv.mod_revision)
                 out.append(Event(DELETED, rec, prev))
             else:
-                rec = self._decode(kv)
+                own = self._own.pop(kv.mod_revision, None)
+                rec = own if own is not None and own.key == key else self._decode(kv)
                 out.append(Event(ADDED if kv.create_revision == kv.mod_revision else MODIFIED, rec, prev))
             last = kv.mod_revision
         if out:
@@ -360,6 +363,17 @@ class EtcdStore(BaseStore):
                                f"reach it within {self._timeout}s") from None
 
     # ------------------------------------------------------------------- writes
+    async def _written(self, rec: Record) -> Record:
+        """Wait for the cache to apply our own write; its watch event reuses ``rec`` (already
+        encoded with its resourceVersion) instead of decoding etcd's copy again."""
+        if rec.mod_revision > self._index.revision:
+            self._own[rec.mod_revision] = rec
+        try:
+            await self._caught_up(rec.mod_revision)
+        finally:
+            self._own.pop(rec.mod_revision, None)
+        return rec
+
     def _encode(self, key: str, obj: dict[str, Any]) -> bytes:
         raw = _value_without_rv(obj)
         return self.codec.encode(key, raw) if self.codec is not None else raw
@@ -384,8 +398,7 @@ class EtcdStore(BaseStore):
                 await self._caught_up(kvs[0].mod_revision)
             raise KeyExists(key)
         rev = resp.header.revision
-        await self._caught_up(rev)
-        return Record(key, _stamp(obj, rev), rev, rev)
+        return await self._written(Record(key, _stamp(obj, rev), rev, rev))
 
     async def _current(self, key: str, expected: int | None) -> int:
         if expected is not None:
@@ -426,8 +439,7 @@ class EtcdStore(BaseStore):
         resp, r = await self._guarded(key, expected_mod_revision, op, "update")
         rev = resp.header.revision
         crev = r.response_put.prev_kv.create_revision or rev
-        await self._caught_up(rev)
-        return Record(key, _stamp(obj, rev), crev, rev)
+        return await self._written(Record(key, _stamp(obj, rev), crev, rev))
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record:
         self._check_open()
