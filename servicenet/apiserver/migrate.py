@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from servicenet.apiserver import encryption
-from servicenet.store import EtcdStore, EtcdTLS, SQLiteStore
+from servicenet.store import SQLiteStore
+from servicenet.store.etcd import EtcdStore, EtcdTLS
 
 _BATCH = 256
 

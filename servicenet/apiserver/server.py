@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import platform
 import ssl
 import time
@@ -31,7 +32,7 @@ from servicenet.apiserver.shared_alloc import SharedServiceRegistry
 from servicenet.client.kubeconfig import render as render_kubeconfig
 from servicenet.common import log
 from servicenet.common.health import HealthServer
-from servicenet.store import EtcdStore, EtcdTLS, MemoryStore, SQLiteStore
+from servicenet.store import MemoryStore, SQLiteStore
 
 _log = log.get("apiserver")
 
@@ -113,8 +114,9 @@ class ApiServer:
             codec = encryption.load(enc or self.config.data_dir / "encryption-config.yaml", create=enc is None)
             if self.config.storage == "etcd":
                 c = self.config
-                tls = EtcdTLS(*(str(p) if p else None for p in (c.etcd_cafile, c.etcd_certfile, c.etcd_keyfile)))
-                self.store = EtcdStore(c.etcd_servers, prefix=c.etcd_prefix, codec=codec, history_seconds=c.history_seconds,
+                etcd = importlib.import_module("servicenet.store.etcd")  # grpc: ~16 MiB, loaded only for etcd
+                tls = etcd.EtcdTLS(*(str(p) if p else None for p in (c.etcd_cafile, c.etcd_certfile, c.etcd_keyfile)))
+                self.store = etcd.EtcdStore(c.etcd_servers, prefix=c.etcd_prefix, codec=codec, history_seconds=c.history_seconds,
                                        tls=tls if any((c.etcd_cafile, c.etcd_certfile)) else None)
                 # allocation state lives in etcd, shared by every API server
                 self.services = SharedServiceRegistry(c.service_cidrs, c.node_port_range, self.store)

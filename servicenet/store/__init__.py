@@ -1,4 +1,4 @@
-"""servicenet.store: the revisioned key-value log under the API server (memory, SQLite, etcd).
+"""servicenet.store: the revisioned key-value log under the API server (memory, SQLite; etcd in ``store.etcd``, imported only when used).
 
 May import: api, common; only the API server imports it. Every object's resourceVersion is the
 global revision. Pure parts: ``index`` (MVCC index), ``_plan``; shells: ``sqlite``, ``watch``.
@@ -22,7 +22,6 @@ from ._types import (
     StoreError,
     WatchClosed,
 )
-from .etcd import EtcdStore, EtcdTLS
 from .index import Index
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
@@ -34,8 +33,6 @@ __all__ = [
     "MODIFIED",
     "CommitFailed",
     "Compacted",
-    "EtcdStore",
-    "EtcdTLS",
     "Event",
     "EventType",
     "FutureRevision",

@@ -253,13 +253,15 @@ class EtcdStore(BaseStore):
         """The watch cannot resume (history compacted away): rebuild the cache from a fresh list and
         end every watch, as the API server's cacher does; clients re-list."""
         log.warning("etcd watch cache reset: %s", reason)
-        self.cache_resets += 1
-        self._own.clear()
+        records, revision = await self._range_all()
         old = self._index
-        self._index = Index(history_seconds=old.history_seconds, min_history=old.min_history,
-                            max_history=old.max_history)
-        await self._load()
+        fresh = Index(history_seconds=old.history_seconds, min_history=old.min_history,
+                      max_history=old.max_history)
+        fresh.seed(records, revision)
+        self._index = fresh  # readers switch from the old state to the new one at once
+        self._own.clear()
         self._hub.close_all(f"watch cache reinitialised: {reason}")
+        self.cache_resets += 1
         self._wake_waiters()
 
     async def _watch_loop(self) -> None:

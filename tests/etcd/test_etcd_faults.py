@@ -14,7 +14,8 @@ import pytest
 
 from servicenet.client import ApiError
 from servicenet.common.component import bounded
-from servicenet.store import EtcdStore, StoreError
+from servicenet.store import StoreError
+from servicenet.store.etcd import EtcdStore
 from servicenet.store.etcdlaunch import Cluster
 from servicenet.testing_cluster import start_api_servers
 

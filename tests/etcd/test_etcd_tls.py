@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from servicenet.store import EtcdStore, EtcdTLS, StoreError
+from servicenet.store import StoreError
+from servicenet.store.etcd import EtcdStore, EtcdTLS
 from servicenet.store.etcdlaunch import Cluster
 
 

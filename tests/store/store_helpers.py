@@ -7,7 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from servicenet.store import EtcdStore, MemoryStore, SQLiteStore
+from servicenet.store import MemoryStore, SQLiteStore
+from servicenet.store.etcd import EtcdStore
 
 # Client URLs of the session's etcd (set by the ``etcd_cluster`` fixture before an etcd store is made).
 ETCD_ENDPOINTS: list[str] = []
