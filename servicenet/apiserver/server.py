@@ -216,7 +216,11 @@ class ApiServer:
         assert ns_info is not None and svc_info is not None
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             if self.store.get(f"/registry/core/namespaces/{ns}") is None:
-                await self.registry.create(ns_info, None, {"metadata": {"name": ns}}, WriteOptions())
+                try:
+                    await self.registry.create(ns_info, None, {"metadata": {"name": ns}}, WriteOptions())
+                except ApiStatusError as exc:  # another API server on the same etcd made it first
+                    if exc.reason != "AlreadyExists":
+                        raise
         if self.store.get("/registry/core/services/default/kubernetes") is None:
             await self.registry.create(svc_info, "default", {
                 "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},

@@ -63,3 +63,15 @@ async def test_allocations_live_in_etcd_and_are_released(api: RunningApi) -> Non
     assert ip_alloc._offset(ip) not in decode_bitmap(ranges[f"serviceips/{ip_alloc.cidr}"]["data"])
     b = await api.client.create("v1", "services", "default", svc("b", clusterIP=ip))
     assert b["spec"]["clusterIP"] == ip
+
+
+async def test_list_at_a_revision_this_server_has_not_reached_is_504_retry(api: RunningApi) -> None:
+    ahead = api.server.store.revision + 1000  # e.g. a continue token minted by a server further ahead
+    try:
+        await api.client.request("GET", "/api/v1/namespaces/default/configmaps",
+                                 params={"resourceVersion": str(ahead), "resourceVersionMatch": "Exact"})
+        raise AssertionError("a list at a future revision was answered")
+    except ApiError as e:
+        assert e.status == 504 and e.reason == "Timeout"
+        assert e.message.startswith(f"Too large resource version: {ahead}, current: ")
+        assert e.body["details"]["retryAfterSeconds"] == 1
