@@ -108,6 +108,10 @@ def _stamp(obj: dict[str, Any], revision: int) -> bytes:
     return _tight(orjson.dumps(out))
 
 
+class _NeedsReload(Exception):
+    """The watch delivered something the cache cannot apply event by event."""
+
+
 def _unavailable(e: grpc.aio.AioRpcError, what: str) -> CommitFailed:
     return CommitFailed(f"etcd {what} failed ({e.code().name}): {e.details()}; "
                         "the write may or may not have been applied")
@@ -303,7 +307,11 @@ class EtcdStore(BaseStore):
                                                 f"(compact revision {resp.compact_revision})")
                     return
                 if resp.events:
-                    self._apply(resp.events)
+                    try:
+                        self._apply(resp.events)
+                    except _NeedsReload as e:
+                        await self._reset_cache(str(e))
+                        return
         finally:
             await cancel_and_wait(ticker)
             call.cancel()
@@ -322,6 +330,13 @@ class EtcdStore(BaseStore):
         for e in etcd_events:
             kv = e.kv
             if kv.mod_revision <= last:
+                if kv.mod_revision == last and out:
+                    # another etcd client wrote several keys in one transaction: the cache holds one
+                    # event per revision (as kube-apiserver writes), so it reloads instead
+                    self._publish(out)
+                    index.raise_floor(last)
+                    self._wake_waiters()
+                    raise _NeedsReload(f"several keys changed in revision {last}")
                 continue  # already applied (a replay after reconnect)
             key = kv.key[len(self._pfx):].decode()
             prev = index.get(key)

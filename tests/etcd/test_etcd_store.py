@@ -128,3 +128,26 @@ async def test_periodic_compaction_is_done_by_one_server_per_round(etcd: Cluster
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_foreign_multi_key_transaction_reloads_the_cache(etcd: Cluster) -> None:
+    a = _store(etcd)
+    await a.open()
+    try:
+        async with grpc.aio.insecure_channel(etcd.endpoints[0].removeprefix("http://")) as ch:
+            put = [rpc.RequestOp(request_put=rpc.PutRequest(key=f"/registry/cm/m{i}".encode(),
+                                                            value=b'{"metadata":{"name":"m%d"}}' % i))
+                   for i in range(3)]
+            resp = await rpc.KVStub(ch).Txn(rpc.TxnRequest(success=put))
+        rev = resp.header.revision
+        for _ in range(200):
+            if a.revision >= rev and len(a.list("/registry/cm/")[0]) == 3:
+                break
+            await asyncio.sleep(0.02)
+        recs = a.list("/registry/cm/")[0]
+        assert [(r.key, r.mod_revision) for r in recs] == [(f"/registry/cm/m{i}", rev) for i in range(3)]
+        assert a.cache_resets == 1
+        r = await a.create("/registry/cm/next", {"metadata": {"name": "next"}})  # and it carries on
+        assert a.get("/registry/cm/next") == r
+    finally:
+        await a.close()
