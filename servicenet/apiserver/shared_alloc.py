@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import re
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -42,17 +43,20 @@ def encode_bitmap(offsets: Iterable[int], size: int) -> str:
     bits = bytearray((size + 7) // 8)
     for o in offsets:
         bits[o >> 3] |= 1 << (o & 7)
-    return base64.b64encode(zlib.compress(bytes(bits))).decode()
+    return base64.b64encode(zlib.compress(bytes(bits), 1)).decode()
+
+
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 def decode_bitmap(data: str) -> set[int]:
     bits = zlib.decompress(base64.b64decode(data)) if data else b""
     out: set[int] = set()
-    for i, byte in enumerate(bits):
-        if byte:
-            for j in range(8):
-                if byte >> j & 1:
-                    out.add(i * 8 + j)
+    for m in _NONZERO.finditer(bits):  # a sparse bitmap: skip the zero bytes at C speed
+        i, byte = m.start(), bits[m.start()]
+        for j in range(8):
+            if byte >> j & 1:
+                out.add(i * 8 + j)
     return out
 
 
@@ -65,6 +69,7 @@ class SharedServiceRegistry(ServiceRegistry):
         self._port_range = node_port_range
         self._background: set[asyncio.Task[None]] = set()
         self.conflicts = 0
+        self._decoded: tuple[int, dict[str, frozenset[int]]] = (-1, {})  # (mod_revision, offsets by range)
 
     # -- the bitmaps ---------------------------------------------------------------------------------
     def _ranges(self) -> dict[str, Alloc]:
@@ -72,14 +77,18 @@ class SharedServiceRegistry(ServiceRegistry):
         out[f"servicenodeports/{self.ports.range_string()}"] = self.ports
         return out
 
-    def _fresh(self, obj: dict[str, Any] | None) -> None:
-        """Replace the allocators by empty ones, filled from the stored object."""
+    def _fresh(self, rec: Any) -> None:
+        """Replace the allocators by ones filled from the stored record (decoded once per revision)."""
         self.ip_allocs = {fam: ServiceIPAllocator(a.cidr) for fam, a in self.ip_allocs.items()}
         base, last = self._port_range
         self.ports = NodePortAllocator(base, last - base + 1)
-        stored = (obj or {}).get("ranges") or {}
+        rev = rec.mod_revision if rec is not None else 0
+        if self._decoded[0] != rev or rec is None:
+            stored = (rec.obj().get("ranges") or {}) if rec is not None else {}
+            self._decoded = (rev, {name: frozenset(decode_bitmap((stored.get(name) or {}).get("data", "")))
+                                   for name in self._ranges()})
         for name, alloc in self._ranges().items():
-            for off in decode_bitmap((stored.get(name) or {}).get("data", "")):
+            for off in self._decoded[1].get(name, frozenset()):
                 if off < alloc.size:
                     alloc._band.add(off)
 
@@ -95,7 +104,7 @@ class SharedServiceRegistry(ServiceRegistry):
         """Run ``mutate`` on the stored bitmaps and write them back by CAS; returns (result, before, after)."""
         for _ in range(_ATTEMPTS):
             rec = self.store.latest(RANGES_KEY)
-            self._fresh(rec.obj() if rec is not None else None)
+            self._fresh(rec)
             before = self._used()
             result = mutate()  # raises ApiStatusError for bad requests: nothing is written
             after = self._used()
@@ -103,9 +112,10 @@ class SharedServiceRegistry(ServiceRegistry):
                 return result, before, after
             try:
                 if rec is None:
-                    await self.store.create(RANGES_KEY, self._object())
+                    written = await self.store.create(RANGES_KEY, self._object())
                 else:
-                    await self.store.update(RANGES_KEY, self._object(), rec.mod_revision)
+                    written = await self.store.update(RANGES_KEY, self._object(), rec.mod_revision)
+                self._decoded = (written.mod_revision, after)  # what we wrote need not be decoded again
                 return result, before, after
             except (RevisionConflict, KeyExists, KeyNotFound):
                 self.conflicts += 1
