@@ -41,7 +41,15 @@ def _host_network_untouched() -> Iterator[None]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[RunningApi]:
+async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningApi]:
+    """An in-process API server on memory; with SERVICENET_TEST_STORAGE=etcd, on the session's etcd
+    (each test under its own key prefix), to run any suite against etcd."""
+    if os.environ.get("SERVICENET_TEST_STORAGE") == "etcd":
+        cluster = request.getfixturevalue("etcd_cluster")
+        async with running_apiserver(tmp_path, storage="etcd", etcd_servers=cluster.endpoints,
+                                     etcd_prefix=f"/{tmp_path.parent.name}/{tmp_path.name}") as running:
+            yield running
+        return
     async with running_apiserver(tmp_path) as running:
         yield running
 
