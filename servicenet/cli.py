@@ -129,8 +129,16 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:
+    if args.storage == "etcd" and not args.etcd_servers:
+        print("servicenet apiserver: --storage etcd needs --etcd-servers URL[,URL...]", file=sys.stderr)
+        return 2
     server = importlib.import_module(APISERVER_MODULE).ApiServer(_api_config(args))
-    await server.start()
+    try:
+        await server.start()
+    except importlib.import_module("servicenet.store").StoreError as exc:  # loaded with the API server
+        print(f"servicenet apiserver: storage: {exc}", file=sys.stderr)
+        await server.stop()
+        return 1
     print(f"servicenet apiserver listening on {server.url}")
     print(f"kubeconfig: {server.kubeconfig_path}  (export KUBECONFIG={server.kubeconfig_path})", flush=True)
     try:
