@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args(argv)
+    args, _ = ap.parse_known_args(argv)  # `python -m bench api ARGS` passes run.py's flags too
     n = 1500 if args.quick else 5000
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-api-backends-"))
     rows: dict[str, dict[str, Any]] = {}
