@@ -28,12 +28,14 @@ from servicenet.api import wellknown as wk
 from servicenet.api.allocators import NodePortAllocator, ServiceIPAllocator
 from servicenet.api.resources import ResourceInfo
 from servicenet.common import log
+from servicenet.common.component import cancel_and_wait
 from servicenet.store import KeyExists, KeyNotFound, RevisionConflict, StoreError
 
 from .services import ServiceRegistry
 
 RANGES_KEY = "/registry/ranges/services"
 _ATTEMPTS = 100
+LEAK_ROUNDS = 3  # upstream's numRepairsBeforeLeakCleanup
 _log = log.get("apiserver.alloc")
 T = TypeVar("T")
 Alloc = ServiceIPAllocator | NodePortAllocator
@@ -70,6 +72,8 @@ class SharedServiceRegistry(ServiceRegistry):
         self._background: set[asyncio.Task[None]] = set()
         self.conflicts = 0
         self._decoded: tuple[int, dict[str, frozenset[int]]] = (-1, {})  # (mod_revision, offsets by range)
+        self._repair_task: asyncio.Task[None] | None = None
+        self._leak_seen: dict[tuple[str, int], int] = {}  # (range, offset) -> consecutive rounds seen leaked
 
     # -- the bitmaps ---------------------------------------------------------------------------------
     def _ranges(self) -> dict[str, Alloc]:
@@ -122,8 +126,11 @@ class SharedServiceRegistry(ServiceRegistry):
                 await asyncio.sleep(0)
         raise errors.internal("service IP/port allocation: too much contention, try again")
 
-    async def ensure(self, services: Iterable[dict[str, Any]]) -> None:
-        """First server on a fresh store: write the bitmaps from the stored Services."""
+    async def ensure(self, services: Iterable[dict[str, Any]], repair_interval: float = 180.0) -> None:
+        """First server on a fresh store: write the bitmaps from the stored Services. Then start the
+        periodic repair (stopped by :meth:`drain`)."""
+        if repair_interval > 0 and self._repair_task is None:
+            self._repair_task = asyncio.get_running_loop().create_task(self.repair_loop(repair_interval))
         if self.store.latest(RANGES_KEY) is not None:
             return
         self.rebuild(services)
@@ -153,8 +160,60 @@ class SharedServiceRegistry(ServiceRegistry):
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
+        """Stop the repair loop and finish the background releases."""
+        if self._repair_task is not None:
+            await cancel_and_wait(self._repair_task)
+            self._repair_task = None
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # -- repair (as upstream's repair controllers, every 3 min in every API server) ------------------
+    def _in_use(self) -> dict[str, set[int]]:
+        """Offsets the stored Services hold, per range."""
+        tmp = ServiceRegistry(self._cidrs, self._port_range)
+        tmp.rebuild(r.obj() for r in self.store.list("/registry/core/services/")[0])
+        out: dict[str, set[int]] = {f"serviceips/{a.cidr}": set(a._band.used) for a in tmp.ip_allocs.values()}
+        out[f"servicenodeports/{tmp.ports.range_string()}"] = set(tmp.ports._band.used)
+        return out
+
+    async def repair_once(self) -> tuple[int, int]:
+        """Mark what Services hold but the bitmaps miss; free bits no Service holds once they have
+        looked leaked on ``LEAK_ROUNDS`` consecutive rounds (an allocation whose Service is still
+        being written looks leaked for a moment). Returns (marked, freed)."""
+        in_use = self._in_use()
+        self._fresh(self.store.latest(RANGES_KEY))
+        leaked = {(name, off) for name, alloc in self._ranges().items()
+                  for off in alloc._band.used - in_use.get(name, set())}
+        self._leak_seen = {k: self._leak_seen.get(k, 0) + 1 for k in leaked}
+        free = {k for k, n in self._leak_seen.items() if n >= LEAK_ROUNDS}
+        counts = [0, 0]
+
+        def mutate() -> None:
+            counts[:] = [0, 0]
+            for name, alloc in self._ranges().items():
+                for off in in_use.get(name, set()) - alloc._band.used:
+                    if off < alloc.size:
+                        alloc._band.add(off)
+                        counts[0] += 1
+                for off in list(alloc._band.used):
+                    if (name, off) in free:
+                        alloc._band.discard(off)
+                        counts[1] += 1
+
+        await self._cas(mutate)
+        for k in free:
+            self._leak_seen.pop(k, None)
+        if counts != [0, 0]:
+            _log.info("allocation repair", marked=counts[0], freed=counts[1])
+        return counts[0], counts[1]
+
+    async def repair_loop(self, interval: float = 180.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.repair_once()
+            except (errors.ApiStatusError, StoreError) as e:
+                _log.warning("allocation repair failed", error=str(e))
 
     # -- hooks ---------------------------------------------------------------------------------------
     async def before_create(self, info: ResourceInfo, svc: dict[str, Any], old: dict[str, Any] | None

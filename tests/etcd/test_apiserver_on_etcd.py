@@ -20,7 +20,7 @@ from test_watch import (  # noqa: F401
     test_watch_from_compacted_revision_gets_410,
 )
 
-from servicenet.apiserver.shared_alloc import RANGES_KEY, SharedServiceRegistry, decode_bitmap
+from servicenet.apiserver.shared_alloc import RANGES_KEY, SharedServiceRegistry, decode_bitmap, encode_bitmap
 from servicenet.client import ApiError
 from servicenet.testing import RunningApi
 
@@ -75,3 +75,31 @@ async def test_list_at_a_revision_this_server_has_not_reached_is_504_retry(api: 
         assert e.status == 504 and e.reason == "Timeout"
         assert e.message.startswith(f"Too large resource version: {ahead}, current: ")
         assert e.body["details"]["retryAfterSeconds"] == 1
+
+
+async def test_repair_marks_missing_and_frees_leaked_after_three_rounds(api: RunningApi) -> None:
+    reg = api.server.services
+    assert isinstance(reg, SharedServiceRegistry)
+    a = await api.client.create("v1", "services", "default", svc("a", type="NodePort"))
+    ip_alloc = next(iter(reg.ip_allocs.values()))
+    held_ip = ip_alloc._offset(a["spec"]["clusterIP"])
+    held_port = a["spec"]["ports"][0]["nodePort"] - reg.ports.base
+    # simulate a crash between a Service delete and its release (a leaked bit), and a bitmap that
+    # lost a bit a Service holds
+    rec = api.server.store.get(RANGES_KEY)
+    obj = rec.obj()
+    ips_name = f"serviceips/{ip_alloc.cidr}"
+    ports_name = next(k for k in obj["ranges"] if k.startswith("servicenodeports/"))
+    ips = decode_bitmap(obj["ranges"][ips_name]["data"])
+    leaked = max(ips) + 1
+    obj["ranges"][ips_name]["data"] = encode_bitmap((ips - {held_ip}) | {leaked}, ip_alloc.size)
+    await api.server.store.update(RANGES_KEY, obj, rec.mod_revision)
+
+    def bits(name: str) -> set[int]:
+        return decode_bitmap(api.server.store.get(RANGES_KEY).obj()["ranges"][name]["data"])
+
+    assert await reg.repair_once() == (1, 0)  # the Service's IP is marked again at once
+    assert held_ip in bits(ips_name) and leaked in bits(ips_name) and held_port in bits(ports_name)
+    assert await reg.repair_once() == (0, 0)
+    assert await reg.repair_once() == (0, 1)  # leaked on three consecutive rounds: freed
+    assert leaked not in bits(ips_name) and held_ip in bits(ips_name)
