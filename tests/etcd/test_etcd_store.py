@@ -26,6 +26,14 @@ async def etcd(tmp_path: Path) -> AsyncIterator[Cluster]:
         c.stop()
 
 
+async def _caught_up(s: EtcdStore, revision: int) -> None:
+    for _ in range(500):
+        if s.revision >= revision:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"cache at {s.revision}, not {revision}")
+
+
 def _store(c: Cluster) -> EtcdStore:
     return EtcdStore(c.endpoints, compact_interval=0, etcd_compact_interval=0)
 
@@ -108,6 +116,7 @@ async def test_periodic_compaction_is_done_by_one_server_per_round(etcd: Cluster
     try:
         for i in range(3):
             await a.create(f"/registry/cm/x{i}", {"metadata": {"name": f"x{i}"}})
+        await _caught_up(b, a.revision)  # b's cache has seen a's writes (each records its own revision)
         # round 1: a records its revision; b loses the CAS and compacts nothing
         rev_a, ver_a = await a._compact_tick(0, 0)
         rev_b, ver_b = await b._compact_tick(0, 0)
@@ -116,6 +125,7 @@ async def test_periodic_compaction_is_done_by_one_server_per_round(etcd: Cluster
         assert not await _compacted_at(etcd, first - 1)
         for i in range(3):
             await b.create(f"/registry/cm/y{i}", {"metadata": {"name": f"y{i}"}})
+        await _caught_up(a, b.revision)
         # round 2: b's CAS (on the version it learnt) wins; it compacts to the revision it saw one
         # round earlier (rev_b == first); a, still expecting version 1, loses
         rev_b2, ver_b2 = await b._compact_tick(rev_b, ver_b)
