@@ -14,13 +14,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = {
     "store": ["bench.store_raw"],
-    "api": ["bench.api.run"],
+    "api": ["bench.api.run", "bench.api.backends"],
     "controllers": ["bench.controllers.run"],
     "node": ["bench.node_ready"],
     "dns": ["bench.dns.run"],
     "proxy": ["bench.proxy.run"],
     "ingress": ["bench.ingress.run"],
     "clientlb": ["bench.clientlb.run"],
+    "cluster": ["bench.cluster.run"],
 }
 
 

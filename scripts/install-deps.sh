@@ -14,7 +14,7 @@ have named     || need+=(bind9)
 have nginx     || need+=(nginx-light)
 have haproxy   || need+=(haproxy)
 have curl      || need+=(curl)
-have etcd      || need+=(etcd-server)
+have etcd      || need+=(etcd-server)  # --storage etcd tests and bench: etcd 3.4.23 (docs/etcd.md says why)
 have wrk       || need+=(wrk)
 # rootless mode (--network userns) and its test: unshare/nsenter/setpriv
 have nsenter   || need+=(util-linux)

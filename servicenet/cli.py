@@ -37,6 +37,7 @@ COMPONENT_COMMANDS = {
 # tool command → module with ``main(argv) -> int``
 TOOL_COMMANDS = {
     "endpoints": ("servicenet.lb.cli", "print the endpoint set the client-side load balancer sees"),
+    "store": ("servicenet.apiserver.migrate", "storage tools: store migrate --from sqlite:DIR --to etcd:URLS"),
 }
 
 
@@ -50,7 +51,12 @@ def _hostport(s: str) -> tuple[str, int]:
 def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory (default ~/.servicenet)")
     p.add_argument("--api-listen", type=_hostport, default=("127.0.0.1", 6443), metavar="HOST:PORT")
-    p.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    p.add_argument("--storage", choices=["sqlite", "memory", "etcd"], default="sqlite")
+    p.add_argument("--etcd-servers", default="", help="etcd client URLs, comma-separated (--storage etcd)")
+    p.add_argument("--etcd-prefix", default="", help="prefix before every /registry/... key in etcd")
+    p.add_argument("--etcd-cafile", type=Path, default=None, help="CA that signed etcd's serving certificate")
+    p.add_argument("--etcd-certfile", type=Path, default=None, help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", type=Path, default=None, help="client key for etcd")
     p.add_argument("--service-cidr", action="append", default=None,
                    help="service CIDR (repeat for dual-stack); default by network mode")
     p.add_argument("--node-port-range", default=f"{wk.NODE_PORT_RANGE[0]}-{wk.NODE_PORT_RANGE[1]}")
@@ -122,6 +128,9 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
     config_type = importlib.import_module(APISERVER_MODULE).ApiServerConfig
     return config_type(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
                        storage=args.storage, service_cidrs=_service_cidrs(args, network),
+                       etcd_servers=[u for u in args.etcd_servers.split(",") if u],
+                       etcd_prefix=args.etcd_prefix, etcd_cafile=args.etcd_cafile, etcd_certfile=args.etcd_certfile,
+                       etcd_keyfile=args.etcd_keyfile,
                        node_port_range=(int(lo), int(hi)),
                        encryption_config=args.encryption_provider_config,
                        audit_policy_file=args.audit_policy_file, audit_log_path=args.audit_log_path,
@@ -134,8 +143,16 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:
+    if args.storage == "etcd" and not args.etcd_servers:
+        print("servicenet apiserver: --storage etcd needs --etcd-servers URL[,URL...]", file=sys.stderr)
+        return 2
     server = importlib.import_module(APISERVER_MODULE).ApiServer(_api_config(args))
-    await server.start()
+    try:
+        await server.start()
+    except importlib.import_module("servicenet.store").StoreError as exc:  # loaded with the API server
+        print(f"servicenet apiserver: storage: {exc}", file=sys.stderr)
+        await server.stop()
+        return 1
     print(f"servicenet apiserver listening on {server.url}")
     print(f"kubeconfig: {server.kubeconfig_path}  (export KUBECONFIG={server.kubeconfig_path})", flush=True)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from servicenet.store.etcdlaunch import Cluster
 from servicenet.testing import RunningApi, running_apiserver
 
 
@@ -40,6 +41,26 @@ def _host_network_untouched() -> Iterator[None]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[RunningApi]:
+async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningApi]:
+    """An in-process API server on memory; with SERVICENET_TEST_STORAGE=etcd, on the session's etcd
+    (each test under its own key prefix), to run any suite against etcd."""
+    if os.environ.get("SERVICENET_TEST_STORAGE") == "etcd":
+        cluster = request.getfixturevalue("etcd_cluster")
+        async with running_apiserver(tmp_path, storage="etcd", etcd_servers=cluster.endpoints,
+                                     etcd_prefix=f"/{tmp_path.parent.name}/{tmp_path.name}") as running:
+            yield running
+        return
     async with running_apiserver(tmp_path) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One real etcd member on 127.0.0.1 random ports for the session (users give each store or API
+    server its own key prefix); stopped and removed at the end."""
+    cluster = Cluster(tmp_path_factory.mktemp("etcd"), 1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

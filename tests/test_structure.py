@@ -50,6 +50,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "servicenet.cluster": ANYTHING,  # composition root of `servicenet up --nodes`
     "servicenet.rootless": ANYTHING,  # rootless mode: the supervisor `up` becomes (docs/rootless.md)
     "servicenet.testing": ANYTHING,
+    "servicenet.testing_cluster": ANYTHING,  # API server processes on one etcd (tests, bench)
     "servicenet": ANYTHING,  # servicenet/__init__.py
 }
 

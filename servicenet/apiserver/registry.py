@@ -23,7 +23,7 @@ from servicenet.api import apply, defaults, errors, managed_create, tolerations,
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.views import meta as meta_of
-from servicenet.store import Compacted, KeyExists, KeyNotFound, Record, RevisionConflict
+from servicenet.store import Compacted, FutureRevision, KeyExists, KeyNotFound, Record, RevisionConflict
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Kinds whose main endpoint ignores status (it has its own subresource).
@@ -469,6 +469,11 @@ class Registry:
                 f"inconsistent list - objects that were created, modified, or deleted between the time the first "
                 f"chunk was returned and now may show up in the list. (compacted revision {exc.compact_revision})"
             ) from None
+        except FutureRevision as exc:  # e.g. a continue token from another API server a little ahead of this one
+            raise errors.ApiStatusError(
+                504, "Timeout", f"Too large resource version: {exc.requested}, current: {exc.revision}",
+                {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                 "retryAfterSeconds": 1}, {"Retry-After": "1"}) from None
 
 
 _TOO_DEEP = "the object is nested too deeply to be stored (more than 254 levels of objects and lists)"

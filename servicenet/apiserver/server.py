@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import platform
 import ssl
 import time
@@ -27,6 +28,7 @@ from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.services import ServiceRegistry
+from servicenet.apiserver.shared_alloc import SharedServiceRegistry
 from servicenet.client.kubeconfig import render as render_kubeconfig
 from servicenet.common import log
 from servicenet.common.health import HealthServer
@@ -40,7 +42,12 @@ class ApiServerConfig:
     data_dir: Path = field(default_factory=lambda: Path.home() / ".servicenet")
     host: str = "127.0.0.1"
     port: int = 6443
-    storage: str = "sqlite"  # sqlite | memory
+    storage: str = "sqlite"  # sqlite | memory | etcd
+    etcd_servers: list[str] = field(default_factory=list)  # client URLs, with --storage etcd (docs/etcd.md)
+    etcd_prefix: str = ""  # prepended to every /registry/... key (several clusters on one etcd)
+    etcd_cafile: Path | None = None
+    etcd_certfile: Path | None = None
+    etcd_keyfile: Path | None = None
     service_cidrs: list[str] = field(default_factory=lambda: list(wk.DEFAULT_SERVICE_CIDRS))
     node_port_range: tuple[int, int] = wk.NODE_PORT_RANGE
     tls: bool = True
@@ -108,7 +115,16 @@ class ApiServer:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             enc = self.config.encryption_config
             codec = encryption.load(enc or self.config.data_dir / "encryption-config.yaml", create=enc is None)
-            self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec)
+            if self.config.storage == "etcd":
+                c = self.config
+                etcd = importlib.import_module("servicenet.store.etcd")  # grpc: ~16 MiB, loaded only for etcd
+                tls = etcd.EtcdTLS(*(str(p) if p else None for p in (c.etcd_cafile, c.etcd_certfile, c.etcd_keyfile)))
+                self.store = etcd.EtcdStore(c.etcd_servers, prefix=c.etcd_prefix, codec=codec, history_seconds=c.history_seconds,
+                                       tls=tls if any((c.etcd_cafile, c.etcd_certfile)) else None)
+                # allocation state lives in etcd, shared by every API server
+                self.services = SharedServiceRegistry(c.service_cidrs, c.node_port_range, self.store)
+            else:
+                self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec)
         await self.store.open()
 
     async def start(self) -> None:
@@ -122,7 +138,10 @@ class ApiServer:
         self.registry.before_update["services"] = self.services.before_update
         self.registry.after_delete["services"] = self.services.after_delete
         recs, _, _ = self.store.list("/registry/core/services/")
-        self.services.rebuild(r.obj() for r in recs)
+        if isinstance(self.services, SharedServiceRegistry):
+            await self.services.ensure(r.obj() for r in recs)
+        else:
+            self.services.rebuild(r.obj() for r in recs)
         await self._bootstrap()
         self.crds = CrdManager(self)
         self.registry.admission = self.crds.admission
@@ -153,8 +172,14 @@ class ApiServer:
         self.started = time.time()
         tune_gc(len(self.store))
         self.write_kubeconfig()
-        self.health.add_ready_check("store", lambda: (self.store is not None, "store not open"))
+        self.health.add_ready_check("store", self._store_ready)
         _log.info("serving", url=self.url, storage=self.config.storage, data_dir=str(self.config.data_dir))
+
+    def _store_ready(self) -> tuple[bool, str]:
+        if self.store is None:
+            return False, "store not open"
+        ready = getattr(self.store, "ready", None)  # etcd: reachable and its watch is live
+        return ready() if ready is not None else (True, "ok")
 
     def write_kubeconfig(self) -> None:
         if self.creds is None:
@@ -179,6 +204,8 @@ class ApiServer:
             self._runner = None
         if self.audit is not None:
             self.audit.close()
+        if isinstance(self.services, SharedServiceRegistry):
+            await self.services.drain()
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -194,7 +221,11 @@ class ApiServer:
         assert ns_info is not None and svc_info is not None
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             if self.store.get(f"/registry/core/namespaces/{ns}") is None:
-                await self.registry.create(ns_info, None, {"metadata": {"name": ns}}, WriteOptions())
+                try:
+                    await self.registry.create(ns_info, None, {"metadata": {"name": ns}}, WriteOptions())
+                except ApiStatusError as exc:  # another API server on the same etcd made it first
+                    if exc.reason != "AlreadyExists":
+                        raise
         if self.store.get("/registry/core/services/default/kubernetes") is None:
             await self.registry.create(svc_info, "default", {
                 "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},

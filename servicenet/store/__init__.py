@@ -1,4 +1,4 @@
-"""servicenet.store: the revisioned key-value log under the API server (memory, SQLite).
+"""servicenet.store: the revisioned key-value log under the API server (memory, SQLite; etcd in ``store.etcd``, imported only when used).
 
 May import: api, common; only the API server imports it. Every object's resourceVersion is the
 global revision. Pure parts: ``index`` (MVCC index), ``_plan``; shells: ``sqlite``, ``watch``.

@@ -82,6 +82,15 @@ class Index:
         if len(self._history) > self.max_history:
             self._drop(len(self._history) - self.max_history)
 
+    def seed(self, records: Records, revision: int) -> None:
+        """Start from a snapshot read at ``revision`` (no history before it): the etcd watch cache."""
+        for rec in records:
+            if rec.key not in self._cur:
+                self._keys.add(rec.key)
+            self._cur[rec.key] = rec
+        self.revision = max(self.revision, revision)
+        self.compact_revision = max(self.compact_revision, revision)
+
     # ------------------------------------------------------------- compaction
     def _drop(self, n: int) -> None:
         hist = self._history

@@ -291,6 +291,7 @@ async def test_default_service_account_and_root_ca_come_back(api: RunningApi) ->
     c = api.client
     await c.create("v1", "namespaces", None, _ns("fresh"))
     await wait_for(lambda: api.server.store.get("/registry/core/serviceaccounts/fresh/default") is not None, 10)
+    await wait_for(lambda: api.server.store.get("/registry/core/configmaps/fresh/kube-root-ca.crt") is not None, 10)
     cm = await c.get("v1", "configmaps", "fresh", "kube-root-ca.crt")
     assert cm["data"]["ca.crt"] == api.server.creds.ca_pem.decode()
     await c.delete("v1", "serviceaccounts", "fresh", "default")

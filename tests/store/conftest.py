@@ -1,4 +1,5 @@
-"""Fixtures for the store tests: every behavioural test runs against both backends."""
+"""Fixtures for the store tests: every behavioural test runs against every backend (memory,
+SQLite, and etcd: a real etcd started once per session on 127.0.0.1 random ports)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import store_helpers
 from store_helpers import make_store
 
 from servicenet.store import MemoryStore, SQLiteStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "etcd"])
 def kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "etcd":
+        store_helpers.ETCD_ENDPOINTS[:] = request.getfixturevalue("etcd_cluster").endpoints
     return str(request.param)
 
 

@@ -8,6 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from servicenet.store import MemoryStore, SQLiteStore
+from servicenet.store.etcd import EtcdStore
+
+# Client URLs of the session's etcd (set by the ``etcd_cluster`` fixture before an etcd store is made).
+ETCD_ENDPOINTS: list[str] = []
+_seq = [0]
 
 
 class FakeClock:
@@ -18,10 +23,15 @@ class FakeClock:
         return self.now
 
 
-def make_store(kind: str, tmp_path: Path, **kwargs: object) -> MemoryStore | SQLiteStore:
+def make_store(kind: str, tmp_path: Path, **kwargs: object) -> MemoryStore | SQLiteStore | EtcdStore:
     kwargs.setdefault("compact_interval", 0)
     if kind == "memory":
         return MemoryStore(**kwargs)  # type: ignore[arg-type]
+    if kind == "etcd":
+        assert ETCD_ENDPOINTS, "the etcd_cluster fixture must run first"
+        _seq[0] += 1  # one etcd for the session: each store gets its own key space
+        kwargs.setdefault("etcd_compact_interval", 0)
+        return EtcdStore(ETCD_ENDPOINTS, prefix=f"/t{_seq[0]}-{tmp_path.name}", **kwargs)  # type: ignore[arg-type]
     return SQLiteStore(str(tmp_path / "store.db"), **kwargs)  # type: ignore[arg-type]
 
 

@@ -26,29 +26,30 @@ P = "/registry/pods/"
 
 
 async def test_crud_and_resource_version(store) -> None:
+    b = store.revision  # 0 on a fresh memory/SQLite store; etcd's revision when the store opened
     body = pod("web-0")
     r1 = await store.create(P + "default/web-0", body)
     assert "resourceVersion" not in body["metadata"]  # caller's object untouched
-    assert (r1.create_revision, r1.mod_revision) == (1, 1)
-    assert r1.obj()["metadata"]["resourceVersion"] == "1"
+    assert (r1.create_revision, r1.mod_revision) == (b + 1, b + 1)
+    assert r1.obj()["metadata"]["resourceVersion"] == str(b + 1)
     assert r1.obj() is not r1.obj()
     assert store.get(P + "default/web-0") == r1
-    assert store.revision == 1
+    assert store.revision == b + 1
 
     r2 = await store.update(P + "default/web-0", {**body, "spec": {"nodeName": "n1"}}, r1.mod_revision)
-    assert (r2.create_revision, r2.mod_revision) == (1, 2)
+    assert (r2.create_revision, r2.mod_revision) == (b + 1, b + 2)
     assert r2.obj()["spec"] == {"nodeName": "n1"}
-    assert r2.obj()["metadata"]["resourceVersion"] == "2"
+    assert r2.obj()["metadata"]["resourceVersion"] == str(b + 2)
 
-    d = await store.delete(P + "default/web-0", expected_mod_revision=2)
-    assert (d.create_revision, d.mod_revision) == (1, 3)
-    assert d.obj()["metadata"]["resourceVersion"] == "3"
+    d = await store.delete(P + "default/web-0", expected_mod_revision=b + 2)
+    assert (d.create_revision, d.mod_revision) == (b + 1, b + 3)
+    assert d.obj()["metadata"]["resourceVersion"] == str(b + 3)
     assert d.obj()["spec"] == {"nodeName": "n1"}
     assert store.get(P + "default/web-0") is None
-    assert store.revision == 3
+    assert store.revision == b + 3
 
     r4 = await store.create(P + "default/web-0", body)
-    assert (r4.create_revision, r4.mod_revision) == (4, 4)
+    assert (r4.create_revision, r4.mod_revision) == (b + 4, b + 4)
 
 
 async def test_preconditions(store) -> None:
@@ -85,12 +86,13 @@ async def test_concurrent_cas_only_one_wins(store) -> None:
 
 
 async def test_concurrent_creates_of_one_key(store) -> None:
+    b = store.revision
     results = await asyncio.gather(
         *(store.create(P + "default/one", pod(str(i))) for i in range(10)), return_exceptions=True
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert sum(isinstance(r, KeyExists) for r in results) == 9
-    assert store.revision == 1
+    assert store.revision == b + 1
 
 
 async def test_list_order_prefix_limit_count(store) -> None:
@@ -134,18 +136,19 @@ async def test_paginated_list_is_a_consistent_snapshot(store) -> None:
 
 
 async def test_compaction_expires_old_revisions(store) -> None:
+    b = store.revision
     for i in range(10):
         await store.create(P + f"x/{i}", pod(str(i)))
-    await store.compact(6)
-    assert store.compact_revision == 6
+    await store.compact(b + 6)
+    assert store.compact_revision == b + 6
     with pytest.raises(Compacted) as ei:
-        store.list(P, revision=5)
-    assert (ei.value.compact_revision, ei.value.requested) == (6, 5)
+        store.list(P, revision=b + 5)
+    assert (ei.value.compact_revision, ei.value.requested) == (b + 6, b + 5)
     with pytest.raises(Compacted):
-        store.watch(P, 5)
-    assert len(store.list(P, revision=6)[0]) == 6
-    w = store.watch(P, 6)
-    assert [(await w.next(1)).record.mod_revision for _ in range(4)] == [7, 8, 9, 10]
+        store.watch(P, b + 5)
+    assert len(store.list(P, revision=b + 6)[0]) == 6
+    w = store.watch(P, b + 6)
+    assert [(await w.next(1)).record.mod_revision for _ in range(4)] == [b + 7, b + 8, b + 9, b + 10]
     w.close()
 
 
@@ -154,16 +157,17 @@ async def test_retention_window_auto_compaction(kind: str, tmp_path: Path) -> No
     s = make_store(kind, tmp_path, history_seconds=60, min_history=0, clock=clock)
     await s.open()
     try:
+        b = s.revision
         for i in range(5):
             await s.create(P + f"a/{i}", pod(str(i)))
         clock.now += 30
         for i in range(5):
             await s.create(P + f"b/{i}", pod(str(i)))
         clock.now += 40  # the first five are now 70 s old, the next five 40 s
-        assert s.compact_now() == 5
+        assert s.compact_now() == b + 5
         with pytest.raises(Compacted):
-            s.watch(P, 4)
-        assert len(s.list(P, revision=5)[0]) == 5
+            s.watch(P, b + 4)
+        assert len(s.list(P, revision=b + 5)[0]) == 5
     finally:
         await s.close()
 
@@ -260,7 +264,7 @@ async def test_slow_watcher_is_dropped(store) -> None:
 async def test_close_ends_watches_and_rejects_writes(kind: str, tmp_path: Path) -> None:
     s = make_store(kind, tmp_path)
     await s.open()
-    w = s.watch(P, 0)
+    w = s.watch(P, s.revision)
     await s.create(P + "a/b", pod("b"))
     await s.close()
     got = [ev async for ev in w]  # buffered events are still delivered, then the stream ends

@@ -1,0 +1,123 @@
+"""``bench cluster`` (skeleton): storage figures of a several-API-server control plane.
+
+    .venv/bin/python -m bench.cluster.run [--quick] [--members N]
+
+Side by side, in one run:
+- durable creates/s: two API servers on one etcd (N members on 127.0.0.1, one shared config dir),
+  half the clients on each, against one API server on SQLite with the same clients; and a raw etcd
+  put loop on the same etcd as the ceiling;
+- watch delivery p99 through two API servers: watchers on server B, a writer on server A stamping
+  each ConfigMap with its send time (CLOCK_MONOTONIC, shared by the processes); on SQLite both sides
+  talk to the one server.
+
+Not yet here (issue 13): readiness -> EndpointSlice -> DNS/proxy p99 across nodes and the virtual-node
+scale simulation; they need the multi-node topology. Results: stdout and bench/results/cluster.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.api import load
+from bench.api.run import CTX, Child, api, ensure_namespaces, ms, pct, run_children
+from bench.cluster.procs import ApiServer, raw_etcd_puts
+from servicenet.store.etcdlaunch import Cluster
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def creates(targets: list[Any], n: int, conns: int = 32) -> dict[str, Any]:
+    ensure_namespaces(targets[0], ["bench"])
+    names = [f"cm-{i:05d}" for i in range(n)]
+    procs = 2
+    start_at = time.monotonic() + 1.0
+    deadline = start_at + 120
+    outs = run_children([(load.create_burst, (targets[k % len(targets)], "configmaps", "bench", names[k::procs],
+                                              conns, start_at, deadline)) for k in range(procs)],
+                        timeout=deadline - time.monotonic() + 30)
+    done = sum(o["done"] for o in outs)
+    t0, t1 = min(o["t0"] for o in outs), max(o["t1"] for o in outs)
+    lat = [x for o in outs for x in o["lat"]]
+    return {"done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
+            "errors": sum(len(o["errors"]) for o in outs)}
+
+
+def watch(writer: Any, reader: Any, n: int, watchers: int = 50, rate: float = 100.0) -> dict[str, Any]:
+    ensure_namespaces(writer, ["watch"])
+    body = api(reader, lambda c: c.request("GET", "/api/v1/namespaces/watch/configmaps?limit=1"))
+    rv = orjson.loads(body)["metadata"]["resourceVersion"]
+    deadline = time.monotonic() + 30 + n / rate
+    ready = CTX.Event()
+    kid = Child(load.watchers, reader, "watch", watchers, rv, n, ready, deadline)
+    try:
+        if not ready.wait(30):
+            raise TimeoutError("watchers did not connect")
+        run_children([(load.watch_writer, (writer, "watch", rate, n))], timeout=n / rate + 60)
+        out = kid.result(deadline - time.monotonic() + 10)
+    finally:
+        if kid.p.is_alive():
+            kid.p.kill()
+    # events without a send stamp (e.g. the kube-root-ca.crt ConfigMap the API server adds) are not writes of ours
+    lat = [now - sent for stream in out["recv"] for _, sent, now in stream if not math.isnan(sent)]
+    return {"events": len(lat), "expected": n * watchers, "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--members", type=int, default=1, help="etcd members (default 1; 3 for a real quorum)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    n = 1500 if args.quick else 5000
+    n_watch = 200 if args.quick else 600
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cluster-"))
+    res: dict[str, Any] = {"members": args.members}
+    cluster = Cluster(work / "etcd", args.members)
+    servers: list[ApiServer] = []
+    try:
+        cluster.start()
+        extra = ["--etcd-servers", ",".join(cluster.endpoints)]
+        servers = [ApiServer(work / "shared-config", "etcd", extra) for _ in range(2)]
+        targets = [s.start() for s in servers]  # one after the other: the first creates the keys
+        res["etcd_creates"] = creates(targets, n)
+        res["etcd_watch"] = watch(targets[0], targets[1], n_watch)
+        for s in servers:
+            s.stop()
+        res["raw_etcd_puts_per_s"] = raw_etcd_puts(cluster.endpoints[0], n)
+        sq = ApiServer(work / "sqlite", "sqlite")
+        servers = [sq]
+        t = sq.start()
+        res["sqlite_creates"] = creates([t], n)
+        res["sqlite_watch"] = watch(t, t, n_watch)
+    finally:
+        for s in servers:
+            s.stop()
+        cluster.stop()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    e, s = res["etcd_creates"], res["sqlite_creates"]
+    print(f"{'':34s}{'etcd (2 API servers)':>22s}{'SQLite (1 server)':>20s}")
+    print(f"{'durable creates/s':34s}{e['rate']:22,.0f}{s['rate']:20,.0f}   ratio {e['rate'] / s['rate']:.2f}")
+    print(f"{'create latency p99 (ms)':34s}{e['p99_ms']:22.1f}{s['p99_ms']:20.1f}")
+    ew, sw = res["etcd_watch"], res["sqlite_watch"]
+    print(f"{'watch delivery p50 (ms)':34s}{ew['p50_ms']:22.1f}{sw['p50_ms']:20.1f}")
+    print(f"{'watch delivery p99 (ms)':34s}{ew['p99_ms']:22.1f}{sw['p99_ms']:20.1f}")
+    print(f"{'watch events received':34s}{ew['events']:>22,}{sw['events']:>20,}   (expected {ew['expected']:,})")
+    print(f"raw etcd put loop (64 in flight): {res['raw_etcd_puts_per_s']:,.0f} puts/s; the two API servers reach "
+          f"{e['rate'] / res['raw_etcd_puts_per_s']:.0%} of it ({args.members} member(s))")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cluster.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,522 @@
+"""EtcdStore: etcd v3 underneath, the in-memory index as the API server's watch cache on top.
+
+Mapping (as kube-apiserver's etcd3 storage): a store key ``/registry/...`` is the etcd key (after an
+optional ``prefix``), an object's resourceVersion is the key's ``mod_revision``, a create is a
+transaction ``If(mod_revision == 0) Then(Put)``, an update or delete ``If(mod_revision == expected)
+Then(Put|Delete) Else(Range)``. Values are stored without ``metadata.resourceVersion`` (it is derived
+from ``mod_revision`` on every read), wrapped by the encryption-at-rest codec when one is configured.
+
+Reads never go to etcd: one etcd watch over the whole prefix (``prev_kv``, progress notifications)
+feeds the :class:`~servicenet.store.index.Index`, whose revision is therefore the revision the cache
+has reached; a list's resourceVersion is that revision. A write returns only once the cache has
+applied its revision, so a client reads its own writes through the same server; a watch opened on
+any server sees writes made through every other one. History the cache no longer holds (older
+than its window or than the revision it was started at) is answered with ``Compacted`` (410).
+
+gRPC comes from grpcio with the generated etcd stubs shipped by ``aetcd`` (:mod:`aetcd.rpc`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import ipaddress
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import orjson
+from aetcd import rpc
+
+from servicenet.common.component import bounded, cancel_and_wait
+
+from ._base import BaseStore, log
+from ._plan import _tight, reencode_at
+from ._types import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    CommitFailed,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    Record,
+    RevisionConflict,
+    StoreError,
+)
+from .index import Index
+
+_PAGE = 10_000
+_CMP = rpc.Compare
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """Client TLS: the CA that signed etcd's serving certificate, and our client cert and key."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key starting with ``prefix`` (etcd's range_end for a prefix)."""
+    b = bytearray(prefix)
+    while b:
+        if b[-1] < 0xFF:
+            b[-1] += 1
+            return bytes(b)
+        b.pop()
+    return b"\0"
+
+
+def grpc_target(endpoints: Sequence[str]) -> tuple[str, bool, str]:
+    """(gRPC target, tls?, authority) for etcd client URLs. IP literals become one multi-address
+    target (pick_first fails over between members); a host name is used alone."""
+    hosts: list[tuple[str, int]] = []
+    tls = False
+    for url in endpoints:
+        u = urlsplit(url if "://" in url else "http://" + url)
+        tls = tls or u.scheme == "https"
+        hosts.append((u.hostname or "127.0.0.1", u.port or 2379))
+    first = hosts[0][0]
+    try:
+        fam = ipaddress.ip_address(first).version
+    except ValueError:
+        return f"{first}:{hosts[0][1]}", tls, first
+    scheme = "ipv4" if fam == 4 else "ipv6"
+    addrs = ",".join(f"{h}:{p}" if fam == 4 else f"[{h}]:{p}" for h, p in hosts)
+    return f"{scheme}:{addrs}", tls, first
+
+
+def _value_without_rv(obj: dict[str, Any]) -> bytes:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+    return orjson.dumps(obj)
+
+
+def _stamp(obj: dict[str, Any], revision: int) -> bytes:
+    """What the cache will hold for ``obj`` written at ``revision`` (byte for byte)."""
+    meta = obj.get("metadata")
+    meta = {k: v for k, v in meta.items() if k != "resourceVersion"} if isinstance(meta, dict) else {}
+    out = dict(obj)
+    out["metadata"] = {**meta, "resourceVersion": str(revision)}
+    return _tight(orjson.dumps(out))
+
+
+class _NeedsReload(Exception):
+    """The watch delivered something the cache cannot apply event by event."""
+
+
+def _unavailable(e: grpc.aio.AioRpcError, what: str) -> CommitFailed:
+    return CommitFailed(f"etcd {what} failed ({e.code().name}): {e.details()}; "
+                        "the write may or may not have been applied")
+
+
+class EtcdStore(BaseStore):
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        prefix: str = "",
+        tls: EtcdTLS | None = None,
+        codec: Any = None,
+        request_timeout: float = 5.0,
+        progress_interval: float = 1.0,
+        etcd_compact_interval: float = 300.0,
+        max_inflight: int = 256,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = list(endpoints)
+        self.prefix = prefix
+        self._pfx = prefix.encode()
+        self.tls = tls
+        self.codec = codec
+        self._timeout = request_timeout
+        self._progress_interval = progress_interval
+        self._etcd_compact_interval = etcd_compact_interval
+        self._channel: grpc.aio.Channel | None = None
+        self._kv: Any = None
+        self._watch_stub: Any = None
+        self._maint: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+        self._last_response = 0.0
+        self._watching = False
+        self.cache_resets = 0
+        self._own: dict[int, Record] = {}  # revision -> record of a write of ours its event has not brought yet
+        # In-flight transactions: more would only queue inside etcd and run into their deadlines.
+        self._inflight = asyncio.Semaphore(max_inflight)
+
+    # ---------------------------------------------------------------- lifecycle
+    def _open_channel(self) -> grpc.aio.Channel:
+        target, tls, authority = grpc_target(self.endpoints)
+        opts = [
+            ("grpc.keepalive_time_ms", 6000), ("grpc.keepalive_timeout_ms", 3000),
+            ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 8 << 20),
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.default_authority", authority),
+        ]
+        if self.tls is not None or tls:
+            t = self.tls or EtcdTLS()
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(t.ca_file), private_key=_read(t.key_file),
+                certificate_chain=_read(t.cert_file))
+            return grpc.aio.secure_channel(target, creds, options=opts)
+        return grpc.aio.insecure_channel(target, options=opts)
+
+    async def open(self) -> None:
+        if self._is_open:
+            return
+        self._channel = self._open_channel()
+        self._kv = rpc.KVStub(self._channel)
+        self._watch_stub = rpc.WatchStub(self._channel)
+        self._maint = rpc.MaintenanceStub(self._channel)
+        try:
+            await self._load()
+        except BaseException as e:
+            await self._channel.close()
+            self._channel = None
+            if isinstance(e, grpc.aio.AioRpcError):
+                raise StoreError(f"cannot read from etcd at {','.join(self.endpoints)} "
+                                 f"({e.code().name}): {e.details()}") from None
+            raise
+        await self._start()
+        self._tasks = [asyncio.create_task(self._watch_loop(), name="etcd-watch")]
+        if self._etcd_compact_interval > 0:
+            self._tasks.append(asyncio.create_task(self._etcd_compactor(), name="etcd-compactor"))
+
+    async def close(self) -> None:
+        was_open = self._is_open
+        await self._stop()
+        for t in self._tasks:
+            await cancel_and_wait(t)
+        self._tasks = []
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(CommitFailed("store closed before the watch cache caught up"))
+                fut.exception()  # retrieved: its writer may have been cancelled already
+        self._waiters = []
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+        if was_open:
+            self._hub.close_all("store closed")
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: the watch stream is up and etcd answered within three progress intervals."""
+        if not self._is_open:
+            return False, "store not open"
+        if not self._watching:
+            return False, "etcd watch not established"
+        age = time.monotonic() - self._last_response
+        if age > 3 * self._progress_interval + 1:
+            return False, f"etcd has not answered for {age:.1f}s"
+        return True, "ok"
+
+    # -------------------------------------------------------------- the cache
+    def _key(self, key: str) -> bytes:
+        return self._pfx + key.encode()
+
+    def _decode(self, kv: Any) -> Record:
+        key = kv.key[len(self._pfx):].decode()
+        raw = kv.value
+        if self.codec is not None:
+            raw = self.codec.decode(key, raw)
+        return Record(key, reencode_at(raw, kv.mod_revision), kv.create_revision, kv.mod_revision)
+
+    async def _range_all(self) -> tuple[list[Record], int]:
+        start, end = self._pfx + b"/", prefix_end(self._pfx + b"/")
+        out: list[Record] = []
+        revision = 0
+        while True:
+            resp = await self._kv.Range(
+                rpc.RangeRequest(key=start, range_end=end, limit=_PAGE, revision=revision), timeout=self._timeout)
+            if revision == 0:
+                revision = resp.header.revision
+            out.extend(self._decode(kv) for kv in resp.kvs)
+            if not resp.more or not resp.kvs:
+                return out, revision
+            start = resp.kvs[-1].key + b"\0"
+
+    async def _load(self) -> None:
+        records, revision = await self._range_all()
+        self._index.seed(records, revision)
+        self._last_response = time.monotonic()
+
+    async def _reset_cache(self, reason: str) -> None:
+        """The watch cannot resume (history compacted away): rebuild the cache from a fresh list and
+        end every watch, as the API server's cacher does; clients re-list."""
+        log.warning("etcd watch cache reset: %s", reason)
+        records, revision = await self._range_all()
+        old = self._index
+        fresh = Index(history_seconds=old.history_seconds, min_history=old.min_history,
+                      max_history=old.max_history)
+        fresh.seed(records, revision)
+        self._index = fresh  # readers switch from the old state to the new one at once
+        self._own.clear()
+        self._hub.close_all(f"watch cache reinitialised: {reason}")
+        self.cache_resets += 1
+        self._wake_waiters()
+
+    async def _watch_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._watch_once()
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as e:
+                log.warning("etcd watch stream failed (%s): %s", e.code().name, e.details())
+            except Exception:
+                log.exception("etcd watch stream failed")
+            self._watching = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _watch_once(self) -> None:
+        start = self._pfx + b"/"
+        call = self._watch_stub.Watch()
+        ticker: asyncio.Task[None] | None = None
+        try:
+            await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                key=start, range_end=prefix_end(start), start_revision=self._index.revision + 1,
+                progress_notify=True, prev_kv=True)))
+            ticker = asyncio.create_task(self._request_progress(call))
+            while True:
+                resp = await call.read()
+                if resp is grpc.aio.EOF:
+                    return
+                self._last_response = time.monotonic()
+                if resp.created:
+                    self._watching = True
+                if resp.canceled:
+                    self._watching = False
+                    if resp.compact_revision:
+                        await self._reset_cache(f"revision {self._index.revision + 1} compacted in etcd "
+                                                f"(compact revision {resp.compact_revision})")
+                    return
+                if resp.events:
+                    try:
+                        self._apply(resp.events)
+                    except _NeedsReload as e:
+                        await self._reset_cache(str(e))
+                        return
+        finally:
+            await cancel_and_wait(ticker)
+            call.cancel()
+
+    async def _request_progress(self, call: Any) -> None:
+        """A heartbeat on the watch stream: etcd answers with a progress notification, which proves
+        the member is reachable and serving (readiness)."""
+        while True:
+            await asyncio.sleep(self._progress_interval)
+            await call.write(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+
+    def _apply(self, etcd_events: Sequence[Any]) -> None:
+        index = self._index
+        out: list[Event] = []
+        last = index.revision
+        for e in etcd_events:
+            kv = e.kv
+            if kv.mod_revision <= last:
+                if kv.mod_revision == last and out:
+                    # another etcd client wrote several keys in one transaction: the cache holds one
+                    # event per revision (as kube-apiserver writes), so it reloads instead
+                    self._publish(out)
+                    index.raise_floor(last)
+                    self._wake_waiters()
+                    raise _NeedsReload(f"several keys changed in revision {last}")
+                continue  # already applied (a replay after reconnect)
+            key = kv.key[len(self._pfx):].decode()
+            prev = index.get(key)
+            if prev is None and e.prev_kv.mod_revision:
+                prev = self._decode(e.prev_kv)
+            if e.type == rpc.Event.DELETE:
+                if prev is None:
+                    last = kv.mod_revision
+                    continue
+                rec = Record(key, reencode_at(prev.value, kv.mod_revision), prev.create_revision, kv.mod_revision)
+                out.append(Event(DELETED, rec, prev))
+            else:
+                own = self._own.pop(kv.mod_revision, None)
+                rec = own if own is not None and own.key == key else self._decode(kv)
+                out.append(Event(ADDED if kv.create_revision == kv.mod_revision else MODIFIED, rec, prev))
+            last = kv.mod_revision
+        if out:
+            self._publish(out)
+        index.raise_floor(last)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        rev = self._index.revision
+        w = self._waiters
+        while w and w[0][0] <= rev:
+            fut = heapq.heappop(w)[2]
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _caught_up(self, revision: int) -> None:
+        """Wait until the watch cache has applied ``revision`` (read-your-writes on this server)."""
+        if self._index.revision >= revision:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._waiters, (revision, self._seq, fut))
+        try:
+            await bounded(asyncio.shield(fut), self._timeout)
+        except TimeoutError:
+            raise CommitFailed(f"write committed at revision {revision}, but the watch cache did not "
+                               f"reach it within {self._timeout}s") from None
+
+    # ------------------------------------------------------------------- writes
+    async def _written(self, rec: Record) -> Record:
+        """Wait for the cache to apply our own write; its watch event reuses ``rec`` (already
+        encoded with its resourceVersion) instead of decoding etcd's copy again."""
+        if rec.mod_revision > self._index.revision:
+            self._own[rec.mod_revision] = rec
+        try:
+            await self._caught_up(rec.mod_revision)
+        finally:
+            self._own.pop(rec.mod_revision, None)
+        return rec
+
+    def _encode(self, key: str, obj: dict[str, Any]) -> bytes:
+        raw = _value_without_rv(obj)
+        return self.codec.encode(key, raw) if self.codec is not None else raw
+
+    async def _txn(self, req: Any, what: str) -> Any:
+        try:
+            async with self._inflight:
+                return await self._kv.Txn(req, timeout=self._timeout)
+        except grpc.aio.AioRpcError as e:
+            raise _unavailable(e, what) from None
+
+    async def create(self, key: str, obj: dict[str, Any]) -> Record:
+        self._check_open()
+        k = self._key(key)
+        resp = await self._txn(rpc.TxnRequest(
+            compare=[_CMP(key=k, target=_CMP.MOD, result=_CMP.EQUAL, mod_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._encode(key, obj)))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))]), "create")
+        if not resp.succeeded:
+            kvs = resp.responses[0].response_range.kvs
+            if kvs:
+                await self._caught_up(kvs[0].mod_revision)
+            raise KeyExists(key)
+        rev = resp.header.revision
+        return await self._written(Record(key, _stamp(obj, rev), rev, rev))
+
+    async def _current(self, key: str, expected: int | None) -> int:
+        if expected is not None:
+            return expected
+        rec = self.latest(key)
+        if rec is not None:
+            return rec.mod_revision
+        try:
+            resp = await self._kv.Range(rpc.RangeRequest(key=self._key(key)), timeout=self._timeout)
+        except grpc.aio.AioRpcError as e:
+            raise _unavailable(e, "read") from None
+        if not resp.kvs:
+            raise KeyNotFound(key)
+        return int(resp.kvs[0].mod_revision)
+
+    async def _guarded(self, key: str, expected: int | None, op: Any, what: str) -> tuple[Any, Any]:
+        """Run ``op`` if the key's mod_revision is the expected one (or, with ``expected`` None, the
+        newest one, retrying on races). Returns (txn response, the op's response)."""
+        k = self._key(key)
+        while True:
+            want = await self._current(key, expected)
+            resp = await self._txn(rpc.TxnRequest(
+                compare=[_CMP(key=k, target=_CMP.MOD, result=_CMP.EQUAL, mod_revision=want)],
+                success=[op], failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))]), what)
+            if resp.succeeded:
+                return resp, resp.responses[0]
+            kvs = resp.responses[0].response_range.kvs
+            if not kvs:
+                raise KeyNotFound(key)
+            actual = int(kvs[0].mod_revision)
+            await self._caught_up(actual)  # the cache shows what beat us before the caller retries
+            if expected is not None:
+                raise RevisionConflict(key, expected, actual)
+
+    async def update(self, key: str, obj: dict[str, Any], expected_mod_revision: int | None = None) -> Record:
+        self._check_open()
+        op = rpc.RequestOp(request_put=rpc.PutRequest(key=self._key(key), value=self._encode(key, obj), prev_kv=True))
+        resp, r = await self._guarded(key, expected_mod_revision, op, "update")
+        rev = resp.header.revision
+        crev = r.response_put.prev_kv.create_revision or rev
+        return await self._written(Record(key, _stamp(obj, rev), crev, rev))
+
+    async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record:
+        self._check_open()
+        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self._key(key), prev_kv=True))
+        resp, r = await self._guarded(key, expected_mod_revision, op, "delete")
+        rev = resp.header.revision
+        prev_kvs = r.response_delete_range.prev_kvs
+        if not prev_kvs:
+            raise KeyNotFound(key)
+        prev = self._decode(prev_kvs[0])
+        await self._caught_up(rev)
+        return Record(key, reencode_at(prev.value, rev), prev.create_revision, rev)
+
+    # --------------------------------------------------------------- compaction
+    async def compact(self, revision: int) -> None:
+        """Compact etcd and the cache at ``revision`` (explicit; the periodic one is below)."""
+        self._check_open()
+        revision = min(revision, self._index.revision)
+        try:
+            await self._kv.Compact(rpc.CompactionRequest(revision=revision, physical=True), timeout=self._timeout)
+        except grpc.aio.AioRpcError as e:
+            if "compacted" not in (e.details() or ""):
+                raise CommitFailed(f"etcd compaction failed: {e.details()}") from None
+        self._index.compact(revision)
+
+    async def _compact_tick(self, last_rev: int, version: int) -> tuple[int, int]:
+        """One round of the cluster-wide compaction (as kube-apiserver): whoever advances the
+        ``compact_rev_key`` version by CAS compacts etcd to the revision recorded one round earlier.
+        Returns the new (recorded revision, expected version)."""
+        key = b"compact_rev_key"
+        resp = await self._kv.Txn(rpc.TxnRequest(
+            compare=[_CMP(key=key, target=_CMP.VERSION, result=_CMP.EQUAL, version=version)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=b"%d" % self._index.revision))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))]), timeout=self._timeout)
+        if not resp.succeeded:
+            kvs = resp.responses[0].response_range.kvs  # another server compacts this round
+            return self._index.revision, (int(kvs[0].version) if kvs else 0)
+        if last_rev > 0:
+            try:
+                await self._kv.Compact(rpc.CompactionRequest(revision=last_rev), timeout=self._timeout)
+                log.info("etcd compacted to revision %d", last_rev)
+            except grpc.aio.AioRpcError as e:
+                log.info("etcd compaction to %d skipped: %s", last_rev, e.details())
+        return self._index.revision, version + 1
+
+    async def _etcd_compactor(self) -> None:
+        last_rev, version = 0, 0
+        while True:
+            await asyncio.sleep(self._etcd_compact_interval)
+            try:
+                last_rev, version = await self._compact_tick(last_rev, version)
+            except grpc.aio.AioRpcError as e:
+                log.warning("etcd compaction round failed: %s", e.details())
+
+    async def etcd_status(self) -> Any:
+        return await self._maint.Status(rpc.StatusRequest(), timeout=self._timeout)
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()

@@ -1,0 +1,143 @@
+"""Faults on a 3-member etcd cluster (members on 127.0.0.1, distinct ports): kill -9 of a member
+loses no acknowledged write and writes continue; an API server cut off from etcd stops being ready
+and fails writes cleanly while another one keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from servicenet.client import ApiError
+from servicenet.common.component import bounded
+from servicenet.store import StoreError
+from servicenet.store.etcd import EtcdStore
+from servicenet.store.etcdlaunch import Cluster
+from servicenet.testing_cluster import start_api_servers
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "etcd", 3)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+async def test_kill9_one_member_loses_no_acknowledged_write(three: Cluster) -> None:
+    store = EtcdStore(three.endpoints, compact_interval=0, etcd_compact_interval=0, request_timeout=3)
+    await store.open()
+    acked: list[str] = []
+    failed = 0
+    stop = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        nonlocal failed
+        i = 0
+        while not stop.is_set():
+            key = f"/registry/configmaps/w{w}/c{i}"
+            try:
+                await store.create(key, {"metadata": {"name": f"c{i}"}, "data": {"i": str(i)}})
+                acked.append(key)
+                i += 1
+            except StoreError:
+                failed += 1  # not acknowledged: the writer moves on to the next key
+                i += 1
+                await asyncio.sleep(0.05)
+
+    tasks = [asyncio.create_task(writer(w)) for w in range(4)]
+    failed_before = 0
+    try:
+        deadline = time.monotonic() + 30
+        while len(acked) < 200:
+            assert time.monotonic() < deadline, "no progress before the fault"
+            await asyncio.sleep(0.05)
+        three.members[0].kill(signal.SIGKILL)  # the member the client is connected to (first address)
+        at_kill, failed_before, t_kill = len(acked), failed, time.monotonic()
+        while len(acked) == at_kill:
+            assert time.monotonic() < t_kill + 30, "no write acknowledged after the kill"
+            await asyncio.sleep(0.01)
+        print(f"kill -9 member: first write acknowledged {time.monotonic() - t_kill:.2f}s after the kill")
+        deadline = time.monotonic() + 30
+        while len(acked) < at_kill + 300:
+            assert time.monotonic() < deadline, f"writes did not continue ({len(acked) - at_kill} after the kill)"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    print(f"kill -9 member: {len(acked)} writes acknowledged, {failed - failed_before} failed (not acknowledged)")
+    # every acknowledged write is in the surviving members and in the cache
+    check = EtcdStore(three.endpoints[1:], compact_interval=0, etcd_compact_interval=0)
+    await check.open()
+    try:
+        missing = [k for k in acked if check.get(k) is None]
+        assert missing == [], f"{len(missing)} acknowledged writes lost"
+        assert all(store.get(k) is not None for k in acked)
+    finally:
+        await check.close()
+        await store.close()
+    # the killed member comes back and catches up
+    three.restart(three.members[0])
+    back = EtcdStore(three.endpoints[:1], compact_interval=0, etcd_compact_interval=0)
+    await back.open()
+    try:
+        assert [k for k in acked if back.get(k) is None] == []
+    finally:
+        await back.close()
+
+
+async def test_apiserver_partitioned_from_etcd(three: Cluster, tmp_path: Path) -> None:
+    # A talks to member 0, B only to member 2; SIGSTOP of member 2 cuts B off while the cluster keeps quorum
+    a_srv, b_srv = await start_api_servers(tmp_path, 2, [three.endpoints[:1], three.endpoints[2:]])
+    a, b = a_srv.client(), b_srv.client()
+    acked: list[str] = []
+    try:
+        for i in range(5):
+            await b.create("v1", "configmaps", "default", {"metadata": {"name": f"before-{i}"}})
+            acked.append(f"before-{i}")
+        three.members[2].signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        await b_srv.wait_ready(20, want=False)
+        unready_after = time.monotonic() - t0
+        statuses: list[int] = []
+        for i in range(3):
+            try:
+                await bounded(b.create("v1", "configmaps", "default", {"metadata": {"name": f"during-{i}"}}), 20)
+                acked.append(f"during-{i}")
+            except ApiError as e:
+                statuses.append(e.status)
+                assert e.body.get("kind") == "Status", e.body
+            except TimeoutError:
+                statuses.append(0)
+        assert statuses and all(s >= 500 or s == 0 for s in statuses), statuses
+        # the other server keeps serving reads and writes
+        for i in range(5):
+            await a.create("v1", "configmaps", "default", {"metadata": {"name": f"via-a-{i}"}})
+            acked.append(f"via-a-{i}")
+        assert await a_srv.readyz() == 200
+        three.members[2].signal(signal.SIGCONT)
+        await b_srv.wait_ready(30)
+        names = {o["metadata"]["name"] for o in (await a.list("v1", "configmaps", "default"))["items"]}
+        assert set(acked) <= names
+        # B converges too (its watch resumes where it stopped)
+        async def b_has_all() -> bool:
+            got = {o["metadata"]["name"] for o in (await b.list("v1", "configmaps", "default"))["items"]}
+            return set(acked) <= got
+        deadline = time.monotonic() + 20
+        while not await b_has_all():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        print(f"partition: /readyz failed {unready_after:.2f}s after the cut; writes through B: {statuses}")
+        assert unready_after < 10, unready_after
+    finally:
+        three.members[2].signal(signal.SIGCONT)
+        await a.close()
+        await b.close()
+        await a_srv.stop()
+        await b_srv.stop()
