@@ -1,0 +1,238 @@
+"""The Gateway API controller shell: informers in, its own HAProxy out, statuses back.
+
+Every change marks the state dirty; one sync task compiles the whole plan (pure core), renders it,
+and either moves endpoints through HAProxy's runtime API (the structure is unchanged) or validates
+and seamlessly reloads. Then it writes, through the status subresource, every status that differs
+from the stored one (lastTransitionTime kept where a condition did not change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from servicenet.client import ApiClient, ApiError, InformerFactory
+from servicenet.common import log
+from servicenet.common.component import bounded, cancel_and_wait
+from servicenet.ingress import gateway_status as gst
+from servicenet.ingress import render as rd
+from servicenet.ingress import render_gateway as rg
+from servicenet.ingress.certs import self_signed
+from servicenet.ingress.core import SERVICE_NAME_LABEL
+from servicenet.ingress.gateway_compile import GATEWAY_CONTROLLER, GatewayInputs, Plan, compile_gateways
+from servicenet.ingress.haproxy import HAProxy
+from servicenet.ingress.model import Table
+
+_log = log.get("ingress.gateway")
+GWV = "gateway.networking.k8s.io/v1"
+ROUTE_PLURALS = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes", "TLSRoute": "tlsroutes"}
+
+
+@dataclass
+class GatewayConfig:
+    state_dir: Path
+    addresses: tuple[str, ...] = ("127.0.0.1",)  # where every listener binds (node IPs in netns mode)
+    netns: str | None = None  # run the data plane inside this network namespace
+    controller: str = GATEWAY_CONTROLLER
+    publish_status: bool = True
+
+
+class _Get:
+    def __init__(self, inf: Any, index: str = "", cluster: bool = False) -> None:
+        self.inf, self.index, self.cluster = inf, index, cluster
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self.index:
+            return self.inf.by_index(self.index, key) or default
+        if self.cluster:
+            return self.inf.get(None, key) or default
+        ns, _, name = key.partition("/")
+        return self.inf.get(ns, name) or default
+
+
+class GatewayController:
+    name = "gateway"
+
+    def __init__(self, client: ApiClient, config: GatewayConfig) -> None:
+        self.client = client
+        self.cfg = config
+        f = self.factory = InformerFactory(client)
+        self.classes = f.informer(GWV, "gatewayclasses")
+        self.gateways = f.informer(GWV, "gateways")
+        self.routes = {k: f.informer(GWV, p) for k, p in ROUTE_PLURALS.items()}
+        self.grants = f.informer(GWV, "referencegrants")
+        self.services = f.informer("v1", "services")
+        self.slices = f.informer("discovery.k8s.io/v1", "endpointslices")
+        self.secrets = f.informer("v1", "secrets")
+        self.namespaces = f.informer("v1", "namespaces")
+        self.slices.add_index("svc", lambda o: [f"{o['metadata'].get('namespace', '')}/"
+                                                f"{(o['metadata'].get('labels') or {}).get(SERVICE_NAME_LABEL)}"])
+        self.files = rg.GwFiles(str(config.state_dir))
+        self.haproxy: HAProxy | None = None
+        self.plan = Plan()
+        self.slots: rd.Slots = {}
+        self.structure = ""
+        self.cert_pems: dict[str, bytes] = {}
+        self.synced_generation = 0
+        self.last_error = ""
+        self._dirty = asyncio.Event()
+        self._syncing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def informers(self) -> dict[str, Any]:
+        return {"GatewayClass": self.classes, "Gateway": self.gateways, "ReferenceGrant": self.grants,
+                "Service": self.services, "EndpointSlice": self.slices, "Secret": self.secrets,
+                "Namespace": self.namespaces, **self.routes}
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for inf in self.informers.values():
+            inf.add_handler(lambda *_: self._dirty.set())
+        await self.factory.start()
+        await self.factory.wait_synced(60)
+        d = Path(self.cfg.state_dir)
+        self.haproxy = HAProxy(d, netns=self.cfg.netns)
+        self.haproxy.prepare()
+        default = d / "certs" / "default.pem"
+        if not default.exists():
+            default.write_bytes(self_signed("servicenet-gateway-default"))
+            default.chmod(0o600)
+        self.haproxy.write_files({"mirror.lua": rg.MIRROR_LUA})
+        plan = self._compile(True)
+        text = self._prepare(plan)
+        if await self.haproxy.check(text):
+            self.last_error = "the first configuration was refused; starting with no listeners"
+            plan = Plan(addresses=self.cfg.addresses)
+            text = self._prepare(plan)
+        await self.haproxy.start(text)
+        self._commit(plan)
+        self.synced_generation = 1
+        await self._statuses(plan)
+        self._task = asyncio.create_task(self._run(), name="gateway-sync")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+        await self.factory.stop()
+        if self.haproxy is not None:
+            await self.haproxy.stop()
+
+    def describe(self) -> dict[str, str]:
+        return {f"gateway {fe.mode}": ", ".join(f"{a}:{fe.port}" for a in self.cfg.addresses)
+                for fe in self.plan.frontends}
+
+    # -- sync -------------------------------------------------------------------------------------------
+    def _compile(self, programmed: bool) -> Plan:
+        routes = tuple(o for inf in self.routes.values() for o in inf.list())
+        return compile_gateways(GatewayInputs(
+            tuple(self.classes.list()), tuple(self.gateways.list()), routes, tuple(self.grants.list()),
+            _Get(self.namespaces, cluster=True), _Get(self.services), _Get(self.slices, "svc"), _Get(self.secrets),
+            self.cfg.addresses, self.cfg.controller, programmed))
+
+    def _structure(self, plan: Plan, slots: rd.Slots) -> str:
+        lists = rg.crt_lists(plan, self.files)
+        return rg.render(plan, slots, self.files, with_servers=False) + repr(sorted(lists.items()))
+
+    def _prepare(self, plan: Plan) -> str:
+        assert self.haproxy is not None
+        files = {f"crt-list-{p}.txt": t for p, t in rg.crt_lists(plan, self.files).items()}
+        files.update({f"certs/{c.name}": c.pem for c in plan.certs})
+        self.haproxy.write_files(files)
+        self._slots = rd.plan_slots(Table(upstreams=plan.upstreams), self.slots)
+        return rg.render(plan, self._slots, self.files)
+
+    def _commit(self, plan: Plan) -> None:
+        self.plan, self.slots = plan, self._slots
+        self.structure = self._structure(plan, self.slots)
+        self.cert_pems = {c.name: c.pem for c in plan.certs}
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self._syncing = True
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = repr(exc)
+                _log.exception("gateway sync failed")
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+            finally:
+                self._syncing = False
+
+    async def sync(self) -> None:
+        assert self.haproxy is not None
+        plan = self._compile(True)
+        if plan == self.plan and self.synced_generation:
+            await self._statuses(plan)
+            return
+        slots = rd.plan_slots(Table(upstreams=plan.upstreams), self.slots)
+        if self._structure(plan, slots) != self.structure:
+            text = self._prepare(plan)
+            err = await self.haproxy.reload(text)
+            if err:
+                self.last_error = err
+                _log.error("haproxy refused the gateway configuration; keeping the last good one", error=err[:2000])
+                await self._statuses(self._compile(False))
+                return
+        else:
+            self._slots = slots
+            for ans in await self.haproxy.commands(rd.runtime_ops(self.slots, slots)):
+                if "No such" in ans or "Unknown" in ans or "Require" in ans:
+                    _log.warning("runtime command answer", answer=ans.strip()[:300])
+            for c in plan.certs:
+                if self.cert_pems.get(c.name) != c.pem:
+                    await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
+                    self.haproxy.write_files({f"certs/{c.name}": c.pem})
+        self._commit(plan)
+        self.synced_generation += 1
+        await self._statuses(plan)
+
+    # -- status -----------------------------------------------------------------------------------------
+    async def _statuses(self, plan: Plan) -> None:
+        if not self.cfg.publish_status:
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        by_plural = {"gatewayclasses": self.classes, "gateways": self.gateways,
+                     **{p: self.routes[k] for k, p in ROUTE_PLURALS.items()}}
+        for (plural, ns, name), want in plan.statuses.items():
+            obj = by_plural[plural].get(ns or None, name)
+            if obj is None:
+                continue
+            old = obj.get("status") or {}
+            new = gst.merge(old, want, now, self.cfg.controller)
+            if gst.same({k: old.get(k) for k in new}, new):
+                continue
+            body = {**obj, "status": {**old, **new}}
+            try:
+                await bounded(self.client.update_status(GWV, plural, ns or None, name, body), 10)
+            except ApiError as exc:
+                if exc.status == 409:
+                    self._dirty.set()  # a newer object: the next sync writes against it
+                elif exc.status != 404:
+                    _log.warning("status update failed", object=f"{plural}/{ns}/{name}", error=str(exc))
+            except (TimeoutError, OSError) as exc:
+                _log.warning("status update failed", object=f"{plural}/{ns}/{name}", error=str(exc))
+                self._dirty.set()
+
+    async def wait_applied(self, timeout: float = 10.0) -> None:
+        """Wait until every change seen so far is applied (tests)."""
+        async def go() -> None:
+            while self._dirty.is_set() or self._syncing:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0)
+        await bounded(go(), timeout)
+
+    async def reloads(self) -> int:
+        assert self.haproxy is not None
+        with contextlib.suppress(Exception):
+            return await self.haproxy.master_reloads()
+        return -1
