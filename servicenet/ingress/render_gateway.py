@@ -208,7 +208,8 @@ def _tls_frontend(fe: Frontend, addresses: tuple[str, ...]) -> list[str]:
     out = [f"frontend gw_{fe.port}", "    mode tcp"]
     for a in addresses:
         out.append(f"    bind {f'[{a}]' if ':' in a else a}:{fe.port}")
-    out += ["    tcp-request inspect-delay 5s", "    tcp-request content accept if { req.ssl_hello_type 1 }",
+    # wait for the ClientHello (an "accept" would end the rules: the SNI ones must run first)
+    out += ["    tcp-request inspect-delay 5s", "    tcp-request content reject if !{ req.ssl_hello_type 1 }",
             "    tcp-request content set-var(txn.sni) req.ssl_sni,lower"]
     for i, p in enumerate(fe.passthrough):
         cond = _host_cond("var(txn.sni)", p.host) if p.host else ""
