@@ -11,6 +11,7 @@ from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
 from servicenet.common.runner import run_until_signal
 from servicenet.ingress.controller import IngressConfig, IngressController
+from servicenet.ingress.gateway_controller import GatewayConfig, GatewayController, WithGateway
 from servicenet.ingress.model import CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION
 
 _log = log.get("ingress")
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--health-listen", default="127.0.0.1:10254")
     p.add_argument("--access-log", type=Path, default=None, help="also append JSON access log lines here")
     p.add_argument("--create-class", action="store_true", help="create the servicenet IngressClass")
+    p.add_argument("--gateway", action="store_true",
+                   help="also serve the Gateway API (the gateway.networking.k8s.io CRDs must be installed)")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -76,7 +79,11 @@ def main(argv: list[str]) -> int:
 
     async def run() -> None:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
-        ctl = (UpIngress if args.create_class else IngressController)(client, cfg)
+        ctl: Any = (UpIngress if args.create_class else IngressController)(client, cfg)
+        if args.gateway:
+            gw = GatewayController(client, GatewayConfig(state_dir=args.state_dir / "gateway",
+                                                         addresses=tuple(args.listen or ("127.0.0.1",))))
+            ctl = WithGateway(ctl, gw)
 
         def started() -> None:
             for k, v in ctl.describe().items():

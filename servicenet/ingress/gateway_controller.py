@@ -236,3 +236,29 @@ class GatewayController:
         with contextlib.suppress(Exception):
             return await self.haproxy.master_reloads()
         return -1
+
+
+class WithGateway:
+    """The ingress controller and the gateway controller run as one component (``servicenet ingress
+    --gateway``): each owns its HAProxy; they share nothing but the API."""
+
+    def __init__(self, ingress: Any, gateway: GatewayController) -> None:
+        self.ingress, self.gateway = ingress, gateway
+        self.name = "ingress+gateway"
+
+    async def start(self) -> None:
+        await self.ingress.start()
+        try:
+            await self.gateway.start()
+        except BaseException:
+            await self.ingress.stop()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await self.gateway.stop()
+        finally:
+            await self.ingress.stop()
+
+    def describe(self) -> dict[str, str]:
+        return {**self.ingress.describe(), **self.gateway.describe()}
