@@ -277,3 +277,51 @@ async def _recording_server(port: int, log: list[tuple[str, dict[str, str]]]) ->
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner
+
+
+async def test_gateway_endpoints_and_certificates_change_without_reload(tmp_path: Path) -> None:
+    """Endpoint moves go through HAProxy's runtime API and a rotated certificate Secret through
+    ``set ssl cert``: traffic follows, and the master's reload counter does not move."""
+    pa, pb = free_port(), free_port()
+    runners = [await serve("s:a", "127.0.0.1", [pa]), await serve("s:b", "127.0.0.1", [pb])]
+    http_port, https_port = free_port(), free_port()
+    ca = CA.new()
+    crt, key, serial1 = ca.leaf("secure.test")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    try:
+        async with gateway_stack(tmp_path) as gs:
+            await gs.put(service("a", [("http", 80)]))
+            await gs.put(slice_("a", ["127.0.0.1"], [("http", pa)]))
+            await gs.put(tls_secret("secure-cert", crt, key))
+            await gs.put(gateway_class())
+            await gs.put(gateway("gw", listener("http", http_port),
+                                 listener("https", https_port, "HTTPS", "secure.test", certs=[{"name": "secure-cert"}])))
+            await gs.put(httproute("r", [parent("gw")], hrule(bref("a"))))
+            await gs.status("Gateway", "gw", want=lambda s: conds(s).get("Programmed", ("",))[0] == "True")
+
+            async def name() -> str:
+                rc, out = await run("curl", "-sS", f"http://127.0.0.1:{http_port}/")
+                assert rc == 0, out
+                return str(json.loads(out)["name"])
+
+            async def serial() -> int:
+                rc, out = await run("sh", "-c", f"openssl s_client -connect 127.0.0.1:{https_port} -servername "
+                                    "secure.test </dev/null 2>/dev/null | openssl x509 -noout -serial")
+                return int(out.strip().split("=", 1)[1], 16)
+
+            assert await name() == "s:a" and await serial() == serial1
+            assert gs.ctl.haproxy is not None
+            before = await gs.ctl.haproxy.master_reloads()
+            await gs.put(slice_("a", ["127.0.0.1"], [("http", pb)]))
+            assert await name() == "s:b"
+            crt2, key2, serial2 = ca.leaf("secure.test")
+            await gs.put(tls_secret("secure-cert", crt2, key2))
+            await until(lambda: _eq(serial(), serial2), 5, 0.05, what="the rotated certificate")
+            assert await gs.ctl.haproxy.master_reloads() == before
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+async def _eq(coro: Any, want: Any) -> bool:
+    return bool(await coro == want)
