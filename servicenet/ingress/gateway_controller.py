@@ -203,7 +203,14 @@ class GatewayController:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         by_plural = {"gatewayclasses": self.classes, "gateways": self.gateways,
                      **{p: self.routes[k] for k, p in ROUTE_PLURALS.items()}}
-        for (plural, ns, name), want in plan.statuses.items():
+        wants = dict(plan.statuses)
+        for kind, inf in self.routes.items():  # a route no longer naming our Gateways: drop our entries
+            for o in inf.list():
+                key = (ROUTE_PLURALS[kind], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                if key not in wants and any(p.get("controllerName") == self.cfg.controller
+                                            for p in (o.get("status") or {}).get("parents") or []):
+                    wants[key] = {"parents": []}
+        for (plural, ns, name), want in wants.items():
             obj = by_plural[plural].get(ns or None, name)
             if obj is None:
                 continue

@@ -318,6 +318,11 @@ async def test_gateway_endpoints_and_certificates_change_without_reload(tmp_path
             await gs.put(tls_secret("secure-cert", crt2, key2))
             await until(lambda: _eq(serial(), serial2), 5, 0.05, what="the rotated certificate")
             assert await gs.ctl.haproxy.master_reloads() == before
+            # the route leaves our Gateway: its parent entry goes, and so does the traffic
+            await gs.put(httproute("r", [parent("elsewhere")], hrule(bref("a"))))
+            await gs.status("HTTPRoute", "r", want=lambda s: s.get("parents") == [])
+            rc, out = await run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{http_port}/")
+            assert out == "404", out
     finally:
         for r in runners:
             await r.cleanup()
