@@ -42,14 +42,15 @@ class UpIngress(IngressController):
         await super().start()
 
 
-def build_for_up(client: ApiClient, args: Any, network: str, admin: ApiClient | None = None) -> IngressController:
+def build_for_up(client: ApiClient, args: Any, network: str, admin: ApiClient | None = None) -> WithGateway:
     netns = network == "netns"
     http = getattr(args, "ingress_http_port", None) or (80 if netns else 8080)
     https = getattr(args, "ingress_https_port", None) or (443 if netns else 8443)
     cfg = IngressConfig(state_dir=Path(args.data_dir) / "ingress", http_port=http, https_port=https,
                         node_name=getattr(args, "node_name", "node-1") if netns else "",
                         access_log_file=Path(args.data_dir) / "ingress" / "access.log")
-    return UpIngress(client, cfg, admin)
+    gateway = GatewayController(client, GatewayConfig(state_dir=Path(args.data_dir) / "gateway"))
+    return WithGateway(UpIngress(client, cfg, admin), gateway, wait_for_api=True)
 
 
 def _parser() -> argparse.ArgumentParser:

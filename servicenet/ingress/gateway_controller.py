@@ -247,25 +247,68 @@ class GatewayController:
 
 class WithGateway:
     """The ingress controller and the gateway controller run as one component (``servicenet ingress
-    --gateway``): each owns its HAProxy; they share nothing but the API."""
+    --gateway``, ``servicenet up``): each owns its HAProxy; they share nothing but the API and the
+    addresses. With ``wait_for_api`` the gateway controller starts once the Gateway API CRDs are
+    served (polled), on the ingress controller's addresses and network namespace."""
 
-    def __init__(self, ingress: Any, gateway: GatewayController) -> None:
+    def __init__(self, ingress: Any, gateway: GatewayController, wait_for_api: bool = False,
+                 poll: float = 1.0) -> None:
         self.ingress, self.gateway = ingress, gateway
-        self.name = "ingress+gateway"
+        self.wait_for_api, self.poll = wait_for_api, poll
+        self.name = getattr(ingress, "name", "ingress")
+        self.gateway_started = False
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.ingress.start()
+        if self.wait_for_api:
+            self._task = asyncio.create_task(self._start_when_served(), name="gateway-wait")
+            return
         try:
             await self.gateway.start()
         except BaseException:
             await self.ingress.stop()
             raise
+        self.gateway_started = True
+
+    async def _start_when_served(self) -> None:
+        while True:
+            try:
+                await self.gateway.client.list(GWV, "gatewayclasses", limit=1)
+            except ApiError as exc:
+                if exc.status not in (404, 503):
+                    _log.warning("gateway API not readable", error=str(exc))
+                await asyncio.sleep(self.poll)
+                continue
+            except OSError as exc:
+                _log.warning("gateway API not reachable", error=str(exc))
+                await asyncio.sleep(self.poll)
+                continue
+            listen = getattr(self.ingress, "listen", None)
+            if listen is not None and getattr(listen, "addresses", ()):
+                self.gateway.cfg.addresses = tuple(listen.addresses)
+            self.gateway.cfg.netns = getattr(getattr(self.ingress, "haproxy", None), "netns", None)
+            try:
+                await self.gateway.start()
+            except Exception:
+                _log.exception("gateway controller failed to start; retrying")
+                await self.gateway.stop()
+                await asyncio.sleep(max(self.poll, 2.0))
+                continue
+            self.gateway_started = True
+            _log.info("gateway controller started", addresses=",".join(self.gateway.cfg.addresses))
+            return
 
     async def stop(self) -> None:
         try:
-            await self.gateway.stop()
+            await cancel_and_wait(self._task)
+            if self.gateway_started or not self.wait_for_api:
+                await self.gateway.stop()
         finally:
             await self.ingress.stop()
 
     def describe(self) -> dict[str, str]:
-        return {**self.ingress.describe(), **self.gateway.describe()}
+        if self.gateway_started:
+            return {**self.ingress.describe(), **self.gateway.describe()}
+        return {**self.ingress.describe(), "gateway": "each Gateway listener's port, once the Gateway API CRDs "
+                "are installed"}

@@ -19,6 +19,48 @@ PLURALS = {"GatewayClass": "gatewayclasses", "Gateway": "gateways", "HTTPRoute":
            "GRPCRoute": "grpcroutes", "TLSRoute": "tlsroutes", "ReferenceGrant": "referencegrants",
            "Service": "services", "EndpointSlice": "endpointslices", "Secret": "secrets", "Namespace": "namespaces"}
 
+# a GatewayClass, a Gateway with one HTTP listener, a selector-less Service with a manual
+# EndpointSlice, and an HTTPRoute: format with port= (the listener's) and backend= (a local port)
+MANIFEST = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: servicenet}}
+spec: {{controllerName: servicenet.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web}}
+spec:
+  gatewayClassName: servicenet
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {backend}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: app-manual
+  labels: {{kubernetes.io/service-name: app}}
+addressType: IPv4
+ports: [{{name: http, port: {backend}, protocol: TCP}}]
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: app}}
+spec:
+  parentRefs: [{{name: web}}]
+  hostnames: [app.test]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /app}}}}]
+    backendRefs: [{{name: app, port: 80}}]
+"""
+
 
 @dataclass
 class GwStack:
