@@ -25,7 +25,8 @@ from servicenet.ingress.certs import self_signed
 from servicenet.ingress.core import SERVICE_NAME_LABEL
 from servicenet.ingress.gateway_compile import GATEWAY_CONTROLLER, GatewayInputs, Plan, compile_gateways
 from servicenet.ingress.haproxy import HAProxy
-from servicenet.ingress.model import Table
+from servicenet.ingress.model import Problem, Table
+from servicenet.ingress.status import new_event
 
 _log = log.get("ingress.gateway")
 GWV = "gateway.networking.k8s.io/v1"
@@ -82,6 +83,7 @@ class GatewayController:
         self._dirty = asyncio.Event()
         self._syncing = False
         self._task: asyncio.Task[None] | None = None
+        self._events_sent: set[tuple[str, ...]] = set()
 
     @property
     def informers(self) -> dict[str, Any]:
@@ -198,6 +200,7 @@ class GatewayController:
 
     # -- status -----------------------------------------------------------------------------------------
     async def _statuses(self, plan: Plan) -> None:
+        await self._events(plan)
         if not self.cfg.publish_status:
             return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -229,6 +232,32 @@ class GatewayController:
             except (TimeoutError, OSError) as exc:
                 _log.warning("status update failed", object=f"{plural}/{ns}/{name}", error=str(exc))
                 self._dirty.set()
+
+    async def _events(self, plan: Plan) -> None:
+        """A Warning Event, once, for each rejected route value and each listener problem."""
+        problems = list(plan.problems)
+        for (plural, ns, name), status in plan.statuses.items():
+            for li in status.get("listeners") or [] if plural == "gateways" else []:
+                for c in li["conditions"]:
+                    if c["type"] in ("Accepted", "ResolvedRefs") and c["status"] == "False":
+                        problems.append(Problem("Gateway", ns, name, c["reason"], f"listener {li['name']}: "
+                                                f"{c['message']}"))
+        informers = self.informers
+        for p in problems:
+            k = (p.kind, p.namespace, p.name, p.reason, p.message)
+            if k in self._events_sent:
+                continue
+            self._events_sent.add(k)
+            obj = informers[p.kind].get(p.namespace or None, p.name) if p.kind in informers else None
+            if obj is None:
+                continue
+            _log.warning("gateway API configuration rejected", object=f"{p.kind} {p.namespace}/{p.name}",
+                         reason=p.reason, message=p.message)
+            try:
+                await bounded(self.client.create("v1", "events", p.namespace or "default",
+                                                 new_event(obj, p, "servicenet-gateway")), 5)
+            except (ApiError, TimeoutError, OSError) as exc:
+                _log.debug("event write failed", error=str(exc))
 
     async def wait_applied(self, timeout: float = 10.0) -> None:
         """Wait until every change seen so far is applied (tests)."""

@@ -141,6 +141,8 @@ async def test_gateway_http_and_https_listeners_end_to_end(tmp_path: Path) -> No
                 httproute("nohost", [parent("gw", "https")], hrule(bref("a")), hostnames=["nomatch.test"]),
                 httproute("nosection", [parent("gw", "nope")], hrule(bref("a")), hostnames=["ns.test"]),
                 httproute("foreign", [parent("gw", ns="default")], hrule(bref("a")), hostnames=["o.test"], ns="other"),
+                httproute("badregex", gwp, hrule(bref("a"), matches=[match(("RegularExpression", "/(unclosed"))]),
+                          hostnames=["re.test"]),
             ]
             for r in routes:
                 await gs.put(r)
@@ -172,6 +174,7 @@ async def test_gateway_http_and_https_listeners_end_to_end(tmp_path: Path) -> No
                 "secure": ("Accepted", "ResolvedRefs"), "upgrade": ("Accepted", "ResolvedRefs"),
                 "nohost": ("NoMatchingListenerHostname", "ResolvedRefs"),
                 "nosection": ("NoMatchingParent", "ResolvedRefs"),
+                "badregex": ("UnsupportedValue", "ResolvedRefs"),
             }
             for name, (acc, res) in expect.items():
                 s = await gs.status("HTTPRoute", name, want=lambda s: s.get("parents"))
@@ -180,6 +183,12 @@ async def test_gateway_http_and_https_listeners_end_to_end(tmp_path: Path) -> No
                 assert c["ResolvedRefs"] == ("True" if res == "ResolvedRefs" else "False", res), (name, s)
             s = await gs.status("HTTPRoute", "foreign", "other", want=lambda s: s.get("parents"))
             assert _parent_conds(s)["Accepted"] == ("False", "NotAllowedByListeners")
+
+            async def event() -> bool:
+                evs = (await gs.client.list("v1", "events", "default"))["items"]
+                return any(e["involvedObject"]["name"] == "badregex" and e["reason"] == "UnsupportedValue"
+                           and e["type"] == "Warning" for e in evs)
+            await until(event, 20, 0.1, what="a Warning Event on the rejected route")
 
             # -- filters through HAProxy --------------------------------------------------------------
             # a new connection per request: after a reload, a kept-alive connection finishes its next
