@@ -327,6 +327,17 @@ async def test_gateway_endpoints_and_certificates_change_without_reload(tmp_path
             await gs.put(tls_secret("secure-cert", crt2, key2))
             await until(lambda: _eq(serial(), serial2), 5, 0.05, what="the rotated certificate")
             assert await gs.ctl.haproxy.master_reloads() == before
+            # a spec change bumps metadata.generation; every condition follows it
+            extra = free_port()
+            await gs.put(gateway("gw", listener("http", http_port), listener("extra", extra),
+                                 listener("https", https_port, "HTTPS", "secure.test", certs=[{"name": "secure-cert"}])))
+            gst = await gs.status("Gateway", "gw", want=lambda s: len(s.get("listeners") or []) == 3)
+            assert {c["observedGeneration"] for c in gst["conditions"]} == {2}, gst
+            assert {c["observedGeneration"] for li in gst["listeners"] for c in li["conditions"]} == {2}, gst
+            s = await gs.status("HTTPRoute", "r", want=lambda s: s.get("parents"))
+            assert {c["observedGeneration"] for c in s["parents"][0]["conditions"]} == {1}, s
+            rc, out = await run("curl", "-sS", f"http://127.0.0.1:{extra}/")
+            assert rc == 0 and json.loads(out)["name"] == "s:b", out
             # the route leaves our Gateway: its parent entry goes, and so does the traffic
             await gs.put(httproute("r", [parent("elsewhere")], hrule(bref("a"))))
             await gs.status("HTTPRoute", "r", want=lambda s: s.get("parents") == [])
