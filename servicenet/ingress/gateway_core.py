@@ -219,7 +219,7 @@ class _RouteCompiler(_Compiler):
                 out.append((name.lower() if lower else name, typ, val))
         return Route("", value, kind, backends[0][0], _key(obj), ssl_redirect=False, body_limit=None,
                      method=method, headers=tuple(sorted(hdrs)), query=tuple(sorted(qs)),
-                     backends=backends if len(backends) > 1 or not backends[0][0] else ())
+                     backends=backends if len(backends) > 1 or not backends[0][0] or backends[0][1] <= 0 else ())
 
 
 def host_rank(h: str) -> tuple[int, int]:

@@ -128,6 +128,14 @@ async def test_gateway_http_and_https_listeners_end_to_end(tmp_path: Path) -> No
                           hrule(bref("b"), matches=[match(("PathPrefix", "/m"), method="POST")]),
                           hrule(bref("b"), matches=[match(("PathPrefix", "/m"), headers={"x-env": "canary"})]),
                           hrule(bref("m"), matches=[match(("PathPrefix", "/m"), query={"v": "2"})]),
+                          hrule(bref("b"), matches=[match(("RegularExpression", "/re/[0-9]+$"))]),
+                          hrule(bref("m"), matches=[{"path": {"type": "RegularExpression", "value": "/re/[0-9]+$"},
+                                                     "headers": [{"name": "x-v", "type": "RegularExpression",
+                                                                  "value": "^v[0-9]$"}]}]),
+                          hrule(bref("a"), matches=[{"path": {"type": "PathPrefix", "value": "/q"},
+                                                     "queryParams": [{"name": "id", "type": "RegularExpression",
+                                                                      "value": "^[a-f]+$"}]}]),
+                          hrule(bref("a", weight=0), matches=[match(("PathPrefix", "/zero"))]),
                           hostnames=["f.test"]),
                 httproute("weights", gwp, hrule(bref("a", weight=80), bref("b", weight=20)), hostnames=["w.test"]),
                 httproute("unresolved", gwp, hrule(bref("a", weight=50), bref("missing", weight=50)),
@@ -226,6 +234,15 @@ async def test_gateway_http_and_https_listeners_end_to_end(tmp_path: Path) -> No
                 assert (await get("f.test", "/m/1", "POST", headers={"x-env": "canary"}))[1]["name"] == "s:b"
                 assert (await get("f.test", "/m/1", headers={"x-env": "canary"}, params={"v": "2"}))[1]["name"] == "s:b"
                 assert (await get("f.test", "/m/1", params={"v": "2"}))[1]["name"] == "s:m"
+
+                # RegularExpression path, header and query matches; all weights zero: 500
+                assert (await get("f.test", "/re/123"))[1]["name"] == "s:b"
+                assert (await get("f.test", "/re/123", headers={"x-v": "v2"}))[1]["name"] == "s:m"
+                assert (await get("f.test", "/re/123", headers={"x-v": "v22"}))[1]["name"] == "s:b"
+                assert (await get("f.test", "/re/12a"))[0] == 404
+                assert (await get("f.test", "/q", params={"id": "beef"}))[1]["name"] == "s:a"
+                assert (await get("f.test", "/q", params={"id": "xyz"}))[0] == 404
+                assert (await get("f.test", "/zero"))[0] == 500
 
                 # RequestMirror: the mirror backend sees a copy; the client gets the primary's answer
                 code, body, _ = await get("f.test", "/mirror/one", headers={"X-Probe": "mirrored"})
