@@ -130,6 +130,7 @@ class _GatewayCompiler:
         self.cert_any: set[str] = set()
         # route key "Kind/ns/name" -> {lid: effective hostnames}
         self.attachments: dict[str, dict[str, list[str]]] = {}
+        self.overlapping: set[tuple[str, str]] = set()  # (gateway, listener) with OverlappingTLSConfig
 
     # -- classes and gateways -------------------------------------------------------------------------
     def classes(self) -> set[str]:
@@ -192,6 +193,11 @@ class _GatewayCompiler:
                 if len(dup) > 1:
                     for gw, li in dup:
                         conflict.setdefault((_key(gw), li.get("name", "")), st.R_HOSTNAME_CONFLICT)
+            # TLS-terminating listeners of one port whose hostnames overlap (not equal: that conflicts)
+            tls = [(gw, li, (li.get("hostname") or "").lower()) for gw, li in items if li.get("protocol") == "HTTPS"]
+            for gw, li, h in tls:
+                if any(h != h2 and hostname_intersection(h, h2) is not None for _, _, h2 in tls):
+                    self.overlapping.add((_key(gw), li.get("name", "")))
         for gw in gws:
             self.gateway(gw, conflict)
         return gws
@@ -243,6 +249,9 @@ class _GatewayCompiler:
                 "programmed in the data plane" if programmed else "not programmed", g))
             conds.append(st.cond(st.CONFLICTED, bool(c), c or st.R_NO_CONFLICTS,
                                  "conflicts with another listener on this port" if c else "no conflicts", g))
+            if (_key(gw), name) in self.overlapping:  # negative polarity: only ever set True
+                conds.append(st.cond(st.OVERLAPPING_TLS, True, st.R_OVERLAPPING_HOSTNAMES,
+                                     "another HTTPS listener on this port has an overlapping hostname", g))
             if accepted:
                 valid += 1
                 self.kinds[lid] = kinds

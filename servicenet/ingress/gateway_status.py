@@ -23,6 +23,7 @@ R_REF_NOT_PERMITTED, R_BACKEND_NOT_FOUND, R_INVALID_KIND = "RefNotPermitted", "B
 R_NOT_ALLOWED_BY_LISTENERS, R_NO_MATCHING_LISTENER_HOSTNAME = "NotAllowedByListeners", "NoMatchingListenerHostname"
 R_NO_MATCHING_PARENT, R_UNSUPPORTED_VALUE = "NoMatchingParent", "UnsupportedValue"
 R_INVALID_PARAMETERS = "InvalidParameters"
+OVERLAPPING_TLS, R_OVERLAPPING_HOSTNAMES = "OverlappingTLSConfig", "OverlappingHostnames"
 
 
 def cond(ctype: str, ok: bool | str, reason: str, message: str, generation: int) -> Obj:

@@ -273,6 +273,18 @@ def test_listener_conditions() -> None:
     assert _listener_conds(plan)["xns"]["ResolvedRefs"] == ("True", "ResolvedRefs")
 
 
+def test_overlapping_tls_hostnames() -> None:
+    cert = [{"name": "cert-a.test"}]
+    gw = gateway("gw", listener("wild", 443, "HTTPS", "*.example.com", certs=cert),
+                 listener("foo", 443, "HTTPS", "foo.example.com", certs=cert),
+                 listener("org", 443, "HTTPS", "foo.example.org", certs=cert))
+    lc = _listener_conds(compile_gateways(_inputs([gw], [], secrets=[_pem("a.test")])))
+    assert lc["wild"]["OverlappingTLSConfig"] == ("True", "OverlappingHostnames")
+    assert lc["foo"]["OverlappingTLSConfig"] == ("True", "OverlappingHostnames")
+    assert "OverlappingTLSConfig" not in lc["org"]  # negative polarity: never set False
+    assert all(c["Accepted"] == ("True", "Accepted") for c in lc.values())
+
+
 def test_gateway_and_class_conditions() -> None:
     mine, theirs = gateway_class("sn"), gateway_class("other", controller="example.com/other")
     gws = [gateway("bad", listener("udp", 80, "UDP")), gateway("foreign", listener("http", 81), cls="other"),
