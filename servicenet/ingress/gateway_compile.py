@@ -52,6 +52,7 @@ class GatewayInputs:
     addresses: tuple[str, ...] = ("127.0.0.1",)
     controller: str = GATEWAY_CONTROLLER
     programmed: bool = True  # False: the data plane refused the configuration
+    rejected: Any = None  # route key "Kind/ns/name" -> why the data plane refused it (left out)
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,10 @@ def compile_gateways(inp: GatewayInputs) -> Plan:
             route_problems[f"{obj['kind']}/{_key(obj)}"] = list(t.problems)
         else:
             route_problems[f"{obj.get('kind')}/{_key(obj)}"] = _tls_problems(obj, base)
+    for key, why in (inp.rejected or {}).items():
+        if key in route_problems:
+            kind, ns, name = key.split("/", 2)
+            route_problems[key].append(Problem(kind, ns, name, st.R_UNSUPPORTED_VALUE, why))
     for obj in routes:
         c.route(obj, gws, route_problems[f"{obj.get('kind')}/{_key(obj)}"])
     for (plural, ns, name), s in c.statuses.items():

@@ -84,6 +84,8 @@ class GatewayController:
         self._syncing = False
         self._task: asyncio.Task[None] | None = None
         self._events_sent: set[tuple[str, ...]] = set()
+        self._good_rv: dict[str, str] = {}  # route -> resourceVersion in the running configuration
+        self._rejected: dict[str, tuple[str, str]] = {}  # route -> (resourceVersion HAProxy refused, why)
 
     @property
     def informers(self) -> dict[str, Any]:
@@ -107,9 +109,11 @@ class GatewayController:
         self.haproxy.write_files({"mirror.lua": rg.MIRROR_LUA})
         plan = self._compile(True)
         text = self._prepare(plan)
-        if await self.haproxy.check(text):
-            self.last_error = "the first configuration was refused; starting with no listeners"
-            plan = Plan(addresses=self.cfg.addresses)
+        err = await self.haproxy.check(text)
+        if err:  # leave out the routes HAProxy refuses; failing that, start with no listeners
+            self.last_error = err
+            isolated = await self._isolate(err)
+            plan = isolated if isolated is not None else Plan(addresses=self.cfg.addresses)
             text = self._prepare(plan)
         await self.haproxy.start(text)
         self._commit(plan)
@@ -129,12 +133,40 @@ class GatewayController:
                 for fe in self.plan.frontends}
 
     # -- sync -------------------------------------------------------------------------------------------
-    def _compile(self, programmed: bool) -> Plan:
+    def _route_rvs(self) -> dict[str, str]:
+        return {f"{o.get('kind')}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}":
+                str(o["metadata"].get("resourceVersion", "")) for inf in self.routes.values() for o in inf.list()}
+
+    def _compile(self, programmed: bool, rejected: dict[str, str] | None = None) -> Plan:
         routes = tuple(o for inf in self.routes.values() for o in inf.list())
+        if rejected is None:
+            rvs = self._route_rvs()
+            self._rejected = {k: v for k, v in self._rejected.items() if rvs.get(k) == v[0]}  # changed: retry
+            rejected = {k: why for k, (_, why) in self._rejected.items()}
         return compile_gateways(GatewayInputs(
             tuple(self.classes.list()), tuple(self.gateways.list()), routes, tuple(self.grants.list()),
             _Get(self.namespaces, cluster=True), _Get(self.services), _Get(self.slices, "svc"), _Get(self.secrets),
-            self.cfg.addresses, self.cfg.controller, programmed))
+            self.cfg.addresses, self.cfg.controller, programmed, rejected))
+
+    async def _isolate(self, err: str) -> Plan | None:
+        """HAProxy refused the plan: leave out the routes changed since the last good plan that it
+        refuses (each tried alone), reported as not accepted until they change. None when even the
+        plan without every changed route is refused."""
+        assert self.haproxy is not None
+        rvs = self._route_rvs()
+        suspects = [k for k, rv in rvs.items() if self._good_rv.get(k) != rv and k not in self._rejected]
+        why = "the data plane (HAProxy) refused this route's configuration: " + err[-300:]
+        base = {**{k: w for k, (_, w) in self._rejected.items()}, **{k: why for k in suspects}}
+        if await self.haproxy.check(self._prepare(self._compile(True, base))):
+            return None
+        bad = set(suspects)
+        for k in suspects:
+            trial = {kk: w for kk, w in base.items() if kk in self._rejected or kk in bad - {k}}
+            if await self.haproxy.check(self._prepare(self._compile(True, trial))) is None:
+                bad.discard(k)
+        for k in bad:
+            self._rejected[k] = (rvs[k], why)
+        return self._compile(True)
 
     def _structure(self, plan: Plan, slots: rd.Slots) -> str:
         lists = rg.crt_lists(plan, self.files)
@@ -150,6 +182,7 @@ class GatewayController:
 
     def _commit(self, plan: Plan) -> None:
         self.plan, self.slots = plan, self._slots
+        self._good_rv = self._route_rvs()
         self.structure = self._structure(plan, self.slots)
         self.cert_pems = {c.name: c.pem for c in plan.certs}
 
@@ -182,9 +215,14 @@ class GatewayController:
             err = await self.haproxy.reload(text)
             if err:
                 self.last_error = err
-                _log.error("haproxy refused the gateway configuration; keeping the last good one", error=err[:2000])
-                await self._statuses(self._compile(False))
-                return
+                _log.error("haproxy refused the gateway configuration; isolating the routes that caused it",
+                           error=err[:2000])
+                isolated = await self._isolate(err)
+                if isolated is None or await self.haproxy.reload(self._prepare(isolated)):
+                    _log.error("no valid configuration without the changed routes; keeping the last good one")
+                    await self._statuses(self._compile(False))
+                    return
+                plan = isolated
         else:
             self._slots = slots
             for ans in await self.haproxy.commands(rd.runtime_ops(self.slots, slots)):

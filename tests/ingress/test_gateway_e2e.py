@@ -367,3 +367,42 @@ async def test_gateway_endpoints_and_certificates_change_without_reload(tmp_path
 
 async def _eq(coro: Any, want: Any) -> bool:
     return bool(await coro == want)
+
+
+async def test_a_route_haproxy_refuses_is_left_out(tmp_path: Path) -> None:
+    """A regular expression Python accepts but HAProxy's PCRE2 refuses (``\\N{name}``): that route is
+    not accepted (UnsupportedValue, HAProxy's reason in the message) and the others keep working;
+    fixing the route brings it in."""
+    pa = free_port()
+    runners = [await serve("s:a", "127.0.0.1", [pa])]
+    http_port = free_port()
+    try:
+        async with gateway_stack(tmp_path) as gs:
+            await gs.put(service("a", [("http", 80)]))
+            await gs.put(slice_("a", ["127.0.0.1"], [("http", pa)]))
+            await gs.put(gateway_class())
+            await gs.put(gateway("gw", listener("http", http_port)))
+            await gs.put(httproute("good", [parent("gw")], hrule(bref("a")), hostnames=["good.test"]))
+            bad = httproute("bad", [parent("gw")], hrule(bref("a"), matches=[
+                match(("RegularExpression", "/\\N{EM DASH}"))]), hostnames=["bad.test"])
+            await gs.put(bad)
+            s = await gs.status("HTTPRoute", "bad", want=lambda s: s.get("parents"))
+            acc = next(c for c in s["parents"][0]["conditions"] if c["type"] == "Accepted")
+            assert (acc["status"], acc["reason"]) == ("False", "UnsupportedValue"), acc
+            assert "HAProxy" in acc["message"], acc
+            gst = await gs.status("Gateway", "gw", want=lambda s: conds(s).get("Programmed", ("",))[0] == "True")
+            assert conds(gst)["Programmed"] == ("True", "Programmed")
+
+            async def code(host: str) -> str:
+                _, out = await run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {host}",
+                                   f"http://127.0.0.1:{http_port}/")
+                return out
+            assert await code("good.test") == "200"
+            assert await code("bad.test") == "404"
+            bad["spec"]["rules"][0]["matches"] = [match(("RegularExpression", "/[a-z]*"))]
+            await gs.put(bad)
+            await gs.status("HTTPRoute", "bad", want=lambda s: conds(s["parents"][0])["Accepted"][0] == "True")
+            assert await code("bad.test") == "200"
+    finally:
+        for r in runners:
+            await r.cleanup()
