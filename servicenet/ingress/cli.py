@@ -83,7 +83,8 @@ def main(argv: list[str]) -> int:
         ctl: Any = (UpIngress if args.create_class else IngressController)(client, cfg)
         if args.gateway:
             gw = GatewayController(client, GatewayConfig(state_dir=args.state_dir / "gateway",
-                                                         addresses=tuple(args.listen or ("127.0.0.1",))))
+                                                         addresses=tuple(args.listen or ("127.0.0.1",)),
+                                                         reserved_ports=(args.http_port, args.https_port)))
             ctl = WithGateway(ctl, gw)
 
         def started() -> None:

@@ -53,6 +53,7 @@ class GatewayInputs:
     controller: str = GATEWAY_CONTROLLER
     programmed: bool = True  # False: the data plane refused the configuration
     rejected: Any = None  # route key "Kind/ns/name" -> why the data plane refused it (left out)
+    reserved_ports: tuple[int, ...] = ()  # ports on these addresses that something else owns
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ class _GatewayCompiler:
             host = (li.get("hostname") or "").lower()
             if proto not in KINDS_OF:
                 accepted_reason, amsg = st.R_UNSUPPORTED_PROTOCOL, f"protocol {proto} is not supported"
+            elif int(li.get("port") or 0) in self.inp.reserved_ports:
+                accepted_reason, amsg = st.R_PORT_UNAVAILABLE, f"port {li.get('port')} is taken (the Ingress data plane)"
             elif (proto == "HTTPS" and mode != "Terminate") or (proto == "TLS" and mode != "Passthrough"):
                 accepted_reason, amsg = st.R_UNSUPPORTED_PROTOCOL, f"{proto} listeners support TLS mode " + (
                     "Terminate" if proto == "HTTPS" else "Passthrough")

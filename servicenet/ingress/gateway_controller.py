@@ -40,6 +40,7 @@ class GatewayConfig:
     netns: str | None = None  # run the data plane inside this network namespace
     controller: str = GATEWAY_CONTROLLER
     publish_status: bool = True
+    reserved_ports: tuple[int, ...] = ()  # the ingress controller's ports on the same addresses
 
 
 class _Get:
@@ -146,7 +147,7 @@ class GatewayController:
         return compile_gateways(GatewayInputs(
             tuple(self.classes.list()), tuple(self.gateways.list()), routes, tuple(self.grants.list()),
             _Get(self.namespaces, cluster=True), _Get(self.services), _Get(self.slices, "svc"), _Get(self.secrets),
-            self.cfg.addresses, self.cfg.controller, programmed, rejected))
+            self.cfg.addresses, self.cfg.controller, programmed, rejected, self.cfg.reserved_ports))
 
     async def _isolate(self, err: str) -> Plan | None:
         """HAProxy refused the plan: leave out the routes changed since the last good plan that it
@@ -354,6 +355,7 @@ class WithGateway:
             listen = getattr(self.ingress, "listen", None)
             if listen is not None and getattr(listen, "addresses", ()):
                 self.gateway.cfg.addresses = tuple(listen.addresses)
+                self.gateway.cfg.reserved_ports = (listen.http_port, listen.https_port)
             self.gateway.cfg.netns = getattr(getattr(self.ingress, "haproxy", None), "netns", None)
             try:
                 await self.gateway.start()

@@ -273,6 +273,18 @@ def test_listener_conditions() -> None:
     assert _listener_conds(plan)["xns"]["ResolvedRefs"] == ("True", "ResolvedRefs")
 
 
+def test_port_taken_by_the_ingress_data_plane() -> None:
+    gw = gateway("gw", listener("taken", 8080), listener("free", 9090))
+    inp = _inputs([gw], [httproute("r", [parent("gw")], hrule(bref("a")))])
+    plan = compile_gateways(GatewayInputs(inp.classes, inp.gateways, inp.routes, (), {}, inp.services, inp.slices,
+                                          reserved_ports=(8080, 8443)))
+    lc = _listener_conds(plan)
+    assert lc["taken"]["Accepted"] == ("False", "PortUnavailable")
+    assert lc["taken"]["Programmed"] == ("False", "Invalid")
+    assert lc["free"]["Accepted"] == ("True", "Accepted")
+    assert [fe.port for fe in plan.frontends] == [9090]
+
+
 def test_overlapping_tls_hostnames() -> None:
     cert = [{"name": "cert-a.test"}]
     gw = gateway("gw", listener("wild", 443, "HTTPS", "*.example.com", certs=cert),
