@@ -140,12 +140,12 @@ class _GatewayCompiler:
         for c in self.inp.classes:
             if (c.get("spec") or {}).get("controllerName") != self.inp.controller:
                 continue
-            ours.add(_name(c))
             g = st.generation(c)
-            if (c.get("spec") or {}).get("parametersRef"):
+            if (c.get("spec") or {}).get("parametersRef"):  # not accepted: its Gateways are not served
                 conds = [st.cond(st.ACCEPTED, False, st.R_INVALID_PARAMETERS,
                                  "this controller takes no parameters", g)]
             else:
+                ours.add(_name(c))
                 conds = [st.cond(st.ACCEPTED, True, st.R_ACCEPTED, "handled by servicenet's gateway controller", g)]
             self.statuses[("gatewayclasses", "", _name(c))] = {"conditions": conds}
         return ours
@@ -424,10 +424,11 @@ def compile_gateways(inp: GatewayInputs) -> Plan:
             pts = [Passthrough(h, _tls_backends(rc, obj), _key(obj)) for obj in attached
                    for h in ((obj.get("spec") or {}).get("hostnames") or [""])]
             pts.sort(key=lambda p: host_rank(p.host))
-            seen_hosts: set[str] = set()
-            uniq = [p for p in pts if not (p.host in seen_hosts or seen_hosts.add(p.host))]  # type: ignore[func-returns-value]
+            uniq: dict[str, Passthrough] = {}
+            for p in pts:  # one route per SNI name: the oldest (routes are in age order)
+                uniq.setdefault(p.host, p)
             upstreams.update(rc.upstreams)
-            frontends.append(Frontend(port, mode, lis, passthrough=tuple(uniq)))
+            frontends.append(Frontend(port, mode, lis, passthrough=tuple(uniq.values())))
         else:
             table = _with_timeouts(compile_routes(replace(base, routes=tuple(attached))), timeouts)
             upstreams.update({u.name: u for u in table.upstreams})

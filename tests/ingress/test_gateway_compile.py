@@ -309,6 +309,11 @@ def test_gateway_and_class_conditions() -> None:
     assert conds(plan.statuses[("gateways", "default", "bad")]) == {
         "Accepted": ("False", "ListenersNotValid"), "Programmed": ("False", "Invalid")}
     assert conds(plan.statuses[("gateways", "default", "addr")])["Accepted"] == ("False", "UnsupportedAddress")
+    with_params = {**gateway_class("p"), "spec": {"controllerName": "servicenet.io/gateway-controller",
+                                                  "parametersRef": {"group": "", "kind": "ConfigMap", "name": "x"}}}
+    unaccepted = compile_gateways(_inputs([gateway("gp", listener("http", 83), cls="p")], [], classes=(with_params,)))
+    assert conds(unaccepted.statuses[("gatewayclasses", "", "p")]) == {"Accepted": ("False", "InvalidParameters")}
+    assert ("gateways", "default", "gp") not in unaccepted.statuses and not unaccepted.frontends
     refused = compile_gateways(GatewayInputs((mine,), (gateway("g", listener("http", 80)),), programmed=False))
     assert conds(refused.statuses[("gateways", "default", "g")])["Programmed"] == ("False", "Pending")
     for c in plan.statuses[("gateways", "default", "bad")]["conditions"]:
