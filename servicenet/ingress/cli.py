@@ -11,6 +11,7 @@ from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
 from servicenet.common.runner import main_args, run_until_signal
 from servicenet.ingress.controller import IngressConfig, IngressController
+from servicenet.ingress.gateway_controller import GatewayConfig, GatewayController, WithGateway
 from servicenet.ingress.model import CONTROLLER_NAME, DEFAULT_CLASS_ANNOTATION
 
 _log = log.get("ingress")
@@ -41,14 +42,15 @@ class UpIngress(IngressController):
         await super().start()
 
 
-def build_for_up(client: ApiClient, args: Any, network: str, admin: ApiClient | None = None) -> IngressController:
+def build_for_up(client: ApiClient, args: Any, network: str, admin: ApiClient | None = None) -> WithGateway:
     netns = network == "netns"
     http = getattr(args, "ingress_http_port", None) or (80 if netns else 8080)
     https = getattr(args, "ingress_https_port", None) or (443 if netns else 8443)
     cfg = IngressConfig(state_dir=Path(args.data_dir) / "ingress", http_port=http, https_port=https,
                         node_name=getattr(args, "node_name", "node-1") if netns else "",
                         access_log_file=Path(args.data_dir) / "ingress" / "access.log")
-    return UpIngress(client, cfg, admin)
+    gateway = GatewayController(client, GatewayConfig(state_dir=Path(args.data_dir) / "gateway"))
+    return WithGateway(UpIngress(client, cfg, admin), gateway, wait_for_api=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--health-listen", default="127.0.0.1:10254")
     p.add_argument("--access-log", type=Path, default=None, help="also append JSON access log lines here")
     p.add_argument("--create-class", action="store_true", help="create the servicenet IngressClass")
+    p.add_argument("--gateway", action="store_true",
+                   help="also serve the Gateway API (the gateway.networking.k8s.io CRDs must be installed)")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -74,7 +78,12 @@ def main(argv: list[str]) -> int:
 
     async def run() -> None:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
-        ctl = (UpIngress if args.create_class else IngressController)(client, cfg)
+        ctl: Any = (UpIngress if args.create_class else IngressController)(client, cfg)
+        if args.gateway:
+            gw = GatewayController(client, GatewayConfig(state_dir=args.state_dir / "gateway",
+                                                         addresses=tuple(args.listen or ("127.0.0.1",)),
+                                                         reserved_ports=(args.http_port, args.https_port)))
+            ctl = WithGateway(ctl, gw)
 
         def started() -> None:
             for k, v in ctl.describe().items():

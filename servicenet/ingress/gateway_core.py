@@ -24,6 +24,10 @@ GW_GROUP = "gateway.networking.k8s.io"
 METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 VALUE = re.compile(r"^[\x20-\x26\x28-\x7e]{0,4096}$")  # printable ASCII without a quote
 KIND_RANK = {EXACT: 0, PREFIX: 1, REGEX: 2}
+PROTOCOL_OF_KIND = {"GRPCRoute": "h2c", "TLSRoute": "tcp"}  # the backend protocol a route kind forces
+DURATION = re.compile(r"^(?:[0-9]{1,5}(?:h|m|s|ms)){1,4}$")
+DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class _RouteCompiler(_Compiler):
         fake = {"metadata": {"namespace": to_ns, "name": meta_of(route).get("name", "")}}
         before = len(self.problems)
         up = self.upstream(fake, {"service": {"name": ref.get("name", ""), "port": {"number": ref.get("port")}}},
-                           annot.Options())
+                           annot.Options(protocol=PROTOCOL_OF_KIND.get(self.kind, "")))
         if len(self.problems) > before:  # the Ingress-shaped problem: re-home it on the route as BackendNotFound
             msg = self.problems.pop().message
             self.problem(route, "BackendNotFound", msg)
@@ -98,13 +102,20 @@ class _RouteCompiler(_Compiler):
             filters = self.filters(obj, rule.get("filters") or [])
             if filters is None:
                 continue
+            timeouts = rule.get("timeouts") or {}
+            tmo = timeouts.get("backendRequest") or timeouts.get("request") or ""
+            if tmo and not DURATION.match(tmo):
+                self.problem(obj, "UnsupportedValue", f"timeout {tmo!r} is not a Gateway API duration")
+                continue
+            if tmo:
+                filters["timeout_ms"] = duration_ms(tmo)
             for mi, m in enumerate(rule.get("matches") or [{}]):
                 r = self.match(obj, m, backends)
                 if r is None:
                     continue
                 r = Route(**{**r.__dict__, **filters})
-                if filters.get("rewrite_path") and filters["rewrite_path"][0] == "ReplacePrefixMatch" and \
-                        r.kind != PREFIX:
+                if (r.redirect_prefix or filters.get("rewrite_path") and filters["rewrite_path"][0] ==
+                        "ReplacePrefixMatch") and r.kind != PREFIX:
                     self.problem(obj, "UnsupportedValue", "ReplacePrefixMatch needs a PathPrefix match")
                     continue
                 for h in hosts:
@@ -141,15 +152,28 @@ class _RouteCompiler(_Compiler):
             elif t == "RequestRedirect":
                 rr = f.get("requestRedirect") or {}
                 path = rr.get("path") or {}
-                full = path.get("replaceFullPath", "") if path.get("type") == "ReplaceFullPath" else ""
+                ptype = path.get("type")
+                full = path.get("replaceFullPath", "") if ptype == "ReplaceFullPath" else ""
+                prefix = path.get("replacePrefixMatch", "") if ptype == "ReplacePrefixMatch" else ""
                 host = (rr.get("hostname") or "").lower()
-                if (path and path.get("type") != "ReplaceFullPath") or (full and not PATH.match(full)) or (
-                        host and not HOST.match(host)) or rr.get("scheme", "http") not in ("http", "https"):
-                    self.problem(obj, "UnsupportedValue", "RequestRedirect: only scheme, hostname, port, "
-                                 "statusCode and ReplaceFullPath are supported")
+                if (ptype and ptype not in ("ReplaceFullPath", "ReplacePrefixMatch")) or (
+                        ptype and not PATH.match(full or prefix)) or (host and not HOST.match(host)) or (
+                        rr.get("scheme") or "http") not in ("http", "https"):
+                    self.problem(obj, "UnsupportedValue", "RequestRedirect: scheme, hostname or path is not valid")
                     return None
                 out["redirect"] = (rr.get("scheme") or "", host, int(rr.get("port") or 0), full,
                                    int(rr.get("statusCode") or 302))
+                out["redirect_prefix"] = prefix
+            elif t == "RequestMirror":
+                rm = f.get("requestMirror") or {}
+                up = self.backend(obj, rm.get("backendRef") or {})
+                u = self.upstreams.get(up) if up else None
+                frac = rm.get("fraction") or {}
+                pct = int(rm["percent"]) if rm.get("percent") is not None else (
+                    100 * int(frac.get("numerator", 100)) // max(1, int(frac.get("denominator") or 100))
+                    if frac else 100)
+                if u is not None and u.endpoints:
+                    out["mirror"] = (*out.get("mirror", ()), (*u.endpoints[0], pct))
             elif t == "URLRewrite":
                 uw = f.get("urlRewrite") or {}
                 host = (uw.get("hostname") or "").lower()
@@ -196,7 +220,7 @@ class _RouteCompiler(_Compiler):
                 out.append((name.lower() if lower else name, typ, val))
         return Route("", value, kind, backends[0][0], _key(obj), ssl_redirect=False, body_limit=None,
                      method=method, headers=tuple(sorted(hdrs)), query=tuple(sorted(qs)),
-                     backends=backends if len(backends) > 1 or not backends[0][0] else ())
+                     backends=backends if len(backends) > 1 or not backends[0][0] or backends[0][1] <= 0 else ())
 
 
 def host_rank(h: str) -> tuple[int, int]:
@@ -204,10 +228,43 @@ def host_rank(h: str) -> tuple[int, int]:
     return (2, 0) if not h else ((1, -len(h)) if h.startswith("*.") else (0, -len(h)))
 
 
+def duration_ms(d: str) -> int:
+    """A Gateway API duration (``1h``, ``10s``, ``1m30s``, ``500ms``) in milliseconds."""
+    return sum(int(n) * MS[u] for n, u in DURATION_PART.findall(d))
+
+
+def grpc_as_http(obj: Obj) -> Obj:
+    """A GRPCRoute as the HTTPRoute it routes like: a gRPC call is a POST to ``/<service>/<method>``.
+
+    Exact service and method: an Exact path; a service alone: the PathPrefix ``/<service>``; otherwise
+    a regular expression over both parts. Header matches and filters carry over."""
+    spec = obj.get("spec") or {}
+    rules = []
+    for rule in spec.get("rules") or []:
+        matches = []
+        for m in rule.get("matches") or [{}]:
+            gm = m.get("method") or {}
+            svc, meth, typ = gm.get("service") or "", gm.get("method") or "", gm.get("type") or "Exact"
+            if not svc and not meth:
+                path = {"type": "PathPrefix", "value": "/"}
+            elif typ == "Exact" and svc and meth:
+                path = {"type": "Exact", "value": f"/{svc}/{meth}"}
+            elif typ == "Exact" and svc:
+                path = {"type": "PathPrefix", "value": f"/{svc}"}
+            else:
+                esc = (lambda v: re.escape(v)) if typ == "Exact" else (lambda v: v)
+                path = {"type": "RegularExpression",
+                        "value": f"/{esc(svc) if svc else '[^/]+'}/{esc(meth) if meth else '[^/]+'}$"}
+            matches.append({"path": path, "headers": m.get("headers") or []})
+        rules.append({**rule, "matches": matches})
+    return {**obj, "spec": {**spec, "rules": rules}}
+
+
 def compile_routes(inp: RouteInputs) -> Table:
     c = _RouteCompiler(inp)
     for obj in sorted(inp.routes, key=_age):
-        c.route(obj, _age(obj))
+        c.kind = obj.get("kind") or inp.kind
+        c.route(grpc_as_http(obj) if c.kind == "GRPCRoute" else obj, _age(obj))
     hosts = sorted({r.host for _, r in c.out}, key=host_rank)
     routes: list[Route] = []
     for h in hosts:

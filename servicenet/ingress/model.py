@@ -64,6 +64,9 @@ class Route:
     redirect: tuple[str, str, int, str, int] | None = None  # (scheme, hostname, port, full path, status)
     rewrite_host: str = ""
     rewrite_path: tuple[str, str] | None = None  # (ReplaceFullPath|ReplacePrefixMatch, value)
+    redirect_prefix: str = ""  # RequestRedirect ReplacePrefixMatch value
+    mirror: tuple[tuple[str, int, int], ...] = ()  # RequestMirror targets (address, port, percent)
+    timeout_ms: int = 0  # Gateway API rule timeouts (backendRequest, else request); 0: the default
 
 
 @dataclass(frozen=True)
