@@ -8,8 +8,8 @@ when the structure changed, validates and seamlessly reloads. The last good conf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +22,7 @@ from servicenet.client import object_key as _obj_key
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.common.health import HealthServer
+from servicenet.ingress import maps
 from servicenet.ingress import render as rd
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
@@ -85,6 +86,8 @@ class IngressController:
         self.table = Table()
         self.slots: rd.Slots = {}
         self.structure = ""
+        self.maps = maps.Maps()
+        self._route_names: dict[str, str] = {}
         self.cert_pems: dict[str, bytes] = {}
         self.listen = rd.Listen((), config.http_port, config.https_port)
         self.files = rd.Files(str(config.state_dir))
@@ -200,26 +203,39 @@ class IngressController:
     def _prepare(self, table: Table) -> str:
         """Write the content-addressed map files and certificates for ``table``; remember the plan and
         return the full configuration text (the caller applies it)."""
-        hosts, routes, crts = rd.hosts_map(table), rd.routes_map(table), ""
-        gen = "." + hashlib.sha256((hosts + "\0" + routes + "\0" + repr([(c.name, c.hosts) for c in table.certs])
+        m = maps.build(table)
+        texts = {n: maps.text(m.get(n)) for n in maps.NAMES}
+        gen = "." + hashlib.sha256(("\0".join(texts.values()) + "\0" + repr([(c.name, c.hosts) for c in table.certs])
                                     ).encode()).hexdigest()[:12]
         files = rd.Files(self.files.dir, self.files.log_socket, gen)
-        crts = rd.crt_list(table, files)
         assert self.haproxy is not None
-        self.haproxy.write_files({f"hosts{gen}.map": hosts, f"routes{gen}.map": routes, f"crt-list{gen}.txt": crts})
+        self.haproxy.write_files({f"{n}{gen}.map": t for n, t in texts.items()}
+                                 | {f"crt-list{gen}.txt": rd.crt_list(table, files)})
         for c in table.certs:
             self.haproxy.write_files({f"certs/{c.name}": c.pem})
         slots = rd.plan_slots(table, self.slots)
-        self._pending = (table, slots, files)
+        self._pending = (table, slots, files, m, rd.structure(table, slots, self.listen, files))
         return rd.render(table, slots, self.listen, files)
 
     def _commit(self) -> None:
-        self.access.forget_routes()
-        table, slots, files = self._pending
-        self.table, self.slots, self.files = table, slots, files
+        table, slots, files, m, structure = self._pending
+        if self.table.routes != table.routes:
+            self.access.forget_routes()
+            self._route_names = {rid: f"{r.source} {r.host or '*'}{r.path}"
+                                 for rid, r in zip(rd.route_ids(table), table.routes, strict=True)}
+        self.table, self.slots, self.files, self.maps = table, slots, files, m
         self._good_rv = {k: self._rv(k) for k in table.ingresses}
-        self.structure = rd.render(table, slots, self.listen, files, with_servers=False)
+        self.structure = structure
         self.cert_pems = {c.name: c.pem for c in table.certs}
+
+    def _retain(self, table: Table) -> Table:
+        """``table`` plus the running backends it no longer uses: removing a route should not remove
+        its backend by a reload (nothing routes there; the next reload drops them)."""
+        names = {u.name for u in table.upstreams}
+        extra = tuple(u for u in self.table.upstreams if u.name not in names)
+        if not extra:
+            return table
+        return replace(table, upstreams=tuple(sorted(table.upstreams + extra, key=lambda u: u.name)))
 
     async def _run(self) -> None:
         while True:
@@ -299,11 +315,12 @@ class IngressController:
             if self._rv(k) != rv:  # changed (or deleted): try it again
                 del self._quarantine[k]
         table = self._compile(set(self._quarantine))
-        gen_before = self.files.gen
-        cfg_text = self._prepare(table)
-        _, slots, files = self._pending
-        structure = rd.render(table, slots, self.listen, files, with_servers=False)
-        if structure != self.structure or files.gen != gen_before:
+        kept = self._retain(table)
+        slots = rd.plan_slots(kept, self.slots)
+        same_certs = [(c.name, c.hosts) for c in kept.certs] == [(c.name, c.hosts) for c in self.table.certs]
+        structure = rd.structure(kept, slots, self.listen, self.files) if same_certs else ""
+        if structure != self.structure:
+            cfg_text = self._prepare(table)
             err = await self.haproxy.reload(cfg_text)
             if err:
                 self.m_rejected.inc()
@@ -320,16 +337,19 @@ class IngressController:
                                                  for k in set(self._quarantine) - before])
             self.m_syncs.labels("reload").inc()
             self._commit()
+            self.haproxy.prune(self.files.gen)
         else:
-            ops = rd.runtime_ops(self.slots, slots)
+            m = maps.build(kept)
+            ops = maps.ops(self.maps, m, self.files.map_paths()) + rd.runtime_ops(self.slots, slots)
             for ans in await self.haproxy.commands(ops):
-                if ans.strip() and "changed" not in ans and not ans.strip().startswith("IP changed"):
-                    if "No such" in ans or "Unknown" in ans or "Require" in ans:
-                        _log.warning("runtime command answer", answer=ans.strip()[:300])
-            for c in table.certs:
+                if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
+                    _log.warning("runtime command answer", answer=ans.strip()[:300])
+            for c in kept.certs:
                 if self.cert_pems.get(c.name) != c.pem:
                     await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
+                    self.haproxy.write_files({f"certs/{c.name}": c.pem})
             self.m_syncs.labels("runtime" if ops else "noop").inc()
+            self._pending = (kept, slots, self.files, m, structure)
             self._commit()
         self.synced_generation += 1
         await self._after_apply()
@@ -390,11 +410,11 @@ class IngressController:
                 _log.debug("event write failed", error=str(exc))
 
     def _route_name(self, rid: str) -> str:
-        base = rid[:-1] if rid.endswith("c") else rid
-        with contextlib.suppress(ValueError, IndexError):
-            r = self.table.routes[int(base[1:])]
-            return f"{r.source} {r.host or '*'}{r.path}" + (" canary" if rid.endswith("c") else "")
-        return "-" if rid in ("", "-") else rid
+        base = re.sub(r"(c|w\d+)$", "", rid)
+        name = self._route_names.get(base)
+        if name is None:
+            return "-" if rid in ("", "-") else rid
+        return name + (" canary" if rid.endswith("c") else "")
 
     async def wait_applied(self, timeout: float = 10.0) -> None:
         """Wait until every change seen so far is applied (tests)."""
