@@ -87,6 +87,7 @@ class IngressController:
         self.slots: rd.Slots = {}
         self.structure = ""
         self.maps = maps.Maps()
+        self._cache: dict[Any, Any] = {}  # the core's memo (endpoints by slice versions, parsed annotations)
         self._route_names: dict[str, str] = {}
         self.cert_pems: dict[str, bytes] = {}
         self.listen = rd.Listen((), config.http_port, config.https_port)
@@ -198,7 +199,8 @@ class IngressController:
     # -- sync -------------------------------------------------------------------------------------------
     def _inputs(self) -> Inputs:
         return Inputs(tuple(self.classes.list()), tuple(self.ingresses.list()), _Index(self.services),  # type: ignore[arg-type]
-                      _Index(self.slices, by_service=True), _Index(self.secrets), self.cfg.controller)  # type: ignore[arg-type]
+                      _Index(self.slices, by_service=True), _Index(self.secrets), self.cfg.controller,  # type: ignore[arg-type]
+                      self._cache)
 
     def _prepare(self, table: Table) -> str:
         """Write the content-addressed map files and certificates for ``table``; remember the plan and

@@ -7,6 +7,7 @@ before Prefix on a tie, older Ingresses winning conflicts. No I/O: objects in, a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -47,6 +48,9 @@ class Inputs:
     slices: dict[str, list[Obj]] | None = None  # "ns/service" -> EndpointSlices
     secrets: dict[str, Obj] | None = None  # "ns/name" -> Secret
     controller: str = CONTROLLER_NAME
+    # memo owned by the caller: endpoints by EndpointSlice versions, options by annotations (a memo
+    # only: the answer is the same without it, and every key holds everything the value depends on)
+    cache: dict[Any, Any] | None = None
 
 
 def _key(o: Obj) -> str:
@@ -105,6 +109,7 @@ class _Compiler:
         self.services = inp.services or {}
         self.slices = inp.slices or {}
         self.secrets = inp.secrets or {}
+        self.cache = inp.cache if inp.cache is not None else {}
         self.problems: list[Problem] = []
         self.upstreams: dict[str, Upstream] = {}
         self.routes: dict[tuple[str, str, str], Route] = {}
@@ -155,16 +160,31 @@ class _Compiler:
         return bname
 
     def endpoints(self, ns: str, svc: str, sport: Obj) -> tuple[tuple[str, int], ...]:
+        slices = self.slices.get(f"{ns}/{svc}", ())
+        n_ports = len((self.services.get(f"{ns}/{svc}") or {}).get("spec", {}).get("ports") or [])
+        versions = tuple((sl.get("metadata") or {}).get("resourceVersion") for sl in slices)
+        if not versions or None in versions:
+            return self._endpoints(ns, svc, sport, slices, n_ports)
+        key = ("ep", ns, svc, sport.get("name") or "", n_ports,
+               tuple((sl.get("metadata") or {}).get("name") for sl in slices), versions)
+        out = self.cache.get(key)
+        if out is None:
+            if len(self.cache) > 100_000:
+                self.cache.clear()
+            out = self.cache[key] = self._endpoints(ns, svc, sport, slices, n_ports)
+        return out  # type: ignore[no-any-return]
+
+    def _endpoints(self, ns: str, svc: str, sport: Obj, slices: Any, n_ports: int
+                   ) -> tuple[tuple[str, int], ...]:
         want = sport.get("name") or ""
         ready: list[tuple[str, int]] = []
         serving: list[tuple[str, int]] = []
-        for sl in self.slices.get(f"{ns}/{svc}", ()):
+        for sl in slices:
             if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
                 continue
             ports = sl.get("ports") or []
             match = [p for p in ports if (p.get("name") or "") == want and (p.get("protocol") or "TCP") == "TCP"]
-            if not match and len(ports) == 1 and len((self.services.get(f"{ns}/{svc}") or {}).get(
-                    "spec", {}).get("ports") or []) == 1:
+            if not match and len(ports) == 1 and n_ports == 1:
                 match = ports
             if not match or match[0].get("port") is None:
                 continue
@@ -213,7 +233,13 @@ class _Compiler:
 
     # -- rules ----------------------------------------------------------------------------------------
     def ingress(self, ing: Obj, canaries: list[tuple[Obj, annot.Options]]) -> None:
-        opts = annot.parse((ing.get("metadata") or {}).get("annotations"))
+        ann = (ing.get("metadata") or {}).get("annotations")
+        key = ("ann", tuple(sorted(ann.items()))) if ann and all(type(v) is str for v in ann.values()) else None
+        opts = self.cache.get(key) if key else None
+        if opts is None:
+            opts = annot.parse(ann)
+            if key:
+                self.cache[key] = opts
         for err in opts.errors:
             self.problem(ing, "InvalidAnnotation", err)
         if opts.canary:
@@ -323,6 +349,7 @@ def _app_protocol(ap: str) -> str:
     return "http"
 
 
+@functools.lru_cache(maxsize=65536)
 def _backend_name(ident: str, extra: tuple[Any, ...]) -> str:
     base = re.sub(r"[^A-Za-z0-9]+", "_", ident)[:60]
     h = hashlib.sha256(repr((ident, extra)).encode()).hexdigest()[:6]

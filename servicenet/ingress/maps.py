@@ -26,7 +26,7 @@ route, in table order (a change there is structural and reloads).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from servicenet.ingress.model import EXACT, PREFIX, Route, Table
 
@@ -36,28 +36,40 @@ UNRESOLVED = "be_default_500"  # a Gateway API backendRef that does not resolve
 NO_HOST = "@"  # the host group of the rules without a host (no DNS name is "@")
 
 
+# the Route fields a map entry carries; any other field away from its default needs a rule of its own
+# (a field added to Route later is "not simple" until the maps learn it)
+MAP_FIELDS = frozenset({"host", "path", "kind", "upstream", "source", "tls", "ssl_redirect", "force_ssl_redirect",
+                        "body_limit", "case_insensitive"})
+_DEFAULTS = tuple((f.name, f.default) for f in fields(Route) if f.name not in MAP_FIELDS and f.default is not MISSING)
+assert len(_DEFAULTS) == len(fields(Route)) - len(MAP_FIELDS), "every other Route field has a default"
+
+
 def is_simple(r: Route) -> bool:
-    return (r.kind in (EXACT, PREFIX) and not (r.method or r.headers or r.query or r.backends or r.canaries
-                                              or r.rewrite or r.allow or r.req_headers or r.resp_headers
-                                              or r.redirect is not None or r.rewrite_host
-                                              or r.rewrite_path is not None))
+    return r.kind in (EXACT, PREFIX) and all(getattr(r, k) == v for k, v in _DEFAULTS)
+
+
+_last: list[object] = [None, frozenset()]  # the last table and its map groups (computed for each user)
 
 
 def map_groups(table: Table) -> frozenset[str]:
     """Hosts ("" for no host) whose routes are all simple: they live in the maps."""
+    if _last[0] is table:
+        return _last[1]  # type: ignore[return-value]
     bad = {r.host for r in table.routes if not is_simple(r)}
-    return frozenset(r.host for r in table.routes if r.host not in bad)
+    out = frozenset(r.host for r in table.routes if r.host not in bad)
+    _last[:] = [table, out]
+    return out
 
 
 def _key_path(r: Route) -> str:
     return r.path if r.kind == EXACT else r.path.rstrip("/") + "/"
 
 
-def route_ids(table: Table) -> tuple[str, ...]:
+def route_ids(table: Table, groups: frozenset[str] | None = None) -> tuple[str, ...]:
     """A stable id per route: ``m<hash>`` for map routes (the same host, type and path keep their id
     across tables, so a change elsewhere touches no entry of theirs), ``r<n>`` for the others (in
     table order among them)."""
-    groups = map_groups(table)
+    groups = map_groups(table) if groups is None else groups
     out: list[str] = []
     n = 0
     for r in table.routes:
@@ -86,9 +98,9 @@ class Maps:
         return out
 
 
-def build(table: Table, ids: tuple[str, ...] | None = None) -> Maps:
-    ids = ids or route_ids(table)
-    groups = map_groups(table)
+def build(table: Table, ids: tuple[str, ...] | None = None, groups: frozenset[str] | None = None) -> Maps:
+    groups = map_groups(table) if groups is None else groups
+    ids = ids or route_ids(table, groups)
     m = Maps()
     for r in table.routes:
         if r.host:

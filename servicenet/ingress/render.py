@@ -9,7 +9,7 @@ needs a new configuration. ``structure_key`` is what tells the two apart.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from servicenet.ingress import maps
 from servicenet.ingress.maps import NO_HOST, NOT_FOUND, UNRESOLVED, route_ids
@@ -210,8 +210,8 @@ def _rewrite_regex(r: Route) -> tuple[str, str]:
 def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_servers: bool = True) -> str:
     """The whole configuration. ``with_servers=False`` gives the structure only (no addresses)."""
     d = files.dir
-    ids = route_ids(table)
     in_maps = maps.map_groups(table)
+    ids = route_ids(table, in_maps)
     out: list[str] = [
         "global",
         f"    stats socket {files.admin_socket} mode 600 level admin expose-fd listeners",
@@ -339,8 +339,26 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    http-request return status 500 content-type text/plain string \"500 backend does not resolve\"",
     ]
     for u in table.upstreams:
-        out += ["", *_backend(u, slots.get(u.name, ()), with_servers)]
+        if with_servers:
+            out += ["", *_backend(u, slots.get(u.name, ()), True)]
+        else:
+            out += ["", _backend_shape(u, len(slots.get(u.name, ())))]
     return "\n".join(out) + "\n"
+
+
+_shapes: dict[tuple[object, ...], str] = {}
+
+
+def _backend_shape(u: Upstream, n: int) -> str:
+    """A backend without its servers' addresses: the same text for every endpoint set, so it is
+    computed once per backend shape (a memo keyed by every other field)."""
+    key = (n, *(v for k, v in u.__dict__.items() if k != "endpoints"))
+    text = _shapes.get(key)
+    if text is None:
+        if len(_shapes) > 65536:
+            _shapes.clear()
+        text = _shapes[key] = "\n".join(_backend(replace(u, endpoints=()), (None,) * n, False))
+    return text
 
 
 def _backend(u: Upstream, slots: tuple[tuple[str, int] | None, ...], with_servers: bool) -> list[str]:
