@@ -48,6 +48,7 @@ class IngressConfig:
     access_log_file: Path | None = None
     access_log: bool = True  # False: no access log and no per-route metrics (saves a little CPU per request)
     publish_status: bool = True
+    haproxy_global: tuple[str, ...] = ()  # extra lines for HAProxy's global section (tuning, benchmarks)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,9 +139,10 @@ class IngressController:
             rd_bytes = self_signed()
             default.write_bytes(rd_bytes)
             default.chmod(0o600)
-        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "")
+        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "",
+                              extra_global=self.cfg.haproxy_global)
         if self.cfg.access_log:
-            self.access.start(asyncio.get_running_loop())
+            await self.access.start()
         self.health.add_health_check("haproxy", lambda: (self.haproxy is not None and self.haproxy.running,
                                                           "haproxy is not running"))
         self.health.add_ready_check("synced", lambda: (self.synced_generation > 0, "no sync yet"))
@@ -162,7 +164,7 @@ class IngressController:
         await self.factory.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
-        self.access.stop(asyncio.get_running_loop())
+        await self.access.stop()
         await self.health.stop()
 
     def describe(self) -> dict[str, str]:
@@ -209,7 +211,7 @@ class IngressController:
         texts = {n: maps.text(m.get(n)) for n in maps.NAMES}
         gen = "." + hashlib.sha256(("\0".join(texts.values()) + "\0" + repr([(c.name, c.hosts) for c in table.certs])
                                     ).encode()).hexdigest()[:12]
-        files = rd.Files(self.files.dir, self.files.log_socket, gen)
+        files = rd.Files(self.files.dir, self.files.log_socket, gen, self.files.extra_global)
         assert self.haproxy is not None
         self.haproxy.write_files({f"{n}{gen}.map": t for n, t in texts.items()}
                                  | {f"crt-list{gen}.txt": rd.crt_list(table, files)})

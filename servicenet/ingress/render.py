@@ -17,12 +17,14 @@ from servicenet.ingress.model import EXACT, PREFIX, REGEX, Route, Table, Upstrea
 
 Slots = dict[str, tuple[tuple[str, int] | None, ...]]  # backend -> slot contents
 
-# The JSON access-log line (documented in docs/ingress.md). HAProxy quotes/escapes each %{+Q} field.
+# The JSON access-log line (documented in docs/ingress.md). The metric fields lead in a fixed order
+# (accesslog.parse_head reads them without a JSON parser; none of them can hold a comma or a quote).
 LOG_FORMAT = (
-    '{"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
-    '"backend":"%b","server":"%s","route":"%[var(txn.r)]","method":"%HM","host":"%[var(txn.host)]",'
-    '"path":"%HPO","status":%ST,"bytes_in":%U,"bytes_out":%B,"t_request_ms":%TR,"t_connect_ms":%Tc,'
-    '"t_response_ms":%Tr,"t_total_ms":%Ta,"termination":"%ts","retries":%rc}'
+    '{"route":"%[var(txn.r)]","backend":"%b","status":%ST,"t_total_ms":%Ta,"bytes_out":%B,'
+    '"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
+    '"server":"%s","method":"%HM","host":"%[var(txn.host)]",'
+    '"path":"%HPO","bytes_in":%U,"t_request_ms":%TR,"t_connect_ms":%Tc,'
+    '"t_response_ms":%Tr,"termination":"%ts","retries":%rc}'
 )
 
 
@@ -221,9 +223,12 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    tune.ssl.default-dh-param 2048",
         "    tune.bufsize 32768",
     ]
-    if files.log_socket:
-        out.append(f"    log {files.log_socket} len 4096 format raw local0 info")
+    if files.log_socket:  # a ring: a memory copy per request; its forwarder streams batches to the controller
+        out.append("    log ring@acclog len 4096 format raw local0 info")
     out += [f"    {x}" for x in files.extra_global]
+    if files.log_socket:
+        out += ["", "ring acclog", "    format raw", "    maxlen 4096", "    size 8388608",
+                "    timeout connect 5s", "    timeout server 24h", f"    server controller unix@{files.log_socket}"]
     out += [
         "", "defaults",
         "    mode http",
