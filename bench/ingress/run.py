@@ -36,6 +36,7 @@ from bench.ingress.peers import (  # noqa: E402
     PROXY_CONF,
     Nginx,
     children,
+    cpu_seconds,
     rss_mb,
     wait_port,
     write_1m,
@@ -69,7 +70,7 @@ def _bbs() -> dict[str, Any]:
 
 
 async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int], duration: float,
-                    rounds: int) -> dict[str, Any]:
+                    rounds: int, only: list[str] | None = None) -> dict[str, Any]:
     """Each case ``rounds`` times, the two sides interleaved (A B, then B A, ...) so that the other
     load on the machine falls on both; the ratio of each round, and their median."""
     assert ctl.haproxy is not None and ctl.haproxy.proc is not None
@@ -79,25 +80,44 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
              ("HTTP keep-alive small", "http://127.0.0.1:{p}/api/x", 32, (host,), "rps"),
              ("new TLS connections", "https://127.0.0.1:{s}/api/x", 32, (host, "Connection: close"), "rps"),
              ("1 MiB over HTTPS", "https://127.0.0.1:{s}/1m", 8, (host,), "bps")]
+    ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out: dict[str, Any] = {}
     print(f"\n{'case':<26}{'servicenet':>22}{'nginx':>22}{'ratio':>8}   (median of {rounds} interleaved rounds)")
     for name, url, conns, headers, key in cases:
+        if only and not any(o in name for o in only):
+            continue
         runs: list[dict[str, Any]] = []
         for k in range(rounds):
             res = {}
             for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
                 p, s = sides[side]
+                pids = ha_pids if side == "servicenet" else nginx.pids()
+                c0, py0 = cpu_seconds(pids), time.process_time()
                 res[side] = await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, duration, *headers)
+                # CPU per request: the proxy's processes, and for servicenet also this process's share
+                # (the controller turning access-log lines into metrics; wrk runs in another process)
+                py = time.process_time() - py0 if side == "servicenet" else 0.0
+                cpu = cpu_seconds(pids) - c0 + py
+                n = res[side]["rps"] * duration
+                res[side]["cpu_us_per_req"] = 1e6 * cpu / max(n, 1)
+                res[side]["python_us_per_req"] = 1e6 * py / max(n, 1)
             res["ratio"] = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
+            res["cpu_ratio"] = res["nginx"]["cpu_us_per_req"] / max(res["servicenet"]["cpu_us_per_req"], 1e-9)
             runs.append(res)
         ratios = sorted(r["ratio"] for r in runs)
+        cpu_ratios = sorted(r["cpu_ratio"] for r in runs)
         res = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]  # the median round
-        out[name] = {"rounds": runs, "median_ratio": res["ratio"], "min_ratio": ratios[0], "max_ratio": ratios[-1]}
+        out[name] = {"rounds": runs, "median_ratio": res["ratio"], "min_ratio": ratios[0], "max_ratio": ratios[-1],
+                     "median_cpu_ratio": cpu_ratios[len(cpu_ratios) // 2]}
         unit = (lambda r: f"{r['bps'] / 1e9:.2f} GB/s") if key == "bps" else (lambda r: f"{r['rps']:,.0f} req/s")
         cells = [f"{unit(res[x])} p99 {res[x]['p99_ms']:.1f}ms" + (f" ERR {res[x]['errors']}" if res[x]["errors"]
                                                                      else "") for x in sides]
         print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{res['ratio']:>7.2f}x   "
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"{'  CPU per request':<26}{res['servicenet']['cpu_us_per_req']:>19.1f} us"
+              f"{res['nginx']['cpu_us_per_req']:>19.1f} us{cpu_ratios[len(cpu_ratios) // 2]:>7.2f}x   "
+              f"(nginx / servicenet; rounds {', '.join(f'{r:.2f}' for r in cpu_ratios)}; "
+              f"of servicenet's, the controller's Python {res['servicenet']['python_us_per_req']:.1f} us)")
     ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out["memory_mb"] = {"haproxy": rss_mb(ha_pids), "nginx": rss_mb(nginx.pids()),
                         "controller+apiserver python": rss_mb([os.getpid()])}
@@ -244,7 +264,7 @@ async def main(args: argparse.Namespace) -> None:
     (d / "tls.pem").write_bytes(pem)
     (d / "tls.pem").chmod(0o600)
     backend = Nginx(d, "backend", BACKEND_CONF.format(d=d, port=ports["b1"], port2=ports["b2"]))
-    conf = PROXY_CONF.format(d=d, workers=2, ui=ports["b1"], api=ports["b1"], https=ports["nx_https"],
+    conf = PROXY_CONF.format(d=d, workers=args.workers, ui=ports["b1"], api=ports["b1"], https=ports["nx_https"],
                              http=ports["nx_http"])
     if args.nginx_no_log:
         conf = conf.replace(f"access_log {d}/proxy-access.log;", "access_log off;")
@@ -268,14 +288,15 @@ async def main(args: argparse.Namespace) -> None:
             ctl = IngressController(client, IngressConfig(state_dir=d / "ingress", http_port=free_port(),
                                                           https_port=free_port(),
                                                           access_log=not args.no_access_log,
-                                                          haproxy_global=tuple(args.haproxy_global)))
+                                                          haproxy_global=(f"nbthread {args.workers}",
+                                                                          *args.haproxy_global)))
             await ctl.start()
             try:
                 while not ctl.table.certs:
                     await asyncio.sleep(0.05)
                 await ctl.wait_applied(30)
                 if not args.skip_data:
-                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds)
+                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds, args.case)
                 if not args.skip_scale:
                     results["scale"] = await scale(api, ctl, ports, args.ingresses, args.endpoints, args.samples)
             finally:
@@ -299,6 +320,8 @@ if __name__ == "__main__":
     p.add_argument("--skip-data", action="store_true")
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--no-access-log", action="store_true", help="run the ingress without its access log")
+    p.add_argument("--case", action="append", help="only the data-path cases whose name holds this")
+    p.add_argument("--workers", type=int, default=2, help="nginx worker_processes = HAProxy nbthread")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per data-path case")
     p.add_argument("--haproxy-global", action="append", default=[], help="an extra HAProxy global line")
     p.add_argument("--nginx-no-log", action="store_true", help="nginx without its access log")

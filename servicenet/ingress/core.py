@@ -103,6 +103,32 @@ def _order(r: Route) -> tuple[int, int]:
     return (-length, 0 if r.kind == EXACT else 1)
 
 
+def _sig(o: Any) -> Any:
+    """What a dependency looked like: absent, its resourceVersion, or each slice's; None: unknown."""
+    if o is None:
+        return "-"
+    if isinstance(o, list):
+        sigs = tuple(((x.get("metadata") or {}).get("name"), (x.get("metadata") or {}).get("resourceVersion"))
+                     for x in o)
+        return None if any(v is None for _, v in sigs) else sigs
+    return (o.get("metadata") or {}).get("resourceVersion")
+
+
+@dataclass
+class _Fragment:
+    """What one Ingress contributes, before conflicts with other Ingresses are resolved: a memo by
+    the Ingress's resourceVersion, valid while the objects it read (``deps``) keep their versions."""
+
+    items: list[tuple[str, Any, int, int]]  # ("default", upstream, p0, p1) | ("route", key, p0, p1)
+    problems: list[Problem]  # items own problems[p0:p1]; the rest stand alone
+    routes: dict[tuple[str, str, str], Route]
+    upstreams: dict[str, Upstream]
+    certs: dict[str, tuple[bytes, set[str], bool]]
+    canary: annot.Options | None
+    deps: tuple[tuple[str, str, Any], ...]
+    memo: bool
+
+
 class _Compiler:
     def __init__(self, inp: Inputs) -> None:
         self.inp = inp
@@ -117,6 +143,14 @@ class _Compiler:
         self.certs: dict[str, tuple[bytes, set[str], bool]] = {}
         self.default_upstream = ""
         self.default_owner = ""
+        self.items: list[tuple[str, Any, int, int]] = []
+        self.deps: list[tuple[str, str, Any]] | None = None  # recording: what a fragment read
+
+    def _get(self, kind: str, key: str) -> Any:
+        o = {"service": self.services, "slices": self.slices, "secret": self.secrets}[kind].get(key)
+        if self.deps is not None:
+            self.deps.append((kind, key, _sig(o)))
+        return o
 
     def problem(self, ing: Obj, reason: str, message: str) -> None:
         md = ing.get("metadata") or {}
@@ -133,7 +167,7 @@ class _Compiler:
         name = svc_ref.get("name", "")
         port = svc_ref.get("port") or {}
         port_label = str(port.get("number") or port.get("name") or "")
-        svc = self.services.get(f"{ns}/{name}")
+        svc = self._get("service", f"{ns}/{name}")
         if svc is None:
             self.problem(ing, "ServiceNotFound", f"service {ns}/{name} not found")
             return self._unresolved(ns, f"{name}:{port_label}", opts, "service not found")
@@ -160,8 +194,8 @@ class _Compiler:
         return bname
 
     def endpoints(self, ns: str, svc: str, sport: Obj) -> tuple[tuple[str, int], ...]:
-        slices = self.slices.get(f"{ns}/{svc}", ())
-        n_ports = len((self.services.get(f"{ns}/{svc}") or {}).get("spec", {}).get("ports") or [])
+        slices = self._get("slices", f"{ns}/{svc}") or ()
+        n_ports = len((self._get("service", f"{ns}/{svc}") or {}).get("spec", {}).get("ports") or [])
         versions = tuple((sl.get("metadata") or {}).get("resourceVersion") for sl in slices)
         if not versions or None in versions:
             return self._endpoints(ns, svc, sport, slices, n_ports)
@@ -215,7 +249,7 @@ class _Compiler:
             sname = t.get("secretName")
             if not sname:
                 continue
-            sec = self.secrets.get(f"{ns}/{sname}")
+            sec = self._get("secret", f"{ns}/{sname}")
             if sec is None:
                 self.problem(ing, "SecretNotFound", f"TLS secret {ns}/{sname} not found: the default "
                              "certificate is served for its hosts")
@@ -250,8 +284,10 @@ class _Compiler:
         src = _key(ing)
         if spec.get("defaultBackend"):
             if not self.default_upstream:
+                p0 = len(self.problems)
                 self.default_upstream = self.upstream(ing, spec["defaultBackend"], opts)
                 self.default_owner = src
+                self.items.append(("default", self.default_upstream, p0, len(self.problems)))
             else:
                 self.problem(ing, "DefaultBackendConflict",
                              f"defaultBackend ignored: {self.default_owner} (older) already sets one")
@@ -292,10 +328,63 @@ class _Compiler:
                          f"{self.route_owner[key]} (older); this rule is ignored")
             return
         backend = hp.get("backend") or {}
+        p0 = len(self.problems)
         up = self.upstream(ing, backend, opts)
         self.routes[key] = Route(host, path, kind, up, src, tls, opts.ssl_redirect, opts.force_ssl_redirect,
                                  opts.body_limit, opts.rewrite, opts.allow, (), kind == REGEX)
         self.route_owner[key] = src
+        self.items.append(("route", key, p0, len(self.problems)))
+
+    # -- one Ingress at a time, memoized ----------------------------------------------------------------
+    def add_ingress(self, ing: Obj, canaries: list[tuple[Obj, annot.Options]]) -> None:
+        """``ingress(ing)`` through the memo: its fragment, computed or reused, merged in age order."""
+        name, rv = _key(ing), (ing.get("metadata") or {}).get("resourceVersion")
+        hit = self.cache.get(("frag", name)) if rv else None
+        frag = hit[1] if hit is not None and hit[0] == rv else None
+        if frag is not None and any(_sig(self._get(kind, key)) != sig for kind, key, sig in frag.deps):
+            frag = None
+        if frag is None:
+            frag = self._fragment(ing)
+            if rv and frag.memo:
+                self.cache[("frag", name)] = (rv, frag)
+        self._merge(ing, frag, canaries)
+
+    def _fragment(self, ing: Obj) -> _Fragment:
+        sub = _Compiler(self.inp)
+        sub.cache = self.cache
+        sub.deps = []
+        cans: list[tuple[Obj, annot.Options]] = []
+        sub.ingress(ing, cans)
+        return _Fragment(sub.items, sub.problems, sub.routes, sub.upstreams, sub.certs,
+                         cans[0][1] if cans else None, tuple(sub.deps), all(d[2] is not None for d in sub.deps))
+
+    def _merge(self, ing: Obj, frag: _Fragment, canaries: list[tuple[Obj, annot.Options]]) -> None:
+        owned = {i for it in frag.items for i in range(it[2], it[3])}
+        self.problems += [p for i, p in enumerate(frag.problems) if i not in owned]
+        if frag.canary is not None:
+            canaries.append((ing, frag.canary))
+            return
+        src = _key(ing)
+        for what, ref, p0, p1 in frag.items:
+            if what == "default":
+                if self.default_upstream:
+                    self.problem(ing, "DefaultBackendConflict",
+                                 f"defaultBackend ignored: {self.default_owner} (older) already sets one")
+                    continue
+                self.default_upstream, self.default_owner, up = ref, src, ref
+            else:
+                r = frag.routes[ref]
+                if ref in self.routes:
+                    self.problem(ing, "PathConflict", f"{r.host or '*'}{r.path} ({_ptype(r)}) is already served "
+                                 f"by {self.route_owner[ref]} (older); this rule is ignored")
+                    continue
+                self.routes[ref], self.route_owner[ref], up = r, src, r.upstream
+            if up in frag.upstreams:
+                self.upstreams[up] = frag.upstreams[up]
+            self.problems += frag.problems[p0:p1]
+        for fname, (pem, sni, any_host) in frag.certs.items():
+            cur = self.certs.get(fname)
+            self.certs[fname] = (pem, sni | (cur[1] if cur else set()), any_host or (cur[2] if cur else False))
 
     def canary(self, ing: Obj, opts: annot.Options) -> None:
         src = _key(ing)
@@ -317,6 +406,11 @@ class _Compiler:
                 c = Canary(up, opts.canary_weight, opts.canary_weight_total, opts.canary_header,
                            opts.canary_header_value, opts.canary_cookie, src)
                 self.routes[k] = Route(**{**r.__dict__, "canaries": (c,)})
+
+
+def _ptype(r: Route) -> str:
+    """The pathType a route came from (a regex path is an ImplementationSpecific one)."""
+    return "ImplementationSpecific" if r.kind == REGEX else r.kind
 
 
 def refresh_endpoints(table: Table, services: Any, slices: Any, changed: set[str]) -> Table:
@@ -368,7 +462,7 @@ def compile_table(inp: Inputs) -> Table:
     c = _Compiler(inp)
     canaries: list[tuple[Obj, annot.Options]] = []
     for ing in served:
-        c.ingress(ing, canaries)
+        c.add_ingress(ing, canaries)
     for ing, opts in canaries:
         c.canary(ing, opts)
     by_host: dict[str, list[Route]] = {}

@@ -238,7 +238,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    option http-keep-alive",
         "    option idle-close-on-response",  # on reload, close idle client connections only after a response
         "    option forwardfor",
-        "    http-reuse safe",
+        "    http-reuse aggressive",  # like nginx's keepalive upstreams: a client's first request may reuse one
         "    option redispatch",  # a failed connection is retried on another server
         "    retries 2",
         "    timeout connect 5s",
