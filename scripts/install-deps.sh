@@ -16,6 +16,9 @@ have haproxy   || need+=(haproxy)
 have curl      || need+=(curl)
 have etcd      || need+=(etcd-server)
 have wrk       || need+=(wrk)
+# rootless mode (--network userns) and its test: unshare/nsenter/setpriv
+have nsenter   || need+=(util-linux)
+have setpriv   || need+=(util-linux)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: missing ${need[*]} and not root; install them with apt-get" >&2

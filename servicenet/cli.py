@@ -11,13 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from servicenet import __version__
+from servicenet import __version__, rootless
 from servicenet.api import wellknown as wk
-from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
+from servicenet.cluster import up_nodes
 from servicenet.common import log
 from servicenet.common.runner import wait_for_signal
-from servicenet.up import build_components
+
+# The control-plane modules load only when `apiserver` or `up` runs: a component process
+# started through this CLI (dns, proxy, node, ...) then carries only its own code. Importing
+# the API server (protobuf descriptors, CEL, schemas) cost every component about 33 MiB RSS.
+APISERVER_MODULE = "servicenet.apiserver.server"
+UP_MODULE = "servicenet.up"
 
 DEFAULT_DATA_DIR = Path(os.environ.get("SERVICENET_DATA_DIR", str(Path.home() / ".servicenet")))
 
@@ -60,6 +65,10 @@ def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests-inflight", type=int, default=400)
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="NoExecute not-ready toleration added to pods (DefaultTolerationSeconds admission)")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="NoExecute unreachable toleration added to pods (DefaultTolerationSeconds admission)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="run an embedded cluster: API server and every component")
     _api_args(up)
-    up.add_argument("--network", choices=["auto", "netns", "loopback", "virtual"], default="auto")
+    up.add_argument("--network", choices=["auto", "netns", "userns", "loopback", "virtual"], default="auto",
+                    help="userns: the netns mode without root, inside a user namespace (docs/rootless.md)")
     up.add_argument("--proxy-mode", choices=["auto", "userspace", "iptables", "nftables"], default="auto")
     up.add_argument("--dns-listen", action="append", type=_hostport, default=None, metavar="HOST:PORT")
     up.add_argument("--node-name", default="node-1")
@@ -75,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ingress-https-port", type=int, default=None,
                     help="ingress HTTPS port (netns 443, loopback 8443)")
     up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
+    up.add_argument("--nodes", type=int, default=0,
+                    help="netns mode: N node namespaces on an underlay bridge, each with its own node agent, "
+                         "proxy and DNS processes (docs/nodes.md)")
     api = sub.add_parser("apiserver", help="run the API server alone")
     _api_args(api)
     kc = sub.add_parser("kubeconfig", help="print a kubeconfig for the cluster")
@@ -92,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _network_mode(requested: str) -> str:
     if requested != "auto":
         return requested
-    return "netns" if os.geteuid() == 0 else "loopback"
+    mode, why = rootless.auto_mode()
+    if mode == "loopback":
+        print(f"servicenet up: network mode loopback: {why}", file=sys.stderr, flush=True)
+    return mode
 
 
 def _service_cidrs(args: argparse.Namespace, network: str) -> list[str]:
@@ -103,19 +119,22 @@ def _service_cidrs(args: argparse.Namespace, network: str) -> list[str]:
 
 def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
     lo, _, hi = args.node_port_range.partition("-")
-    return ApiServerConfig(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
-                           storage=args.storage, service_cidrs=_service_cidrs(args, network),
-                           node_port_range=(int(lo), int(hi)),
-                           encryption_config=args.encryption_provider_config,
-                           audit_policy_file=args.audit_policy_file, audit_log_path=args.audit_log_path,
-                           audit_log_maxsize=args.audit_log_maxsize, audit_log_maxbackup=args.audit_log_maxbackup,
-                           max_requests_inflight=args.max_requests_inflight,
-                           max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-                           request_timeout=args.request_timeout)
+    config_type = importlib.import_module(APISERVER_MODULE).ApiServerConfig
+    return config_type(data_dir=args.data_dir, host=args.api_listen[0], port=args.api_listen[1],
+                       storage=args.storage, service_cidrs=_service_cidrs(args, network),
+                       node_port_range=(int(lo), int(hi)),
+                       encryption_config=args.encryption_provider_config,
+                       audit_policy_file=args.audit_policy_file, audit_log_path=args.audit_log_path,
+                       audit_log_maxsize=args.audit_log_maxsize, audit_log_maxbackup=args.audit_log_maxbackup,
+                       max_requests_inflight=args.max_requests_inflight,
+                       max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                       request_timeout=args.request_timeout,
+                       default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                       default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:
-    server = ApiServer(_api_config(args))
+    server = importlib.import_module(APISERVER_MODULE).ApiServer(_api_config(args))
     await server.start()
     print(f"servicenet apiserver listening on {server.url}")
     print(f"kubeconfig: {server.kubeconfig_path}  (export KUBECONFIG={server.kubeconfig_path})", flush=True)
@@ -140,15 +159,29 @@ async def _run_up(args: argparse.Namespace) -> int:
         return 2
     if args.dns_listen is None:
         args.dns_listen = [("127.0.0.1", 1053)]
-    api = ApiServer(_api_config(args, network))
+    api = importlib.import_module(APISERVER_MODULE).ApiServer(_api_config(args, network))
+    if args.nodes:
+        if network != "netns":
+            print("servicenet up: --nodes needs --network netns (root)", file=sys.stderr)
+            return 2
+        await api.start()
+        client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
+        try:
+            up = importlib.import_module(UP_MODULE)
+            extra = [up.ControllerManager(client), up.KubeDnsEndpoints(client, api.services.dns_ip(), 53)]
+            return await up_nodes.run(args, api, extra)
+        finally:
+            await client.close()
+            await api.stop()
     await api.start()
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
     try:
-        for comp in build_components(args, network, client, api):
+        for comp in importlib.import_module(UP_MODULE).build_components(args, network, client, api):
             await comp.start()
             components.append(comp)
-        print(f"servicenet {__version__} is up (network mode: {network})")
+        inside = " inside a user namespace (rootless)" if os.environ.get(rootless.ENV_HOLDER) else ""
+        print(f"servicenet {__version__} is up (network mode: {network}{inside})")
         print(f"  {'apiserver':<20} {api.url}")
         for comp in components:
             for what, where in comp.describe().items():
@@ -191,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         log.setup()
         mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])
         return int(mod.main(argv[1:]))
+    if argv and argv[0] == "ssh":
+        return up_nodes.ssh_main(argv[1:])
     if argv and argv[0] in TOOL_COMMANDS:
         return int(importlib.import_module(TOOL_COMMANDS[argv[0]][0]).main(argv[1:]))
     args = build_parser().parse_args(argv)
@@ -203,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "apiserver":
         return _run(_run_apiserver(args))
     if args.cmd == "up":
+        args.network = _network_mode(args.network)
+        if args.network == "userns":
+            return rootless.supervise(argv, args.data_dir)
         return _run(_run_up(args))
     return 2
 

@@ -8,6 +8,7 @@ controllers, node agent (it creates the node network namespace), DNS, the proxy,
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,16 @@ from servicenet.api import wellknown as wk
 from servicenet.apiserver.podaccess import ComponentClients, KubernetesEndpoint
 from servicenet.client import ApiClient, ApiError
 from servicenet.common import log
+from servicenet.common.userns import ENV_HOLDER
 from servicenet.controllers.manager import ControllerManager
 from servicenet.dns import server as dns_server
 from servicenet.ingress import cli as ingress_cli
 from servicenet.node.agent import NodeAgent
 from servicenet.proxy import server as proxy_server
+from servicenet.proxy.hostports import HostPorts, LoopbackPortNotes
 
 _log = log.get("up")
+INGRESS_HOST_PORTS = (8080, 8443)  # the host side of the ingress in userns mode (as loopback mode)
 
 
 class KubeDnsEndpoints:
@@ -114,4 +118,20 @@ def build_components(args: argparse.Namespace, network: str, client: ApiClient, 
         out.append(proxy_server.build_for_up(client=client_for("proxy"), args=args, network=network, api=api))
     if on("ingress"):
         out.append(ingress_cli.build_for_up(client_for("ingress"), args, network, admin=client))
+    out.extend(host_side_components(args, network, client, node))  # rootless: the host's view
     return out
+
+
+def host_side_components(args: Any, network: str, client: Any, node: Any) -> list[Any]:
+    """What ``up`` adds for the host's view: forwarders in the userns mode, the low-port
+    annotation in loopback mode without root (``client``: the admin client, it patches Services)."""
+    wanted = {c for c in (getattr(args, "only", "") or "").split(",") if c}
+    if network == "netns" and os.environ.get(ENV_HOLDER) and node is not None:
+        fixed: tuple[tuple[str, int, int], ...] = ()
+        if not wanted or "ingress" in wanted:
+            fixed = (("ingress-http", INGRESS_HOST_PORTS[0], getattr(args, "ingress_http_port", None) or 80),
+                     ("ingress-https", INGRESS_HOST_PORTS[1], getattr(args, "ingress_https_port", None) or 443))
+        return [HostPorts(client, lambda: (node.network.node_netns, node.network.node_ip), fixed)]
+    if network == "loopback" and os.geteuid() != 0 and (not wanted or "proxy" in wanted):
+        return [LoopbackPortNotes(client)]
+    return []

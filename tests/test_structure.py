@@ -44,6 +44,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # composition roots: they assemble the components
     "servicenet.cli": ANYTHING,
     "servicenet.up": ANYTHING,
+    "servicenet.cluster": ANYTHING,  # composition root of `servicenet up --nodes`
+    "servicenet.rootless": ANYTHING,  # rootless mode: the supervisor `up` becomes (docs/rootless.md)
     "servicenet.testing": ANYTHING,
     "servicenet": ANYTHING,  # servicenet/__init__.py
 }
@@ -53,14 +55,15 @@ CORES = [
     "servicenet.api.*",
     "servicenet.dns.model", "servicenet.dns.records", "servicenet.dns.responder", "servicenet.dns.wire",
     "servicenet.controllers.*_core", "servicenet.controllers.actions", "servicenet.controllers.slicepack",
-    "servicenet.controllers.wakeup",
+    "servicenet.controllers.wakeup", "servicenet.controllers.scheduler_affinity",
+    "servicenet.node.hostgw", "servicenet.cluster.plan",
     "servicenet.node.restart", "servicenet.node.status", "servicenet.node.podspec", "servicenet.node.envvars",
     "servicenet.node.probes", "servicenet.node.spdy", "servicenet.node.spdy_frames",
     "servicenet.apiserver.watchfilter",
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
     "servicenet.proxy.render_nftables", "servicenet.proxy.nft_commands", "servicenet.proxy.nft_skeleton",
-    "servicenet.proxy.planner",
+    "servicenet.proxy.planner", "servicenet.proxy.published",
     "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
     "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
 ]

@@ -160,27 +160,31 @@ class Informer:
                 _log.exception("handler failed", resource=self.plural, event=etype)
 
     async def _relist(self) -> None:
-        res = await self.client.list_all(self.api_version, self.plural, self.namespace,
-                                         label_selector=self.label_selector,
-                                         field_selector=self.field_selector, page=self.page_size)
-        self.relists += 1
-        fresh = {object_key(o): o for o in res.get("items") or []}
-        for key in [k for k in self.cache.items if k not in fresh]:
+        # Page by page: each page's objects are cached (through the transform) and announced,
+        # then dropped, so the peak memory of a relist is one page, not the whole collection.
+        seen: set[str] = set()
+        rv = ""
+        async for res in self.client.list_pages(self.api_version, self.plural, self.namespace,
+                                                label_selector=self.label_selector,
+                                                field_selector=self.field_selector, page=self.page_size):
+            kind = res.get("kind", "")
+            for obj in res.get("items") or []:
+                if kind.endswith("List") and "kind" not in obj:
+                    obj["kind"] = kind[:-4]
+                    obj["apiVersion"] = res.get("apiVersion", self.api_version)
+                seen.add(object_key(obj))
+                old = self.cache.upsert(self._cached(obj))
+                if old is None:
+                    self._emit("ADDED", obj, None)
+                elif meta_of(old).get("resourceVersion") != meta_of(obj).get("resourceVersion"):
+                    self._emit("MODIFIED", obj, old)
+            rv = meta_of(res).get("resourceVersion", "")
+        for key in [k for k in self.cache.items if k not in seen]:
             old = self.cache.items[key]
             self.cache.remove(old)
             self._emit("DELETED", old, None)
-        for obj in fresh.values():
-            kind = res.get("kind", "")
-            if kind.endswith("List") and "kind" not in obj:
-                obj["kind"] = kind[:-4]
-                obj["apiVersion"] = res.get("apiVersion", self.api_version)
-            old = self.cache.upsert(self._cached(obj))
-            if old is None:
-                self._emit("ADDED", obj, None)
-            elif meta_of(old).get("resourceVersion") != meta_of(obj).get(
-                    "resourceVersion"):
-                self._emit("MODIFIED", obj, old)
-        self.resource_version = meta_of(res).get("resourceVersion", "")
+        self.relists += 1
+        self.resource_version = rv
         self._synced.set()
 
     async def _run(self) -> None:

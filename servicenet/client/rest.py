@@ -118,20 +118,32 @@ class ApiClient:
                   "continue": continue_, "resourceVersion": resource_version}
         return await self.request("GET", collection_path(api_version, plural, namespace), params=params)
 
+    async def list_pages(self, api_version: str, plural: str, namespace: str | None = None, *,
+                         label_selector: str | None = None, field_selector: str | None = None,
+                         page: int = 500) -> AsyncIterator[dict[str, Any]]:
+        """LIST in pages of ``page`` items following ``continue`` tokens; yields each page's List.
+        Only one page is held at a time, so a large collection never sits in memory twice."""
+        cont: str | None = None
+        while True:
+            res = await self.list(api_version, plural, namespace, label_selector=label_selector,
+                                  field_selector=field_selector, limit=page, continue_=cont)
+            cont = meta_of(res).get("continue")
+            yield res
+            if not cont:
+                return
+
     async def list_all(self, api_version: str, plural: str, namespace: str | None = None, *,
                        label_selector: str | None = None, field_selector: str | None = None,
                        page: int = 500) -> dict[str, Any]:
         """LIST following ``continue`` tokens; returns one List with every item."""
         items: list[dict[str, Any]] = []
-        cont: str | None = None
-        while True:
-            res = await self.list(api_version, plural, namespace, label_selector=label_selector,
-                                  field_selector=field_selector, limit=page, continue_=cont)
+        async for res in self.list_pages(api_version, plural, namespace, label_selector=label_selector,
+                                         field_selector=field_selector, page=page):
             items.extend(res.get("items") or [])
-            cont = meta_of(res).get("continue")
-            if not cont:
+            if not meta_of(res).get("continue"):
                 res["items"] = items
                 return res
+        raise AssertionError("unreachable: the last page has no continue token")
 
     async def create(self, api_version: str, plural: str, namespace: str | None, body: dict[str, Any], *,
                      field_manager: str | None = None, dry_run: bool = False) -> dict[str, Any]:

@@ -57,11 +57,22 @@ def socket_in_netns(name: str | None, family: int, type_: int, bind: tuple[str, 
                     reuse_port: bool = False) -> socket.socket:
     """Create (and optionally bind) a socket inside namespace ``name`` (None = this namespace)."""
 
-    def make() -> socket.socket:
-        s = socket.socket(family, type_)
+    def share(s: socket.socket) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+    def make() -> socket.socket:
+        s = socket.socket(family, type_)
+        if bind is not None and bind[1] == 0:
+            # Port 0 asks for a port of our own. With SO_REUSEADDR/SO_REUSEPORT set before the
+            # bind, Linux may hand out a port another such socket of this user already holds,
+            # and the two then share (or steal) each other's datagrams. Bind first, share after:
+            # later sockets can still join this one's SO_REUSEPORT group.
+            s.bind(bind)
+            share(s)
+            return s
+        share(s)
         if bind is not None:
             s.bind(bind)
         return s

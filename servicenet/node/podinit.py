@@ -40,6 +40,16 @@ def _mount(src: str | None, dst: str, flags: int) -> None:
     _check(_libc.mount(src.encode() if src else None, dst.encode(), None, flags, None), f"mount {dst}")
 
 
+# statvfs f_flag bit -> mount(2) flag, for the per-mount flags a remount must repeat
+_KEEP_FLAGS = ((os.ST_NOSUID, 2), (os.ST_NODEV, 4), (os.ST_NOEXEC, 8), (os.ST_NOATIME, 1024),
+               (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+
+
+def _locked_flags(path: str) -> int:
+    f = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _KEEP_FLAGS if f & st)
+
+
 def enter_pod(spec: dict[str, Any]) -> None:
     """Do the namespace work for ``spec`` in the calling process (single-threaded)."""
     if spec.get("netns"):
@@ -62,8 +72,8 @@ def enter_pod(spec: dict[str, Any]) -> None:
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 open(dst, "a").close()
         _mount(src, dst, MS_BIND | MS_REC)
-        if read_only:
-            _mount(None, dst, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        if read_only:  # keep the flags the mount already has (in a user namespace they are locked)
+            _mount(None, dst, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(dst))
     # ports below 1024 need no privilege inside a pod's own network namespace (as container runtimes)
     try:
         with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as f:
@@ -76,7 +86,11 @@ def enter_pod(spec: dict[str, Any]) -> None:
     user = spec.get("user")
     if user:  # drop to the container's user last (after the privileged namespace and mount work)
         uid, gid, groups = int(user[0]), int(user[1]), [int(g) for g in user[2]]
-        os.setgroups(groups)
+        try:
+            os.setgroups(groups)
+        except PermissionError:  # a user namespace with setgroups denied: fine if nothing would change
+            if not set(groups) <= {gid, *os.getgroups()}:
+                raise
         os.setgid(gid)
         os.setuid(uid)
 

@@ -21,6 +21,8 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from servicenet.common.userns import uid_mapped
+
 NOBODY = 65534
 Obj = dict[str, Any]
 
@@ -94,6 +96,8 @@ def reachable_by(path: str, uid: int, gid: int, want: int = 5) -> bool:
 
 def default_user(python: str, package_dir: str) -> tuple[int, str]:
     """(uid, reason) for containers without a runAsUser: nobody, unless nobody cannot run them."""
+    if not uid_mapped(NOBODY):
+        return 0, f"uid {NOBODY} is not mapped in this user namespace (one-uid mapping; see docs/rootless.md)"
     for what in (python, package_dir):
         if not reachable_by(what, NOBODY, NOBODY):
             return 0, f"{what} is not readable by uid {NOBODY}"

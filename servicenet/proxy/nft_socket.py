@@ -8,13 +8,13 @@ reported any error of) the whole batch.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
 import struct
 from collections.abc import Iterable, Sequence
 
+from servicenet.common.netns import run_in_netns
 from servicenet.proxy.nft_commands import Command
 from servicenet.proxy.nft_encode import (
     F_ACK,
@@ -39,41 +39,23 @@ class NetlinkError(OSError):
     """The kernel rejected the batch."""
 
 
-_CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
 class NetlinkSession:
     """A netfilter netlink socket bound inside ``netns`` (None: the current namespace)."""
 
     def __init__(self, netns: str | None) -> None:
-        if netns is None:
-            self.sock = self._open()
-        else:
-            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-            target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                _setns(target)
-                try:
-                    self.sock = self._open()
-                finally:
-                    _setns(own)
-            finally:
-                os.close(own)
-                os.close(target)
+        # in a short-lived thread that joins the namespace: a thread never has to switch back
+        # (which a user-namespace root may not do: the host's namespace is not its own)
+        self.sock = self._open() if netns is None else run_in_netns(netns, self._open)
         self._seq = 1
         self._sndbuf = 0
 
     @staticmethod
     def _open() -> socket.socket:
         sk = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        sk.setsockopt(socket.SOL_SOCKET, 33, 1 << 24)  # SO_RCVBUFFORCE: room for error reports
+        try:
+            sk.setsockopt(socket.SOL_SOCKET, 33, 1 << 24)  # SO_RCVBUFFORCE: room for error reports
+        except PermissionError:  # needs CAP_NET_ADMIN of the host (absent in a user namespace)
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
         sk.bind((0, 0))
         sk.settimeout(60)
         return sk
@@ -103,7 +85,10 @@ class NetlinkSession:
             return 0
         need = len(batch) + 4096
         if need > self._sndbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, 32, need)  # SO_SNDBUFFORCE: the batch goes in one send
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, 32, need)  # SO_SNDBUFFORCE: the batch goes in one send
+            except PermissionError:  # in a user namespace: up to net.core.wmem_max (batches beyond fail)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, need)
             self._sndbuf = need
         self.sock.send(batch)
         self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, F_REQUEST | F_ACK, barrier, 0, b""))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from servicenet.common import log
 from servicenet.proxy.balancer import Addr, Balancer
 from servicenet.proxy.model import DesiredState
+from servicenet.proxy.published import LOW_PORT_OFFSET
 
 _log = log.get("proxy.userspace")
 CONNECT_TIMEOUTS = (0.25, 0.5, 1.0, 2.0)  # per attempt, like the old userspace proxy
@@ -395,7 +396,7 @@ class UserspaceProxy:
     """Listeners for every reachable (VIP, port, proto) of a :class:`DesiredState`."""
 
     def __init__(self, *, mode: str = "rr", copy: str = "auto", udp_idle_timeout: float = 1.0,
-                 nodeport_addresses: Iterable[str] | None = None) -> None:
+                 nodeport_addresses: Iterable[str] | None = None, low_port_offset: int = LOW_PORT_OFFSET) -> None:
         if copy not in ("auto", "splice", "buffer"):
             raise ValueError(f"unknown copy mode {copy!r}")
         self.loop = asyncio.get_running_loop()
@@ -412,6 +413,8 @@ class UserspaceProxy:
         self.listeners: dict[tuple[str, int, str], _Listener] = {}
         self.services: dict[str, _Service] = {}
         self.bind_errors: dict[tuple[str, int, str], str] = {}
+        self.low_port_offset = low_port_offset  # 0: a port below 1024 that cannot be bound is absent
+        self.offset_ports: dict[tuple[str, int, str], int] = {}  # (ip, port, proto) -> port served at
         self._sweeper: asyncio.TimerHandle | None = None
 
     def apply(self, state: DesiredState) -> None:
@@ -441,6 +444,7 @@ class UserspaceProxy:
                         want[(ip, sp.node_port, proto)] = key
         for k in [k for k in self.listeners if want.get(k) is None]:
             self.listeners.pop(k).close()  # existing TCP connections keep draining
+            self.offset_ports.pop(k, None)
         self.bind_errors = {}
         for k, skey in want.items():
             lst = self.listeners.get(k)
@@ -449,6 +453,8 @@ class UserspaceProxy:
                 continue
             try:
                 self.listeners[k] = self._listen(k, services[skey])
+            except PermissionError as exc:
+                self._listen_offset(k, services[skey], skey, exc)
             except OSError as exc:
                 self.bind_errors[k] = str(exc)
                 _log.warning("cannot listen", addr=f"{k[0]}:{k[1]}/{k[2]}", error=str(exc))
@@ -456,8 +462,29 @@ class UserspaceProxy:
         if self._sweeper is None and any(k[2] == "UDP" for k in self.listeners):
             self._schedule_sweep()
 
-    def _listen(self, key: tuple[str, int, str], svc: _Service) -> _Listener:
-        ip, port, proto = key
+    def _listen_offset(self, k: tuple[str, int, str], svc: _Service, skey: str, exc: OSError) -> None:
+        """A port below 1024 without the privilege to bind it: serve it at ``port + low_port_offset``
+        (loopback mode, documented in docs/rootless.md) and say so once, naming the Service."""
+        alt = k[1] + self.low_port_offset
+        if k[1] >= 1024 or not self.low_port_offset:
+            self.bind_errors[k] = str(exc)
+            _log.warning("cannot listen", addr=f"{k[0]}:{k[1]}/{k[2]}", service=skey, error=str(exc))
+            return
+        try:
+            self.listeners[k] = self._listen(k, svc, port=alt)
+        except OSError as exc2:
+            self.bind_errors[k] = str(exc2)
+            _log.warning("cannot listen", addr=f"{k[0]}:{k[1]}/{k[2]}", service=skey, error=str(exc),
+                         fallback=f"{k[0]}:{alt}", fallback_error=str(exc2),
+                         way_out="run servicenet up as root, or with --network userns")
+            return
+        self.offset_ports[k] = alt
+        _log.warning("privileged port served at an offset", service=skey, port=k[1], served=f"{k[0]}:{alt}",
+                     way_out="ports below 1024 need root or --network userns (see docs/rootless.md)")
+
+    def _listen(self, key: tuple[str, int, str], svc: _Service, port: int | None = None) -> _Listener:
+        ip, _, proto = key
+        port = key[1] if port is None else port
         fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM)
         try:
@@ -486,7 +513,8 @@ class UserspaceProxy:
         self._schedule_sweep()
 
     def describe(self) -> list[str]:
-        return sorted(f"{ip}:{port}/{proto}" for ip, port, proto in self.listeners)
+        return sorted(f"{ip}:{self.offset_ports.get((ip, port, proto), port)}/{proto}"
+                      for ip, port, proto in self.listeners)
 
     def close(self, *, cut_connections: bool = True) -> None:
         if self._sweeper is not None:

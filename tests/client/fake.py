@@ -1,4 +1,4 @@
-"""A fake of the informer's one I/O seam (``list_all`` + ``watch`` of ``ApiClient``), no sockets.
+"""A fake of the informer's one I/O seam (``list_pages`` + ``watch`` of ``ApiClient``), no sockets.
 
 Like httpcore's mock streams: the test scripts what each watch connection yields (events, or an
 exception to raise), and the fake records what the informer asked for.
@@ -29,15 +29,21 @@ class FakeApi:
         self.revision = revision
         self.scripts: deque[Iterable[Any]] = deque()  # one per watch connection
         self.lists = 0
+        self.pages = 0
         self.watches: list[str | None] = []  # resourceVersion of each watch request
         self.idle = asyncio.Event()  # set once a watch finds no script left (the informer is parked)
 
-    async def list_all(self, api_version: str, plural: str, namespace: str | None = None, *,
-                       label_selector: str | None = None, field_selector: str | None = None,
-                       page: int = 500) -> Obj:
+    async def list_pages(self, api_version: str, plural: str, namespace: str | None = None, *,
+                         label_selector: str | None = None, field_selector: str | None = None,
+                         page: int = 500) -> AsyncIterator[Obj]:
+        """Pages of ``page`` items; every page but the last carries a continue token."""
         self.lists += 1
-        return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(self.revision)},
-                "items": [copy.deepcopy(o) for o in self.items.values()]}
+        items = [copy.deepcopy(o) for o in self.items.values()]
+        for start in range(0, max(1, len(items)), page):
+            more = start + page < len(items)
+            md = {"resourceVersion": str(self.revision), **({"continue": str(start + page)} if more else {})}
+            self.pages += 1
+            yield {"kind": "PodList", "apiVersion": "v1", "metadata": md, "items": items[start:start + page]}
 
     def watch(self, api_version: str, plural: str, namespace: str | None = None, *,
               resource_version: str | None = None, label_selector: str | None = None,

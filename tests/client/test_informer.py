@@ -66,10 +66,21 @@ async def test_410_relists_and_emits_the_difference() -> None:
     seen = recorder(inf)
     await run_until_idle(api, inf)
     assert api.lists == 2 and inf.relists == 2
-    assert seen[2:] == [("DELETED", "a", None), ("MODIFIED", "b", "5"), ("ADDED", "c", None)]
+    # as client-go's Replace: the listed objects first, then deletions of what the list lacked
+    assert seen[2:] == [("MODIFIED", "b", "5"), ("ADDED", "c", None), ("DELETED", "a", None)]
     assert sorted(o["metadata"]["name"] for o in inf.list()) == ["b", "c"]
     assert api.watches == ["5", "9"]  # the new watch starts at the re-list's revision
     assert sleep.delays == []  # a 410 re-lists at once
+
+
+async def test_a_relist_is_taken_page_by_page() -> None:
+    api = FakeApi([pod(f"p{i}", i + 1) for i in range(25)], revision=30)
+    inf = Informer(api, "v1", "pods", sleep=SleepRecorder(), page_size=10)  # type: ignore[arg-type]
+    seen = recorder(inf)
+    await run_until_idle(api, inf)
+    assert api.lists == 1 and api.pages == 3
+    assert len(inf.list()) == 25 and [e[0] for e in seen] == ["ADDED"] * 25
+    assert api.watches == ["30"]
 
 
 async def test_410_from_the_watch_request_itself_relists() -> None:

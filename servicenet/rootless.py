@@ -1,0 +1,108 @@
+"""``servicenet up --network userns``: the rootless netns mode (see docs/rootless.md).
+
+The ``up`` process the user started becomes a small supervisor (no asyncio, no threads):
+
+1. it starts the namespace holder (:func:`servicenet.common.userns.start_holder`);
+2. it runs the cluster as ``python -m servicenet.cli up --network netns …`` through ``nsenter``
+   into the holder's user, mount and pid namespaces
+   (:func:`servicenet.common.userns.nsenter_argv`); there the cluster is uid 0 and the netns mode
+   runs unchanged, in the host's network namespace (API server, DNS and forwarders on 127.0.0.1);
+3. SIGTERM/SIGINT are passed to the cluster, which tears down; then the holder is killed.
+
+If the supervisor is killed with SIGKILL, the kernel's parent-death signal takes the holder
+with it, and the end of the holder's pid namespace takes the cluster process and every pod.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from servicenet.common.userns import (
+    ENV_HOLDER,
+    Holder,
+    UsernsError,
+    children,
+    nsenter_argv,
+    pdeathsig,
+    probe,
+    start_holder,
+)
+
+STOP_GRACE = 30.0  # seconds the cluster gets to tear down after SIGTERM
+
+
+def auto_mode() -> tuple[str, str]:
+    """``--network auto`` for this process: (mode, one-line reason)."""
+    if os.geteuid() == 0:
+        return "netns", "running as root"
+    why = probe()
+    if why is None:
+        return "userns", "not root; unprivileged user namespaces are available"
+    return "loopback", f"not root and {why}; Service ports below 1024 are served at port+10000"
+
+
+def inner_argv(argv: list[str]) -> list[str]:
+    """The cluster command: the user's ``up`` arguments with the network mode set to netns."""
+    return [sys.executable, "-m", "servicenet.cli", *argv, "--network", "netns"]
+
+
+def supervise(argv: list[str], data_dir: Path) -> int:
+    """Run ``servicenet up`` (``argv``, starting with ``up``) inside a user namespace."""
+    why = probe()
+    if why is not None:
+        print(f"servicenet up: --network userns: {why}", file=sys.stderr)
+        return 2
+    try:
+        holder = start_holder(str(Path(data_dir) / "userns"))
+    except UsernsError as exc:
+        print(f"servicenet up: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_cluster(holder, argv)
+    finally:
+        holder.stop()
+
+
+def _run_cluster(holder: Holder, argv: list[str]) -> int:
+    env = dict(os.environ)
+    env[ENV_HOLDER] = str(holder.pid)
+    cwd = os.getcwd()
+    stopping = False
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            for pid in children(child.pid):  # nsenter's child: the cluster (nsenter passes no signals on)
+                os.kill(pid, signal.SIGTERM)
+
+    for s in old:
+        signal.signal(s, forward)
+    try:
+        child = subprocess.Popen(nsenter_argv(holder.pid, cwd, inner_argv(argv)), env=env, preexec_fn=pdeathsig)
+        deadline: float | None = None
+        while True:
+            try:
+                rc = child.wait(0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping and deadline is None:
+                deadline = time.monotonic() + STOP_GRACE
+            if (deadline is not None and time.monotonic() > deadline) or not holder.alive():
+                child.kill()
+        return 0 if stopping and rc in (0, -signal.SIGTERM) else rc
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        for s, h in old.items():
+            signal.signal(s, h)
+

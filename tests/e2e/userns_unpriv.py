@@ -1,0 +1,265 @@
+"""The rootless walkthrough, run as an unprivileged user (spawned by test_userns via setpriv with
+the system python3; the package and its dependencies on PYTHONPATH). It starts the real
+``servicenet up`` command three times and drives it with the real kubectl, curl, wget, nslookup:
+
+1. ``--network auto`` (user namespaces allowed): the hostnames and web walkthroughs, from a pod
+   and from the host through the published forwarder; then SIGTERM;
+2. a second cluster (iptables proxy mode) with pods, then SIGKILL of ``servicenet up``:
+   everything must go;
+3. with an ``unshare`` that fails (a PATH shim): the loopback fallback and its port offset.
+
+Usage: ``python3 userns_unpriv.py <writable dir> <repo manifests dir>``. Prints one JSON line of
+observations; the test makes the assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+N = 600
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def until(fn: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Up:
+    """One ``servicenet up`` process with its output collected by a thread."""
+
+    def __init__(self, data: Path, extra_env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.data = data
+        self.api, self.dns = free_port(), free_port()
+        argv = [sys.executable, "-m", "servicenet.cli", "up", "--network", "auto", "--data-dir", str(data),
+                "--api-listen", f"127.0.0.1:{self.api}", "--dns-listen", f"127.0.0.1:{self.dns}",
+                "--only", "controller-manager,node,dns,proxy", *extra]
+        env = dict(os.environ, **(extra_env or {}))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
+              90, "servicenet up")
+        if self.proc.poll() is not None:
+            raise SystemExit("servicenet up exited:\n" + "".join(self.lines[-40:]))
+        self.env = dict(os.environ, KUBECONFIG=str(data / "kubeconfig"))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def summary(self) -> str:
+        return "".join(ln for ln in self.lines if not ln.startswith("20"))  # the printed part, not logs
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        p = subprocess.run(["kubectl", *args], env=self.env, capture_output=True, text=True, input=input,
+                           timeout=120)
+        if check and p.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)}: {p.stderr}")
+        return p.stdout
+
+    def pods(self) -> dict[str, dict[str, Any]]:
+        items = json.loads(self.kubectl("get", "pods", "-o", "json"))["items"]
+        return {p["metadata"]["name"]: p for p in items}
+
+    def ready_pods(self, prefix: str) -> dict[str, str]:
+        out = {}
+        for name, p in self.pods().items():
+            conds = (p.get("status") or {}).get("conditions") or []
+            if name.startswith(prefix) and any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                out[name] = p["status"]["podIP"]
+        return out
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def own_userns() -> str:
+    return os.readlink("/proc/self/ns/user")
+
+
+def foreign_userns_processes() -> list[str]:
+    """Our processes that live in another user namespace (the holder, the cluster, its pods)."""
+    me, out = own_userns(), []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+                continue
+            if os.readlink(f"/proc/{pid}/ns/user") != me:
+                with open(f"/proc/{pid}/comm") as f:
+                    out.append(f"{pid}:{f.read().strip()}")
+        except OSError:
+            continue
+    return out
+
+
+def counts(cmd: list[str], env: dict[str, str] | None = None) -> Counter[str]:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env).stdout
+    return Counter(ln.strip() for ln in out.splitlines() if ln.strip())
+
+
+def curl_loop(url: str, n: int) -> list[str]:
+    return ["sh", "-c", f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); curl -s --max-time 2 {url} || echo fail; "
+                        "echo; done"]
+
+
+def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
+    data = tmp / "userns"
+    up = Up(data)
+    res["summary"] = up.summary()
+    try:
+        up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
+        up.kubectl("apply", "-f", str(manifests / "web-sts.yaml"))
+        up.kubectl("patch", "svc", "hostnames", "-p", '{"spec":{"type":"NodePort"}}')
+        pods = until(lambda: (p := up.ready_pods("hostnames")) and len(p) == 3 and p, 90, "3 hostnames pods")
+        until(lambda: "web-0" in up.ready_pods("web-0"), 90, "web-0 ready")
+        res["pods"] = pods
+        svc = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))
+        vip = svc["spec"]["clusterIP"]
+        res["vip"] = vip
+        client = sorted(pods)[0]
+
+        def in_pod(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["kubectl", "exec", client, "--", *argv], env=up.env, capture_output=True,
+                                  text=True, timeout=300)
+
+        loop = f"i=0; while [ $i -lt {{n}} ]; do i=$((i+1)); wget -q -T 2 -O- http://{vip}:80/ || echo fail; echo; done"
+        until(lambda: set(Counter(ln.strip() for ln in in_pod("sh", "-c", loop.format(n=12)).stdout.split()
+                                  if ln.strip())) == set(pods), 30, "the ClusterIP answering from every pod")
+        res["pod_spread"] = dict(Counter(ln.strip() for ln in in_pod("sh", "-c", loop.format(n=N)).stdout.split()
+                                         if ln.strip()))
+        # from the host: the forwarder named by the Service annotation
+        ann = ""
+
+        def annotated() -> str:
+            nonlocal ann
+            s = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))
+            ann = (s["metadata"].get("annotations") or {}).get("servicenet.dev/host-ports", "")
+            return ann
+        until(annotated, 30, "host-ports annotation")
+        res["host_ports_annotation"] = ann
+        host_addr = ann.split()[1]  # "<port-name> 127.0.0.1:<port> -> <node ip>:<port>"
+        res["describe"] = up.kubectl("describe", "svc", "hostnames")
+        res["host_spread"] = dict(counts(curl_loop(f"http://{host_addr}/", N)))
+        # names and identity inside a pod
+        ns = in_pod("nslookup", "web-0.nginx")
+        res["nslookup"] = ns.stdout + ns.stderr
+        res["web0_ip"] = up.ready_pods("web-0")["web-0"]
+        h = in_pod("hostname")
+        res["hostname"] = [h.returncode, h.stdout.strip(), client]
+        res["resolv"] = in_pod("cat", "/etc/resolv.conf").stdout
+        # the nftables proxy: its table inside the node namespace (entered like the cluster does)
+        node_ns = next(ln.split()[-1] for ln in up.summary().splitlines() if ln.strip().startswith("node netns"))
+        res["node_netns"] = node_ns
+        holder = next(p.split(":")[0] for p in foreign_userns_processes() if p.endswith(":sleep"))
+        nft = subprocess.run(["nsenter", f"--target={holder}", "--user", "--mount", "--preserve-credentials",
+                              "ip", "netns", "exec", node_ns, "nft", "list", "tables"],
+                             capture_output=True, text=True, timeout=30)
+        res["nft_tables"] = nft.stdout + nft.stderr
+        res["logs"] = up.kubectl("logs", client)
+        pf_port = free_port()
+        pf = subprocess.Popen(["kubectl", "port-forward", client, f"{pf_port}:9376"], env=up.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert pf.stdout is not None
+            pf.stdout.readline()  # "Forwarding from 127.0.0.1:<port> -> 9376"
+            res["port_forward"] = subprocess.run(["curl", "-s", "--max-time", "5", f"http://127.0.0.1:{pf_port}/"],
+                                                 capture_output=True, text=True).stdout.strip()
+        finally:
+            pf.kill()
+            pf.wait()
+        res["procs_running"] = foreign_userns_processes()
+    finally:
+        res["term_rc"] = up.stop()
+    res["procs_after_term"] = until(lambda: not foreign_userns_processes() and ["none"], 15,
+                                    "no process left after SIGTERM")
+    res["term_log_tail"] = "".join(up.lines[-5:])
+
+    # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`
+    up = Up(tmp / "userns-kill", extra=("--proxy-mode", "iptables"))
+    try:
+        res["iptables_summary"] = up.summary()
+        up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
+        pods = until(lambda: (p := up.ready_pods("hostnames")) and len(p) == 3 and p, 90, "3 hostnames pods (kill)")
+        vip = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))["spec"]["clusterIP"]
+        loop = f"for i in $(seq 30); do wget -q -T 2 -O- http://{vip}:80/ || echo fail; echo; done"
+
+        def answered() -> set[str]:
+            out = subprocess.run(["kubectl", "exec", sorted(pods)[0], "--", "sh", "-c", loop], env=up.env,
+                                 capture_output=True, text=True, timeout=120).stdout
+            return {ln.strip() for ln in out.split() if ln.strip()}
+        res["iptables_answers"] = sorted(until(lambda: (a := answered()) == set(pods) and a, 30,
+                                               "iptables mode: every pod answering"))
+        res["procs_before_kill"] = len(foreign_userns_processes())
+    finally:
+        up.stop(signal.SIGKILL)
+    t0 = time.monotonic()
+    until(lambda: not foreign_userns_processes(), 15, "no process left after SIGKILL", interval=0.05)
+    res["reaped_after_kill_s"] = round(time.monotonic() - t0, 2)
+
+
+def fallback_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
+    shim = tmp / "shim"
+    shim.mkdir()
+    (shim / "unshare").write_text("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    (shim / "unshare").chmod(0o755)
+    up = Up(tmp / "loopback", {"PATH": f"{shim}:{os.environ['PATH']}"})
+    res["fallback_summary"] = "".join(up.lines)[:6000]
+    try:
+        up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
+        pods = until(lambda: (p := up.ready_pods("hostnames")) and len(p) == 3 and p, 90, "3 hostnames pods")
+        vip = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))["spec"]["clusterIP"]
+        res["fallback_pods"] = pods
+        res["fallback_vip"] = vip
+        url = f"http://{vip}:10080/"
+        until(lambda: set(counts(curl_loop(url, 12))) == set(pods), 30, "offset port answering")
+        res["fallback_spread"] = dict(counts(curl_loop(url, N)))
+        res["fallback_port80"] = subprocess.run(["curl", "-s", "--max-time", "2", f"http://{vip}:80/"],
+                                                capture_output=True, text=True).returncode
+        until(lambda: "servicenet.dev/loopback-ports" in up.kubectl("describe", "svc", "hostnames"), 30,
+              "loopback-ports annotation")
+        res["fallback_describe"] = up.kubectl("describe", "svc", "hostnames")
+    finally:
+        res["fallback_term_rc"] = up.stop()
+        res["fallback_log"] = [ln for ln in up.lines if "offset" in ln or "way_out" in ln][:5]
+
+
+def main() -> None:
+    tmp, manifests = Path(sys.argv[1]), Path(sys.argv[2])
+    res: dict[str, Any] = {"uid": os.geteuid(), "gid": os.getegid(), "groups": os.getgroups()}
+    userns_run(tmp, manifests, res)
+    fallback_run(tmp, manifests, res)
+    print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
