@@ -125,7 +125,7 @@ class _Fragment:
     upstreams: dict[str, Upstream]
     certs: dict[str, tuple[bytes, set[str], bool]]
     canary: annot.Options | None
-    deps: tuple[tuple[str, str, Any], ...]
+    deps: tuple[tuple[str, str, Any, Any], ...]  # (kind, key, signature, the object(s) read)
     memo: bool
 
 
@@ -144,13 +144,24 @@ class _Compiler:
         self.default_upstream = ""
         self.default_owner = ""
         self.items: list[tuple[str, Any, int, int]] = []
-        self.deps: list[tuple[str, str, Any]] | None = None  # recording: what a fragment read
+        self.deps: dict[tuple[str, str], tuple[Any, Any]] | None = None  # recording: what a fragment read
 
     def _get(self, kind: str, key: str) -> Any:
         o = {"service": self.services, "slices": self.slices, "secret": self.secrets}[kind].get(key)
-        if self.deps is not None:
-            self.deps.append((kind, key, _sig(o)))
+        if self.deps is not None and (kind, key) not in self.deps:
+            self.deps[(kind, key)] = (_sig(o), tuple(o) if isinstance(o, list) else o)
         return o
+
+    def _unchanged(self, kind: str, key: str, sig: Any, ref: Any) -> bool:
+        """Whether a dependency still reads the same: the very same objects (informer caches replace
+        an object on every change), or failing that the same versions."""
+        o = self._get(kind, key)
+        if isinstance(o, list) and isinstance(ref, tuple):
+            if len(o) == len(ref) and all(a is b for a, b in zip(o, ref, strict=True)):
+                return True
+        elif o is ref:
+            return True
+        return _sig(o) == sig
 
     def problem(self, ing: Obj, reason: str, message: str) -> None:
         md = ing.get("metadata") or {}
@@ -341,7 +352,7 @@ class _Compiler:
         name, rv = _key(ing), (ing.get("metadata") or {}).get("resourceVersion")
         hit = self.cache.get(("frag", name)) if rv else None
         frag = hit[1] if hit is not None and hit[0] == rv else None
-        if frag is not None and any(_sig(self._get(kind, key)) != sig for kind, key, sig in frag.deps):
+        if frag is not None and not all(self._unchanged(*d) for d in frag.deps):
             frag = None
         if frag is None:
             frag = self._fragment(ing)
@@ -352,11 +363,12 @@ class _Compiler:
     def _fragment(self, ing: Obj) -> _Fragment:
         sub = _Compiler(self.inp)
         sub.cache = self.cache
-        sub.deps = []
+        sub.deps = {}
         cans: list[tuple[Obj, annot.Options]] = []
         sub.ingress(ing, cans)
+        deps = tuple((kind, key, sig, ref) for (kind, key), (sig, ref) in sub.deps.items())
         return _Fragment(sub.items, sub.problems, sub.routes, sub.upstreams, sub.certs,
-                         cans[0][1] if cans else None, tuple(sub.deps), all(d[2] is not None for d in sub.deps))
+                         cans[0][1] if cans else None, deps, all(d[2] is not None for d in deps))
 
     def _merge(self, ing: Obj, frag: _Fragment, canaries: list[tuple[Obj, annot.Options]]) -> None:
         owned = {i for it in frag.items for i in range(it[2], it[3])}

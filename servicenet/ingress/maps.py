@@ -69,6 +69,8 @@ def route_ids(table: Table, groups: frozenset[str] | None = None) -> tuple[str, 
     """A stable id per route: ``m<hash>`` for map routes (the same host, type and path keep their id
     across tables, so a change elsewhere touches no entry of theirs), ``r<n>`` for the others (in
     table order among them)."""
+    if _last_ids[0] is table:
+        return _last_ids[1]  # type: ignore[return-value]
     groups = map_groups(table) if groups is None else groups
     out: list[str] = []
     n = 0
@@ -79,7 +81,11 @@ def route_ids(table: Table, groups: frozenset[str] | None = None) -> tuple[str, 
         else:
             out.append(f"r{n}")
             n += 1
+    _last_ids[:] = [table, tuple(out)]
     return tuple(out)
+
+
+_last_ids: list[object] = [None, ()]
 
 
 @dataclass(frozen=True)

@@ -412,8 +412,29 @@ def map_files(table: Table, gen: str = "") -> dict[str, str]:
 def structure(table: Table, slots: Slots, listen: Listen, files: Files) -> str:
     """What needs a reload when it changes: the configuration without server addresses and without
     the map files' generation (map contents change through the runtime API)."""
-    return render(table, slots, listen, Files(files.dir, files.log_socket, "", files.extra_global),
+    key = shape(table, slots, listen, files)
+    if _last_structure[0] == key:
+        return _last_structure[1]  # type: ignore[return-value]
+    text = render(table, slots, listen, Files(files.dir, files.log_socket, "", files.extra_global),
                   with_servers=False)
+    _last_structure[:] = [key, text]
+    return text
+
+
+_last_structure: list[object] = [None, ""]
+
+
+def shape(table: Table, slots: Slots, listen: Listen, files: Files) -> tuple[object, ...]:
+    """Everything ``structure`` reads, cheaper to compare than the text it renders: the routes of
+    rule groups, every other table field but the map routes, endpoints and reports, and each
+    backend without its endpoints but with its slot count. Generic over the fields, so a field added
+    later counts until the renderer is shown not to use it."""
+    groups = maps.map_groups(table)
+    rest = tuple(v for k, v in table.__dict__.items() if k not in ("routes", "upstreams", "problems", "ingresses"))
+    return (listen, files.dir, files.log_socket, files.extra_global, rest,
+            tuple(r for r in table.routes if r.host not in groups),
+            tuple((len(slots.get(u.name, ())), *(v for k, v in u.__dict__.items() if k != "endpoints"))
+                  for u in table.upstreams))
 
 
 def crt_list(table: Table, files: Files) -> str:
