@@ -188,6 +188,29 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
                 prof.disable()
         for n in pending:
             applied[n] = time.monotonic()
+    phases: dict[str, list[float]] = {}
+
+    def timed(obj: Any, name: str) -> None:  # how long each step of a sync takes (wall clock)
+        fn = getattr(obj, name)
+
+        async def awrap(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return await fn(*a, **k)
+            finally:
+                phases.setdefault(name, []).append(1000 * (time.perf_counter() - t))
+
+        def wrap(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                phases.setdefault(name, []).append(1000 * (time.perf_counter() - t))
+        setattr(obj, name, awrap if asyncio.iscoroutinefunction(fn) else wrap)
+    for name in ("_compile", "_retain", "_commit", "_after_apply"):
+        timed(ctl, name)
+    assert ctl.haproxy is not None
+    timed(ctl.haproxy, "commands")
     ctl._on_event = on_event  # type: ignore[method-assign]
     ctl.sync = sync  # type: ignore[method-assign]
     for inf in (ctl.ingresses,):
@@ -261,6 +284,7 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
           f"p99 {res['route_ms']['p99']:.0f} ms  (goal p99 <= 100 ms; ingress-nginx reloads take seconds)")
     print(f"API write -> traffic, new route to a new Service (a reload): p50 {res['route_new_service_ms']['p50']:.0f} ms"
           f"  max {res['route_new_service_ms']['max']:.0f} ms")
+    print("  sync steps, p50 ms: " + ", ".join(f"{k} {_pct(v, 0.5):.1f} (n={len(v)})" for k, v in phases.items()))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumtime").print_stats(30)
     if parts:

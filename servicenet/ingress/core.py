@@ -119,8 +119,8 @@ class _Fragment:
     """What one Ingress contributes, before conflicts with other Ingresses are resolved: a memo by
     the Ingress's resourceVersion, valid while the objects it read (``deps``) keep their versions."""
 
-    items: list[tuple[str, Any, int, int]]  # ("default", upstream, p0, p1) | ("route", key, p0, p1)
-    problems: list[Problem]  # items own problems[p0:p1]; the rest stand alone
+    items: list[tuple[str, Any, list[Problem]]]  # ("default", upstream, its problems) | ("route", key, ...)
+    problems: list[Problem]  # the problems no item owns
     routes: dict[tuple[str, str, str], Route]
     upstreams: dict[str, Upstream]
     certs: dict[str, tuple[bytes, set[str], bool]]
@@ -367,17 +367,20 @@ class _Compiler:
         cans: list[tuple[Obj, annot.Options]] = []
         sub.ingress(ing, cans)
         deps = tuple((kind, key, sig, ref) for (kind, key), (sig, ref) in sub.deps.items())
-        return _Fragment(sub.items, sub.problems, sub.routes, sub.upstreams, sub.certs,
+        owned = {i for it in sub.items for i in range(it[2], it[3])}
+        items = [(what, ref, sub.problems[p0:p1]) for what, ref, p0, p1 in sub.items]
+        alone = [p for i, p in enumerate(sub.problems) if i not in owned]
+        return _Fragment(items, alone, sub.routes, sub.upstreams, sub.certs,
                          cans[0][1] if cans else None, deps, all(d[2] is not None for d in deps))
 
     def _merge(self, ing: Obj, frag: _Fragment, canaries: list[tuple[Obj, annot.Options]]) -> None:
-        owned = {i for it in frag.items for i in range(it[2], it[3])}
-        self.problems += [p for i, p in enumerate(frag.problems) if i not in owned]
+        if frag.problems:
+            self.problems += frag.problems
         if frag.canary is not None:
             canaries.append((ing, frag.canary))
             return
         src = _key(ing)
-        for what, ref, p0, p1 in frag.items:
+        for what, ref, probs in frag.items:
             if what == "default":
                 if self.default_upstream:
                     self.problem(ing, "DefaultBackendConflict",
@@ -393,7 +396,8 @@ class _Compiler:
                 self.routes[ref], self.route_owner[ref], up = r, src, r.upstream
             if up in frag.upstreams:
                 self.upstreams[up] = frag.upstreams[up]
-            self.problems += frag.problems[p0:p1]
+            if probs:
+                self.problems += probs
         for fname, (pem, sni, any_host) in frag.certs.items():
             cur = self.certs.get(fname)
             self.certs[fname] = (pem, sni | (cur[1] if cur else set()), any_host or (cur[2] if cur else False))
