@@ -114,6 +114,8 @@ class IngressController:
         self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
         self._full = True  # something other than EndpointSlice contents changed
         self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
+        self._report_task: asyncio.Task[None] | None = None
+        self._report_again = False
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -161,6 +163,7 @@ class IngressController:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        await cancel_and_wait(self._report_task)
         await self.factory.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
@@ -356,7 +359,28 @@ class IngressController:
             self._pending = (kept, slots, self.files, m, structure)
             self._commit()
         self.synced_generation += 1
-        await self._after_apply()
+        self._report()
+
+    def _report(self) -> None:
+        """Events and Ingress status (API writes) in a task of their own, so that the next change does
+        not wait behind them; one at a time, the latest table."""
+        if self._report_task is not None and not self._report_task.done():
+            self._report_again = True
+            return
+        self._report_again = False
+        self._report_task = asyncio.create_task(self._report_loop(), name="ingress-report")
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                await self._after_apply()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("status or event write failed")
+            if not self._report_again:
+                return
+            self._report_again = False
 
     async def _after_apply(self) -> None:
         await self._events(self.table)
