@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import cProfile
 import json
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ from bench.ingress.peers import (  # noqa: E402
     PROXY_CONF,
     Nginx,
     children,
+    cpu_seconds,
     rss_mb,
     wait_port,
     write_1m,
@@ -66,7 +69,10 @@ def _bbs() -> dict[str, Any]:
                                 "nginx.ingress.kubernetes.io/ssl-redirect": "false"})
 
 
-async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int], duration: float) -> dict[str, Any]:
+async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int], duration: float,
+                    rounds: int, only: list[str] | None = None) -> dict[str, Any]:
+    """Each case ``rounds`` times, the two sides interleaved (A B, then B A, ...) so that the other
+    load on the machine falls on both; the ratio of each round, and their median."""
     assert ctl.haproxy is not None and ctl.haproxy.proc is not None
     sides = {"servicenet": (ctl.cfg.http_port, ctl.cfg.https_port), "nginx": (ports["nx_http"], ports["nx_https"])}
     host = f"Host: {HOST}"
@@ -74,18 +80,44 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
              ("HTTP keep-alive small", "http://127.0.0.1:{p}/api/x", 32, (host,), "rps"),
              ("new TLS connections", "https://127.0.0.1:{s}/api/x", 32, (host, "Connection: close"), "rps"),
              ("1 MiB over HTTPS", "https://127.0.0.1:{s}/1m", 8, (host,), "bps")]
+    ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out: dict[str, Any] = {}
-    print(f"\n{'case':<26}{'servicenet':>22}{'nginx':>22}{'ratio':>8}")
+    print(f"\n{'case':<26}{'servicenet':>22}{'nginx':>22}{'ratio':>8}   (median of {rounds} interleaved rounds)")
     for name, url, conns, headers, key in cases:
-        res = {}
-        for side, (p, s) in sides.items():
-            res[side] = await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, duration, *headers)
-        out[name] = res
+        if only and not any(o in name for o in only):
+            continue
+        runs: list[dict[str, Any]] = []
+        for k in range(rounds):
+            res = {}
+            for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
+                p, s = sides[side]
+                pids = ha_pids if side == "servicenet" else nginx.pids()
+                c0, py0 = cpu_seconds(pids), time.process_time()
+                res[side] = await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, duration, *headers)
+                # CPU per request: the proxy's processes, and for servicenet also this process's share
+                # (the controller turning access-log lines into metrics; wrk runs in another process)
+                py = time.process_time() - py0 if side == "servicenet" else 0.0
+                cpu = cpu_seconds(pids) - c0 + py
+                n = res[side]["rps"] * duration
+                res[side]["cpu_us_per_req"] = 1e6 * cpu / max(n, 1)
+                res[side]["python_us_per_req"] = 1e6 * py / max(n, 1)
+            res["ratio"] = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
+            res["cpu_ratio"] = res["nginx"]["cpu_us_per_req"] / max(res["servicenet"]["cpu_us_per_req"], 1e-9)
+            runs.append(res)
+        ratios = sorted(r["ratio"] for r in runs)
+        cpu_ratios = sorted(r["cpu_ratio"] for r in runs)
+        res = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]  # the median round
+        out[name] = {"rounds": runs, "median_ratio": res["ratio"], "min_ratio": ratios[0], "max_ratio": ratios[-1],
+                     "median_cpu_ratio": cpu_ratios[len(cpu_ratios) // 2]}
         unit = (lambda r: f"{r['bps'] / 1e9:.2f} GB/s") if key == "bps" else (lambda r: f"{r['rps']:,.0f} req/s")
         cells = [f"{unit(res[x])} p99 {res[x]['p99_ms']:.1f}ms" + (f" ERR {res[x]['errors']}" if res[x]["errors"]
                                                                      else "") for x in sides]
-        ratio = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
-        print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{ratio:>7.2f}x")
+        print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{res['ratio']:>7.2f}x   "
+              f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"{'  CPU per request':<26}{res['servicenet']['cpu_us_per_req']:>19.1f} us"
+              f"{res['nginx']['cpu_us_per_req']:>19.1f} us{cpu_ratios[len(cpu_ratios) // 2]:>7.2f}x   "
+              f"(nginx / servicenet; rounds {', '.join(f'{r:.2f}' for r in cpu_ratios)}; "
+              f"of servicenet's, the controller's Python {res['servicenet']['python_us_per_req']:.1f} us)")
     ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out["memory_mb"] = {"haproxy": rss_mb(ha_pids), "nginx": rss_mb(nginx.pids()),
                         "controller+apiserver python": rss_mb([os.getpid()])}
@@ -134,6 +166,56 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
     print(f"\nscale: {n_ing} Ingresses, {n_servers} endpoints in HAProxy: API writes {t_write:.1f} s, "
           f"programmed {t_all:.1f} s after the first write")
     port = ctl.cfg.http_port
+    seen: dict[str, float] = {}  # Ingress name -> when the controller's informer delivered it
+    applied: dict[str, float] = {}  # -> when the sync that follows finished
+    orig_on_event, orig_sync = ctl._on_event, ctl.sync
+
+    def on_event(etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if obj.get("kind") == "Ingress":
+            seen.setdefault(obj["metadata"]["name"], time.monotonic())
+        orig_on_event(etype, obj, old)
+
+    prof = cProfile.Profile() if os.environ.get("BENCH_PROFILE_SYNC") else None
+
+    async def sync() -> None:
+        pending = [n for n in seen if n not in applied]
+        if prof is not None:
+            prof.enable()
+        try:
+            await orig_sync()
+        finally:
+            if prof is not None:
+                prof.disable()
+        for n in pending:
+            applied[n] = time.monotonic()
+    phases: dict[str, list[float]] = {}
+
+    def timed(obj: Any, name: str) -> None:  # how long each step of a sync takes (wall clock)
+        fn = getattr(obj, name)
+
+        async def awrap(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return await fn(*a, **k)
+            finally:
+                phases.setdefault(name, []).append(1000 * (time.perf_counter() - t))
+
+        def wrap(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                phases.setdefault(name, []).append(1000 * (time.perf_counter() - t))
+        setattr(obj, name, awrap if asyncio.iscoroutinefunction(fn) else wrap)
+    for name in ("_compile", "_retain", "_commit", "_after_apply"):
+        timed(ctl, name)
+    assert ctl.haproxy is not None
+    timed(ctl.haproxy, "commands")
+    ctl._on_event = on_event  # type: ignore[method-assign]
+    ctl.sync = sync  # type: ignore[method-assign]
+    for inf in (ctl.ingresses,):
+        inf._handlers = [on_event if h == orig_on_event else h for h in inf._handlers]
+    parts: list[tuple[float, float, float]] = []
     route_ms: list[float] = []
     ep_ms: list[float] = []
     async with aiohttp.ClientSession() as sess:
@@ -145,6 +227,22 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
             while (await _get(sess, port, f"new{k}.bench"))[0] != 200:
                 await asyncio.sleep(0.001)
             route_ms.append(1000 * (time.monotonic() - t0))
+            if f"new{k}" in seen and f"new{k}" in applied:
+                parts.append((1000 * (seen[f"new{k}"] - t0), 1000 * (applied[f"new{k}"] - seen[f"new{k}"]),
+                              route_ms[-1]))
+        reload_ms: list[float] = []
+        for k in range(max(2, samples // 5)):  # a new Service too: a new backend, which is structural
+            await c.create("v1", "services", "default", service(f"newsvc{k}", [("http", 80)]))
+            await c.create("discovery.k8s.io/v1", "endpointslices", "default",
+                           slice_(f"newsvc{k}", ["127.0.0.1"], [("http", ports["b1"])]))
+            await ctl.wait_applied(60)
+            t0 = time.monotonic()
+            await c.create("networking.k8s.io/v1", "ingresses", "default",
+                           ingress(f"newsvc{k}", [rule(f"newsvc{k}.bench", path("/", f"newsvc{k}"))],
+                                   annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}))
+            while (await _get(sess, port, f"newsvc{k}.bench"))[0] != 200:
+                await asyncio.sleep(0.002)
+            reload_ms.append(1000 * (time.monotonic() - t0))
         await c.create("v1", "services", "default", service("probe", [("http", 80)]))
         await c.create("networking.k8s.io/v1", "ingresses", "default",
                        ingress("probe", [rule("probe.bench", path("/", "probe"))],
@@ -179,10 +277,20 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
                 streak += 1
             ep_ms.append(1000 * (t_first - t0))
     res = {"ingresses": n_ing, "endpoints": n_servers,
+           "route_new_service_ms": {"p50": _pct(reload_ms, 0.5), "max": max(reload_ms)},
            "route_ms": {"p50": _pct(route_ms, 0.5), "p99": _pct(route_ms, 0.99)},
            "endpoint_ms": {"p50": _pct(ep_ms, 0.5), "p99": _pct(ep_ms, 0.99)}}
     print(f"API write -> traffic, new route:        p50 {res['route_ms']['p50']:.0f} ms  "
           f"p99 {res['route_ms']['p99']:.0f} ms  (goal p99 <= 100 ms; ingress-nginx reloads take seconds)")
+    print(f"API write -> traffic, new route to a new Service (a reload): p50 {res['route_new_service_ms']['p50']:.0f} ms"
+          f"  max {res['route_new_service_ms']['max']:.0f} ms")
+    print("  sync steps, p50 ms: " + ", ".join(f"{k} {_pct(v, 0.5):.1f} (n={len(v)})" for k, v in phases.items()))
+    if prof is not None:
+        pstats.Stats(prof).sort_stats("cumtime").print_stats(30)
+    if parts:
+        print(f"  new route, p50 of its parts: API write -> informer {_pct([p[0] for p in parts], 0.5):.0f} ms, "
+              f"informer -> applied {_pct([p[1] for p in parts], 0.5):.0f} ms (p99 "
+              f"{_pct([p[1] for p in parts], 0.99):.0f} ms)")
     print(f"API write -> traffic, endpoint removed: p50 {res['endpoint_ms']['p50']:.1f} ms  "
           f"p99 {res['endpoint_ms']['p99']:.1f} ms  (goal p99 <= 50 ms)")
     return res
@@ -196,8 +304,11 @@ async def main(args: argparse.Namespace) -> None:
     (d / "tls.pem").write_bytes(pem)
     (d / "tls.pem").chmod(0o600)
     backend = Nginx(d, "backend", BACKEND_CONF.format(d=d, port=ports["b1"], port2=ports["b2"]))
-    proxy = Nginx(d, "proxy", PROXY_CONF.format(d=d, workers=2, ui=ports["b1"], api=ports["b1"],
-                                                https=ports["nx_https"], http=ports["nx_http"]))
+    conf = PROXY_CONF.format(d=d, workers=args.workers, ui=ports["b1"], api=ports["b1"], https=ports["nx_https"],
+                             http=ports["nx_http"])
+    if args.nginx_no_log:
+        conf = conf.replace(f"access_log {d}/proxy-access.log;", "access_log off;")
+    proxy = Nginx(d, "proxy", conf)
     results: dict[str, Any] = {}
     backend.start()
     proxy.start()
@@ -216,14 +327,16 @@ async def main(args: argparse.Namespace) -> None:
             client = api.new_client()
             ctl = IngressController(client, IngressConfig(state_dir=d / "ingress", http_port=free_port(),
                                                           https_port=free_port(),
-                                                          access_log=not args.no_access_log))
+                                                          access_log=not args.no_access_log,
+                                                          haproxy_global=(f"nbthread {args.workers}",
+                                                                          *args.haproxy_global)))
             await ctl.start()
             try:
                 while not ctl.table.certs:
                     await asyncio.sleep(0.05)
                 await ctl.wait_applied(30)
                 if not args.skip_data:
-                    results["data"] = await data_path(ctl, proxy, ports, args.duration)
+                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds, args.case)
                 if not args.skip_scale:
                     results["scale"] = await scale(api, ctl, ports, args.ingresses, args.endpoints, args.samples)
             finally:
@@ -247,4 +360,9 @@ if __name__ == "__main__":
     p.add_argument("--skip-data", action="store_true")
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--no-access-log", action="store_true", help="run the ingress without its access log")
+    p.add_argument("--case", action="append", help="only the data-path cases whose name holds this")
+    p.add_argument("--workers", type=int, default=2, help="nginx worker_processes = HAProxy nbthread")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per data-path case")
+    p.add_argument("--haproxy-global", action="append", default=[], help="an extra HAProxy global line")
+    p.add_argument("--nginx-no-log", action="store_true", help="nginx without its access log")
     asyncio.run(main(p.parse_args()))

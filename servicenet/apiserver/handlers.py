@@ -240,7 +240,7 @@ class ResourceHandlers:
             live = rec.obj()
             # without the live resourceVersion, one left in the result was named by the patch: only
             # then is a conflict final; otherwise the patch is re-applied to the newer object
-            (live.get("metadata") or {}).pop("resourceVersion", None)
+            meta_of(live).pop("resourceVersion", None)
             patched = patchmod.apply_patch(t.info, live, raw, ctype)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch produced something that is not an object")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from servicenet.api.views import meta as meta_of
 from servicenet.apiserver import encryption
 from servicenet.store import SQLiteStore
 from servicenet.store.etcd import EtcdStore, EtcdTLS
@@ -84,7 +85,7 @@ async def migrate(src: Any, dst: Any) -> int:
         objs = []
         for rec in chunk:
             obj = rec.obj()
-            (obj.get("metadata") or {}).pop("resourceVersion", None)
+            meta_of(obj).pop("resourceVersion", None)
             objs.append((rec.key, obj))
         await asyncio.gather(*(dst.create(k, o) for k, o in objs))
     return len(records)

@@ -8,8 +8,8 @@ when the structure changed, validates and seamlessly reloads. The last good conf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +23,7 @@ from servicenet.client import object_key as _obj_key
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.common.health import HealthServer
+from servicenet.ingress import maps
 from servicenet.ingress import render as rd
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
@@ -48,6 +49,7 @@ class IngressConfig:
     access_log_file: Path | None = None
     access_log: bool = True  # False: no access log and no per-route metrics (saves a little CPU per request)
     publish_status: bool = True
+    haproxy_global: tuple[str, ...] = ()  # extra lines for HAProxy's global section (tuning, benchmarks)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,6 +88,9 @@ class IngressController:
         self.table = Table()
         self.slots: rd.Slots = {}
         self.structure = ""
+        self.maps = maps.Maps()
+        self._cache: dict[Any, Any] = {}  # the core's memo (endpoints by slice versions, parsed annotations)
+        self._route_names: dict[str, str] = {}
         self.cert_pems: dict[str, bytes] = {}
         self.listen = rd.Listen((), config.http_port, config.https_port)
         self.files = rd.Files(str(config.state_dir))
@@ -110,6 +115,8 @@ class IngressController:
         self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
         self._full = True  # something other than EndpointSlice contents changed
         self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
+        self._report_task: asyncio.Task[None] | None = None
+        self._report_again = False
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -135,9 +142,10 @@ class IngressController:
             rd_bytes = self_signed()
             default.write_bytes(rd_bytes)
             default.chmod(0o600)
-        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "")
+        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "",
+                              extra_global=self.cfg.haproxy_global)
         if self.cfg.access_log:
-            self.access.start(asyncio.get_running_loop())
+            await self.access.start()
         self.health.add_health_check("haproxy", lambda: (self.haproxy is not None and self.haproxy.running,
                                                           "haproxy is not running"))
         self.health.add_ready_check("synced", lambda: (self.synced_generation > 0, "no sync yet"))
@@ -156,10 +164,11 @@ class IngressController:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        await cancel_and_wait(self._report_task)
         await self.factory.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
-        self.access.stop(asyncio.get_running_loop())
+        await self.access.stop()
         await self.health.stop()
 
     def describe(self) -> dict[str, str]:
@@ -196,31 +205,45 @@ class IngressController:
     # -- sync -------------------------------------------------------------------------------------------
     def _inputs(self) -> Inputs:
         return Inputs(tuple(self.classes.list()), tuple(self.ingresses.list()), _Index(self.services),  # type: ignore[arg-type]
-                      _Index(self.slices, by_service=True), _Index(self.secrets), self.cfg.controller)  # type: ignore[arg-type]
+                      _Index(self.slices, by_service=True), _Index(self.secrets), self.cfg.controller,  # type: ignore[arg-type]
+                      self._cache)
 
     def _prepare(self, table: Table) -> str:
         """Write the content-addressed map files and certificates for ``table``; remember the plan and
         return the full configuration text (the caller applies it)."""
-        hosts, routes, crts = rd.hosts_map(table), rd.routes_map(table), ""
-        gen = "." + hashlib.sha256((hosts + "\0" + routes + "\0" + repr([(c.name, c.hosts) for c in table.certs])
+        m = maps.build(table)
+        texts = {n: maps.text(m.get(n)) for n in maps.NAMES}
+        gen = "." + hashlib.sha256(("\0".join(texts.values()) + "\0" + repr([(c.name, c.hosts) for c in table.certs])
                                     ).encode()).hexdigest()[:12]
-        files = rd.Files(self.files.dir, self.files.log_socket, gen)
-        crts = rd.crt_list(table, files)
+        files = rd.Files(self.files.dir, self.files.log_socket, gen, self.files.extra_global)
         assert self.haproxy is not None
-        self.haproxy.write_files({f"hosts{gen}.map": hosts, f"routes{gen}.map": routes, f"crt-list{gen}.txt": crts})
+        self.haproxy.write_files({f"{n}{gen}.map": t for n, t in texts.items()}
+                                 | {f"crt-list{gen}.txt": rd.crt_list(table, files)})
         for c in table.certs:
             self.haproxy.write_files({f"certs/{c.name}": c.pem})
         slots = rd.plan_slots(table, self.slots)
-        self._pending = (table, slots, files)
+        self._pending = (table, slots, files, m, rd.structure(table, slots, self.listen, files))
         return rd.render(table, slots, self.listen, files)
 
     def _commit(self) -> None:
-        self.access.forget_routes()
-        table, slots, files = self._pending
-        self.table, self.slots, self.files = table, slots, files
+        table, slots, files, m, structure = self._pending
+        if self.table.routes != table.routes:
+            self.access.forget_routes()
+            self._route_names = {rid: f"{r.source} {r.host or '*'}{r.path}"
+                                 for rid, r in zip(rd.route_ids(table), table.routes, strict=True)}
+        self.table, self.slots, self.files, self.maps = table, slots, files, m
         self._good_rv = {k: self._rv(k) for k in table.ingresses}
-        self.structure = rd.render(table, slots, self.listen, files, with_servers=False)
+        self.structure = structure
         self.cert_pems = {c.name: c.pem for c in table.certs}
+
+    def _retain(self, table: Table) -> Table:
+        """``table`` plus the running backends it no longer uses: removing a route should not remove
+        its backend by a reload (nothing routes there; the next reload drops them)."""
+        names = {u.name for u in table.upstreams}
+        extra = tuple(u for u in self.table.upstreams if u.name not in names)
+        if not extra:
+            return table
+        return replace(table, upstreams=tuple(sorted(table.upstreams + extra, key=lambda u: u.name)))
 
     async def _run(self) -> None:
         while True:
@@ -300,11 +323,12 @@ class IngressController:
             if self._rv(k) != rv:  # changed (or deleted): try it again
                 del self._quarantine[k]
         table = self._compile(set(self._quarantine))
-        gen_before = self.files.gen
-        cfg_text = self._prepare(table)
-        _, slots, files = self._pending
-        structure = rd.render(table, slots, self.listen, files, with_servers=False)
-        if structure != self.structure or files.gen != gen_before:
+        kept = self._retain(table)
+        slots = rd.plan_slots(kept, self.slots)
+        same_certs = [(c.name, c.hosts) for c in kept.certs] == [(c.name, c.hosts) for c in self.table.certs]
+        structure = rd.structure(kept, slots, self.listen, self.files) if same_certs else ""
+        if structure != self.structure:
+            cfg_text = self._prepare(table)
             err = await self.haproxy.reload(cfg_text)
             if err:
                 self.m_rejected.inc()
@@ -321,19 +345,43 @@ class IngressController:
                                                  for k in set(self._quarantine) - before])
             self.m_syncs.labels("reload").inc()
             self._commit()
+            self.haproxy.prune(self.files.gen)
         else:
-            ops = rd.runtime_ops(self.slots, slots)
+            m = maps.build(kept)
+            ops = maps.ops(self.maps, m, self.files.map_paths()) + rd.runtime_ops(self.slots, slots)
             for ans in await self.haproxy.commands(ops):
-                if ans.strip() and "changed" not in ans and not ans.strip().startswith("IP changed"):
-                    if "No such" in ans or "Unknown" in ans or "Require" in ans:
-                        _log.warning("runtime command answer", answer=ans.strip()[:300])
-            for c in table.certs:
+                if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
+                    _log.warning("runtime command answer", answer=ans.strip()[:300])
+            for c in kept.certs:
                 if self.cert_pems.get(c.name) != c.pem:
                     await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
+                    self.haproxy.write_files({f"certs/{c.name}": c.pem})
             self.m_syncs.labels("runtime" if ops else "noop").inc()
+            self._pending = (kept, slots, self.files, m, structure)
             self._commit()
         self.synced_generation += 1
-        await self._after_apply()
+        self._report()
+
+    def _report(self) -> None:
+        """Events and Ingress status (API writes) in a task of their own, so that the next change does
+        not wait behind them; one at a time, the latest table."""
+        if self._report_task is not None and not self._report_task.done():
+            self._report_again = True
+            return
+        self._report_again = False
+        self._report_task = asyncio.create_task(self._report_loop(), name="ingress-report")
+
+    async def _report_loop(self) -> None:
+        while True:
+            try:
+                await self._after_apply()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("status or event write failed")
+            if not self._report_again:
+                return
+            self._report_again = False
 
     async def _after_apply(self) -> None:
         await self._events(self.table)
@@ -391,11 +439,11 @@ class IngressController:
                 _log.debug("event write failed", error=str(exc))
 
     def _route_name(self, rid: str) -> str:
-        base = rid[:-1] if rid.endswith("c") else rid
-        with contextlib.suppress(ValueError, IndexError):
-            r = self.table.routes[int(base[1:])]
-            return f"{r.source} {r.host or '*'}{r.path}" + (" canary" if rid.endswith("c") else "")
-        return "-" if rid in ("", "-") else rid
+        base = re.sub(r"(c|w\d+)$", "", rid)
+        name = self._route_names.get(base)
+        if name is None:
+            return "-" if rid in ("", "-") else rid
+        return name + (" canary" if rid.endswith("c") else "")
 
     async def wait_applied(self, timeout: float = 10.0) -> None:
         """Wait until every change seen so far is applied (tests)."""

@@ -7,6 +7,7 @@ before Prefix on a tie, older Ingresses winning conflicts. No I/O: objects in, a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -48,6 +49,9 @@ class Inputs:
     slices: dict[str, list[Obj]] | None = None  # "ns/service" -> EndpointSlices
     secrets: dict[str, Obj] | None = None  # "ns/name" -> Secret
     controller: str = CONTROLLER_NAME
+    # memo owned by the caller: endpoints by EndpointSlice versions, options by annotations (a memo
+    # only: the answer is the same without it, and every key holds everything the value depends on)
+    cache: dict[Any, Any] | None = None
 
 
 def _key(o: Obj) -> str:
@@ -100,12 +104,39 @@ def _order(r: Route) -> tuple[int, int]:
     return (-length, 0 if r.kind == EXACT else 1)
 
 
+def _sig(o: Any) -> Any:
+    """What a dependency looked like: absent, its resourceVersion, or each slice's; None: unknown."""
+    if o is None:
+        return "-"
+    if isinstance(o, list):
+        sigs = tuple((meta_of(x).get("name"), meta_of(x).get("resourceVersion"))
+                     for x in o)
+        return None if any(v is None for _, v in sigs) else sigs
+    return meta_of(o).get("resourceVersion")
+
+
+@dataclass
+class _Fragment:
+    """What one Ingress contributes, before conflicts with other Ingresses are resolved: a memo by
+    the Ingress's resourceVersion, valid while the objects it read (``deps``) keep their versions."""
+
+    items: list[tuple[str, Any, list[Problem]]]  # ("default", upstream, its problems) | ("route", key, ...)
+    problems: list[Problem]  # the problems no item owns
+    routes: dict[tuple[str, str, str], Route]
+    upstreams: dict[str, Upstream]
+    certs: dict[str, tuple[bytes, set[str], bool]]
+    canary: annot.Options | None
+    deps: tuple[tuple[str, str, Any, Any], ...]  # (kind, key, signature, the object(s) read)
+    memo: bool
+
+
 class _Compiler:
     def __init__(self, inp: Inputs) -> None:
         self.inp = inp
         self.services = inp.services or {}
         self.slices = inp.slices or {}
         self.secrets = inp.secrets or {}
+        self.cache = inp.cache if inp.cache is not None else {}
         self.problems: list[Problem] = []
         self.upstreams: dict[str, Upstream] = {}
         self.routes: dict[tuple[str, str, str], Route] = {}
@@ -113,6 +144,25 @@ class _Compiler:
         self.certs: dict[str, tuple[bytes, set[str], bool]] = {}
         self.default_upstream = ""
         self.default_owner = ""
+        self.items: list[tuple[str, Any, int, int]] = []
+        self.deps: dict[tuple[str, str], tuple[Any, Any]] | None = None  # recording: what a fragment read
+
+    def _get(self, kind: str, key: str) -> Any:
+        o = {"service": self.services, "slices": self.slices, "secret": self.secrets}[kind].get(key)
+        if self.deps is not None and (kind, key) not in self.deps:
+            self.deps[(kind, key)] = (_sig(o), tuple(o) if isinstance(o, list) else o)
+        return o
+
+    def _unchanged(self, kind: str, key: str, sig: Any, ref: Any) -> bool:
+        """Whether a dependency still reads the same: the very same objects (informer caches replace
+        an object on every change), or failing that the same versions."""
+        o = self._get(kind, key)
+        if isinstance(o, list) and isinstance(ref, tuple):
+            if len(o) == len(ref) and all(a is b for a, b in zip(o, ref, strict=True)):
+                return True
+        elif o is ref:
+            return True
+        return _sig(o) == sig
 
     def problem(self, ing: Obj, reason: str, message: str) -> None:
         md = meta_of(ing)
@@ -129,7 +179,7 @@ class _Compiler:
         name = svc_ref.get("name", "")
         port = svc_ref.get("port") or {}
         port_label = str(port.get("number") or port.get("name") or "")
-        svc = self.services.get(f"{ns}/{name}")
+        svc = self._get("service", f"{ns}/{name}")
         if svc is None:
             self.problem(ing, "ServiceNotFound", f"service {ns}/{name} not found")
             return self._unresolved(ns, f"{name}:{port_label}", opts, "service not found")
@@ -156,16 +206,31 @@ class _Compiler:
         return bname
 
     def endpoints(self, ns: str, svc: str, sport: Obj) -> tuple[tuple[str, int], ...]:
+        slices = self._get("slices", f"{ns}/{svc}") or ()
+        n_ports = len((self._get("service", f"{ns}/{svc}") or {}).get("spec", {}).get("ports") or [])
+        versions = tuple(meta_of(sl).get("resourceVersion") for sl in slices)
+        if not versions or None in versions:
+            return self._endpoints(ns, svc, sport, slices, n_ports)
+        key = ("ep", ns, svc, sport.get("name") or "", n_ports,
+               tuple(meta_of(sl).get("name") for sl in slices), versions)
+        out = self.cache.get(key)
+        if out is None:
+            if len(self.cache) > 100_000:
+                self.cache.clear()
+            out = self.cache[key] = self._endpoints(ns, svc, sport, slices, n_ports)
+        return out  # type: ignore[no-any-return]
+
+    def _endpoints(self, ns: str, svc: str, sport: Obj, slices: Any, n_ports: int
+                   ) -> tuple[tuple[str, int], ...]:
         want = sport.get("name") or ""
         ready: list[tuple[str, int]] = []
         serving: list[tuple[str, int]] = []
-        for sl in self.slices.get(f"{ns}/{svc}", ()):
+        for sl in slices:
             if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
                 continue
             ports = sl.get("ports") or []
             match = [p for p in ports if (p.get("name") or "") == want and (p.get("protocol") or "TCP") == "TCP"]
-            if not match and len(ports) == 1 and len((self.services.get(f"{ns}/{svc}") or {}).get(
-                    "spec", {}).get("ports") or []) == 1:
+            if not match and len(ports) == 1 and n_ports == 1:
                 match = ports
             if not match or match[0].get("port") is None:
                 continue
@@ -196,7 +261,7 @@ class _Compiler:
             sname = t.get("secretName")
             if not sname:
                 continue
-            sec = self.secrets.get(f"{ns}/{sname}")
+            sec = self._get("secret", f"{ns}/{sname}")
             if sec is None:
                 self.problem(ing, "SecretNotFound", f"TLS secret {ns}/{sname} not found: the default "
                              "certificate is served for its hosts")
@@ -214,7 +279,13 @@ class _Compiler:
 
     # -- rules ----------------------------------------------------------------------------------------
     def ingress(self, ing: Obj, canaries: list[tuple[Obj, annot.Options]]) -> None:
-        opts = annot.parse(meta_of(ing).get("annotations"))
+        ann = meta_of(ing).get("annotations")
+        key = ("ann", tuple(sorted(ann.items()))) if ann and all(type(v) is str for v in ann.values()) else None
+        opts = self.cache.get(key) if key else None
+        if opts is None:
+            opts = annot.parse(ann)
+            if key:
+                self.cache[key] = opts
         for err in opts.errors:
             self.problem(ing, "InvalidAnnotation", err)
         if opts.canary:
@@ -225,8 +296,10 @@ class _Compiler:
         src = _key(ing)
         if spec.get("defaultBackend"):
             if not self.default_upstream:
+                p0 = len(self.problems)
                 self.default_upstream = self.upstream(ing, spec["defaultBackend"], opts)
                 self.default_owner = src
+                self.items.append(("default", self.default_upstream, p0, len(self.problems)))
             else:
                 self.problem(ing, "DefaultBackendConflict",
                              f"defaultBackend ignored: {self.default_owner} (older) already sets one")
@@ -267,10 +340,68 @@ class _Compiler:
                          f"{self.route_owner[key]} (older); this rule is ignored")
             return
         backend = hp.get("backend") or {}
+        p0 = len(self.problems)
         up = self.upstream(ing, backend, opts)
         self.routes[key] = Route(host, path, kind, up, src, tls, opts.ssl_redirect, opts.force_ssl_redirect,
                                  opts.body_limit, opts.rewrite, opts.allow, (), kind == REGEX)
         self.route_owner[key] = src
+        self.items.append(("route", key, p0, len(self.problems)))
+
+    # -- one Ingress at a time, memoized ----------------------------------------------------------------
+    def add_ingress(self, ing: Obj, canaries: list[tuple[Obj, annot.Options]]) -> None:
+        """``ingress(ing)`` through the memo: its fragment, computed or reused, merged in age order."""
+        name, rv = _key(ing), meta_of(ing).get("resourceVersion")
+        hit = self.cache.get(("frag", name)) if rv else None
+        frag = hit[1] if hit is not None and hit[0] == rv else None
+        if frag is not None and not all(self._unchanged(*d) for d in frag.deps):
+            frag = None
+        if frag is None:
+            frag = self._fragment(ing)
+            if rv and frag.memo:
+                self.cache[("frag", name)] = (rv, frag)
+        self._merge(ing, frag, canaries)
+
+    def _fragment(self, ing: Obj) -> _Fragment:
+        sub = _Compiler(self.inp)
+        sub.cache = self.cache
+        sub.deps = {}
+        cans: list[tuple[Obj, annot.Options]] = []
+        sub.ingress(ing, cans)
+        deps = tuple((kind, key, sig, ref) for (kind, key), (sig, ref) in sub.deps.items())
+        owned = {i for it in sub.items for i in range(it[2], it[3])}
+        items = [(what, ref, sub.problems[p0:p1]) for what, ref, p0, p1 in sub.items]
+        alone = [p for i, p in enumerate(sub.problems) if i not in owned]
+        return _Fragment(items, alone, sub.routes, sub.upstreams, sub.certs,
+                         cans[0][1] if cans else None, deps, all(d[2] is not None for d in deps))
+
+    def _merge(self, ing: Obj, frag: _Fragment, canaries: list[tuple[Obj, annot.Options]]) -> None:
+        if frag.problems:
+            self.problems += frag.problems
+        if frag.canary is not None:
+            canaries.append((ing, frag.canary))
+            return
+        src = _key(ing)
+        for what, ref, probs in frag.items:
+            if what == "default":
+                if self.default_upstream:
+                    self.problem(ing, "DefaultBackendConflict",
+                                 f"defaultBackend ignored: {self.default_owner} (older) already sets one")
+                    continue
+                self.default_upstream, self.default_owner, up = ref, src, ref
+            else:
+                r = frag.routes[ref]
+                if ref in self.routes:
+                    self.problem(ing, "PathConflict", f"{r.host or '*'}{r.path} ({_ptype(r)}) is already served "
+                                 f"by {self.route_owner[ref]} (older); this rule is ignored")
+                    continue
+                self.routes[ref], self.route_owner[ref], up = r, src, r.upstream
+            if up in frag.upstreams:
+                self.upstreams[up] = frag.upstreams[up]
+            if probs:
+                self.problems += probs
+        for fname, (pem, sni, any_host) in frag.certs.items():
+            cur = self.certs.get(fname)
+            self.certs[fname] = (pem, sni | (cur[1] if cur else set()), any_host or (cur[2] if cur else False))
 
     def canary(self, ing: Obj, opts: annot.Options) -> None:
         src = _key(ing)
@@ -292,6 +423,11 @@ class _Compiler:
                 c = Canary(up, opts.canary_weight, opts.canary_weight_total, opts.canary_header,
                            opts.canary_header_value, opts.canary_cookie, src)
                 self.routes[k] = Route(**{**r.__dict__, "canaries": (c,)})
+
+
+def _ptype(r: Route) -> str:
+    """The pathType a route came from (a regex path is an ImplementationSpecific one)."""
+    return "ImplementationSpecific" if r.kind == REGEX else r.kind
 
 
 def refresh_endpoints(table: Table, services: Any, slices: Any, changed: set[str]) -> Table:
@@ -324,6 +460,7 @@ def _app_protocol(ap: str) -> str:
     return "http"
 
 
+@functools.lru_cache(maxsize=65536)
 def _backend_name(ident: str, extra: tuple[Any, ...]) -> str:
     base = re.sub(r"[^A-Za-z0-9]+", "_", ident)[:60]
     h = hashlib.sha256(repr((ident, extra)).encode()).hexdigest()[:6]
@@ -342,7 +479,7 @@ def compile_table(inp: Inputs) -> Table:
     c = _Compiler(inp)
     canaries: list[tuple[Obj, annot.Options]] = []
     for ing in served:
-        c.ingress(ing, canaries)
+        c.add_ingress(ing, canaries)
     for ing, opts in canaries:
         c.canary(ing, opts)
     by_host: dict[str, list[Route]] = {}

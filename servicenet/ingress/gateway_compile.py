@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servicenet.api.selectors import selector_matches
+from servicenet.api.views import meta as meta_of
+from servicenet.api.wire import Obj
 from servicenet.ingress import gateway_status as st
 from servicenet.ingress.certs import CertError, secret_pem
 from servicenet.ingress.core import HOST, _age, _key
@@ -29,7 +31,6 @@ from servicenet.ingress.gateway_core import (
 )
 from servicenet.ingress.model import Cert, Problem, Table, Upstream
 
-Obj = dict[str, Any]
 GATEWAY_CONTROLLER = "servicenet.io/gateway-controller"
 HTTP_KINDS = ("HTTPRoute", "GRPCRoute")
 KINDS_OF = {"HTTP": HTTP_KINDS, "HTTPS": HTTP_KINDS, "TLS": ("TLSRoute",)}
@@ -109,11 +110,11 @@ def hostname_intersection(listener: str, route: str) -> str | None:
 
 
 def _ns(o: Obj) -> str:
-    return (o.get("metadata") or {}).get("namespace", "")
+    return meta_of(o).get("namespace", "")
 
 
 def _name(o: Obj) -> str:
-    return (o.get("metadata") or {}).get("name", "")
+    return meta_of(o).get("name", "")
 
 
 class _GatewayCompiler:
@@ -303,7 +304,7 @@ class _GatewayCompiler:
             return route_ns == _ns(gw)
         if how == "Selector":
             ns_obj = self.namespaces.get(route_ns) or {}
-            labels = {**((ns_obj.get("metadata") or {}).get("labels") or {}),
+            labels = {**(meta_of(ns_obj).get("labels") or {}),
                       "kubernetes.io/metadata.name": route_ns}
             return selector_matches(frm.get("selector") or {}, labels)
         return False

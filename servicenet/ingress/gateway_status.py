@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-Obj = dict[str, Any]
+from servicenet.api.views import meta as meta_of
+from servicenet.api.wire import Obj
 
 # Condition types and reasons, spelled as the Gateway API specification defines them.
 ACCEPTED, PROGRAMMED, RESOLVED_REFS, CONFLICTED = "Accepted", "Programmed", "ResolvedRefs", "Conflicted"
@@ -33,7 +34,7 @@ def cond(ctype: str, ok: bool | str, reason: str, message: str, generation: int)
 
 
 def generation(obj: Obj) -> int:
-    return int((obj.get("metadata") or {}).get("generation") or 1)
+    return int(meta_of(obj).get("generation") or 1)
 
 
 def _merge_conditions(old: list[Obj] | None, new: list[Obj], now: str) -> list[Obj]:

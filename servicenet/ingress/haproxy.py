@@ -68,6 +68,14 @@ class HAProxy:
         for rel, data in files.items():
             _write(self.dir / (prefix + rel) if not prefix else self.dir / prefix / rel, data)
 
+    def prune(self, gen: str) -> None:
+        """Remove the map and crt-list files of generations other than ``gen`` (after a reload the
+        running worker has its own copy in memory; files are read only when a process starts)."""
+        for p in self.dir.iterdir():
+            if p.suffix in (".map", ".txt") and p.name.count(".") == 2 and not p.name.endswith(gen + p.suffix):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+
     async def check(self, cfg_text: str) -> str | None:
         """``haproxy -c`` on a candidate configuration; the error text, or None when valid."""
         cand = self.dir / "candidate.cfg"

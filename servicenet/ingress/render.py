@@ -9,20 +9,22 @@ needs a new configuration. ``structure_key`` is what tells the two apart.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from servicenet.ingress import maps
+from servicenet.ingress.maps import NO_HOST, NOT_FOUND, UNRESOLVED, route_ids
 from servicenet.ingress.model import EXACT, PREFIX, REGEX, Route, Table, Upstream
 
 Slots = dict[str, tuple[tuple[str, int] | None, ...]]  # backend -> slot contents
-NOT_FOUND = "be_default_404"
-UNRESOLVED = "be_default_500"  # a Gateway API backendRef that does not resolve
 
-# The JSON access-log line (documented in docs/ingress.md). HAProxy quotes/escapes each %{+Q} field.
+# The JSON access-log line (documented in docs/ingress.md). The metric fields lead in a fixed order
+# (accesslog.parse_head reads them without a JSON parser; none of them can hold a comma or a quote).
 LOG_FORMAT = (
-    '{"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
-    '"backend":"%b","server":"%s","route":"%[var(txn.r)]","method":"%HM","host":"%[var(txn.host)]",'
-    '"path":"%HPO","status":%ST,"bytes_in":%U,"bytes_out":%B,"t_request_ms":%TR,"t_connect_ms":%Tc,'
-    '"t_response_ms":%Tr,"t_total_ms":%Ta,"termination":"%ts","retries":%rc}'
+    '{"route":"%[var(txn.r)]","backend":"%b","status":%ST,"t_total_ms":%Ta,"bytes_out":%B,'
+    '"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
+    '"server":"%s","method":"%HM","host":"%[var(txn.host)]",'
+    '"path":"%HPO","bytes_in":%U,"t_request_ms":%TR,"t_connect_ms":%Tc,'
+    '"t_response_ms":%Tr,"termination":"%ts","retries":%rc}'
 )
 
 
@@ -42,13 +44,20 @@ class Files:
     gen: str = ""  # suffix of the map and crt-list files (content-addressed by the shell)
     extra_global: tuple[str, ...] = field(default=())
 
+    def map(self, name: str) -> str:
+        """The file of one of :data:`maps.NAMES`."""
+        return f"{self.dir}/{name}{self.gen}.map"
+
     @property
     def hosts_map(self) -> str:
-        return f"{self.dir}/hosts{self.gen}.map"
+        return self.map("hosts")
 
     @property
     def routes_map(self) -> str:
-        return f"{self.dir}/routes{self.gen}.map"
+        return self.map("routes")
+
+    def map_paths(self) -> dict[str, str]:
+        return {n: self.map(n) for n in maps.NAMES}
 
     @property
     def crt_list(self) -> str:
@@ -132,11 +141,11 @@ def _path_conds(r: Route) -> list[str]:
     return [f"{{ path -m reg {flags}{_sq('^' + r.path)} }}"]
 
 
-def _filter_rules(table: Table, listen: Listen) -> list[str]:
+def _filter_rules(table: Table, listen: Listen, ids: tuple[str, ...]) -> list[str]:
     """Gateway API filters: header modifiers, redirects and URL rewrites, keyed on the route id."""
     out: list[str] = []
     for i, r in enumerate(table.routes):
-        rid = f"{{ var(txn.r) -m str r{i} }}"
+        rid = f"{{ var(txn.r) -m str {ids[i]} }}"
         if r.redirect is not None:
             scheme, host, port, full, status = r.redirect
             sch = scheme or "%[ssl_fc,iif(https,http)]"
@@ -167,7 +176,7 @@ def _filter_rules(table: Table, listen: Listen) -> list[str]:
         for op, name, val in r.resp_headers:
             verb = {"set": "set-header", "add": "add-header", "remove": "del-header"}[op]
             out.append(f"    http-response {verb} {name}{' ' + _sq(val) if op != 'remove' else ''} "
-                       f"if {{ var(txn.rr) -m str r{i} }}")
+                       f"if {{ var(txn.rr) -m str {ids[i]} }}")
     return out
 
 
@@ -203,6 +212,8 @@ def _rewrite_regex(r: Route) -> tuple[str, str]:
 def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_servers: bool = True) -> str:
     """The whole configuration. ``with_servers=False`` gives the structure only (no addresses)."""
     d = files.dir
+    in_maps = maps.map_groups(table)
+    ids = route_ids(table, in_maps)
     out: list[str] = [
         "global",
         f"    stats socket {files.admin_socket} mode 600 level admin expose-fd listeners",
@@ -212,9 +223,12 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    tune.ssl.default-dh-param 2048",
         "    tune.bufsize 32768",
     ]
-    if files.log_socket:
-        out.append(f"    log {files.log_socket} len 4096 format raw local0 info")
+    if files.log_socket:  # a ring: a memory copy per request; its forwarder streams batches to the controller
+        out.append("    log ring@acclog len 4096 format raw local0 info")
     out += [f"    {x}" for x in files.extra_global]
+    if files.log_socket:
+        out += ["", "ring acclog", "    format raw", "    maxlen 4096", "    size 8388608",
+                "    timeout connect 5s", "    timeout server 24h", f"    server controller unix@{files.log_socket}"]
     out += [
         "", "defaults",
         "    mode http",
@@ -224,7 +238,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    option http-keep-alive",
         "    option idle-close-on-response",  # on reload, close idle client connections only after a response
         "    option forwardfor",
-        "    http-reuse safe",
+        "    http-reuse aggressive",  # like nginx's keepalive upstreams: a client's first request may reuse one
         "    option redispatch",  # a failed connection is retried on another server
         "    retries 2",
         "    timeout connect 5s",
@@ -248,18 +262,32 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         f"    http-request set-var(txn.hg) var(txn.host),map_str({files.hosts_map})",
         *(f"    http-request set-var(txn.hg) var(txn.host),regsub(^{'[^.]+[.]' * k},*.),map_str({files.hosts_map}) "
           "if !{ var(txn.hg) -m found }" for k in range(1, min(table.wildcard_labels, wildcard_depth(table)) + 1)),
-        "    http-request set-var(txn.hg) str(g0) if !{ var(txn.hg) -m found }",
+        f"    http-request set-var(txn.hg) str({NO_HOST}) if !{{ var(txn.hg) -m found }}",
+        # routes of map groups (maps.py): the exact entry, else the longest prefix entry
+        '    http-request set-var-fmt(txn.k) "%[var(txn.hg)]%[path]"',
+        f"    http-request set-var(txn.r) var(txn.k),map_str({files.map('exact')})",
+        '    http-request set-var-fmt(txn.k) "%[var(txn.hg)]%[path]/" if !{ var(txn.r) -m found }',
+        f"    http-request set-var(txn.r) var(txn.k),map_beg({files.map('prefix')}) if !{{ var(txn.r) -m found }}",
     ]
-    groups = host_groups(table)
-    for i, r in enumerate(table.routes):
-        g = groups[r.host]
+    for i, r in enumerate(table.routes):  # the other groups: one rule per route, in table order
+        if r.host in in_maps:
+            continue
         extra = _match_conds(r)
-        alts = [f"!{{ var(txn.r) -m found }} {{ var(txn.hg) -m str {g} }} {c}{extra}".rstrip()
+        alts = [f"!{{ var(txn.r) -m found }} {{ var(txn.hg) -m str {r.host or NO_HOST} }} {c}{extra}".rstrip()
                 for c in _path_conds(r)]
-        out.append(f"    http-request set-var(txn.r) str(r{i}) if {' || '.join(alts)}")
+        out.append(f"    http-request set-var(txn.r) str({ids[i]}) if {' || '.join(alts)}")
     https_port = "" if listen.https_port == 443 else f":{listen.https_port}"
+    out += [
+        f"    http-request redirect location https://%[var(txn.host)]{https_port}%[url] code 308 "
+        f"if {{ var(txn.r),map_str({files.map('redirect')}) -m found }} !{{ ssl_fc }}",
+        f"    http-request set-var(txn.bl) var(txn.r),map_str_int({files.map('body')})",
+        "    http-request deny deny_status 413 if { var(txn.bl) -m found } "
+        "{ req.hdr_val(content-length),sub(txn.bl) -m int gt 0 }",
+    ]
     for i, r in enumerate(table.routes):
-        rid = f"{{ var(txn.r) -m str r{i} }}"
+        if r.host in in_maps:
+            continue
+        rid = f"{{ var(txn.r) -m str {ids[i]} }}"
         if r.allow:
             out.append(f"    http-request deny deny_status 403 if {rid} !{{ src {' '.join(r.allow)} }}")
         if r.force_ssl_redirect or (r.tls and r.ssl_redirect):
@@ -273,12 +301,12 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
             out.append(f"    http-request replace-path {_sq(pat)} {_sq(repl)} if {rid}")
     out.append("    http-request deny deny_status 413 if !{ var(txn.r) -m found } "
                "{ req.hdr_val(content-length) gt 1048576 }")
-    out += _filter_rules(table, listen)
+    out += _filter_rules(table, listen, ids)
     out.append("    http-request set-var(txn.rr) var(txn.r) if { var(txn.r) -m found }")
     for i, r in enumerate(table.routes):
-        rid = f"{{ var(txn.r) -m str r{i} }}"
+        rid = f"{{ var(txn.r) -m str {ids[i]} }}"
         for c in r.canaries:
-            to = f"    http-request set-var(txn.r) str(r{i}c) if {rid}"
+            to = f"    http-request set-var(txn.r) str({ids[i]}c) if {rid}"
             if c.header:
                 if c.header_value:
                     out.append(f"{to} {{ req.hdr({c.header}) -m str {_sq(c.header_value)} }}")
@@ -297,7 +325,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
             for k, (_, w) in enumerate(r.backends):
                 if w <= 0:
                     continue
-                out.append(f"    http-request set-var(txn.r) str(r{i}w{k}) if {rid} {{ var(txn.w) -m int ge {lo} }} "
+                out.append(f"    http-request set-var(txn.r) str({ids[i]}w{k}) if {rid} {{ var(txn.w) -m int ge {lo} }} "
                            f"{{ var(txn.w) -m int lt {lo + w} }}")
                 lo += w
     out += [
@@ -316,8 +344,26 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    http-request return status 500 content-type text/plain string \"500 backend does not resolve\"",
     ]
     for u in table.upstreams:
-        out += ["", *_backend(u, slots.get(u.name, ()), with_servers)]
+        if with_servers:
+            out += ["", *_backend(u, slots.get(u.name, ()), True)]
+        else:
+            out += ["", _backend_shape(u, len(slots.get(u.name, ())))]
     return "\n".join(out) + "\n"
+
+
+_shapes: dict[tuple[object, ...], str] = {}
+
+
+def _backend_shape(u: Upstream, n: int) -> str:
+    """A backend without its servers' addresses: the same text for every endpoint set, so it is
+    computed once per backend shape (a memo keyed by every other field)."""
+    key = (n, *(v for k, v in u.__dict__.items() if k != "endpoints"))
+    text = _shapes.get(key)
+    if text is None:
+        if len(_shapes) > 65536:
+            _shapes.clear()
+        text = _shapes[key] = "\n".join(_backend(replace(u, endpoints=()), (None,) * n, False))
+    return text
 
 
 def _backend(u: Upstream, slots: tuple[tuple[str, int] | None, ...], with_servers: bool) -> list[str]:
@@ -357,28 +403,38 @@ def server_options(u: Upstream) -> str:
     return o
 
 
-def host_groups(table: Table) -> dict[str, str]:
-    """Host → group id; the no-host group is always g0."""
-    out: dict[str, str] = {"": "g0"}
-    for r in table.routes:
-        if r.host not in out:
-            out[r.host] = f"g{len(out)}"
-    return out
+def map_files(table: Table, gen: str = "") -> dict[str, str]:
+    """Every map file's name (relative to the state directory) and contents for ``table``."""
+    m = maps.build(table)
+    return {f"{n}{gen}.map": maps.text(m.get(n)) for n in maps.NAMES}
 
 
-def hosts_map(table: Table) -> str:
-    return "".join(f"{h} {g}\n" for h, g in host_groups(table).items() if h)
+def structure(table: Table, slots: Slots, listen: Listen, files: Files) -> str:
+    """What needs a reload when it changes: the configuration without server addresses and without
+    the map files' generation (map contents change through the runtime API)."""
+    key = shape(table, slots, listen, files)
+    if _last_structure[0] == key:
+        return _last_structure[1]  # type: ignore[return-value]
+    text = render(table, slots, listen, Files(files.dir, files.log_socket, "", files.extra_global),
+                  with_servers=False)
+    _last_structure[:] = [key, text]
+    return text
 
 
-def routes_map(table: Table) -> str:
-    lines = []
-    for i, r in enumerate(table.routes):
-        lines.append(f"r{i} {r.upstream or table.default_upstream or NOT_FOUND}\n")
-        for c in r.canaries:
-            lines.append(f"r{i}c {c.upstream}\n")
-        for k, (up, _) in enumerate(r.backends):
-            lines.append(f"r{i}w{k} {up or UNRESOLVED}\n")
-    return "".join(lines)
+_last_structure: list[object] = [None, ""]
+
+
+def shape(table: Table, slots: Slots, listen: Listen, files: Files) -> tuple[object, ...]:
+    """Everything ``structure`` reads, cheaper to compare than the text it renders: the routes of
+    rule groups, every other table field but the map routes, endpoints and reports, and each
+    backend without its endpoints but with its slot count. Generic over the fields, so a field added
+    later counts until the renderer is shown not to use it."""
+    groups = maps.map_groups(table)
+    rest = tuple(v for k, v in table.__dict__.items() if k not in ("routes", "upstreams", "problems", "ingresses"))
+    return (listen, files.dir, files.log_socket, files.extra_global, rest,
+            tuple(r for r in table.routes if r.host not in groups),
+            tuple((len(slots.get(u.name, ())), *(v for k, v in u.__dict__.items() if k != "endpoints"))
+                  for u in table.upstreams))
 
 
 def crt_list(table: Table, files: Files) -> str:

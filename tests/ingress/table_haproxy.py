@@ -21,8 +21,7 @@ async def table_haproxy(tmp: Path, table: Table) -> AsyncIterator[int]:
     hp.prepare()
     (tmp / "hap" / "certs" / "default.pem").write_bytes(self_signed())
     files = rd.Files(str(tmp / "hap"), gen=".t")
-    hp.write_files({"hosts.t.map": rd.hosts_map(table), "routes.t.map": rd.routes_map(table),
-                    "crt-list.t.txt": rd.crt_list(table, files)})
+    hp.write_files(rd.map_files(table, ".t") | {"crt-list.t.txt": rd.crt_list(table, files)})
     port = free_port()
     await hp.start(rd.render(table, rd.plan_slots(table), rd.Listen(("127.0.0.1",), port, free_port()), files))
     try:
