@@ -59,7 +59,8 @@ class ProxyStack:
         return await self.c.client.get("v1", "pods", "default", name)
 
     async def client_pod(self, name: str = "client") -> Obj:
-        return await self.run_pod(name, command=["sleep", "600"])
+        # tests exec load scripts in it that log into the test's own (root-only) tmp_path
+        return await self.run_pod(name, command=["sleep", "600"], securityContext={"runAsUser": 0})
 
     async def hostnames(self) -> tuple[Obj, dict[str, str]]:
         """The walkthrough Deployment + Service; returns (service, {podName: podIP}) once all 3 are

@@ -207,6 +207,8 @@ async def test_unready_pod_gets_no_new_connections_within_100ms(busy_node_stack:
             "metadata": {"name": n, "labels": {"app": "flip"}},
             "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
                 "name": "c", "image": "registry.k8s.io/serve_hostname", "ports": [{"containerPort": 9376}],
+                # the probe reads the test's own (root-only) files: root must be asked for
+                "securityContext": {"runAsUser": 0},
                 "readinessProbe": {"exec": {"command": ["test", "-f", str(flags / n)]}, "periodSeconds": 1,
                                    "failureThreshold": 1, "successThreshold": 1}}]}})
     await s.client_pod()

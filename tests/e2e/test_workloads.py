@@ -117,6 +117,7 @@ async def test_readiness_probe_flip_moves_endpoint(cluster: Cluster, tmp_path: P
         "metadata": {"name": "probe-0", "labels": {"app": "probe"}},
         "spec": {"terminationGracePeriodSeconds": 3, "containers": [{
             "name": "c", "image": "busybox", "command": ["sh", "-c", "trap 'sleep 1; exit 0' TERM; while true; do sleep 0.2; done"],
+            "securityContext": {"runAsUser": 0},  # the probe reads the test's own root-only file
             "readinessProbe": {"exec": {"command": ["test", "-f", str(flag)]}, "periodSeconds": period,
                                "failureThreshold": 1, "successThreshold": 1}}]}})
 
