@@ -22,8 +22,12 @@ up: $(STAMP)
 deps:
 	bash scripts/install-deps.sh
 
+# Two pytest-xdist workers: most tests wait on processes and sockets, so two at once keep both cores
+# busy. --dist loadgroup keeps each xdist_group on one worker (tests/conftest.py says which and why);
+# `make test XDIST=` runs everything in one process. --durations lists the slowest tests in the log.
+XDIST ?= -n 2 --dist loadgroup
 test: $(STAMP) deps
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra --durations=25 $(XDIST) $(PYTEST_ARGS)
 
 bench: $(STAMP) deps
 	$(BIN)/python -m bench $(BENCH)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from servicenet.api import wellknown as wk
 from servicenet.apiserver.identities import node_serving_issuer
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient
+from servicenet.common import tls
 from servicenet.common.component import bounded
 
 
@@ -95,3 +98,46 @@ async def running_apiserver(data_dir: Path, *, storage: str = "memory",
     finally:
         await client.close()
         await server.stop()
+
+
+def worker_share(lo: int, hi: int) -> int:
+    """A random number in ``lo..hi`` drawn from this pytest-xdist worker's own slice of the range, so
+    that tests running at once in parallel workers never draw the same one (e.g. the third octet of a
+    loopback pod /24 whose pods bind fixed ports). Outside xdist the whole range is used."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    width = (hi - lo + 1) // count
+    if width < 1 or index >= count:
+        raise ValueError(f"cannot split {lo}..{hi} among {count} workers")
+    start = lo + index * width
+    return random.randint(start, start + width - 1)
+
+
+def tls_files(d: Path, host: str = "foo.com") -> tuple[Path, Path]:
+    """A self-signed serving certificate for ``host`` and its key, written as ``d/tls.crt`` and
+    ``d/tls.key`` (what ``kubectl create secret tls`` reads)."""
+    cert, key = tls.self_signed([host], cn=host)
+    crt, pem = d / "tls.crt", d / "tls.key"
+    crt.write_bytes(cert)
+    pem.write_bytes(key)
+    return crt, pem
+
+
+def up_argv(data_dir: Path, *args: str, api_listen: str = "127.0.0.1:0") -> list[str]:
+    """The command line of ``servicenet up`` on ``data_dir`` with the API and DNS on free loopback
+    ports (``args``: the rest, e.g. ``--network netns``)."""
+    return [sys.executable, "-m", "servicenet.cli", "up", "--data-dir", str(data_dir), "--api-listen", api_listen,
+            "--dns-listen", "127.0.0.1:0", *args]
+
+
+async def read_banner(proc: asyncio.subprocess.Process, timeout: float = 90.0) -> str:
+    """What ``servicenet up`` prints on stdout up to its kubectl hint, i.e. once it is up."""
+    assert proc.stdout is not None, "start servicenet up with stdout=PIPE"
+    banner = ""
+    async with asyncio.timeout(timeout):
+        while "Point kubectl at it" not in banner:
+            line = await proc.stdout.readline()
+            assert line, f"servicenet up exited early:\n{banner}"
+            banner += line.decode()
+    return banner

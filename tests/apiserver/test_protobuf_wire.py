@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -14,35 +13,17 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from servicenet.api.pb import types, wire
-from servicenet.testing import RunningApi, kubectl
+from servicenet.testing import RunningApi, kubectl, tls_files
 from tests.api.test_pb_codec import REALISTIC
 
 PB = wire.PROTOBUF
 PB_ACCEPT = "application/vnd.kubernetes.protobuf,application/json"  # what client-go's typed clients send
 
 
-def _tls_files(d: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "foo.com")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    crt, pem = d / "tls.crt", d / "tls.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return crt, pem
-
-
 def _generators(d: Path) -> list[list[str]]:
-    crt, key = _tls_files(d)
+    crt, key = tls_files(d)
     return [
         ["create", "namespace", "team-a"],
         ["create", "configmap", "cm1", "--from-literal=a=b", "--from-literal=c=d"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from servicenet.client import wait_for
 from servicenet.controllers.manager import ControllerManager
 from servicenet.node.agent import NodeAgent
-from servicenet.testing import RunningApi, running_apiserver
+from servicenet.testing import RunningApi, running_apiserver, worker_share
 
 Obj = dict[str, Any]
 
@@ -49,7 +48,7 @@ class Cluster:
 async def running_cluster(tmp: Path, network: str = "loopback", **agent_kw: Any) -> AsyncIterator[Cluster]:
     cidrs = ["127.96.0.0/16"] if network == "loopback" else ["10.96.0.0/12"]
     async with running_apiserver(tmp / "api", service_cidrs=cidrs) as api:
-        pod_cidr = f"127.64.{random.randint(100, 254)}.0/24" if network == "loopback" else (
+        pod_cidr = f"127.64.{worker_share(100, 254)}.0/24" if network == "loopback" else (
             "10.244.0.0/20" if network == "virtual" else None)
         agent = NodeAgent(api.client, node_name="node-1", network=network, pod_cidr=pod_cidr,
                           data_dir=str(tmp / "node"), backoff_base=0.2, **agent_kw, serving_cert=api.node_cert("node-1"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from servicenet.testing import kubectl
+from servicenet.testing import kubectl, read_banner, up_argv
 
 from .cluster import until
 
@@ -122,18 +122,11 @@ subjects:
 
 @pytest.mark.root
 async def test_load_incluster_config_in_a_netns_pod(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        PY, "-m", "servicenet.cli", "up", "--network", "netns", "--data-dir", str(tmp_path),
-        "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    assert proc.stdout is not None
+    proc = await asyncio.create_subprocess_exec(*up_argv(tmp_path, "--network", "netns"),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     kc = tmp_path / "kubeconfig"
-    banner = ""
     try:
-        while "Point kubectl at it" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, "servicenet up exited early"
-            banner += line.decode()
+        await read_banner(proc, 60)
         await kubectl(kc, "apply", "-f", "-", input=MANIFEST.encode())
 
         async def running() -> bool:

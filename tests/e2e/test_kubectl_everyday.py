@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from servicenet.client import ApiClient, ApiError
-from servicenet.testing import kubectl
+from servicenet.testing import kubectl, read_banner, tls_files, up_argv
 
 from .cluster import ready, until
 
+pytestmark = pytest.mark.loopback_vips  # binds the loopback plan's fixed ClusterIPs (see tests/conftest.py)
 NS = "acc"
 RC = """
 apiVersion: v1
@@ -77,18 +72,11 @@ class Up:
 
 @pytest.fixture
 async def up(tmp_path: Path) -> AsyncIterator[Up]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "servicenet.cli", "up", "--network", "loopback", "--data-dir", str(tmp_path),
-        "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    assert proc.stdout is not None
-    banner = ""
+    proc = await asyncio.create_subprocess_exec(*up_argv(tmp_path, "--network", "loopback"),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     u: Up | None = None
     try:
-        while "Point kubectl at it" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, "servicenet up exited early"
-            banner += line.decode()
+        await read_banner(proc, 60)
         u = Up(tmp_path)
         yield u
     finally:
@@ -96,20 +84,6 @@ async def up(tmp_path: Path) -> AsyncIterator[Up]:
             await u.client.close()
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 60)
-
-
-def _tls_files(d: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "foo.com")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    crt, pem = d / "tls.crt", d / "tls.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return crt, pem
 
 
 async def _get(u: Up, api_version: str, plural: str, name: str) -> dict[str, Any]:
@@ -130,7 +104,7 @@ async def test_everyday_kubectl_commands(up: Up, tmp_path: Path) -> None:  # noq
     assert (await _get(u, "v1", "configmaps", "cm1"))["data"] == {"a": "b"}
     await u.kn("create", "secret", "generic", "s1", "--from-literal=pw=s3cr3t")
     assert base64.b64decode(await u.kn("get", "secret", "s1", "-o", "jsonpath={.data.pw}")) == b"s3cr3t"
-    crt, key = _tls_files(tmp_path)
+    crt, key = tls_files(tmp_path)
     await u.kn("create", "secret", "tls", "tls1", f"--cert={crt}", f"--key={key}")
     tls = await _get(u, "v1", "secrets", "tls1")
     assert tls["type"] == "kubernetes.io/tls" and base64.b64decode(tls["data"]["tls.crt"]) == crt.read_bytes()

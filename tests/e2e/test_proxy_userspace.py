@@ -13,44 +13,23 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
+import pytest
+
+from .unpriv import as_nobody
+
 SCRIPT = Path(__file__).with_name("userspace_unpriv.py")
-REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.loopback_vips  # binds the loopback plan's fixed ClusterIPs (see tests/conftest.py)
 
 
 def _unprivileged_argv(tmp: str) -> tuple[list[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
-    env["HOME"] = tmp
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     if os.geteuid() != 0:
         return [sys.executable, str(SCRIPT), tmp], dict(os.environ, HOME=tmp)
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv is needed to drop root privileges for this test"
-    py = shutil.which("python3", path="/usr/bin:/bin")
-    assert py, "a system python3 readable by nobody is needed"
-    # The clone and its venv may live where `nobody` cannot read (e.g. under /root): give the
-    # child its own readable copy of the package, its dependencies and the script.
-    lib = os.path.join(tmp, "lib")
-    shutil.copytree(REPO / "servicenet", os.path.join(lib, "servicenet"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(sysconfig.get_paths()["purelib"], lib, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "kubernetes", "pip", "setuptools", "hypothesis",
-                                                  "pygments", "_pytest", "pytest*", "ruff*", "servicenet*"))
-    os.makedirs(os.path.join(lib, "e2e"))
-    for name in ("__init__.py", "cluster.py"):
-        shutil.copy(SCRIPT.with_name(name), os.path.join(lib, "e2e", name))
-    script = shutil.copy(SCRIPT, os.path.join(tmp, SCRIPT.name))
-    for root, dirs, files in os.walk(tmp):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o644)
-    os.chmod(tmp, 0o777)
-    env["PYTHONPATH"] = lib
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", py, script, tmp], env
+    return as_nobody(tmp, SCRIPT, [tmp], {"lib/e2e/__init__.py": SCRIPT.with_name("__init__.py"),
+                                          "lib/e2e/cluster.py": SCRIPT.with_name("cluster.py")})
 
 
 def test_userspace_stack_runs_unprivileged() -> None:

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from servicenet.testing import kubectl
+from servicenet.testing import kubectl, read_banner, up_argv
 
 from .cluster import until
 
 MANIFESTS = Path(__file__).parent.parent / "apiserver" / "manifests"
+
+pytestmark = pytest.mark.loopback_vips  # binds the loopback plan's fixed ClusterIPs (see tests/conftest.py)
 
 
 def _free_port() -> int:
@@ -37,17 +39,11 @@ async def test_up_serves_the_walkthrough_and_stops_cleanly(tmp_path: Path, netwo
     _, host_routes = await run("ip", "-4", "route", "show", "table", "all")
     ing_http, ing_https = (80, 443) if network == "netns" else (_free_port(), _free_port())
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "servicenet.cli", "up", "--network", network, "--data-dir", str(tmp_path),
-        "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
-        "--ingress-http-port", str(ing_http), "--ingress-https-port", str(ing_https),
+        *up_argv(tmp_path, "--network", network, "--ingress-http-port", str(ing_http),
+                 "--ingress-https-port", str(ing_https)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    assert proc.stdout is not None
-    banner = ""
     try:
-        while "Point kubectl at it" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, "servicenet up exited early"
-            banner += line.decode()
+        banner = await read_banner(proc, 60)
         assert f"is up (network mode: {network})" in banner
         ing_ip = "127.0.0.1" if network == "loopback" else r"10\.244\.0\.1"
         assert re.search(rf"ingress https\s+{ing_ip}:{ing_https}", banner), banner

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from servicenet.common.netns import list_netns
 from servicenet.node.process import proc_start_ticks
-from servicenet.testing import kubectl
+from servicenet.testing import kubectl, read_banner, up_argv
 
 from .cluster import until
 
@@ -78,9 +77,8 @@ async def test_kill_9_restart_sigterm_at_readyz_leaks_nothing(tmp_path: Path) ->
 
     async def up() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "servicenet.cli", "up", "--network", "netns", "--data-dir", str(tmp_path),
-            "--api-listen", f"127.0.0.1:{port}", "--dns-listen", "127.0.0.1:0",
-            "--ingress-http-port", str(_free_port()), "--ingress-https-port", str(_free_port()),
+            *up_argv(tmp_path, "--network", "netns", "--ingress-http-port", str(_free_port()),
+                     "--ingress-https-port", str(_free_port()), api_listen=f"127.0.0.1:{port}"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
 
     proc = await up()
@@ -88,11 +86,7 @@ async def test_kill_9_restart_sigterm_at_readyz_leaks_nothing(tmp_path: Path) ->
     procs: set[tuple[int, int | None]] = set()
     prefix = "sn-?-"  # this cluster's namespaces (others may run at the same time)
     try:
-        banner = ""
-        while "Point kubectl at it" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 90)
-            assert line, "servicenet up exited early"
-            banner += line.decode()
+        await read_banner(proc, 90)
         kc = tmp_path / "kubeconfig"
         await kubectl(kc, "apply", "-f", str(MANIFESTS / "hostnames.yaml"))
 

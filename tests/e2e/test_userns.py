@@ -15,44 +15,27 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .unpriv import as_nobody
+
 SCRIPT = Path(__file__).with_name("userns_unpriv.py")
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "apiserver" / "manifests"
 N = 600
+
+pytestmark = pytest.mark.loopback_vips  # binds the loopback plan's fixed ClusterIPs (see tests/conftest.py)
 
 
 def _argv(tmp: str) -> tuple[list[str], dict[str, str]]:
     if os.geteuid() != 0:
         env = dict(os.environ, HOME=tmp, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         return [sys.executable, str(SCRIPT), tmp, str(MANIFESTS)], env
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv is needed to drop root privileges for this test"
-    py = shutil.which("python3", path="/usr/bin:/bin")
-    assert py, "a system python3 readable by nobody is needed"
-    lib = os.path.join(tmp, "lib")
-    shutil.copytree(REPO / "servicenet", os.path.join(lib, "servicenet"), ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(sysconfig.get_paths()["purelib"], lib, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "kubernetes", "pip", "setuptools", "hypothesis",
-                                                  "pygments", "_pytest", "pytest*", "ruff*", "servicenet*"))
-    shutil.copytree(MANIFESTS, os.path.join(tmp, "manifests"))
-    script = shutil.copy(SCRIPT, os.path.join(tmp, SCRIPT.name))
-    for root, dirs, files in os.walk(tmp):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o644)
-    os.chmod(tmp, 0o777)
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
-    env.update(HOME=tmp, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=lib)
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", py, script, tmp,
-            os.path.join(tmp, "manifests")], env
+    return as_nobody(tmp, SCRIPT, [tmp, os.path.join(tmp, "manifests")], {"manifests": MANIFESTS})
 
 
 def _host_view() -> str:

@@ -4,7 +4,7 @@ test under its own key prefix. Tests of tests/apiserver re-collected here run ag
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +28,19 @@ async def api(tmp_path: Path, etcd_cluster: Cluster) -> AsyncIterator[RunningApi
 @pytest.fixture
 async def sqlapi(api: RunningApi) -> AsyncIterator[RunningApi]:
     yield api
+
+
+@pytest.fixture
+def etcd_members(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """Starts a private etcd cluster of ``n`` members under ``tmp_path`` (for tests that kill members,
+    compact or need TLS: what the session's shared etcd must not see); stopped when the test ends."""
+    started: list[Cluster] = []
+
+    def start(n: int, **kw: object) -> Cluster:
+        c = Cluster(tmp_path / ("etcd" if not started else f"etcd{len(started)}"), n, **kw)  # type: ignore[arg-type]
+        started.append(c)
+        return c.start()
+
+    yield start
+    for c in started:
+        c.stop()

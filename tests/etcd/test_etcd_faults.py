@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,13 +21,8 @@ from servicenet.testing_cluster import start_api_servers
 
 
 @pytest.fixture
-def three(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "etcd", 3)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+def three(etcd_members: Callable[..., Cluster]) -> Cluster:
+    return etcd_members(3)
 
 
 async def test_kill9_one_member_loses_no_acknowledged_write(three: Cluster) -> None:

@@ -4,8 +4,7 @@ compaction coordinated across API servers through ``compact_rev_key``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -17,13 +16,8 @@ from servicenet.store.etcdlaunch import Cluster
 
 
 @pytest.fixture
-async def etcd(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path / "etcd", 1)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+def etcd(etcd_members: Callable[..., Cluster]) -> Cluster:
+    return etcd_members(1)
 
 
 async def _caught_up(s: EtcdStore, revision: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,24 +54,20 @@ def _pki(d: Path) -> dict[str, str]:
     return out
 
 
-async def test_store_over_tls_with_client_certificate(tmp_path: Path) -> None:
+async def test_store_over_tls_with_client_certificate(tmp_path: Path, etcd_members: Callable[..., Cluster]) -> None:
     pki = _pki(tmp_path)
-    cluster = Cluster(tmp_path / "etcd", 1, tls=pki)
+    cluster = etcd_members(1, tls=pki)
+    assert cluster.endpoints[0].startswith("https://")
+    store = EtcdStore(cluster.endpoints, tls=EtcdTLS(pki["ca"], pki["client_cert"], pki["client_key"]),
+                      compact_interval=0, etcd_compact_interval=0)
+    await store.open()
     try:
-        cluster.start()
-        assert cluster.endpoints[0].startswith("https://")
-        store = EtcdStore(cluster.endpoints, tls=EtcdTLS(pki["ca"], pki["client_cert"], pki["client_key"]),
-                          compact_interval=0, etcd_compact_interval=0)
-        await store.open()
-        try:
-            rec = await store.create("/registry/configmaps/default/a", {"metadata": {"name": "a"}})
-            assert store.get("/registry/configmaps/default/a") == rec
-            assert store.ready()[0]
-        finally:
-            await store.close()
-        anonymous = EtcdStore(cluster.endpoints, tls=EtcdTLS(pki["ca"]), request_timeout=2,
-                              compact_interval=0, etcd_compact_interval=0)
-        with pytest.raises(StoreError, match="cannot read from etcd"):  # no client certificate: refused
-            await anonymous.open()
+        rec = await store.create("/registry/configmaps/default/a", {"metadata": {"name": "a"}})
+        assert store.get("/registry/configmaps/default/a") == rec
+        assert store.ready()[0]
     finally:
-        cluster.stop()
+        await store.close()
+    anonymous = EtcdStore(cluster.endpoints, tls=EtcdTLS(pki["ca"]), request_timeout=2,
+                          compact_interval=0, etcd_compact_interval=0)
+    with pytest.raises(StoreError, match="cannot read from etcd"):  # no client certificate: refused
+        await anonymous.open()

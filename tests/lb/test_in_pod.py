@@ -18,7 +18,7 @@ from e2e.cluster import Cluster, running_cluster, until
 from servicenet.client import ApiClient
 from servicenet.dns.model import DnsConfig
 from servicenet.dns.server import DnsServer
-from servicenet.testing import kubectl
+from servicenet.testing import kubectl, read_banner, up_argv
 
 from .walk import NS, DnsClock, SliceClock, flags_dir, manifest, within
 
@@ -153,18 +153,10 @@ class UpCluster:
 
     async def __aenter__(self) -> UpCluster:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "servicenet.cli", "up", "--network", "netns", "--data-dir", str(self.data),
-            "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0",
-            "--only", "controller-manager,node,dns,proxy", cwd=str(ROOT),
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            *up_argv(self.data, "--network", "netns", "--only", "controller-manager,node,dns,proxy"),
+            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        assert self.proc.stdout is not None
-        banner = ""
-        async with asyncio.timeout(90):
-            while "Point kubectl at it" not in banner:
-                line = await self.proc.stdout.readline()
-                assert line, "servicenet up exited early"
-                banner += line.decode()
+        await read_banner(self.proc, 90)
         return self
 
     async def kubectl(self, *args: str, **kw: Any) -> tuple[int, str, str]:

@@ -2,8 +2,9 @@
 
 ``python crash_child.py DATA_DIR NET_ID CIDR MARKER PODS`` starts PODS pods (netns mode, the
 default unprivileged user) whose command carries MARKER, waits until their processes run, removes
-them again and waits until they are torn down. It prints ``ready`` once imported (the parent's
-random clock starts there), ``running`` and ``done``. Used by ``test_crash_reap.py``.
+them again and waits until they are torn down. It prints ``ready`` once imported, then waits for a
+line ``go`` on stdin (the parent's random clock starts there: it starts the next child while this
+one runs), and prints ``running`` and ``done``. Used by ``test_crash_reap.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def pod(name: str, marker: str) -> dict:  # type: ignore[type-arg]
 
 async def main(data_dir: str, net_id: str, cidr: str, marker: str, n: int) -> None:
     print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return
     net = NetnsNetwork(cidr, net_id)
     await net.setup()
     rt = PodRuntime(RuntimeConfig(node_name="crash", data_dir=data_dir, default_user=NOBODY), net)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from servicenet.node.agent import NodeAgent
 from servicenet.node.process import proc_start_ticks
 from servicenet.testing import RunningApi
 
@@ -43,38 +42,33 @@ def pod_body(name: str, node: str, command: list[str]) -> Obj:
                      "containers": [{"name": "c", "image": "busybox", "command": command}]}}
 
 
-async def test_agent_runs_pods_and_serves_kubectl(api: RunningApi, tmp_path: Path, loop_cidr: str) -> None:
-    agent = NodeAgent(api.client, node_name="node-e2e", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-e2e"))
-    await agent.start()
-    try:
-        node = await api.client.get("v1", "nodes", None, "node-e2e")
-        assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.port
-        assert {"type": "InternalIP", "address": "127.0.0.1"} in node["status"]["addresses"]
-        assert node["spec"]["podCIDR"] == loop_cidr
-        assert node["status"]["capacity"]["pods"] == "110"
-        assert [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
-        svc = await api.client.create("v1", "services", "default", {
-            "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
-        script = 'echo hello-log; echo WEB=$WEB_SERVICE_HOST; exec sleep 600'
-        await api.client.create("v1", "pods", "default", pod_body("p1", "node-e2e", ["sh", "-c", script]))
-        pod = await wait_pod(api, "p1", _ready)
-        assert pod["status"]["phase"] == "Running"
-        assert pod["status"]["podIP"].startswith(loop_cidr.rsplit(".", 2)[0])
-        cid = pod["status"]["containerStatuses"][0]["containerID"]
-        _, out, _ = await api.kubectl("logs", "p1")
-        assert "hello-log" in out and f"WEB={svc['spec']['clusterIP']}" in out
-        rc, out, err = await api.kubectl("exec", "p1", "--", "sh", "-c", "echo out; echo err >&2; exit 3",
-                                         check=False)
-        assert (rc, out, err.splitlines()[0]) == (3, "out\n", "err")
-        rc, out, _ = await api.kubectl("exec", "-i", "p1", "--", "cat", input=b"via-stdin\n", check=False)
-        assert (rc, out) == (0, "via-stdin\n")
-        pid = int(cid.rsplit("/", 1)[1])
-        await api.kubectl("delete", "pod", "p1", "--wait=true", "--timeout=20s")
-        assert proc_start_ticks(pid) is None or not os.path.exists(f"/proc/{pid}")
-        assert agent.runtime.workers == {}
-    finally:
-        await agent.stop()
+async def test_agent_runs_pods_and_serves_kubectl(api: RunningApi, tmp_path: Path, loop_cidr: str, node_agent: Any) -> None:
+    agent = await node_agent("node-e2e")
+    node = await api.client.get("v1", "nodes", None, "node-e2e")
+    assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.port
+    assert {"type": "InternalIP", "address": "127.0.0.1"} in node["status"]["addresses"]
+    assert node["spec"]["podCIDR"] == loop_cidr
+    assert node["status"]["capacity"]["pods"] == "110"
+    assert [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
+    svc = await api.client.create("v1", "services", "default", {
+        "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    script = 'echo hello-log; echo WEB=$WEB_SERVICE_HOST; exec sleep 600'
+    await api.client.create("v1", "pods", "default", pod_body("p1", "node-e2e", ["sh", "-c", script]))
+    pod = await wait_pod(api, "p1", _ready)
+    assert pod["status"]["phase"] == "Running"
+    assert pod["status"]["podIP"].startswith(loop_cidr.rsplit(".", 2)[0])
+    cid = pod["status"]["containerStatuses"][0]["containerID"]
+    _, out, _ = await api.kubectl("logs", "p1")
+    assert "hello-log" in out and f"WEB={svc['spec']['clusterIP']}" in out
+    rc, out, err = await api.kubectl("exec", "p1", "--", "sh", "-c", "echo out; echo err >&2; exit 3",
+                                     check=False)
+    assert (rc, out, err.splitlines()[0]) == (3, "out\n", "err")
+    rc, out, _ = await api.kubectl("exec", "-i", "p1", "--", "cat", input=b"via-stdin\n", check=False)
+    assert (rc, out) == (0, "via-stdin\n")
+    pid = int(cid.rsplit("/", 1)[1])
+    await api.kubectl("delete", "pod", "p1", "--wait=true", "--timeout=20s")
+    assert proc_start_ticks(pid) is None or not os.path.exists(f"/proc/{pid}")
+    assert agent.runtime.workers == {}
 
 
 async def test_agent_adopts_pods_after_kill_9(api: RunningApi, tmp_path: Path, loop_cidr: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -13,13 +12,12 @@ from typing import Any
 
 import pytest
 
-from servicenet.common.netns import list_netns
 from servicenet.node import podsecurity as ps
 from servicenet.node import projected
 from servicenet.node.network import NetnsNetwork
-from servicenet.node.runtime import PodRuntime, RuntimeConfig
+from servicenet.node.runtime import PodRuntime
 
-from .nodeutil import cond, make_pod, require_root, until
+from .nodeutil import cond, make_pod, netns_runtime, until
 
 PY = "/usr/bin/python3"  # a system interpreter every user can run
 SERVER = ("import os, socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
@@ -62,17 +60,9 @@ def test_default_user_needs_a_readable_interpreter() -> None:
 
 @pytest.fixture
 async def nrt(tmp_path: Any) -> Any:
-    require_root()
-    net = NetnsNetwork("10.244.9.0/24", secrets.token_hex(2))
-    await net.setup()
     os.chmod(tmp_path, 0o755)
-    rt = PodRuntime(RuntimeConfig(node_name="n1", data_dir=str(tmp_path), default_user=ps.NOBODY), net)
-    try:
+    async with netns_runtime(tmp_path, "10.244.9.0/24", default_user=ps.NOBODY) as rt:
         yield rt
-    finally:
-        await rt.shutdown()
-        await net.teardown()
-        assert [n for n in list_netns() if n.startswith(net.prefix)] == []
 
 
 async def _get(net: NetnsNetwork, ip: str) -> bytes:

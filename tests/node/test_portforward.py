@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 
 from servicenet.node import portforward as pf
 from servicenet.node import spdy
-from servicenet.node.agent import NodeAgent
 from servicenet.testing import RunningApi, kubectl_path
 
 from .nodeutil import require_root, until
@@ -133,55 +131,40 @@ async def _exercise(api: RunningApi, port_forward: Any, pod: str) -> None:
 
 
 async def test_kubectl_port_forward_loopback(api: RunningApi, tmp_path: Path, loop_cidr: str,
-                                             port_forward: Any) -> None:
-    agent = NodeAgent(api.client, node_name="node-pf", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-pf"))
-    await agent.start()
-    try:
-        await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pf", "node-pf"))
-        await wait_ready(api, "web-pf")
-        await _exercise(api, port_forward, "web-pf")
-        # logs and exec keep working next to port-forward
-        rc, out, _ = await api.kubectl("exec", "web-pf", "--", "sh", "-c", "echo ok", check=False)
-        assert (rc, out) == (0, "ok\n")
-    finally:
-        await agent.stop()
+                                             port_forward: Any, node_agent: Any) -> None:
+    await node_agent("node-pf")
+    await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pf", "node-pf"))
+    await wait_ready(api, "web-pf")
+    await _exercise(api, port_forward, "web-pf")
+    # logs and exec keep working next to port-forward
+    rc, out, _ = await api.kubectl("exec", "web-pf", "--", "sh", "-c", "echo ok", check=False)
+    assert (rc, out) == (0, "ok\n")
 
 
 @pytest.mark.root
-async def test_kubectl_port_forward_netns(api: RunningApi, tmp_path: Path, port_forward: Any) -> None:
+async def test_kubectl_port_forward_netns(api: RunningApi, tmp_path: Path, port_forward: Any, node_agent: Any) -> None:
     require_root()
-    agent = NodeAgent(api.client, node_name="node-pfn", network="netns", pod_cidr="10.244.9.0/24",
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2, net_id=secrets.token_hex(2), serving_cert=api.node_cert("node-pfn"))
-    await agent.start()
-    try:
-        await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pfn", "node-pfn"))
-        await wait_ready(api, "web-pfn")
-        await _exercise(api, port_forward, "web-pfn")
-    finally:
-        await agent.stop()
+    await node_agent("node-pfn", network="netns", pod_cidr="10.244.9.0/24")
+    await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pfn", "node-pfn"))
+    await wait_ready(api, "web-pfn")
+    await _exercise(api, port_forward, "web-pfn")
 
 
 async def test_kubectl_port_forward_refused_port(api: RunningApi, tmp_path: Path, loop_cidr: str,
-                                                 port_forward: Any) -> None:
+                                                 port_forward: Any, node_agent: Any) -> None:
     """Nothing listens on the port: kubectl reports the node's error and gives up the connection."""
-    agent = NodeAgent(api.client, node_name="node-pfr", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-pfr"))
-    await agent.start()
-    try:
-        await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pfr", "node-pfr"))
-        await wait_ready(api, "web-pfr")
-        fwd = await port_forward("web-pfr", 9999)
-        reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
-        writer.write(b"GET / HTTP/1.0\r\n\r\n")
-        assert await asyncio.wait_for(reader.read(), 10) == b""
-        writer.close()
-        assert fwd.proc.stderr is not None
-        err = await asyncio.wait_for(fwd.proc.stderr.read(), 15)  # kubectl exits: lost connection
-        assert b"error forwarding port 9999 to pod web-pfr_default" in err and b"connection refused" in err, err
-        assert await asyncio.wait_for(fwd.proc.wait(), 10) != 0
-    finally:
-        await agent.stop()
+    await node_agent("node-pfr")
+    await api.client.create("v1", "pods", "default", serve_hostname_pod("web-pfr", "node-pfr"))
+    await wait_ready(api, "web-pfr")
+    fwd = await port_forward("web-pfr", 9999)
+    reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+    assert fwd.proc.stderr is not None
+    err = await asyncio.wait_for(fwd.proc.stderr.read(), 15)  # kubectl exits: lost connection
+    assert b"error forwarding port 9999 to pod web-pfr_default" in err and b"connection refused" in err, err
+    assert await asyncio.wait_for(fwd.proc.wait(), 10) != 0
 
 
 # -- the pure core ----------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from servicenet.apiserver.kubelet_proxy import portforward_query
-from servicenet.node.agent import NodeAgent
 from servicenet.testing import RunningApi
 
 from .test_portforward import serve_hostname_pod, wait_ready
@@ -65,22 +64,17 @@ def _port_forward_get(kc: str, pod: str) -> bytes:
 
 
 async def test_python_client_exec_text_stdin_and_portforward_ports(api: RunningApi, tmp_path: Path,
-                                                                   loop_cidr: str) -> None:
-    agent = NodeAgent(api.client, node_name="node-py", network="loopback", pod_cidr=loop_cidr,
-                      data_dir=str(tmp_path / "node"), backoff_base=0.2, serving_cert=api.node_cert("node-py"))
-    await agent.start()
-    try:
-        await api.client.create("v1", "pods", "default", serve_hostname_pod("web-py", "node-py"))
-        await wait_ready(api, "web-py")
-        kc = str(api.kubeconfig)
-        out, err = await asyncio.wait_for(asyncio.to_thread(_exec_with_str_stdin, kc, "web-py"), 30)
-        assert out == "first line\nsecond line\n", (out, err)
-        data: Any = await asyncio.wait_for(asyncio.to_thread(_port_forward_get, kc, "web-py"), 30)
-        head, _, body = data.partition(b"\r\n\r\n")
-        assert b" 200 " in head.split(b"\r\n")[0], data[:200]
-        assert body.decode() == "web-py"
-    finally:
-        await agent.stop()
+                                                                   loop_cidr: str, node_agent: Any) -> None:
+    await node_agent("node-py")
+    await api.client.create("v1", "pods", "default", serve_hostname_pod("web-py", "node-py"))
+    await wait_ready(api, "web-py")
+    kc = str(api.kubeconfig)
+    out, err = await asyncio.wait_for(asyncio.to_thread(_exec_with_str_stdin, kc, "web-py"), 30)
+    assert out == "first line\nsecond line\n", (out, err)
+    data: Any = await asyncio.wait_for(asyncio.to_thread(_port_forward_get, kc, "web-py"), 30)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0], data[:200]
+    assert body.decode() == "web-py"
 
 
 def test_portforward_query_translates_ports() -> None:

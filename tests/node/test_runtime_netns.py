@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import subprocess
 from typing import Any
 
 import pytest
 
-from servicenet.common.netns import list_netns
 from servicenet.node.network import NetnsNetwork
 from servicenet.node.runtime import PodRuntime, RuntimeConfig
 
-from .nodeutil import cond, make_pod, require_root, until
+from .nodeutil import cond, make_pod, netns_runtime, until
 
 pytestmark = pytest.mark.root
 Obj = dict[str, Any]
@@ -21,16 +19,8 @@ Obj = dict[str, Any]
 
 @pytest.fixture
 async def nrt(tmp_path: Any) -> Any:
-    require_root()
-    net = NetnsNetwork("10.244.7.0/24", secrets.token_hex(2))
-    await net.setup()
-    rt = PodRuntime(RuntimeConfig(node_name="n1", data_dir=str(tmp_path), cluster_dns=["10.96.0.10"]), net)
-    try:
+    async with netns_runtime(tmp_path, "10.244.7.0/24", cluster_dns=["10.96.0.10"]) as rt:
         yield rt
-    finally:
-        await rt.shutdown()
-        await net.teardown()
-        assert [n for n in list_netns() if n.startswith(net.prefix)] == []
 
 
 async def http_get(net: NetnsNetwork, ip: str, port: int) -> str:

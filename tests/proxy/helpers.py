@@ -58,3 +58,28 @@ def eslice(ns: str, svc: str, endpoints: list[dict[str, Any]], ports: list[dict[
             "endpoints": endpoints,
             "ports": [{"name": p.get("name", ""), "port": p["port"], "protocol": p.get("protocol", "TCP")}
                       for p in ports]}
+
+
+# -- the renderers' golden tests (iptables and nftables) share their inputs ---------------------------
+P80 = [port(80, "p80")]
+
+
+def es80(svc: str, ips: list[str], node: str = "node1", **kw: Any) -> dict[str, Any]:
+    """A ns1 EndpointSlice of ``svc`` (port p80) with one endpoint per IP on ``node``."""
+    return eslice("ns1", svc, [endpoint(ip, node=node, **kw) for ip in ips], [{"name": "p80", "port": 80}])
+
+
+# (golden name, services, slices): each renderer test module has a GOLDEN_<name> for each
+GOLDEN_CASES = [
+    ("NODEPORT", [service("ns1", "svc2", "172.30.0.42", [port(80, "p80", node_port=3001)], type_="NodePort")],
+     [es80("svc2", ["10.180.0.1"])]),
+    ("LB", [service("ns1", "svc3", "172.30.0.43", [port(80, "p80", node_port=3003)], type_="LoadBalancer",
+                    lb_ips=["1.2.3.4"])], [es80("svc3", ["10.180.0.1"])]),
+    ("AFFINITY", [service("ns1", "svc1", "172.30.0.41", P80, affinity=10800)],
+     [es80("svc1", ["10.180.0.1", "10.180.0.2"])]),
+    ("NOEP", [service("ns1", "svc4", "172.30.0.44", P80)], []),
+    ("LOCAL", [service("ns1", "svc5", "172.30.0.45", [port(80, "p80", node_port=3005)], type_="LoadBalancer",
+                       lb_ips=["5.6.7.8"], etp="Local", hcnp=30000)],
+     [eslice("ns1", "svc5", [endpoint("10.180.0.1", node="node1"), endpoint("10.180.1.1", node="node2")],
+             [{"name": "p80", "port": 80}])]),
+]

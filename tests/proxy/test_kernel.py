@@ -34,7 +34,7 @@ pytestmark = pytest.mark.root
 VIP = "10.96.0.20"
 NODE_IP = "10.244.0.1"
 SERVER = r"""
-import sys, http.server
+import sys, http.server, socketserver
 name = sys.argv[1]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -42,12 +42,23 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer((sys.argv[2], 8080), H).serve_forever()
+class S(http.server.ThreadingHTTPServer):
+    def server_bind(self):  # without HTTPServer's reverse lookup of the address (a DNS timeout here)
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = name, self.server_address[1]
+S((sys.argv[2], 8080), H).serve_forever()
 """
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
+
+
+def batch(netns: str, commands: list[str]) -> None:
+    """``ip -n NETNS -batch -``: the commands in order, failing on the first that fails."""
+    r = subprocess.run(["ip", "-n", netns, "-batch", "-"], input="\n".join(commands) + "\n", capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, f"ip -n {netns} -batch: {r.stderr}"
 
 
 @dataclass
@@ -70,22 +81,19 @@ def topo() -> Iterator[Topo]:
     ips = [f"10.244.0.1{i}" for i in range(3)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        sh("ip", "netns", "add", node)
-        sh("ip", "-n", node, "link", "set", "lo", "up")
-        sh("ip", "-n", node, "link", "add", br, "type", "bridge")
-        sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", br)
-        sh("ip", "-n", node, "link", "set", br, "up")
-        sh("ip", "-n", node, "route", "add", "10.96.0.0/12", "dev", br)
-        sh("ip", "-n", node, "route", "add", "10.255.255.0/24", "dev", br)  # the LB pool
+        for ns in (node, *pods):
+            sh("ip", "netns", "add", ns)
+        # one `ip -batch` per namespace: the same commands, a few processes instead of dozens
+        node_cmds = ["link set lo up", f"link add {br} type bridge", f"addr add {NODE_IP}/24 dev {br}",
+                     f"link set {br} up", f"route add 10.96.0.0/12 dev {br}",
+                     f"route add 10.255.255.0/24 dev {br}"]  # the last: the LB pool
+        for i, pod in enumerate(pods):
+            node_cmds += [f"link add {sid}-v{i} type veth peer name {sid}-c{i} netns {pod}",
+                          f"link set {sid}-v{i} master {br} up"]
+        batch(node, node_cmds)
         for i, (pod, ip) in enumerate(zip(pods, ips, strict=True)):
-            sh("ip", "netns", "add", pod)
-            sh("ip", "-n", node, "link", "add", f"{sid}-v{i}", "type", "veth", "peer", "name", f"{sid}-c{i}",
-               "netns", pod)
-            sh("ip", "-n", node, "link", "set", f"{sid}-v{i}", "master", br, "up")
-            sh("ip", "-n", pod, "link", "set", "lo", "up")
-            sh("ip", "-n", pod, "addr", "add", f"{ip}/24", "dev", f"{sid}-c{i}")
-            sh("ip", "-n", pod, "link", "set", f"{sid}-c{i}", "up")
-            sh("ip", "-n", pod, "route", "add", "default", "via", NODE_IP)
+            batch(pod, ["link set lo up", f"addr add {ip}/24 dev {sid}-c{i}", f"link set {sid}-c{i} up",
+                        f"route add default via {NODE_IP}"])
             procs.append(subprocess.Popen(["ip", "netns", "exec", pod, "python3", "-S", "-c", SERVER, f"pod{i}", ip],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         t = Topo(node, pods, ips)

@@ -10,11 +10,10 @@ from servicenet.proxy.render_iptables import IptablesConfig, probability, render
 from . import helpers as h
 
 CFG = IptablesConfig(cluster_cidr="10.0.0.0/8")
-P80 = [h.port(80, "p80")]
+P80 = h.P80
 
 
-def _es(svc: str, ips: list[str], node: str = "node1", **kw: object) -> dict:
-    return h.eslice("ns1", svc, [h.endpoint(ip, node=node, **kw) for ip in ips], [{"name": "p80", "port": 80}])
+_es = h.es80
 
 
 def _state(svcs: list[dict], slices: list[dict]):
@@ -77,19 +76,7 @@ def test_probability_format() -> None:
     assert [probability(n) for n in (1, 2, 3, 7)] == ["1.0000000000", "0.5000000000", "0.3333333333", "0.1428571429"]
 
 
-@pytest.mark.parametrize("name, svcs, slices", [
-    ("NODEPORT", [h.service("ns1", "svc2", "172.30.0.42", [h.port(80, "p80", node_port=3001)], type_="NodePort")],
-     [_es("svc2", ["10.180.0.1"])]),
-    ("LB", [h.service("ns1", "svc3", "172.30.0.43", [h.port(80, "p80", node_port=3003)], type_="LoadBalancer",
-                      lb_ips=["1.2.3.4"])], [_es("svc3", ["10.180.0.1"])]),
-    ("AFFINITY", [h.service("ns1", "svc1", "172.30.0.41", P80, affinity=10800)],
-     [_es("svc1", ["10.180.0.1", "10.180.0.2"])]),
-    ("NOEP", [h.service("ns1", "svc4", "172.30.0.44", P80)], []),
-    ("LOCAL", [h.service("ns1", "svc5", "172.30.0.45", [h.port(80, "p80", node_port=3005)], type_="LoadBalancer",
-                         lb_ips=["5.6.7.8"], etp="Local", hcnp=30000)],
-     [h.eslice("ns1", "svc5", [h.endpoint("10.180.0.1", node="node1"), h.endpoint("10.180.1.1", node="node2")],
-               [{"name": "p80", "port": 80}])]),
-])
+@pytest.mark.parametrize("name, svcs, slices", h.GOLDEN_CASES)
 def test_golden(name: str, svcs: list[dict], slices: list[dict]) -> None:
     assert render(_state(svcs, slices), CFG).payload == globals()[f"GOLDEN_{name}"]
 

@@ -12,12 +12,11 @@ from servicenet.proxy.nft_commands import DnatMap, PortKey, Target, Verdict, ren
 from . import helpers as h
 
 CFG = nft.NftConfig(cluster_cidr="10.0.0.0/8")
-P80 = [h.port(80, "p80")]
+P80 = h.P80
 BASE_END = 'add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"\n'
 
 
-def _es(svc: str, ips: list[str], node: str = "node1") -> dict:
-    return h.eslice("ns1", svc, [h.endpoint(ip, node=node) for ip in ips], [{"name": "p80", "port": 80}])
+_es = h.es80
 
 
 def _state(svcs: list[dict], slices: list[dict]):
@@ -69,19 +68,7 @@ def test_clusterip_three_endpoints() -> None:
     assert _service_part(tx) == CLUSTERIP_3
 
 
-@pytest.mark.parametrize("name, svcs, slices", [
-    ("NODEPORT", [h.service("ns1", "svc2", "172.30.0.42", [h.port(80, "p80", node_port=3001)], type_="NodePort")],
-     [_es("svc2", ["10.180.0.1"])]),
-    ("LB", [h.service("ns1", "svc3", "172.30.0.43", [h.port(80, "p80", node_port=3003)], type_="LoadBalancer",
-                      lb_ips=["1.2.3.4"])], [_es("svc3", ["10.180.0.1"])]),
-    ("AFFINITY", [h.service("ns1", "svc1", "172.30.0.41", P80, affinity=10800)],
-     [_es("svc1", ["10.180.0.1", "10.180.0.2"])]),
-    ("NOEP", [h.service("ns1", "svc4", "172.30.0.44", P80)], []),
-    ("LOCAL", [h.service("ns1", "svc5", "172.30.0.45", [h.port(80, "p80", node_port=3005)], type_="LoadBalancer",
-                         lb_ips=["5.6.7.8"], etp="Local", hcnp=30000)],
-     [h.eslice("ns1", "svc5", [h.endpoint("10.180.0.1", node="node1"), h.endpoint("10.180.1.1", node="node2")],
-               [{"name": "p80", "port": 80}])]),
-])
+@pytest.mark.parametrize("name, svcs, slices", h.GOLDEN_CASES)
 def test_golden(name: str, svcs: list[dict], slices: list[dict]) -> None:
     tx = nft.full_transaction(nft.build(_state(svcs, slices), CFG), CFG)
     assert _service_part(tx) == globals()[f"GOLDEN_{name}"]

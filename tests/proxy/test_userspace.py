@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ class Backends:
         self.servers: list[asyncio.AbstractServer] = []
         self.transports: list[asyncio.DatagramTransport] = []
         self.hits: Counter[str] = Counter()
+        self.proxies: list[UserspaceProxy] = []
         self.base = f"127.64.{RNG.randrange(100, 250)}"
 
     async def tcp(self, n: int, port: int) -> list[str]:
@@ -79,7 +81,23 @@ class Backends:
             ips.append(ip)
         return ips
 
+    async def service(self, n: int, proto: str = "TCP") -> tuple[str, int, int, list[str]]:
+        """``n`` backends on a free target port, and a random VIP with a free port on it:
+        ``(vip, port, target, backend IPs)``."""
+        kind = socket.SOCK_DGRAM if proto == "UDP" else socket.SOCK_STREAM
+        vip, target = _vip(), _free_port("127.0.0.1", kind)
+        ips = await (self.udp(n, target) if proto == "UDP" else self.tcp(n, target))
+        return vip, _free_port(vip, kind), target, ips
+
+    def proxy(self, **kw: Any) -> UserspaceProxy:
+        """A proxy closed (before the backends) when the test ends."""
+        p = UserspaceProxy(**kw)
+        self.proxies.append(p)
+        return p
+
     def close(self) -> None:
+        for p in self.proxies:
+            p.close()
         for s in self.servers:
             s.close()
         for t in self.transports:
@@ -109,52 +127,34 @@ async def _name(vip: str, port: int) -> str:
 
 @pytest.mark.parametrize("copy", ["auto", "splice", "buffer"])
 async def test_round_robin_distribution(backends: Backends, copy: str) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(3, target)
-    port = _free_port(vip)
-    proxy = UserspaceProxy(copy=copy)
-    try:
-        proxy.apply(_state(vip, port, ips, target))
-        names = Counter([await _name(vip, port) for _ in range(60)])
-        assert names == {"pod0": 20, "pod1": 20, "pod2": 20}
-    finally:
-        proxy.close()
+    vip, port, target, ips = await backends.service(3)
+    backends.proxy(copy=copy).apply(_state(vip, port, ips, target))
+    names = Counter([await _name(vip, port) for _ in range(60)])
+    assert names == {"pod0": 20, "pod1": 20, "pod2": 20}
 
 
 async def test_random_distribution(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(3, target)
-    port = _free_port(vip)
-    proxy = UserspaceProxy(mode="random")
-    try:
-        proxy.apply(_state(vip, port, ips, target))
-        names = Counter([await _name(vip, port) for _ in range(150)])
-        assert set(names) == {"pod0", "pod1", "pod2"}
-        assert all(20 <= c <= 80 for c in names.values()), names
-    finally:
-        proxy.close()
+    vip, port, target, ips = await backends.service(3)
+    backends.proxy(mode="random").apply(_state(vip, port, ips, target))
+    names = Counter([await _name(vip, port) for _ in range(150)])
+    assert set(names) == {"pod0", "pod1", "pod2"}
+    assert all(20 <= c <= 80 for c in names.values()), names
 
 
 async def test_failover_on_connect_failure(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(2, target)
+    vip, port, target, ips = await backends.service(2)
     dead = f"{backends.base}.99"  # nothing listens there: connection refused
-    port = _free_port(vip)
-    proxy = UserspaceProxy()
-    try:
-        proxy.apply(_state(vip, port, [*ips, dead], target))
-        names = Counter([await _name(vip, port) for _ in range(30)])
-        assert sum(names.values()) == 30 and set(names) == {"pod0", "pod1"}
-        assert proxy.stats.connect_failures == 0
-    finally:
-        proxy.close()
+    proxy = backends.proxy()
+    proxy.apply(_state(vip, port, [*ips, dead], target))
+    names = Counter([await _name(vip, port) for _ in range(30)])
+    assert sum(names.values()) == 30 and set(names) == {"pod0", "pod1"}
+    assert proxy.stats.connect_failures == 0
 
 
 async def test_failover_when_the_handshake_does_not_complete(backends: Backends) -> None:
     """The connect that has not completed when connect() returns (a backend whose accept queue is
     full drops the SYN) waits for writability under a timer and fails over after it."""
-    vip, target = _vip(), _free_port("127.0.0.1")
-    [good] = await backends.tcp(1, target)
+    vip, port, target, [good] = await backends.service(1)
     stuck_ip = f"{backends.base}.98"
     stuck = socket.socket()
     stuck.bind((stuck_ip, target))
@@ -165,8 +165,7 @@ async def test_failover_when_the_handshake_does_not_complete(backends: Backends)
         f.setblocking(False)
         f.connect_ex((stuck_ip, target))
         fillers.append(f)
-    port = _free_port(vip)
-    proxy = UserspaceProxy()
+    proxy = backends.proxy()
     try:
         proxy.apply(_state(vip, port, [stuck_ip, good], target))
         t0 = time.monotonic()
@@ -175,118 +174,90 @@ async def test_failover_when_the_handshake_does_not_complete(backends: Backends)
         assert time.monotonic() - t0 >= 0.2  # at least one attempt waited out its connect timer
         assert proxy.stats.connect_failures == 0
     finally:
-        proxy.close()
         for f in fillers:
             f.close()
         stuck.close()
 
 
 async def test_all_endpoints_dead_resets_client(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    port = _free_port(vip)
-    proxy = UserspaceProxy()
-    try:
-        proxy.apply(_state(vip, port, [f"{backends.base}.98", f"{backends.base}.99"], target))
-        r, w = await asyncio.open_connection(vip, port)
-        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
-            await asyncio.wait_for(r.readexactly(1), 3)
-        w.close()
-        assert proxy.stats.connect_failures == 1
-    finally:
-        proxy.close()
+    vip, port, target, _ = await backends.service(0)
+    proxy = backends.proxy()
+    proxy.apply(_state(vip, port, [f"{backends.base}.98", f"{backends.base}.99"], target))
+    r, w = await asyncio.open_connection(vip, port)
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        await asyncio.wait_for(r.readexactly(1), 3)
+    w.close()
+    assert proxy.stats.connect_failures == 1
 
 
 async def test_no_endpoints_refused_immediately(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(1, target)
-    port = _free_port(vip)
-    proxy = UserspaceProxy()
-    try:
-        proxy.apply(_state(vip, port, ips, target))
-        assert await _name(vip, port) == "pod0"
-        proxy.apply(_state(vip, port, [], target))
-        t0 = time.monotonic()
-        with pytest.raises(ConnectionRefusedError):
-            await asyncio.open_connection(vip, port)
-        assert time.monotonic() - t0 < 0.5
-        proxy.apply(_state(vip, port, ips, target))  # endpoints come back: listening again
-        assert await _name(vip, port) == "pod0"
-    finally:
-        proxy.close()
+    vip, port, target, ips = await backends.service(1)
+    proxy = backends.proxy()
+    proxy.apply(_state(vip, port, ips, target))
+    assert await _name(vip, port) == "pod0"
+    proxy.apply(_state(vip, port, [], target))
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(vip, port)
+    assert time.monotonic() - t0 < 0.5
+    proxy.apply(_state(vip, port, ips, target))  # endpoints come back: listening again
+    assert await _name(vip, port) == "pod0"
 
 
 async def test_client_ip_affinity(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(3, target)
-    port = _free_port(vip)
-    proxy = UserspaceProxy()
-    try:
-        proxy.apply(_state(vip, port, ips, target, affinity=60))
-        names = Counter([await _name(vip, port) for _ in range(20)])
-        assert len(names) == 1 and sum(names.values()) == 20
-    finally:
-        proxy.close()
+    vip, port, target, ips = await backends.service(3)
+    backends.proxy().apply(_state(vip, port, ips, target, affinity=60))
+    names = Counter([await _name(vip, port) for _ in range(20)])
+    assert len(names) == 1 and sum(names.values()) == 20
 
 
 async def test_endpoint_removal_drains_existing_connections(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(2, target)
-    port = _free_port(vip)
-    proxy = UserspaceProxy()
-    try:
-        proxy.apply(_state(vip, port, ips, target))
-        r, w = await asyncio.open_connection(vip, port)
-        first = (await r.readline()).decode().strip()
-        idx = int(first[-1])
-        proxy.apply(_state(vip, port, [ips[1 - idx]], target))  # remove the endpoint we are on
-        w.write(b"still here\n")
-        await w.drain()
-        assert await asyncio.wait_for(r.readline(), 3) == b"still here\n"
-        names = Counter([await _name(vip, port) for _ in range(10)])
-        assert names == {f"pod{1 - idx}": 10}
-        w.write(b"bye\n")
-        assert await asyncio.wait_for(r.readline(), 3) == b"bye\n"
-        w.close()
-    finally:
-        proxy.close()
+    vip, port, target, ips = await backends.service(2)
+    proxy = backends.proxy()
+    proxy.apply(_state(vip, port, ips, target))
+    r, w = await asyncio.open_connection(vip, port)
+    first = (await r.readline()).decode().strip()
+    idx = int(first[-1])
+    proxy.apply(_state(vip, port, [ips[1 - idx]], target))  # remove the endpoint we are on
+    w.write(b"still here\n")
+    await w.drain()
+    assert await asyncio.wait_for(r.readline(), 3) == b"still here\n"
+    names = Counter([await _name(vip, port) for _ in range(10)])
+    assert names == {f"pod{1 - idx}": 10}
+    w.write(b"bye\n")
+    assert await asyncio.wait_for(r.readline(), 3) == b"bye\n"
+    w.close()
 
 
 @pytest.mark.parametrize("copy", ["auto", "splice", "buffer"])
 async def test_bulk_transfer_and_half_close(backends: Backends, copy: str) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1")
-    ips = await backends.tcp(1, target)
-    port = _free_port(vip)
-    proxy = UserspaceProxy(copy=copy)
-    try:
-        proxy.apply(_state(vip, port, ips, target))
-        payload = os.urandom(8 << 20)
-        r, w = await asyncio.open_connection(vip, port)
-        assert await r.readline() == b"pod0\n"
+    vip, port, target, ips = await backends.service(1)
+    proxy = backends.proxy(copy=copy)
+    proxy.apply(_state(vip, port, ips, target))
+    payload = os.urandom(8 << 20)
+    r, w = await asyncio.open_connection(vip, port)
+    assert await r.readline() == b"pod0\n"
 
-        async def send() -> None:
-            for i in range(0, len(payload), 1 << 20):
-                w.write(payload[i:i + (1 << 20)])
-                await w.drain()
-            w.write_eof()  # half-close: the echo must still come back in full
+    async def send() -> None:
+        for i in range(0, len(payload), 1 << 20):
+            w.write(payload[i:i + (1 << 20)])
+            await w.drain()
+        w.write_eof()  # half-close: the echo must still come back in full
 
-        sender = asyncio.create_task(send())
-        got = await asyncio.wait_for(r.read(), 20)
-        await sender
-        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
-        w.close()
-        deadline = time.monotonic() + 3
-        while proxy.conns and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert not proxy.conns
-    finally:
-        proxy.close()
+    sender = asyncio.create_task(send())
+    got = await asyncio.wait_for(r.read(), 20)
+    await sender
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+    w.close()
+    deadline = time.monotonic() + 3
+    while proxy.conns and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not proxy.conns
 
 
 async def test_udp_flows_and_idle_timeout(backends: Backends) -> None:
-    vip, target = _vip(), _free_port("127.0.0.1", socket.SOCK_DGRAM)
-    ips = await backends.udp(2, target)
-    port = _free_port(vip, socket.SOCK_DGRAM)
-    proxy = UserspaceProxy(udp_idle_timeout=0.3)
+    vip, port, target, ips = await backends.service(2, "UDP")
+    proxy = backends.proxy(udp_idle_timeout=0.3)
     loop = asyncio.get_running_loop()
     clients = []
     try:
@@ -314,7 +285,6 @@ async def test_udp_flows_and_idle_timeout(backends: Backends) -> None:
     finally:
         for c in clients:
             c.close()
-        proxy.close()
 
 
 def test_runs_unprivileged() -> None:
