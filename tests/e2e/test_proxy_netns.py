@@ -112,6 +112,7 @@ async def _wait_programmed(s: ProxyStack, pod: str | None, url: str, want: set[s
     return last[0]
 
 
+@pytest.mark.solo  # ClientIP affinity with a 1 s timeout: no other test may slow the curls apart
 async def test_nodeport_lb_hairpin_affinity_itp_and_no_endpoints(stack: ProxyStack) -> None:
     s = stack
     _, pods = await s.hostnames()
@@ -193,6 +194,7 @@ async def _one_ok(s: ProxyStack, url: str) -> str | None:
     return None if name.startswith("<fail") else name
 
 
+@pytest.mark.solo  # a 100 ms bound: no other test may share the CPU meanwhile
 async def test_unready_pod_gets_no_new_connections_within_100ms(busy_node_stack: ProxyStack,
                                                                 tmp_path: Path) -> None:
     s = busy_node_stack
