@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(args: argparse.Namespace) -> int:
     members = [cli._hostport(u.split("://", 1)[-1]) for u in args.etcd_servers.split(",") if u]
-    relay = Relay(args.netns, members)
+    relay = Relay(args.netns, [[m] for m in members])
     local = await relay.start()
     args.etcd_servers = ",".join(f"https://{h}:{p}" for h, p in local)
     config = cli._api_config(args)

@@ -190,8 +190,22 @@ class Topology:
                 raise TimeoutError(f"{name} not ready within {timeout:.0f}s (log {self.procs.get(name).log_path})")
             await asyncio.sleep(0.1)
 
-    def _component_kubeconfig(self, key: str, api: Host, identity: tuple[str, tuple[str, ...]]) -> str:
-        return str(component_kubeconfig(self.config_dir, self.api_url(api), key, *identity))
+    def _component_kubeconfig(self, key: str, api: Host | str, identity: tuple[str, tuple[str, ...]]) -> str:
+        url = api if isinstance(api, str) else self.api_url(api)
+        return str(component_kubeconfig(self.config_dir, url, key, *identity))
+
+    async def _wait_port(self, port: int, name: str, timeout: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                return
+            except OSError:
+                if self.procs.failed() or loop.time() > deadline:
+                    raise RuntimeError(f"{name} does not listen on 127.0.0.1:{port}") from None
+                await asyncio.sleep(0.05)
 
     async def _start_controllers(self) -> None:
         duration, deadline, retry = self.opts.leader_elect
@@ -209,12 +223,26 @@ class Topology:
                     "--health-listen", "127.0.0.1:0", "--node-monitor-grace-period",
                     str(self.opts.node_monitor_grace_period), "--log-level", self.opts.log_level, *le])
 
+    def api_candidates(self, node: NodePlan) -> list[Host]:
+        """The API servers a node's relay tries, its preferred one first."""
+        first = self.cp.apiserver_for(node)
+        return [first, *(h for h in self.cp.apiservers if h is not first)]
+
     async def _start_nodes(self) -> None:
         nodes_dir = self.data_dir / "nodes"
         for node in self.plan.nodes:
-            api = self.cp.apiserver_for(node)
-            node_kc = self._component_kubeconfig(f"node-{node.name}", api, policy.node_identity(node.name))
-            proxy_kc = self._component_kubeconfig(f"proxy-{node.name}", api, policy.PROXY)
+            # the node's way to the control plane: a relay on a loopback port that connects from the
+            # node's namespace to the first API server that answers (as kubelets use an LB)
+            port = free_port()
+            await self.procs.spawn(f"{node.name}/apiserver-relay", [
+                *PY, "servicenet.cluster.relay", "--netns", node.netns, "--listen", f"127.0.0.1:{port}",
+                *[a for h in self.api_candidates(node) for a in ("--to", f"{h.ip}:{API_PORT}")],
+                "--log-level", self.opts.log_level])
+            self.api_ports[f"{node.name}/apiserver-relay"] = port
+            await self._wait_port(port, f"{node.name}/apiserver-relay")
+            url = f"https://127.0.0.1:{port}"
+            node_kc = self._component_kubeconfig(f"node-{node.name}", url, policy.node_identity(node.name))
+            proxy_kc = self._component_kubeconfig(f"proxy-{node.name}", url, policy.PROXY)
             issue = ca_issuer(self.config_dir / "pki", node.name)
             crt, key = write_pair(str(nodes_dir / node.name / "pki"), *issue(serving_hosts(node.ip, node.name)))
             agent = node_argv(self.plan, node, Path(node_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["node"]
@@ -246,7 +274,8 @@ class Topology:
         """Stop every process (nodes first: their agents stop their pods; etcd last) and remove
         every namespace of the cluster."""
         names = list(self.procs.procs)
-        order = [[n for n in names if n.startswith("node-")],
+        order = [[n for n in names if n.startswith("node-") and not n.endswith("/apiserver-relay")],
+                 [n for n in names if n.endswith("/apiserver-relay")],
                  [n for n in names if n.startswith(("controller-manager", "scheduler"))],
                  [h.name for h in self.cp.apiservers], [h.name for h in self.cp.etcd]]
         for group in order:
@@ -266,7 +295,8 @@ class Topology:
                          f"kubeconfig {self.kubeconfig_for(h)}")
         lines.append(f"  {'LAN':<22} {p.underlay} in {p.lan_netns}; an outside client: {p.client_netns} {p.client_ip}")
         for n in p.nodes:
-            lines.append(f"  {n.name:<22} {n.ip}  podCIDR {n.pod_cidr}  netns {n.netns}")
+            lines.append(f"  {n.name:<22} {n.ip}  podCIDR {n.pod_cidr}  netns {n.netns}  API via "
+                         f"https://127.0.0.1:{self.api_ports[n.name + '/apiserver-relay']}")
         lines.append(f"  {'cluster DNS':<22} {self.dns_ip} (Deployment kube-system/coredns)")
         lines.append(f"  {'logs':<22} {self.procs.logs}")
         lines.append(f"\nexport KUBECONFIG={self.kubeconfig}\nservicenet ssh node-1 -- curl …\n")
