@@ -123,7 +123,8 @@ class TopologyHandle:
     """A :class:`~servicenet.cluster.up_cluster.Topology` driven from its own event-loop thread, so
     a test (sync or async, any pytest-asyncio loop scope) can share one cluster across a module:
     ``kill``/``restart`` any process by name (``etcd-2``, ``apiserver-1``, ``controller-manager-1``,
-    ``scheduler-2``, ``node-3/node``, ``node-3/proxy``), ``call`` any coroutine on its loop."""
+    ``scheduler-2``, ``node-3/node``, ``node-3/proxy``, ``node-3/apiserver-relay``), ``call`` any
+    coroutine on its loop."""
 
     def __init__(self, opts: Options) -> None:
         self.topo = Topology(opts)
