@@ -26,6 +26,7 @@ class ClusterConfig:
     client_cert: bytes | None = None
     client_key: bytes | None = None
     namespace: str = "default"
+    token_file: str | None = None  # re-read when it changes (a rotated ServiceAccount token), as client-go
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
@@ -89,6 +90,7 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         client_cert=_data_or_file(user, "client-certificate", p.parent),
         client_key=_data_or_file(user, "client-key", p.parent),
         namespace=ctx.get("namespace") or "default",
+        token_file=str(user["tokenFile"]) if not user.get("token") and user.get("tokenFile") else None,
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from servicenet.client import ApiClient, rest
 from servicenet.client.kubeconfig import load
 from servicenet.cluster.cpplan import control_plane, etcd_argv, host_commands
 from servicenet.cluster.endpointleases import LABEL, live_addresses, subsets
@@ -73,3 +74,23 @@ def test_dns_image_in_cluster_config(tmp_path: Path) -> None:
         in_cluster_kubeconfig({}, str(tmp_path))
     assert [image_program(i) for i in ("servicenet/dns", "servicenet/dns:0.1", "coredns/coredns", "dns")] == [
         "dns", "dns", None, None]
+
+
+async def test_client_takes_up_a_rotated_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DNS pods' client (kubeconfig with ``tokenFile``) follows the agent's token rotation."""
+    (tmp_path / "token").write_text("old\n")
+    (tmp_path / "ca.crt").write_bytes(b"")
+    kc = tmp_path / "kc"
+    kc.write_text(in_cluster_kubeconfig({"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"},
+                                        str(tmp_path)))
+    c = ApiClient.from_kubeconfig(kc)
+    try:
+        assert c.session.headers["Authorization"] == "Bearer old"
+        new = tmp_path / "token.new"
+        new.write_text("new\n")
+        new.replace(tmp_path / "token")  # as the atomic writer swaps it
+        assert c.session.headers["Authorization"] == "Bearer old"  # not looked at again yet
+        monkeypatch.setattr(rest, "TOKEN_RECHECK", 0.0)
+        assert c.session.headers["Authorization"] == "Bearer new"
+    finally:
+        await c.close()
