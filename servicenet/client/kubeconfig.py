@@ -40,6 +40,7 @@ class ClusterConfig:
     # further API servers of the same cluster, tried in turn when ``server`` cannot be reached
     # (kubeconfig: the cluster's extension named FAILOVER_EXTENSION, ``{servers: [URL, ...]}``)
     failover: tuple[str, ...] = ()
+    token_file: str | None = None  # re-read when it changes (a rotated ServiceAccount token), as client-go
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
@@ -104,6 +105,7 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         client_key=_data_or_file(user, "client-key", p.parent),
         namespace=ctx.get("namespace") or "default",
         failover=_failover(cluster),
+        token_file=str(user["tokenFile"]) if not user.get("token") and user.get("tokenFile") else None,
     )
 
 

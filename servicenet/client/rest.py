@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +20,18 @@ from servicenet.common import log
 
 _log = log.get("client")
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+TOKEN_RECHECK = 10.0  # seconds between looks at a kubeconfig's tokenFile
+
+
+def _mtime(path: str | None) -> tuple[int, int, int]:
+    """What tells a rewritten file (inode, mtime, size: a swap makes a new inode within one clock tick)."""
+    with contextlib.suppress(OSError):
+        if path:
+            st = os.stat(path)
+            return st.st_ino, st.st_mtime_ns, st.st_size
+    return 0, 0, 0
+
 
 PATCH_TYPES = {
     "json": "application/json-patch+json",
@@ -66,6 +81,8 @@ class ApiClient:
         self._session: aiohttp.ClientSession | None = None
         self._streams: set[aiohttp.ClientResponse] = set()
         self._ssl = self.config.ssl_context()
+        self._token_checked = time.monotonic()
+        self._token_mtime = _mtime(self.config.token_file)
 
     @property
     def server(self) -> str:
@@ -87,8 +104,28 @@ class ApiClient:
         cfg = load(path, context)
         return cls(cfg.server, config=cfg, user_agent=user_agent)
 
+    def _refresh_token(self) -> None:
+        """Take up a ``tokenFile`` that changed (checked at most every TOKEN_RECHECK seconds)."""
+        now = time.monotonic()
+        if self.config.token_file is None or now - self._token_checked < TOKEN_RECHECK:
+            return
+        self._token_checked = now
+        mtime = _mtime(self.config.token_file)
+        if mtime == self._token_mtime:
+            return
+        self._token_mtime = mtime
+        try:
+            token = Path(self.config.token_file).read_text().strip()
+        except OSError:
+            return
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+            if self._session is not None:
+                self._session.headers["Authorization"] = self._headers["Authorization"]
+
     @property
     def session(self) -> aiohttp.ClientSession:
+        self._refresh_token()
         if self._session is None or self._session.closed:
             conn = aiohttp.TCPConnector(ssl=self._ssl, limit=0)
             self._session = aiohttp.ClientSession(
