@@ -31,6 +31,7 @@ from servicenet.api import rbac_policy as policy
 from servicenet.api import wellknown as wk
 from servicenet.apiserver.identities import component_kubeconfig
 from servicenet.client import ApiClient
+from servicenet.client.kubeconfig import with_failover
 from servicenet.common import log
 from servicenet.common.component import bounded
 from servicenet.common.netns import netns_path
@@ -59,6 +60,7 @@ class Options:
     dns_replicas: int = 2
     service_cidrs: list[str] = field(default_factory=lambda: list(wk.address_plan("netns").service_cidrs))
     node_monitor_grace_period: float = 40.0
+    node_lease_duration: int = 40  # the node agents' heartbeat Lease, renewed every quarter of it
     leader_elect: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease duration, renew deadline, retry
     endpoint_reconciler: tuple[float, int] = (10.0, 15)  # interval, TTL
     extra_apiserver_args: list[str] = field(default_factory=list)
@@ -218,6 +220,9 @@ class Topology:
                 api = self.cp.apiservers[(i - 1) % n_api]
                 # the scheduler runs the manager's scheduling loop, with the manager's identity
                 kc = self._component_kubeconfig(f"{what}-{i}", api, policy.CONTROLLER_MANAGER)
+                # its own API server first, the others as failover servers (servicenet.client)
+                urls = [self.api_url(api), *(self.api_url(h) for h in self.cp.apiservers if h is not api)]
+                write_pair_text(Path(kc), with_failover(Path(kc).read_text(), urls))
                 await self.procs.spawn(f"{what}-{i}", [
                     *PY, "servicenet.cli", "controller-manager", "--kubeconfig", kc, "--controllers", controllers,
                     "--health-listen", "127.0.0.1:0", "--node-monitor-grace-period",
@@ -248,6 +253,7 @@ class Topology:
             agent = node_argv(self.plan, node, Path(node_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["node"]
             proxy = node_argv(self.plan, node, Path(proxy_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["proxy"]
             await self.procs.spawn(f"{node.name}/node", [*agent, "--tls-cert-file", crt, "--tls-private-key-file", key,
+                                                        "--node-lease-duration-seconds", str(self.opts.node_lease_duration),
                                                         "--log-level", self.opts.log_level])
             await self.procs.spawn(f"{node.name}/proxy", proxy)
 
