@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +232,10 @@ class Topology:
     async def _start_nodes(self) -> None:
         nodes_dir = self.data_dir / "nodes"
         for node in self.plan.nodes:
+            # a start is a reboot of every machine: the previous run's namespaces, and with them its
+            # sandboxes, are gone (destroy killed what ran in them), so each agent starts from nothing
+            # and recreates the pods the API binds to its node
+            shutil.rmtree(nodes_dir / node.name, ignore_errors=True)
             # the node's way to the control plane: a relay on a loopback port that connects from the
             # node's namespace to the first API server that answers (as kubelets use an LB)
             port = free_port()
