@@ -62,7 +62,9 @@ class Options:
     node_monitor_grace_period: float = 40.0
     leader_elect: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease duration, renew deadline, retry
     endpoint_reconciler: tuple[float, int] = (10.0, 15)  # interval, TTL
-    extra_apiserver_args: list[str] = field(default_factory=list)
+    extra_apiserver_args: list[str] = field(default_factory=list)  # e.g. --default-unreachable-toleration-seconds
+    extra_controller_args: list[str] = field(default_factory=list)  # every controller-manager/scheduler
+    extra_node_args: list[str] = field(default_factory=list)  # every node agent, e.g. --node-lease-duration-seconds
     log_level: str = "info"
 
 
@@ -222,7 +224,8 @@ class Topology:
                 await self.procs.spawn(f"{what}-{i}", [
                     *PY, "servicenet.cli", "controller-manager", "--kubeconfig", kc, "--controllers", controllers,
                     "--health-listen", "127.0.0.1:0", "--node-monitor-grace-period",
-                    str(self.opts.node_monitor_grace_period), "--log-level", self.opts.log_level, *le])
+                    str(self.opts.node_monitor_grace_period), "--log-level", self.opts.log_level, *le,
+                    *self.opts.extra_controller_args])
 
     def api_candidates(self, node: NodePlan) -> list[Host]:
         """The API servers a node's relay tries, its preferred one first."""
@@ -253,7 +256,7 @@ class Topology:
             agent = node_argv(self.plan, node, Path(node_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["node"]
             proxy = node_argv(self.plan, node, Path(proxy_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["proxy"]
             await self.procs.spawn(f"{node.name}/node", [*agent, "--tls-cert-file", crt, "--tls-private-key-file", key,
-                                                        "--log-level", self.opts.log_level])
+                                                        "--log-level", self.opts.log_level, *self.opts.extra_node_args])
             await self.procs.spawn(f"{node.name}/proxy", proxy)
 
     async def _wait_dns(self, client: ApiClient, timeout: float) -> None:
