@@ -3,7 +3,8 @@
 
 Every round (default every 10 s) a server renews its own lease (TTL default 15 s), reads all
 servers' leases and rewrites the ``kubernetes`` Endpoints to exactly the live addresses (sorted,
-one subset, port ``https``) when they differ; it never writes an empty list. On a clean stop it
+one subset, port ``https``) when they differ; it never writes an empty list. It also sets the
+Service's ``targetPort`` to that port. On a clean stop it
 drops its lease and reconciles once more; a crashed server drops out when its lease expires.
 
 Upstream keeps the leases as TTL'd keys under ``/registry/masterleases/<ip>``; here each is a
@@ -117,9 +118,25 @@ class EndpointLeaseReconciler:
         cur["spec"] = {**(cur.get("spec") or {}), **spec}
         await reg.update(info, NAMESPACE, name, cur, WriteOptions())
 
+    async def _repair_service(self) -> None:
+        """The ``kubernetes`` Service's targetPort is the port the endpoints serve on (the first API
+        server created the Service with its own listening port)."""
+        info = by_plural("", "v1", "services")
+        assert info is not None
+        rec = self.api.store.get(key_for(info, "default", "kubernetes"))
+        if rec is None:
+            return
+        svc = rec.obj()
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if ports and ports[0].get("targetPort") != self.port:
+            ports[0]["targetPort"] = self.port
+            await self.api.registry.update(info, "default", "kubernetes", svc, WriteOptions())
+
     async def reconcile(self, exclude: str = "") -> None:
         """Rewrite the ``kubernetes`` Endpoints to the live addresses (never to none)."""
         assert self._leases is not None and self._endpoints is not None
+        if not exclude:
+            await self._repair_service()
         recs, _, _ = self.api.store.list(prefix_for(self._leases, NAMESPACE))
         ips = live_addresses([r.obj() for r in recs], datetime.now(UTC), exclude)
         if not ips:

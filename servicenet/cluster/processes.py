@@ -2,7 +2,9 @@
 ``node-3/proxy``, ...): start, kill (any signal), restart with the same command line, stop all.
 
 Each runs in a session of its own (a terminal's Ctrl-C reaches only ``servicenet up``, which
-stops them in order) with its output in ``<logs>/<name>.log``.
+stops them in order) with its output in ``<logs>/<name>.log``. Each is started through
+``setpriv --pdeathsig KILL``: if ``servicenet up`` itself is killed (kill -9), the kernel kills its
+processes too instead of leaving them running without anyone to stop them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ from servicenet.common.component import bounded
 
 _log = log.get("cluster")
 STOP_TIMEOUT = 15.0
+_PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 @dataclass
@@ -56,7 +60,7 @@ class Processes:
     async def _start(self, p: Proc) -> None:
         p.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(p.log_path, "ab") as f:
-            p.proc = await asyncio.create_subprocess_exec(*p.argv, stdin=asyncio.subprocess.DEVNULL, stdout=f,
+            p.proc = await asyncio.create_subprocess_exec(*_PDEATHSIG, *p.argv, stdin=asyncio.subprocess.DEVNULL, stdout=f,
                                                           stderr=f, env=p.env, start_new_session=True)
 
     def get(self, name: str) -> Proc:

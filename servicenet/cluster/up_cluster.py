@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +61,11 @@ class Options:
     dns_replicas: int = 2
     service_cidrs: list[str] = field(default_factory=lambda: list(wk.address_plan("netns").service_cidrs))
     node_monitor_grace_period: float = 40.0
-    node_lease_duration: int = 40  # the node agents' heartbeat Lease, renewed every quarter of it
     leader_elect: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease duration, renew deadline, retry
     endpoint_reconciler: tuple[float, int] = (10.0, 15)  # interval, TTL
-    extra_apiserver_args: list[str] = field(default_factory=list)
+    extra_apiserver_args: list[str] = field(default_factory=list)  # e.g. --default-unreachable-toleration-seconds
+    extra_controller_args: list[str] = field(default_factory=list)  # every controller-manager/scheduler
+    extra_node_args: list[str] = field(default_factory=list)  # every node agent, e.g. --node-lease-duration-seconds
     log_level: str = "info"
 
 
@@ -226,7 +228,8 @@ class Topology:
                 await self.procs.spawn(f"{what}-{i}", [
                     *PY, "servicenet.cli", "controller-manager", "--kubeconfig", kc, "--controllers", controllers,
                     "--health-listen", "127.0.0.1:0", "--node-monitor-grace-period",
-                    str(self.opts.node_monitor_grace_period), "--log-level", self.opts.log_level, *le])
+                    str(self.opts.node_monitor_grace_period), "--log-level", self.opts.log_level, *le,
+                    *self.opts.extra_controller_args])
 
     def api_candidates(self, node: NodePlan) -> list[Host]:
         """The API servers a node's relay tries, its preferred one first."""
@@ -236,6 +239,10 @@ class Topology:
     async def _start_nodes(self) -> None:
         nodes_dir = self.data_dir / "nodes"
         for node in self.plan.nodes:
+            # a start is a reboot of every machine: the previous run's namespaces, and with them its
+            # sandboxes, are gone (destroy killed what ran in them), so each agent starts from nothing
+            # and recreates the pods the API binds to its node
+            shutil.rmtree(nodes_dir / node.name, ignore_errors=True)
             # the node's way to the control plane: a relay on a loopback port that connects from the
             # node's namespace to the first API server that answers (as kubelets use an LB)
             port = free_port()
@@ -253,8 +260,7 @@ class Topology:
             agent = node_argv(self.plan, node, Path(node_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["node"]
             proxy = node_argv(self.plan, node, Path(proxy_kc), nodes_dir, self.dns_ip, self.opts.service_cidrs)["proxy"]
             await self.procs.spawn(f"{node.name}/node", [*agent, "--tls-cert-file", crt, "--tls-private-key-file", key,
-                                                        "--node-lease-duration-seconds", str(self.opts.node_lease_duration),
-                                                        "--log-level", self.opts.log_level])
+                                                        "--log-level", self.opts.log_level, *self.opts.extra_node_args])
             await self.procs.spawn(f"{node.name}/proxy", proxy)
 
     async def _wait_dns(self, client: ApiClient, timeout: float) -> None:

@@ -282,7 +282,8 @@ async def cluster(tmp_path: Path) -> Any:
     tolerations = [f"--default-unreachable-toleration-seconds={TOLERATION}",
                    f"--default-not-ready-toleration-seconds={TOLERATION}"]
     topo = Topology(Options(data_dir=tmp_path / "cluster", node_monitor_grace_period=GRACE, leader_elect=LEADER,
-                            node_lease_duration=NODE_LEASE, extra_apiserver_args=tolerations,
+                            extra_node_args=["--node-lease-duration-seconds", str(NODE_LEASE)],
+                            extra_apiserver_args=tolerations,
                             endpoint_reconciler=(1.0, 3)))  # (info: the leader logs its identity)
     await topo.start()
     c = Cluster(topo, tmp_path)

@@ -88,6 +88,8 @@ def test_control_plane(cluster: TopologyHandle) -> None:
     ips = sorted(a["ip"] for s in ep["subsets"] for a in s["addresses"])
     assert ips == sorted(h.ip for h in c.topo.cp.apiservers)
     assert ep["subsets"][0]["ports"][0]["port"] == API_PORT
+    svc = json.loads(c.kubectl("get", "svc", "kubernetes", "-o", "json").stdout)
+    assert svc["spec"]["ports"][0]["port"] == 443 and svc["spec"]["ports"][0]["targetPort"] == API_PORT
     for h in c.topo.cp.apiservers:
         assert "node-1" in c.kubectl("get", "nodes", apiserver=h.name).stdout
     # the DNS add-on: 2 pods of servicenet/dns on 2 different nodes, behind kube-dns
@@ -107,6 +109,10 @@ def test_hostnames_walkthrough_across_nodes(cluster: TopologyHandle) -> None:
     assert len({p["spec"]["nodeName"] for p in hs}) == 3, "required anti-affinity: one per node"
     clients = until(lambda: ready_pods(c, "app=client", 3), 60, "a client pod on every node")
     assert {p["spec"]["nodeName"] for p in clients} == set(c.topo.node_names())
+    for cl in clients:  # pods reach the API servers through the kubernetes Service (both endpoints)
+        out = exec_in(c, cl["metadata"]["name"], "for i in 1 2 3 4; do curl -sk -o /dev/null -w '%{http_code} ' "
+                      "--max-time 3 https://kubernetes.default.svc/readyz; done")
+        assert out.split() == ["200"] * 4, out
     svc = json.loads(c.kubectl("get", "svc", "hostnames", "-o", "json").stdout)["spec"]["clusterIP"]
     for cl in clients:  # the ClusterIP and the DNS name from a pod on every node reach all three pods
         seen: set[str] = set()
