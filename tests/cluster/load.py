@@ -25,10 +25,17 @@ from servicenet.client import ApiClient, ApiError
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    t: float  # unix time
+    t: float  # unix time the request was sent
     stream: str  # e.g. "http@node-1", "dns@node-2", "write@api-0"
     ok: bool
     detail: str = ""
+    done: float = 0.0  # unix time it ended
+
+    @property
+    def at(self) -> float:
+        """Where the sample counts: a success when it was sent, a failure when it failed (a
+        request in flight when a fault struck is that fault's failure)."""
+        return self.t if self.ok else max(self.t, self.done)
 
 
 def parse_pod_log(text: str, node: str) -> list[Sample]:
@@ -41,7 +48,11 @@ def parse_pod_log(text: str, node: str) -> list[Sample]:
             t = float(parts[0])
         except ValueError:
             continue
-        out.append(Sample(t, f"{parts[1]}@{node}", parts[2] == "ok", parts[4] if len(parts) > 4 else ""))
+        try:
+            done = t + float(parts[3]) / 1000
+        except ValueError:
+            done = t
+        out.append(Sample(t, f"{parts[1]}@{node}", parts[2] == "ok", parts[4] if len(parts) > 4 else "", done))
     return out
 
 
@@ -62,7 +73,7 @@ def figures(fault: Fault, samples: Iterable[Sample]) -> dict[str, Any]:
     last_fail = fault.start
     excluded: dict[str, int] = {}
     for s in samples:
-        if not fault.start <= s.t < fault.end:
+        if not fault.start <= s.at < fault.end:
             continue
         kind = s.stream.split("@", 1)[0]
         if s.stream in fault.exclude:
@@ -71,7 +82,7 @@ def figures(fault: Fault, samples: Iterable[Sample]) -> dict[str, Any]:
         total[kind] = total.get(kind, 0) + 1
         if not s.ok:
             failed[kind] = failed.get(kind, 0) + 1
-            last_fail = max(last_fail, s.t)
+            last_fail = max(last_fail, s.at)
     recover = max(last_fail, fault.recovered or fault.start) - fault.start
     return {"fault": fault.name, "requests": total, "failed": failed, "failed_excluded_streams": excluded,
             "recover_s": round(recover, 2), **fault.notes}
@@ -121,10 +132,11 @@ class Writer:
             await client.request("POST", f"/api/v1/namespaces/{self.namespace}/configmaps", body=body,
                                  timeout=self.timeout)
         except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as e:  # not acknowledged: counted
-            self.samples.append(Sample(sent, f"write@{server}", False, f"{type(e).__name__}:{str(e)[:80]}"))
+            self.samples.append(Sample(sent, f"write@{server}", False, f"{type(e).__name__}:{str(e)[:80]}",
+                                       time.time()))
             return
         self.acked.append(name)
-        self.samples.append(Sample(sent, f"write@{server}", True))
+        self.samples.append(Sample(sent, f"write@{server}", True, "", time.time()))
 
     async def _run(self) -> None:
         servers = list(self.clients.items())
@@ -150,5 +162,6 @@ class Writer:
 
 def write_json(path: Path, rows: list[dict[str, Any]], samples: list[Sample], extra: dict[str, Any]) -> None:
     """The figures, plus every failed request (time, stream, why)."""
-    failed = [[round(s.t, 3), s.stream, s.detail] for s in sorted(samples, key=lambda s: s.t) if not s.ok]
+    failed = [[round(s.t, 3), round(s.done, 3), s.stream, s.detail]
+              for s in sorted(samples, key=lambda s: s.t) if not s.ok]
     path.write_text(json.dumps({"faults": rows, "failed_requests": failed, **extra}, indent=2, sort_keys=True))
