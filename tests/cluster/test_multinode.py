@@ -96,6 +96,9 @@ def test_control_plane(cluster: TopologyHandle) -> None:
     dns = until(lambda: ready_pods(c, "k8s-app=kube-dns", 2, "kube-system"), 60, "2 DNS pods ready")
     assert len({p["spec"]["nodeName"] for p in dns}) == 2
     assert {p["spec"]["containers"][0]["image"] for p in dns} == {"servicenet/dns"}
+    for node in c.topo.plan.nodes:  # the pods serve in their own namespaces only: the ClusterIP stays virtual
+        lo = c.in_netns(node.netns, "ip", "-4", "addr", "show", "dev", "lo").stdout
+        assert c.topo.dns_ip not in lo, (node.name, lo)
     # leader election: one holder each for the controller manager and the scheduler
     for lease in ("kube-controller-manager", "kube-scheduler"):
         holder = json.loads(c.kubectl("get", "lease", "-n", "kube-system", lease, "-o", "json").stdout)

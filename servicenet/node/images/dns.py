@@ -5,8 +5,9 @@ It reads the in-cluster configuration as client-go's ``rest.InClusterConfig`` do
 ``/var/run/secrets/kubernetes.io/serviceaccount``. It writes them as a kubeconfig (0600, in a
 private temporary directory) and becomes ``servicenet dns`` with it. Without arguments it serves
 ``0.0.0.0:53`` (UDP and TCP), health and metrics on ``:9153`` (``/healthz``, ``/readyz``, ``/metrics``: the kube-dns Service's ``metrics`` port),
-answers pod records (``pods insecure``) and does not forward (the nodes of this topology have no
-upstream resolver); arguments replace those defaults.
+answers pod records (``pods insecure``), does not forward (the nodes of this topology have no
+upstream resolver) and stays in its pod's namespace (``--no-node-netns``: no listener in a node's
+namespace, as ``servicenet dns`` on a node has); arguments replace those defaults.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_ARGS = ["--dns-listen", "0.0.0.0:53", "--health-listen", "0.0.0.0:9153", "--pods", "insecure",
-                "--no-forward"]
+                "--no-forward", "--no-node-netns"]
 
 
 def in_cluster_kubeconfig(env: dict[str, str], sa_dir: str = SA_DIR) -> str:
