@@ -37,6 +37,8 @@ from typing import Any
 import pytest
 
 from servicenet.client import ApiClient, ApiError
+from servicenet.client.kubeconfig import load as load_kubeconfig
+from servicenet.client.kubeconfig import with_failover
 from servicenet.cluster import etcdpki
 from servicenet.cluster.up_cluster import Options, Topology
 from servicenet.common.component import bounded
@@ -102,7 +104,11 @@ class Cluster:
     def __init__(self, topo: Topology, tmp: Path) -> None:
         self.t = topo
         self.tmp = tmp
-        self.admin = topo.client()
+        # the test's own reads go to any live API server (both listed, servicenet.io/failover)
+        kc = tmp / "admin-failover.kubeconfig"
+        kc.write_text(with_failover(topo.kubeconfig.read_text(), topo.api_urls))
+        kc.chmod(0o600)
+        self.admin = ApiClient.from_kubeconfig(kc)
         self.flag = tmp / "flip-ready"
         self.down: set[str] = set()  # stopped nodes
 
@@ -336,7 +342,9 @@ async def test_faults_under_a_steady_load(cluster: Cluster, tmp_path: Path) -> N
         # 2. kill -9 one API server: the other's clients see nothing; the components fail over
         # (the one the leading controller manager talks to, so that its informers must fail over)
         cm = await leader_of(c)
-        gone = t.cp.apiservers[(int(cm.rsplit("-", 1)[1]) - 1) % len(t.cp.apiservers)].name
+        argv = t.procs.get(cm).argv
+        cm_server = load_kubeconfig(argv[argv.index("--kubeconfig") + 1]).server
+        gone = next(h.name for h in t.cp.apiservers if t.api_url(h) == cm_server)
         other = api1 if gone == api2 else api2
         f = begin(f"kill -9 {gone}", exclude=(f"write@{gone}",))
         f.notes["leader_using_it"] = cm
