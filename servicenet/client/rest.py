@@ -20,6 +20,8 @@ from servicenet.common import log
 
 _log = log.get("client")
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# answers of a server that cannot do its job (e.g. cut off etcd): the client moves on after one
+UNHEALTHY = frozenset({500, 503, 504})
 
 TOKEN_RECHECK = 10.0  # seconds between looks at a kubeconfig's tokenFile
 
@@ -96,6 +98,8 @@ class ApiClient:
         if self.server == failed:
             self._current = (self._current + 1) % len(self.servers)
             _log.warning("API server unreachable, failing over", failed=failed, to=self.server, error=repr(exc))
+            for resp in [r for r in self._streams if str(r.url).startswith(failed)]:
+                resp.close()  # its watches resume on the next server (a server cut off etcd sends no events)
         return True
 
     @classmethod
@@ -163,8 +167,11 @@ class ApiClient:
                             parsed = orjson.loads(raw)
                         except orjson.JSONDecodeError:
                             parsed = None
-                        raise ApiError(resp.status, parsed if isinstance(parsed, dict) else None,
+                        err = ApiError(resp.status, parsed if isinstance(parsed, dict) else None,
                                        raw.decode(errors="replace"))
+                        if resp.status in UNHEALTHY:
+                            self._next_server(server, err)  # the next call goes elsewhere (no resend)
+                        raise err
                     return orjson.loads(raw) if raw else {}
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # a request that never reached a server (no connection), or an idempotent one, is

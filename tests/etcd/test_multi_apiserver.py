@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from servicenet.client import ApiClient, ApiError, wait_for
 from servicenet.client.informer import Informer
@@ -160,3 +161,30 @@ async def test_a_server_that_does_not_listen_is_skipped(tmp_path: Path) -> None:
         finally:
             await c.close()
             await d.close()
+
+
+async def test_a_server_answering_503_is_left_for_the_next(tmp_path: Path) -> None:
+    """A server that answers 503 (as one cut off etcd does) fails that call; the next goes to the
+    next server."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", lambda _r: web.json_response(
+        {"kind": "Status", "code": 503, "message": "etcd unreachable"}, status=503))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with running_apiserver(tmp_path) as api:
+            kc = tmp_path / "kc"
+            kc.write_text(with_failover(api.kubeconfig.read_text(), [f"http://127.0.0.1:{port}", api.url]))
+            c = ApiClient.from_kubeconfig(kc)
+            try:
+                with pytest.raises(ApiError) as e:
+                    await c.list("v1", "configmaps", "default")
+                assert e.value.status == 503 and c.server == api.url
+                await c.list("v1", "configmaps", "default")
+            finally:
+                await c.close()
+    finally:
+        await runner.cleanup()
