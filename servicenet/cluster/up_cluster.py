@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Topology:
         except BaseException:
             await self.stop()
             raise
+        write_pair_text(self.data_dir / "topology.json", json.dumps(describe_json(self), indent=1) + "\n")
         return self
 
     async def _start(self) -> None:
@@ -356,7 +358,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def describe_json(topo: Topology) -> dict[str, Any]:
-    """Where everything is, as data (tests and tools)."""
-    return {"id": topo.plan.id, "kubeconfig": str(topo.kubeconfig), "apiservers": topo.api_urls,
-            "etcd": topo.cp.etcd_client_urls, "nodes": {n.name: n.ip for n in topo.plan.nodes},
-            "dns": topo.dns_ip}
+    """Where everything is, as data (``<data-dir>/topology.json``, for tools)."""
+    return {"id": topo.plan.id, "kubeconfig": str(topo.kubeconfig),
+            "apiservers": {h.name: {"url": topo.api_url(h), "lan": f"https://{h.ip}:{API_PORT}", "netns": h.netns,
+                                    "kubeconfig": str(topo.kubeconfig_for(h))} for h in topo.cp.apiservers},
+            "etcd": {h.name: {"url": f"https://{h.ip}:2379", "netns": h.netns} for h in topo.cp.etcd},
+            "nodes": {n.name: {"ip": n.ip, "netns": n.netns, "podCIDR": n.pod_cidr} for n in topo.plan.nodes},
+            "client": {"ip": topo.plan.client_ip, "netns": topo.plan.client_netns}, "dns": topo.dns_ip,
+            "processes": {n: {"pid": p.pid, "log": str(p.log_path)} for n, p in topo.procs.procs.items()}}
