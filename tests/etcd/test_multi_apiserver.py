@@ -166,9 +166,11 @@ async def test_a_server_that_does_not_listen_is_skipped(tmp_path: Path) -> None:
 async def test_a_server_answering_503_is_left_for_the_next(tmp_path: Path) -> None:
     """A server that answers 503 (as one cut off etcd does) fails that call; the next goes to the
     next server."""
+    async def unavailable(_request: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "code": 503, "message": "etcd unreachable"}, status=503)
+
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", lambda _r: web.json_response(
-        {"kind": "Status", "code": 503, "message": "etcd unreachable"}, status=503))
+    app.router.add_route("*", "/{tail:.*}", unavailable)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
