@@ -23,6 +23,7 @@ from servicenet.common.runner import signal_event, start_unless, wait_for_signal
 # the API server (protobuf descriptors, CEL, schemas) cost every component about 33 MiB RSS.
 APISERVER_MODULE = "servicenet.apiserver.server"
 UP_MODULE = "servicenet.up"
+UP_CLUSTER_MODULE = "servicenet.cluster.up_cluster"
 
 DEFAULT_DATA_DIR = Path(os.environ.get("SERVICENET_DATA_DIR", str(Path.home() / ".servicenet")))
 
@@ -94,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=0,
                     help="netns mode: N node namespaces on an underlay bridge, each with its own node agent, "
                          "proxy and DNS processes (docs/nodes.md)")
+    up.add_argument("--etcd", type=int, default=0,
+                    help="netns mode: N etcd members and --apiservers M API servers, each a machine of its own on "
+                         "the LAN, with --nodes K (docs/multinode.md)")
+    up.add_argument("--apiservers", type=int, default=0, help="API servers (with --etcd)")
     api = sub.add_parser("apiserver", help="run the API server alone")
     _api_args(api)
     kc = sub.add_parser("kubeconfig", help="print a kubeconfig for the cluster")
@@ -177,6 +182,11 @@ async def _run_up(args: argparse.Namespace) -> int:
     if args.dns_listen is None:
         args.dns_listen = [("127.0.0.1", 1053)]
     api = importlib.import_module(APISERVER_MODULE).ApiServer(_api_config(args, network))
+    if args.etcd or args.apiservers:
+        if network != "netns" or not args.etcd:
+            print("servicenet up: --etcd N --apiservers M needs --network netns (root) and --etcd >= 1", file=sys.stderr)
+            return 2
+        return int(await importlib.import_module(UP_CLUSTER_MODULE).run(args))
     if args.nodes:
         if network != "netns":
             print("servicenet up: --nodes needs --network netns (root)", file=sys.stderr)

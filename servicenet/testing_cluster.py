@@ -1,4 +1,5 @@
-"""Test and benchmark support: API server processes on one etcd, sharing one config dir.
+"""Test and benchmark support: API server processes on one etcd, sharing one config dir, and the
+whole multi-machine topology (:func:`multinode`).
 
 Every server is started with the same ``--data-dir`` (CA, service-account keys, encryption config and
 admin token live there), its own port, and the same ``--etcd-servers``/``--etcd-prefix``. Start the
@@ -12,15 +13,22 @@ import contextlib
 import dataclasses
 import os
 import signal
+import subprocess
 import sys
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 
 from servicenet.client import ApiClient
 from servicenet.client.kubeconfig import load as load_kubeconfig
+from servicenet.cluster.up_cluster import Options, Topology
 from servicenet.common.component import bounded
 from servicenet.store.etcdlaunch import free_port
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -106,3 +114,74 @@ async def start_api_servers(base: Path, n: int, etcd_servers: list[str] | list[l
             await p.stop()
         raise
     return out
+
+
+# -- the multi-machine topology (servicenet up --etcd N --apiservers M --nodes K) ---------------------
+
+
+class TopologyHandle:
+    """A :class:`~servicenet.cluster.up_cluster.Topology` driven from its own event-loop thread, so
+    a test (sync or async, any pytest-asyncio loop scope) can share one cluster across a module:
+    ``kill``/``restart`` any process by name (``etcd-2``, ``apiserver-1``, ``controller-manager-1``,
+    ``scheduler-2``, ``node-3/node``, ``node-3/proxy``, ``node-3/apiserver-relay``), ``call`` any
+    coroutine on its loop."""
+
+    def __init__(self, opts: Options) -> None:
+        self.topo = Topology(opts)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="topology", daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 300.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        self.call(self.topo.procs.kill(name, sig))
+
+    def restart(self, name: str) -> None:
+        self.call(self.topo.procs.restart(name))
+
+    def pid(self, name: str) -> int | None:
+        return self.topo.procs.get(name).pid
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.topo.kubeconfig
+
+    def kubectl(self, *args: str, timeout: float = 60.0, apiserver: str | None = None, check: bool = True,
+                input_: str | None = None) -> subprocess.CompletedProcess[str]:
+        kc = self.topo.kubeconfig_for(apiserver) if apiserver else self.topo.kubeconfig
+        r = subprocess.run(["kubectl", "--kubeconfig", str(kc), *args], capture_output=True, text=True,
+                           timeout=timeout, input=input_)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}): {r.stderr or r.stdout}")
+        return r
+
+    def in_netns(self, netns: str, *argv: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside one of the cluster's namespaces (a node, the client, an API server...)."""
+        return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, timeout=timeout)
+
+    def close(self) -> None:
+        try:
+            self.call(self.topo.stop(), timeout=120)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+@contextlib.contextmanager
+def multinode(data_dir: Path, *, etcd: int = 3, apiservers: int = 2, nodes: int = 3,
+              timeout: float = 240.0, **options: Any) -> Iterator[TopologyHandle]:
+    """A whole cluster of netns machines (root); torn down (every process and namespace) on exit.
+    ``options`` are :class:`~servicenet.cluster.up_cluster.Options` fields (e.g. shorter
+    ``leader_elect`` or ``endpoint_reconciler`` timings for fault tests)."""
+    handle = TopologyHandle(Options(data_dir=data_dir, etcd=etcd, apiservers=apiservers, nodes=nodes, **options))
+    try:
+        handle.call(handle.topo.start(timeout), timeout=timeout + 30)
+        yield handle
+    finally:
+        handle.close()

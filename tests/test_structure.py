@@ -60,7 +60,7 @@ CORES = [
     "servicenet.dns.model", "servicenet.dns.records", "servicenet.dns.responder", "servicenet.dns.wire",
     "servicenet.controllers.*_core", "servicenet.controllers.actions", "servicenet.controllers.slicepack",
     "servicenet.controllers.wakeup", "servicenet.controllers.scheduler_affinity",
-    "servicenet.node.hostgw", "servicenet.cluster.plan",
+    "servicenet.node.hostgw", "servicenet.cluster.plan", "servicenet.cluster.cpplan",
     "servicenet.node.restart", "servicenet.node.status", "servicenet.node.podspec", "servicenet.node.envvars",
     "servicenet.node.probes", "servicenet.node.spdy", "servicenet.node.spdy_frames",
     "servicenet.apiserver.watchfilter",

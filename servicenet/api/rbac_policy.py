@@ -184,6 +184,8 @@ def cluster_roles() -> list[Obj]:
             _r([""], ["services", "nodes", "namespaces", "configmaps", "persistentvolumeclaims",
                       "serviceaccounts"], READ),
             _r([""], ["services/status", "nodes/status"], ["patch", "update"]),
+            # the node lifecycle controller taints unreachable / not-ready nodes (upstream node-controller)
+            _r([""], ["nodes"], ["patch", "update"]),
             _r(["apps"], _APPS, ALL_RW),
             _r([""], ["replicationcontrollers", "replicationcontrollers/status"], ALL_RW),
             _r(["batch"], ["jobs", "jobs/status", "cronjobs", "cronjobs/status"], ALL_RW),

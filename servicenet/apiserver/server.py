@@ -64,6 +64,7 @@ class ApiServerConfig:
     # DefaultTolerationSeconds admission (upstream --default-not-ready/unreachable-toleration-seconds)
     default_not_ready_toleration_seconds: int | None = 300
     default_unreachable_toleration_seconds: int | None = 300
+    shutdown_timeout: float = 60.0  # seconds a stop waits for open requests (watches included) to end
 
 
 class ApiServer:
@@ -154,7 +155,8 @@ class ApiServer:
         self.handlers = ResourceHandlers(self.registry, self.store)
         app = web.Application(middlewares=[self._middleware, *filters.build(self)], client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                                    shutdown_timeout=self.config.shutdown_timeout)
         await self._runner.setup()
         ssl_ctx = None
         if self.config.tls and self.creds is not None:

@@ -12,9 +12,20 @@ from typing import Any
 
 import yaml
 
+FAILOVER_EXTENSION = "servicenet.io/failover"
+
 
 class KubeconfigError(Exception):
     pass
+
+
+def _failover(cluster: dict[str, Any]) -> tuple[str, ...]:
+    """The other servers a cluster entry lists under its ``servicenet.io/failover`` extension."""
+    for ext in cluster.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == FAILOVER_EXTENSION:
+            servers = (ext.get("extension") or {}).get("servers") or []
+            return tuple(str(s).rstrip("/") for s in servers if s)
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +37,10 @@ class ClusterConfig:
     client_cert: bytes | None = None
     client_key: bytes | None = None
     namespace: str = "default"
+    # further API servers of the same cluster, tried in turn when ``server`` cannot be reached
+    # (kubeconfig: the cluster's extension named FAILOVER_EXTENSION, ``{servers: [URL, ...]}``)
+    failover: tuple[str, ...] = ()
+    token_file: str | None = None  # re-read when it changes (a rotated ServiceAccount token), as client-go
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
@@ -89,6 +104,8 @@ def load(path: str | os.PathLike[str] | None = None, context: str | None = None)
         client_cert=_data_or_file(user, "client-certificate", p.parent),
         client_key=_data_or_file(user, "client-key", p.parent),
         namespace=ctx.get("namespace") or "default",
+        failover=_failover(cluster),
+        token_file=str(user["tokenFile"]) if not user.get("token") and user.get("tokenFile") else None,
     )
 
 
@@ -107,4 +124,21 @@ def render(server: str, token: str, ca_pem: bytes, name: str = "servicenet") -> 
         "current-context": name,
         "preferences": {},
     }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def with_failover(text: str, servers: list[str]) -> str:
+    """``text`` (a kubeconfig) with every cluster's ``server`` set to ``servers[0]`` and the others
+    listed as its failover servers (an extension kubectl ignores, as it does minikube's)."""
+    doc = yaml.safe_load(text) or {}
+    for c in doc.get("clusters") or []:
+        cluster = c.setdefault("cluster", {})
+        cluster["server"] = servers[0]
+        exts = [e for e in cluster.get("extensions") or [] if e.get("name") != FAILOVER_EXTENSION]
+        if servers[1:]:
+            exts.append({"name": FAILOVER_EXTENSION, "extension": {"servers": list(servers[1:])}})
+        if exts:
+            cluster["extensions"] = exts
+        else:
+            cluster.pop("extensions", None)
     return yaml.safe_dump(doc, sort_keys=False)

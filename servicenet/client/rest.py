@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +16,24 @@ import orjson
 
 from servicenet.api.views import meta as meta_of
 from servicenet.client.kubeconfig import ClusterConfig, load
+from servicenet.common import log
+
+_log = log.get("client")
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# answers of a server that cannot do its job (e.g. cut off etcd): the client moves on after one
+UNHEALTHY = frozenset({500, 503, 504})
+
+TOKEN_RECHECK = 10.0  # seconds between looks at a kubeconfig's tokenFile
+
+
+def _mtime(path: str | None) -> tuple[int, int, int]:
+    """What tells a rewritten file (inode, mtime, size: a swap makes a new inode within one clock tick)."""
+    with contextlib.suppress(OSError):
+        if path:
+            st = os.stat(path)
+            return st.st_ino, st.st_mtime_ns, st.st_size
+    return 0, 0, 0
+
 
 PATCH_TYPES = {
     "json": "application/json-patch+json",
@@ -52,13 +73,34 @@ class ApiClient:
                  user_agent: str = "servicenet") -> None:
         self.config = config or ClusterConfig(server=server.rstrip("/"), token=token, ca_data=ca_data,
                                               insecure=insecure)
-        self.server = self.config.server
+        # the server in use first, then the kubeconfig's failover servers: a connection that cannot be
+        # made moves the client to the next one (see _next_server)
+        self.servers = [self.config.server, *(u for u in self.config.failover if u != self.config.server)]
+        self._current = 0
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         if self.config.token:
             self._headers["Authorization"] = f"Bearer {self.config.token}"
         self._session: aiohttp.ClientSession | None = None
         self._streams: set[aiohttp.ClientResponse] = set()
         self._ssl = self.config.ssl_context()
+        self._token_checked = time.monotonic()
+        self._token_mtime = _mtime(self.config.token_file)
+
+    @property
+    def server(self) -> str:
+        return self.servers[self._current]
+
+    def _next_server(self, failed: str, exc: BaseException) -> bool:
+        """After a connection to ``failed`` broke or could not be made: move to the next server
+        (unless another call already did). False when there is no other server."""
+        if len(self.servers) < 2:
+            return False
+        if self.server == failed:
+            self._current = (self._current + 1) % len(self.servers)
+            _log.warning("API server unreachable, failing over", failed=failed, to=self.server, error=repr(exc))
+            for resp in [r for r in self._streams if str(r.url).startswith(failed)]:
+                resp.close()  # its watches resume on the next server (a server cut off etcd sends no events)
+        return True
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str] | None = None, context: str | None = None,
@@ -66,8 +108,28 @@ class ApiClient:
         cfg = load(path, context)
         return cls(cfg.server, config=cfg, user_agent=user_agent)
 
+    def _refresh_token(self) -> None:
+        """Take up a ``tokenFile`` that changed (checked at most every TOKEN_RECHECK seconds)."""
+        now = time.monotonic()
+        if self.config.token_file is None or now - self._token_checked < TOKEN_RECHECK:
+            return
+        self._token_checked = now
+        mtime = _mtime(self.config.token_file)
+        if mtime == self._token_mtime:
+            return
+        self._token_mtime = mtime
+        try:
+            token = Path(self.config.token_file).read_text().strip()
+        except OSError:
+            return
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+            if self._session is not None:
+                self._session.headers["Authorization"] = self._headers["Authorization"]
+
     @property
     def session(self) -> aiohttp.ClientSession:
+        self._refresh_token()
         if self._session is None or self._session.closed:
             conn = aiohttp.TCPConnector(ssl=self._ssl, limit=0)
             self._session = aiohttp.ClientSession(
@@ -94,16 +156,31 @@ class ApiClient:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             headers["Content-Type"] = content_type
         clean = {k: _param(v) for k, v in (params or {}).items() if v is not None}
-        async with self.session.request(method, self.server + path, params=clean, data=data, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                try:
-                    parsed = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    parsed = None
-                raise ApiError(resp.status, parsed if isinstance(parsed, dict) else None, raw.decode(errors="replace"))
-            return orjson.loads(raw) if raw else {}
+        for attempt in range(len(self.servers)):
+            server = self.server
+            try:
+                async with self.session.request(method, server + path, params=clean, data=data, headers=headers,
+                                                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        try:
+                            parsed = orjson.loads(raw)
+                        except orjson.JSONDecodeError:
+                            parsed = None
+                        err = ApiError(resp.status, parsed if isinstance(parsed, dict) else None,
+                                       raw.decode(errors="replace"))
+                        if resp.status in UNHEALTHY:
+                            self._next_server(server, err)  # the next call goes elsewhere (no resend)
+                        raise err
+                    return orjson.loads(raw) if raw else {}
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # a request that never reached a server (no connection), or an idempotent one, is
+                # sent again to the next server; any other is the caller's to retry
+                sent = not isinstance(exc, aiohttp.ClientConnectorError)
+                if (not self._next_server(server, exc) or attempt == len(self.servers) - 1
+                        or (sent and method not in IDEMPOTENT)):
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- verbs -------------------------------------------------------------------------------------
     async def get(self, api_version: str, plural: str, namespace: str | None, name: str,
@@ -192,9 +269,17 @@ class ApiClient:
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if allow_bookmarks else None}
         clean = {k: _param(v) for k, v in params.items() if v is not None}
-        url = self.server + collection_path(api_version, plural, namespace)
-        async with self.session.get(url, params=clean, timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=10, sock_read=(timeout_seconds or 600) + 30)) as resp:
+        path = collection_path(api_version, plural, namespace)
+        tmo = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=(timeout_seconds or 600) + 30)
+        for attempt in range(len(self.servers)):
+            server = self.server
+            try:
+                resp = await self.session.get(server + path, params=clean, timeout=tmo)
+                break
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if not self._next_server(server, exc) or attempt == len(self.servers) - 1:
+                    raise
+        async with resp:
             if resp.status >= 400:
                 raw = await resp.read()
                 try:

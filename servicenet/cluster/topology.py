@@ -8,6 +8,9 @@ Creation failing half-way removes what it made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 
 from servicenet.common import log
 from servicenet.common.netns import list_netns
@@ -50,9 +53,23 @@ async def create(p: ClusterPlan) -> None:
         raise
 
 
+async def _kill_inside(netns: str) -> None:
+    """SIGKILL what still runs in ``netns`` (pods a killed node agent left): removing the namespace
+    alone would leave them running, cut off."""
+    proc = await asyncio.create_subprocess_exec("ip", "netns", "pids", netns, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    for pid in (int(x) for x in out.split() if x.isdigit()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def destroy(p: ClusterPlan) -> list[str]:
-    """Remove every namespace of this cluster (the node agents' pod namespaces too); returns them."""
+    """Remove every namespace of this cluster (the node agents' pod namespaces too) and kill what
+    still runs inside; returns them."""
     gone = [ns for ns in list_netns() if p.owns(ns)]
+    for ns in gone:
+        await _kill_inside(ns)
     # pods first, then nodes (their veths vanish with them), the LAN last
     order = sorted(gone, key=lambda ns: (ns == p.lan_netns, ns.startswith(f"sn-{p.id}-")))
     for ns in order:

@@ -79,7 +79,9 @@ class _UdpOnce(asyncio.DatagramProtocol):
         self.future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        if data[:2] == self.qid and not self.future.done():
+        # only a response (QR set) to our ID: a socket that happens to be connected to its own
+        # address reads back its own query, which must never be relayed as the answer
+        if len(data) >= 12 and data[:2] == self.qid and data[2] & 0x80 and not self.future.done():
             self.future.set_result(data)
 
     def error_received(self, exc: Exception) -> None:
@@ -110,6 +112,8 @@ class Forwarder:
                 resp = await self._udp(wire, host, port)
                 if resp[2] & 0x02:
                     resp = await self._tcp(wire, host, port)
+                if len(resp) < 12 or resp[:2] != wire[:2] or not resp[2] & 0x80:
+                    raise OSError(f"upstream {host}:{port} sent something that is not a response to the query")
                 return resp
             except (OSError, TimeoutError, asyncio.IncompleteReadError, IndexError) as exc:
                 last = exc
@@ -120,6 +124,10 @@ class Forwarder:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         transport, proto = await loop.create_datagram_endpoint(
             lambda: _UdpOnce(wire[:2]), remote_addr=(host, port), family=family)
+        if transport.get_extra_info("sockname")[:2] == transport.get_extra_info("peername")[:2]:
+            # the kernel gave us the upstream's own (unused) port: we would be talking to ourselves
+            transport.close()
+            raise OSError(f"upstream {host}:{port} is not listening (our socket got its address)")
         try:
             transport.sendto(wire)
             return await bounded(proto.future, self.timeout)

@@ -417,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-listen", default="127.0.0.1:9153")
     p.add_argument("--netns", default=None, help="node network namespace (default: Node annotation)")
     p.add_argument("--dns-ip", default=None, help="kube-dns ClusterIP to serve on port 53 in the netns")
+    p.add_argument("--no-node-netns", action="store_true",
+                   help="serve only on --dns-listen, never in a node namespace (the DNS running as a pod)")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                            listen=[parse_listen(x) for x in args.dns_listen or ["127.0.0.1:1053"]],
                            upstreams=[parse_upstream(u) for u in args.upstream] if args.upstream else None,
                            workers=args.workers, health_listen=parse_listen(args.health_listen),
-                           netns=args.netns, netns_from_node=True, dns_ip=args.dns_ip)
+                           netns=args.netns, netns_from_node=not args.no_node_netns, dns_ip=args.dns_ip)
         await run_until_signal(server, closing=[client.close])
 
     asyncio.run(run())

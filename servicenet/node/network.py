@@ -148,6 +148,7 @@ class NetnsNetwork(PodNetwork):
         self.bridge = f"sn-{net_id}-br"
         self.node_ip = node_ip or self.ipam.gateway
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._adding: set[str] = set()  # pod namespaces add_pod is making (no pod owns them yet)
 
     def _enter_node_ns(self) -> None:
         assert self.node_netns is not None
@@ -184,6 +185,7 @@ class NetnsNetwork(PodNetwork):
         if len(veth) > 15:
             raise NetworkError(f"interface name {veth} too long")
         self.intent({"op": "netns", "uid": key, "name": pod_ns, "veth": veth})
+        self._adding.add(pod_ns)
         try:
             await _run(*netns_add_argv(pod_ns))
             await _run("ip", "-n", str(self.node_netns), "-batch", "-", stdin="\n".join([
@@ -202,6 +204,8 @@ class NetnsNetwork(PodNetwork):
             await _run("ip", "netns", "del", pod_ns, check=False)
             self.ipam.release(ip)
             raise
+        finally:
+            self._adding.discard(pod_ns)
         return PodSandbox(key=key, ip=ip, netns=pod_ns, index=n)
 
     async def remove_pod(self, sb: PodSandbox) -> None:
@@ -224,7 +228,9 @@ class NetnsNetwork(PodNetwork):
         return await asyncio.open_connection(sock=sock)
 
     def owned_namespaces(self) -> list[str]:
-        return [n for n in list_netns() if n.startswith(self.prefix)]
+        """This network's namespaces, but those a pod's set-up is making right now (the agent's
+        orphan clean-up runs while pods already bound to the node start)."""
+        return [n for n in list_netns() if n.startswith(self.prefix) and n not in self._adding]
 
     async def teardown(self) -> None:
         """Remove every namespace this network created (pod namespaces first, then the node's)."""

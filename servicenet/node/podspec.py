@@ -161,6 +161,8 @@ def _image_name(image: str) -> str:
 def image_program(image: str) -> str | None:
     """The built-in program module for a well-known image, or None."""
     name = _image_name(image)
+    if name == "dns" and image.split("@", 1)[0].rsplit(":", 1)[0].endswith("servicenet/dns"):
+        return "dns"  # the cluster DNS add-on (servicenet up --nodes)
     if name == "serve_hostname" or name == "serve-hostname":
         return "serve_hostname"
     if name == "nginx" or name.startswith("nginx-"):
@@ -187,7 +189,7 @@ def container_argv(container: Obj, python: str = sys.executable) -> list[str]:
     if prog is None:
         raise ImageNotRunnable(
             f'image "{image}" is not available on this node: set "command" to run a host executable '
-            f'(built-in images: serve_hostname, nginx, agnhost, busybox, dnsutils)')
+            f'(built-in images: serve_hostname, nginx, agnhost, busybox, dnsutils, servicenet/dns)')
     if prog == "idle" and args:
         return args  # busybox-like images with args but no command: run the args as a command
     return [python, "-m", f"servicenet.node.images.{prog}", *args]

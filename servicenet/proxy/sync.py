@@ -413,23 +413,37 @@ async def delete_flows(netns: str | None, flows: Iterable[FlowFilter]) -> int:
 
 
 class SyncRunner:
-    """Rate-limited sync trigger (like upstream's BoundedFrequencyRunner, burst 1).
+    """Rate-limited sync trigger, as upstream's BoundedFrequencyRunner with kube-proxy's 2 bursts.
 
-    ``request()`` asks for a sync; runs start at least ``min_interval`` apart (start to
-    start), at most ``max_interval`` apart, and ``retry_interval`` after a failure.
+    ``request()`` asks for a sync; runs take tokens from a bucket of ``burst`` that refills one
+    per ``min_interval`` (so two changes in quick succession are both applied at once, and a
+    steady stream is applied once per ``min_interval``); runs happen at most ``max_interval``
+    apart, and ``retry_interval`` after a failure.
     """
 
     def __init__(self, fn: Callable[[], Awaitable[None]], min_interval: float = 1.0,
-                 max_interval: float = 3600.0, retry_interval: float = 30.0) -> None:
+                 max_interval: float = 3600.0, retry_interval: float = 30.0, burst: int = 2) -> None:
         self.fn = fn
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.retry_interval = retry_interval
+        self.burst = max(1, burst)
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._last_start = float("-inf")
+        self._tokens = float(self.burst)
+        self._stamp = time.monotonic()
         self.runs = 0
         self.failures = 0
+
+    def _wait(self) -> float:
+        """Seconds until a token is there (refilling the bucket up to now)."""
+        now = time.monotonic()
+        if self.min_interval <= 0:
+            self._tokens = float(self.burst)
+        else:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) / self.min_interval)
+        self._stamp = now
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self.min_interval
 
     def request(self) -> None:
         self._event.set()
@@ -450,11 +464,12 @@ class SyncRunner:
                     await self._event.wait()
             except TimeoutError:
                 pass
-            wait = self._last_start + self.min_interval - time.monotonic()
+            wait = self._wait()
             if wait > 0:
                 await asyncio.sleep(wait)
+                self._wait()
+            self._tokens -= 1
             self._event.clear()
-            self._last_start = time.monotonic()
             self.runs += 1
             try:
                 await self.fn()

@@ -1,12 +1,22 @@
-"""Object builders and a tiny in-memory apply for controller core tests."""
+"""Object builders and a tiny in-memory apply for controller core tests, and the ``ctrl`` fixture
+(a real API server plus kubelet stand-in writes) the API-level controller tests share."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from servicenet.controllers.actions import Action, Obj
+from servicenet.testing import RunningApi, running_apiserver
 
 _uid = itertools.count(1)
 
@@ -139,3 +149,64 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             out[k] = merge_patch(out.get(k), v)
     return out
+
+
+# -- the API-level controller tests' shared setup (node lease, scheduler, leader failover) ------------
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def poll(fn: Callable[[], Awaitable[Any]], timeout: float, interval: float = 0.05) -> Any:
+    """Await ``fn`` until it returns something truthy (returned), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await fn()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last={last!r})")
+
+
+@dataclass
+class CtrlApi:
+    """A real in-process API server and the writes the controller tests stand in for kubelets with."""
+    api: RunningApi
+    ns: str = "default"
+
+    @property
+    def client(self) -> Any:
+        return self.api.client
+
+    async def ready_node(self, name: str, labels: dict[str, str] | None = None) -> None:
+        """A Node (``kubernetes.io/hostname`` + ``labels``) whose Ready condition is True."""
+        await self.client.create("v1", "nodes", None, {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}}})
+        await self.client.patch("v1", "nodes", None, name, {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now(),
+             "lastTransitionTime": now()}]}}, subresource="status")
+
+    async def pod_running(self, name: str, ip: str, ready: bool = True) -> None:
+        """What a kubelet reports for a started pod: Running with ``ip``, Ready = ``ready``."""
+        await self.client.patch("v1", "pods", self.ns, name, {"status": {
+            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": str(ready), "lastTransitionTime": now()}]}},
+            subresource="status")
+
+    async def service(self, name: str, selector: dict[str, str]) -> None:
+        await self.client.create("v1", "services", self.ns, {"apiVersion": "v1", "kind": "Service",
+                                                             "metadata": {"name": name},
+                                                             "spec": {"selector": selector, "ports": [{"port": 80}]}})
+
+    async def slice_endpoints(self, service: str) -> list[Obj]:
+        res = await self.client.list("discovery.k8s.io/v1", "endpointslices", self.ns,
+                                     label_selector=f"kubernetes.io/service-name={service}")
+        return [e for s in res["items"] for e in s.get("endpoints") or []]
+
+
+@pytest.fixture
+async def ctrl(tmp_path: Path) -> AsyncIterator[CtrlApi]:
+    async with running_apiserver(tmp_path) as api:
+        yield CtrlApi(api)

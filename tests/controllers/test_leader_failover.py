@@ -10,19 +10,15 @@ import re
 import signal
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from servicenet.testing import running_apiserver
+from ctrl_fixtures import CtrlApi, ctrl, poll
 
+__all__ = ["ctrl"]  # the fixture
 ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
 LEASE, RENEW, RETRY = 3.0, 2.0, 0.5
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Proc:
@@ -65,76 +61,59 @@ async def _spawn(kubeconfig: Path) -> Proc:
     return Proc(proc)
 
 
-async def _poll(fn: Any, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await fn()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last={last!r})")
+async def test_kill_leader_standby_takes_over(ctrl: CtrlApi) -> None:
+    api = ctrl.api
+    c = api.client
+    await c.create("v1", "nodes", None, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
+    await ctrl.service("web", {"app": "web"})
+    await c.create("v1", "pods", NS, {"apiVersion": "v1", "kind": "Pod",
+                                      "metadata": {"name": "p1", "labels": {"app": "web"}},
+                                      "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]}})
 
+    async def set_ready(ready: bool) -> None:
+        await ctrl.pod_running("p1", "10.244.0.5", ready)
 
-async def test_kill_leader_standby_takes_over(tmp_path: Path) -> None:
-    async with running_apiserver(tmp_path) as api:
-        c = api.client
-        await c.create("v1", "nodes", None, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
-        await c.create("v1", "services", NS, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                                              "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
-        await c.create("v1", "pods", NS, {"apiVersion": "v1", "kind": "Pod",
-                                          "metadata": {"name": "p1", "labels": {"app": "web"}},
-                                          "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]}})
+    def slice_ready(want: bool) -> Any:
+        async def check() -> bool:
+            eps = await ctrl.slice_endpoints("web")
+            return len(eps) == 1 and bool(eps[0]["conditions"].get("ready")) is want
+        return check
 
-        async def set_ready(ready: bool) -> None:
-            await c.patch("v1", "pods", NS, "p1", {"status": {
-                "phase": "Running", "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
-                "conditions": [{"type": "Ready", "status": str(ready), "lastTransitionTime": _now()}]}},
-                subresource="status")
+    await set_ready(True)
+    a = await _spawn(api.kubeconfig)
+    procs = [a]
+    try:
+        await asyncio.wait_for(a.leading.wait(), 30)
+        b = await _spawn(api.kubeconfig)
+        procs.append(b)
+        await poll(slice_ready(True), 30)
+        # b runs but stands by: it never logs "became leader" while a renews
+        await asyncio.sleep(LEASE + 1)
+        assert not b.leading.is_set(), "two leaders"
+        lease = await c.get("coordination.k8s.io/v1", "leases", "kube-system", "kube-controller-manager")
+        assert lease["spec"]["holderIdentity"] == a.identity
+        transitions = lease["spec"].get("leaseTransitions", 0)
 
-        def slice_ready(want: bool) -> Any:
-            async def check() -> bool:
-                res = await c.list("discovery.k8s.io/v1", "endpointslices", NS,
-                                   label_selector="kubernetes.io/service-name=web")
-                eps = [e for s in res["items"] for e in s.get("endpoints") or []]
-                return len(eps) == 1 and bool(eps[0]["conditions"].get("ready")) is want
-            return check
-
+        await a.kill(signal.SIGKILL)
+        t0 = time.monotonic()
+        await set_ready(False)  # a readiness change while nobody leads
+        await asyncio.wait_for(b.leading.wait(), LEASE + 5)
+        takeover = time.monotonic() - t0
+        await poll(slice_ready(False), 15)
+        reached = time.monotonic() - t0
+        print(f"takeover {takeover:.2f}s, readiness reached the slice {reached:.2f}s after kill -9")
+        # upstream bound: lease duration + one jittered retry period (plus process noise on a busy CPU)
+        assert takeover <= LEASE + RETRY * 1.2 + 1.5, takeover
+        lease = await c.get("coordination.k8s.io/v1", "leases", "kube-system", "kube-controller-manager")
+        assert lease["spec"]["holderIdentity"] == b.identity
+        assert lease["spec"]["leaseTransitions"] == transitions + 1
         await set_ready(True)
-        a = await _spawn(api.kubeconfig)
-        procs = [a]
-        try:
-            await asyncio.wait_for(a.leading.wait(), 30)
-            b = await _spawn(api.kubeconfig)
-            procs.append(b)
-            await _poll(slice_ready(True), 30)
-            # b runs but stands by: it never logs "became leader" while a renews
-            await asyncio.sleep(LEASE + 1)
-            assert not b.leading.is_set(), "two leaders"
-            lease = await c.get("coordination.k8s.io/v1", "leases", "kube-system", "kube-controller-manager")
-            assert lease["spec"]["holderIdentity"] == a.identity
-            transitions = lease["spec"].get("leaseTransitions", 0)
-
-            await a.kill(signal.SIGKILL)
-            t0 = time.monotonic()
-            await set_ready(False)  # a readiness change while nobody leads
-            await asyncio.wait_for(b.leading.wait(), LEASE + 5)
-            takeover = time.monotonic() - t0
-            await _poll(slice_ready(False), 15)
-            reached = time.monotonic() - t0
-            print(f"takeover {takeover:.2f}s, readiness reached the slice {reached:.2f}s after kill -9")
-            # upstream bound: lease duration + one jittered retry period (plus process noise on a busy CPU)
-            assert takeover <= LEASE + RETRY * 1.2 + 1.5, takeover
-            lease = await c.get("coordination.k8s.io/v1", "leases", "kube-system", "kube-controller-manager")
-            assert lease["spec"]["holderIdentity"] == b.identity
-            assert lease["spec"]["leaseTransitions"] == transitions + 1
-            await set_ready(True)
-            await _poll(slice_ready(True), 15)
-            # a clean stop releases the Lease (leaseDurationSeconds 1, empty holder)
-            await b.kill(signal.SIGTERM)
-            assert b.proc.returncode == 0, "".join(b.lines[-20:])
-            lease = await c.get("coordination.k8s.io/v1", "leases", "kube-system", "kube-controller-manager")
-            assert (lease["spec"]["holderIdentity"], lease["spec"]["leaseDurationSeconds"]) in (("", 1), (None, 1))
-        finally:
-            for p in procs:
-                await p.kill()
+        await poll(slice_ready(True), 15)
+        # a clean stop releases the Lease (leaseDurationSeconds 1, empty holder)
+        await b.kill(signal.SIGTERM)
+        assert b.proc.returncode == 0, "".join(b.lines[-20:])
+        lease = await c.get("coordination.k8s.io/v1", "leases", "kube-system", "kube-controller-manager")
+        assert (lease["spec"]["holderIdentity"], lease["spec"]["leaseDurationSeconds"]) in (("", 1), (None, 1))
+    finally:
+        for p in procs:
+            await p.kill()

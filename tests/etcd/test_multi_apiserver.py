@@ -7,10 +7,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from servicenet.client import ApiError
-from servicenet.store.etcdlaunch import Cluster
+from servicenet.client import ApiClient, ApiError, wait_for
+from servicenet.client.informer import Informer
+from servicenet.client.kubeconfig import with_failover
+from servicenet.store.etcdlaunch import Cluster, free_port
+from servicenet.testing import kubectl, running_apiserver
 from servicenet.testing_cluster import ApiProcess, start_api_servers
 
 
@@ -101,3 +106,87 @@ async def test_concurrent_allocations_through_two_servers_never_collide(two: lis
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_clients_and_informers_fail_over_to_the_other_server(two: list[ApiProcess], tmp_path: Path) -> None:
+    """A kubeconfig listing both servers (failover extension): kill -9 of the one in use moves
+    requests and an informer's watch to the other; kubectl reads the same file."""
+    a, b = two
+    kc = tmp_path / "failover-kubeconfig"
+    kc.write_text(with_failover((a.data_dir / "kubeconfig").read_text(), [a.url, b.url]))
+    kc.chmod(0o600)
+    rc, out, err = await kubectl(kc, "get", "configmaps", "-o", "name", check=False)
+    assert rc == 0, err
+    client = ApiClient.from_kubeconfig(kc)
+    via_b = b.client()
+    inf = Informer(client, "v1", "configmaps", "default")
+    try:
+        await client.create("v1", "configmaps", "default", cm("before"))
+        await inf.start()
+        await inf.wait_synced(10)
+        assert client.server == a.url and inf.get("default", "before") is not None
+        assert a.proc is not None
+        a.proc.kill()  # kill -9
+        await a.proc.wait()
+        await via_b.create("v1", "configmaps", "default", cm("after-kill"))
+        await wait_for(lambda: inf.get("default", "after-kill") is not None, 15)
+        assert client.server == b.url
+        # requests through the same client go to B now
+        await client.create("v1", "configmaps", "default", cm("through-failover"))
+        await wait_for(lambda: inf.get("default", "through-failover") is not None, 10)
+    finally:
+        await inf.stop()
+        await client.close()
+        await via_b.close()
+
+
+async def test_a_server_that_does_not_listen_is_skipped(tmp_path: Path) -> None:
+    """The first server of the list does not listen: requests go to the next one at once; with no
+    failover server the connection error is the caller's."""
+    async with running_apiserver(tmp_path) as api:
+        dead = f"https://127.0.0.1:{free_port()}"
+        text = api.kubeconfig.read_text()
+        both = tmp_path / "both"
+        both.write_text(with_failover(text, [dead, api.url]))
+        alone = tmp_path / "alone"
+        alone.write_text(with_failover(text, [dead]))
+        c = ApiClient.from_kubeconfig(both)
+        d = ApiClient.from_kubeconfig(alone)
+        try:
+            assert c.servers == [dead, api.url]
+            await c.create("v1", "configmaps", "default", cm("x"))
+            assert c.server == api.url
+            with pytest.raises(aiohttp.ClientConnectorError):
+                await d.list("v1", "configmaps", "default")
+        finally:
+            await c.close()
+            await d.close()
+
+
+async def test_a_server_answering_503_is_left_for_the_next(tmp_path: Path) -> None:
+    """A server that answers 503 (as one cut off etcd does) fails that call; the next goes to the
+    next server."""
+    async def unavailable(_request: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "code": 503, "message": "etcd unreachable"}, status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", unavailable)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with running_apiserver(tmp_path) as api:
+            kc = tmp_path / "kc"
+            kc.write_text(with_failover(api.kubeconfig.read_text(), [f"http://127.0.0.1:{port}", api.url]))
+            c = ApiClient.from_kubeconfig(kc)
+            try:
+                with pytest.raises(ApiError) as e:
+                    await c.list("v1", "configmaps", "default")
+                assert e.value.status == 503 and c.server == api.url
+                await c.list("v1", "configmaps", "default")
+            finally:
+                await c.close()
+    finally:
+        await runner.cleanup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -90,3 +91,26 @@ async def test_userspace_mode_never_touches_the_host_routes() -> None:
         assert proxy._routes == [] and proxy.planner.routes is False
     finally:
         await proxy.stop()
+
+
+async def test_sync_runner_bursts_two_then_keeps_the_minimum_interval() -> None:
+    """kube-proxy's BoundedFrequencyRunner: two syncs in quick succession both run at once, a third
+    waits for the bucket to refill (one per min_interval)."""
+    starts: list[float] = []
+    ran = asyncio.Event()
+
+    async def fn() -> None:
+        starts.append(time.monotonic())
+        ran.set()
+
+    r = SyncRunner(fn, 0.5, 3600.0, 30.0)
+    r.start()
+    try:
+        for _ in range(3):
+            ran.clear()
+            r.request()
+            await asyncio.wait_for(ran.wait(), 2.0)
+        assert starts[1] - starts[0] < 0.2, starts
+        assert 0.4 <= starts[2] - starts[1] < 1.0, starts
+    finally:
+        await r.stop()
