@@ -123,3 +123,58 @@ class NftMonitor:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+
+
+class SliceWatch:
+    """The ready addresses of a Service's EndpointSlices, as a watch on the API delivers them."""
+
+    def __init__(self, client: Any, namespace: str, service: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.service = service
+        self.slices: dict[str, frozenset[str]] = {}
+        self.changes: list[tuple[float, frozenset[str]]] = []  # (time, ready addresses of all slices)
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for ev in self.client.watch("discovery.k8s.io/v1", "endpointslices", self.namespace,
+                                          label_selector=f"kubernetes.io/service-name={self.service}"):
+            obj = ev.get("object") or {}
+            name = (obj.get("metadata") or {}).get("name", "")
+            if ev.get("type") in ("ADDED", "MODIFIED"):
+                self.slices[name] = ready_addresses(obj)
+            elif ev.get("type") == "DELETED":
+                self.slices.pop(name, None)
+            else:
+                continue
+            self.changes.append((time.monotonic(), frozenset().union(*self.slices.values())))
+            self._changed.set()
+
+    async def wait_for(self, ip: str, ready: bool, since: float, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for t, ips in self.changes:
+                if t >= since and (ip in ips) == ready:
+                    return t
+            self._changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def ready_addresses(slice_obj: dict[str, Any]) -> frozenset[str]:
+    """Addresses of the slice's endpoints whose ``ready`` condition is true."""
+    return frozenset(a for e in slice_obj.get("endpoints") or () if (e.get("conditions") or {}).get("ready")
+                     for a in e.get("addresses") or ())
