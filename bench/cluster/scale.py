@@ -41,7 +41,7 @@ from bench.cluster import hollow
 from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
 from bench.cluster.run import save_results
 from servicenet.api import wellknown as wk
-from servicenet.client import ApiClient
+from servicenet.client import ApiClient, ApiError
 from servicenet.store.etcdlaunch import Cluster, free_port
 
 NS = "scale"
@@ -123,11 +123,22 @@ async def load(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.Ho
            for k in range(args.services)]
     svc += [("probe", {"selector": {"app": "probe"}, "ports": [{"port": 80, "targetPort": 8080}]}),
             ("probe-h", {"selector": {"app": "probe"}, "clusterIP": "None", "ports": [{"port": 80}]})]
-    sem = asyncio.Semaphore(16)
+    sem = asyncio.Semaphore(8)
+    retries = 0
 
     async def mk(i: int, name: str, spec: dict[str, Any]) -> None:
+        nonlocal retries
         async with sem:
-            await clients[i % len(clients)].create("v1", "services", NS, {"metadata": {"name": name}, "spec": spec})
+            for attempt in range(20):
+                try:
+                    await clients[i % len(clients)].create("v1", "services", NS,
+                                                           {"metadata": {"name": name}, "spec": spec})
+                    return
+                except ApiError as e:  # the shared ClusterIP allocator answers 500 "try again" under contention
+                    if e.status != 500 or "try again" not in e.message or attempt == 19:
+                        raise
+                    retries += 1
+                    await asyncio.sleep(0.05 * (attempt + 1))
     await asyncio.gather(*(mk(i, n, s) for i, (n, s) in enumerate(svc)))
     t_svc = time.monotonic() - t0 - t_nodes
     members = hn.members
@@ -147,7 +158,7 @@ async def load(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.Ho
         print(f"{len(slices)} slices, {await ready_endpoints(c)} ready endpoints; first: "
               f"{slices[:1]}; a pod: {(await c.get('v1', 'pods', NS, 'probe-0'))}", file=sys.stderr)
         raise
-    return {"nodes_s": round(t_nodes, 1), "services_s": round(t_svc, 1), "pods_s": round(t_pods, 1),
+    return {"nodes_s": round(t_nodes, 1), "services_s": round(t_svc, 1), "service_create_retries": retries, "pods_s": round(t_pods, 1),
             "all_ready_s": round(time.monotonic() - t0, 1), "pods": len(pods), "services": len(svc)}
 
 

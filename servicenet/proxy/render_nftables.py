@@ -99,13 +99,14 @@ class Blocks:
 
     def __init__(self, shards: int = 1) -> None:
         self.shards = shards
+        self._maps = tuple(f"{ENDPOINT_MAP}-{k}" for k in range(shards))
         self.owned: dict[str, tuple[int, int]] = {}  # chain -> (base, cap)
         self._free: dict[int, list[int]] = {}
         self._top = 0
 
     @property
     def maps(self) -> tuple[str, ...]:
-        return tuple(f"{ENDPOINT_MAP}-{k}" for k in range(self.shards))
+        return self._maps
 
     def map_for(self, chain: str) -> str:
         return f"{ENDPOINT_MAP}-{zlib.crc32(chain.encode()) % self.shards}"
@@ -538,6 +539,30 @@ def switch_transaction(rs: NftRuleset, cfg: NftConfig) -> list[Command]:
     return _elements(rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS))
 
 
+def _touched_maps(old: NftRuleset, new: NftRuleset) -> list[str]:
+    """The maps of ``(*MAPS, *new.endpoint_maps)`` that either side has elements for, in that
+    order: a partial sync touches a few of the ~sqrt(2 x endpoints) endpoint maps, so it skips the
+    rest without looking at them."""
+    have = old.maps.keys() | new.maps.keys()
+    out = [m for m in MAPS if m in have]
+    if len(have) > len(out):
+        order = _map_order(new.endpoint_maps)
+        out += sorted((m for m in have if m in order), key=order.__getitem__)
+    return out
+
+
+_ORDERS: dict[tuple[str, ...], dict[str, int]] = {}
+
+
+def _map_order(maps: tuple[str, ...]) -> dict[str, int]:
+    order = _ORDERS.get(maps)
+    if order is None:
+        if len(_ORDERS) > 8:
+            _ORDERS.clear()
+        order = _ORDERS[maps] = {m: i for i, m in enumerate(maps) if m not in MAPS}
+    return order
+
+
 class NeedFullSync(Exception):
     """An incremental transaction cannot express this change."""
 
@@ -563,7 +588,7 @@ def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) ->
         o, n = old.sets.get(s, frozenset()), new.sets.get(s, frozenset())
         dels += [DeleteElements(s, (_set_key(s, e),)) for e in sorted(o - n)]
         adds += [AddElements(s, (_set_key(s, e),)) for e in sorted(n - o)]
-    for m in (*MAPS, *new.endpoint_maps):
+    for m in _touched_maps(old, new):
         om, nm = old.maps.get(m, {}), new.maps.get(m, {})
         dels += [DeleteElements(m, (k,)) for k, v in om.items() if nm.get(k) != v]
         adds += [AddElements(m, (k,), (v,)) for k, v in nm.items() if om.get(k) != v]
