@@ -540,27 +540,21 @@ def switch_transaction(rs: NftRuleset, cfg: NftConfig) -> list[Command]:
 
 
 def _touched_maps(old: NftRuleset, new: NftRuleset) -> list[str]:
-    """The maps of ``(*MAPS, *new.endpoint_maps)`` that either side has elements for, in that
-    order: a partial sync touches a few of the ~sqrt(2 x endpoints) endpoint maps, so it skips the
-    rest without looking at them."""
+    """The maps of ``(*MAPS, *new.endpoint_maps)`` either side has elements for, in that order: a
+    partial sync touches a few of the ~sqrt(2 x endpoints) endpoint maps and skips the rest."""
     have = old.maps.keys() | new.maps.keys()
     out = [m for m in MAPS if m in have]
     if len(have) > len(out):
-        order = _map_order(new.endpoint_maps)
+        order = _ORDERS.get(new.endpoint_maps)
+        if order is None:
+            if len(_ORDERS) > 8:
+                _ORDERS.clear()
+            order = _ORDERS[new.endpoint_maps] = {m: i for i, m in enumerate(new.endpoint_maps) if m not in MAPS}
         out += sorted((m for m in have if m in order), key=order.__getitem__)
     return out
 
 
-_ORDERS: dict[tuple[str, ...], dict[str, int]] = {}
-
-
-def _map_order(maps: tuple[str, ...]) -> dict[str, int]:
-    order = _ORDERS.get(maps)
-    if order is None:
-        if len(_ORDERS) > 8:
-            _ORDERS.clear()
-        order = _ORDERS[maps] = {m: i for i, m in enumerate(maps) if m not in MAPS}
-    return order
+_ORDERS: dict[tuple[str, ...], dict[str, int]] = {}  # endpoint maps -> position (one entry per sharding)
 
 
 class NeedFullSync(Exception):
