@@ -148,7 +148,7 @@ class HollowNodes:
         return await c.update_status("v1", "pods", namespace, name, pod)
 
     async def start_pods(self, namespace: str, pods: list[tuple[str, HollowNode, int, dict[str, str]]],
-                         concurrency: int = 32) -> int:
+                         concurrency: int = 8) -> int:
         """Create each (name, node, slot, labels) pod bound to its node and report it Running and Ready."""
         sem = asyncio.Semaphore(concurrency)
         done = 0

@@ -1,4 +1,4 @@
-"""``bench cluster`` (skeleton): storage figures of a several-API-server control plane.
+"""``bench cluster`` part 1: storage figures of a several-API-server control plane.
 
     .venv/bin/python -m bench.cluster.run [--quick] [--members N]
 
@@ -10,8 +10,9 @@ Side by side, in one run:
   each ConfigMap with its send time (CLOCK_MONOTONIC, shared by the processes); on SQLite both sides
   talk to the one server.
 
-Not yet here (issue 13): readiness -> EndpointSlice -> DNS/proxy p99 across nodes and the virtual-node
-scale simulation; they need the multi-node topology. Results: stdout and bench/results/cluster.json.
+The readiness -> EndpointSlice -> DNS/proxy latency across nodes and the virtual-node scale
+simulation are :mod:`bench.cluster.scale` (``python -m bench cluster`` runs both). Results: stdout
+and bench/results/cluster.json (key ``storage``; the scale runs add ``scale_<storage>``).
 """
 
 from __future__ import annotations

@@ -242,7 +242,8 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
     probes: list[DnsProbe] = []
     try:
         procs.spawn("controller-manager", ["controller-manager", "--kubeconfig", str(kcs[0]), "--health-listen",
-                                           f"127.0.0.1:{free_port()}", "--log-level", "warning"])
+                                           f"127.0.0.1:{free_port()}", "--log-level", "warning",
+                                           "--leader-elect=false"])  # one instance: no Lease to lose under load
         res: dict[str, Any] = {"load": await load(args, clients, hn)}
         print(f"loaded: {res['load']}", flush=True)
         cidrs = [a for c in wk.address_plan("netns").service_cidrs for a in ("--service-cidr", c)]
@@ -265,7 +266,8 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
 
         async def observers_ready() -> bool:
             if procs.dead():
-                raise RuntimeError(f"processes exited: {procs.dead()} (logs in {work})")
+                tails = {n: (work / f"{n}.log").read_text(errors="replace")[-1500:] for n in procs.dead()}
+                raise RuntimeError(f"processes exited: {tails}")
             for p in probes:
                 try:
                     if len(await p.a_records(name, 0.5)) != 3:
