@@ -21,7 +21,7 @@ BENCHES = {
     "proxy": ["bench.proxy.run"],
     "ingress": ["bench.ingress.run"],
     "clientlb": ["bench.clientlb.run"],
-    "cluster": ["bench.cluster.run"],
+    "cluster": ["bench.cluster.run", "bench.cluster.scale"],
 }
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from bench.api import load
 from bench.api.run import ensure_namespaces, ms, pct, run_children
-from bench.cluster.procs import ApiServer, raw_etcd_puts
+from bench.api.server_proc import ServerProc
+from bench.cluster.procs import raw_etcd_puts
 from bench.store_raw import raw_sqlite_insert_rate
 from servicenet.store.etcdlaunch import Cluster
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         for storage in ("memory", "sqlite", "etcd"):
             extra = ["--etcd-servers", ",".join(cluster.endpoints)] if storage == "etcd" else []
-            srv = ApiServer(work / storage, storage, extra)
+            srv = ServerProc(work / storage, storage, extra=extra)
             target = srv.start()
             try:
                 cpu0 = srv.cpu()

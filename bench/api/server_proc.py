@@ -40,13 +40,22 @@ def thread_cpu_seconds(pid: int, tid: int) -> float:
 
 
 class ServerProc:
-    def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None) -> None:
+    """``servicenet apiserver`` as its own process, on any storage (``extra``: e.g. ``--etcd-servers``).
+
+    Several may share ``data_dir`` (API servers on one etcd share the CA, keys and tokens): each
+    writes its own log and is found at the port its log names, with the shared kubeconfig's
+    credentials. ``cprofile``: a CPU-clock cProfile of the server's main thread goes there."""
+
+    def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None,
+                 extra: list[str] | None = None) -> None:
         self.data_dir = data_dir
-        self.cprofile = cprofile  # a CPU-clock cProfile of the server's main thread goes here
+        self.cprofile = cprofile
         self.storage = storage
+        self.extra = list(extra or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.target: Target | None = None
         self.startup_seconds = 0.0
+        self.log_path: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -55,13 +64,12 @@ class ServerProc:
 
     def start(self, timeout: float = 120.0) -> Target:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        out = self.data_dir / "apiserver.out"
+        # the first server of a data dir writes the kubeconfig; the others find it there
+        out = self.log_path = self.data_dir / f"apiserver-{self.storage}-{time.monotonic_ns()}.out"
         kubeconfig = self.data_dir / "kubeconfig"
-        if kubeconfig.exists():
-            kubeconfig.unlink()
         entry = ["-m", "bench.api.cprof_server", self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
         cmd = [sys.executable, *entry, "apiserver", "--data-dir", str(self.data_dir),
-               "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning"]
+               "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning", *self.extra]
         t0 = time.monotonic()
         with open(out, "wb") as f:
             self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -69,10 +77,11 @@ class ServerProc:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"apiserver exited ({self.proc.returncode}): {out.read_text()[-2000:]}")
-            text = out.read_text(errors="replace")
-            if re.search(r"listening on https://\S+:(\d+)", text) and kubeconfig.exists():
+            m = re.search(r"listening on https://\S+:(\d+)", out.read_text(errors="replace"))
+            if m and kubeconfig.exists():
                 self.startup_seconds = time.monotonic() - t0
-                self.target = Target.from_kubeconfig(str(kubeconfig))
+                base = Target.from_kubeconfig(str(kubeconfig))
+                self.target = Target("127.0.0.1", int(m.group(1)), base.token, base.ca_pem)
                 return self.target
             time.sleep(0.05)
         self.stop()
@@ -80,6 +89,9 @@ class ServerProc:
 
     def rss(self) -> tuple[int, int]:
         return rss_bytes(self.pid)
+
+    def rss_mib(self) -> float:
+        return rss_bytes(self.pid)[0] / 2**20
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)

@@ -1,4 +1,4 @@
-"""``bench cluster`` (skeleton): storage figures of a several-API-server control plane.
+"""``bench cluster`` part 1: storage figures of a several-API-server control plane.
 
     .venv/bin/python -m bench.cluster.run [--quick] [--members N]
 
@@ -10,8 +10,9 @@ Side by side, in one run:
   each ConfigMap with its send time (CLOCK_MONOTONIC, shared by the processes); on SQLite both sides
   talk to the one server.
 
-Not yet here (issue 13): readiness -> EndpointSlice -> DNS/proxy p99 across nodes and the virtual-node
-scale simulation; they need the multi-node topology. Results: stdout and bench/results/cluster.json.
+The readiness -> EndpointSlice -> DNS/proxy latency across nodes and the virtual-node scale
+simulation are :mod:`bench.cluster.scale` (``python -m bench cluster`` runs both). Results: stdout
+and bench/results/cluster.json (key ``storage``; the scale runs add ``scale_<storage>``).
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ import orjson
 
 from bench.api import load
 from bench.api.run import CTX, Child, api, ensure_namespaces, ms, pct, run_children
-from bench.cluster.procs import ApiServer, raw_etcd_puts
+from bench.api.server_proc import ServerProc
+from bench.cluster.procs import raw_etcd_puts
 from servicenet.store.etcdlaunch import Cluster
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def creates(targets: list[Any], n: int, conns: int = 32) -> dict[str, Any]:
+def creates(servers: list[ServerProc], n: int, conns: int = 32) -> dict[str, Any]:
+    targets = [s.target for s in servers]
     ensure_namespaces(targets[0], ["bench"])
+    cpu0 = sum(s.cpu() for s in servers)
     names = [f"cm-{i:05d}" for i in range(n)]
     procs = 2
     start_at = time.monotonic() + 1.0
@@ -47,8 +51,10 @@ def creates(targets: list[Any], n: int, conns: int = 32) -> dict[str, Any]:
     done = sum(o["done"] for o in outs)
     t0, t1 = min(o["t0"] for o in outs), max(o["t1"] for o in outs)
     lat = [x for o in outs for x in o["lat"]]
+    cpu = sum(s.cpu() for s in servers) - cpu0
     return {"done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
-            "errors": sum(len(o["errors"]) for o in outs)}
+            "errors": sum(len(o["errors"]) for o in outs), "server_cpu_us_per_create": cpu / max(1, done) * 1e6,
+            "rss_mib": [round(s.rss_mib(), 1) for s in servers]}
 
 
 def watch(writer: Any, reader: Any, n: int, watchers: int = 50, rate: float = 100.0) -> dict[str, Any]:
@@ -71,6 +77,40 @@ def watch(writer: Any, reader: Any, n: int, watchers: int = 50, rate: float = 10
     return {"events": len(lat), "expected": n * watchers, "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99))}
 
 
+def report(res: dict[str, Any]) -> None:
+    e, s = res["etcd_creates"], res["sqlite_creates"]
+    print(f"{'':34s}{'etcd (2 API servers)':>22s}{'SQLite (1 server)':>20s}")
+    print(f"{'durable creates/s':34s}{e['rate']:22,.0f}{s['rate']:20,.0f}   etcd/SQLite {e['rate'] / s['rate']:.2f}")
+    print(f"{'  target on etcd: >= 2,000/s':34s}{'':22s}{'':20s}   ratio {e['rate'] / 2000:.2f} "
+          f"({'PASS' if e['rate'] >= 2000 else 'MISS'})")
+    print(f"{'server CPU per create (us, all)':34s}{e['server_cpu_us_per_create']:22,.0f}"
+          f"{s['server_cpu_us_per_create']:20,.0f}   etcd/SQLite "
+          f"{e['server_cpu_us_per_create'] / s['server_cpu_us_per_create']:.2f}")
+    print(f"{'create latency p99 (ms)':34s}{e['p99_ms']:22.1f}{s['p99_ms']:20.1f}")
+    ew, sw = res["etcd_watch"], res["sqlite_watch"]
+    print(f"{'watch delivery p50 (ms)':34s}{ew['p50_ms']:22.1f}{sw['p50_ms']:20.1f}")
+    print(f"{'watch delivery p99 (ms)':34s}{ew['p99_ms']:22.1f}{sw['p99_ms']:20.1f}")
+    print(f"{'watch events received':34s}{ew['events']:>22,}{sw['events']:>20,}   (expected {ew['expected']:,})")
+    raw, txn = res["raw_etcd_puts_per_s"], res["raw_etcd_create_txns_per_s"]
+    print(f"raw etcd loops on the same etcd (64 in flight, one Python client): {raw:,.0f} puts/s, {txn:,.0f} "
+          f"create txns/s; the two API servers reach {e['rate'] / txn:.0%} of the txn loop "
+          f"({res['members']} member(s))")
+
+
+def save_results(update: dict[str, Any]) -> None:
+    """Merge ``update`` into bench/results/cluster.json (the storage and the scale runs share it)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "cluster.json"
+    try:
+        cur = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cur = {}
+    if not isinstance(cur, dict) or "etcd_creates" in cur:  # the older flat layout
+        cur = {}
+    cur.update(update)
+    path.write_text(json.dumps(cur, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
@@ -82,21 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cluster-"))
     res: dict[str, Any] = {"members": args.members}
     cluster = Cluster(work / "etcd", args.members)
-    servers: list[ApiServer] = []
+    servers: list[ServerProc] = []
     try:
         cluster.start()
         extra = ["--etcd-servers", ",".join(cluster.endpoints)]
-        servers = [ApiServer(work / "shared-config", "etcd", extra) for _ in range(2)]
+        servers = [ServerProc(work / "shared-config", "etcd", extra=extra) for _ in range(2)]
         targets = [s.start() for s in servers]  # one after the other: the first creates the keys
-        res["etcd_creates"] = creates(targets, n)
+        res["etcd_creates"] = creates(servers, n)
         res["etcd_watch"] = watch(targets[0], targets[1], n_watch)
         for s in servers:
             s.stop()
         res["raw_etcd_puts_per_s"] = raw_etcd_puts(cluster.endpoints[0], n)
-        sq = ApiServer(work / "sqlite", "sqlite")
+        res["raw_etcd_create_txns_per_s"] = raw_etcd_puts(cluster.endpoints[0], n, txn=True)
+        sq = ServerProc(work / "sqlite", "sqlite")
         servers = [sq]
         t = sq.start()
-        res["sqlite_creates"] = creates([t], n)
+        res["sqlite_creates"] = creates([sq], n)
         res["sqlite_watch"] = watch(t, t, n_watch)
     finally:
         for s in servers:
@@ -104,18 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    e, s = res["etcd_creates"], res["sqlite_creates"]
-    print(f"{'':34s}{'etcd (2 API servers)':>22s}{'SQLite (1 server)':>20s}")
-    print(f"{'durable creates/s':34s}{e['rate']:22,.0f}{s['rate']:20,.0f}   ratio {e['rate'] / s['rate']:.2f}")
-    print(f"{'create latency p99 (ms)':34s}{e['p99_ms']:22.1f}{s['p99_ms']:20.1f}")
-    ew, sw = res["etcd_watch"], res["sqlite_watch"]
-    print(f"{'watch delivery p50 (ms)':34s}{ew['p50_ms']:22.1f}{sw['p50_ms']:20.1f}")
-    print(f"{'watch delivery p99 (ms)':34s}{ew['p99_ms']:22.1f}{sw['p99_ms']:20.1f}")
-    print(f"{'watch events received':34s}{ew['events']:>22,}{sw['events']:>20,}   (expected {ew['expected']:,})")
-    print(f"raw etcd put loop (64 in flight): {res['raw_etcd_puts_per_s']:,.0f} puts/s; the two API servers reach "
-          f"{e['rate'] / res['raw_etcd_puts_per_s']:.0%} of it ({args.members} member(s))")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cluster.json").write_text(json.dumps(res, indent=1))
+    report(res)
+    save_results({"storage": res})
     return 0
 
 

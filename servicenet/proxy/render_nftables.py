@@ -99,13 +99,14 @@ class Blocks:
 
     def __init__(self, shards: int = 1) -> None:
         self.shards = shards
+        self._maps = tuple(f"{ENDPOINT_MAP}-{k}" for k in range(shards))
         self.owned: dict[str, tuple[int, int]] = {}  # chain -> (base, cap)
         self._free: dict[int, list[int]] = {}
         self._top = 0
 
     @property
     def maps(self) -> tuple[str, ...]:
-        return tuple(f"{ENDPOINT_MAP}-{k}" for k in range(self.shards))
+        return self._maps
 
     def map_for(self, chain: str) -> str:
         return f"{ENDPOINT_MAP}-{zlib.crc32(chain.encode()) % self.shards}"
@@ -538,6 +539,24 @@ def switch_transaction(rs: NftRuleset, cfg: NftConfig) -> list[Command]:
     return _elements(rs, (*(s for s in SETS if s != HAIRPIN_SET), *MAPS))
 
 
+def _touched_maps(old: NftRuleset, new: NftRuleset) -> list[str]:
+    """The maps of ``(*MAPS, *new.endpoint_maps)`` either side has elements for, in that order: a
+    partial sync touches a few of the ~sqrt(2 x endpoints) endpoint maps and skips the rest."""
+    have = old.maps.keys() | new.maps.keys()
+    out = [m for m in MAPS if m in have]
+    if len(have) > len(out):
+        order = _ORDERS.get(new.endpoint_maps)
+        if order is None:
+            if len(_ORDERS) > 8:
+                _ORDERS.clear()
+            order = _ORDERS[new.endpoint_maps] = {m: i for i, m in enumerate(new.endpoint_maps) if m not in MAPS}
+        out += sorted((m for m in have if m in order), key=order.__getitem__)
+    return out
+
+
+_ORDERS: dict[tuple[str, ...], dict[str, int]] = {}  # endpoint maps -> position (one entry per sharding)
+
+
 class NeedFullSync(Exception):
     """An incremental transaction cannot express this change."""
 
@@ -563,7 +582,7 @@ def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) ->
         o, n = old.sets.get(s, frozenset()), new.sets.get(s, frozenset())
         dels += [DeleteElements(s, (_set_key(s, e),)) for e in sorted(o - n)]
         adds += [AddElements(s, (_set_key(s, e),)) for e in sorted(n - o)]
-    for m in (*MAPS, *new.endpoint_maps):
+    for m in _touched_maps(old, new):
         om, nm = old.maps.get(m, {}), new.maps.get(m, {})
         dels += [DeleteElements(m, (k,)) for k, v in om.items() if nm.get(k) != v]
         adds += [AddElements(m, (k,), (v,)) for k, v in nm.items() if om.get(k) != v]

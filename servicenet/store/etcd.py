@@ -31,8 +31,9 @@ import grpc
 import orjson
 from aetcd import rpc
 
-from servicenet.common.component import bounded, cancel_and_wait
+from servicenet.common.component import cancel_and_wait
 
+from . import _etcdwire as wire
 from ._base import BaseStore, log
 from ._plan import _tight, reencode_at
 from ._types import (
@@ -144,10 +145,12 @@ class EtcdStore(BaseStore):
         self._etcd_compact_interval = etcd_compact_interval
         self._channel: grpc.aio.Channel | None = None
         self._kv: Any = None
+        self._txn_bytes: Any = None  # KV.Txn taking a TxnRequest already serialized (see _etcdwire)
         self._watch_stub: Any = None
         self._maint: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (revision, seq, future, deadline): writers waiting for the cache to reach their revision
+        self._waiters: list[tuple[int, int, asyncio.Future[None], float]] = []
         self._seq = 0
         self._last_response = 0.0
         self._watching = False
@@ -179,6 +182,8 @@ class EtcdStore(BaseStore):
             return
         self._channel = self._open_channel()
         self._kv = rpc.KVStub(self._channel)
+        self._txn_bytes = self._channel.unary_unary(
+            "/etcdserverpb.KV/Txn", request_serializer=None, response_deserializer=rpc.TxnResponse.FromString)
         self._watch_stub = rpc.WatchStub(self._channel)
         self._maint = rpc.MaintenanceStub(self._channel)
         try:
@@ -191,7 +196,8 @@ class EtcdStore(BaseStore):
                                  f"({e.code().name}): {e.details()}") from None
             raise
         await self._start()
-        self._tasks = [asyncio.create_task(self._watch_loop(), name="etcd-watch")]
+        self._tasks = [asyncio.create_task(self._watch_loop(), name="etcd-watch"),
+                       asyncio.create_task(self._expire_waiters(), name="etcd-write-deadlines")]
         if self._etcd_compact_interval > 0:
             self._tasks.append(asyncio.create_task(self._etcd_compactor(), name="etcd-compactor"))
 
@@ -201,7 +207,7 @@ class EtcdStore(BaseStore):
         for t in self._tasks:
             await cancel_and_wait(t)
         self._tasks = []
-        for _, _, fut in self._waiters:
+        for _, _, fut, _ in self._waiters:
             if not fut.done():
                 fut.set_exception(CommitFailed("store closed before the watch cache caught up"))
                 fut.exception()  # retrieved: its writer may have been cancelled already
@@ -367,17 +373,29 @@ class EtcdStore(BaseStore):
                 fut.set_result(None)
 
     async def _caught_up(self, revision: int) -> None:
-        """Wait until the watch cache has applied ``revision`` (read-your-writes on this server)."""
+        """Wait until the watch cache has applied ``revision`` (read-your-writes on this server).
+        No timer per write: :meth:`_expire_waiters` fails those left waiting past their deadline."""
         if self._index.revision >= revision:
             return
         fut = asyncio.get_running_loop().create_future()
         self._seq += 1
-        heapq.heappush(self._waiters, (revision, self._seq, fut))
-        try:
-            await bounded(asyncio.shield(fut), self._timeout)
-        except TimeoutError:
-            raise CommitFailed(f"write committed at revision {revision}, but the watch cache did not "
-                               f"reach it within {self._timeout}s") from None
+        heapq.heappush(self._waiters, (revision, self._seq, fut, time.monotonic() + self._timeout))
+        await fut
+
+    def _expire(self, now: float) -> None:
+        for revision, _, fut, deadline in self._waiters:
+            if deadline <= now and not fut.done():
+                fut.set_exception(CommitFailed(f"write committed at revision {revision}, but the watch cache "
+                                               f"did not reach it within {self._timeout}s"))
+        if any(f.done() for _, _, f, _ in self._waiters):
+            self._waiters = [w for w in self._waiters if not w[2].done()]
+            heapq.heapify(self._waiters)
+
+    async def _expire_waiters(self) -> None:
+        tick = min(0.25, self._timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            self._expire(time.monotonic())
 
     # ------------------------------------------------------------------- writes
     async def _written(self, rec: Record) -> Record:
@@ -395,20 +413,17 @@ class EtcdStore(BaseStore):
         raw = _value_without_rv(obj)
         return self.codec.encode(key, raw) if self.codec is not None else raw
 
-    async def _txn(self, req: Any, what: str) -> Any:
+    async def _txn(self, req: bytes, what: str) -> Any:
         try:
             async with self._inflight:
-                return await self._kv.Txn(req, timeout=self._timeout)
+                return await self._txn_bytes(req, timeout=self._timeout)
         except grpc.aio.AioRpcError as e:
             raise _unavailable(e, what) from None
 
     async def create(self, key: str, obj: dict[str, Any]) -> Record:
         self._check_open()
         k = self._key(key)
-        resp = await self._txn(rpc.TxnRequest(
-            compare=[_CMP(key=k, target=_CMP.MOD, result=_CMP.EQUAL, mod_revision=0)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._encode(key, obj)))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))]), "create")
+        resp = await self._txn(wire.txn_if_mod(k, 0, wire.put_op(k, self._encode(key, obj))), "create")
         if not resp.succeeded:
             kvs = resp.responses[0].response_range.kvs
             if kvs:
@@ -431,15 +446,13 @@ class EtcdStore(BaseStore):
             raise KeyNotFound(key)
         return int(resp.kvs[0].mod_revision)
 
-    async def _guarded(self, key: str, expected: int | None, op: Any, what: str) -> tuple[Any, Any]:
+    async def _guarded(self, key: str, expected: int | None, op: bytes, what: str) -> tuple[Any, Any]:
         """Run ``op`` if the key's mod_revision is the expected one (or, with ``expected`` None, the
         newest one, retrying on races). Returns (txn response, the op's response)."""
         k = self._key(key)
         while True:
             want = await self._current(key, expected)
-            resp = await self._txn(rpc.TxnRequest(
-                compare=[_CMP(key=k, target=_CMP.MOD, result=_CMP.EQUAL, mod_revision=want)],
-                success=[op], failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))]), what)
+            resp = await self._txn(wire.txn_if_mod(k, want, op), what)
             if resp.succeeded:
                 return resp, resp.responses[0]
             kvs = resp.responses[0].response_range.kvs
@@ -452,7 +465,7 @@ class EtcdStore(BaseStore):
 
     async def update(self, key: str, obj: dict[str, Any], expected_mod_revision: int | None = None) -> Record:
         self._check_open()
-        op = rpc.RequestOp(request_put=rpc.PutRequest(key=self._key(key), value=self._encode(key, obj), prev_kv=True))
+        op = wire.put_op(self._key(key), self._encode(key, obj), prev_kv=True)
         resp, r = await self._guarded(key, expected_mod_revision, op, "update")
         rev = resp.header.revision
         crev = r.response_put.prev_kv.create_revision or rev
@@ -460,7 +473,7 @@ class EtcdStore(BaseStore):
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record:
         self._check_open()
-        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self._key(key), prev_kv=True))
+        op = wire.delete_op(self._key(key))
         resp, r = await self._guarded(key, expected_mod_revision, op, "delete")
         rev = resp.header.revision
         prev_kvs = r.response_delete_range.prev_kvs

@@ -1,0 +1,180 @@
+"""What each node serves, observed from outside: its DNS answer and its proxy's kernel rules.
+
+- :class:`DnsProbe` asks a node's DNS server (UDP on 127.0.0.1) for a name's A records.
+- :class:`NftMonitor` runs ``nft monitor`` in a node's network namespace: the kernel reports every
+  ruleset change as it is committed, so a change is seen when it is in effect, without polling.
+
+:func:`summary` and :func:`element_line_has` are pure (tests/bench/test_cluster_observe.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import socket
+import time
+from typing import Any
+
+import dns.message
+import dns.rdatatype
+
+
+def pct(xs: list[float], p: float) -> float:
+    """Nearest-rank percentile (``nan`` for no samples)."""
+    if not xs:
+        return math.nan
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def summary(samples_s: list[float]) -> dict[str, Any]:
+    """p50/p99/max in milliseconds and the count."""
+    return {"n": len(samples_s), "p50_ms": round(pct(samples_s, 50) * 1e3, 2),
+            "p99_ms": round(pct(samples_s, 99) * 1e3, 2),
+            "max_ms": round(max(samples_s) * 1e3, 2) if samples_s else math.nan}
+
+
+def element_line_has(line: str, ip: str, verb: str) -> bool:
+    """``nft monitor`` line ``verb``-ing a map/set element that holds ``ip`` (a whole address, not
+    a prefix of another: 10.64.0.2 must not match 10.64.0.23)."""
+    if not line.startswith(verb + " element"):
+        return False
+    return re.search(r"(?<![\d.])" + re.escape(ip) + r"(?![\d])", line) is not None
+
+
+class DnsProbe:
+    def __init__(self, host: str, port: int) -> None:
+        self.addr = (host, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.connect(self.addr)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    async def a_records(self, name: str, timeout: float = 1.0) -> set[str]:
+        q = dns.message.make_query(name, dns.rdatatype.A)
+        q.flags &= ~0x0100  # no recursion wanted: the cluster zone is authoritative
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.sock.recv(4096)  # stale replies of timed-out queries
+        await loop.sock_sendall(self.sock, q.to_wire())
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), max(0.001, deadline - time.monotonic()))
+            r = dns.message.from_wire(data)
+            if r.id == q.id:
+                return {rd.address for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rd in rrset}
+
+
+class NftMonitor:
+    """``nft monitor`` in ``netns``: every line with its arrival time (CLOCK_MONOTONIC)."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.lines: list[tuple[float, str]] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", self.netns, "nft", "monitor", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        while True:
+            line = await self._proc.stdout.readline()
+            if not line:
+                return
+            self.lines.append((time.monotonic(), line.decode(errors="replace").rstrip()))
+            self._changed.set()
+
+    async def wait_for(self, ip: str, verb: str, since: float, timeout: float) -> float | None:
+        """The time of the first line after ``since`` that ``verb``s an element holding ``ip``."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for t, line in self.lines[seen:]:
+                if t >= since and element_line_has(line, ip, verb):
+                    return t
+            seen = len(self.lines)
+            self._changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def trim(self) -> None:
+        self.lines.clear()
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._proc.wait(), 5)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+
+class SliceWatch:
+    """The ready addresses of a Service's EndpointSlices, as a watch on the API delivers them."""
+
+    def __init__(self, client: Any, namespace: str, service: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.service = service
+        self.slices: dict[str, frozenset[str]] = {}
+        self.changes: list[tuple[float, frozenset[str]]] = []  # (time, ready addresses of all slices)
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for ev in self.client.watch("discovery.k8s.io/v1", "endpointslices", self.namespace,
+                                          label_selector=f"kubernetes.io/service-name={self.service}"):
+            obj = ev.get("object") or {}
+            name = (obj.get("metadata") or {}).get("name", "")
+            if ev.get("type") in ("ADDED", "MODIFIED"):
+                self.slices[name] = ready_addresses(obj)
+            elif ev.get("type") == "DELETED":
+                self.slices.pop(name, None)
+            else:
+                continue
+            self.changes.append((time.monotonic(), frozenset().union(*self.slices.values())))
+            self._changed.set()
+
+    async def wait_for(self, ip: str, ready: bool, since: float, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for t, ips in self.changes:
+                if t >= since and (ip in ips) == ready:
+                    return t
+            self._changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def ready_addresses(slice_obj: dict[str, Any]) -> frozenset[str]:
+    """Addresses of the slice's endpoints whose ``ready`` condition is true."""
+    return frozenset(a for e in slice_obj.get("endpoints") or () if (e.get("conditions") or {}).get("ready")
+                     for a in e.get("addresses") or ())

@@ -1,0 +1,386 @@
+"""``bench cluster`` part 2: readiness -> EndpointSlice -> DNS/proxy p99 across nodes, at scale.
+
+    .venv/bin/python -m bench.cluster.scale [--nodes 1000 --pods 30000 --services 3000] [--storage etcd|sqlite]
+
+Control plane: two API servers on one etcd (``--storage sqlite``: one server) and the controller
+manager, each its own process. Data plane: ``--observers`` nodes (default 3) run, each as their own
+processes, the cluster DNS and the nftables service proxy (in a network namespace ``sn-cb…`` the
+benchmark creates; proxies with ``--min-sync-period`` 0); their clients are spread over both API
+servers. Every other node is hollow (:mod:`bench.cluster.hollow`): Node object, Lease heartbeats
+and pod status writes, from this process.
+
+Load: ``--services`` ClusterIP Services, ``--pods`` pods spread over the nodes and Services, and a
+probe: three pods behind a ClusterIP Service ``probe`` and a headless Service ``probe-h``. A flip
+writes one probe pod's Ready condition (as its kubelet would) and times, on every observer node,
+until its DNS answer for ``probe-h`` and its kernel rules (``nft monitor``) reflect it. Reported:
+per node and "all nodes" (the slowest node of each flip) p50/p99, the API servers' RSS, etcd's
+database size, and how long loading took. Results: stdout and bench/results/cluster.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aetcd import rpc
+
+from bench.api.server_proc import ROOT, ServerProc, rss_bytes
+from bench.cluster import hollow
+from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
+from bench.cluster.run import save_results
+from servicenet.api import wellknown as wk
+from servicenet.client import ApiClient, ApiError
+from servicenet.store.etcdlaunch import Cluster, free_port
+
+NS = "scale"
+
+
+def server_kubeconfig(shared: Path, port: int, out: Path) -> Path:
+    """A copy of the shared kubeconfig that points at the API server on ``port``."""
+    text = re.sub(r"(server:\s*https://)[^\s/]+", rf"\g<1>127.0.0.1:{port}", shared.read_text())
+    out.write_text(text)
+    out.chmod(0o600)
+    return out
+
+
+class Procs:
+    """Component processes (controller manager, per-node DNS and proxy), logs under ``work``."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        with open(self.work / f"{name}.log", "wb") as f:
+            p = subprocess.Popen([sys.executable, "-m", "servicenet.cli", *args], stdout=f, stderr=subprocess.STDOUT,
+                                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.procs.append((name, p))
+        return p
+
+    def dead(self) -> list[str]:
+        return [n for n, p in self.procs if p.poll() is not None]
+
+    def rss_mib(self, name: str) -> float:
+        p = dict(self.procs)[name]
+        return rss_bytes(p.pid)[0] / 2**20
+
+    def stop(self) -> None:
+        for _, p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for _, p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+async def until(fn: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        await asyncio.sleep(interval)
+
+
+async def ready_endpoints(c: ApiClient) -> int:
+    items = (await c.list_all("discovery.k8s.io/v1", "endpointslices", NS))["items"]
+    return sum(1 for s in items for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
+
+
+def etcd_db_size(endpoint: str) -> int:
+    async def go() -> int:
+        async with grpc.aio.insecure_channel(endpoint.split("://", 1)[-1]) as ch:
+            st = await rpc.MaintenanceStub(ch).Status(rpc.StatusRequest(), timeout=10)
+            return int(st.dbSize)
+    return asyncio.run(go())
+
+
+async def load(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.HollowNodes) -> dict[str, Any]:
+    c = clients[0]
+    t0 = time.monotonic()
+    await c.create("v1", "namespaces", None, {"metadata": {"name": NS}})
+    await hn.register()
+    hn.start_heartbeats()
+    t_nodes = time.monotonic() - t0
+    svc = [(f"svc-{k:05d}", {"selector": {"app": f"svc-{k:05d}"}, "ports": [{"port": 80, "targetPort": 8080}]})
+           for k in range(args.services)]
+    svc += [("probe", {"selector": {"app": "probe"}, "ports": [{"port": 80, "targetPort": 8080}]}),
+            ("probe-h", {"selector": {"app": "probe"}, "clusterIP": "None", "ports": [{"port": 80}]})]
+    sem = asyncio.Semaphore(8)
+    retries = 0
+
+    async def mk(i: int, name: str, spec: dict[str, Any]) -> None:
+        nonlocal retries
+        async with sem:
+            for attempt in range(20):
+                try:
+                    await clients[i % len(clients)].create("v1", "services", NS,
+                                                           {"metadata": {"name": name}, "spec": spec})
+                    return
+                except ApiError as e:  # the shared ClusterIP allocator answers 500 "try again" under contention
+                    if e.status != 500 or "try again" not in e.message or attempt == 19:
+                        raise
+                    retries += 1
+                    await asyncio.sleep(0.05 * (attempt + 1))
+    await asyncio.gather(*(mk(i, n, s) for i, (n, s) in enumerate(svc)))
+    t_svc = time.monotonic() - t0 - t_nodes
+    members = hn.members
+    pods: list[tuple[str, hollow.HollowNode, int, dict[str, str]]] = []
+    # the probe's pods on the first three nodes (slot 252, which the spread below never reaches)
+    for k in range(3):
+        pods.append((f"probe-{k}", members[k % len(members)], 252, {"app": "probe"}))
+    for i, (node_i, slot) in enumerate(hollow.spread(args.pods, len(members))):
+        pods.append((f"pod-{i:06d}", members[node_i], slot, {"app": f"svc-{i % max(1, args.services):05d}"}))
+    await hn.start_pods(NS, pods)
+    t_pods = time.monotonic() - t0 - t_nodes - t_svc
+    want = len(pods) + 3 if args.services else 6  # the probe pods are in two Services
+    try:
+        await until(lambda: _eq(ready_endpoints(c), want), 60 + len(pods) / 20, f"{want} ready endpoints in slices")
+    except TimeoutError:
+        slices = (await c.list_all("discovery.k8s.io/v1", "endpointslices", NS))["items"]
+        print(f"{len(slices)} slices, {await ready_endpoints(c)} ready endpoints; first: "
+              f"{slices[:1]}; a pod: {(await c.get('v1', 'pods', NS, 'probe-0'))}", file=sys.stderr)
+        raise
+    return {"nodes_s": round(t_nodes, 1), "services_s": round(t_svc, 1), "service_create_retries": retries, "pods_s": round(t_pods, 1),
+            "all_ready_s": round(time.monotonic() - t0, 1), "pods": len(pods), "services": len(svc)}
+
+
+async def _eq(coro: Any, want: int) -> bool:
+    return bool(await coro == want)
+
+
+async def observe(ip: str, ready: bool, t0: float, name: str, probes: list[DnsProbe],
+                  monitors: list[NftMonitor]) -> list[float | None]:
+    """Seconds after ``t0`` until each node's DNS answer, then each node's rules, show ``ip`` as ``ready``."""
+    async def dns_seen(p: DnsProbe) -> float | None:
+        while time.monotonic() - t0 < 10:
+            with contextlib.suppress(TimeoutError):
+                if (ip in await p.a_records(name, 0.5)) == ready:
+                    return time.monotonic() - t0
+            await asyncio.sleep(0.002)
+        return None
+
+    async def nft_seen(m: NftMonitor) -> float | None:
+        t = await m.wait_for(ip, "add" if ready else "delete", t0, 10)
+        return None if t is None else t - t0
+
+    return list(await asyncio.gather(*(dns_seen(p) for p in probes), *(nft_seen(m) for m in monitors)))
+
+
+async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.HollowNodes,
+                probes: list[DnsProbe], monitors: list[NftMonitor]) -> dict[str, Any]:
+    name = f"probe-h.{NS}.svc.cluster.local"
+    watch = SliceWatch(clients[-1], NS, "probe-h")  # through the API server the writes do not go to (half the time)
+    watch.start()
+    acked: list[float] = []
+    sliced: list[float] = []
+    per_dns: list[float] = []
+    per_nft: list[float] = []
+    all_dns: list[float] = []
+    all_nft: list[float] = []
+    missed = 0
+    for f in range(args.flips):
+        k = f % 3
+        node = hn.members[k % len(hn.members)]
+        ip = node.pod_ip(252)
+        c = clients[f % len(clients)]
+        for ready in (False, True):
+            pod = await c.get("v1", "pods", NS, f"probe-{k}")
+            pod["status"] = hollow.pod_status(ip, ready, hollow.now_rfc3339())
+            pod["status"]["hostIP"] = node.ip
+            t0 = time.monotonic()
+            await c.update_status("v1", "pods", NS, f"probe-{k}", pod)
+            acked.append(time.monotonic() - t0)
+            ts, res = await asyncio.gather(watch.wait_for(ip, ready, t0, 10),
+                                           observe(ip, ready, t0, name, probes, monitors))
+            if ts is not None:
+                sliced.append(ts - t0)
+            d, n = res[:len(probes)], res[len(probes):]
+            missed += sum(1 for x in res if x is None)
+            per_dns += [x for x in d if x is not None]
+            per_nft += [x for x in n if x is not None]
+            if all(x is not None for x in d):
+                all_dns.append(max(d))  # type: ignore[type-var]
+            if all(x is not None for x in n):
+                all_nft.append(max(n))  # type: ignore[type-var]
+            for m in monitors:
+                m.trim()
+            await asyncio.sleep(0.1)
+    await watch.stop()
+    both = [max(a, b) for a, b in zip(all_dns, all_nft, strict=False)]
+    return {"flips": args.flips * 2, "missed": missed, "status_write_acked": summary(acked),
+            "endpointslice_seen": summary(sliced), "dns_per_node": summary(per_dns), "proxy_per_node": summary(per_nft),
+            "dns_all_nodes": summary(all_dns), "proxy_all_nodes": summary(all_nft), "dns_and_proxy_all_nodes": summary(both)}
+
+
+async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], procs: Procs,
+              netns: list[str]) -> dict[str, Any]:
+    shared = work / "shared-config" / "kubeconfig"
+    kcs = [server_kubeconfig(shared, s.target.port, work / f"kubeconfig-{i}")  # type: ignore[union-attr]
+           for i, s in enumerate(servers)]
+    clients = [ApiClient.from_kubeconfig(k, user_agent="bench-hollow") for k in kcs]
+    members = hollow.nodes(args.nodes)
+    hn = hollow.HollowNodes(clients, members)
+    monitors: list[NftMonitor] = []
+    probes: list[DnsProbe] = []
+    try:
+        procs.spawn("controller-manager", ["controller-manager", "--kubeconfig", str(kcs[0]), "--health-listen",
+                                           f"127.0.0.1:{free_port()}", "--log-level", "warning",
+                                           "--leader-elect=false"])  # one instance: no Lease to lose under load
+        res: dict[str, Any] = {"load": await load(args, clients, hn)}
+        print(f"loaded: {res['load']}", flush=True)
+        cidrs = [a for c in wk.address_plan("netns").service_cidrs for a in ("--service-cidr", c)]
+        for k in range(args.observers):
+            node = members[k]
+            kc = str(kcs[k % len(kcs)])
+            m = NftMonitor(netns[k])
+            await m.start()
+            monitors.append(m)
+            port = free_port()
+            procs.spawn(f"{node.name}-proxy", ["proxy", "--kubeconfig", kc, "--mode", "nftables", "--node-name",
+                                               node.name, "--netns", netns[k], "--node-ip", node.ip, "--cluster-cidr",
+                                               str(hollow.POD_BASE), *cidrs, "--min-sync-period", str(args.min_sync_period),
+                                               "--health-listen", f"127.0.0.1:{free_port()}", "--log-level", "warning"])
+            procs.spawn(f"{node.name}-dns", ["dns", "--kubeconfig", kc, "--dns-listen", f"127.0.0.1:{port}",
+                                             "--health-listen", f"127.0.0.1:{free_port()}", "--no-forward",
+                                             "--log-level", "warning"])
+            probes.append(DnsProbe("127.0.0.1", port))
+        name = f"probe-h.{NS}.svc.cluster.local"
+
+        async def observers_ready() -> bool:
+            if procs.dead():
+                tails = {n: (work / f"{n}.log").read_text(errors="replace")[-1500:] for n in procs.dead()}
+                raise RuntimeError(f"processes exited: {tails}")
+            for p in probes:
+                try:
+                    if len(await p.a_records(name, 0.5)) != 3:
+                        return False
+                except (TimeoutError, OSError):
+                    return False
+            return True
+        t0 = time.monotonic()
+        await until(observers_ready, 120 + args.pods / 100, "every observer node's DNS answers the probe")
+        # the proxies' first full sync: quiet for a second after the rules of every Service are in
+        await until(lambda: _quiet(monitors, 1.0), 120 + args.pods / 100, "proxies' first sync", interval=0.2)
+        res["observers_ready_s"] = round(time.monotonic() - t0, 1)
+        for m in monitors:
+            m.trim()
+        res["latency"] = await flips(args, clients, hn, probes, monitors)
+        res["rss_mib"] = {f"apiserver-{i}": round(s.rss_mib(), 1) for i, s in enumerate(servers)}
+        res["rss_mib"]["controller-manager"] = round(procs.rss_mib("controller-manager"), 1)
+        for k in range(args.observers):
+            for what in ("dns", "proxy"):
+                res["rss_mib"][f"{members[k].name}-{what}"] = round(procs.rss_mib(f"{members[k].name}-{what}"), 1)
+        return res
+    finally:
+        for p in probes:
+            p.close()
+        for m in monitors:
+            await m.stop()
+        await hn.stop()
+        for c in clients:
+            await c.close()
+
+
+async def _quiet(monitors: list[NftMonitor], seconds: float) -> bool:
+    now = time.monotonic()
+    return all(m.lines and now - m.lines[-1][0] >= seconds for m in monitors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--pods", type=int, default=500)
+    ap.add_argument("--services", type=int, default=50)
+    ap.add_argument("--observers", type=int, default=3)
+    ap.add_argument("--flips", type=int, default=30, help="readiness flips (each measured both ways)")
+    ap.add_argument("--storage", choices=["etcd", "sqlite"], default="etcd")
+    ap.add_argument("--members", type=int, default=1)
+    ap.add_argument("--min-sync-period", type=float, default=0.0)
+    ap.add_argument("--quick", action="store_true", help="(the defaults are the quick run)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench cluster scale needs root (network namespaces for the proxies)", file=sys.stderr)
+        return 2
+    if args.nodes < max(3, args.observers):
+        ap.error("--nodes must be at least 3 and at least --observers")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cluster-scale-"))
+    tag = secrets.token_hex(3)
+    netns = [f"sn-cb{tag}-{k}" for k in range(args.observers)]
+    etcd = Cluster(work / "etcd", args.members) if args.storage == "etcd" else None
+    servers: list[ServerProc] = []
+    procs = Procs(work)
+    res: dict[str, Any] = {"storage": args.storage, "nodes": args.nodes, "pods": args.pods, "services": args.services,
+                           "observers": args.observers, "min_sync_period": args.min_sync_period}
+    t_start = time.monotonic()
+    try:
+        for ns in netns:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        extra: list[str] = []
+        if etcd is not None:
+            etcd.start()
+            extra = ["--etcd-servers", ",".join(etcd.endpoints)]
+        n_servers = 2 if etcd is not None else 1
+        servers = [ServerProc(work / "shared-config", args.storage, extra=extra) for _ in range(n_servers)]
+        for s in servers:
+            s.start()
+        res.update(asyncio.run(run(args, work, servers, procs, netns)))
+        if etcd is not None:
+            res["etcd_db_bytes"] = etcd_db_size(etcd.endpoints[0])
+    finally:
+        procs.stop()
+        for s in servers:
+            s.stop()
+        if etcd is not None:
+            etcd.stop()
+        for ns in netns:
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        if args.workdir is None and not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+    res["wall_s"] = round(time.monotonic() - t_start, 1)
+    report(res)
+    save_results({f"scale_{args.storage}": res})
+    return 0
+
+
+def report(res: dict[str, Any]) -> None:
+    lat = res["latency"]
+    print(f"\n{res['storage']}: {res['nodes']} nodes ({res['observers']} with DNS + nftables proxy), "
+          f"{res['load']['pods']} pods, {res['load']['services']} Services; loaded in {res['load']['all_ready_s']} s")
+    print(f"{'readiness -> ... p99 (ms)':36s}{'per node':>10s}{'all nodes':>11s}{'target':>9s}{'ratio':>7s}")
+    for label, a, b in (("DNS answer", "dns_per_node", "dns_all_nodes"), ("proxy rules (kernel)", "proxy_per_node",
+                                                                           "proxy_all_nodes")):
+        p99 = lat[b]["p99_ms"]
+        print(f"{label:36s}{lat[a]['p99_ms']:10.1f}{p99:11.1f}{100:9d}{p99 / 100:7.2f}")
+    for label, key in (("  (pod status write acknowledged)", "status_write_acked"),
+                       ("  (EndpointSlice seen by a watch)", "endpointslice_seen")):
+        print(f"{label:36s}{lat[key]['p99_ms']:10.1f}   p50 {lat[key]['p50_ms']:.1f}")
+    both = lat["dns_and_proxy_all_nodes"]["p99_ms"]
+    print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
+          f"({lat['flips']} flips, {lat['missed']} observations missed)")
+    print("RSS MiB: " + ", ".join(f"{k} {v}" for k, v in res["rss_mib"].items()))
+    if "etcd_db_bytes" in res:
+        print(f"etcd db size: {res['etcd_db_bytes'] / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
