@@ -40,8 +40,10 @@ def thread_cpu_seconds(pid: int, tid: int) -> float:
 
 
 class ServerProc:
-    def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None) -> None:
+    def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None,
+                 root: Path = ROOT) -> None:
         self.data_dir = data_dir
+        self.root = root  # the checkout whose servicenet package the server runs (an A/B's base)
         self.cprofile = cprofile  # a CPU-clock cProfile of the server's main thread goes here
         self.storage = storage
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,7 +66,8 @@ class ServerProc:
                "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning"]
         t0 = time.monotonic()
         with open(out, "wb") as f:
-            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=self.root,
+                                         env={**os.environ, "PYTHONPATH": str(self.root)})
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
