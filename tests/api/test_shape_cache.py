@@ -16,7 +16,7 @@ from tests.api.test_pb_codec import REALISTIC
 def _renamed(o: dict[str, Any], i: int) -> dict[str, Any]:
     c = copy.deepcopy(o)
     md = c.setdefault("metadata", {})
-    md.update(name=f"other-{i}", namespace=f"ns-{i}", uid=f"u-{i}", creationTimestamp="2026-01-01T00:00:0%dZ" % i,
+    md.update(name=f"other-{i}", namespace=f"ns-{i}", uid=f"u-{i}", creationTimestamp=f"2026-01-01T00:00:0{i}Z",
               resourceVersion=str(i), generation=i)
     return c
 

@@ -23,6 +23,7 @@ import calendar
 import datetime as dt
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -53,6 +54,7 @@ class ConversionError(ValueError):
 
 # -- scalar shapes -----------------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)  # objects written in the same second share their timestamps
 def _fmt_time(seconds: int, nanos: int, micro: bool) -> str:
     t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
     if micro:
@@ -63,6 +65,7 @@ def _fmt_time(seconds: int, nanos: int, micro: bool) -> str:
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))$")
 
 
+@lru_cache(maxsize=256)
 def parse_time(s: str) -> tuple[int, int]:
     """RFC 3339 text → (Unix seconds, nanoseconds)."""
     m = _RFC3339.match(s)
