@@ -171,8 +171,8 @@ def _special_payload(name: str) -> Callable[[Any, str], bytes] | None:
     return None
 
 
-# Encoded ``…Spec`` messages by their JSON: the pods of one ReplicaSet share their spec, and a watched
-# object's later versions mostly keep theirs (the spec is most of a pod's bytes). Bounded; cleared when full.
+# Encoded ``…Spec`` messages by their JSON: a watched object's later versions mostly keep their spec (a
+# pod's status updates; the spec is most of its bytes), templates repeat. Bounded; cleared when full.
 _SPECS: dict[tuple[str, bytes], bytes] = {}
 _SPECS_MAX = 1024
 
