@@ -44,11 +44,13 @@ class ServerProc:
 
     Several may share ``data_dir`` (API servers on one etcd share the CA, keys and tokens): each
     writes its own log and is found at the port its log names, with the shared kubeconfig's
-    credentials. ``cprofile``: a CPU-clock cProfile of the server's main thread goes there."""
+    credentials. ``cprofile``: a CPU-clock cProfile of the server's main thread goes there.
+    ``root``: the checkout whose servicenet package the server runs (an A/B's base)."""
 
     def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, root: Path = ROOT) -> None:
         self.data_dir = data_dir
+        self.root = root
         self.cprofile = cprofile
         self.storage = storage
         self.extra = list(extra or [])
@@ -72,7 +74,8 @@ class ServerProc:
                "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning", *self.extra]
         t0 = time.monotonic()
         with open(out, "wb") as f:
-            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=self.root,
+                                         env={**os.environ, "PYTHONPATH": str(self.root)})
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -11,7 +11,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from servicenet.api import apply, errors, schema
+from servicenet.api import apply, errors, shape_cache
 from servicenet.api import patch as patchmod
 from servicenet.api.crd import served
 from servicenet.api.errors import ApiStatusError
@@ -104,7 +104,7 @@ class ResourceHandlers:
     def check_unknown_fields(self, info: ResourceInfo, obj: dict[str, Any], opts: WriteOptions) -> None:
         if opts.field_validation == "Ignore":
             return
-        unknown = schema.unknown_fields(info.api_version, info.kind, obj)
+        unknown = shape_cache.unknown_fields(info.api_version, info.kind, obj)
         if not unknown:
             return
         if opts.field_validation == "Strict":

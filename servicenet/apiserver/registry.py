@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, defaults, errors, managed_create, tolerations, validation
+from servicenet.api import apply, defaults, errors, shape_cache, tolerations, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.views import meta as meta_of
@@ -224,8 +224,8 @@ class Registry:
             return
         try:
             if old is None and operation == "Update":  # a create: everything is the creator's
-                mf = managed_create.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
-                                                 kind=info.kind)
+                mf = shape_cache.create_managed_fields(new, manager, api_version=info.api_version, now=now_rfc3339(),
+                                                       kind=info.kind)
             else:
                 out = apply.update_managed_fields(old, new, manager, operation, api_version=info.api_version,
                                                   now=now_rfc3339(), kind=info.kind)

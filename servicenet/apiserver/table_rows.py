@@ -46,6 +46,15 @@ def _row(kind: str, obj: dict[str, Any], now: dt.datetime) -> tuple[list[Any], A
     return row["cells"], row.get("conditions")
 
 
+def _fresh_row(cells: list[Any], conds: Any, obj: dict[str, Any], group_version: str) -> dict[str, Any]:
+    """A row that is not kept (a cell besides Age moves with the clock), as ``tables.to_table`` writes it."""
+    row: dict[str, Any] = {"cells": cells}
+    if conds:
+        row["conditions"] = conds
+    row["object"] = tables.partial_object_metadata(obj, group_version)
+    return row
+
+
 class TableRows:
     def __init__(self, limit: int = 20_000) -> None:
         self.limit = limit
@@ -54,8 +63,9 @@ class TableRows:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _entry(self, kind: str, rec: Record, now: dt.datetime) -> tuple[_Entry | None, dict[str, Any]]:
-        """The row of ``rec`` computed now; the entry is None when it cannot be kept."""
+    def _entry(self, kind: str, rec: Record, now: dt.datetime, group_version: str) -> tuple[_Entry | None, Any]:
+        """The row of ``rec`` computed now: its kept entry, or (None, the row rendered afresh) when it
+        cannot be kept."""
         obj = view_obj(rec)
         cells, conds = _row(kind, obj, now)
         names = [c["name"] for c in tables.column_definitions(kind)]
@@ -72,7 +82,7 @@ class TableRows:
         if len(self._rows) >= self.limit:
             self._rows.clear()
         self._rows[rec.key] = entry
-        return entry, obj
+        return entry, (None if entry is not None else _fresh_row(cells, conds, obj, group_version))
 
     def table(self, kind: str, recs: list[Record], *, now: dt.datetime, resource_version: str,
               continue_token: str | None, group_version: str = "meta.k8s.io/v1") -> dict[str, Any]:
@@ -85,17 +95,12 @@ class TableRows:
                 cells = list(hit[1])
                 cells[hit[2]] = translate_timestamp_since(hit[3], now)
             else:
-                entry, obj = self._entry(kind, rec, now)
+                entry, fresh = self._entry(kind, rec, now, group_version)
                 if entry is None:  # rendered afresh, not kept
-                    cells, conds = _row(kind, obj, now)
-                    row: dict[str, Any] = {"cells": cells}
-                    if conds:
-                        row["conditions"] = conds
-                    row["object"] = tables.partial_object_metadata(obj, group_version)
-                    rows.append(row)
+                    rows.append(fresh)
                     continue
                 cells = list(entry[1])
-            row = {"cells": cells}
+            row: dict[str, Any] = {"cells": cells}
             if entry[4]:
                 row["conditions"] = entry[4]
             row["object"] = {"kind": _PARTIAL, "apiVersion": group_version, "metadata": orjson.Fragment(entry[5])}
@@ -120,14 +125,9 @@ class TableRows:
                 append(b",")
             hit = self._rows.get(rec.key)
             if hit is None or hit[0] != rec.mod_revision:
-                entry, obj = self._entry(kind, rec, now)
+                entry, fresh = self._entry(kind, rec, now, group_version)
                 if entry is None:  # rendered afresh, not kept
-                    cells, conds = _row(kind, obj, now)
-                    row: dict[str, Any] = {"cells": cells}
-                    if conds:
-                        row["conditions"] = conds
-                    row["object"] = tables.partial_object_metadata(obj, group_version)
-                    append(orjson.dumps(row))
+                    append(orjson.dumps(fresh))
                     continue
                 hit = entry
             created = hit[3]

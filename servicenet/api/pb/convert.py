@@ -23,6 +23,7 @@ import calendar
 import datetime as dt
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -53,6 +54,7 @@ class ConversionError(ValueError):
 
 # -- scalar shapes -----------------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)  # objects written in the same second share their timestamps
 def _fmt_time(seconds: int, nanos: int, micro: bool) -> str:
     t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
     if micro:
@@ -63,6 +65,7 @@ def _fmt_time(seconds: int, nanos: int, micro: bool) -> str:
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))$")
 
 
+@lru_cache(maxsize=256)
 def parse_time(s: str) -> tuple[int, int]:
     """RFC 3339 text → (Unix seconds, nanoseconds)."""
     m = _RFC3339.match(s)
@@ -169,6 +172,24 @@ def _make_special_to_json(name: str) -> ToJson | None:
     return None
 
 
+# Decoded ``…Spec`` messages as JSON, by their serialized bytes: the pods a controller creates share
+# their spec (most of a pod's bytes). Decoded afresh from the kept JSON each time: callers own the dict.
+_SPECS: dict[tuple[str, bytes], bytes] = {}
+_SPECS_MAX = 1024
+
+
+def _spec_to_json(m: Any, name: str) -> Any:
+    key = (name, m.SerializeToString())
+    kept = _SPECS.get(key)
+    if kept is None:
+        out = to_json(m, name)
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[key] = orjson.dumps(out)
+        return out
+    return orjson.loads(kept)
+
+
 def _value_to_json(fd: FieldDescriptor) -> ToJson:
     """How one element (scalar or message) of field ``fd`` becomes JSON."""
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
@@ -176,6 +197,8 @@ def _value_to_json(fd: FieldDescriptor) -> ToJson:
         special = _special_to_json(name)
         if special is not None:
             return special
+        if name.endswith("Spec"):
+            return lambda m: _spec_to_json(m, name)
         return lambda m: to_json(m, name)
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return lambda b: base64.b64encode(b).decode()

@@ -171,6 +171,12 @@ def _special_payload(name: str) -> Callable[[Any, str], bytes] | None:
     return None
 
 
+# Encoded ``…Spec`` messages by their JSON: a watched object's later versions mostly keep their spec (a
+# pod's status updates; the spec is most of its bytes), templates repeat. Bounded; cleared when full.
+_SPECS: dict[tuple[str, bytes], bytes] = {}
+_SPECS_MAX = 1024
+
+
 def _message_payload(desc: Descriptor) -> Callable[[Any, str], bytes]:
     special = _special_payload(desc.full_name)
     if special is not None:
@@ -181,7 +187,25 @@ def _message_payload(desc: Descriptor) -> Callable[[Any, str], bytes]:
         if type(v) is not dict:
             raise ConversionError(path, f"expected an object, got {type(v).__name__}")
         return encode_message(v, name, path)
-    return payload
+
+    if not name.endswith("Spec"):
+        return payload
+
+    def spec_payload(v: Any, path: str) -> bytes:
+        if type(v) is not dict:
+            raise ConversionError(path, f"expected an object, got {type(v).__name__}")
+        try:
+            key = (name, orjson.dumps(v))
+        except TypeError:  # not JSON (nested too deeply): encoded, not kept
+            return encode_message(v, name, path)
+        out = _SPECS.get(key)
+        if out is None:
+            out = encode_message(v, name, path)
+            if len(_SPECS) >= _SPECS_MAX:
+                _SPECS.clear()
+            _SPECS[key] = out
+        return out
+    return spec_payload
 
 
 def _field_encoder(message: str, fd: FieldDescriptor) -> Enc:
