@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import hashlib
+import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,15 @@ from typing import Any
 from servicenet.client import ApiClient, ApiError, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
+from servicenet.ingress import gateway_maps as gm
 from servicenet.ingress import gateway_status as gst
 from servicenet.ingress import render as rd
 from servicenet.ingress import render_gateway as rg
+from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
 from servicenet.ingress.core import SERVICE_NAME_LABEL
 from servicenet.ingress.gateway_compile import GATEWAY_CONTROLLER, GatewayInputs, Plan, compile_gateways
+from servicenet.ingress.gateway_metrics import GatewayMetrics, Renamed
 from servicenet.ingress.haproxy import HAProxy
 from servicenet.ingress.model import Problem, Table
 from servicenet.ingress.status import new_event
@@ -41,6 +46,8 @@ class GatewayConfig:
     controller: str = GATEWAY_CONTROLLER
     publish_status: bool = True
     reserved_ports: tuple[int, ...] = ()  # the ingress controller's ports on the same addresses
+    access_log: bool = True  # False: no access log and no per-route metrics
+    access_log_file: Path | None = None
 
 
 class _Get:
@@ -78,6 +85,7 @@ class GatewayController:
         self.plan = Plan()
         self.slots: rd.Slots = {}
         self.structure = ""
+        self.maps: gm.Maps = {}  # the running maps' contents
         self.cert_pems: dict[str, bytes] = {}
         self.synced_generation = 0
         self.last_error = ""
@@ -87,6 +95,11 @@ class GatewayController:
         self._events_sent: set[tuple[str, ...]] = set()
         self._good_rv: dict[str, str] = {}  # route -> resourceVersion in the running configuration
         self._rejected: dict[str, tuple[str, str]] = {}  # route -> (resourceVersion HAProxy refused, why)
+        self.metrics = GatewayMetrics()
+        self.registry = self.metrics.registry
+        self._route_names: dict[str, str] = {}
+        self.access = AccessLog(Path(config.state_dir) / "log.sock", self.metrics.access,
+                                lambda rid: self._route_names.get(rid, rid or "-"), config.access_log_file)
 
     @property
     def informers(self) -> dict[str, Any]:
@@ -107,7 +120,10 @@ class GatewayController:
         if not default.exists():
             default.write_bytes(self_signed("servicenet-gateway-default"))
             default.chmod(0o600)
-        self.haproxy.write_files({"mirror.lua": rg.MIRROR_LUA})
+        self.haproxy.write_files({"gateway.lua": rg.LUA})
+        if self.cfg.access_log:
+            await self.access.start()
+            self.files = replace(self.files, log_socket=str(self.access.path))
         plan = self._compile(True)
         text = self._prepare(plan)
         err = await self.haproxy.check(text)
@@ -128,6 +144,7 @@ class GatewayController:
         await self.factory.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
+        await self.access.stop()
 
     def describe(self) -> dict[str, str]:
         return {f"gateway {fe.mode}": ", ".join(f"{a}:{fe.port}" for a in self.cfg.addresses)
@@ -170,28 +187,53 @@ class GatewayController:
         return self._compile(True)
 
     def _structure(self, plan: Plan, slots: rd.Slots) -> str:
+        """What needs a reload when it changes: the configuration without server addresses, route
+        map contents and map generation."""
         lists = rg.crt_lists(plan, self.files)
-        return rg.render(plan, slots, self.files, with_servers=False) + repr(sorted(lists.items()))
+        return rg.render(plan, slots, replace(self.files, gen=""), with_servers=False) + repr(sorted(lists.items()))
 
     def _prepare(self, plan: Plan) -> str:
+        """Write the files a configuration of ``plan`` loads (content-addressed map files, crt-lists,
+        certificates) and return its text; ``_commit`` adopts it once HAProxy runs it."""
         assert self.haproxy is not None
-        files = {f"crt-list-{p}.txt": t for p, t in rg.crt_lists(plan, self.files).items()}
-        files.update({f"certs/{c.name}": c.pem for c in plan.certs})
-        self.haproxy.write_files(files)
+        texts = rg.map_files(plan, self.files)
+        gen = "." + hashlib.sha256("\0".join(f"{k}\0{v}" for k, v in sorted(texts.items())).encode()).hexdigest()[:12]
+        files = replace(self.files, gen=gen)
+        out = {f"crt-list-{p}.txt": t for p, t in rg.crt_lists(plan, files).items()}
+        out.update({f"certs/{c.name}": c.pem for c in plan.certs})
+        out.update(rg.map_files(plan, files))
+        self.haproxy.write_files(out)
         self._slots = rd.plan_slots(Table(upstreams=plan.upstreams), self.slots)
-        return rg.render(plan, self._slots, self.files)
+        self._files = files
+        return rg.render(plan, self._slots, files)
 
-    def _commit(self, plan: Plan) -> None:
+    def _commit(self, plan: Plan, reloaded: bool = True) -> None:
         self.plan, self.slots = plan, self._slots
+        if reloaded:
+            self.files = self._files
+            if self.haproxy is not None:
+                self.haproxy.prune(self.files.gen)
+        self.maps = rg.http_maps(plan)
+        names = rg.route_names(plan)
+        if names != self._route_names:
+            self._route_names = names
+            self.access.forget_routes()
         self._good_rv = self._route_rvs()
         self.structure = self._structure(plan, self.slots)
         self.cert_pems = {c.name: c.pem for c in plan.certs}
+
+    def _retain(self, plan: Plan) -> Plan:
+        """``plan`` plus the running backends it no longer uses: removing a route should not remove
+        its backend by a reload (nothing routes there; the next reload drops them)."""
+        keep = {u.name: u for u in self.plan.upstreams} | {u.name: u for u in plan.upstreams}
+        return plan if len(keep) == len(plan.upstreams) else replace(plan, upstreams=tuple(keep[n] for n in sorted(keep)))
 
     async def _run(self) -> None:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             self._syncing = True
+            t0 = time.monotonic()
             try:
                 await self.sync()
             except asyncio.CancelledError:
@@ -203,15 +245,17 @@ class GatewayController:
                 self._dirty.set()
             finally:
                 self._syncing = False
+            self.metrics.sync_seconds.observe(time.monotonic() - t0)
 
     async def sync(self) -> None:
         assert self.haproxy is not None
         plan = self._compile(True)
-        if plan == self.plan and self.synced_generation:
+        kept = self._retain(plan)
+        if kept == self.plan and self.synced_generation:
             await self._statuses(plan)
             return
-        slots = rd.plan_slots(Table(upstreams=plan.upstreams), self.slots)
-        if self._structure(plan, slots) != self.structure:
+        slots = rd.plan_slots(Table(upstreams=kept.upstreams), self.slots)
+        if self._structure(kept, slots) != self.structure:
             text = self._prepare(plan)
             err = await self.haproxy.reload(text)
             if err:
@@ -224,16 +268,20 @@ class GatewayController:
                     await self._statuses(self._compile(False))
                     return
                 plan = isolated
+            self.metrics.syncs.labels("reload").inc()
+            self._commit(plan)
         else:
             self._slots = slots
-            for ans in await self.haproxy.commands(rd.runtime_ops(self.slots, slots)):
-                if "No such" in ans or "Unknown" in ans or "Require" in ans:
+            ops = gm.ops(self.maps, rg.http_maps(kept), self.files.map_paths(kept)) + rd.runtime_ops(self.slots, slots)
+            for ans in await self.haproxy.commands(ops):
+                if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
                     _log.warning("runtime command answer", answer=ans.strip()[:300])
             for c in plan.certs:
                 if self.cert_pems.get(c.name) != c.pem:
                     await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
                     self.haproxy.write_files({f"certs/{c.name}": c.pem})
-        self._commit(plan)
+            self.metrics.syncs.labels("runtime" if ops else "noop").inc()
+            self._commit(kept, reloaded=False)
         self.synced_generation += 1
         await self._statuses(plan)
 
@@ -322,6 +370,8 @@ class WithGateway:
     def __init__(self, ingress: Any, gateway: GatewayController, wait_for_api: bool = False,
                  poll: float = 1.0) -> None:
         self.ingress, self.gateway = ingress, gateway
+        if getattr(ingress, "registry", None) is not None:  # one /metrics for both
+            ingress.registry.register(Renamed(gateway.registry))
         self.wait_for_api, self.poll = wait_for_api, poll
         self.name = getattr(ingress, "name", "ingress")
         self.gateway_started = False
