@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +25,12 @@ from servicenet.ingress import render as rd
 from servicenet.ingress import render_gateway as rg
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
+from servicenet.ingress.controller import _Index
 from servicenet.ingress.core import SERVICE_NAME_LABEL
 from servicenet.ingress.gateway_compile import GATEWAY_CONTROLLER, GatewayInputs, Plan, compile_gateways
 from servicenet.ingress.gateway_metrics import GatewayMetrics, Renamed
 from servicenet.ingress.haproxy import HAProxy
+from servicenet.ingress.loop import sync_loop
 from servicenet.ingress.model import Problem, Table
 from servicenet.ingress.status import new_event
 
@@ -50,17 +51,15 @@ class GatewayConfig:
     access_log_file: Path | None = None
 
 
-class _Get:
+class _Get(_Index):
+    """The ingress controller's cache view, for cluster-scoped objects too (keys without a namespace)."""
+
     def __init__(self, inf: Any, index: str = "", cluster: bool = False) -> None:
-        self.inf, self.index, self.cluster = inf, index, cluster
+        super().__init__(inf, by_service=index == "svc")
+        self.cluster = cluster
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self.index:
-            return self.inf.by_index(self.index, key) or default
-        if self.cluster:
-            return self.inf.get(None, key) or default
-        ns, _, name = key.partition("/")
-        return self.inf.get(ns, name) or default
+        return (self.inf.get(None, key) or default) if self.cluster else super().get(key, default)
 
 
 class GatewayController:
@@ -229,23 +228,7 @@ class GatewayController:
         return plan if len(keep) == len(plan.upstreams) else replace(plan, upstreams=tuple(keep[n] for n in sorted(keep)))
 
     async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            self._syncing = True
-            t0 = time.monotonic()
-            try:
-                await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = repr(exc)
-                _log.exception("gateway sync failed")
-                await asyncio.sleep(0.5)
-                self._dirty.set()
-            finally:
-                self._syncing = False
-            self.metrics.sync_seconds.observe(time.monotonic() - t0)
+        await sync_loop(self, self.sync, self.metrics.sync_seconds, "ingress.gateway")
 
     async def sync(self) -> None:
         assert self.haproxy is not None
@@ -273,13 +256,7 @@ class GatewayController:
         else:
             self._slots = slots
             ops = gm.ops(self.maps, rg.http_maps(kept), self.files.map_paths(kept)) + rd.runtime_ops(self.slots, slots)
-            for ans in await self.haproxy.commands(ops):
-                if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
-                    _log.warning("runtime command answer", answer=ans.strip()[:300])
-            for c in plan.certs:
-                if self.cert_pems.get(c.name) != c.pem:
-                    await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
-                    self.haproxy.write_files({f"certs/{c.name}": c.pem})
+            await self.haproxy.apply_runtime(ops, {c.name: c.pem for c in plan.certs}, self.cert_pems, self.files.cert)
             self.metrics.syncs.labels("runtime" if ops else "noop").inc()
             self._commit(kept, reloaded=False)
         self.synced_generation += 1
