@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiClient, ApiError, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
@@ -37,6 +39,7 @@ from servicenet.ingress.status import new_event
 _log = log.get("ingress.gateway")
 GWV = "gateway.networking.k8s.io/v1"
 ROUTE_PLURALS = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes", "TLSRoute": "tlsroutes"}
+STATUS_ONLY_KINDS = ("GatewayClass", "Gateway", *ROUTE_PLURALS)
 
 
 @dataclass
@@ -94,6 +97,8 @@ class GatewayController:
         self._events_sent: set[tuple[str, ...]] = set()
         self._good_rv: dict[str, str] = {}  # route -> resourceVersion in the running configuration
         self._rejected: dict[str, tuple[str, str]] = {}  # route -> (resourceVersion HAProxy refused, why)
+        self._report_task: asyncio.Task[None] | None = None
+        self._report_plan: Plan | None = None
         self.metrics = GatewayMetrics()
         self.registry = self.metrics.registry
         self._route_names: dict[str, str] = {}
@@ -109,7 +114,7 @@ class GatewayController:
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
         for inf in self.informers.values():
-            inf.add_handler(lambda *_: self._dirty.set())
+            inf.add_handler(self._on_event)
         await self.factory.start()
         await self.factory.wait_synced(60)
         d = Path(self.cfg.state_dir)
@@ -140,6 +145,7 @@ class GatewayController:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        await cancel_and_wait(self._report_task)
         await self.factory.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
@@ -235,7 +241,7 @@ class GatewayController:
         plan = self._compile(True)
         kept = self._retain(plan)
         if kept == self.plan and self.synced_generation:
-            await self._statuses(plan)
+            self._report(plan)
             return
         slots = rd.plan_slots(Table(upstreams=kept.upstreams), self.slots)
         if self._structure(kept, slots) != self.structure:
@@ -248,7 +254,7 @@ class GatewayController:
                 isolated = await self._isolate(err)
                 if isolated is None or await self.haproxy.reload(self._prepare(isolated)):
                     _log.error("no valid configuration without the changed routes; keeping the last good one")
-                    await self._statuses(self._compile(False))
+                    self._report(self._compile(False))
                     return
                 plan = isolated
             self.metrics.syncs.labels("reload").inc()
@@ -260,7 +266,33 @@ class GatewayController:
             self.metrics.syncs.labels("runtime" if ops else "noop").inc()
             self._commit(kept, reloaded=False)
         self.synced_generation += 1
-        await self._statuses(plan)
+        self._report(plan)
+
+    def _on_event(self, etype: str, obj: Obj, old: Obj | None) -> None:
+        """Mark dirty, except for a change of a route's, Gateway's or class's status alone (mostly our
+        own writes): nothing routes differently."""
+        if etype == "MODIFIED" and old is not None and obj.get("kind") in STATUS_ONLY_KINDS and \
+                obj.get("spec") == old.get("spec") and all(
+                meta_of(obj).get(k) == meta_of(old).get(k) for k in ("labels", "annotations", "deletionTimestamp")):
+            return
+        self._dirty.set()
+
+    def _report(self, plan: Plan) -> None:
+        """Statuses and Events (API writes) in a task of their own, so that the next change does not
+        wait behind them; one at a time, for the latest plan."""
+        self._report_plan = plan
+        if self._report_task is None or self._report_task.done():
+            self._report_task = asyncio.create_task(self._report_loop(), name="gateway-report")
+
+    async def _report_loop(self) -> None:
+        while (plan := self._report_plan) is not None:
+            self._report_plan = None
+            try:
+                await self._statuses(plan)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("gateway status or event write failed")
 
     # -- status -----------------------------------------------------------------------------------------
     async def _statuses(self, plan: Plan) -> None:
@@ -326,7 +358,7 @@ class GatewayController:
     async def wait_applied(self, timeout: float = 10.0) -> None:
         """Wait until every change seen so far is applied (tests)."""
         async def go() -> None:
-            while self._dirty.is_set() or self._syncing:
+            while self._dirty.is_set() or self._syncing or not (self._report_task is None or self._report_task.done()):
                 await asyncio.sleep(0.005)
         await asyncio.sleep(0)
         await bounded(go(), timeout)

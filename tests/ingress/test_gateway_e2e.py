@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import prometheus_client
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -268,14 +269,16 @@ async def test_gateway_http_and_https_listeners_end_to_end(gs: GwStack, tmp_path
             assert (await get("k.test", "/"))[0] == 500
             assert (await get("x.test", "/"))[0] == 500  # RefNotPermitted
 
-            for host, want in (("w.test", {"s:a": 0.8, "s:b": 0.2}), ("u.test", {"s:a": 0.5, 500: 0.5})):
-                seen: Counter[Any] = Counter()
-                for _ in range(2000):
-                    code, body, _ = await get(host, "/")
-                    seen[body["name"] if code == 200 else code] += 1
-                assert set(seen) == set(want), seen
-                for k, share in want.items():
-                    assert abs(seen[k] / 2000 - share) <= 0.05, (host, k, seen)
+            # kept-alive connections, 16 at a time: nothing reloads meanwhile (route changes do not)
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as ka:
+                async def pick(host: str) -> Any:
+                    async with ka.get(base + "/", headers={"Host": host}) as r:
+                        return (await r.json())["name"] if r.status == 200 else r.status
+                for host, want in (("w.test", {"s:a": 0.8, "s:b": 0.2}), ("u.test", {"s:a": 0.5, 500: 0.5})):
+                    seen: Counter[Any] = Counter(await asyncio.gather(*(pick(host) for _ in range(2000))))
+                    assert set(seen) == set(want), seen
+                    for k, share in want.items():
+                        assert abs(seen[k] / 2000 - share) <= 0.05, (host, k, seen)
 
             # the cross-namespace reference, accepted once a ReferenceGrant allows it
             await gs.put(g.grant("other", "default"))
@@ -430,6 +433,14 @@ async def _route_changes_without_reload(gs: GwStack, port: int, b_port: int) -> 
         await gs.client.delete(GW, "httproutes", "rt", "n2")
         await follows("n2.test", "s:b")  # route "r" (any host) again
     assert await gs.ctl.reloads() == reloads, "a route change reloaded HAProxy"
+    # the access log (a ring streamed to the controller) counted per route and backend
+    want = f'code="200",route="rt/n0 :{port} n0.test/"'
+
+    def counted() -> bool:
+        return want in prometheus_client.generate_latest(gs.ctl.registry).decode()
+    await until(counted, 10, 0.05, what="servicenet_gateway_requests_total for route n0")
+    text = prometheus_client.generate_latest(gs.ctl.registry).decode()
+    assert "servicenet_gateway_request_duration_seconds_bucket{" in text and "servicenet_gateway_syncs_total" in text
     assert gs.ctl.metrics.syncs.labels("runtime")._value.get() >= runtime + 40  # one sync a new route at least
 
 
