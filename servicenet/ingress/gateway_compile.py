@@ -60,6 +60,7 @@ class GatewayInputs:
     programmed: bool = True  # False: the data plane refused the configuration
     rejected: Any = None  # route key "Kind/ns/name" -> why the data plane refused it (left out)
     reserved_ports: tuple[int, ...] = ()  # ports on these addresses that something else owns
+    cache: Any = None  # compiled routes to reuse (see RouteInputs.cache)
 
 
 @dataclass(frozen=True)
@@ -388,7 +389,7 @@ def compile_gateways(inp: GatewayInputs) -> Plan:
     ours = c.classes()
     gws = {_key(g): g for g in c.gateways(ours)}
     routes = sorted(inp.routes, key=_age)
-    base = RouteInputs(grants=inp.grants, services=inp.services, slices=inp.slices)
+    base = RouteInputs(grants=inp.grants, services=inp.services, slices=inp.slices, cache=inp.cache)
     route_problems: dict[str, list[Problem]] = {}
     for obj in routes:
         if obj.get("kind") in HTTP_KINDS:

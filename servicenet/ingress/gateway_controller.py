@@ -40,6 +40,7 @@ _log = log.get("ingress.gateway")
 GWV = "gateway.networking.k8s.io/v1"
 ROUTE_PLURALS = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes", "TLSRoute": "tlsroutes"}
 STATUS_ONLY_KINDS = ("GatewayClass", "Gateway", *ROUTE_PLURALS)
+ROUTE_INPUTS = ("Service", "EndpointSlice", "ReferenceGrant")  # what a compiled route depends on
 
 
 @dataclass
@@ -98,6 +99,8 @@ class GatewayController:
         self._good_rv: dict[str, str] = {}  # route -> resourceVersion in the running configuration
         self._rejected: dict[str, tuple[str, str]] = {}  # route -> (resourceVersion HAProxy refused, why)
         self._report_task: asyncio.Task[None] | None = None
+        self._route_cache: dict[Any, Any] = {}  # compiled routes; a new one when what they read changes
+        self._status_seen: dict[tuple[str, str, str], tuple[Any, Obj]] = {}  # key -> (object checked, wanted)
         self._report_plan: Plan | None = None
         self.metrics = GatewayMetrics()
         self.registry = self.metrics.registry
@@ -169,7 +172,7 @@ class GatewayController:
         return compile_gateways(GatewayInputs(
             tuple(self.classes.list()), tuple(self.gateways.list()), routes, tuple(self.grants.list()),
             _Get(self.namespaces, cluster=True), _Get(self.services), _Get(self.slices, "svc"), _Get(self.secrets),
-            self.cfg.addresses, self.cfg.controller, programmed, rejected, self.cfg.reserved_ports))
+            self.cfg.addresses, self.cfg.controller, programmed, rejected, self.cfg.reserved_ports, self._route_cache))
 
     async def _isolate(self, err: str) -> Plan | None:
         """HAProxy refused the plan: leave out the routes changed since the last good plan that it
@@ -271,6 +274,8 @@ class GatewayController:
     def _on_event(self, etype: str, obj: Obj, old: Obj | None) -> None:
         """Mark dirty, except for a change of a route's, Gateway's or class's status alone (mostly our
         own writes): nothing routes differently."""
+        if obj.get("kind") in ROUTE_INPUTS:
+            self._route_cache = {}
         if etype == "MODIFIED" and old is not None and obj.get("kind") in STATUS_ONLY_KINDS and \
                 obj.get("spec") == old.get("spec") and all(
                 meta_of(obj).get(k) == meta_of(old).get(k) for k in ("labels", "annotations", "deletionTimestamp")):
@@ -313,9 +318,15 @@ class GatewayController:
             obj = by_plural[plural].get(ns or None, name)
             if obj is None:
                 continue
+            seen = self._status_seen.get((plural, ns, name))
+            if seen is not None and seen[0] is obj and seen[1] == want:
+                continue  # this very object was already found up to date with this status
             old = obj.get("status") or {}
             new = gst.merge(old, want, now, self.cfg.controller)
             if gst.same({k: old.get(k) for k in new}, new):
+                if len(self._status_seen) > 100_000:
+                    self._status_seen.clear()
+                self._status_seen[(plural, ns, name)] = (obj, want)
                 continue
             body = {**obj, "status": {**old, **new}}
             try:
