@@ -29,6 +29,7 @@ from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
 from servicenet.ingress.core import SERVICE_NAME_LABEL, Inputs, compile_table, refresh_endpoints
 from servicenet.ingress.haproxy import HAProxy
+from servicenet.ingress.loop import sync_loop
 from servicenet.ingress.model import CONTROLLER_NAME, Problem, Table
 from servicenet.ingress.status import desired_status, new_event
 
@@ -246,24 +247,7 @@ class IngressController:
         return replace(table, upstreams=tuple(sorted(table.upstreams + extra, key=lambda u: u.name)))
 
     async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            t0 = time.monotonic()
-            self._syncing = True
-            try:
-                await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = repr(exc)
-                self._full = True
-                _log.exception("sync failed")
-                await asyncio.sleep(0.5)
-                self._dirty.set()
-            finally:
-                self._syncing = False
-            self.m_sync_seconds.observe(time.monotonic() - t0)
+        await sync_loop(self, self.sync, self.m_sync_seconds, "ingress", lambda: setattr(self, "_full", True))
 
     def _rv(self, key: str) -> str:
         ns, _, name = key.partition("/")
@@ -349,13 +333,7 @@ class IngressController:
         else:
             m = maps.build(kept)
             ops = maps.ops(self.maps, m, self.files.map_paths()) + rd.runtime_ops(self.slots, slots)
-            for ans in await self.haproxy.commands(ops):
-                if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
-                    _log.warning("runtime command answer", answer=ans.strip()[:300])
-            for c in kept.certs:
-                if self.cert_pems.get(c.name) != c.pem:
-                    await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
-                    self.haproxy.write_files({f"certs/{c.name}": c.pem})
+            await self.haproxy.apply_runtime(ops, {c.name: c.pem for c in kept.certs}, self.cert_pems, self.files.cert)
             self.m_syncs.labels("runtime" if ops else "noop").inc()
             self._pending = (kept, slots, self.files, m, structure)
             self._commit()

@@ -1,9 +1,10 @@
 """Gateway API compiled (pure): GatewayClasses, Gateways, routes and ReferenceGrants in; one
 frontend per listener port, the backends, the certificates and every object's status out.
 
-Listeners of all the Gateways this controller serves are grouped by port. A port carries one kind of
-traffic (HTTP, TLS-terminated HTTPS, or TLS passthrough); listeners that disagree on it are
-Conflicted (ProtocolConflict), as are two on one port with the same hostname (HostnameConflict).
+Listeners of all the Gateways this controller serves are grouped by port. A port carries HTTP, or
+TLS: terminated (HTTPS), passed through (TLS), or both, split by SNI; HTTP and TLS listeners on one
+port are Conflicted (ProtocolConflict), as are two on one port with the same hostname
+(HostnameConflict).
 A route attaches to every listener its parentRefs select that allows its kind and namespace and
 whose hostname intersects its own; the intersections become the hostnames it is routed under on
 that port, so a request matches at most one listener. HTTP routing precedence is
@@ -35,6 +36,10 @@ GATEWAY_CONTROLLER = "servicenet.io/gateway-controller"
 HTTP_KINDS = ("HTTPRoute", "GRPCRoute")
 KINDS_OF = {"HTTP": HTTP_KINDS, "HTTPS": HTTP_KINDS, "TLS": ("TLSRoute",)}
 MODE_OF = {"HTTP": "http", "HTTPS": "https", "TLS": "tls"}
+# listener modes that may share a port: the TLS ClientHello's SNI picks the listener (most specific
+# hostname first), then HAProxy either passes the connection through or terminates it (upstream's
+# conformance test GatewayHTTPSAndTLSPassthroughSamePort); equal hostnames still conflict
+SNI_SPLIT = {"https", "tls"}
 PLURAL = {"GatewayClass": "gatewayclasses", "Gateway": "gateways", "HTTPRoute": "httproutes",
           "GRPCRoute": "grpcroutes", "TLSRoute": "tlsroutes"}
 REF_REASONS = (st.R_REF_NOT_PERMITTED, st.R_INVALID_KIND, st.R_BACKEND_NOT_FOUND)
@@ -55,6 +60,7 @@ class GatewayInputs:
     programmed: bool = True  # False: the data plane refused the configuration
     rejected: Any = None  # route key "Kind/ns/name" -> why the data plane refused it (left out)
     reserved_ports: tuple[int, ...] = ()  # ports on these addresses that something else owns
+    cache: Any = None  # compiled routes to reuse (see RouteInputs.cache)
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,6 @@ class Plan:
     addresses: tuple[str, ...] = ()
     statuses: dict[tuple[str, str, str], Obj] = field(default_factory=dict)  # (plural, ns, name) -> status
     problems: tuple[Problem, ...] = ()
-    timeouts: dict[str, int] = field(default_factory=dict)  # backend -> server timeout (ms)
 
 
 def hostname_intersection(listener: str, route: str) -> str | None:
@@ -189,7 +194,7 @@ class _GatewayCompiler:
             modes = {MODE_OF.get(li.get("protocol", ""), li.get("protocol", "")) for _, li in items}
             seen: dict[str, list[tuple[Obj, Obj]]] = {}
             for gw, li in items:
-                if len(modes) > 1:
+                if len(modes) > 1 and modes != SNI_SPLIT:
                     conflict[(_key(gw), li.get("name", ""))] = st.R_PROTOCOL_CONFLICT
                 seen.setdefault((li.get("hostname") or "").lower(), []).append((gw, li))
             for dup in seen.values():
@@ -384,7 +389,7 @@ def compile_gateways(inp: GatewayInputs) -> Plan:
     ours = c.classes()
     gws = {_key(g): g for g in c.gateways(ours)}
     routes = sorted(inp.routes, key=_age)
-    base = RouteInputs(grants=inp.grants, services=inp.services, slices=inp.slices)
+    base = RouteInputs(grants=inp.grants, services=inp.services, slices=inp.slices, cache=inp.cache)
     route_problems: dict[str, list[Problem]] = {}
     for obj in routes:
         if obj.get("kind") in HTTP_KINDS:
@@ -403,16 +408,14 @@ def compile_gateways(inp: GatewayInputs) -> Plan:
             for li in s["listeners"]:
                 li["attachedRoutes"] = c.attached.get(f"{ns}/{name}/{li['name']}", 0)
     # frontends, one per port
-    by_port: dict[int, list[Listener]] = {}
+    by_port: dict[tuple[int, str], list[Listener]] = {}  # (port, mode): HTTPS and TLS may share a port
     for li in c.listeners.values():
-        by_port.setdefault(li.port, []).append(li)
+        by_port.setdefault((li.port, MODE_OF[li.protocol]), []).append(li)
     frontends: list[Frontend] = []
     upstreams: dict[str, Upstream] = {}
-    timeouts: dict[str, int] = {}
-    for port in sorted(by_port):
-        lis = tuple(sorted(by_port[port], key=_listener_order))
+    for port, mode in sorted(by_port):
+        lis = tuple(sorted(by_port[(port, mode)], key=_listener_order))
         lids = {li.lid for li in lis}
-        mode = MODE_OF[lis[0].protocol]
         attached = []
         for obj in routes:
             att = c.attachments.get(f"{obj.get('kind')}/{_key(obj)}") or {}
@@ -431,33 +434,14 @@ def compile_gateways(inp: GatewayInputs) -> Plan:
             upstreams.update(rc.upstreams)
             frontends.append(Frontend(port, mode, lis, passthrough=tuple(uniq.values())))
         else:
-            table = _with_timeouts(compile_routes(replace(base, routes=tuple(attached))), timeouts)
+            table = compile_routes(replace(base, routes=tuple(attached)))
             upstreams.update({u.name: u for u in table.upstreams})
             frontends.append(Frontend(port, mode, lis, table=table))
     certs = tuple(Cert(n, pem, () if n in c.cert_any else tuple(sorted(c.cert_hosts.get(n, ()))))
                   for n, pem in sorted(c.certs.items()) if n in c.cert_any or n in c.cert_hosts)
     problems = tuple(p for ps in route_problems.values() for p in ps)
     return Plan(tuple(frontends), tuple(sorted(upstreams.values(), key=lambda u: u.name)), certs,
-                inp.addresses, c.statuses, problems, timeouts)
-
-
-def _with_timeouts(table: Table, timeouts: dict[str, int]) -> Table:
-    """Routes with a timeout get their own copies of their backends (``<name>_t<ms>``): HAProxy sets
-    the server timeout per backend. ``timeouts`` collects copy name -> milliseconds."""
-    ups = {u.name: u for u in table.upstreams}
-    routes = []
-    for r in table.routes:
-        if r.timeout_ms:
-            def copy(name: str, ms: int = r.timeout_ms) -> str:
-                if not name or name not in ups:
-                    return name
-                new = f"{name}_t{ms}"
-                timeouts[new] = ms
-                ups.setdefault(new, replace(ups[name], name=new))
-                return new
-            r = replace(r, upstream=copy(r.upstream), backends=tuple((copy(b), w) for b, w in r.backends))
-        routes.append(r)
-    return replace(table, routes=tuple(routes), upstreams=tuple(sorted(ups.values(), key=lambda u: u.name)))
+                inp.addresses, c.statuses, problems)
 
 
 def _tls_backends(rc: _RouteCompiler, obj: Obj) -> tuple[tuple[str, int], ...]:

@@ -10,27 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from servicenet.api.wire import Obj
+from servicenet.api.wire import meta as meta_of
 from servicenet.client import ApiClient, ApiError, InformerFactory
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
+from servicenet.ingress import gateway_maps as gm
 from servicenet.ingress import gateway_status as gst
 from servicenet.ingress import render as rd
 from servicenet.ingress import render_gateway as rg
+from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
+from servicenet.ingress.controller import _Index
 from servicenet.ingress.core import SERVICE_NAME_LABEL
 from servicenet.ingress.gateway_compile import GATEWAY_CONTROLLER, GatewayInputs, Plan, compile_gateways
+from servicenet.ingress.gateway_metrics import GatewayMetrics, Renamed
 from servicenet.ingress.haproxy import HAProxy
+from servicenet.ingress.loop import sync_loop
 from servicenet.ingress.model import Problem, Table
 from servicenet.ingress.status import new_event
 
 _log = log.get("ingress.gateway")
 GWV = "gateway.networking.k8s.io/v1"
 ROUTE_PLURALS = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes", "TLSRoute": "tlsroutes"}
+STATUS_ONLY_KINDS = ("GatewayClass", "Gateway", *ROUTE_PLURALS)
+ROUTE_INPUTS = ("Service", "EndpointSlice", "ReferenceGrant")  # what a compiled route depends on
 
 
 @dataclass
@@ -41,19 +51,19 @@ class GatewayConfig:
     controller: str = GATEWAY_CONTROLLER
     publish_status: bool = True
     reserved_ports: tuple[int, ...] = ()  # the ingress controller's ports on the same addresses
+    access_log: bool = True  # False: no access log and no per-route metrics
+    access_log_file: Path | None = None
 
 
-class _Get:
+class _Get(_Index):
+    """The ingress controller's cache view, for cluster-scoped objects too (keys without a namespace)."""
+
     def __init__(self, inf: Any, index: str = "", cluster: bool = False) -> None:
-        self.inf, self.index, self.cluster = inf, index, cluster
+        super().__init__(inf, by_service=index == "svc")
+        self.cluster = cluster
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self.index:
-            return self.inf.by_index(self.index, key) or default
-        if self.cluster:
-            return self.inf.get(None, key) or default
-        ns, _, name = key.partition("/")
-        return self.inf.get(ns, name) or default
+        return (self.inf.get(None, key) or default) if self.cluster else super().get(key, default)
 
 
 class GatewayController:
@@ -78,6 +88,7 @@ class GatewayController:
         self.plan = Plan()
         self.slots: rd.Slots = {}
         self.structure = ""
+        self.maps: gm.Maps = {}  # the running maps' contents
         self.cert_pems: dict[str, bytes] = {}
         self.synced_generation = 0
         self.last_error = ""
@@ -87,6 +98,15 @@ class GatewayController:
         self._events_sent: set[tuple[str, ...]] = set()
         self._good_rv: dict[str, str] = {}  # route -> resourceVersion in the running configuration
         self._rejected: dict[str, tuple[str, str]] = {}  # route -> (resourceVersion HAProxy refused, why)
+        self._report_task: asyncio.Task[None] | None = None
+        self._route_cache: dict[Any, Any] = {}  # compiled routes; a new one when what they read changes
+        self._status_seen: dict[tuple[str, str, str], tuple[Any, Obj]] = {}  # key -> (object checked, wanted)
+        self._report_plan: Plan | None = None
+        self.metrics = GatewayMetrics()
+        self.registry = self.metrics.registry
+        self._route_names: dict[str, str] = {}
+        self.access = AccessLog(Path(config.state_dir) / "log.sock", self.metrics.access,
+                                lambda rid: self._route_names.get(rid, rid or "-"), config.access_log_file)
 
     @property
     def informers(self) -> dict[str, Any]:
@@ -97,7 +117,7 @@ class GatewayController:
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
         for inf in self.informers.values():
-            inf.add_handler(lambda *_: self._dirty.set())
+            inf.add_handler(self._on_event)
         await self.factory.start()
         await self.factory.wait_synced(60)
         d = Path(self.cfg.state_dir)
@@ -107,7 +127,10 @@ class GatewayController:
         if not default.exists():
             default.write_bytes(self_signed("servicenet-gateway-default"))
             default.chmod(0o600)
-        self.haproxy.write_files({"mirror.lua": rg.MIRROR_LUA})
+        self.haproxy.write_files({"gateway.lua": rg.LUA})
+        if self.cfg.access_log:
+            await self.access.start()
+            self.files = replace(self.files, log_socket=str(self.access.path))
         plan = self._compile(True)
         text = self._prepare(plan)
         err = await self.haproxy.check(text)
@@ -125,9 +148,11 @@ class GatewayController:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        await cancel_and_wait(self._report_task)
         await self.factory.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
+        await self.access.stop()
 
     def describe(self) -> dict[str, str]:
         return {f"gateway {fe.mode}": ", ".join(f"{a}:{fe.port}" for a in self.cfg.addresses)
@@ -147,7 +172,7 @@ class GatewayController:
         return compile_gateways(GatewayInputs(
             tuple(self.classes.list()), tuple(self.gateways.list()), routes, tuple(self.grants.list()),
             _Get(self.namespaces, cluster=True), _Get(self.services), _Get(self.slices, "svc"), _Get(self.secrets),
-            self.cfg.addresses, self.cfg.controller, programmed, rejected, self.cfg.reserved_ports))
+            self.cfg.addresses, self.cfg.controller, programmed, rejected, self.cfg.reserved_ports, self._route_cache))
 
     async def _isolate(self, err: str) -> Plan | None:
         """HAProxy refused the plan: leave out the routes changed since the last good plan that it
@@ -170,48 +195,59 @@ class GatewayController:
         return self._compile(True)
 
     def _structure(self, plan: Plan, slots: rd.Slots) -> str:
+        """What needs a reload when it changes: the configuration without server addresses, route
+        map contents and map generation."""
         lists = rg.crt_lists(plan, self.files)
-        return rg.render(plan, slots, self.files, with_servers=False) + repr(sorted(lists.items()))
+        return rg.render(plan, slots, replace(self.files, gen=""), with_servers=False) + repr(sorted(lists.items()))
 
     def _prepare(self, plan: Plan) -> str:
+        """Write the files a configuration of ``plan`` loads (content-addressed map files, crt-lists,
+        certificates) and return its text; ``_commit`` adopts it once HAProxy runs it."""
         assert self.haproxy is not None
-        files = {f"crt-list-{p}.txt": t for p, t in rg.crt_lists(plan, self.files).items()}
-        files.update({f"certs/{c.name}": c.pem for c in plan.certs})
-        self.haproxy.write_files(files)
+        texts = rg.map_files(plan, self.files)
+        gen = "." + hashlib.sha256("\0".join(f"{k}\0{v}" for k, v in sorted(texts.items())).encode()).hexdigest()[:12]
+        files = replace(self.files, gen=gen)
+        out = {f"crt-list-{p}.txt": t for p, t in rg.crt_lists(plan, files).items()}
+        out.update({f"certs/{c.name}": c.pem for c in plan.certs})
+        out.update(rg.map_files(plan, files))
+        self.haproxy.write_files(out)
         self._slots = rd.plan_slots(Table(upstreams=plan.upstreams), self.slots)
-        return rg.render(plan, self._slots, self.files)
+        self._files = files
+        return rg.render(plan, self._slots, files)
 
-    def _commit(self, plan: Plan) -> None:
+    def _commit(self, plan: Plan, reloaded: bool = True) -> None:
         self.plan, self.slots = plan, self._slots
+        if reloaded:
+            self.files = self._files
+            if self.haproxy is not None:
+                self.haproxy.prune(self.files.gen)
+        self.maps = rg.http_maps(plan)
+        names = rg.route_names(plan)
+        if names != self._route_names:
+            self._route_names = names
+            self.access.forget_routes()
         self._good_rv = self._route_rvs()
         self.structure = self._structure(plan, self.slots)
         self.cert_pems = {c.name: c.pem for c in plan.certs}
 
+    def _retain(self, plan: Plan) -> Plan:
+        """``plan`` plus the running backends it no longer uses: removing a route should not remove
+        its backend by a reload (nothing routes there; the next reload drops them)."""
+        keep = {u.name: u for u in self.plan.upstreams} | {u.name: u for u in plan.upstreams}
+        return plan if len(keep) == len(plan.upstreams) else replace(plan, upstreams=tuple(keep[n] for n in sorted(keep)))
+
     async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            self._syncing = True
-            try:
-                await self.sync()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = repr(exc)
-                _log.exception("gateway sync failed")
-                await asyncio.sleep(0.5)
-                self._dirty.set()
-            finally:
-                self._syncing = False
+        await sync_loop(self, self.sync, self.metrics.sync_seconds, "ingress.gateway")
 
     async def sync(self) -> None:
         assert self.haproxy is not None
         plan = self._compile(True)
-        if plan == self.plan and self.synced_generation:
-            await self._statuses(plan)
+        kept = self._retain(plan)
+        if kept == self.plan and self.synced_generation:
+            self._report(plan)
             return
-        slots = rd.plan_slots(Table(upstreams=plan.upstreams), self.slots)
-        if self._structure(plan, slots) != self.structure:
+        slots = rd.plan_slots(Table(upstreams=kept.upstreams), self.slots)
+        if self._structure(kept, slots) != self.structure:
             text = self._prepare(plan)
             err = await self.haproxy.reload(text)
             if err:
@@ -221,21 +257,47 @@ class GatewayController:
                 isolated = await self._isolate(err)
                 if isolated is None or await self.haproxy.reload(self._prepare(isolated)):
                     _log.error("no valid configuration without the changed routes; keeping the last good one")
-                    await self._statuses(self._compile(False))
+                    self._report(self._compile(False))
                     return
                 plan = isolated
+            self.metrics.syncs.labels("reload").inc()
+            self._commit(plan)
         else:
             self._slots = slots
-            for ans in await self.haproxy.commands(rd.runtime_ops(self.slots, slots)):
-                if "No such" in ans or "Unknown" in ans or "Require" in ans:
-                    _log.warning("runtime command answer", answer=ans.strip()[:300])
-            for c in plan.certs:
-                if self.cert_pems.get(c.name) != c.pem:
-                    await self.haproxy.set_cert(self.files.cert(c.name), c.pem)
-                    self.haproxy.write_files({f"certs/{c.name}": c.pem})
-        self._commit(plan)
+            ops = gm.ops(self.maps, rg.http_maps(kept), self.files.map_paths(kept)) + rd.runtime_ops(self.slots, slots)
+            await self.haproxy.apply_runtime(ops, {c.name: c.pem for c in plan.certs}, self.cert_pems, self.files.cert)
+            self.metrics.syncs.labels("runtime" if ops else "noop").inc()
+            self._commit(kept, reloaded=False)
         self.synced_generation += 1
-        await self._statuses(plan)
+        self._report(plan)
+
+    def _on_event(self, etype: str, obj: Obj, old: Obj | None) -> None:
+        """Mark dirty, except for a change of a route's, Gateway's or class's status alone (mostly our
+        own writes): nothing routes differently."""
+        if obj.get("kind") in ROUTE_INPUTS:
+            self._route_cache = {}
+        if etype == "MODIFIED" and old is not None and obj.get("kind") in STATUS_ONLY_KINDS and \
+                obj.get("spec") == old.get("spec") and all(
+                meta_of(obj).get(k) == meta_of(old).get(k) for k in ("labels", "annotations", "deletionTimestamp")):
+            return
+        self._dirty.set()
+
+    def _report(self, plan: Plan) -> None:
+        """Statuses and Events (API writes) in a task of their own, so that the next change does not
+        wait behind them; one at a time, for the latest plan."""
+        self._report_plan = plan
+        if self._report_task is None or self._report_task.done():
+            self._report_task = asyncio.create_task(self._report_loop(), name="gateway-report")
+
+    async def _report_loop(self) -> None:
+        while (plan := self._report_plan) is not None:
+            self._report_plan = None
+            try:
+                await self._statuses(plan)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("gateway status or event write failed")
 
     # -- status -----------------------------------------------------------------------------------------
     async def _statuses(self, plan: Plan) -> None:
@@ -256,9 +318,15 @@ class GatewayController:
             obj = by_plural[plural].get(ns or None, name)
             if obj is None:
                 continue
+            seen = self._status_seen.get((plural, ns, name))
+            if seen is not None and seen[0] is obj and seen[1] == want:
+                continue  # this very object was already found up to date with this status
             old = obj.get("status") or {}
             new = gst.merge(old, want, now, self.cfg.controller)
             if gst.same({k: old.get(k) for k in new}, new):
+                if len(self._status_seen) > 100_000:
+                    self._status_seen.clear()
+                self._status_seen[(plural, ns, name)] = (obj, want)
                 continue
             body = {**obj, "status": {**old, **new}}
             try:
@@ -301,7 +369,7 @@ class GatewayController:
     async def wait_applied(self, timeout: float = 10.0) -> None:
         """Wait until every change seen so far is applied (tests)."""
         async def go() -> None:
-            while self._dirty.is_set() or self._syncing:
+            while self._dirty.is_set() or self._syncing or not (self._report_task is None or self._report_task.done()):
                 await asyncio.sleep(0.005)
         await asyncio.sleep(0)
         await bounded(go(), timeout)
@@ -322,6 +390,8 @@ class WithGateway:
     def __init__(self, ingress: Any, gateway: GatewayController, wait_for_api: bool = False,
                  poll: float = 1.0) -> None:
         self.ingress, self.gateway = ingress, gateway
+        if getattr(ingress, "registry", None) is not None:  # one /metrics for both
+            ingress.registry.register(Renamed(gateway.registry))
         self.wait_for_api, self.poll = wait_for_api, poll
         self.name = getattr(ingress, "name", "ingress")
         self.gateway_started = False

@@ -38,6 +38,9 @@ class RouteInputs:
     slices: Any = None
     kind: str = "HTTPRoute"
     problems: list[Problem] = field(default_factory=list)
+    # route -> its compiled pieces, reused while the route's version and hostnames are unchanged; the
+    # caller gives a fresh dict whenever Services, EndpointSlices or ReferenceGrants change
+    cache: dict[Any, Any] | None = None
 
 
 def granted(grants: tuple[Obj, ...], from_ns: str, from_kind: str, to_ns: str, to_kind: str, to_name: str) -> bool:
@@ -260,14 +263,45 @@ def grpc_as_http(obj: Obj) -> Obj:
     return {**obj, "spec": {**spec, "rules": rules}}
 
 
-def compile_routes(inp: RouteInputs) -> Table:
+def _compile_one(inp: RouteInputs, obj: Obj) -> tuple[list[tuple[tuple[Any, ...], Route]], dict[str, Any],
+                                                        tuple[Problem, ...]]:
+    """One route's (precedence key, Route) pairs, the backends they use, and its problems."""
     c = _RouteCompiler(inp)
+    c.kind = obj.get("kind") or inp.kind
+    c.route(grpc_as_http(obj) if c.kind == "GRPCRoute" else obj, _age(obj))
+    return c.out, c.upstreams, tuple(c.problems)
+
+
+def _cached_one(inp: RouteInputs, obj: Obj) -> tuple[list[tuple[tuple[Any, ...], Route]], dict[str, Any],
+                                                       tuple[Problem, ...]]:
+    md = meta_of(obj)
+    rv = md.get("resourceVersion")
+    if inp.cache is None or not rv:
+        return _compile_one(inp, obj)
+    key = (obj.get("kind") or inp.kind, md.get("namespace"), md.get("name"), rv, md.get("creationTimestamp"),
+           tuple((obj.get("spec") or {}).get("hostnames") or ()))
+    hit = inp.cache.get(key)
+    if hit is None:
+        if len(inp.cache) > 50_000:
+            inp.cache.clear()
+        hit = inp.cache[key] = _compile_one(inp, obj)
+    return hit  # type: ignore[no-any-return]
+
+
+def compile_routes(inp: RouteInputs) -> Table:
+    out: list[tuple[tuple[Any, ...], Route]] = []
+    upstreams: dict[str, Any] = {}
+    problems: list[Problem] = []
     for obj in sorted(inp.routes, key=_age):
-        c.kind = obj.get("kind") or inp.kind
-        c.route(grpc_as_http(obj) if c.kind == "GRPCRoute" else obj, _age(obj))
-    hosts = sorted({r.host for _, r in c.out}, key=host_rank)
+        pairs, ups, probs = _cached_one(inp, obj)
+        out += pairs
+        upstreams.update(ups)
+        problems += probs
+    by_host: dict[str, list[tuple[tuple[Any, ...], Route]]] = {}
+    for kr in out:
+        by_host.setdefault(kr[1].host, []).append(kr)
     routes: list[Route] = []
-    for h in hosts:
-        routes.extend(r for _, r in sorted(((k, r) for k, r in c.out if r.host == h), key=lambda kr: kr[0]))
-    return Table(tuple(routes), tuple(sorted(c.upstreams.values(), key=lambda u: u.name)), (), "",
-                 tuple(_key(o) for o in inp.routes), wildcard_labels=16, problems=tuple(c.problems))
+    for h in sorted(by_host, key=host_rank):
+        routes.extend(r for _, r in sorted(by_host[h], key=lambda kr: kr[0]))
+    return Table(tuple(routes), tuple(sorted(upstreams.values(), key=lambda u: u.name)), (), "",
+                 tuple(_key(o) for o in inp.routes), wildcard_labels=16, problems=tuple(problems))

@@ -14,6 +14,7 @@ import ctypes
 import os
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from servicenet.common import log
@@ -219,6 +220,19 @@ class HAProxy:
             text = await self._send(self.admin_socket, "; ".join(chunk) + "\n")
             out.append(text)
         return out
+
+    async def apply_runtime(self, ops: list[str], pems: dict[str, bytes], running: dict[str, bytes],
+                            cert_path: Callable[[str], str]) -> None:
+        """Runtime API commands (answers that signal a failure are logged), then each certificate
+        whose contents differ from ``running``: ``set ssl cert`` + commit, and its file for the next
+        start or reload."""
+        for ans in await self.commands(ops):
+            if any(w in ans for w in ("No such", "Unknown", "Require")) or "not found" in ans.lower():
+                _log.warning("runtime command answer", answer=ans.strip()[:300])
+        for name, pem in pems.items():
+            if running.get(name) != pem:
+                await self.set_cert(cert_path(name), pem)
+                self.write_files({f"certs/{name}": pem})
 
     async def set_cert(self, path: str, pem: bytes) -> None:
         """Replace a loaded certificate in place: ``set ssl cert`` + ``commit ssl cert``."""

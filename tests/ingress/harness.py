@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +137,25 @@ async def ingress_stack(tmp: Path, **cfg: Any) -> AsyncIterator[Stack]:
         finally:
             await ctl.stop()
             await client.close()
+
+
+async def servicenet_up(data_dir: Path, http: int, https: int) -> asyncio.subprocess.Process:
+    """``servicenet up`` in loopback mode as a subprocess of this worktree's code (stdout piped for
+    :func:`up_banner`)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "servicenet.cli", "up", "--network", "loopback", "--data-dir", str(data_dir),
+        "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--ingress-http-port", str(http),
+        "--ingress-https-port", str(https), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env=env)
+
+
+async def up_banner(proc: asyncio.subprocess.Process) -> str:
+    """What ``servicenet up`` printed until it serves (its "Point kubectl at it" line)."""
+    assert proc.stdout is not None
+    banner = ""
+    while "Point kubectl at it" not in banner:
+        line = await asyncio.wait_for(proc.stdout.readline(), 90)
+        assert line, "servicenet up exited early"
+        banner += line.decode()
+    return banner

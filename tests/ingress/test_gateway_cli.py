@@ -18,7 +18,7 @@ from .harness import free_port, run, until
 
 
 async def test_servicenet_ingress_with_gateway(tmp_path: Path) -> None:
-    backend, gw_port = free_port(), free_port()
+    backend, gw_port, health = free_port(), free_port(), free_port()
     runner = await serve("app", "127.0.0.1", [backend])
     try:
         async with running_apiserver(tmp_path / "api") as api:
@@ -28,7 +28,7 @@ async def test_servicenet_ingress_with_gateway(tmp_path: Path) -> None:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "servicenet.cli", "ingress", "--kubeconfig", str(api.kubeconfig),
                 "--state-dir", str(tmp_path / "ing"), "--http-port", str(free_port()), "--https-port",
-                str(free_port()), "--health-listen", f"127.0.0.1:{free_port()}", "--gateway",
+                str(free_port()), "--health-listen", f"127.0.0.1:{health}", "--gateway",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
             assert proc.stdout is not None
             try:
@@ -47,6 +47,12 @@ async def test_servicenet_ingress_with_gateway(tmp_path: Path) -> None:
                     _, out, _ = await api.kubectl("get", "gateway", "web")
                     return out if re.search(r"^web\s+servicenet\s+127\.0\.0\.1\s+True\s", out, re.M) else ""
                 await until(programmed, 30, 0.2, what="kubectl get gateway: address and PROGRAMMED True")
+
+
+                async def metrics() -> bool:  # the gateway's per-route metrics on the controller's /metrics
+                    _, out = await run("curl", "-s", f"http://127.0.0.1:{health}/metrics")
+                    return 'servicenet_gateway_requests_total{backend=' in out and 'code="404"' in out
+                await until(metrics, 20, 0.2, what="servicenet_gateway_requests_total on /metrics")
             finally:
                 proc.terminate()
                 assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -141,7 +141,7 @@ async def plan_haproxy(tmp: Path, plan: Plan) -> AsyncIterator[None]:
     files = rg.GwFiles(str(d))
     hp.write_files({f"crt-list-{p}.txt": t for p, t in rg.crt_lists(plan, files).items()})
     hp.write_files({f"certs/{c.name}": c.pem for c in plan.certs})
-    hp.write_files({"mirror.lua": rg.MIRROR_LUA})
+    hp.write_files({"gateway.lua": rg.LUA} | rg.map_files(plan, files))
     await hp.start(rg.render(plan, rd.plan_slots(Table(upstreams=plan.upstreams)), files))
     try:
         yield
@@ -328,3 +328,29 @@ def test_tls_passthrough_by_sni_core() -> None:
     assert passthrough_for(plan, 443, "a.test") == "default/exact"
     assert passthrough_for(plan, 443, "b.x.test") == "default/wild"
     assert passthrough_for(plan, 443, "a.org") is None
+
+
+def test_https_and_tls_passthrough_share_a_port() -> None:
+    """Upstream's GatewayHTTPSAndTLSPassthroughSamePort: an HTTPS listener for *.example.com and a TLS
+    passthrough listener for abc.example.com on one port are both accepted, the SNI picks the most
+    specific; equal hostnames still conflict, and HTTP never shares a port with TLS."""
+    cert = [{"name": "cert-a.test"}]
+    gw = gateway("gw", listener("term", 8884, "HTTPS", "*.example.com", certs=cert),
+                 listener("pass", 8884, "TLS", "abc.example.com", mode="Passthrough"),
+                 listener("same-h", 8885, "HTTPS", "x.test", certs=cert),
+                 listener("same-t", 8885, "TLS", "x.test", mode="Passthrough"),
+                 listener("plain", 8886), listener("tls", 8886, "TLS", "y.test", mode="Passthrough"))
+    routes = [httproute("h", [parent("gw", "term")], hrule(bref("a"))),
+              route("TLSRoute", "t", [parent("gw", "pass")], [{"backendRefs": [bref("b")]}], ["abc.example.com"])]
+    plan = compile_gateways(_inputs([gw], routes, secrets=[_pem("a.test")]))
+    lc = _listener_conds(plan)
+    for n in ("term", "pass"):
+        assert lc[n] == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs"),
+                         "Programmed": ("True", "Programmed"), "Conflicted": ("False", "NoConflicts")}, (n, lc[n])
+    assert lc["same-h"]["Conflicted"] == lc["same-t"]["Conflicted"] == ("True", "HostnameConflict")
+    assert lc["plain"]["Conflicted"] == lc["tls"]["Conflicted"] == ("True", "ProtocolConflict")
+    assert [li["attachedRoutes"] for li in plan.statuses[("gateways", "default", "gw")]["listeners"]][:2] == [1, 1]
+    assert passthrough_for(plan, 8884, "abc.example.com") == "default/t"
+    assert passthrough_for(plan, 8884, "other.example.com") is None  # the HTTPS listener's
+    assert _letter(plan, answer(plan, 8884, "other.example.com", "/", sni="other.example.com")) == "a"
+    assert answer(plan, 8884, "abc.example.com", "/", sni="abc.example.com") is None  # passed through

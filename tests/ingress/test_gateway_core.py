@@ -14,6 +14,7 @@ from servicenet.ingress.gateway_core import RouteInputs, compile_routes
 from servicenet.ingress.match import route_for
 
 from .backends import serve
+from .gwobjects import match
 from .harness import free_port
 from .objects import service, slice_
 from .table_haproxy import table_haproxy
@@ -30,14 +31,7 @@ def ref(name: str, weight: int = 1, ns: str | None = None) -> Obj:
 
 def rule(*refs: Obj, path: tuple[str, str] = ("PathPrefix", "/"), method: str = "",
          headers: dict[str, str] | None = None, query: dict[str, str] | None = None) -> Obj:
-    m: Obj = {"path": {"type": path[0], "value": path[1]}}
-    if method:
-        m["method"] = method
-    if headers:
-        m["headers"] = [{"name": k, "value": v} for k, v in headers.items()]
-    if query:
-        m["queryParams"] = [{"name": k, "value": v} for k, v in query.items()]
-    return {"matches": [m], "backendRefs": list(refs)}
+    return {"matches": [match(path, method, headers, query)], "backendRefs": list(refs)}
 
 
 def httproute(name: str, hostnames: list[str], *rules: Obj, created: str = "2026-01-01T00:00:00Z",

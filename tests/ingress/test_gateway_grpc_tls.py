@@ -15,7 +15,7 @@ from .backends import serve
 from .gw_harness import gateway_stack
 from .gwobjects import bref, conds, gateway, gateway_class, hrule, httproute, listener, parent, route
 from .harness import free_port, run
-from .objects import service, slice_
+from .objects import service, slice_, tls_secret
 from .pki import CA
 
 
@@ -48,6 +48,9 @@ async def test_grpcroute_and_tlsroute_passthrough(tmp_path: Path) -> None:
     servers = [await _grpc_server("ga", ga), await _grpc_server("gb", gb)]
     ca = CA.new()
     crt, key, _ = ca.leaf("pass.test")
+    term_crt, term_key, _ = ca.leaf("term.test")
+    web = free_port()
+    web_runner = await serve("web", "127.0.0.1", [web])
     (tmp_path / "ca.pem").write_bytes(ca.pem)
     (tmp_path / "leaf.pem").write_bytes(crt + key)
     sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -56,12 +59,18 @@ async def test_grpcroute_and_tlsroute_passthrough(tmp_path: Path) -> None:
     http_port, tls_port = free_port(), free_port()
     try:
         async with gateway_stack(tmp_path) as gs:
-            for name, port in (("ga", ga), ("gb", gb), ("secure", tls_port_backend)):
-                await gs.put(service(name, [("grpc" if name != "secure" else "https", 80)]))
-                await gs.put(slice_(name, ["127.0.0.1"], [("grpc" if name != "secure" else "https", port)]))
+            for name, port, proto in (("ga", ga, "grpc"), ("gb", gb, "grpc"), ("secure", tls_port_backend, "https"),
+                                      ("web", web, "http")):
+                await gs.put(service(name, [(proto, 80)]))
+                await gs.put(slice_(name, ["127.0.0.1"], [(proto, port)]))
+            await gs.put(tls_secret("term-cert", term_crt, term_key))
             await gs.put(gateway_class())
+            # HTTPS and TLS passthrough on one port (GatewayHTTPSAndTLSPassthroughSamePort): the SNI
+            # selects the listener, the most specific hostname first
             await gs.put(gateway("gw", listener("http", http_port),
-                                 listener("tls", tls_port, "TLS", mode="Passthrough")))
+                                 listener("tls", tls_port, "TLS", "pass.test", mode="Passthrough"),
+                                 listener("https", tls_port, "HTTPS", "*.test", certs=[{"name": "term-cert"}])))
+            await gs.put(httproute("terminated", [parent("gw", "https")], hrule(bref("web"))))
             await gs.put(route("GRPCRoute", "grpc", [parent("gw", "http")], [
                 _grpc_rule("ga", "pkg.Echo", "Say"),
                 _grpc_rule("gb", "pkg.Echo", "Say", headers={"x-tier": "b"}),
@@ -82,7 +91,11 @@ async def test_grpcroute_and_tlsroute_passthrough(tmp_path: Path) -> None:
             gst = await gs.status("Gateway", "gw", want=lambda s: conds(s).get("Programmed", ("",))[0] == "True")
             lis = {li["name"]: li for li in gst["listeners"]}
             assert lis["tls"]["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]
-            assert (lis["http"]["attachedRoutes"], lis["tls"]["attachedRoutes"]) == (1, 1), lis
+            assert [lis[n]["attachedRoutes"] for n in ("http", "tls", "https")] == [1, 1, 1], lis
+            for n in ("tls", "https"):
+                assert conds(lis[n]) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs"),
+                                         "Programmed": ("True", "Programmed"),
+                                         "Conflicted": ("False", "NoConflicts")}, lis[n]
 
             # GRPCRoute: service/method matching, a header match, a regex, h2c to the backends
             opts = [("grpc.default_authority", "grpc.test")]
@@ -103,10 +116,20 @@ async def test_grpcroute_and_tlsroute_passthrough(tmp_path: Path) -> None:
             body = json.loads(out)
             assert body["name"] == "tls-backend" and body["path"] == "/through", body
             assert "x-forwarded-for" not in body["headers"]  # not terminated: HAProxy never saw HTTP
-            rc, out = await run("curl", "-sS", "-k", "--resolve", f"other.test:{tls_port}:127.0.0.1",
-                                f"https://other.test:{tls_port}/")
-            assert rc != 0, out  # no TLSRoute for this SNI: the connection is closed
+            # the same port, another SNI: the HTTPS listener terminates it (its certificate, X-Forwarded-*)
+            for sni in ("term.test", "other.test"):
+                rc, out = await run("curl", "-sS", "--cacert", str(tmp_path / "ca.pem"), "-k" if sni != "term.test"
+                                    else "--http1.1", "--resolve", f"{sni}:{tls_port}:127.0.0.1",
+                                    f"https://{sni}:{tls_port}/end")
+                assert rc == 0, out
+                body = json.loads(out)
+                assert body["name"] == "web" and body["headers"]["x-forwarded-proto"] == "https", body
+                assert body["headers"]["x-forwarded-for"] == "127.0.0.1", body  # the PROXY header kept the client
+            rc, out = await run("curl", "-sS", "-k", "--resolve", f"other.example:{tls_port}:127.0.0.1",
+                                f"https://other.example:{tls_port}/")
+            assert rc != 0, out  # no listener for this SNI: the connection is closed
     finally:
         for s in servers:
             await s.stop(None)
         await tls_runner.cleanup()
+        await web_runner.cleanup()

@@ -5,34 +5,22 @@ objects applied with kubectl are served on the listener's port, and the controll
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
 from pathlib import Path
 
 from servicenet.testing import kubectl
 
 from .backends import serve
 from .gw_harness import BUNDLE, MANIFEST
-from .harness import free_port, run, until
+from .harness import free_port, run, servicenet_up, until, up_banner
 
 
 async def test_gateway_through_servicenet_up(tmp_path: Path) -> None:
     backend, gw_port = free_port(), free_port()
     runner = await serve("app", "127.0.0.1", [backend])
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "servicenet.cli", "up", "--network", "loopback", "--data-dir", str(tmp_path / "d"),
-        "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--ingress-http-port", str(free_port()),
-        "--ingress-https-port", str(free_port()), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=env)
-    assert proc.stdout is not None
+    proc = await servicenet_up(tmp_path / "d", free_port(), free_port())
     try:
-        banner = ""
-        while "Point kubectl at it" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 90)
-            assert line, "servicenet up exited early"
-            banner += line.decode()
+        banner = await up_banner(proc)
         assert "once the Gateway API CRDs are installed" in banner, banner
         kc = tmp_path / "d" / "kubeconfig"
         await kubectl(kc, "apply", "--server-side", "-f", str(BUNDLE))

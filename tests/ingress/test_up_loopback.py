@@ -4,15 +4,13 @@ own identity (RBAC), on the ports given on the command line, and serves the kube
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 from servicenet.testing import kubectl
 
 from .backends import serve
-from .harness import free_port, until
+from .harness import free_port, servicenet_up, until, up_banner
 from .pki import CA
 from .walkthrough import INGRESS_YAML, backends_yaml, check_walkthrough, secret_yaml
 
@@ -22,19 +20,9 @@ async def test_walkthrough_through_servicenet_up(tmp_path: Path) -> None:
     ui_port, api_port = free_port("127.7.0.57"), free_port("127.7.0.58")
     ui = await serve("ui", "127.7.0.57", [ui_port])
     api = await serve("api", "127.7.0.58", [api_port])
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "servicenet.cli", "up", "--network", "loopback", "--data-dir", str(tmp_path / "d"),
-        "--api-listen", "127.0.0.1:0", "--dns-listen", "127.0.0.1:0", "--ingress-http-port", str(http),
-        "--ingress-https-port", str(https), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env=env)
-    assert proc.stdout is not None
+    proc = await servicenet_up(tmp_path / "d", http, https)
     try:
-        banner = ""
-        while "Point kubectl at it" not in banner:
-            line = await asyncio.wait_for(proc.stdout.readline(), 90)
-            assert line, "servicenet up exited early"
-            banner += line.decode()
+        banner = await up_banner(proc)
         assert f"127.0.0.1:{https}" in banner, banner
         kc = tmp_path / "d" / "kubeconfig"
         ca = CA.new()
