@@ -114,6 +114,7 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
                                                                      else "") for x in sides]
         print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{res['ratio']:>7.2f}x   "
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"{'  wrk CPU (of one core)':<26}{res['servicenet']['wrk_cpu']:>22.2f}{res['nginx']['wrk_cpu']:>22.2f}")
         print(f"{'  CPU per request':<26}{res['servicenet']['cpu_us_per_req']:>19.1f} us"
               f"{res['nginx']['cpu_us_per_req']:>19.1f} us{cpu_ratios[len(cpu_ratios) // 2]:>7.2f}x   "
               f"(nginx / servicenet; rounds {', '.join(f'{r:.2f}' for r in cpu_ratios)}; "

@@ -23,7 +23,7 @@ from servicenet.client import object_key as _obj_key
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.common.health import HealthServer
-from servicenet.ingress import maps
+from servicenet.ingress import incremental, maps
 from servicenet.ingress import render as rd
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
@@ -115,6 +115,8 @@ class IngressController:
         self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
         self._full = True  # something other than EndpointSlice contents changed
         self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
+        self._dirty_ingresses: set[str] = set()  # Ingresses whose spec or annotations changed
+        self._inc: incremental.State | None = None  # for patching the table (None: rebuilt on demand)
         self._report_task: asyncio.Task[None] | None = None
         self._report_again = False
 
@@ -198,6 +200,8 @@ class IngressController:
                 md.get("annotations") and meta_of(old).get("deletionTimestamp") ==
                 md.get("deletionTimestamp")):
             pass  # a status-only change (ours): nothing to route differently
+        elif kind == "Ingress":
+            self._dirty_ingresses.add(f"{md.get('namespace', '')}/{md.get('name', '')}")
         else:
             self._full = True
         self._dirty.set()
@@ -232,6 +236,7 @@ class IngressController:
             self._route_names = {rid: f"{r.source} {r.host or '*'}{r.path}"
                                  for rid, r in zip(rd.route_ids(table), table.routes, strict=True)}
         self.table, self.slots, self.files, self.maps = table, slots, files, m
+        self._inc = None
         self._good_rv = {k: self._rv(k) for k in table.ingresses}
         self.structure = structure
         self.cert_pems = {c.name: c.pem for c in table.certs}
@@ -311,13 +316,57 @@ class IngressController:
         self.m_syncs.labels("runtime" if ops else "noop").inc()
         return True
 
+    async def _ingresses_only(self, keys: set[str]) -> bool:
+        """Only Ingresses changed: patch the table and the map entries (``incremental``) and apply
+        them through the runtime API. False when that does not apply (the caller compiles in full)."""
+        assert self.haproxy is not None
+        if keys & set(self._quarantine):
+            return False
+        inp = self._inputs()
+        if self._inc is None:
+            self._inc = incremental.state_of(self.table, inp, self._good_rv)
+            if self._inc is None:
+                return False
+        self._inc.table = self.table  # the same routes, endpoints maybe refreshed since
+        before = {h: self._inc.per_host[h] for h in self._inc.per_host}
+        changed = {k: self.ingresses.get(*k.split("/", 1)) for k in keys}
+        p = incremental.patch(self._inc, inp, changed)
+        delta = incremental.map_delta(self._inc, before, p, self.table.default_upstream) if p else None
+        if p is None or delta is None:
+            self._inc = None
+            return False
+        ops = maps.ops(*delta, self.files.map_paths())
+        for ans in await self.haproxy.commands(ops):
+            if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
+                _log.warning("runtime command answer", answer=ans.strip()[:300])
+        self.maps = incremental.apply_delta(self.maps, *delta)
+        self.table = p.table
+        for r in p.removed:
+            self._route_names.pop(maps.route_id(r), None)
+        for r in p.added:
+            self._route_names[maps.route_id(r)] = f"{r.source} {r.host or '*'}{r.path}"
+        self.access.forget_routes()
+        for k, obj in changed.items():
+            if k in self._inc.frags and obj is not None:
+                self._good_rv[k] = str(meta_of(obj).get("resourceVersion", ""))
+            else:
+                self._good_rv.pop(k, None)
+        self.m_syncs.labels("runtime" if ops else "noop").inc()
+        return True
+
     async def sync(self) -> None:
         assert self.haproxy is not None
-        full, changed = self._full, self._dirty_services
-        self._full, self._dirty_services = False, set()
+        full, changed, ings = self._full, self._dirty_services, self._dirty_ingresses
+        self._full, self._dirty_services, self._dirty_ingresses = False, set(), set()
         if not full:
-            if not changed or await self._endpoints_only(changed):
+            if changed and not await self._endpoints_only(changed):
+                full = True
+            elif ings and not await self._ingresses_only(ings):
+                full = True
+            if not full:
                 self.synced_generation += 1
+                if ings:
+                    self._report()
                 return
         for k, rv in list(self._quarantine.items()):
             if self._rv(k) != rv:  # changed (or deleted): try it again

@@ -14,12 +14,17 @@ import ctypes
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 from servicenet.common import log
 from servicenet.common.component import bounded
 
 _log = log.get("ingress.haproxy")
+
+
+CHUNK = 100  # commands per line on the admin connection (each under 100 bytes: well inside a 16 kB buffer)
+CLI_IDLE = 60.0  # seconds: reopen the admin connection after this long unused ("stats timeout 2m")
 
 
 class HAProxyError(RuntimeError):
@@ -53,6 +58,10 @@ class HAProxy:
         self.master_socket = self.dir / "master.sock"
         self.admin_socket = self.dir / "admin.sock"
         self._lock = asyncio.Lock()
+        # one admin connection kept open in prompt mode for change batches (no connect/accept per
+        # batch); it belongs to one worker, so it is dropped before a reload and when idle
+        self._cli: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._cli_used = 0.0
 
     def _argv(self, *args: str) -> list[str]:
         base = [self.binary, *args]
@@ -146,6 +155,7 @@ class HAProxy:
                 return err
             prev = self.cfg.read_text() if self.cfg.exists() else ""
             old_pid = await self.worker_pid()
+            self._drop_cli()
             _write(self.cfg, cfg_text)
             await self._master("reload")
             try:
@@ -166,6 +176,7 @@ class HAProxy:
         raise HAProxyError(f"no master line in show proc: {out[:300]}")
 
     async def stop(self) -> None:
+        self._drop_cli()
         proc, self.proc = self.proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -210,15 +221,44 @@ class HAProxy:
         return await self._send(self.admin_socket, line + "\n")
 
     async def commands(self, lines: list[str]) -> list[str]:
-        """Several commands in one connection (``;``-separated, answers split on blank lines)."""
+        """Several commands (``;``-separated, in chunks) on the kept-open admin connection; the
+        answers of each chunk."""
         if not lines:
             return []
         out: list[str] = []
-        for i in range(0, len(lines), 200):
-            chunk = lines[i:i + 200]
-            text = await self._send(self.admin_socket, "; ".join(chunk) + "\n")
-            out.append(text)
+        async with self._lock:
+            for i in range(0, len(lines), CHUNK):
+                out.append(await self._prompt(lines[i:i + CHUNK]))
         return out
+
+    async def _prompt(self, cmds: list[str], timeout: float = 10.0) -> str:
+        """Commands as one line on the kept-open connection, opened in ``prompt`` mode: each
+        command's answer ends with a ``> `` prompt."""
+        if self._cli is not None and (self._cli[1].is_closing() or time.monotonic() - self._cli_used > CLI_IDLE):
+            self._drop_cli()  # the worker closes idle CLI sessions ("stats timeout"): never race it
+        if self._cli is None:
+            r, w = await bounded(asyncio.open_unix_connection(str(self.admin_socket), limit=1 << 24), timeout)
+            self._cli = (r, w)
+            w.write(b"prompt\n")
+            await bounded(r.readuntil(b"\n> "), timeout)
+        r, w = self._cli
+        try:
+            w.write("; ".join(cmds).encode() + b"\n")
+            await w.drain()
+
+            async def answers() -> list[bytes]:
+                return [(await r.readuntil(b"\n> "))[:-2] for _ in cmds]
+            out = await bounded(answers(), timeout)
+        except BaseException:
+            self._drop_cli()  # a half-read answer must not be taken for the next command's
+            raise
+        self._cli_used = time.monotonic()
+        return b"".join(out).decode(errors="replace")
+
+    def _drop_cli(self) -> None:
+        if self._cli is not None:
+            self._cli[1].close()
+            self._cli = None
 
     async def set_cert(self, path: str, pem: bytes) -> None:
         """Replace a loaded certificate in place: ``set ssl cert`` + ``commit ssl cert``."""

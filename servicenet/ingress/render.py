@@ -18,7 +18,7 @@ from servicenet.ingress.model import EXACT, PREFIX, REGEX, Route, Table, Upstrea
 Slots = dict[str, tuple[tuple[str, int] | None, ...]]  # backend -> slot contents
 
 # The JSON access-log line (documented in docs/ingress.md). The metric fields lead in a fixed order
-# (accesslog.parse_head reads them without a JSON parser; none of them can hold a comma or a quote).
+# (accesslog reads them with one regular expression per batch; none of them can hold a comma or a quote).
 LOG_FORMAT = (
     '{"route":"%[var(txn.r)]","backend":"%b","status":%ST,"t_total_ms":%Ta,"bytes_out":%B,'
     '"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
@@ -278,9 +278,11 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         out.append(f"    http-request set-var(txn.r) str({ids[i]}) if {' || '.join(alts)}")
     https_port = "" if listen.https_port == 443 else f":{listen.https_port}"
     out += [
+        # cheapest test first: HTTPS requests never look the redirect map up, bodiless ones the limits
         f"    http-request redirect location https://%[var(txn.host)]{https_port}%[url] code 308 "
-        f"if {{ var(txn.r),map_str({files.map('redirect')}) -m found }} !{{ ssl_fc }}",
-        f"    http-request set-var(txn.bl) var(txn.r),map_str_int({files.map('body')})",
+        f"if !{{ ssl_fc }} {{ var(txn.r),map_str({files.map('redirect')}) -m found }}",
+        f"    http-request set-var(txn.bl) var(txn.r),map_str_int({files.map('body')}) "
+        "if { req.hdr(content-length) -m found }",
         "    http-request deny deny_status 413 if { var(txn.bl) -m found } "
         "{ req.hdr_val(content-length),sub(txn.bl) -m int gt 0 }",
     ]
@@ -302,7 +304,8 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
     out.append("    http-request deny deny_status 413 if !{ var(txn.r) -m found } "
                "{ req.hdr_val(content-length) gt 1048576 }")
     out += _filter_rules(table, listen, ids)
-    out.append("    http-request set-var(txn.rr) var(txn.r) if { var(txn.r) -m found }")
+    if any(r.resp_headers for r in table.routes):  # response filters read the route the request took
+        out.append("    http-request set-var(txn.rr) var(txn.r) if { var(txn.r) -m found }")
     for i, r in enumerate(table.routes):
         rid = f"{{ var(txn.r) -m str {ids[i]} }}"
         for c in r.canaries:
@@ -330,8 +333,7 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
                 lo += w
     out += [
         "    http-request set-header X-Real-IP %[src]",
-        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
-        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
+        "    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    http-request set-header X-Forwarded-Port %[dst_port]",
         f"    use_backend %[var(txn.r),map_str({files.routes_map})] if {{ var(txn.r) -m found }}",
