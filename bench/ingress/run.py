@@ -20,6 +20,8 @@ import cProfile
 import json
 import os
 import pstats
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +72,7 @@ def _bbs() -> dict[str, Any]:
 
 
 async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int], duration: float,
-                    rounds: int, only: list[str] | None = None) -> dict[str, Any]:
+                    rounds: int, only: list[str] | None = None, perf_dir: str = "") -> dict[str, Any]:
     """Each case ``rounds`` times, the two sides interleaved (A B, then B A, ...) so that the other
     load on the machine falls on both; the ratio of each round, and their median."""
     assert ctl.haproxy is not None and ctl.haproxy.proc is not None
@@ -93,7 +95,16 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
                 p, s = sides[side]
                 pids = ha_pids if side == "servicenet" else nginx.pids()
                 c0, py0 = cpu_seconds(pids), time.process_time()
+                rec = None
+                if perf_dir:  # a profile of the proxy's processes while wrk runs (perf report -i ...)
+                    out_file = f"{perf_dir}/{side}-{name.replace(' ', '_')}-{k}.data"
+                    rec = subprocess.Popen(["perf", "record", "-q", "-F", "1999", *os.environ.get("BENCH_PERF_OPTS", "-g").split(), "-o", out_file,
+                                            "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
                 res[side] = await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, duration, *headers)
+                if rec is not None:
+                    rec.send_signal(signal.SIGINT)
+                    await asyncio.to_thread(rec.wait, 30)
                 # CPU per request: the proxy's processes, and for servicenet also this process's share
                 # (the controller turning access-log lines into metrics; wrk runs in another process)
                 py = time.process_time() - py0 if side == "servicenet" else 0.0
@@ -337,7 +348,8 @@ async def main(args: argparse.Namespace) -> None:
                     await asyncio.sleep(0.05)
                 await ctl.wait_applied(30)
                 if not args.skip_data:
-                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds, args.case)
+                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds, args.case,
+                                                      args.perf)
                 if not args.skip_scale:
                     results["scale"] = await scale(api, ctl, ports, args.ingresses, args.endpoints, args.samples)
             finally:
@@ -365,5 +377,6 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=2, help="nginx worker_processes = HAProxy nbthread")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per data-path case")
     p.add_argument("--haproxy-global", action="append", default=[], help="an extra HAProxy global line")
+    p.add_argument("--perf", default="", help="a directory: record a perf profile of each proxy during each run")
     p.add_argument("--nginx-no-log", action="store_true", help="nginx without its access log")
     asyncio.run(main(p.parse_args()))

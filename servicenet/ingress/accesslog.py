@@ -1,13 +1,14 @@
-"""The access log: HAProxy writes one JSON line per request into a ring buffer whose forwarder streams
-them, in batches, to a unix socket this listens on; this keeps them (optionally in a file) and turns
-them into per-route and per-backend Prometheus metrics.
+"""The access log: HAProxy writes one JSON line per request to a pipe; this reads it in batches, keeps
+the lines (optionally in a file) and turns them into per-route and per-backend Prometheus metrics.
 
-The hot path is the data plane's: a ring write is a memory copy (no system call per request), and the
-forwarder sends many lines per write. Here each batch is one ``recv``; the metric fields lead every
-line in a fixed order (see ``render.LOG_FORMAT``), so one regular-expression pass over the batch (in
-C) pulls them out, a ``Counter`` folds identical heads (most small responses share route, backend,
-status, duration and size), and only the distinct heads reach Python-level arithmetic in
-:class:`_Stats`, exposed through a custom collector. Every line is counted: nothing is sampled.
+The hot path is the data plane's: each worker thread writes its line to stdout, a non-blocking pipe
+(one ``writev`` per request, as nginx writes its access log; no lock shared with a forwarder task;
+a full pipe drops the line rather than block). The controller wakes every 20 ms and reads whatever
+the pipe holds in one or a few ``read`` calls. The metric fields lead every line in a fixed order
+(see ``render.LOG_FORMAT``): per line there is only C-level work (split, partition at the first
+other field, a ``Counter`` folding identical heads — most small responses share route, backend,
+status, duration and size), and only the distinct heads are parsed and added up in :class:`_Stats`,
+exposed through a custom collector. Every line is counted: nothing is sampled.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,9 +31,10 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BUCKETS_MS = tuple(b * 1000 for b in BUCKETS)
 PREFIX = '{"route":"'  # every line starts with the metric fields: route, backend, status, t_total_ms, bytes_out
-# the head of every line of a batch, in one pass (route, backend, status, t_total_ms, bytes_out)
-_HEADS = re.compile(rb'^\{"route":"([^",\n]*)","backend":"([^",\n]*)","status":(-?\d+),'
-                    rb'"t_total_ms":(-?\d+),"bytes_out":(-?\d+),', re.M)
+# a line's head (the metric fields) ends where its first non-metric field starts
+_HEAD_END = b',"time":'
+_HEAD = re.compile(rb'\{"route":"([^",]*)","backend":"([^",]*)","status":(-?\d+),"t_total_ms":(-?\d+),"bytes_out":(-?\d+)$')
+_first = itemgetter(0)
 
 
 class _Stats:
@@ -89,13 +93,16 @@ class _Collector:
 
 
 class AccessLog:
-    def __init__(self, path: Path, registry: prometheus_client.CollectorRegistry,
-                 route_name: Callable[[str], str], file: Path | None = None) -> None:
-        self.path = path
+    """Reads the data plane's log pipe every ``period`` seconds (one wake-up per batch however many
+    requests it holds; the pipe buffers 1 MB meanwhile) into metrics and, optionally, a file."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry, route_name: Callable[[str], str],
+                 file: Path | None = None, period: float = 0.02) -> None:
         self.route_name = route_name
         self.file_path = file
+        self.period = period
         self._file: IO[str] | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._task: asyncio.Task[None] | None = None
         self.stats = _Stats()
         registry.register(_Collector(self.stats, self._name))
         self.lines = 0
@@ -111,54 +118,65 @@ class AccessLog:
         """Route ids change with the table: resolve them again (counts stay with their ids)."""
         self._names.clear()
 
-    async def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        self._server = await asyncio.start_unix_server(self._conn, str(self.path), limit=1 << 20)
-        os.chmod(self.path, 0o600)
+    async def start(self, fd: int) -> None:
+        """Read the non-blocking pipe ``fd`` (the caller owns and closes it)."""
         if self.file_path is not None:
-            fd = os.open(self.file_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._file = os.fdopen(fd, "a", buffering=1 << 16)
+            f = os.open(self.file_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._file = os.fdopen(f, "a", buffering=1 << 16)
+        self._task = asyncio.get_running_loop().create_task(self._poll(fd), name="ingress-access-log")
 
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One forwarder connection (a worker's ring; a reload brings a new one): newline-ended lines."""
+    async def _poll(self, fd: int) -> None:
         rest = b""
-        try:
-            while data := await reader.read(1 << 18):
-                end = data.rfind(b"\n") + 1
-                if not end:
-                    rest += data
-                    continue
-                self.handle(rest + data[:end])
-                rest = data[end:]
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
+        eof = False
+        while not eof:
+            await asyncio.sleep(self.period)
+            chunks = [rest]
+            while True:
+                try:
+                    data = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    break
+                except OSError:  # closed under us (the data plane stopped)
+                    data = b""
+                if not data:
+                    eof = True
+                    break
+                chunks.append(data)
+            if len(chunks) > 1:
+                buf = b"".join(chunks)
+                end = buf.rfind(b"\n") + 1
+                self.handle(buf[:end])
+                rest = buf[end:]
 
     def handle(self, data: bytes) -> None:
-        """Whole lines (a batch from the forwarder): count every one, keep them in the file if any."""
-        heads = _HEADS.findall(data)
-        if not heads:
-            return
+        """Whole lines (a batch from the pipe): count every one, keep them in the file if any. Per
+        line, only C-level work (split, partition, hashing into a Counter); Python-level parsing
+        runs once per distinct head."""
+        heads = Counter(map(_first, map(bytes.partition, data.split(b"\n"), repeat(_HEAD_END))))
         add = self.stats.add
-        for (route, backend, status, ta, b), n in Counter(heads).items():
-            add(route.decode(errors="replace"), backend.decode(errors="replace"), status.decode(), int(ta), int(b), n)
-        self.lines += len(heads)
+        n = 0
+        for head, k in heads.items():
+            m = _HEAD.match(head)
+            if m is None:
+                continue  # not an access-log line (or the empty tail after the last newline)
+            route, backend, status, ta, b = m.groups()
+            add(route.decode(errors="replace"), backend.decode(errors="replace"), status.decode(), int(ta), int(b), k)
+            n += k
+        self.lines += n
         f = self._file
-        if f is not None:
-            if len(heads) == data.count(b"\n"):
+        if f is not None and n:
+            if n == data.count(b"\n"):
                 f.write(data.decode(errors="replace"))
             else:  # only the access-log lines
                 f.writelines(ln + "\n" for ln in data.decode(errors="replace").splitlines() if ln.startswith(PREFIX))
             f.flush()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -106,8 +106,7 @@ class IngressController:
                                                           "Change to data plane applied", registry=self.registry)
         self.m_rejected = prometheus_client.Counter("servicenet_ingress_rejected_configs",
                                                     "Configurations haproxy refused", registry=self.registry)
-        self.access = AccessLog(Path(config.state_dir) / "log.sock", self.registry, self._route_name,
-                                config.access_log_file)
+        self.access = AccessLog(self.registry, self._route_name, config.access_log_file)
         self.synced_generation = 0  # bumps after every applied sync (tests wait on it)
         self.last_error = ""
         self._syncing = False
@@ -137,17 +136,15 @@ class IngressController:
                                   if a.get("type") == "InternalIP")
         self.listen = rd.Listen(addresses or ("127.0.0.1",), self.cfg.http_port, self.cfg.https_port)
         d = Path(self.cfg.state_dir)
-        self.haproxy = HAProxy(d, netns=netns)
+        self.haproxy = HAProxy(d, netns=netns, log_pipe=self.cfg.access_log)
         self.haproxy.prepare()
         default = d / "certs" / "default.pem"
         if not default.exists():
             rd_bytes = self_signed()
             default.write_bytes(rd_bytes)
             default.chmod(0o600)
-        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "",
+        self.files = rd.Files(str(d), log_socket="stdout" if self.cfg.access_log else "",
                               extra_global=self.cfg.haproxy_global)
-        if self.cfg.access_log:
-            await self.access.start()
         self.health.add_health_check("haproxy", lambda: (self.haproxy is not None and self.haproxy.running,
                                                           "haproxy is not running"))
         self.health.add_ready_check("synced", lambda: (self.synced_generation > 0, "no sync yet"))
@@ -158,6 +155,8 @@ class IngressController:
             cfg_text = isolated[1] if isolated else self._prepare(self._compile({_obj_key(i) for i in
                                                                                 self.ingresses.list()}))
         await self.haproxy.start(cfg_text)
+        if self.haproxy.log_fd is not None:
+            await self.access.start(self.haproxy.log_fd)
         self._commit()
         self.synced_generation = 1
         await self._after_apply()
@@ -168,9 +167,9 @@ class IngressController:
         self._task = None
         await cancel_and_wait(self._report_task)
         await self.factory.stop()
+        await self.access.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
-        await self.access.stop()
         await self.health.stop()
 
     def describe(self) -> dict[str, str]:

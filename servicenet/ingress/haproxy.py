@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from servicenet.common.component import bounded
 _log = log.get("ingress.haproxy")
 
 
+LOG_PIPE_SIZE = 1 << 20  # bytes the access-log pipe holds (Linux's default pipe-max-size)
 CHUNK = 100  # commands per line on the admin connection (each under 100 bytes: well inside a 16 kB buffer)
 CLI_IDLE = 60.0  # seconds: reopen the admin connection after this long unused ("stats timeout 2m")
 
@@ -48,8 +50,11 @@ def _write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
 
 
 class HAProxy:
-    def __init__(self, state_dir: Path, netns: str | None = None, binary: str = "haproxy") -> None:
+    def __init__(self, state_dir: Path, netns: str | None = None, binary: str = "haproxy",
+                 log_pipe: bool = False) -> None:
         self.dir = Path(state_dir)
+        self.log_pipe = log_pipe
+        self.log_fd: int | None = None  # read end of the workers' stdout (``log stdout``) when log_pipe
         self.netns = netns
         self.binary = binary
         self.proc: asyncio.subprocess.Process | None = None
@@ -106,10 +111,18 @@ class HAProxy:
         for s in (self.master_socket, self.admin_socket):
             with contextlib.suppress(FileNotFoundError):
                 s.unlink()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self._argv("-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.cfg)),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-            preexec_fn=_die_with_parent)
+        out: int = asyncio.subprocess.DEVNULL
+        if self.log_pipe:  # the access log: each worker writes its lines to stdout, a pipe read here
+            self.log_fd, out = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # never blocks a worker: a full
+            with contextlib.suppress(OSError):                             # pipe drops the line
+                fcntl.fcntl(self.log_fd, fcntl.F_SETPIPE_SZ, LOG_PIPE_SIZE)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self._argv("-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.cfg)),
+                stdout=out, stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            if self.log_pipe:
+                os.close(out)
         try:
             await bounded(self._wait_worker(None), 20)
         except TimeoutError:
@@ -188,6 +201,9 @@ class HAProxy:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+        if self.log_fd is not None:
+            os.close(self.log_fd)
+            self.log_fd = None
 
     @property
     def running(self) -> bool:

@@ -40,7 +40,7 @@ class Files:
     """Where the shell keeps the data plane's files (paths written into the configuration)."""
 
     dir: str
-    log_socket: str = ""
+    log_socket: str = ""  # non-empty: log each request (to stdout, see haproxy.HAProxy.log_pipe)
     gen: str = ""  # suffix of the map and crt-list files (content-addressed by the shell)
     extra_global: tuple[str, ...] = field(default=())
 
@@ -223,12 +223,9 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    tune.ssl.default-dh-param 2048",
         "    tune.bufsize 32768",
     ]
-    if files.log_socket:  # a ring: a memory copy per request; its forwarder streams batches to the controller
-        out.append("    log ring@acclog len 4096 format raw local0 info")
+    if files.log_socket:  # one write per request to stdout, a pipe the controller reads in batches
+        out.append("    log stdout len 4096 format raw local0 info")
     out += [f"    {x}" for x in files.extra_global]
-    if files.log_socket:
-        out += ["", "ring acclog", "    format raw", "    maxlen 4096", "    size 8388608",
-                "    timeout connect 5s", "    timeout server 24h", f"    server controller unix@{files.log_socket}"]
     out += [
         "", "defaults",
         "    mode http",
