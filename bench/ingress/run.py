@@ -94,7 +94,7 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
             for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
                 p, s = sides[side]
                 pids = ha_pids if side == "servicenet" else nginx.pids()
-                c0, py0 = cpu_seconds(pids), time.process_time()
+                c0, py0, log0 = cpu_seconds(pids), time.process_time(), ctl.access.cpu_seconds
                 rec = None
                 if perf_dir:  # a profile of the proxy's processes while wrk runs (perf report -i ...)
                     out_file = f"{perf_dir}/{side}-{name.replace(' ', '_')}-{k}.data"
@@ -112,6 +112,7 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
                 n = res[side]["rps"] * duration
                 res[side]["cpu_us_per_req"] = 1e6 * cpu / max(n, 1)
                 res[side]["python_us_per_req"] = 1e6 * py / max(n, 1)
+                res[side]["log_us_per_req"] = 1e6 * (ctl.access.cpu_seconds - log0) / max(n, 1)
             res["ratio"] = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
             res["cpu_ratio"] = res["nginx"]["cpu_us_per_req"] / max(res["servicenet"]["cpu_us_per_req"], 1e-9)
             runs.append(res)
@@ -129,7 +130,8 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
         print(f"{'  CPU per request':<26}{res['servicenet']['cpu_us_per_req']:>19.1f} us"
               f"{res['nginx']['cpu_us_per_req']:>19.1f} us{cpu_ratios[len(cpu_ratios) // 2]:>7.2f}x   "
               f"(nginx / servicenet; rounds {', '.join(f'{r:.2f}' for r in cpu_ratios)}; "
-              f"of servicenet's, the controller's Python {res['servicenet']['python_us_per_req']:.1f} us)")
+              f"of servicenet's, the controller's Python {res['servicenet']['python_us_per_req']:.1f} us, "
+              f"its access-log reader {res['servicenet']['log_us_per_req']:.1f} us)")
     ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out["memory_mb"] = {"haproxy": rss_mb(ha_pids), "nginx": rss_mb(nginx.pids()),
                         "controller+apiserver python": rss_mb([os.getpid()])}

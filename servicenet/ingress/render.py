@@ -235,7 +235,12 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    option http-keep-alive",
         "    option idle-close-on-response",  # on reload, close idle client connections only after a response
         "    option forwardfor",
-        "    http-reuse aggressive",  # like nginx's keepalive upstreams: a client's first request may reuse one
+        # like nginx's keepalive upstreams: any request may take any idle backend connection (with
+        # "aggressive" a client's first request only takes one already reused, which traffic of
+        # one request per client connection never produces: every such request connected anew)
+        "    http-reuse always",
+        # a reused connection the server closed meanwhile: retry safe methods once more elsewhere
+        "    retry-on conn-failure empty-response",  # (the frontend keeps other methods out of it)
         "    option redispatch",  # a failed connection is retried on another server
         "    retries 2",
         "    timeout connect 5s",
@@ -333,6 +338,10 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    http-request set-header X-Forwarded-Port %[dst_port]",
+        # Connection is hop-by-hop: a client's "close" must not close the kept-alive backend
+        # connection (HAProxy would forward it and then close); an upgrade passes (websockets)
+        "    http-request del-header Connection if !{ req.hdr(upgrade) -m found }",
+        "    http-request disable-l7-retry if !METH_GET !METH_OPTIONS",
         f"    use_backend %[var(txn.r),map_str({files.routes_map})] if {{ var(txn.r) -m found }}",
         f"    default_backend {table.default_upstream or NOT_FOUND}",
         "",
