@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -232,6 +233,10 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
     parts: list[tuple[float, float, float]] = []
     route_ms: list[float] = []
     ep_ms: list[float] = []
+    def syncs() -> dict[str, float]:
+        return {h: ctl.registry.get_sample_value("servicenet_ingress_syncs_total", {"how": h}) or 0.0
+                for h in ("patch", "runtime", "reload", "noop")}
+    syncs0, gc0 = syncs(), [g["collections"] for g in gc.get_stats()]
     async with aiohttp.ClientSession() as sess:
         for k in range(samples):
             body = ingress(f"new{k}", [rule(f"new{k}.bench", path("/", "ui", 8001))],
@@ -244,6 +249,9 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
             if f"new{k}" in seen and f"new{k}" in applied:
                 parts.append((1000 * (seen[f"new{k}"] - t0), 1000 * (applied[f"new{k}"] - seen[f"new{k}"]),
                               route_ms[-1]))
+        how = {h: int(v - syncs0[h]) for h, v in syncs().items()}
+        gcs = [g["collections"] - c for g, c in zip(gc.get_stats(), gc0, strict=True)]
+        print(f"  during the {samples} new routes: syncs by kind {how}; garbage collections by generation {gcs}")
         reload_ms: list[float] = []
         for k in range(max(2, samples // 5)):  # a new Service too: a new backend, which is structural
             await c.create("v1", "services", "default", service(f"newsvc{k}", [("http", 80)]))
@@ -311,6 +319,7 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
 
 
 async def main(args: argparse.Namespace) -> None:
+    load0 = os.getloadavg()
     d = Path(tempfile.mkdtemp(prefix="sn-bench-ingress-"))
     ports = {k: free_port() for k in ("b1", "b2", "nx_http", "nx_https")}
     write_1m(d)
@@ -360,10 +369,12 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         proxy.stop()
         backend.stop()
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "ingress.json").write_text(json.dumps(results, indent=1))
-    print(f"\nresults: {out / 'ingress.json'}")
+    results["machine"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+                          "load_avg_at_start": load0, "load_avg_at_end": os.getloadavg()}
+    out = ROOT / "bench" / "results" / args.out
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nresults: {out} (load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
 
 
 if __name__ == "__main__":
@@ -379,6 +390,7 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=2, help="nginx worker_processes = HAProxy nbthread")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per data-path case")
     p.add_argument("--haproxy-global", action="append", default=[], help="an extra HAProxy global line")
+    p.add_argument("--out", default="ingress.json", help="file name under bench/results/")
     p.add_argument("--perf", default="", help="a directory: record a perf profile of each proxy during each run")
     p.add_argument("--nginx-no-log", action="store_true", help="nginx without its access log")
     asyncio.run(main(p.parse_args()))

@@ -98,6 +98,7 @@ class IngressController:
         self._task: asyncio.Task[None] | None = None
         self._events_sent: set[tuple[str, ...]] = set()
         self._status_set: dict[str, Any] = {}
+        self._status_todo: set[str] | None = None  # Ingresses whose status to check (None: all)
         self.registry = prometheus_client.CollectorRegistry()
         self.health = HealthServer(*config.health, registry=self.registry)
         self.m_syncs = prometheus_client.Counter("servicenet_ingress_syncs", "Syncs by how they were applied",
@@ -236,6 +237,7 @@ class IngressController:
                                  for rid, r in zip(rd.route_ids(table), table.routes, strict=True)}
         self.table, self.slots, self.files, self.maps = table, slots, files, m
         self._inc = None
+        self._status_todo = None
         self._good_rv = {k: self._rv(k) for k in table.ingresses}
         self.structure = structure
         self.cert_pems = {c.name: c.pem for c in table.certs}
@@ -345,12 +347,14 @@ class IngressController:
         for r in p.added:
             self._route_names[maps.route_id(r)] = f"{r.source} {r.host or '*'}{r.path}"
         self.access.forget_routes()
+        if self._status_todo is not None:
+            self._status_todo |= keys
         for k, obj in changed.items():
             if k in self._inc.frags and obj is not None:
                 self._good_rv[k] = str(meta_of(obj).get("resourceVersion", ""))
             else:
                 self._good_rv.pop(k, None)
-        self.m_syncs.labels("runtime" if ops else "noop").inc()
+        self.m_syncs.labels("patch" if ops else "noop").inc()
         return True
 
     async def sync(self) -> None:
@@ -364,7 +368,7 @@ class IngressController:
                 full = True
             if not full:
                 self.synced_generation += 1
-                if ings:
+                if ings or self._status_todo:
                     self._report()
                 return
         for k, rv in list(self._quarantine.items()):
@@ -440,7 +444,8 @@ class IngressController:
     async def _statuses(self) -> None:
         want = desired_status(self.listen.addresses, self.listen.http_port, self.listen.https_port)
         served = set(self.table.ingresses)
-        for key in served | set(self._status_set):
+        todo, self._status_todo = self._status_todo, set()
+        for key in (served | set(self._status_set)) if todo is None else todo:
             ns, _, name = key.partition("/")
             target = want if key in served else {}
             ing = self.ingresses.get(ns, name)
@@ -459,7 +464,9 @@ class IngressController:
             try:
                 await self.client.update_status(NET, "ingresses", ns, name, body)
             except ApiError as exc:
-                if exc.status == 409:
+                if exc.status == 409:  # written meanwhile: again once the informer has the new version
+                    if self._status_todo is not None:
+                        self._status_todo.add(key)
                     self._dirty.set()
                 elif exc.status != 404:
                     _log.warning("status update failed", ingress=key, error=str(exc))
