@@ -24,7 +24,7 @@ http {{
     server {{
         listen {port} reuseport; listen {port2};
         location = /1m {{ root {d}/www; }}
-        location / {{ default_type text/plain; return 200 "port $server_port\\n"; }}
+        location / {{ default_type text/plain; return 200 "port $server_port $server_addr\\n"; }}
     }}
 }}
 """
