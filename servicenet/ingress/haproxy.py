@@ -254,9 +254,13 @@ class HAProxy:
             self._drop_cli()  # the worker closes idle CLI sessions ("stats timeout"): never race it
         if self._cli is None:
             r, w = await bounded(asyncio.open_unix_connection(str(self.admin_socket), limit=1 << 24), timeout)
+            try:
+                w.write(b"prompt\n")
+                await bounded(r.readuntil(b"\n> "), timeout)
+            except BaseException:
+                w.close()
+                raise
             self._cli = (r, w)
-            w.write(b"prompt\n")
-            await bounded(r.readuntil(b"\n> "), timeout)
         r, w = self._cli
         try:
             w.write("; ".join(cmds).encode() + b"\n")
