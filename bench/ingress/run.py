@@ -226,7 +226,7 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
             finally:
                 phases.setdefault(name, []).append(1000 * (time.perf_counter() - t))
         setattr(obj, name, awrap if asyncio.iscoroutinefunction(fn) else wrap)
-    for name in ("_compile", "_retain", "_commit", "_after_apply"):
+    for name in ("_compile", "_retain", "_commit", "_after_apply", "_ingresses_only", "_endpoints_only"):
         timed(ctl, name)
     assert ctl.haproxy is not None
     timed(ctl.haproxy, "commands")
@@ -310,7 +310,8 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
           f"ingress-nginx reloads take seconds); over 100 ms: {sum(x > 100 for x in route_ms)} of {len(route_ms)}")
     print(f"API write -> traffic, new route to a new Service (a reload): p50 {res['route_new_service_ms']['p50']:.0f} ms"
           f"  max {res['route_new_service_ms']['max']:.0f} ms")
-    print("  sync steps, p50 ms: " + ", ".join(f"{k} {_pct(v, 0.5):.1f} (n={len(v)})" for k, v in phases.items()))
+    print("  sync steps, p50/max ms: " + ", ".join(f"{k} {_pct(v, 0.5):.1f}/{max(v):.1f} (n={len(v)})"
+                                                 for k, v in phases.items()))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumtime").print_stats(30)
     if parts:
