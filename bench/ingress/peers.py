@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ http {{
     server {{
         listen {port} reuseport; listen {port2};
         location = /1m {{ root {d}/www; }}
-        location / {{ default_type text/plain; return 200 "port $server_port\\n"; }}
+        location / {{ default_type text/plain; return 200 "port $server_port $server_addr\\n"; }}
     }}
 }}
 """
@@ -124,11 +125,15 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def wrk(url: str, conns: int, duration: float, *headers: str) -> dict[str, float]:
-    """wrk (1 thread): requests/s, p99 latency (ms), bytes/s, errors."""
+    """wrk (1 thread): requests/s, p99 latency (ms), bytes/s, errors, and the share of one core wrk
+    itself used (near 1.0: the client, not the proxy, set the pace)."""
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s", "--latency"]
     for h in headers:
         argv += ["-H", h]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = subprocess.run(argv + [url], capture_output=True, text=True, timeout=duration + 30)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / max(int(duration), 1)
     out = res.stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if found is None:
@@ -141,7 +146,7 @@ def wrk(url: str, conns: int, duration: float, *headers: str) -> dict[str, float
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     n_err = (sum(int(x) for x in errs.groups()) if errs else 0) + (int(non2xx.group(1)) if non2xx else 0)
-    return {"rps": rps, "p99_ms": p99, "bps": bps, "errors": n_err}
+    return {"rps": rps, "p99_ms": p99, "bps": bps, "errors": n_err, "wrk_cpu": wrk_cpu}
 
 
 def write_1m(d: Path) -> None:

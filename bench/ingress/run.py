@@ -17,9 +17,12 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import gc
 import json
 import os
 import pstats
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +73,7 @@ def _bbs() -> dict[str, Any]:
 
 
 async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int], duration: float,
-                    rounds: int, only: list[str] | None = None) -> dict[str, Any]:
+                    rounds: int, only: list[str] | None = None, perf_dir: str = "") -> dict[str, Any]:
     """Each case ``rounds`` times, the two sides interleaved (A B, then B A, ...) so that the other
     load on the machine falls on both; the ratio of each round, and their median."""
     assert ctl.haproxy is not None and ctl.haproxy.proc is not None
@@ -92,8 +95,17 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
             for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
                 p, s = sides[side]
                 pids = ha_pids if side == "servicenet" else nginx.pids()
-                c0, py0 = cpu_seconds(pids), time.process_time()
+                c0, py0, log0 = cpu_seconds(pids), time.process_time(), ctl.access.cpu_seconds
+                rec = None
+                if perf_dir:  # a profile of the proxy's processes while wrk runs (perf report -i ...)
+                    out_file = f"{perf_dir}/{side}-{name.replace(' ', '_')}-{k}.data"
+                    rec = subprocess.Popen(["perf", "record", "-q", "-F", "1999", *os.environ.get("BENCH_PERF_OPTS", "-g").split(), "-o", out_file,
+                                            "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
                 res[side] = await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, duration, *headers)
+                if rec is not None:
+                    rec.send_signal(signal.SIGINT)
+                    await asyncio.to_thread(rec.wait, 30)
                 # CPU per request: the proxy's processes, and for servicenet also this process's share
                 # (the controller turning access-log lines into metrics; wrk runs in another process)
                 py = time.process_time() - py0 if side == "servicenet" else 0.0
@@ -101,6 +113,7 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
                 n = res[side]["rps"] * duration
                 res[side]["cpu_us_per_req"] = 1e6 * cpu / max(n, 1)
                 res[side]["python_us_per_req"] = 1e6 * py / max(n, 1)
+                res[side]["log_us_per_req"] = 1e6 * (ctl.access.cpu_seconds - log0) / max(n, 1)
             res["ratio"] = res["servicenet"][key] / max(res["nginx"][key], 1e-9)
             res["cpu_ratio"] = res["nginx"]["cpu_us_per_req"] / max(res["servicenet"]["cpu_us_per_req"], 1e-9)
             runs.append(res)
@@ -114,10 +127,12 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
                                                                      else "") for x in sides]
         print(f"{name:<26}{cells[0]:>22}{cells[1]:>22}{res['ratio']:>7.2f}x   "
               f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"{'  wrk CPU (of one core)':<26}{res['servicenet']['wrk_cpu']:>22.2f}{res['nginx']['wrk_cpu']:>22.2f}")
         print(f"{'  CPU per request':<26}{res['servicenet']['cpu_us_per_req']:>19.1f} us"
               f"{res['nginx']['cpu_us_per_req']:>19.1f} us{cpu_ratios[len(cpu_ratios) // 2]:>7.2f}x   "
               f"(nginx / servicenet; rounds {', '.join(f'{r:.2f}' for r in cpu_ratios)}; "
-              f"of servicenet's, the controller's Python {res['servicenet']['python_us_per_req']:.1f} us)")
+              f"of servicenet's, the controller's Python {res['servicenet']['python_us_per_req']:.1f} us, "
+              f"its access-log reader {res['servicenet']['log_us_per_req']:.1f} us)")
     ha_pids = [ctl.haproxy.proc.pid, *children(ctl.haproxy.proc.pid)]
     out["memory_mb"] = {"haproxy": rss_mb(ha_pids), "nginx": rss_mb(nginx.pids()),
                         "controller+apiserver python": rss_mb([os.getpid()])}
@@ -162,9 +177,13 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
         await asyncio.sleep(0.05)
     await ctl.wait_applied(300)
     t_all = time.monotonic() - t0
+    t1 = time.monotonic()
+    while ctl._report_task is not None and not ctl._report_task.done():  # the first status writes
+        await asyncio.sleep(0.05)
+    t_status = time.monotonic() - t1
     n_servers = sum(len(u.endpoints) for u in ctl.table.upstreams)
     print(f"\nscale: {n_ing} Ingresses, {n_servers} endpoints in HAProxy: API writes {t_write:.1f} s, "
-          f"programmed {t_all:.1f} s after the first write")
+          f"programmed {t_all:.1f} s after the first write; their status written {t_status:.1f} s later")
     port = ctl.cfg.http_port
     seen: dict[str, float] = {}  # Ingress name -> when the controller's informer delivered it
     applied: dict[str, float] = {}  # -> when the sync that follows finished
@@ -207,7 +226,7 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
             finally:
                 phases.setdefault(name, []).append(1000 * (time.perf_counter() - t))
         setattr(obj, name, awrap if asyncio.iscoroutinefunction(fn) else wrap)
-    for name in ("_compile", "_retain", "_commit", "_after_apply"):
+    for name in ("_compile", "_retain", "_commit", "_after_apply", "_ingresses_only", "_endpoints_only"):
         timed(ctl, name)
     assert ctl.haproxy is not None
     timed(ctl.haproxy, "commands")
@@ -218,6 +237,10 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
     parts: list[tuple[float, float, float]] = []
     route_ms: list[float] = []
     ep_ms: list[float] = []
+    def syncs() -> dict[str, float]:
+        return {h: ctl.registry.get_sample_value("servicenet_ingress_syncs_total", {"how": h}) or 0.0
+                for h in ("patch", "runtime", "reload", "noop")}
+    syncs0, gc0 = syncs(), [g["collections"] for g in gc.get_stats()]
     async with aiohttp.ClientSession() as sess:
         for k in range(samples):
             body = ingress(f"new{k}", [rule(f"new{k}.bench", path("/", "ui", 8001))],
@@ -230,6 +253,38 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
             if f"new{k}" in seen and f"new{k}" in applied:
                 parts.append((1000 * (seen[f"new{k}"] - t0), 1000 * (applied[f"new{k}"] - seen[f"new{k}"]),
                               route_ms[-1]))
+        how = {h: int(v - syncs0[h]) for h, v in syncs().items()}
+        gcs = [g["collections"] - c for g, c in zip(gc.get_stats(), gc0, strict=True)]
+        print(f"  during the {samples} new routes: syncs by kind {how}; garbage collections by generation {gcs}")
+        await c.create("v1", "services", "default", service("probe", [("http", 80)]))
+        await c.create("networking.k8s.io/v1", "ingresses", "default",
+                       ingress("probe", [rule("probe.bench", path("/", "probe"))],
+                               annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}))
+        sl = await c.create("discovery.k8s.io/v1", "endpointslices", "default",
+                            slice_("probe", ["127.0.0.1"], [("http", ports["b1"])]))
+        for _ in range(samples):
+            # two endpoints (the backend answers with the address it was reached on), both in rotation
+            sl["endpoints"] = [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}},
+                               {"addresses": ["127.0.0.2"], "conditions": {"ready": True}}]
+            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
+            while "127.0.0.2" not in (await _get(sess, port, "probe.bench"))[1]:
+                await asyncio.sleep(0.001)
+            await ctl.wait_applied(30)
+            # 127.0.0.2 turns NotReady: time until it no longer answers (10 answers in a row from .1)
+            sl["endpoints"] = [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}},
+                               {"addresses": ["127.0.0.2"], "conditions": {"ready": False}}]
+            t0 = time.monotonic()
+            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
+            streak, t_first = 0, 0.0
+            while streak < 10:
+                code, text = await _get(sess, port, "probe.bench")
+                if code != 200 or "127.0.0.1" not in text:
+                    streak = 0
+                    continue
+                if streak == 0:
+                    t_first = time.monotonic()
+                streak += 1
+            ep_ms.append(1000 * (t_first - t0))
         reload_ms: list[float] = []
         for k in range(max(2, samples // 5)):  # a new Service too: a new backend, which is structural
             await c.create("v1", "services", "default", service(f"newsvc{k}", [("http", 80)]))
@@ -243,60 +298,34 @@ async def scale(api: Any, ctl: IngressController, ports: dict[str, int], n_ing: 
             while (await _get(sess, port, f"newsvc{k}.bench"))[0] != 200:
                 await asyncio.sleep(0.002)
             reload_ms.append(1000 * (time.monotonic() - t0))
-        await c.create("v1", "services", "default", service("probe", [("http", 80)]))
-        await c.create("networking.k8s.io/v1", "ingresses", "default",
-                       ingress("probe", [rule("probe.bench", path("/", "probe"))],
-                               annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"}))
-        sl = await c.create("discovery.k8s.io/v1", "endpointslices", "default",
-                            slice_("probe", ["127.0.0.1", "127.0.0.2"], [("http", ports["b1"])]))
-        b_mark = f"port {ports['b1']}"
-        for _ in range(samples):
-            # both endpoints answer "port b1": tell them apart by address with the second listen port
-            sl["endpoints"] = [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]
-            sl["ports"] = [{"name": "http", "port": ports["b2"], "protocol": "TCP"}]
-            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
-            while (await _get(sess, port, "probe.bench"))[1].strip() != f"port {ports['b2']}":
-                await asyncio.sleep(0.001)
-            # now: 2 endpoints (b1 and b2 ports) -> remove the b1 one and time until only b2 answers
-            sl["endpoints"] = [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}},
-                               {"addresses": ["127.0.0.2"], "conditions": {"ready": True}}]
-            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
-            await ctl.wait_applied(30)
-            sl["endpoints"] = [{"addresses": ["127.0.0.2"], "conditions": {"ready": False}},
-                               {"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]
-            t0 = time.monotonic()
-            sl = await c.update("discovery.k8s.io/v1", "endpointslices", "default", sl["metadata"]["name"], sl)
-            streak, t_first = 0, 0.0
-            while streak < 10:
-                _, text = await _get(sess, port, "probe.bench")
-                if "127.0.0.2" in text or text.strip() == b_mark:
-                    streak = 0
-                    continue
-                if streak == 0:
-                    t_first = time.monotonic()
-                streak += 1
-            ep_ms.append(1000 * (t_first - t0))
     res = {"ingresses": n_ing, "endpoints": n_servers,
            "route_new_service_ms": {"p50": _pct(reload_ms, 0.5), "max": max(reload_ms)},
-           "route_ms": {"p50": _pct(route_ms, 0.5), "p99": _pct(route_ms, 0.99)},
-           "endpoint_ms": {"p50": _pct(ep_ms, 0.5), "p99": _pct(ep_ms, 0.99)}}
-    print(f"API write -> traffic, new route:        p50 {res['route_ms']['p50']:.0f} ms  "
-          f"p99 {res['route_ms']['p99']:.0f} ms  (goal p99 <= 100 ms; ingress-nginx reloads take seconds)")
+           "route_ms": {"p50": _pct(route_ms, 0.5), "p90": _pct(route_ms, 0.9), "p99": _pct(route_ms, 0.99),
+                        "samples": sorted(round(x, 1) for x in route_ms)},
+           "endpoint_ms": {"p50": _pct(ep_ms, 0.5), "p90": _pct(ep_ms, 0.9), "p99": _pct(ep_ms, 0.99),
+                           "samples": sorted(round(x, 1) for x in ep_ms)},
+           "route_parts_ms": [(round(a, 1), round(b, 1)) for a, b, _ in parts]}
+    print(f"API write -> traffic, new route:        p50 {res['route_ms']['p50']:.0f} ms  p90 "
+          f"{res['route_ms']['p90']:.0f} ms  p99 {res['route_ms']['p99']:.0f} ms  (goal p99 <= 100 ms; "
+          f"ingress-nginx reloads take seconds); over 100 ms: {sum(x > 100 for x in route_ms)} of {len(route_ms)}")
     print(f"API write -> traffic, new route to a new Service (a reload): p50 {res['route_new_service_ms']['p50']:.0f} ms"
           f"  max {res['route_new_service_ms']['max']:.0f} ms")
-    print("  sync steps, p50 ms: " + ", ".join(f"{k} {_pct(v, 0.5):.1f} (n={len(v)})" for k, v in phases.items()))
+    print("  sync steps, p50/max ms: " + ", ".join(f"{k} {_pct(v, 0.5):.1f}/{max(v):.1f} (n={len(v)})"
+                                                 for k, v in phases.items()))
     if prof is not None:
         pstats.Stats(prof).sort_stats("cumtime").print_stats(30)
     if parts:
         print(f"  new route, p50 of its parts: API write -> informer {_pct([p[0] for p in parts], 0.5):.0f} ms, "
               f"informer -> applied {_pct([p[1] for p in parts], 0.5):.0f} ms (p99 "
               f"{_pct([p[1] for p in parts], 0.99):.0f} ms)")
-    print(f"API write -> traffic, endpoint removed: p50 {res['endpoint_ms']['p50']:.1f} ms  "
-          f"p99 {res['endpoint_ms']['p99']:.1f} ms  (goal p99 <= 50 ms)")
+    print(f"API write -> traffic, endpoint removed: p50 {res['endpoint_ms']['p50']:.1f} ms  p90 "
+          f"{res['endpoint_ms']['p90']:.1f} ms  p99 {res['endpoint_ms']['p99']:.1f} ms  (goal p99 <= 50 ms); "
+          f"over 50 ms: {sum(x > 50 for x in ep_ms)} of {len(ep_ms)}")
     return res
 
 
 async def main(args: argparse.Namespace) -> None:
+    load0 = os.getloadavg()
     d = Path(tempfile.mkdtemp(prefix="sn-bench-ingress-"))
     ports = {k: free_port() for k in ("b1", "b2", "nx_http", "nx_https")}
     write_1m(d)
@@ -336,7 +365,8 @@ async def main(args: argparse.Namespace) -> None:
                     await asyncio.sleep(0.05)
                 await ctl.wait_applied(30)
                 if not args.skip_data:
-                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds, args.case)
+                    results["data"] = await data_path(ctl, proxy, ports, args.duration, args.rounds, args.case,
+                                                      args.perf)
                 if not args.skip_scale:
                     results["scale"] = await scale(api, ctl, ports, args.ingresses, args.endpoints, args.samples)
             finally:
@@ -345,10 +375,12 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         proxy.stop()
         backend.stop()
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "ingress.json").write_text(json.dumps(results, indent=1))
-    print(f"\nresults: {out / 'ingress.json'}")
+    results["machine"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+                          "load_avg_at_start": load0, "load_avg_at_end": os.getloadavg()}
+    out = ROOT / "bench" / "results" / args.out
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nresults: {out} (load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
 
 
 if __name__ == "__main__":
@@ -364,5 +396,7 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=2, help="nginx worker_processes = HAProxy nbthread")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per data-path case")
     p.add_argument("--haproxy-global", action="append", default=[], help="an extra HAProxy global line")
+    p.add_argument("--out", default="ingress.json", help="file name under bench/results/")
+    p.add_argument("--perf", default="", help="a directory: record a perf profile of each proxy during each run")
     p.add_argument("--nginx-no-log", action="store_true", help="nginx without its access log")
     asyncio.run(main(p.parse_args()))

@@ -23,7 +23,7 @@ from servicenet.client import object_key as _obj_key
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.common.health import HealthServer
-from servicenet.ingress import maps
+from servicenet.ingress import incremental, maps
 from servicenet.ingress import render as rd
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
@@ -99,6 +99,7 @@ class IngressController:
         self._task: asyncio.Task[None] | None = None
         self._events_sent: set[tuple[str, ...]] = set()
         self._status_set: dict[str, Any] = {}
+        self._status_todo: set[str] | None = None  # Ingresses whose status to check (None: all)
         self.registry = prometheus_client.CollectorRegistry()
         self.health = HealthServer(*config.health, registry=self.registry)
         self.m_syncs = prometheus_client.Counter("servicenet_ingress_syncs", "Syncs by how they were applied",
@@ -107,8 +108,7 @@ class IngressController:
                                                           "Change to data plane applied", registry=self.registry)
         self.m_rejected = prometheus_client.Counter("servicenet_ingress_rejected_configs",
                                                     "Configurations haproxy refused", registry=self.registry)
-        self.access = AccessLog(Path(config.state_dir) / "log.sock", self.registry, self._route_name,
-                                config.access_log_file)
+        self.access = AccessLog(self.registry, self._route_name, config.access_log_file)
         self.synced_generation = 0  # bumps after every applied sync (tests wait on it)
         self.last_error = ""
         self._syncing = False
@@ -116,6 +116,8 @@ class IngressController:
         self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
         self._full = True  # something other than EndpointSlice contents changed
         self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
+        self._dirty_ingresses: set[str] = set()  # Ingresses whose spec or annotations changed
+        self._inc: incremental.State | None = None  # for patching the table (None: rebuilt on demand)
         self._report_task: asyncio.Task[None] | None = None
         self._report_again = False
 
@@ -136,17 +138,15 @@ class IngressController:
                                   if a.get("type") == "InternalIP")
         self.listen = rd.Listen(addresses or ("127.0.0.1",), self.cfg.http_port, self.cfg.https_port)
         d = Path(self.cfg.state_dir)
-        self.haproxy = HAProxy(d, netns=netns)
+        self.haproxy = HAProxy(d, netns=netns, log_pipe=self.cfg.access_log)
         self.haproxy.prepare()
         default = d / "certs" / "default.pem"
         if not default.exists():
             rd_bytes = self_signed()
             default.write_bytes(rd_bytes)
             default.chmod(0o600)
-        self.files = rd.Files(str(d), log_socket=str(self.access.path) if self.cfg.access_log else "",
+        self.files = rd.Files(str(d), log_socket="stdout" if self.cfg.access_log else "",
                               extra_global=self.cfg.haproxy_global)
-        if self.cfg.access_log:
-            await self.access.start()
         self.health.add_health_check("haproxy", lambda: (self.haproxy is not None and self.haproxy.running,
                                                           "haproxy is not running"))
         self.health.add_ready_check("synced", lambda: (self.synced_generation > 0, "no sync yet"))
@@ -157,6 +157,8 @@ class IngressController:
             cfg_text = isolated[1] if isolated else self._prepare(self._compile({_obj_key(i) for i in
                                                                                 self.ingresses.list()}))
         await self.haproxy.start(cfg_text)
+        if self.haproxy.log_fd is not None:
+            await self.access.start(self.haproxy.log_fd)
         self._commit()
         self.synced_generation = 1
         await self._after_apply()
@@ -167,9 +169,9 @@ class IngressController:
         self._task = None
         await cancel_and_wait(self._report_task)
         await self.factory.stop()
+        await self.access.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
-        await self.access.stop()
         await self.health.stop()
 
     def describe(self) -> dict[str, str]:
@@ -199,6 +201,8 @@ class IngressController:
                 md.get("annotations") and meta_of(old).get("deletionTimestamp") ==
                 md.get("deletionTimestamp")):
             pass  # a status-only change (ours): nothing to route differently
+        elif kind == "Ingress":
+            self._dirty_ingresses.add(f"{md.get('namespace', '')}/{md.get('name', '')}")
         else:
             self._full = True
         self._dirty.set()
@@ -233,6 +237,8 @@ class IngressController:
             self._route_names = {rid: f"{r.source} {r.host or '*'}{r.path}"
                                  for rid, r in zip(rd.route_ids(table), table.routes, strict=True)}
         self.table, self.slots, self.files, self.maps = table, slots, files, m
+        self._inc = None
+        self._status_todo = None
         self._good_rv = {k: self._rv(k) for k in table.ingresses}
         self.structure = structure
         self.cert_pems = {c.name: c.pem for c in table.certs}
@@ -295,13 +301,59 @@ class IngressController:
         self.m_syncs.labels("runtime" if ops else "noop").inc()
         return True
 
+    async def _ingresses_only(self, keys: set[str]) -> bool:
+        """Only Ingresses changed: patch the table and the map entries (``incremental``) and apply
+        them through the runtime API. False when that does not apply (the caller compiles in full)."""
+        assert self.haproxy is not None
+        if keys & set(self._quarantine):
+            return False
+        inp = self._inputs()
+        if self._inc is None:
+            self._inc = incremental.state_of(self.table, inp, self._good_rv)
+            if self._inc is None:
+                return False
+        self._inc.table = self.table  # the same routes, endpoints maybe refreshed since
+        before = {h: self._inc.per_host[h] for h in self._inc.per_host}
+        changed = {k: self.ingresses.get(*k.split("/", 1)) for k in keys}
+        p = incremental.patch(self._inc, inp, changed)
+        delta = incremental.map_delta(self._inc, before, p, self.table.default_upstream) if p else None
+        if p is None or delta is None:
+            self._inc = None
+            return False
+        ops = maps.ops(*delta, self.files.map_paths())
+        for ans in await self.haproxy.commands(ops):
+            if "No such" in ans or "Unknown" in ans or "Require" in ans or "not found" in ans.lower():
+                _log.warning("runtime command answer", answer=ans.strip()[:300])
+        self.maps = incremental.apply_delta(self.maps, *delta)
+        self.table = p.table
+        for r in p.removed:
+            self._route_names.pop(maps.route_id(r), None)
+        for r in p.added:
+            self._route_names[maps.route_id(r)] = f"{r.source} {r.host or '*'}{r.path}"
+        self.access.forget_routes()
+        if self._status_todo is not None:
+            self._status_todo |= keys
+        for k, obj in changed.items():
+            if k in self._inc.frags and obj is not None:
+                self._good_rv[k] = str(meta_of(obj).get("resourceVersion", ""))
+            else:
+                self._good_rv.pop(k, None)
+        self.m_syncs.labels("patch" if ops else "noop").inc()
+        return True
+
     async def sync(self) -> None:
         assert self.haproxy is not None
-        full, changed = self._full, self._dirty_services
-        self._full, self._dirty_services = False, set()
+        full, changed, ings = self._full, self._dirty_services, self._dirty_ingresses
+        self._full, self._dirty_services, self._dirty_ingresses = False, set(), set()
         if not full:
-            if not changed or await self._endpoints_only(changed):
+            if changed and not await self._endpoints_only(changed):
+                full = True
+            elif ings and not await self._ingresses_only(ings):
+                full = True
+            if not full:
                 self.synced_generation += 1
+                if ings or self._status_todo:
+                    self._report()
                 return
         for k, rv in list(self._quarantine.items()):
             if self._rv(k) != rv:  # changed (or deleted): try it again
@@ -370,7 +422,8 @@ class IngressController:
     async def _statuses(self) -> None:
         want = desired_status(self.listen.addresses, self.listen.http_port, self.listen.https_port)
         served = set(self.table.ingresses)
-        for key in served | set(self._status_set):
+        todo, self._status_todo = self._status_todo, set()
+        for key in (served | set(self._status_set)) if todo is None else todo:
             ns, _, name = key.partition("/")
             target = want if key in served else {}
             ing = self.ingresses.get(ns, name)
@@ -389,7 +442,9 @@ class IngressController:
             try:
                 await self.client.update_status(NET, "ingresses", ns, name, body)
             except ApiError as exc:
-                if exc.status == 409:
+                if exc.status == 409:  # written meanwhile: again once the informer has the new version
+                    if self._status_todo is not None:
+                        self._status_todo.add(key)
                     self._dirty.set()
                 elif exc.status != 404:
                     _log.warning("status update failed", ingress=key, error=str(exc))

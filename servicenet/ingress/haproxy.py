@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,11 @@ from servicenet.common import log
 from servicenet.common.component import bounded
 
 _log = log.get("ingress.haproxy")
+
+
+LOG_PIPE_SIZE = 1 << 20  # bytes the access-log pipe holds (Linux's default pipe-max-size)
+CHUNK = 100  # commands per line on the admin connection (each under 100 bytes: well inside a 16 kB buffer)
+CLI_IDLE = 60.0  # seconds: reopen the admin connection after this long unused ("stats timeout 2m")
 
 
 class HAProxyError(RuntimeError):
@@ -44,8 +51,11 @@ def _write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
 
 
 class HAProxy:
-    def __init__(self, state_dir: Path, netns: str | None = None, binary: str = "haproxy") -> None:
+    def __init__(self, state_dir: Path, netns: str | None = None, binary: str = "haproxy",
+                 log_pipe: bool = False) -> None:
         self.dir = Path(state_dir)
+        self.log_pipe = log_pipe
+        self.log_fd: int | None = None  # read end of the workers' stdout (``log stdout``) when log_pipe
         self.netns = netns
         self.binary = binary
         self.proc: asyncio.subprocess.Process | None = None
@@ -54,6 +64,10 @@ class HAProxy:
         self.master_socket = self.dir / "master.sock"
         self.admin_socket = self.dir / "admin.sock"
         self._lock = asyncio.Lock()
+        # one admin connection kept open in prompt mode for change batches (no connect/accept per
+        # batch); it belongs to one worker, so it is dropped before a reload and when idle
+        self._cli: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._cli_used = 0.0
 
     def _argv(self, *args: str) -> list[str]:
         base = [self.binary, *args]
@@ -98,10 +112,18 @@ class HAProxy:
         for s in (self.master_socket, self.admin_socket):
             with contextlib.suppress(FileNotFoundError):
                 s.unlink()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self._argv("-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.cfg)),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-            preexec_fn=_die_with_parent)
+        out: int = asyncio.subprocess.DEVNULL
+        if self.log_pipe:  # the access log: each worker writes its lines to stdout, a pipe read here
+            self.log_fd, out = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # never blocks a worker: a full
+            with contextlib.suppress(OSError):                             # pipe drops the line
+                fcntl.fcntl(self.log_fd, fcntl.F_SETPIPE_SZ, LOG_PIPE_SIZE)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self._argv("-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.cfg)),
+                stdout=out, stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            if self.log_pipe:
+                os.close(out)
         try:
             await bounded(self._wait_worker(None), 20)
         except TimeoutError:
@@ -147,6 +169,7 @@ class HAProxy:
                 return err
             prev = self.cfg.read_text() if self.cfg.exists() else ""
             old_pid = await self.worker_pid()
+            self._drop_cli()
             _write(self.cfg, cfg_text)
             await self._master("reload")
             try:
@@ -167,6 +190,7 @@ class HAProxy:
         raise HAProxyError(f"no master line in show proc: {out[:300]}")
 
     async def stop(self) -> None:
+        self._drop_cli()
         proc, self.proc = self.proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -178,6 +202,9 @@ class HAProxy:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+        if self.log_fd is not None:
+            os.close(self.log_fd)
+            self.log_fd = None
 
     @property
     def running(self) -> bool:
@@ -211,14 +238,14 @@ class HAProxy:
         return await self._send(self.admin_socket, line + "\n")
 
     async def commands(self, lines: list[str]) -> list[str]:
-        """Several commands in one connection (``;``-separated, answers split on blank lines)."""
+        """Several commands (``;``-separated, in chunks) on the kept-open admin connection; the
+        answers of each chunk."""
         if not lines:
             return []
         out: list[str] = []
-        for i in range(0, len(lines), 200):
-            chunk = lines[i:i + 200]
-            text = await self._send(self.admin_socket, "; ".join(chunk) + "\n")
-            out.append(text)
+        async with self._lock:
+            for i in range(0, len(lines), CHUNK):
+                out.append(await self._prompt(lines[i:i + CHUNK]))
         return out
 
     async def apply_runtime(self, ops: list[str], pems: dict[str, bytes], running: dict[str, bytes],
@@ -233,6 +260,39 @@ class HAProxy:
             if running.get(name) != pem:
                 await self.set_cert(cert_path(name), pem)
                 self.write_files({f"certs/{name}": pem})
+
+    async def _prompt(self, cmds: list[str], timeout: float = 10.0) -> str:
+        """Commands as one line on the kept-open connection, opened in ``prompt`` mode: each
+        command's answer ends with a ``> `` prompt."""
+        if self._cli is not None and (self._cli[1].is_closing() or time.monotonic() - self._cli_used > CLI_IDLE):
+            self._drop_cli()  # the worker closes idle CLI sessions ("stats timeout"): never race it
+        if self._cli is None:
+            r, w = await bounded(asyncio.open_unix_connection(str(self.admin_socket), limit=1 << 24), timeout)
+            try:
+                w.write(b"prompt\n")
+                await bounded(r.readuntil(b"\n> "), timeout)
+            except BaseException:
+                w.close()
+                raise
+            self._cli = (r, w)
+        r, w = self._cli
+        try:
+            w.write("; ".join(cmds).encode() + b"\n")
+            await w.drain()
+
+            async def answers() -> list[bytes]:
+                return [(await r.readuntil(b"\n> "))[:-2] for _ in cmds]
+            out = await bounded(answers(), timeout)
+        except BaseException:
+            self._drop_cli()  # a half-read answer must not be taken for the next command's
+            raise
+        self._cli_used = time.monotonic()
+        return b"".join(out).decode(errors="replace")
+
+    def _drop_cli(self) -> None:
+        if self._cli is not None:
+            self._cli[1].close()
+            self._cli = None
 
     async def set_cert(self, path: str, pem: bytes) -> None:
         """Replace a loaded certificate in place: ``set ssl cert`` + ``commit ssl cert``."""

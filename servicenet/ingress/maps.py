@@ -25,6 +25,7 @@ route, in table order (a change there is structural and reloads).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import MISSING, dataclass, field, fields
 
@@ -61,8 +62,19 @@ def map_groups(table: Table) -> frozenset[str]:
     return out
 
 
-def _key_path(r: Route) -> str:
+def key_path(r: Route) -> str:
+    """A route's key in the exact or prefix map, after its host group."""
     return r.path if r.kind == EXACT else r.path.rstrip("/") + "/"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _map_id(host: str, kind: str, kpath: str) -> str:
+    return "m" + hashlib.sha1(f"{host}\0{kind}\0{kpath}".encode()).hexdigest()[:12]
+
+
+def route_id(r: Route) -> str:
+    """The id of a map route: the same host, type and path keep their id across tables."""
+    return _map_id(r.host, r.kind, key_path(r))
 
 
 def route_ids(table: Table, groups: frozenset[str] | None = None) -> tuple[str, ...]:
@@ -76,8 +88,7 @@ def route_ids(table: Table, groups: frozenset[str] | None = None) -> tuple[str, 
     n = 0
     for r in table.routes:
         if r.host in groups:
-            h = hashlib.sha1(f"{r.host}\0{r.kind}\0{_key_path(r)}".encode()).hexdigest()[:12]
-            out.append(f"m{h}")
+            out.append(route_id(r))
         else:
             out.append(f"r{n}")
             n += 1
@@ -119,7 +130,7 @@ def build(table: Table, ids: tuple[str, ...] | None = None, groups: frozenset[st
             m.routes[f"{rid}w{k}"] = up or UNRESOLVED
         if r.host not in groups:
             continue
-        (m.exact if r.kind == EXACT else m.prefix).setdefault((r.host or NO_HOST) + _key_path(r), rid)
+        (m.exact if r.kind == EXACT else m.prefix).setdefault((r.host or NO_HOST) + key_path(r), rid)
         if r.force_ssl_redirect or (r.tls and r.ssl_redirect):
             m.redirect[rid] = "1"
         if r.body_limit is not None:

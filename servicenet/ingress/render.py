@@ -18,7 +18,7 @@ from servicenet.ingress.model import EXACT, PREFIX, REGEX, Route, Table, Upstrea
 Slots = dict[str, tuple[tuple[str, int] | None, ...]]  # backend -> slot contents
 
 # The JSON access-log line (documented in docs/ingress.md). The metric fields lead in a fixed order
-# (accesslog.parse_head reads them without a JSON parser; none of them can hold a comma or a quote).
+# (accesslog reads them with one regular expression per batch; none of them can hold a comma or a quote).
 LOG_FORMAT = (
     '{"route":"%[var(txn.r)]","backend":"%b","status":%ST,"t_total_ms":%Ta,"bytes_out":%B,'
     '"time":"%tr","client":"%ci","client_port":%cp,"frontend":"%f","tls":"%[ssl_fc]",'
@@ -40,7 +40,7 @@ class Files:
     """Where the shell keeps the data plane's files (paths written into the configuration)."""
 
     dir: str
-    log_socket: str = ""
+    log_socket: str = ""  # non-empty: log each request (to stdout, see haproxy.HAProxy.log_pipe)
     gen: str = ""  # suffix of the map and crt-list files (content-addressed by the shell)
     extra_global: tuple[str, ...] = field(default=())
 
@@ -223,12 +223,9 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    tune.ssl.default-dh-param 2048",
         "    tune.bufsize 32768",
     ]
-    if files.log_socket:  # a ring: a memory copy per request; its forwarder streams batches to the controller
-        out.append("    log ring@acclog len 4096 format raw local0 info")
+    if files.log_socket:  # one write per request to stdout, a pipe the controller reads in batches
+        out.append("    log stdout len 4096 format raw local0 info")
     out += [f"    {x}" for x in files.extra_global]
-    if files.log_socket:
-        out += ["", "ring acclog", "    format raw", "    maxlen 4096", "    size 8388608",
-                "    timeout connect 5s", "    timeout server 24h", f"    server controller unix@{files.log_socket}"]
     out += [
         "", "defaults",
         "    mode http",
@@ -238,7 +235,12 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    option http-keep-alive",
         "    option idle-close-on-response",  # on reload, close idle client connections only after a response
         "    option forwardfor",
-        "    http-reuse aggressive",  # like nginx's keepalive upstreams: a client's first request may reuse one
+        # like nginx's keepalive upstreams: any request may take any idle backend connection (with
+        # "aggressive" a client's first request only takes one already reused, which traffic of
+        # one request per client connection never produces: every such request connected anew)
+        "    http-reuse always",
+        # (no L7 "retry-on empty-response" for a reused connection the server closed meanwhile: it
+        # copies every request's whole buffer, ~10% of HAProxy's CPU per small HTTPS request)
         "    option redispatch",  # a failed connection is retried on another server
         "    retries 2",
         "    timeout connect 5s",
@@ -278,9 +280,11 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         out.append(f"    http-request set-var(txn.r) str({ids[i]}) if {' || '.join(alts)}")
     https_port = "" if listen.https_port == 443 else f":{listen.https_port}"
     out += [
+        # cheapest test first: HTTPS requests never look the redirect map up, bodiless ones the limits
         f"    http-request redirect location https://%[var(txn.host)]{https_port}%[url] code 308 "
-        f"if {{ var(txn.r),map_str({files.map('redirect')}) -m found }} !{{ ssl_fc }}",
-        f"    http-request set-var(txn.bl) var(txn.r),map_str_int({files.map('body')})",
+        f"if !{{ ssl_fc }} {{ var(txn.r),map_str({files.map('redirect')}) -m found }}",
+        f"    http-request set-var(txn.bl) var(txn.r),map_str_int({files.map('body')}) "
+        "if { req.hdr(content-length) -m found }",
         "    http-request deny deny_status 413 if { var(txn.bl) -m found } "
         "{ req.hdr_val(content-length),sub(txn.bl) -m int gt 0 }",
     ]
@@ -302,7 +306,8 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
     out.append("    http-request deny deny_status 413 if !{ var(txn.r) -m found } "
                "{ req.hdr_val(content-length) gt 1048576 }")
     out += _filter_rules(table, listen, ids)
-    out.append("    http-request set-var(txn.rr) var(txn.r) if { var(txn.r) -m found }")
+    if any(r.resp_headers for r in table.routes):  # response filters read the route the request took
+        out.append("    http-request set-var(txn.rr) var(txn.r) if { var(txn.r) -m found }")
     for i, r in enumerate(table.routes):
         rid = f"{{ var(txn.r) -m str {ids[i]} }}"
         for c in r.canaries:
@@ -330,10 +335,12 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
                 lo += w
     out += [
         "    http-request set-header X-Real-IP %[src]",
-        "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
-        "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
+        "    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    http-request set-header X-Forwarded-Port %[dst_port]",
+        # Connection is hop-by-hop: a client's "close" must not close the kept-alive backend
+        # connection (HAProxy would forward it and then close); an upgrade passes (websockets)
+        "    http-request del-header Connection if !{ req.hdr(upgrade) -m found }",
         f"    use_backend %[var(txn.r),map_str({files.routes_map})] if {{ var(txn.r) -m found }}",
         f"    default_backend {table.default_upstream or NOT_FOUND}",
         "",
@@ -388,8 +395,11 @@ def _backend(u: Upstream, slots: tuple[tuple[str, int] | None, ...], with_server
     return lines
 
 
-# every server: a TCP check (to come back) and passive outlier detection (3 connection errors: down)
-DEFAULT_SERVER = "default-server check inter 5s fall 3 rise 1 observe layer4 error-limit 3 on-error mark-down"
+# every server: passive outlier detection (3 connection errors: down, then checked every 2 s, and
+# every 5 s while down, to come back) and a TCP check every 30 s while up: readiness is what takes
+# endpoints out, and at 10,000 endpoints a check every 5 s is 2,000 connections a second
+DEFAULT_SERVER = ("default-server check inter 30s fastinter 2s downinter 5s fall 3 rise 1 "
+                  "observe layer4 error-limit 3 on-error mark-down")
 
 
 def server_options(u: Upstream) -> str:

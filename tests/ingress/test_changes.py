@@ -178,6 +178,9 @@ async def test_route_changes_are_runtime_map_changes(two: tuple[Stack, list[int]
     await s.applied(obj)
     assert (await s.get("n.test", "/d"))[0] == 403
     assert await s.ctl.haproxy.master_reloads() == reloads + 1
+    lines = s.ctl.access.lines  # the new worker logs into the same pipe
+    assert await s.name("w.test", "/") in names
+    await until(lambda: s.ctl.access.lines > lines, 5, what="the new worker's access-log line")
     print(f"new route answering {1000 * took:.0f} ms after the API write, no reload")
 
 

@@ -39,7 +39,7 @@ async def test_walkthrough_loopback(tmp_path: Path) -> None:
             await check_walkthrough([], tmp_path / "ca.pem", "127.0.0.1", s.https_port, s.http_port,
                                     upload_mb=(3, 250), tmp=tmp_path)
             # the access log saw them, and the metrics count them per route
-            assert s.ctl.access.lines >= 6
+            await until(lambda: s.ctl.access.lines >= 6, 5, what="the access-log lines (read every 100 ms)")
             text = (await _metrics(s.ctl.health.url))
             assert 'servicenet_ingress_requests_total{backend="be_default_bbs_api_8004' in text, text[:3000]
             assert 'route="default/bbs bbs.test.com/api"' in text
