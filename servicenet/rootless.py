@@ -27,10 +27,12 @@ from servicenet.common.userns import (
     Holder,
     UsernsError,
     children,
+    describe_maps,
     nsenter_argv,
     pdeathsig,
     probe,
     start_holder,
+    subid_maps,
 )
 
 STOP_GRACE = 30.0  # seconds the cluster gets to tear down after SIGTERM
@@ -57,11 +59,22 @@ def supervise(argv: list[str], data_dir: Path) -> int:
     if why is not None:
         print(f"servicenet up: --network userns: {why}", file=sys.stderr)
         return 2
+    state = str(Path(data_dir) / "userns")
+    maps = subid_maps()
     try:
-        holder = start_holder(str(Path(data_dir) / "userns"))
+        holder = start_holder(state, maps)
     except UsernsError as exc:
-        print(f"servicenet up: {exc}", file=sys.stderr)
-        return 2
+        if maps is None:
+            print(f"servicenet up: {exc}", file=sys.stderr)
+            return 2
+        print(f"servicenet up: subordinate ids not usable ({exc}); mapping only uid {os.getuid()}", file=sys.stderr)
+        maps = None
+        try:
+            holder = start_holder(state)
+        except UsernsError as exc2:
+            print(f"servicenet up: {exc2}", file=sys.stderr)
+            return 2
+    print(f"servicenet up: user namespace: {describe_maps(maps)}", file=sys.stderr, flush=True)
     try:
         return _run_cluster(holder, argv)
     finally:

@@ -253,11 +253,52 @@ def fallback_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         res["fallback_log"] = [ln for ln in up.lines if "offset" in ln or "way_out" in ln][:5]
 
 
+def subuid_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
+    """A user with /etc/subuid ranges: pods run as nobody by default, or as the user they ask for."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        up = Up(tmp / f"subuid-{sig}")
+        try:
+            res["subuid_summary"] = "".join(up.lines)[:3000]
+            up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
+            up.kubectl("run", "u1000", "--image=registry.k8s.io/serve_hostname",
+                       '--overrides={"spec":{"securityContext":{"runAsUser":1000,"runAsGroup":1000}}}')
+            until(lambda up=up: len(up.ready_pods("hostnames")) == 3 and "u1000" in up.ready_pods("u1000"), 90,
+                  "pods ready (subuid)")
+            pod = sorted(up.ready_pods("hostnames"))[0]
+            res["subuid_ids"] = [up.kubectl("exec", pod, "--", "id", "-u").strip(),
+                                 up.kubectl("exec", "u1000", "--", "id", "-u").strip()]
+            res["subuid_outside_uids"] = sorted({os.stat(f"/proc/{p.split(':')[0]}").st_uid
+                                                 for p in all_foreign_processes() if p.endswith(":python3")})
+        finally:
+            res[f"subuid_rc_{sig}"] = up.stop(sig)
+        until(lambda: not all_foreign_processes(), 15, f"no process left after signal {sig}", interval=0.05)
+        res[f"subuid_clean_{sig}"] = True
+
+
+def all_foreign_processes() -> list[str]:
+    """Processes of any owner in a user namespace whose owner is us (pods run as subordinate uids)."""
+    me, out = os.readlink("/proc/self/ns/user"), []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                ns = os.readlink(f"/proc/{pid}/ns/user")
+                with open(f"/proc/{pid}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if ns != me and os.stat(f"/proc/{pid}").st_uid != 0:
+                out.append(f"{pid}:{comm}")
+    return out
+
+
 def main() -> None:
     tmp, manifests = Path(sys.argv[1]), Path(sys.argv[2])
     res: dict[str, Any] = {"uid": os.geteuid(), "gid": os.getegid(), "groups": os.getgroups()}
-    userns_run(tmp, manifests, res)
-    fallback_run(tmp, manifests, res)
+    if sys.argv[3:] == ["subuid"]:
+        subuid_run(tmp, manifests, res)
+    else:
+        userns_run(tmp, manifests, res)
+        fallback_run(tmp, manifests, res)
     print(json.dumps(res), flush=True)
 
 
