@@ -38,6 +38,7 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("", "v1", "Binding", "V1Binding"),
     ("", "v1", "ReplicationController", "V1ReplicationController"),
     ("discovery.k8s.io", "v1", "EndpointSlice", "V1EndpointSlice"),
+    ("coordination.k8s.io", "v1", "Lease", "V1Lease"),
     ("apps", "v1", "Deployment", "V1Deployment"),
     ("apps", "v1", "ReplicaSet", "V1ReplicaSet"),
     ("apps", "v1", "StatefulSet", "V1StatefulSet"),
@@ -77,7 +78,7 @@ LISTS: dict[str, str] = {  # client class of each kind's List
     "V1ValidatingAdmissionPolicyBinding": "V1ValidatingAdmissionPolicyBindingList",
     "V1IngressClass": "V1IngressClassList", "V1ServiceAccount": "V1ServiceAccountList",
     "V1Role": "V1RoleList", "V1ClusterRole": "V1ClusterRoleList", "V1RoleBinding": "V1RoleBindingList",
-    "V1ClusterRoleBinding": "V1ClusterRoleBindingList",
+    "V1ClusterRoleBinding": "V1ClusterRoleBindingList", "V1Lease": "V1LeaseList",
     "V1ReplicationController": "V1ReplicationControllerList",
     "V1DaemonSet": "V1DaemonSetList", "V1Job": "V1JobList", "V1CronJob": "V1CronJobList",
 }
@@ -95,7 +96,7 @@ GROUP_PKG = {
     "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
     "policy": "io.k8s.api.policy.v1", "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "authentication.k8s.io": "io.k8s.api.authentication.v1", "authorization.k8s.io": "io.k8s.api.authorization.v1",
-    "batch": "io.k8s.api.batch.v1",
+    "batch": "io.k8s.api.batch.v1", "coordination.k8s.io": "io.k8s.api.coordination.v1",
 }
 _PREFIX = re.compile(r"^[A-Z][a-z]*V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])|^V\d+(?:(?:alpha|beta)\d+)?(?=[A-Z])")
 _MODEL_RE = re.compile(r"^(?:[A-Z][a-z]*)?V\d\w*$")

@@ -14,6 +14,7 @@ from typing import Any
 from servicenet import __version__, rootless
 from servicenet.api import wellknown as wk
 from servicenet.client import ApiClient
+from servicenet.cluster import up_nodes
 from servicenet.common import log
 from servicenet.common.runner import wait_for_signal
 
@@ -64,6 +65,10 @@ def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests-inflight", type=int, default=400)
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="NoExecute not-ready toleration added to pods (DefaultTolerationSeconds admission)")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="NoExecute unreachable toleration added to pods (DefaultTolerationSeconds admission)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ingress-https-port", type=int, default=None,
                     help="ingress HTTPS port (netns 443, loopback 8443)")
     up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
+    up.add_argument("--nodes", type=int, default=0,
+                    help="netns mode: N node namespaces on an underlay bridge, each with its own node agent, "
+                         "proxy and DNS processes (docs/nodes.md)")
     api = sub.add_parser("apiserver", help="run the API server alone")
     _api_args(api)
     kc = sub.add_parser("kubeconfig", help="print a kubeconfig for the cluster")
@@ -120,7 +128,9 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
                        audit_log_maxsize=args.audit_log_maxsize, audit_log_maxbackup=args.audit_log_maxbackup,
                        max_requests_inflight=args.max_requests_inflight,
                        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-                       request_timeout=args.request_timeout)
+                       request_timeout=args.request_timeout,
+                       default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                       default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
 
 
 async def _run_apiserver(args: argparse.Namespace) -> int:
@@ -150,6 +160,19 @@ async def _run_up(args: argparse.Namespace) -> int:
     if args.dns_listen is None:
         args.dns_listen = [("127.0.0.1", 1053)]
     api = importlib.import_module(APISERVER_MODULE).ApiServer(_api_config(args, network))
+    if args.nodes:
+        if network != "netns":
+            print("servicenet up: --nodes needs --network netns (root)", file=sys.stderr)
+            return 2
+        await api.start()
+        client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
+        try:
+            up = importlib.import_module(UP_MODULE)
+            extra = [up.ControllerManager(client), up.KubeDnsEndpoints(client, api.services.dns_ip(), 53)]
+            return await up_nodes.run(args, api, extra)
+        finally:
+            await client.close()
+            await api.stop()
     await api.start()
     client = ApiClient.from_kubeconfig(api.kubeconfig_path, user_agent="servicenet-up")
     components: list[Any] = []
@@ -201,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         log.setup()
         mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])
         return int(mod.main(argv[1:]))
+    if argv and argv[0] == "ssh":
+        return up_nodes.ssh_main(argv[1:])
     if argv and argv[0] in TOOL_COMMANDS:
         return int(importlib.import_module(TOOL_COMMANDS[argv[0]][0]).main(argv[1:]))
     args = build_parser().parse_args(argv)

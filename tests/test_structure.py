@@ -44,6 +44,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     # composition roots: they assemble the components
     "servicenet.cli": ANYTHING,
     "servicenet.up": ANYTHING,
+    "servicenet.cluster": ANYTHING,  # composition root of `servicenet up --nodes`
     "servicenet.rootless": ANYTHING,  # rootless mode: the supervisor `up` becomes (docs/rootless.md)
     "servicenet.testing": ANYTHING,
     "servicenet": ANYTHING,  # servicenet/__init__.py
@@ -54,7 +55,8 @@ CORES = [
     "servicenet.api.*",
     "servicenet.dns.model", "servicenet.dns.records", "servicenet.dns.responder", "servicenet.dns.wire",
     "servicenet.controllers.*_core", "servicenet.controllers.actions", "servicenet.controllers.slicepack",
-    "servicenet.controllers.wakeup",
+    "servicenet.controllers.wakeup", "servicenet.controllers.scheduler_affinity",
+    "servicenet.node.hostgw", "servicenet.cluster.plan",
     "servicenet.node.restart", "servicenet.node.status", "servicenet.node.podspec", "servicenet.node.envvars",
     "servicenet.node.probes", "servicenet.node.spdy", "servicenet.node.spdy_frames",
     "servicenet.apiserver.watchfilter",

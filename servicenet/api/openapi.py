@@ -23,7 +23,8 @@ OPENAPI_VERSION = "3.0.0"
 INFO = {"title": "Kubernetes", "version": "v1.32.0"}  # the API level servicenet speaks
 _PREFIX = "#/components/schemas/"
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
-_GROUP_TAG = {"": "core", "apps": "apps", "batch": "batch", "discovery.k8s.io": "discovery",
+_GROUP_TAG = {"": "core", "apps": "apps", "batch": "batch", "coordination.k8s.io": "coordination",
+              "discovery.k8s.io": "discovery",
               "networking.k8s.io": "networking", "admissionregistration.k8s.io": "admissionregistration",
               "apiextensions.k8s.io": "apiextensions"}
 

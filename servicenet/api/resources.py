@@ -129,6 +129,8 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
     # batch/v1
     _res("batch", "CronJob", "cronjobs", short=("cj",), categories=("all",), subs=(_status("CronJob"),)),
     _res("batch", "Job", "jobs", categories=("all",), subs=(_status("Job"),)),
+    # coordination.k8s.io/v1 (node heartbeats, leader election)
+    _res("coordination.k8s.io", "Lease", "leases"),
     # discovery.k8s.io/v1
     _res("discovery.k8s.io", "EndpointSlice", "endpointslices"),
     # networking.k8s.io/v1
@@ -149,7 +151,7 @@ _RESOURCES: tuple[ResourceInfo, ...] = (
 )
 
 #: groups in the order ``/apis`` lists them (upstream lists by priority; these are the served ones).
-GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "discovery.k8s.io",
+GROUP_ORDER: tuple[str, ...] = ("apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "coordination.k8s.io", "discovery.k8s.io",
                                 "networking.k8s.io", "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
                                 "apiextensions.k8s.io")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, defaults, errors, managed_create, validation
+from servicenet.api import apply, defaults, errors, managed_create, tolerations, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.views import meta as meta_of
@@ -116,6 +116,9 @@ class Registry:
         # custom resources and admission policies (servicenet.apiserver.crds.Admission): prune/default/validate
         # before the built-in validation, then the validating policies after it
         self.admission: Any = None
+        # DefaultTolerationSeconds admission: (not-ready, unreachable) seconds, None = off
+        self.default_toleration_seconds: tuple[int | None, int | None] = (
+            tolerations.DEFAULT_SECONDS, tolerations.DEFAULT_SECONDS)
 
     # -- helpers -------------------------------------------------------------------------------------
     def get_record(self, info: ResourceInfo, namespace: str | None, name: str) -> Record:
@@ -182,6 +185,8 @@ class Registry:
             obj.pop("status", None)
         defaults.apply_defaults(info.api_version, info.kind, obj)
         defaults.prepare_for_create(info.api_version, info.kind, obj)
+        if info.plural == "pods" and not info.group and isinstance(obj.get("spec"), dict):
+            tolerations.add_default_tolerations(obj["spec"], *self.default_toleration_seconds)
         if self.admission is not None:
             self.admission.mutate_validate(info, obj, None, opts, None)
         errs = validation.validate_create(info, obj)

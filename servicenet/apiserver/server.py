@@ -54,6 +54,9 @@ class ApiServerConfig:
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
     request_timeout: float = 60.0
+    # DefaultTolerationSeconds admission (upstream --default-not-ready/unreachable-toleration-seconds)
+    default_not_ready_toleration_seconds: int | None = 300
+    default_unreachable_toleration_seconds: int | None = 300
 
 
 class ApiServer:
@@ -113,6 +116,8 @@ class ApiServer:
         self.config.data_dir.chmod(0o700)  # state, keys and kubeconfigs: the owner's only
         await self._open_store()
         self.registry = Registry(self.store)
+        self.registry.default_toleration_seconds = (self.config.default_not_ready_toleration_seconds,
+                                                    self.config.default_unreachable_toleration_seconds)
         self.registry.before_create["services"] = self.services.before_create
         self.registry.before_update["services"] = self.services.before_update
         self.registry.after_delete["services"] = self.services.after_delete

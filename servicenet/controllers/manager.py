@@ -21,6 +21,7 @@ import prometheus_client
 from servicenet.api import wellknown as wk
 from servicenet.api.selectors import equality_selector_matches
 from servicenet.client import ApiClient, ApiError, Informer, InformerFactory, object_path
+from servicenet.client import leaderelection as le
 from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.runner import run_until_signal
@@ -32,6 +33,7 @@ from . import (
     mirroring_core,
     nodelifecycle_core,
     replicaset_core,
+    scheduler_affinity,
     scheduler_core,
     statefulset_core,
     wakeup,
@@ -164,7 +166,7 @@ class ControllerManager:
         self._trackers: dict[str, _Tracker] = {c: _Tracker() for c in ALL_CONTROLLERS}
         self._trigger: dict[str, dict[str, datetime]] = {"endpointslice": {}, "endpoints": {}}
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
-        self._assumed: dict[str, str] = {}  # pod key -> node, bound but not yet seen in the cache
+        self._assumed: dict[str, Obj] = {}  # pod key -> the pod as bound, not yet seen so in the cache
         self._started = False
         f = self.factory
         self.services = f.informer("v1", "services")
@@ -175,6 +177,8 @@ class ControllerManager:
         self.rss = f.informer("apps/v1", "replicasets")
         self.deployments = f.informer("apps/v1", "deployments")
         self.statefulsets = f.informer("apps/v1", "statefulsets")
+        self.node_leases = f.informer("coordination.k8s.io/v1", "leases", nodelifecycle_core.LEASE_NAMESPACE)
+        self._health: dict[str, nodelifecycle_core.Health] = {}
         self.workloads = workloads.WorkloadControllers(self) if self.enabled & set(workloads.CONTROLLERS) else None
         self._setup_indexes()
 
@@ -185,6 +189,7 @@ class ControllerManager:
         self.pods.add_index("owner", lambda p: [r["uid"]] if (r := controller_of(p)) else [])
         self.pods.add_index("node", lambda p: [n] if (n := (p.get("spec") or {}).get("nodeName")) else [])
         self.pods.add_index("unscheduled", lambda p: ["1"] if scheduler_core.wants_scheduling(p) else [])
+        self.pods.add_index("antiaffinity", lambda p: ["1"] if scheduler_affinity.has_required_anti_affinity(p) else [])
         self.slices.add_index("svc", lambda s: [f"{ns_of(s)}/{n}"] if (n := labels_of(s).get(wk.SERVICE_NAME_LABEL)) else [])
         self.rss.add_index("owner", lambda r: [o["uid"]] if (o := controller_of(r)) else [])
 
@@ -234,13 +239,26 @@ class ControllerManager:
                 return
             for w in wakeup.wakes(plural, etype, obj, old, self):
                 self._add(w.controller, w.key)
+            if plural == "pods" and etype != "DELETED":
+                self._pod_on_tainted_node(obj)
         return on_event
+
+    def _pod_on_tainted_node(self, pod: Obj) -> None:
+        """A pod landing on (or changing on) a node with NoExecute taints: let taint eviction look."""
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = self.nodes.get("", node_name) if node_name else None
+        if node is not None and any(t.get("effect") == "NoExecute" for t in (node.get("spec") or {}).get("taints") or []):
+            self._add("nodelifecycle", node_name)
+
+    def _on_node_lease(self, etype: str, obj: Obj, old: Obj | None) -> None:
+        self._add("nodelifecycle", name_of(obj))
 
     def _setup_handlers(self) -> None:
         for plural, inf in (("services", self.services), ("pods", self.pods), ("endpointslices", self.slices),
                             ("endpoints", self.endpoints), ("nodes", self.nodes), ("replicasets", self.rss),
                             ("deployments", self.deployments), ("statefulsets", self.statefulsets)):
             inf.add_handler(self._handler(plural))
+        self.node_leases.add_handler(self._on_node_lease)
         if self.workloads is not None:
             self.workloads.setup_handlers()
 
@@ -475,9 +493,10 @@ class ControllerManager:
             return
         nodes = self.nodes.list()
         counts = {name_of(n): len(self.pods.by_index("node", name_of(n))) for n in nodes}
-        for node in self._assumed.values():
+        for bound in self._assumed.values():
+            node = bound["spec"]["nodeName"]
             counts[node] = counts.get(node, 0) + 1
-        bindings, res = scheduler_core.schedule([pod], nodes, counts, datetime.now(UTC))
+        bindings, res = scheduler_core.schedule([pod], nodes, counts, datetime.now(UTC), self._placed_for(pod))
         for b in bindings:
             try:
                 await self.client.request("POST", object_path("v1", "pods", ns, name, "binding"), body=scheduler_core.binding_body(b))
@@ -488,18 +507,35 @@ class ControllerManager:
                     continue  # already bound by someone else
                 else:
                     raise
-            self._assumed[key] = b.node
+            self._assumed[key] = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": b.node}}
         await self._execute("scheduler", key, pod, res)
         if not bindings:
             q = self.queues["scheduler"]
             q.add_after(key, min(0.5 * (2 ** q.failures(key)), 30.0))
             q._failures[key] = q.failures(key) + 1
 
+    def _placed_for(self, pod: Obj) -> list[Obj]:
+        """The bound pods the scheduler's rules can see for ``pod`` (see scheduler_core)."""
+        if scheduler_affinity.has_pod_affinity(pod):
+            seen = [p for p in self.pods.list() if (p.get("spec") or {}).get("nodeName")]
+        else:
+            owner = controller_of(pod)
+            seen = list(self.pods.by_index("owner", owner["uid"])) if owner else []
+            seen += self.pods.by_index("antiaffinity", "1")
+        bound = {_key(p): p for p in seen if (p.get("spec") or {}).get("nodeName")}
+        for k, p in self._assumed.items():
+            bound.setdefault(k, p)
+        return list(bound.values())
+
     async def _sync_node(self, key: str) -> None:
         node = self.nodes.get("", key)
         if node is None:
+            self._health.pop(key, None)
             return
-        res = nodelifecycle_core.reconcile_node(node, self.pods.by_index("node", key), datetime.now(UTC), self.node_monitor_grace)
+        now = datetime.now(UTC)
+        health = nodelifecycle_core.observe(self._health.get(key), node, self.node_leases.get(nodelifecycle_core.LEASE_NAMESPACE, key), now)
+        self._health[key] = health
+        res = nodelifecycle_core.reconcile_node(node, self.pods.by_index("node", key), now, self.node_monitor_grace, health)
         await self._execute("nodelifecycle", key, node, res)
 
 
@@ -522,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0)
     p.add_argument("--controllers", default=",".join(ALL_CONTROLLERS))
     p.add_argument("--log-level", default="info")
+    le.add_flags(p, "kube-controller-manager")
     args = p.parse_args(argv)
     if not 1 <= args.max_endpoints_per_slice <= 1000:
         p.error("--max-endpoints-per-slice must be within 1..1000")
@@ -537,7 +574,11 @@ def main(argv: list[str] | None = None) -> int:
             health_port=args.health_listen[1],
             controllers=[c for c in args.controllers.split(",") if c],
         )
-        await run_until_signal(cm, closing=[client.close])
+        comp = le.wrap(cm, client, args)
+        await run_until_signal(comp, closing=[client.close])
+        if getattr(comp, "lost", False):
+            raise SystemExit(1)
 
     asyncio.run(run())
     return 0
+

@@ -18,7 +18,7 @@ Pod                     endpointslice, endpoints (each Service selecting it, bef
 EndpointSlice           endpointslice or mirroring (the Service named by its label), by manager
 Endpoints               mirroring (no Service, or a selector-less one), else endpoints
 Node                    nodelifecycle (the Node); scheduler (every unscheduled Pod) when it turns
-                        Ready; endpointslice (Services of its Pods) when added, deleted or its
+                        Ready or, being Ready, changes labels/taints/unschedulable; endpointslice (Services of its Pods) when added, deleted or its
                         zone label changed
 ReplicaSet              replicaset (itself); deployment (its controlling Deployment)
 Deployment/StatefulSet  deployment / statefulset (itself)
@@ -134,9 +134,17 @@ def _on_endpoints(etype: str, ep: Obj, old: Obj | None, look: Lookup) -> list[Wa
     return [Wake("endpoints" if _has_selector(svc) else "mirroring", key)]
 
 
+def _placement_changed(old: Obj, node: Obj) -> bool:
+    """Labels, taints or unschedulable changed: pending pods may fit now."""
+    o, n = old.get("spec") or {}, node.get("spec") or {}
+    return (labels_of(old) != labels_of(node) or o.get("taints") != n.get("taints")
+            or o.get("unschedulable") != n.get("unschedulable"))
+
+
 def _on_node(etype: str, node: Obj, old: Obj | None, look: Lookup) -> list[Wake]:
     out = [Wake("nodelifecycle", name_of(node))]
-    if scheduler_core.node_ready(node) and (old is None or not scheduler_core.node_ready(old)):
+    became_ready = scheduler_core.node_ready(node) and (old is None or not scheduler_core.node_ready(old))
+    if became_ready or (old is not None and scheduler_core.node_ready(node) and _placement_changed(old, node)):
         out += [Wake("scheduler", key_of(p)) for p in look.unscheduled_pods()]
     zone = wk.ZONE_LABEL
     if etype in ("ADDED", "DELETED") or (old and labels_of(old).get(zone) != labels_of(node).get(zone)):

@@ -31,9 +31,11 @@ from servicenet.common import log
 from servicenet.common.health import HealthServer
 from servicenet.common.netns import is_root
 from servicenet.common.runner import run_until_signal
-from servicenet.node import podsecurity
+from servicenet.node import hostgw, podsecurity
 from servicenet.node.auth import NodeAuth
+from servicenet.node.lease import DEFAULT_DURATION, NodeLease
 from servicenet.node.network import PodNetwork, make_network
+from servicenet.node.network import _run as run_ip
 from servicenet.node.podspec import HostResolv, parse_resolv_conf
 from servicenet.node.process import PKG_ROOT
 from servicenet.node.runtime import PodRuntime, RuntimeConfig
@@ -113,7 +115,9 @@ class NodeAgent:
                  cluster_dns_ip: str | None = None, cluster_domain: str = wk.CLUSTER_DOMAIN,
                  data_dir: str | None = None, virtual_ready_delay: float = 0.0, backoff_base: float = 10.0,
                  host: str = "127.0.0.1", port: int = 0, resolv_conf: str | None = "/etc/resolv.conf",
-                 heartbeat_interval: float = 10.0, net_id: str | None = None) -> None:
+                 heartbeat_interval: float = 10.0, net_id: str | None = None,
+                 lease_duration: int = DEFAULT_DURATION, node_netns: str | None = None,
+                 node_ip: str | None = None, underlay: str | None = None) -> None:
         self.client = client
         self.node_name = node_name
         self.mode = ("netns" if is_root() else "loopback") if network == "auto" else network
@@ -123,7 +127,11 @@ class NodeAgent:
         self.data_dir = data_dir or os.path.join(tempfile.gettempdir(), "servicenet", f"node-{node_name}")
         os.makedirs(self.data_dir, exist_ok=True)
         self.net_id = net_id or self._load_net_id()
-        self.network: PodNetwork = make_network(self.mode, self.pod_cidr, self.net_id)
+        self.network: PodNetwork = make_network(self.mode, self.pod_cidr, self.net_id, node_netns, node_ip)
+        self.underlay = underlay if self.mode == "netns" else None  # host-gw routes to the other nodes
+        self._routes: dict[str, str] = {}
+        self._nodes: Any = None
+        self._routes_dirty = asyncio.Event()
         host_resolv = HostResolv()
         if resolv_conf:
             with contextlib.suppress(OSError), open(resolv_conf) as f:
@@ -140,6 +148,7 @@ class NodeAgent:
             services=self._services, on_event=self._event, request_token=self._request_token)
         self.health = HealthServer(host, port)
         self.heartbeat_interval = heartbeat_interval
+        self.lease = NodeLease(client, node_name, duration=lease_duration)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._pods: Any = None
@@ -207,13 +216,19 @@ class NodeAgent:
         await self._pods.wait_synced()
         await self.runtime.cleanup_orphans()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="node heartbeat"))
+        self._tasks.append(asyncio.create_task(self.lease.run(), name="node lease"))
+        if self.underlay:
+            self._nodes = Informer(self.client, "v1", "nodes")
+            self._nodes.add_handler(lambda *_: self._routes_dirty.set())
+            await self._nodes.start()
+            self._tasks.append(asyncio.create_task(self._route_loop(), name="host-gw routes"))
         _log.info("node agent started", node=self.node_name, network=self.mode, port=self.port)
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for inf in (self._pods, self._svcs):
+        for inf in (self._pods, self._svcs, self._nodes):
             if inf is not None:
                 await inf.stop()
         await self.runtime.shutdown()
@@ -334,6 +349,28 @@ class NodeAgent:
                     await self._register()
 
 
+    async def _route_loop(self) -> None:
+        """Keep ``podCIDR via nodeIP`` routes to every other node in the node namespace."""
+        ns = str(self.network.node_netns)
+        while True:
+            await self._routes_dirty.wait()
+            self._routes_dirty.clear()
+            want = hostgw.plan_routes(self._nodes.list(), self.node_name, str(self.underlay))
+            put, drop = hostgw.route_diff(self._routes, want)
+            for argv in put + drop:
+                try:
+                    await run_ip("ip", "-n", ns, *argv)
+                except Exception as exc:
+                    _log.warning("host-gw route failed", route=" ".join(argv), error=str(exc))
+                    self._routes_dirty.set()
+                    await asyncio.sleep(1.0)
+                    continue
+                if argv[1] == "replace":
+                    self._routes[argv[2]] = argv[4]
+                else:
+                    self._routes.pop(argv[2], None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="servicenet node", description="Run the servicenet node agent")
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
@@ -345,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--port", type=int, default=10250)
     p.add_argument("--virtual-ready-delay", type=float, default=0.0)
+    p.add_argument("--net-id", default=None, help="netns: the id in the names of this node's bridge, pods and veths")
+    p.add_argument("--node-ip", default=None, help="netns: the node's address on the underlay (its InternalIP)")
+    p.add_argument("--netns-name", default=None, help="netns: an existing node namespace to use")
+    p.add_argument("--underlay-cidr", default=None,
+                   help="netns: route other nodes' podCIDRs via their InternalIPs on this network (host-gw)")
+    p.add_argument("--node-lease-duration-seconds", type=int, default=DEFAULT_DURATION,
+                   help="heartbeat Lease duration; renewed every quarter of it (default 40)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     log.setup(args.log_level)
@@ -353,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         client = ApiClient.from_kubeconfig(args.kubeconfig)
         agent = NodeAgent(client, node_name=args.node_name, network=args.network, pod_cidr=args.pod_cidr,
                           cluster_dns_ip=args.cluster_dns, cluster_domain=args.cluster_domain,
-                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port)
+                          data_dir=args.data_dir, virtual_ready_delay=args.virtual_ready_delay, port=args.port,
+                          lease_duration=args.node_lease_duration_seconds, node_netns=args.netns_name, net_id=args.net_id,
+                          node_ip=args.node_ip, underlay=args.underlay_cidr)
         await run_until_signal(agent, closing=[client.close], announce=True)
 
     asyncio.run(run())

@@ -129,15 +129,17 @@ class PodNetwork:
 class NetnsNetwork(PodNetwork):
     mode = "netns"
 
-    def __init__(self, pod_cidr: str, net_id: str) -> None:
+    def __init__(self, pod_cidr: str, net_id: str, node_netns: str | None = None, node_ip: str | None = None) -> None:
+        """``node_netns``/``node_ip``: a node namespace made by someone else (``servicenet up --nodes``:
+        it holds the node's underlay ``eth0`` with ``node_ip``); the agent adds its bridge to it."""
         super().__init__(pod_cidr, "netns")
         if len(f"sn-{net_id}-v") > 9:
             raise NetworkError(f"network id {net_id!r} too long for interface names")
         self.net_id = net_id
         self.prefix = f"sn-{net_id}-"
-        self.node_netns = f"sn-{net_id}-node"
+        self.node_netns = node_netns or f"sn-{net_id}-node"
         self.bridge = f"sn-{net_id}-br"
-        self.node_ip = self.ipam.gateway
+        self.node_ip = node_ip or self.ipam.gateway
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _enter_node_ns(self) -> None:
@@ -153,6 +155,7 @@ class NetnsNetwork(PodNetwork):
         assert ns is not None
         if ns not in list_netns():
             await _run(*netns_add_argv(ns))
+        if self.bridge not in await _run("ip", "-n", ns, "-o", "link", "show"):
             plen = self.ipam.net.prefixlen
             await _run("ip", "-n", ns, "-batch", "-", stdin="\n".join([
                 "link set lo up",
@@ -225,9 +228,10 @@ class NetnsNetwork(PodNetwork):
             self._executor = None
 
 
-def make_network(mode: str, pod_cidr: str, net_id: str) -> PodNetwork:
+def make_network(mode: str, pod_cidr: str, net_id: str, node_netns: str | None = None,
+                 node_ip: str | None = None) -> PodNetwork:
     if mode == "netns":
-        return NetnsNetwork(pod_cidr, net_id)
+        return NetnsNetwork(pod_cidr, net_id, node_netns, node_ip)
     if mode in ("loopback", "virtual"):
         return PodNetwork(pod_cidr, mode)
     raise NetworkError(f"unknown network mode {mode!r}")

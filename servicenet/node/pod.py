@@ -338,12 +338,20 @@ class PodWorker:
             host_ip=self.runtime.network.node_ip, sandbox_ready=self.sandbox is not None and not self.finished,
             start_time=self.start_time, now=ct.now_str())
 
+    def _api_diverged(self, status: Obj) -> bool:
+        """The API's Ready differs from what we wrote (e.g. the node lifecycle controller set it False
+        while this node was unreachable): write ours again, as the kubelet's status manager does."""
+        def ready(st: Obj) -> str | None:
+            return next((c.get("status") for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
+        api = ready(self.pod.get("status") or {})
+        return api is not None and api != ready(status)
+
     async def _status_loop(self) -> None:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             status = self.build_status()
-            if status == self._last_status:
+            if status == self._last_status and not self._api_diverged(status):
                 continue
             try:
                 await self.runtime.write_status(self.pod, status)

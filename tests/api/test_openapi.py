@@ -19,7 +19,7 @@ KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 def test_index_and_hash_are_stable() -> None:
     idx = openapi.index()
-    assert set(idx["paths"]) == {"api/v1", "apis/apps/v1", "apis/batch/v1", "apis/discovery.k8s.io/v1",
+    assert set(idx["paths"]) == {"api/v1", "apis/apps/v1", "apis/batch/v1", "apis/coordination.k8s.io/v1", "apis/discovery.k8s.io/v1",
                                  "apis/networking.k8s.io/v1",
                                  "apis/authentication.k8s.io/v1", "apis/authorization.k8s.io/v1",
                                  "apis/rbac.authorization.k8s.io/v1", "apis/admissionregistration.k8s.io/v1",

@@ -35,7 +35,7 @@ def test_api_versions_and_groups() -> None:
     assert groups["groups"][0] == {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
                                    "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}
     assert [g["name"] for g in groups["groups"]] == ["apps", "authentication.k8s.io", "authorization.k8s.io",
-                                                     "batch", "discovery.k8s.io", "networking.k8s.io",
+                                                     "batch", "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io",
                                                      "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
                                                      "apiextensions.k8s.io"]
     assert r.api_resource_list("apps", "v2") is None

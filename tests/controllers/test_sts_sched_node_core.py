@@ -128,7 +128,9 @@ def test_scheduler_unschedulable() -> None:
     p["spec"]["nodeSelector"] = {"gpu": "yes"}
     bindings, res = sc.schedule([p], [node("n1"), node("n2", ready=False)], {}, NOW)
     assert bindings == []
-    msg = "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) were not ready."
+    msg = ("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+           "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+           "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
     assert [(e.reason, e.type, e.message) for e in res.events] == [("FailedScheduling", "Warning", msg)]
     (a,) = res.actions
     assert a.verb == "patch_status"
@@ -163,15 +165,17 @@ def test_node_lifecycle_marks_stale_node_and_its_pods() -> None:
     assert fresh.actions == () and fresh.requeue_after == pytest.approx(30.1)
     stale_node = hb_node("n1", 41)
     pods = [pod("a", node="n1"), pod("b", node="n1", ready=False)]
-    res = nlc.reconcile_node(stale_node, pods, NOW, 40.0)
-    assert [(a.plural, a.name) for a in res.actions] == [("nodes", "n1"), ("pods", "a")]
+    res = nlc.reconcile_node(stale_node, pods, NOW, 40.0, evict=False)
+    assert [(a.verb, a.plural, a.name) for a in res.actions] == [
+        ("patch_status", "nodes", "n1"), ("patch", "nodes", "n1"), ("patch_status", "pods", "a")]
     cond = res.actions[0].body["status"]["conditions"][0]  # type: ignore[index]
     assert (cond["status"], cond["reason"], cond["message"]) == ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
-    pod_patch = res.actions[1].body
+    pod_patch = res.actions[2].body
     assert pod_patch == {"status": {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T12:00:00Z"}]}}
     assert ("NodeNotReady", "Node n1 status is now: NodeNotReady") in [(e.reason, e.message) for e in res.events]
     # once applied, nothing more to do
     stale_node["status"]["conditions"] = res.actions[0].body["status"]["conditions"]  # type: ignore[index]
+    stale_node.setdefault("spec", {})["taints"] = res.actions[1].body["spec"]["taints"]  # type: ignore[index]
     pods[0]["status"]["conditions"] = pod_patch["status"]["conditions"]  # type: ignore[index]
     assert not is_pod_ready(pods[0])
-    assert nlc.reconcile_node(stale_node, pods, NOW, 40.0).actions == ()
+    assert nlc.reconcile_node(stale_node, pods, NOW, 40.0, evict=False).actions == ()

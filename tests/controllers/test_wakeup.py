@@ -93,7 +93,9 @@ CASES = [
     ("endpoints", "ADDED", svc("gone"), None, [(MIR, "a/gone")]),
     ("nodes", "MODIFIED", node("n1", True), node("n1", False), [("nodelifecycle", "n1"), ("scheduler", "a/pending")]),
     ("nodes", "MODIFIED", node("n1", True), node("n1", True), [("nodelifecycle", "n1")]),
-    ("nodes", "MODIFIED", node("n1", True, "z2"), node("n1", True, "z1"), [("nodelifecycle", "n1"), (EPS, "a/web")]),
+    # a label change on a Ready node: the zone moves endpoints, and pending pods may fit now
+    ("nodes", "MODIFIED", node("n1", True, "z2"), node("n1", True, "z1"), [("nodelifecycle", "n1"), (EPS, "a/web"), ("scheduler", "a/pending")]),
+    ("nodes", "MODIFIED", node("n1", False, "z2"), node("n1", False, "z1"), [("nodelifecycle", "n1"), (EPS, "a/web")]),
     ("nodes", "DELETED", node("n9", False), None, [("nodelifecycle", "n9")]),
     ("replicasets", "ADDED", pod("rs1", {}, owner="Deployment/d"), None, [("replicaset", "a/rs1"), ("deployment", "a/d")]),
     ("deployments", "MODIFIED", svc("d"), None, [("deployment", "a/d")]),

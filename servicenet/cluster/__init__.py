@@ -1,0 +1,1 @@
+"""Several nodes on one machine: node network namespaces on an underlay bridge (``servicenet up --nodes``)."""
