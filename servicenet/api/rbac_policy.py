@@ -190,7 +190,8 @@ def cluster_roles() -> list[Obj]:
             _r([""], ["replicationcontrollers", "replicationcontrollers/status"], ALL_RW),
             _r(["batch"], ["jobs", "jobs/status", "cronjobs", "cronjobs/status"], ALL_RW),
             _r(["discovery.k8s.io"], ["endpointslices"], ALL_RW),
-            _r(["coordination.k8s.io"], ["leases"], ["create", "get", "update"]),
+            # leader election (create/get/update) and the node lifecycle's Lease informer (list/watch)
+            _r(["coordination.k8s.io"], ["leases"], ["create", "get", "list", "watch", "update"]),
             _r(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
             _r(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"])]),
         _role("system:servicenet:ingress-controller", [
