@@ -59,11 +59,36 @@ class Up:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
-              90, "servicenet up")
+        try:
+            until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
+                  120, "servicenet up")
+        except SystemExit:
+            self.stop()
+            raise SystemExit("servicenet up did not come up:\n" + "".join(self.lines[-40:])) from None
         if self.proc.poll() is not None:
             raise SystemExit("servicenet up exited:\n" + "".join(self.lines[-40:]))
+        rootless = any(ln.startswith("servicenet up: user namespace:") for ln in self.lines)
+        self.namespaces = until(self._user_namespaces, 10, "the holder's user namespace") if rootless else set()
         self.env = dict(os.environ, KUBECONFIG=str(data / "kubeconfig"))
+
+    def _user_namespaces(self) -> set[str]:
+        """The user namespaces our descendants live in (the holder's), other than our own."""
+        me, out, todo = own_userns(), set(), [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    todo += [int(x) for x in f.read().split()]
+                ns = os.readlink(f"/proc/{pid}/ns/user")
+            except OSError:
+                continue
+            if ns != me:
+                out.add(ns)
+        return out
+
+    def left(self) -> list[str]:
+        """Processes (of any uid) still in this cluster's user namespaces."""
+        return processes_in(self.namespaces)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -105,20 +130,18 @@ def own_userns() -> str:
     return os.readlink("/proc/self/ns/user")
 
 
-def foreign_userns_processes() -> list[str]:
-    """Our processes that live in another user namespace (the holder, the cluster, its pods)."""
-    me, out = own_userns(), []
+def processes_in(namespaces: set[str]) -> list[str]:
+    """``pid:comm`` of every process in one of ``namespaces`` (user namespace links); a process of
+    another user's namespace is unreadable and so never counted (concurrent runs do not interfere)."""
+    out = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/ns/user") in namespaces:
+                    with open(f"/proc/{pid}/comm") as f:
+                        out.append(f"{pid}:{f.read().strip()}")
+            except OSError:
                 continue
-            if os.readlink(f"/proc/{pid}/ns/user") != me:
-                with open(f"/proc/{pid}/comm") as f:
-                    out.append(f"{pid}:{f.read().strip()}")
-        except OSError:
-            continue
     return out
 
 
@@ -180,7 +203,7 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         # the nftables proxy: its table inside the node namespace (entered like the cluster does)
         node_ns = next(ln.split()[-1] for ln in up.summary().splitlines() if ln.strip().startswith("node netns"))
         res["node_netns"] = node_ns
-        holder = next(p.split(":")[0] for p in foreign_userns_processes() if p.endswith(":sleep"))
+        holder = next(p.split(":")[0] for p in up.left() if p.endswith(":sleep"))
         nft = subprocess.run(["nsenter", f"--target={holder}", "--user", "--mount", "--preserve-credentials",
                               "ip", "netns", "exec", node_ns, "nft", "list", "tables"],
                              capture_output=True, text=True, timeout=30)
@@ -197,11 +220,10 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         finally:
             pf.kill()
             pf.wait()
-        res["procs_running"] = foreign_userns_processes()
+        res["procs_running"] = up.left()
     finally:
         res["term_rc"] = up.stop()
-    res["procs_after_term"] = until(lambda: not foreign_userns_processes() and ["none"], 15,
-                                    "no process left after SIGTERM")
+    res["procs_after_term"] = until(lambda: not up.left() and ["none"], 15, "no process left after SIGTERM")
     res["term_log_tail"] = "".join(up.lines[-5:])
 
     # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`
@@ -219,11 +241,11 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
             return {ln.strip() for ln in out.split() if ln.strip()}
         res["iptables_answers"] = sorted(until(lambda: (a := answered()) == set(pods) and a, 30,
                                                "iptables mode: every pod answering"))
-        res["procs_before_kill"] = len(foreign_userns_processes())
+        res["procs_before_kill"] = len(up.left())
     finally:
         up.stop(signal.SIGKILL)
     t0 = time.monotonic()
-    until(lambda: not foreign_userns_processes(), 15, "no process left after SIGKILL", interval=0.05)
+    until(lambda: not up.left(), 15, "no process left after SIGKILL", interval=0.05)
     res["reaped_after_kill_s"] = round(time.monotonic() - t0, 2)
 
 
@@ -268,27 +290,11 @@ def subuid_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
             res["subuid_ids"] = [up.kubectl("exec", pod, "--", "id", "-u").strip(),
                                  up.kubectl("exec", "u1000", "--", "id", "-u").strip()]
             res["subuid_outside_uids"] = sorted({os.stat(f"/proc/{p.split(':')[0]}").st_uid
-                                                 for p in all_foreign_processes() if p.endswith(":python3")})
+                                                 for p in up.left() if p.endswith(":python3")})
         finally:
             res[f"subuid_rc_{sig}"] = up.stop(sig)
-        until(lambda: not all_foreign_processes(), 15, f"no process left after signal {sig}", interval=0.05)
+        until(lambda up=up: not up.left(), 15, f"no process left after signal {sig}", interval=0.05)
         res[f"subuid_clean_{sig}"] = True
-
-
-def all_foreign_processes() -> list[str]:
-    """Processes of any owner in a user namespace whose owner is us (pods run as subordinate uids)."""
-    me, out = os.readlink("/proc/self/ns/user"), []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                ns = os.readlink(f"/proc/{pid}/ns/user")
-                with open(f"/proc/{pid}/comm") as f:
-                    comm = f.read().strip()
-            except OSError:
-                continue
-            if ns != me and os.stat(f"/proc/{pid}").st_uid != 0:
-                out.append(f"{pid}:{comm}")
-    return out
 
 
 def main() -> None:
