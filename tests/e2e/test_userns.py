@@ -144,6 +144,9 @@ def test_loopback_fallback_says_why_and_serves_port_80_at_its_offset(run: Any) -
     assert "served at port+10000" in summary
     pods = set(run["fallback_pods"])
     _spread_ok(run["fallback_spread"], pods)
+    if run["unprivileged_port_start"] <= 80:  # the kernel lets anyone bind :80: no offset needed, none shown
+        assert run["fallback_port80"] == 0 and "servicenet.dev/loopback-ports" not in run["fallback_describe"]
+        return
     assert run["fallback_port80"] != 0  # nobody can bind :80 there; it is served at :10080 instead
     assert f"80/TCP served at {run['fallback_vip']}:10080" in run["fallback_describe"], run["fallback_describe"]
     assert any("default/hostnames" in ln and "way_out" in ln for ln in run["fallback_log"]), run["fallback_log"]
