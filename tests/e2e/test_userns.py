@@ -28,10 +28,14 @@ MANIFESTS = REPO / "tests" / "apiserver" / "manifests"
 N = 600
 
 
-def _argv(tmp: str) -> tuple[list[str], dict[str, str]]:
+NOBODY = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+SUBUID_USER, SUBID_BASE = "sn-rootless", 400000  # created by the subuid test: a user with a 65536-id range
+
+
+def _argv(tmp: str, user: list[str] = NOBODY, mode: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
     if os.geteuid() != 0:
         env = dict(os.environ, HOME=tmp, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        return [sys.executable, str(SCRIPT), tmp, str(MANIFESTS)], env
+        return [sys.executable, str(SCRIPT), tmp, str(MANIFESTS), *mode], env
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv is needed to drop root privileges for this test"
     py = shutil.which("python3", path="/usr/bin:/bin")
@@ -51,8 +55,7 @@ def _argv(tmp: str) -> tuple[list[str], dict[str, str]]:
     os.chmod(tmp, 0o777)
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
     env.update(HOME=tmp, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=lib)
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", py, script, tmp,
-            os.path.join(tmp, "manifests")], env
+    return [setpriv, *user, py, script, tmp, os.path.join(tmp, "manifests"), *mode], env
 
 
 def _host_view() -> str:
@@ -141,7 +144,48 @@ def test_loopback_fallback_says_why_and_serves_port_80_at_its_offset(run: Any) -
     assert "served at port+10000" in summary
     pods = set(run["fallback_pods"])
     _spread_ok(run["fallback_spread"], pods)
+    if run["unprivileged_port_start"] <= 80:  # the kernel lets anyone bind :80: no offset needed, none shown
+        assert run["fallback_port80"] == 0 and "servicenet.dev/loopback-ports" not in run["fallback_describe"]
+        return
     assert run["fallback_port80"] != 0  # nobody can bind :80 there; it is served at :10080 instead
     assert f"80/TCP served at {run['fallback_vip']}:10080" in run["fallback_describe"], run["fallback_describe"]
     assert any("default/hostnames" in ln and "way_out" in ln for ln in run["fallback_log"]), run["fallback_log"]
     assert run["fallback_term_rc"] == 0
+
+
+def _subuid_user() -> list[str]:
+    """A system user with subordinate ids (test setup: useradd + usermod --add-subuids)."""
+    for tool in ("useradd", "usermod", "newuidmap", "newgidmap"):
+        assert shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"), f"{tool} is needed (scripts/install-deps.sh)"
+    if subprocess.run(["id", SUBUID_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SUBUID_USER],
+                       check=True)
+    with open("/etc/subuid") as f:
+        has = any(line.startswith(f"{SUBUID_USER}:") for line in f)
+    if not has:
+        r = f"{SUBID_BASE}-{SUBID_BASE + 65535}"
+        subprocess.run(["usermod", "--add-subuids", r, "--add-subgids", r, SUBUID_USER], check=True)
+    return [f"--reuid={SUBUID_USER}", f"--regid={SUBUID_USER}", "--init-groups"]
+
+
+def test_subordinate_ids_let_pods_run_as_other_users() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the subuid acceptance creates a user: run the suite as root in CI")
+        pytest.skip("creating a user with subordinate ids needs root")
+    user = _subuid_user()
+    uid = int(subprocess.run(["id", "-u", SUBUID_USER], capture_output=True, text=True, check=True).stdout)
+    tmp = tempfile.mkdtemp(prefix="sn-subuid-")
+    try:
+        argv, env = _argv(tmp, user, ("subuid",))
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
+        assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert res["uid"] == uid
+    assert f"subordinate uids {SUBID_BASE}-{SUBID_BASE + 65535} are 1-65536" in res["subuid_summary"]
+    assert res["subuid_ids"] == ["65534", "1000"]  # the default user, and runAsUser: 1000
+    # outside, they are the user itself (the cluster) and two subordinate uids (the pods)
+    assert {uid, SUBID_BASE + 65533, SUBID_BASE + 999} <= set(res["subuid_outside_uids"]), res
+    assert res["subuid_rc_15"] == 0 and res["subuid_clean_15"] and res["subuid_clean_9"]

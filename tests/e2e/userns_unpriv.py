@@ -59,11 +59,36 @@ class Up:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
-              90, "servicenet up")
+        try:
+            until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
+                  120, "servicenet up")
+        except SystemExit:
+            self.stop()
+            raise SystemExit("servicenet up did not come up:\n" + "".join(self.lines[-40:])) from None
         if self.proc.poll() is not None:
             raise SystemExit("servicenet up exited:\n" + "".join(self.lines[-40:]))
+        rootless = any(ln.startswith("servicenet up: user namespace:") for ln in self.lines)
+        self.namespaces = until(self._user_namespaces, 10, "the holder's user namespace") if rootless else set()
         self.env = dict(os.environ, KUBECONFIG=str(data / "kubeconfig"))
+
+    def _user_namespaces(self) -> set[str]:
+        """The user namespaces our descendants live in (the holder's), other than our own."""
+        me, out, todo = own_userns(), set(), [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    todo += [int(x) for x in f.read().split()]
+                ns = os.readlink(f"/proc/{pid}/ns/user")
+            except OSError:
+                continue
+            if ns != me:
+                out.add(ns)
+        return out
+
+    def left(self) -> list[str]:
+        """Processes (of any uid) still in this cluster's user namespaces."""
+        return processes_in(self.namespaces)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -105,20 +130,18 @@ def own_userns() -> str:
     return os.readlink("/proc/self/ns/user")
 
 
-def foreign_userns_processes() -> list[str]:
-    """Our processes that live in another user namespace (the holder, the cluster, its pods)."""
-    me, out = own_userns(), []
+def processes_in(namespaces: set[str]) -> list[str]:
+    """``pid:comm`` of every process in one of ``namespaces`` (user namespace links); a process of
+    another user's namespace is unreadable and so never counted (concurrent runs do not interfere)."""
+    out = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/ns/user") in namespaces:
+                    with open(f"/proc/{pid}/comm") as f:
+                        out.append(f"{pid}:{f.read().strip()}")
+            except OSError:
                 continue
-            if os.readlink(f"/proc/{pid}/ns/user") != me:
-                with open(f"/proc/{pid}/comm") as f:
-                    out.append(f"{pid}:{f.read().strip()}")
-        except OSError:
-            continue
     return out
 
 
@@ -180,7 +203,7 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         # the nftables proxy: its table inside the node namespace (entered like the cluster does)
         node_ns = next(ln.split()[-1] for ln in up.summary().splitlines() if ln.strip().startswith("node netns"))
         res["node_netns"] = node_ns
-        holder = next(p.split(":")[0] for p in foreign_userns_processes() if p.endswith(":sleep"))
+        holder = next(p.split(":")[0] for p in up.left() if p.endswith(":sleep"))
         nft = subprocess.run(["nsenter", f"--target={holder}", "--user", "--mount", "--preserve-credentials",
                               "ip", "netns", "exec", node_ns, "nft", "list", "tables"],
                              capture_output=True, text=True, timeout=30)
@@ -197,11 +220,10 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         finally:
             pf.kill()
             pf.wait()
-        res["procs_running"] = foreign_userns_processes()
+        res["procs_running"] = up.left()
     finally:
         res["term_rc"] = up.stop()
-    res["procs_after_term"] = until(lambda: not foreign_userns_processes() and ["none"], 15,
-                                    "no process left after SIGTERM")
+    res["procs_after_term"] = until(lambda: not up.left() and ["none"], 15, "no process left after SIGTERM")
     res["term_log_tail"] = "".join(up.lines[-5:])
 
     # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`
@@ -219,11 +241,11 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
             return {ln.strip() for ln in out.split() if ln.strip()}
         res["iptables_answers"] = sorted(until(lambda: (a := answered()) == set(pods) and a, 30,
                                                "iptables mode: every pod answering"))
-        res["procs_before_kill"] = len(foreign_userns_processes())
+        res["procs_before_kill"] = len(up.left())
     finally:
         up.stop(signal.SIGKILL)
     t0 = time.monotonic()
-    until(lambda: not foreign_userns_processes(), 15, "no process left after SIGKILL", interval=0.05)
+    until(lambda: not up.left(), 15, "no process left after SIGKILL", interval=0.05)
     res["reaped_after_kill_s"] = round(time.monotonic() - t0, 2)
 
 
@@ -240,24 +262,53 @@ def fallback_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         vip = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))["spec"]["clusterIP"]
         res["fallback_pods"] = pods
         res["fallback_vip"] = vip
-        url = f"http://{vip}:10080/"
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            res["unprivileged_port_start"] = int(f.read())
+        # port 80 needs privilege unless the kernel lowered the limit (as container runtimes may)
+        url = f"http://{vip}:10080/" if res["unprivileged_port_start"] > 80 else f"http://{vip}:80/"
         until(lambda: set(counts(curl_loop(url, 12))) == set(pods), 30, "offset port answering")
         res["fallback_spread"] = dict(counts(curl_loop(url, N)))
         res["fallback_port80"] = subprocess.run(["curl", "-s", "--max-time", "2", f"http://{vip}:80/"],
                                                 capture_output=True, text=True).returncode
-        until(lambda: "servicenet.dev/loopback-ports" in up.kubectl("describe", "svc", "hostnames"), 30,
-              "loopback-ports annotation")
+        if res["unprivileged_port_start"] > 80:
+            until(lambda: "servicenet.dev/loopback-ports" in up.kubectl("describe", "svc", "hostnames"), 30,
+                  "loopback-ports annotation")
         res["fallback_describe"] = up.kubectl("describe", "svc", "hostnames")
     finally:
         res["fallback_term_rc"] = up.stop()
         res["fallback_log"] = [ln for ln in up.lines if "offset" in ln or "way_out" in ln][:5]
 
 
+def subuid_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
+    """A user with /etc/subuid ranges: pods run as nobody by default, or as the user they ask for."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        up = Up(tmp / f"subuid-{sig}")
+        try:
+            res["subuid_summary"] = "".join(up.lines)[:3000]
+            up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
+            up.kubectl("run", "u1000", "--image=registry.k8s.io/serve_hostname",
+                       '--overrides={"spec":{"securityContext":{"runAsUser":1000,"runAsGroup":1000}}}')
+            until(lambda up=up: len(up.ready_pods("hostnames")) == 3 and "u1000" in up.ready_pods("u1000"), 90,
+                  "pods ready (subuid)")
+            pod = sorted(up.ready_pods("hostnames"))[0]
+            res["subuid_ids"] = [up.kubectl("exec", pod, "--", "id", "-u").strip(),
+                                 up.kubectl("exec", "u1000", "--", "id", "-u").strip()]
+            res["subuid_outside_uids"] = sorted({os.stat(f"/proc/{p.split(':')[0]}").st_uid
+                                                 for p in up.left() if p.endswith(":python3")})
+        finally:
+            res[f"subuid_rc_{sig}"] = up.stop(sig)
+        until(lambda up=up: not up.left(), 15, f"no process left after signal {sig}", interval=0.05)
+        res[f"subuid_clean_{sig}"] = True
+
+
 def main() -> None:
     tmp, manifests = Path(sys.argv[1]), Path(sys.argv[2])
     res: dict[str, Any] = {"uid": os.geteuid(), "gid": os.getegid(), "groups": os.getgroups()}
-    userns_run(tmp, manifests, res)
-    fallback_run(tmp, manifests, res)
+    if sys.argv[3:] == ["subuid"]:
+        subuid_run(tmp, manifests, res)
+    else:
+        userns_run(tmp, manifests, res)
+        fallback_run(tmp, manifests, res)
     print(json.dumps(res), flush=True)
 
 
