@@ -45,10 +45,12 @@ nsenter --net=$NS/pod nginx -c $W/nginx.conf -p $W &
 NGX=$!; trap 'kill $NGX 2>/dev/null' EXIT
 i=0; until nsenter --net=$NS/pod bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>/dev/null || [ $i -gt 100 ]; do
   i=$((i+1)); sleep 0.05; done
+cpu() { echo "nginx_ticks $(awk '{print $14+$15}' /proc/$NGX/stat)"; times | tail -1 | sed 's/^/children /'; }
+cpu
 for path in small.txt big.bin; do
   for mode in keep close; do
     H=""; [ $mode = close ] && H="-H Connection:close"
-    echo "== $path $mode"; wrk -t1 -c16 -d${D}s $H http://10.96.0.1/$path
+    echo "== $path $mode"; wrk -t1 -c16 -d${D}s $H http://10.96.0.1/$path; cpu
   done
 done
 """
@@ -62,17 +64,31 @@ http {{ access_log off; sendfile on; keepalive_requests 1000000;
 """
 
 
-def parse(out: str) -> dict[str, float]:
-    res: dict[str, float] = {}
-    for block in out.split("== ")[1:]:
+def _cpu(block: str) -> float:
+    """Seconds of CPU so far: nginx's (its /proc stat ticks) plus the shell's finished children
+    (wrk, by bash's ``times``) — where the kernel's packet work is mostly charged, too."""
+    ticks = float(re.findall(r"nginx_ticks (\d+)", block)[-1]) / os.sysconf("SC_CLK_TCK")
+    m, s, m2, s2 = re.findall(r"children (\d+)m([\d.]+)s (\d+)m([\d.]+)s", block)[-1]
+    return ticks + int(m) * 60 + float(s) + int(m2) * 60 + float(s2)
+
+
+def parse(out: str) -> dict[str, tuple[float, float]]:
+    """``name -> (req/s, CPU µs per request)``."""
+    res: dict[str, tuple[float, float]] = {}
+    blocks = out.split("== ")
+    before = _cpu(blocks[0])
+    for block in blocks[1:]:
         name = " ".join(block.split()[:2])
         m = re.search(r"Requests/sec:\s+([\d.]+)", block)
-        if m:
-            res[name] = float(m.group(1))
+        n = re.search(r"(\d+) requests in", block)
+        after = _cpu(block)
+        if m and n:
+            res[name] = (float(m.group(1)), (after - before) * 1e6 / max(int(n.group(1)), 1))
+        before = after
     return res
 
 
-def world(work: Path, duration: int, rootless: bool) -> dict[str, float]:
+def world(work: Path, duration: int, rootless: bool) -> dict[str, tuple[float, float]]:
     for d in ("cb", "pt", "ft", "ut", "st", "nginx.err", "nginx.pid"):  # nginx's, from the previous run's owner
         p = work / d
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
@@ -112,14 +128,19 @@ def main(argv: list[str] | None = None) -> int:
                 os.chmod(os.path.join(root, f), 0o644)
         os.chmod(work, 0o777)
         rows = {}
+        print("load average before: {:.2f} {:.2f} {:.2f} on {} CPUs".format(*os.getloadavg(), os.cpu_count()))
         for label, rootless in (("root netns", False), ("userns", True), ("root netns (again)", False)):
             rows[label] = world(work, args.duration, rootless)
-            for name, rps in rows[label].items():
-                print(f"{label:20s} {name:18s} {rps:10.0f} req/s", flush=True)
-        print("\nratio userns / root netns (req/s; root = mean of the two root runs around it):")
+            for name, (rps, cpu) in rows[label].items():
+                print(f"{label:20s} {name:18s} {rps:10.0f} req/s {cpu:8.1f} µs CPU/request", flush=True)
+        print("\nratio userns / root netns (root = mean of the two root runs around it); req/s is wall-clock and\n"
+              "moves with the machine's load, CPU per request (nginx + wrk, kernel work included) much less:")
+        print(f"  {'':18s} {'req/s':>8s} {'CPU/request':>12s}")
         for name in rows["userns"]:
-            base = (rows["root netns"][name] + rows["root netns (again)"][name]) / 2
-            print(f"  {name:18s} {rows['userns'][name] / base:.2f}")
+            rps = (rows["root netns"][name][0] + rows["root netns (again)"][name][0]) / 2
+            cpu = (rows["root netns"][name][1] + rows["root netns (again)"][name][1]) / 2
+            print(f"  {name:18s} {rows['userns'][name][0] / rps:8.2f} {rows['userns'][name][1] / cpu:12.2f}")
+        print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

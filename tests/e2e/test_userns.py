@@ -1,10 +1,12 @@
-"""Acceptance (issue 15): without root, ``servicenet up`` runs the netns mode inside a user
+"""Acceptance (issue 15): without root, the README's ``make up`` runs the netns mode inside a user
 namespace; with user namespaces unavailable it falls back to loopback and says why.
 
-As root the walkthrough runs in a child after dropping to ``nobody`` (setpriv, the system python3,
-the package and its dependencies copied where ``nobody`` can read them); see userns_unpriv.py for
-what is driven. Failing to drop privileges, or a kernel without unprivileged user namespaces, is a
-test failure, never a skip.
+The test creates an unprivileged user with a subordinate id range and a checkout it owns
+(userns_setup.py), then runs userns_unpriv.py as that user (setpriv): it starts ``make up`` three
+times and drives the clusters with the real kubectl, curl, wget, nslookup, dig; the seeds'
+walkthroughs (userns_walks.py) run on the first cluster. Creating the user needs root: outside CI
+a non-root run skips (``root`` marker), in CI it fails. A kernel without unprivileged user
+namespaces is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -14,48 +16,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("userns_unpriv.py")
-REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO / "tests" / "apiserver" / "manifests"
+from . import userns_setup
+from .userns_setup import SUBID_BASE, SUBID_COUNT, USER
+
+pytestmark = pytest.mark.root  # it creates a user
+
+HERE = Path(__file__).parent
 N = 600
-
-
-NOBODY = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-SUBUID_USER, SUBID_BASE = "sn-rootless", 400000  # created by the subuid test: a user with a 65536-id range
-
-
-def _argv(tmp: str, user: list[str] = NOBODY, mode: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
-    if os.geteuid() != 0:
-        env = dict(os.environ, HOME=tmp, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        return [sys.executable, str(SCRIPT), tmp, str(MANIFESTS), *mode], env
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv is needed to drop root privileges for this test"
-    py = shutil.which("python3", path="/usr/bin:/bin")
-    assert py, "a system python3 readable by nobody is needed"
-    lib = os.path.join(tmp, "lib")
-    shutil.copytree(REPO / "servicenet", os.path.join(lib, "servicenet"), ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(sysconfig.get_paths()["purelib"], lib, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "kubernetes", "pip", "setuptools", "hypothesis",
-                                                  "pygments", "_pytest", "pytest*", "ruff*", "servicenet*"))
-    shutil.copytree(MANIFESTS, os.path.join(tmp, "manifests"))
-    script = shutil.copy(SCRIPT, os.path.join(tmp, SCRIPT.name))
-    for root, dirs, files in os.walk(tmp):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o644)
-    os.chmod(tmp, 0o777)
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
-    env.update(HOME=tmp, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=lib)
-    return [setpriv, *user, py, script, tmp, os.path.join(tmp, "manifests"), *mode], env
 
 
 def _host_view() -> str:
@@ -74,23 +48,37 @@ def _spread_ok(spread: dict[str, int], pods: set[str]) -> None:
 
 @pytest.fixture(scope="module")
 def run() -> Any:
-    tmp = tempfile.mkdtemp(prefix="sn-userns-")
+    tmp = Path(tempfile.mkdtemp(prefix="sn-userns-"))
     try:
-        os.chmod(tmp, 0o777)
-        argv, env = _argv(tmp)
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, cwd=tmp)
+        t0 = time.monotonic()
+        checkout = userns_setup.checkout(tmp)
+        setup_s = round(time.monotonic() - t0, 1)
+        for f in ("userns_unpriv.py", "userns_walks.py"):
+            shutil.copy(HERE / f, tmp / f)
+            shutil.chown(tmp / f, USER, USER)
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+        env.update(HOME=str(tmp))
+        argv = userns_setup.as_user(str(checkout / ".venv" / "bin" / "python"), str(tmp / "userns_unpriv.py"),
+                                    str(tmp), str(checkout))
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200, cwd=tmp)
         assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["host_after"] = _host_view()
-        print("userns figures:", json.dumps({k: res.get(k) for k in (  # shown with -s
-            "pod_spread", "host_spread", "fallback_spread", "reaped_after_kill_s", "host_ports_annotation")}))
+        res["user_uid"] = int(subprocess.run(["id", "-u", USER], capture_output=True, text=True).stdout)
+        print("userns figures:", json.dumps({"setup_s": setup_s, "run_s": round(time.monotonic() - t0, 1), **{
+            k: res.get(k) for k in ("pod_spread", "host_spread", "fallback_spread", "reaped_after_kill_s",
+                                    "host_ports_annotation")},
+            "walks_s": {k: v.get("seconds") for k, v in res.items() if k.startswith("walk_")}}))
         yield res
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_up_picks_the_user_namespace_mode(run: Any) -> None:
-    assert run["uid"] != 0 and run["gid"] != 0 and 0 not in run["groups"], run
+def test_make_up_as_a_created_user_picks_the_user_namespace_mode(run: Any) -> None:
+    assert run["uid"] == run["user_uid"] != 0 and run["gid"] != 0 and 0 not in run["groups"], run
+    # make ran the venv's servicenet without --network: auto chose the user namespace
+    make_line = next(ln for ln in run["summary"].splitlines() if "servicenet up" in ln)
+    assert make_line.startswith(".venv/bin/servicenet up --data-dir") and "--network" not in make_line, make_line
     assert "network mode: netns inside a user namespace (rootless)" in run["summary"], run["summary"]
     assert re.search(r"proxy mode\s+nftables", run["summary"]), run["summary"]
     assert re.search(r"dns dns\s+127\.0\.0\.1:\d+,10\.96\.0\.10:53", run["summary"]), run["summary"]
@@ -119,6 +107,29 @@ def test_nftables_proxy_programs_the_node_namespace(run: Any) -> None:
 def test_iptables_proxy_mode_works_too(run: Any) -> None:
     assert re.search(r"proxy mode\s+iptables", run["iptables_summary"]), run["iptables_summary"]
     assert len(run["iptables_answers"]) == 3
+    # the upstream chain structure in the node namespace, as test_proxy_netns checks it as root
+    nat, vip = run["iptables_nat"], run["iptables_vip"]
+    chain = re.findall(r"-A KUBE-SERVICES -d " + re.escape(vip) + r"/32 -p tcp -m comment --comment "
+                       r'"default/hostnames:default cluster IP" -m tcp --dport 80 -j (KUBE-SVC-[A-Z2-7]{16})', nat)
+    assert len(chain) == 1, nat
+    seps = re.findall(r"^-A " + chain[0] + r" .*-j (KUBE-SEP-[A-Z2-7]{16})$", nat, re.M)
+    assert len(seps) == 3, nat
+    assert {m for sep in seps for m in re.findall(r"-A " + sep + r" .*--to-destination ([\d.]+):9376", nat)} == \
+        set(run["iptables_pods"].values()), nat
+
+
+def test_subordinate_ids_let_pods_run_as_other_users(run: Any) -> None:
+    last = SUBID_BASE + SUBID_COUNT - 1
+    assert f"subordinate uids {SUBID_BASE}-{last} are 1-{SUBID_COUNT}" in run["summary"], run["summary"]
+    assert run["subuid_ids"] == ["65534", "1000"]  # the default user, and runAsUser: 1000
+    # outside: the user itself (the cluster) and two subordinate uids (the pods)
+    assert {run["user_uid"], SUBID_BASE + 65533, SUBID_BASE + 999} <= set(run["outside_uids"]), run["outside_uids"]
+
+
+def test_one_uid_mapping_when_newuidmap_fails(run: Any) -> None:
+    summary = run["iptables_summary"]
+    assert "subordinate ids not usable (newuidmap" in summary and "mapping only uid" in summary, summary
+    assert run["one_uid_id"] == "0"  # pods run as root inside (the user outside): nobody is unmapped
 
 
 def test_kubectl_logs_and_port_forward(run: Any) -> None:
@@ -153,39 +164,69 @@ def test_loopback_fallback_says_why_and_serves_port_80_at_its_offset(run: Any) -
     assert run["fallback_term_rc"] == 0
 
 
-def _subuid_user() -> list[str]:
-    """A system user with subordinate ids (test setup: useradd + usermod --add-subuids)."""
-    for tool in ("useradd", "usermod", "newuidmap", "newgidmap"):
-        assert shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"), f"{tool} is needed (scripts/install-deps.sh)"
-    if subprocess.run(["id", SUBUID_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SUBUID_USER],
-                       check=True)
-    with open("/etc/subuid") as f:
-        has = any(line.startswith(f"{SUBUID_USER}:") for line in f)
-    if not has:
-        r = f"{SUBID_BASE}-{SUBID_BASE + 65535}"
-        subprocess.run(["usermod", "--add-subuids", r, "--add-subgids", r, SUBUID_USER], check=True)
-    return [f"--reuid={SUBUID_USER}", f"--regid={SUBUID_USER}", "--init-groups"]
+# -- the seeds' walkthroughs on the rootless cluster (userns_walks.py) -----------------------------
+
+def _walk(run: Any, name: str) -> dict[str, Any]:
+    r = run[f"walk_{name}"]
+    assert "error" not in r, r["error"]
+    return r
 
 
-def test_subordinate_ids_let_pods_run_as_other_users() -> None:
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the subuid acceptance creates a user: run the suite as root in CI")
-        pytest.skip("creating a user with subordinate ids needs root")
-    user = _subuid_user()
-    uid = int(subprocess.run(["id", "-u", SUBUID_USER], capture_output=True, text=True, check=True).stdout)
-    tmp = tempfile.mkdtemp(prefix="sn-subuid-")
-    try:
-        argv, env = _argv(tmp, user, ("subuid",))
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd=tmp)
-        assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert res["uid"] == uid
-    assert f"subordinate uids {SUBID_BASE}-{SUBID_BASE + 65535} are 1-65536" in res["subuid_summary"]
-    assert res["subuid_ids"] == ["65534", "1000"]  # the default user, and runAsUser: 1000
-    # outside, they are the user itself (the cluster) and two subordinate uids (the pods)
-    assert {uid, SUBID_BASE + 65533, SUBID_BASE + 999} <= set(res["subuid_outside_uids"]), res
-    assert res["subuid_rc_15"] == 0 and res["subuid_clean_15"] and res["subuid_clean_9"]
+def test_seed_walkthrough_kubectl_manifests(run: Any) -> None:  # issue 2
+    r = _walk(run, "kubectl")
+    assert r["reapply"].splitlines() == ["deployment.apps/hostnames unchanged", "service/hostnames unchanged"]
+    kinds = {ln.split()[0].split("/")[0] for ln in r["get_wide"].splitlines() if "/" in ln.split(" ")[0]}
+    assert {"service", "endpoints", "endpointslice.discovery.k8s.io", "pod", "deployment.apps",
+            "statefulset.apps", "replicaset.apps"} <= kinds, r["get_wide"]
+    assert re.search(r"^Selector:\s+app=hostnames$", r["describe"], re.M), r["describe"]
+    assert r["nodeport"] == 30007
+
+
+def test_seed_walkthrough_workloads(run: Any) -> None:  # issue 3
+    r, pods = _walk(run, "workloads"), run["pods"]
+    assert len(r["rows"]) == 3 and all(row[1] == "1/1" and row[2] == "Running" for row in r["rows"]), r["rows"]
+    assert {row[5] for row in r["rows"]} == set(pods.values()) and len(set(pods.values())) == 3
+    assert all(f"{ip}:9376" in r["ep"] for ip in pods.values()), r["ep"]
+    assert r["by_ip"] == {name: name for name in pods}  # each pod IP answers with its own name
+    assert r["order"][0] <= r["order"][1], r["order"]  # web-1 was created once web-0 was Ready
+    assert r["slice_2"] == ["web-0", "web-1"] and r["slice_3"] == ["web-0", "web-1", "web-2"]
+    assert r["slice_down"] == ["web-0", "web-1"] and r["pods_down"] == ["web-0", "web-1"]
+    assert r["web0_hostname"] == "web-0"
+    assert r["mirrored"] == [["endpointslicemirroring-controller.k8s.io", ["127.0.0.50", "127.0.0.51"]]]
+    ip, kube = r["redis_ip"], r["kube_ip"]
+    assert r["links"] == {
+        "REDIS_PRIMARY_SERVICE_HOST": ip, "REDIS_PRIMARY_SERVICE_PORT": "6379",
+        "REDIS_PRIMARY_SERVICE_PORT_REDIS": "6379", "REDIS_PRIMARY_SERVICE_PORT_METRICS": "9121",
+        "REDIS_PRIMARY_PORT": f"tcp://{ip}:6379", "REDIS_PRIMARY_PORT_6379_TCP": f"tcp://{ip}:6379",
+        "REDIS_PRIMARY_PORT_6379_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_6379_TCP_PORT": "6379",
+        "REDIS_PRIMARY_PORT_6379_TCP_ADDR": ip, "REDIS_PRIMARY_PORT_9121_TCP": f"tcp://{ip}:9121",
+        "REDIS_PRIMARY_PORT_9121_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_9121_TCP_PORT": "9121",
+        "REDIS_PRIMARY_PORT_9121_TCP_ADDR": ip,
+        "KUBERNETES_SERVICE_HOST": kube, "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+        "KUBERNETES_PORT": f"tcp://{kube}:443", "KUBERNETES_PORT_443_TCP": f"tcp://{kube}:443",
+        "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
+        "KUBERNETES_PORT_443_TCP_ADDR": kube}
+
+
+def test_seed_walkthrough_dns(run: Any) -> None:  # issue 4
+    r = _walk(run, "dns")
+    web = r["web"]
+    assert r["headless"] == sorted(web.values())
+    assert r["web0"] == [web["web-0"]] and r["web1"] == [web["web-1"]]
+    assert r["clusterip"] == [run["vip"]]
+    assert "status: NXDOMAIN" in r["nxdomain"], r["nxdomain"]  # a Deployment pod's name under a headless Service
+    fqdn = {"nginx": "nginx.default.svc.cluster.local", "web-0.nginx": "web-0.nginx.default.svc.cluster.local",
+            "nginx.default": "nginx.default.svc.cluster.local"}
+    for short, out in r["short"].items():  # through the pod's search path
+        want = [web["web-0"]] if short.startswith("web-0") else list(web.values())
+        assert fqdn[short] in out and all(ip in out for ip in want), (short, out)
+
+
+def test_seed_walkthrough_proxy(run: Any) -> None:  # issue 5
+    r, names = _walk(run, "proxy"), set(run["pods"])
+    _spread_ok(r["dns_spread"], names)  # DNS and the proxy together, from a pod
+    assert r["nodeport"] == sorted(names) and r["lb"] == sorted(names)
+    assert r["lb_ip"].startswith("10.255.255."), r["lb_ip"]
+    assert len(r["sticky"]) == 1 and sum(r["sticky"].values()) == 60, r["sticky"]  # ClientIP affinity
+    took, code = float(r["empty"][0]), r["empty"][1]
+    assert code == "7" and took < 0.5, r["empty"]  # no endpoints: refused at once, not a hang

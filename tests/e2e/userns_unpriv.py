@@ -1,14 +1,16 @@
-"""The rootless walkthrough, run as an unprivileged user (spawned by test_userns via setpriv with
-the system python3; the package and its dependencies on PYTHONPATH). It starts the real
-``servicenet up`` command three times and drives it with the real kubectl, curl, wget, nslookup:
+"""The rootless walkthrough, run as the unprivileged user test_userns created (setpriv), with the
+python of that user's checkout. It runs the README's ``make up`` (``servicenet up`` with the
+default ``--network auto``) three times and drives it with the real kubectl, curl, wget, nslookup,
+dig:
 
-1. ``--network auto`` (user namespaces allowed): the hostnames and web walkthroughs, from a pod
-   and from the host through the published forwarder; then SIGTERM;
-2. a second cluster (iptables proxy mode) with pods, then SIGKILL of ``servicenet up``:
-   everything must go;
+1. user namespaces allowed, subordinate ids mapped: the hostnames and web walkthroughs from a pod
+   and from the host through the published forwarder, then the seeds' walkthroughs
+   (userns_walks.py) on the same cluster; then SIGTERM;
+2. a second cluster in iptables proxy mode whose ``newuidmap`` fails (a PATH shim: the one-uid
+   mapping), with pods, then SIGKILL of ``servicenet up``: everything must go;
 3. with an ``unshare`` that fails (a PATH shim): the loopback fallback and its port offset.
 
-Usage: ``python3 userns_unpriv.py <writable dir> <repo manifests dir>``. Prints one JSON line of
+Usage: ``python3 userns_unpriv.py <writable dir> <checkout>``. Prints one JSON line of
 observations; the test makes the assertions.
 """
 
@@ -25,6 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import userns_walks as walks  # copied next to this script
 
 N = 600
 
@@ -46,15 +50,20 @@ def until(fn: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
         time.sleep(interval)
 
 
+CHECKOUT = Path(".")  # set by main(): the user's checkout, where `make up` runs
+
+
 class Up:
-    """One ``servicenet up`` process with its output collected by a thread."""
+    """One ``make up`` (the README's command) with its output collected by a thread. ``ARGS`` only
+    moves the listeners off the default ports and leaves the ingress out (concurrent runs); the
+    network mode is ``servicenet up``'s default, ``auto``."""
 
     def __init__(self, data: Path, extra_env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
         self.data = data
         self.api, self.dns = free_port(), free_port()
-        argv = [sys.executable, "-m", "servicenet.cli", "up", "--network", "auto", "--data-dir", str(data),
-                "--api-listen", f"127.0.0.1:{self.api}", "--dns-listen", f"127.0.0.1:{self.dns}",
-                "--only", "controller-manager,node,dns,proxy", *extra]
+        args = ["--data-dir", str(data), "--api-listen", f"127.0.0.1:{self.api}",
+                "--dns-listen", f"127.0.0.1:{self.dns}", "--only", "controller-manager,node,dns,proxy", *extra]
+        argv = ["make", "--no-print-directory", "-C", str(CHECKOUT), "up", "ARGS=" + " ".join(args)]
         env = dict(os.environ, **(extra_env or {}))
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         self.lines: list[str] = []
@@ -117,8 +126,21 @@ class Up:
                 out[name] = p["status"]["podIP"]
         return out
 
+    def servicenet(self) -> int:
+        """The ``servicenet up`` process make runs (make's recipe execs it; make passes no signal on)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        return kids[0] if kids else self.proc.pid
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        self.proc.send_signal(sig)
+        """Signal ``servicenet up`` (as Ctrl-C or kill would); make's exit status."""
+        try:
+            os.kill(self.servicenet(), sig)
+        except ProcessLookupError:
+            pass
         try:
             return self.proc.wait(timeout)
         finally:
@@ -163,8 +185,11 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
         up.kubectl("apply", "-f", str(manifests / "web-sts.yaml"))
         up.kubectl("patch", "svc", "hostnames", "-p", '{"spec":{"type":"NodePort"}}')
+        up.kubectl("run", "u1000", "--image=registry.k8s.io/serve_hostname",
+                   '--overrides={"spec":{"securityContext":{"runAsUser":1000,"runAsGroup":1000}}}')
         pods = until(lambda: (p := up.ready_pods("hostnames")) and len(p) == 3 and p, 90, "3 hostnames pods")
-        until(lambda: "web-0" in up.ready_pods("web-0"), 90, "web-0 ready")
+        until(lambda: "web-0" in up.ready_pods("web-0") and "u1000" in up.ready_pods("u1000"), 90,
+              "web-0 and u1000 ready")
         res["pods"] = pods
         svc = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))
         vip = svc["spec"]["clusterIP"]
@@ -220,14 +245,27 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         finally:
             pf.kill()
             pf.wait()
+        # subordinate ids: pods run as nobody (65534 inside) or as their runAsUser, each a distinct
+        # unprivileged uid outside
+        res["subuid_ids"] = [up.kubectl("exec", client, "--", "id", "-u").strip(),
+                             up.kubectl("exec", "u1000", "--", "id", "-u").strip()]
         res["procs_running"] = up.left()
+        res["outside_uids"] = sorted({os.stat(f"/proc/{p.split(':')[0]}").st_uid for p in res["procs_running"]
+                                      if ":python" in p})
+        walks.run_all(up, holder, node_ns, manifests, res)
     finally:
         res["term_rc"] = up.stop()
     res["procs_after_term"] = until(lambda: not up.left() and ["none"], 15, "no process left after SIGTERM")
     res["term_log_tail"] = "".join(up.lines[-5:])
 
-    # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`
-    up = Up(tmp / "userns-kill", extra=("--proxy-mode", "iptables"))
+    # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`; newuidmap fails here, so
+    # it falls back to the one-uid mapping (pods run as root inside, the user outside)
+    shim = tmp / "shim-newuidmap"
+    shim.mkdir()
+    (shim / "newuidmap").write_text("#!/bin/sh\necho 'newuidmap: write to uid_map failed: Operation not permitted' >&2\n"
+                                    "exit 1\n")
+    (shim / "newuidmap").chmod(0o755)
+    up = Up(tmp / "userns-kill", {"PATH": f"{shim}:{os.environ['PATH']}"}, extra=("--proxy-mode", "iptables"))
     try:
         res["iptables_summary"] = up.summary()
         up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
@@ -241,6 +279,11 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
             return {ln.strip() for ln in out.split() if ln.strip()}
         res["iptables_answers"] = sorted(until(lambda: (a := answered()) == set(pods) and a, 30,
                                                "iptables mode: every pod answering"))
+        res["one_uid_id"] = up.kubectl("exec", sorted(pods)[0], "--", "id", "-u").strip()
+        node_ns = next(ln.split()[-1] for ln in up.summary().splitlines() if ln.strip().startswith("node netns"))
+        holder = next(p.split(":")[0] for p in up.left() if p.endswith(":sleep"))
+        res["iptables_nat"] = walks.in_node(holder, node_ns, "iptables-save", "-t", "nat").stdout
+        res["iptables_vip"], res["iptables_pods"] = vip, pods
         res["procs_before_kill"] = len(up.left())
     finally:
         up.stop(signal.SIGKILL)
@@ -279,36 +322,13 @@ def fallback_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         res["fallback_log"] = [ln for ln in up.lines if "offset" in ln or "way_out" in ln][:5]
 
 
-def subuid_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
-    """A user with /etc/subuid ranges: pods run as nobody by default, or as the user they ask for."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        up = Up(tmp / f"subuid-{sig}")
-        try:
-            res["subuid_summary"] = "".join(up.lines)[:3000]
-            up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
-            up.kubectl("run", "u1000", "--image=registry.k8s.io/serve_hostname",
-                       '--overrides={"spec":{"securityContext":{"runAsUser":1000,"runAsGroup":1000}}}')
-            until(lambda up=up: len(up.ready_pods("hostnames")) == 3 and "u1000" in up.ready_pods("u1000"), 90,
-                  "pods ready (subuid)")
-            pod = sorted(up.ready_pods("hostnames"))[0]
-            res["subuid_ids"] = [up.kubectl("exec", pod, "--", "id", "-u").strip(),
-                                 up.kubectl("exec", "u1000", "--", "id", "-u").strip()]
-            res["subuid_outside_uids"] = sorted({os.stat(f"/proc/{p.split(':')[0]}").st_uid
-                                                 for p in up.left() if p.endswith(":python3")})
-        finally:
-            res[f"subuid_rc_{sig}"] = up.stop(sig)
-        until(lambda up=up: not up.left(), 15, f"no process left after signal {sig}", interval=0.05)
-        res[f"subuid_clean_{sig}"] = True
-
-
 def main() -> None:
-    tmp, manifests = Path(sys.argv[1]), Path(sys.argv[2])
+    global CHECKOUT
+    tmp, CHECKOUT = Path(sys.argv[1]), Path(sys.argv[2])
+    manifests = CHECKOUT / "tests" / "apiserver" / "manifests"
     res: dict[str, Any] = {"uid": os.geteuid(), "gid": os.getegid(), "groups": os.getgroups()}
-    if sys.argv[3:] == ["subuid"]:
-        subuid_run(tmp, manifests, res)
-    else:
-        userns_run(tmp, manifests, res)
-        fallback_run(tmp, manifests, res)
+    userns_run(tmp, manifests, res)
+    fallback_run(tmp, manifests, res)
     print(json.dumps(res), flush=True)
 
 
