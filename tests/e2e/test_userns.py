@@ -230,3 +230,16 @@ def test_seed_walkthrough_proxy(run: Any) -> None:  # issue 5
     assert len(r["sticky"]) == 1 and sum(r["sticky"].values()) == 60, r["sticky"]  # ClientIP affinity
     took, code = float(r["empty"][0]), r["empty"][1]
     assert code == "7" and took < 0.5, r["empty"]  # no endpoints: refused at once, not a hang
+
+
+def test_seed_walkthrough_proxy_hairpin_itp_readiness_and_rolling_update(run: Any) -> None:  # issue 5
+    r, names = _walk(run, "proxy_more"), sorted(run["pods"])
+    assert r["itp_local"] == names[:1] and r["itp_cluster"] == names
+    assert r["hairpin"] == {"self": 10}  # a pod reaches itself through its own Service
+    assert set(r["flip_unready"]) == {"flip-1", "flip-2"} and sum(r["flip_unready"].values()) == 30
+    assert r["flip_back"] == ["flip-0", "flip-1", "flip-2"]
+    roll = r["roll"]
+    fails = {k: v for k, v in roll["counts"].items() if k not in set(roll["old"]) | set(roll["new"])}
+    assert not fails, f"failed requests during the rollout: {fails} (all: {roll['counts']})"
+    assert set(roll["old"]) & set(roll["counts"]) and set(roll["new"]) & set(roll["counts"]), roll
+    assert not set(roll["old"]) & set(roll["new"])

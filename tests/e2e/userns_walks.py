@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml  # the checkout's venv has PyYAML (a servicenet dependency)
+
 N = 600
 
 
@@ -164,7 +166,97 @@ def proxy(up: Any, ctx: dict[str, Any], r: dict[str, Any]) -> None:
                       "the empty Service refusing")
 
 
-WALKS = {"kubectl": kubectl_basics, "workloads": workloads, "dns": dns, "proxy": proxy}
+def _apply(up: Any, *objs: dict[str, Any]) -> None:
+    up.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+
+
+def _svc(name: str, selector: dict[str, str] | None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9376}], **spec}}
+    if selector is not None:
+        body["spec"]["selector"] = selector
+    return body
+
+
+def _pod(name: str, labels: dict[str, str], **container: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "c", "image": "registry.k8s.io/serve_hostname", "ports": [{"containerPort": 9376}],
+                **container}]}}
+
+
+def _answers(up: Any, pod: str, url: str, n: int = 30) -> Counter[str]:
+    out = _exec(up, pod, f"for i in $(seq {n}); do wget -q -T 1 -O- {url} || echo fail; echo; done").stdout
+    return Counter(ln.strip() for ln in out.split() if ln.strip())
+
+
+def proxy_more(up: Any, ctx: dict[str, Any], r: dict[str, Any]) -> None:
+    """Issue 5, continued: hairpin, internalTrafficPolicy Local, a readiness flip, and a rolling
+    update under a steady request loop."""
+    client = sorted(ctx["pods"])[0]
+    tag = f"/tmp/sn-unready-{int(time.time() * 1000)}"  # the flip's flag files (pod /tmp, by exec)
+    probe = {"exec": {"command": ["sh", "-c", f"! test -e {tag}-$(hostname)"]}, "periodSeconds": 1,
+             "failureThreshold": 1, "successThreshold": 1}
+    roll_tmpl = {"metadata": {"labels": {"app": "roll"}}, "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+        "name": "c", "image": "registry.k8s.io/serve_hostname", "env": [{"name": "V", "value": "1"}],
+        "ports": [{"containerPort": 9376}], "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+        "readinessProbe": {"httpGet": {"path": "/", "port": 9376}, "periodSeconds": 1}}]}}
+    _apply(up, _pod("self", {"app": "self"}), _svc("self", {"app": "self"}),
+           *(_pod(f"flip-{i}", {"app": "flip"}, readinessProbe=probe) for i in range(3)), _svc("flip", {"app": "flip"}),
+           {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "roll"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "roll"}}, "template": roll_tmpl}},
+           _svc("roll", {"app": "roll"}))
+    # internalTrafficPolicy: Local -> only the endpoints the slice puts on this node
+    here, elsewhere = sorted(ctx["pods"].items())[0], sorted(ctx["pods"].items())[1:]
+    for name, itp in (("itp-local", "Local"), ("itp-cluster", "Cluster")):
+        _apply(up, _svc(name, None, internalTrafficPolicy=itp), {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-1", "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 9376, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [here[1]], "nodeName": "node-1", "conditions": {"ready": True}}] +
+                         [{"addresses": [ip], "nodeName": "node-2", "conditions": {"ready": True}} for _, ip in elsewhere]})
+    vips = {n: _get(up, "svc", n)["spec"]["clusterIP"] for n in ("self", "flip", "roll", "itp-local", "itp-cluster")}
+    names = set(ctx["pods"])
+    r["itp_local"] = sorted(wait(lambda: set(a := _answers(up, client, f"http://{vips['itp-local']}/")) == {here[0]}
+                                 and a, 30, "itp Local"))
+    r["itp_cluster"] = sorted(wait(lambda: set(a := _answers(up, client, f"http://{vips['itp-cluster']}/")) == names
+                                   and a, 30, "itp Cluster"))
+    wait(lambda: all(_ready(p) for p in _get(up, "pods", "-l", "app in (self,flip,roll)")["items"]) and
+         len(_get(up, "pods", "-l", "app in (self,flip,roll)")["items"]) == 7, 90, "self, flip and roll pods ready")
+    r["hairpin"] = dict(wait(lambda: set(a := _answers(up, "self", f"http://{vips['self']}/", 10)) == {"self"} and a,
+                             30, "hairpin"))
+    flips = {f"flip-{i}" for i in range(3)}
+    wait(lambda: set(_answers(up, client, f"http://{vips['flip']}/")) == flips, 30, "flip programmed")
+    _exec(up, "flip-0", f"touch {tag}-flip-0")
+    r["flip_unready"] = dict(wait(lambda: set(a := _answers(up, client, f"http://{vips['flip']}/")) ==
+                                  flips - {"flip-0"} and a, 30, "flip-0 out of rotation"))
+    _exec(up, "flip-0", f"rm {tag}-flip-0")
+    r["flip_back"] = sorted(wait(lambda: set(a := _answers(up, client, f"http://{vips['flip']}/")) == flips and a,
+                                 30, "flip-0 back"))
+    # rolling update under a steady request loop: no request may fail
+    old = {p["metadata"]["name"] for p in _get(up, "pods", "-l", "app=roll")["items"]}
+    wait(lambda: set(_answers(up, client, f"http://{vips['roll']}/")) == old, 30, "roll programmed")
+    loop = (f"i=0; while [ $i -lt 5000 ] && [ ! -e {tag}-stop ]; do i=$((i+1)); "
+            f"curl -s --max-time 2 http://{vips['roll']}/ || echo fail$?; echo; done")  # as test_proxy_netns
+    loader = subprocess.Popen(["kubectl", "exec", client, "--", "sh", "-c", loop], env=up.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        up.kubectl("set", "env", "deployment/roll", "V=2")
+        up.kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+        wait(lambda: not old & {p["metadata"]["name"] for p in _get(up, "pods", "-l", "app=roll")["items"]}, 60,
+             "old roll pods gone")
+        time.sleep(1)
+    finally:
+        _exec(up, client, f"touch {tag}-stop")
+        out, _ = loader.communicate(timeout=60)
+        _exec(up, client, f"rm -f {tag}-stop")
+    new = {p["metadata"]["name"] for p in _get(up, "pods", "-l", "app=roll")["items"]}
+    r["roll"] = {"old": sorted(old), "new": sorted(new),
+                 "counts": dict(Counter(ln.strip() for ln in out.split() if ln.strip()))}
+
+
+WALKS = {"kubectl": kubectl_basics, "workloads": workloads, "dns": dns, "proxy": proxy, "proxy_more": proxy_more}
 
 
 def run_all(up: Any, holder: str, node_ns: str, manifests: Path, res: dict[str, Any]) -> None:
@@ -174,7 +266,7 @@ def run_all(up: Any, holder: str, node_ns: str, manifests: Path, res: dict[str, 
         t0 = time.monotonic()
         try:
             walk(up, ctx, r)
-        except Exception:  # recorded; that walkthrough's test fails on it
+        except (Exception, SystemExit):  # recorded (Up.kubectl exits on an error); its test fails on it
             r["error"] = traceback.format_exc()[-3000:]
         r["seconds"] = round(time.monotonic() - t0, 1)
         res[f"walk_{name}"] = r
