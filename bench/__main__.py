@@ -18,7 +18,7 @@ BENCHES = {
     "controllers": ["bench.controllers.run"],
     "node": ["bench.node_ready"],
     "dns": ["bench.dns.run"],
-    "proxy": ["bench.proxy.run"],
+    "proxy": ["bench.proxy.run", "bench.proxy.rootless"],
     "ingress": ["bench.ingress.run"],
     "clientlb": ["bench.clientlb.run"],
     "cluster": ["bench.cluster.run", "bench.cluster.scale"],

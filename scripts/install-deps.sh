@@ -19,6 +19,8 @@ have wrk       || need+=(wrk)
 # rootless mode (--network userns) and its test: unshare/nsenter/setpriv
 have nsenter   || need+=(util-linux)
 have setpriv   || need+=(util-linux)
+have newuidmap || need+=(uidmap)   # subordinate ids for pods of other users (test creates the user)
+have useradd   || need+=(passwd)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: missing ${need[*]} and not root; install them with apt-get" >&2

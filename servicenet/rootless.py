@@ -27,10 +27,12 @@ from servicenet.common.userns import (
     Holder,
     UsernsError,
     children,
+    describe_maps,
     nsenter_argv,
     pdeathsig,
     probe,
     start_holder,
+    subid_maps,
 )
 
 STOP_GRACE = 30.0  # seconds the cluster gets to tear down after SIGTERM
@@ -57,11 +59,22 @@ def supervise(argv: list[str], data_dir: Path) -> int:
     if why is not None:
         print(f"servicenet up: --network userns: {why}", file=sys.stderr)
         return 2
+    state = str(Path(data_dir) / "userns")
+    maps = subid_maps()
     try:
-        holder = start_holder(str(Path(data_dir) / "userns"))
+        holder = start_holder(state, maps)
     except UsernsError as exc:
-        print(f"servicenet up: {exc}", file=sys.stderr)
-        return 2
+        if maps is None:
+            print(f"servicenet up: {exc}", file=sys.stderr)
+            return 2
+        print(f"servicenet up: subordinate ids not usable ({exc}); mapping only uid {os.getuid()}", file=sys.stderr)
+        maps = None
+        try:
+            holder = start_holder(state)
+        except UsernsError as exc2:
+            print(f"servicenet up: {exc2}", file=sys.stderr)
+            return 2
+    print(f"servicenet up: user namespace: {describe_maps(maps)}", file=sys.stderr, flush=True)
     try:
         return _run_cluster(holder, argv)
     finally:
@@ -76,11 +89,13 @@ def _run_cluster(holder: Holder, argv: list[str]) -> int:
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     child: subprocess.Popen[bytes] | None = None
 
+    cluster: list[int] = []  # nsenter's child, the cluster process (nsenter passes no signals on)
+
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        if child is not None and child.poll() is None:
-            for pid in children(child.pid):  # nsenter's child: the cluster (nsenter passes no signals on)
+        for pid in cluster or (children(child.pid) if child is not None else []):
+            if _running(pid):
                 os.kill(pid, signal.SIGTERM)
 
     for s in old:
@@ -94,11 +109,17 @@ def _run_cluster(holder: Holder, argv: list[str]) -> int:
                 break
             except subprocess.TimeoutExpired:
                 pass
+            cluster[:] = cluster or children(child.pid)
             if stopping and deadline is None:
                 deadline = time.monotonic() + STOP_GRACE
             if (deadline is not None and time.monotonic() > deadline) or not holder.alive():
                 child.kill()
-        return 0 if stopping and rc in (0, -signal.SIGTERM) else rc
+        # nsenter may be gone (Ctrl-C reaches the whole process group) while the cluster still
+        # tears down: give it the grace period before the holder takes everything with it
+        end = time.monotonic() + STOP_GRACE
+        while any(_running(p) for p in cluster) and time.monotonic() < end and holder.alive():
+            time.sleep(0.1)
+        return 0 if stopping and rc in (0, -signal.SIGTERM, -signal.SIGINT) else rc
     finally:
         if child is not None and child.poll() is None:
             child.kill()
@@ -106,3 +127,11 @@ def _run_cluster(holder: Holder, argv: list[str]) -> int:
         for s, h in old.items():
             signal.signal(s, h)
 
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

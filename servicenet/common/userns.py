@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -87,7 +89,9 @@ def netns_add_argv(name: str) -> list[str]:
 
 # -- the holder -------------------------------------------------------------------------------------
 
-# Runs as pid 1 of the new pid namespace, root of the new user namespace. /run/netns gets a
+# Runs as pid 1 of the new pid namespace, root of the new user namespace. It never execs: with
+# subordinate ids it started unmapped (without capabilities), and an exec after the mapping is
+# written regains them, which clears the parent-death signal that --kill-child set. /run/netns gets a
 # tmpfs of our own; when the host has no /run/netns (it is created by root's `ip netns`), /run
 # becomes a tmpfs whose entries link to the host's /run (bind-mounted under the state dir).
 HOLDER_SCRIPT = r"""
@@ -102,13 +106,50 @@ else
 fi
 mount --make-shared /run/netns
 echo ready
-exec sleep 2147483647
+sleep 2147483647 & wait
 """
 
 
 def pdeathsig() -> None:
     """(``preexec_fn``) SIGKILL this child when the thread that started it exits."""
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _subid_range(path: str, names: tuple[str, ...]) -> tuple[int, int] | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
+                    return int(parts[1]), int(parts[2])
+    except OSError:
+        pass
+    return None
+
+
+def subid_maps(uid: int | None = None, gid: int | None = None) -> tuple[list[str], list[str]] | None:
+    """``newuidmap``/``newgidmap`` arguments (after the pid) mapping us to 0 and our subordinate
+    range (/etc/subuid, /etc/subgid) to 1…count, or None when the tools or the ranges are missing."""
+    uid = os.getuid() if uid is None else uid
+    gid = os.getgid() if gid is None else gid
+    if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
+        return None
+    try:
+        names: tuple[str, ...] = (pwd.getpwuid(uid).pw_name, str(uid))
+    except KeyError:
+        names = (str(uid),)
+    u, g = _subid_range("/etc/subuid", names), _subid_range("/etc/subgid", names)
+    if u is None or g is None:
+        return None
+    return ([ "0", str(uid), "1", "1", str(u[0]), str(u[1])], ["0", str(gid), "1", "1", str(g[0]), str(g[1])])
+
+
+def describe_maps(maps: tuple[list[str], list[str]] | None) -> str:
+    if maps is None:
+        return f"uid {os.getuid()} is root inside; no other user exists there (no subuid range for newuidmap)"
+    u = maps[0]
+    return (f"uid {u[1]} is root inside; subordinate uids {u[4]}-{int(u[4]) + int(u[5]) - 1} are 1-{u[5]} "
+            "(pods may run as other users)")
 
 
 @dataclass
@@ -133,15 +174,29 @@ class Holder:
                 pass
 
 
-def start_holder(state_dir: str, timeout: float = 10.0) -> Holder:
-    """Start the holder; return once its namespaces are ready to join."""
+def start_holder(state_dir: str, maps: tuple[list[str], list[str]] | None = None, timeout: float = 10.0) -> Holder:
+    """Start the holder; return once its namespaces are ready to join. With ``maps`` (see
+    :func:`subid_maps`) the holder waits on stdin until ``newuidmap``/``newgidmap`` wrote them;
+    otherwise ``--map-root-user`` maps only us."""
     os.makedirs(state_dir, exist_ok=True)
-    argv = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-            "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", HOLDER_SCRIPT, "sn-holder",
+    argv = ["unshare", "--user", *([] if maps else ["--map-root-user"]), "--mount", "--propagation", "private",
+            "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+            ("read _ || exit 1\n" if maps else "") + HOLDER_SCRIPT, "sn-holder",
             os.path.join(os.path.abspath(state_dir), "host-run")]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=pdeathsig, close_fds=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if maps else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=pdeathsig, close_fds=True)
     assert proc.stdout is not None
+    if maps:
+        assert proc.stdin is not None
+        ok = _wait_userns(proc.pid, timeout)
+        for tool, args in (("newuidmap", maps[0]), ("newgidmap", maps[1])):
+            r = subprocess.run([tool, str(proc.pid), *args], capture_output=True, text=True) if ok else None
+            if r is None or r.returncode != 0:
+                proc.kill()
+                proc.wait()
+                raise UsernsError(f"{tool} {proc.pid} {' '.join(args)}: {r.stderr.strip() if r else 'no namespace'}")
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
     line = proc.stdout.readline()  # "ready" once the mounts are done (EOF if it failed)
     if line.strip() != b"ready":
         proc.kill()
@@ -157,6 +212,20 @@ def start_holder(state_dir: str, timeout: float = 10.0) -> Holder:
             proc.kill()
             raise UsernsError("user-namespace holder: no pid-1 child appeared")
         time.sleep(0.01)
+
+
+def _wait_userns(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` has left our user namespace (unshare made its own)."""
+    own = os.readlink("/proc/self/ns/user")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/user") != own:
+                return True
+        except OSError:
+            return False
+        time.sleep(0.005)
+    return False
 
 
 def nsenter_argv(pid: int, cwd: str, argv: list[str]) -> list[str]:

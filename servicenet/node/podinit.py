@@ -90,16 +90,24 @@ def enter_pod(spec: dict[str, Any]) -> None:
         b = hostname.encode()
         _check(_libc.sethostname(b, len(b)), "sethostname")
     _mount(None, "/", MS_REC | MS_PRIVATE)
+    # the sources are held open before a closed directory is covered: the node's data dir (pod
+    # resolv.conf, hosts, volumes) may lie below it, as in a checkout in a 0700 home
+    mounts = [(os.open(src, os.O_PATH), src, dst, ro) for src, dst, ro in spec.get("mounts") or []]
     for closed, trees in spec.get("expose") or []:
         expose(closed, trees)
-    for src, dst, read_only in spec.get("mounts") or []:
+    for fd, src, dst, read_only in mounts:
         if not os.path.lexists(dst):
-            if os.path.isdir(src):
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
                 os.makedirs(dst, exist_ok=True)
             else:
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 open(dst, "a").close()
-        _mount(src, dst, MS_BIND | MS_REC)
+        try:
+            _mount(f"/proc/self/fd/{fd}", dst, MS_BIND | MS_REC)
+        except OSError as e:
+            raise OSError(e.errno, f"mount {src} on {dst}: {os.strerror(e.errno or 0)}") from None
+        finally:
+            os.close(fd)
         if read_only:  # keep the flags the mount already has (in a user namespace they are locked)
             _mount(None, dst, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(dst))
     # ports below 1024 need no privilege inside a pod's own network namespace (as container runtimes)

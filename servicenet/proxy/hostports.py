@@ -203,6 +203,15 @@ class HostPorts:
         return out or {"published": "none yet (NodePort/LoadBalancer Services appear here)"}
 
 
+def unprivileged_port_start() -> int:
+    """``net.ipv4.ip_unprivileged_port_start`` (1024 when unreadable): ports below need privilege."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            return min(int(f.read()), pub.PRIVILEGED_BELOW)
+    except (OSError, ValueError):
+        return pub.PRIVILEGED_BELOW
+
+
 class LoopbackPortNotes:
     """Loopback mode without root: annotate Services whose low ports are served at an offset."""
 
@@ -210,8 +219,9 @@ class LoopbackPortNotes:
 
     def __init__(self, client: ApiClient, offset: int = pub.LOW_PORT_OFFSET) -> None:
         self.offset = offset
+        self.below = unprivileged_port_start()
         self._annotator = _Annotator(client, pub.LOOPBACK_PORTS,
-                                     lambda s: pub.loopback_ports_annotation(s, offset))
+                                     lambda s: pub.loopback_ports_annotation(s, offset, self.below))
 
     async def start(self) -> None:
         await self._annotator.start()
@@ -220,5 +230,7 @@ class LoopbackPortNotes:
         await self._annotator.stop()
 
     def describe(self) -> dict[str, str]:
-        return {"offset": f"Service ports below {pub.PRIVILEGED_BELOW} are served at port+{self.offset} "
+        if self.below == 0:
+            return {"offset": "none needed (net.ipv4.ip_unprivileged_port_start is 0)"}
+        return {"offset": f"Service ports below {self.below} are served at port+{self.offset} "
                           f"(annotation {pub.LOOPBACK_PORTS})"}

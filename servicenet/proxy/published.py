@@ -34,9 +34,10 @@ class Forward:
     owner: str  # "namespace/name:port-name" (or a fixed name such as "ingress-http")
 
 
-def offset_port(port: int, offset: int = LOW_PORT_OFFSET) -> int:
-    """The port a loopback-mode Service port is served on by an unprivileged proxy."""
-    return port + offset if port < PRIVILEGED_BELOW else port
+def offset_port(port: int, offset: int = LOW_PORT_OFFSET, below: int = PRIVILEGED_BELOW) -> int:
+    """The port a loopback-mode Service port is served on by an unprivileged proxy (``below``:
+    the first port it may bind, ``net.ipv4.ip_unprivileged_port_start``)."""
+    return port + offset if port < below else port
 
 
 def _ports(svc: Obj) -> list[Obj]:
@@ -80,14 +81,15 @@ def host_ports_annotation(svc: Obj, node_ip: str, host: str = "127.0.0.1") -> st
                      for f in fw)
 
 
-def loopback_ports_annotation(svc: Obj, offset: int = LOW_PORT_OFFSET) -> str | None:
+def loopback_ports_annotation(svc: Obj, offset: int = LOW_PORT_OFFSET, below: int = PRIVILEGED_BELOW) -> str | None:
     """``LOOPBACK_PORTS`` text for ``svc``: its ports below 1024 and where they are served."""
     ip = (svc.get("spec") or {}).get("clusterIP") or ""
     parts = []
     for p in _ports(svc):
         port = int(p.get("port") or 0)
-        if 0 < port < PRIVILEGED_BELOW:
-            where = f"{ip}:{offset_port(port, offset)}" if ip and ip != "None" else str(offset_port(port, offset))
+        if 0 < port < below:
+            served = offset_port(port, offset, below)
+            where = f"{ip}:{served}" if ip and ip != "None" else str(served)
             parts.append(f"{port}/{p.get('protocol') or 'TCP'} served at {where}")
     return ", ".join(parts) or None
 

@@ -1,14 +1,16 @@
-"""The rootless walkthrough, run as an unprivileged user (spawned by test_userns via setpriv with
-the system python3; the package and its dependencies on PYTHONPATH). It starts the real
-``servicenet up`` command three times and drives it with the real kubectl, curl, wget, nslookup:
+"""The rootless walkthrough, run as the unprivileged user test_userns created (setpriv), with the
+python of that user's checkout. It runs the README's ``make up`` (``servicenet up`` with the
+default ``--network auto``) three times and drives it with the real kubectl, curl, wget, nslookup,
+dig:
 
-1. ``--network auto`` (user namespaces allowed): the hostnames and web walkthroughs, from a pod
-   and from the host through the published forwarder; then SIGTERM;
-2. a second cluster (iptables proxy mode) with pods, then SIGKILL of ``servicenet up``:
-   everything must go;
+1. user namespaces allowed, subordinate ids mapped: the hostnames and web walkthroughs from a pod
+   and from the host through the published forwarder, then the seeds' walkthroughs
+   (userns_walks.py) on the same cluster; then SIGTERM;
+2. a second cluster in iptables proxy mode whose ``newuidmap`` fails (a PATH shim: the one-uid
+   mapping), with pods, then SIGKILL of ``servicenet up``: everything must go;
 3. with an ``unshare`` that fails (a PATH shim): the loopback fallback and its port offset.
 
-Usage: ``python3 userns_unpriv.py <writable dir> <repo manifests dir>``. Prints one JSON line of
+Usage: ``python3 userns_unpriv.py <writable dir> <checkout>``. Prints one JSON line of
 observations; the test makes the assertions.
 """
 
@@ -25,6 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import userns_walks as walks  # copied next to this script
 
 N = 600
 
@@ -46,24 +50,54 @@ def until(fn: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
         time.sleep(interval)
 
 
+CHECKOUT = Path(".")  # set by main(): the user's checkout, where `make up` runs
+
+
 class Up:
-    """One ``servicenet up`` process with its output collected by a thread."""
+    """One ``make up`` (the README's command) with its output collected by a thread. ``ARGS`` only
+    moves the listeners off the default ports and leaves the ingress out (concurrent runs); the
+    network mode is ``servicenet up``'s default, ``auto``."""
 
     def __init__(self, data: Path, extra_env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
         self.data = data
         self.api, self.dns = free_port(), free_port()
-        argv = [sys.executable, "-m", "servicenet.cli", "up", "--network", "auto", "--data-dir", str(data),
-                "--api-listen", f"127.0.0.1:{self.api}", "--dns-listen", f"127.0.0.1:{self.dns}",
-                "--only", "controller-manager,node,dns,proxy", *extra]
+        args = ["--data-dir", str(data), "--api-listen", f"127.0.0.1:{self.api}",
+                "--dns-listen", f"127.0.0.1:{self.dns}", "--only", "controller-manager,node,dns,proxy", *extra]
+        argv = ["make", "--no-print-directory", "-C", str(CHECKOUT), "up", "ARGS=" + " ".join(args)]
         env = dict(os.environ, **(extra_env or {}))
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
-              90, "servicenet up")
+        try:
+            until(lambda: any("export KUBECONFIG" in ln for ln in self.lines) or self.proc.poll() is not None,
+                  120, "servicenet up")
+        except SystemExit:
+            self.stop()
+            raise SystemExit("servicenet up did not come up:\n" + "".join(self.lines[-40:])) from None
         if self.proc.poll() is not None:
             raise SystemExit("servicenet up exited:\n" + "".join(self.lines[-40:]))
+        rootless = any(ln.startswith("servicenet up: user namespace:") for ln in self.lines)
+        self.namespaces = until(self._user_namespaces, 10, "the holder's user namespace") if rootless else set()
         self.env = dict(os.environ, KUBECONFIG=str(data / "kubeconfig"))
+
+    def _user_namespaces(self) -> set[str]:
+        """The user namespaces our descendants live in (the holder's), other than our own."""
+        me, out, todo = own_userns(), set(), [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    todo += [int(x) for x in f.read().split()]
+                ns = os.readlink(f"/proc/{pid}/ns/user")
+            except OSError:
+                continue
+            if ns != me:
+                out.add(ns)
+        return out
+
+    def left(self) -> list[str]:
+        """Processes (of any uid) still in this cluster's user namespaces."""
+        return processes_in(self.namespaces)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -92,8 +126,21 @@ class Up:
                 out[name] = p["status"]["podIP"]
         return out
 
+    def servicenet(self) -> int:
+        """The ``servicenet up`` process make runs (make's recipe execs it; make passes no signal on)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        return kids[0] if kids else self.proc.pid
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        self.proc.send_signal(sig)
+        """Signal ``servicenet up`` (as Ctrl-C or kill would); make's exit status."""
+        try:
+            os.kill(self.servicenet(), sig)
+        except ProcessLookupError:
+            pass
         try:
             return self.proc.wait(timeout)
         finally:
@@ -105,20 +152,18 @@ def own_userns() -> str:
     return os.readlink("/proc/self/ns/user")
 
 
-def foreign_userns_processes() -> list[str]:
-    """Our processes that live in another user namespace (the holder, the cluster, its pods)."""
-    me, out = own_userns(), []
+def processes_in(namespaces: set[str]) -> list[str]:
+    """``pid:comm`` of every process in one of ``namespaces`` (user namespace links); a process of
+    another user's namespace is unreadable and so never counted (concurrent runs do not interfere)."""
+    out = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+        if pid.isdigit():
+            try:
+                if os.readlink(f"/proc/{pid}/ns/user") in namespaces:
+                    with open(f"/proc/{pid}/comm") as f:
+                        out.append(f"{pid}:{f.read().strip()}")
+            except OSError:
                 continue
-            if os.readlink(f"/proc/{pid}/ns/user") != me:
-                with open(f"/proc/{pid}/comm") as f:
-                    out.append(f"{pid}:{f.read().strip()}")
-        except OSError:
-            continue
     return out
 
 
@@ -140,8 +185,11 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
         up.kubectl("apply", "-f", str(manifests / "web-sts.yaml"))
         up.kubectl("patch", "svc", "hostnames", "-p", '{"spec":{"type":"NodePort"}}')
+        up.kubectl("run", "u1000", "--image=registry.k8s.io/serve_hostname",
+                   '--overrides={"spec":{"securityContext":{"runAsUser":1000,"runAsGroup":1000}}}')
         pods = until(lambda: (p := up.ready_pods("hostnames")) and len(p) == 3 and p, 90, "3 hostnames pods")
-        until(lambda: "web-0" in up.ready_pods("web-0"), 90, "web-0 ready")
+        until(lambda: "web-0" in up.ready_pods("web-0") and "u1000" in up.ready_pods("u1000"), 90,
+              "web-0 and u1000 ready")
         res["pods"] = pods
         svc = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))
         vip = svc["spec"]["clusterIP"]
@@ -180,7 +228,7 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         # the nftables proxy: its table inside the node namespace (entered like the cluster does)
         node_ns = next(ln.split()[-1] for ln in up.summary().splitlines() if ln.strip().startswith("node netns"))
         res["node_netns"] = node_ns
-        holder = next(p.split(":")[0] for p in foreign_userns_processes() if p.endswith(":sleep"))
+        holder = next(p.split(":")[0] for p in up.left() if p.endswith(":sleep"))
         nft = subprocess.run(["nsenter", f"--target={holder}", "--user", "--mount", "--preserve-credentials",
                               "ip", "netns", "exec", node_ns, "nft", "list", "tables"],
                              capture_output=True, text=True, timeout=30)
@@ -197,15 +245,27 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         finally:
             pf.kill()
             pf.wait()
-        res["procs_running"] = foreign_userns_processes()
+        # subordinate ids: pods run as nobody (65534 inside) or as their runAsUser, each a distinct
+        # unprivileged uid outside
+        res["subuid_ids"] = [up.kubectl("exec", client, "--", "id", "-u").strip(),
+                             up.kubectl("exec", "u1000", "--", "id", "-u").strip()]
+        res["procs_running"] = up.left()
+        res["outside_uids"] = sorted({os.stat(f"/proc/{p.split(':')[0]}").st_uid for p in res["procs_running"]
+                                      if ":python" in p})
+        walks.run_all(up, holder, node_ns, manifests, res)
     finally:
         res["term_rc"] = up.stop()
-    res["procs_after_term"] = until(lambda: not foreign_userns_processes() and ["none"], 15,
-                                    "no process left after SIGTERM")
+    res["procs_after_term"] = until(lambda: not up.left() and ["none"], 15, "no process left after SIGTERM")
     res["term_log_tail"] = "".join(up.lines[-5:])
 
-    # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`
-    up = Up(tmp / "userns-kill", extra=("--proxy-mode", "iptables"))
+    # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`; newuidmap fails here, so
+    # it falls back to the one-uid mapping (pods run as root inside, the user outside)
+    shim = tmp / "shim-newuidmap"
+    shim.mkdir()
+    (shim / "newuidmap").write_text("#!/bin/sh\necho 'newuidmap: write to uid_map failed: Operation not permitted' >&2\n"
+                                    "exit 1\n")
+    (shim / "newuidmap").chmod(0o755)
+    up = Up(tmp / "userns-kill", {"PATH": f"{shim}:{os.environ['PATH']}"}, extra=("--proxy-mode", "iptables"))
     try:
         res["iptables_summary"] = up.summary()
         up.kubectl("apply", "-f", str(manifests / "hostnames.yaml"))
@@ -219,11 +279,16 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
             return {ln.strip() for ln in out.split() if ln.strip()}
         res["iptables_answers"] = sorted(until(lambda: (a := answered()) == set(pods) and a, 30,
                                                "iptables mode: every pod answering"))
-        res["procs_before_kill"] = len(foreign_userns_processes())
+        res["one_uid_id"] = up.kubectl("exec", sorted(pods)[0], "--", "id", "-u").strip()
+        node_ns = next(ln.split()[-1] for ln in up.summary().splitlines() if ln.strip().startswith("node netns"))
+        holder = next(p.split(":")[0] for p in up.left() if p.endswith(":sleep"))
+        res["iptables_nat"] = walks.in_node(holder, node_ns, "iptables-save", "-t", "nat").stdout
+        res["iptables_vip"], res["iptables_pods"] = vip, pods
+        res["procs_before_kill"] = len(up.left())
     finally:
         up.stop(signal.SIGKILL)
     t0 = time.monotonic()
-    until(lambda: not foreign_userns_processes(), 15, "no process left after SIGKILL", interval=0.05)
+    until(lambda: not up.left(), 15, "no process left after SIGKILL", interval=0.05)
     res["reaped_after_kill_s"] = round(time.monotonic() - t0, 2)
 
 
@@ -240,13 +305,17 @@ def fallback_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         vip = json.loads(up.kubectl("get", "svc", "hostnames", "-o", "json"))["spec"]["clusterIP"]
         res["fallback_pods"] = pods
         res["fallback_vip"] = vip
-        url = f"http://{vip}:10080/"
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            res["unprivileged_port_start"] = int(f.read())
+        # port 80 needs privilege unless the kernel lowered the limit (as container runtimes may)
+        url = f"http://{vip}:10080/" if res["unprivileged_port_start"] > 80 else f"http://{vip}:80/"
         until(lambda: set(counts(curl_loop(url, 12))) == set(pods), 30, "offset port answering")
         res["fallback_spread"] = dict(counts(curl_loop(url, N)))
         res["fallback_port80"] = subprocess.run(["curl", "-s", "--max-time", "2", f"http://{vip}:80/"],
                                                 capture_output=True, text=True).returncode
-        until(lambda: "servicenet.dev/loopback-ports" in up.kubectl("describe", "svc", "hostnames"), 30,
-              "loopback-ports annotation")
+        if res["unprivileged_port_start"] > 80:
+            until(lambda: "servicenet.dev/loopback-ports" in up.kubectl("describe", "svc", "hostnames"), 30,
+                  "loopback-ports annotation")
         res["fallback_describe"] = up.kubectl("describe", "svc", "hostnames")
     finally:
         res["fallback_term_rc"] = up.stop()
@@ -254,7 +323,9 @@ def fallback_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    tmp, manifests = Path(sys.argv[1]), Path(sys.argv[2])
+    global CHECKOUT
+    tmp, CHECKOUT = Path(sys.argv[1]), Path(sys.argv[2])
+    manifests = CHECKOUT / "tests" / "apiserver" / "manifests"
     res: dict[str, Any] = {"uid": os.geteuid(), "gid": os.getegid(), "groups": os.getgroups()}
     userns_run(tmp, manifests, res)
     fallback_run(tmp, manifests, res)

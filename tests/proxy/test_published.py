@@ -40,3 +40,10 @@ def test_annotation_patch_only_on_change() -> None:
     assert pub.annotation_patch(s, pub.LOOPBACK_PORTS, "x") is None
     assert pub.annotation_patch(s, pub.LOOPBACK_PORTS, None) == {"metadata": {"annotations": {pub.LOOPBACK_PORTS: None}}}
     assert pub.annotation_patch(svc(), pub.HOST_PORTS, None) is None
+
+
+def test_a_lowered_unprivileged_port_start_needs_no_offset() -> None:
+    s = svc(ports=[{"port": 80}, {"port": 22}])
+    assert pub.loopback_ports_annotation(s, below=0) is None
+    assert pub.loopback_ports_annotation(s, below=50) == "22/TCP served at 10.96.0.20:10022"
+    assert pub.offset_port(80, below=0) == 80
