@@ -37,7 +37,7 @@ import grpc
 from aetcd import rpc
 
 from bench.api.server_proc import ROOT, ServerProc, rss_bytes
-from bench.cluster import hollow
+from bench.cluster import cpu, hollow
 from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
 from bench.cluster.run import save_results
 from servicenet.api import wellknown as wk
@@ -230,8 +230,14 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
             "dns_all_nodes": summary(all_dns), "proxy_all_nodes": summary(all_nft), "dns_and_proxy_all_nodes": summary(both)}
 
 
+def cpu_split(bg: dict[str, float], bg_s: float, fl: dict[str, float], fl_s: float, n: int) -> dict[str, Any]:
+    """Per component: background CPU share (cores) and the CPU a flip adds over it (ms per flip)."""
+    return {k: {"idle_cores": round(bg[k] / max(bg_s, 1e-9), 3),
+                "flip_ms": round((fl[k] - bg[k] / max(bg_s, 1e-9) * fl_s) / max(1, n) * 1e3, 2)} for k in bg}
+
+
 async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], procs: Procs,
-              netns: list[str]) -> dict[str, Any]:
+              netns: list[str], etcd: Cluster | None = None) -> dict[str, Any]:
     shared = work / "shared-config" / "kubeconfig"
     kcs = [server_kubeconfig(shared, s.target.port, work / f"kubeconfig-{i}")  # type: ignore[union-attr]
            for i, s in enumerate(servers)]
@@ -282,7 +288,18 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
         res["observers_ready_s"] = round(time.monotonic() - t0, 1)
         for m in monitors:
             m.trim()
+        roots = {f"apiserver-{i}": s.pid for i, s in enumerate(servers)}
+        roots.update({name: p.pid for name, p in procs.procs})
+        roots.update({f"etcd-{i}": m.proc.pid for i, m in enumerate(etcd.members) if m.proc is not None}
+                     if etcd is not None else {})
+        roots["bench (hollow nodes, probes)"] = os.getpid()
+        t_bg, bg0 = time.monotonic(), cpu.snapshot(roots)
+        await asyncio.sleep(args.idle_seconds)  # the background: heartbeats only
+        t_fl, bg1 = time.monotonic(), cpu.snapshot(roots)
         res["latency"] = await flips(args, clients, hn, probes, monitors)
+        t_end, fl1 = time.monotonic(), cpu.snapshot(roots)
+        res["cpu"] = cpu_split(cpu.delta(bg0, bg1), t_fl - t_bg, cpu.delta(bg1, fl1), t_end - t_fl,
+                               res["latency"]["flips"])
         res["rss_mib"] = {f"apiserver-{i}": round(s.rss_mib(), 1) for i, s in enumerate(servers)}
         res["rss_mib"]["controller-manager"] = round(procs.rss_mib("controller-manager"), 1)
         for k in range(args.observers):
@@ -314,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", choices=["etcd", "sqlite"], default="etcd")
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--min-sync-period", type=float, default=0.0)
+    ap.add_argument("--idle-seconds", type=float, default=5.0, help="background CPU window before the flips")
     ap.add_argument("--quick", action="store_true", help="(the defaults are the quick run)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -343,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = [ServerProc(work / "shared-config", args.storage, extra=extra) for _ in range(n_servers)]
         for s in servers:
             s.start()
-        res.update(asyncio.run(run(args, work, servers, procs, netns)))
+        res.update(asyncio.run(run(args, work, servers, procs, netns, etcd)))
         if etcd is not None:
             res["etcd_db_bytes"] = etcd_db_size(etcd.endpoints[0])
     finally:
@@ -377,6 +395,9 @@ def report(res: dict[str, Any]) -> None:
     both = lat["dns_and_proxy_all_nodes"]["p99_ms"]
     print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
           f"({lat['flips']} flips, {lat['missed']} observations missed)")
+    if "cpu" in res:
+        print("CPU per component: background cores / added ms per flip: " + ", ".join(
+            f"{k} {v['idle_cores']:.2f}/{v['flip_ms']:.1f}" for k, v in res["cpu"].items()))
     print("RSS MiB: " + ", ".join(f"{k} {v}" for k, v in res["rss_mib"].items()))
     if "etcd_db_bytes" in res:
         print(f"etcd db size: {res['etcd_db_bytes'] / 2**20:.1f} MiB")

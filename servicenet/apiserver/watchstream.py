@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -21,9 +22,13 @@ from servicenet.apiserver import negotiation
 from servicenet.apiserver.registry import prefix_for
 from servicenet.apiserver.responses import JSON, TRUE, as_requested, render_table, view_obj, wants_table
 from servicenet.apiserver.watchfilter import Selection, filter_event
-from servicenet.store import Compacted, FutureRevision, Record, Store, WatchClosed
+from servicenet.store import Compacted, Event, FutureRevision, Record, Store, WatchClosed
 
 __all__ = ["serve_watch", "watch_error"]
+
+# Above this many bytes queued on a watcher's socket, fan-out stops writing to it directly and the
+# watch's own task takes over (buffering, with the backlog limit, and waiting for the socket).
+_DIRECT_LIMIT = 1 << 16
 
 
 async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, namespace: str | None,
@@ -82,8 +87,37 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
         return b'{"type":"' + etype.encode() + b'","object":' + rec.value + b"}\n"
 
     selecting = selection.active
+
+    def render(events: Sequence[Event]) -> bytearray:
+        out = bytearray()
+        for e in events:
+            if not selecting:
+                out += encode(e.type, e.record, None)
+                continue
+            cur = view_obj(e.record)
+            prev = view_obj(e.prev) if e.prev is not None and e.type != "DELETED" else None
+            seen = filter_event(e.type, cur, prev, selection)
+            if seen is not None:
+                out += encode(seen, e.record, cur)
+        return out
+
+    last_rev = start
+    transport = request.transport
+
+    def sink(events: Sequence[Event]) -> bool:
+        """Fan-out writes a batch to this watcher's socket itself while this task waits idle:
+        no task switch per event per watcher. Declines while the socket is backed up."""
+        nonlocal last_rev
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size() > _DIRECT_LIMIT:
+            return False
+        out = render(events)
+        last_rev = events[-1].revision
+        if out:
+            transport.write(b"%x\r\n" % len(out) + out + b"\r\n")  # one HTTP/1.1 chunk, as resp.write frames it
+        return True
+
     try:
-        await resp.prepare(request)
+        await resp.prepare(request)  # a StreamResponse sends its headers here: the sink may write after them
         buf = bytearray()
         for rec in initial:
             o = view_obj(rec) if selecting else None
@@ -96,9 +130,10 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
                              "annotations": {"k8s.io/initial-events-end": "true"}}})
         if buf:
             await resp.write(bytes(buf))
+        if not table:
+            w.set_sink(sink)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        last_rev = start
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -117,8 +152,6 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
                         "kind": info.kind, "apiVersion": info.api_version,
                         "metadata": {"resourceVersion": str(last_rev)}}))
                 continue
-            last_rev = ev.revision
-            out = bytearray()
             pending = [ev]
             # drain whatever else is queued so one write carries a burst
             while w.pending and len(pending) < 256:
@@ -126,21 +159,19 @@ async def serve_watch(store: Store, request: web.Request, info: ResourceInfo, na
                 if nxt is None:
                     break
                 pending.append(nxt)
-            for e in pending:
-                last_rev = e.revision
-                if not selecting:
-                    out += encode(e.type, e.record, None)
-                    continue
-                cur = view_obj(e.record)
-                prev = view_obj(e.prev) if e.prev is not None and e.type != "DELETED" else None
-                seen = filter_event(e.type, cur, prev, selection)
-                if seen is not None:
-                    out += encode(seen, e.record, cur)
+            last_rev = pending[-1].revision
+            out = render(pending)
             if out:
                 await resp.write(bytes(out))
+            # the sink's writes bypass aiohttp's own flow-control count: wait here for a backed-up
+            # socket (meanwhile events queue in the watch, whose backlog limit ends a stuck one)
+            while (transport is not None and not transport.is_closing() and not w.closed
+                   and transport.get_write_buffer_size() > _DIRECT_LIMIT and loop.time() < deadline):
+                await asyncio.sleep(0.01)
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
+        w.set_sink(None)
         w.close()
     try:
         await resp.write_eof()

@@ -2,6 +2,12 @@
 
 Events are shared, immutable objects: fan-out appends the same ``Event`` to each matching watcher's
 buffer, and prefix matching is done once per distinct prefix per committed batch.
+
+A consumer parked in :meth:`Watch.next` with nothing buffered may install a *sink*: fan-out then
+hands it the batch directly (e.g. to write it to the watcher's socket) instead of buffering it and
+waking the consumer's task; the per-event task switch is most of a watcher's cost. A sink that
+declines (returns False: its socket is backed up or closing) or fails gets the ordinary buffered
+path, so order and the backlog limit hold.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class Watch:
     """An ordered stream of events for one key prefix. Iterate it, or call ``next(timeout)``."""
 
-    __slots__ = ("prefix", "closed_reason", "_buf", "_cap", "_waiter", "_error", "_on_close", "_floor")
+    __slots__ = ("prefix", "closed_reason", "_buf", "_cap", "_waiter", "_error", "_on_close", "_floor", "_sink")
 
     def __init__(
         self,
@@ -41,6 +47,12 @@ class Watch:
         self._waiter: asyncio.Future[None] | None = None
         self._error = False
         self._on_close = on_close
+        self._sink: Callable[[Sequence[Event]], bool] | None = None
+
+    def set_sink(self, sink: Callable[[Sequence[Event]], bool] | None) -> None:
+        """Deliver batches straight to ``sink`` while the consumer waits with an empty buffer
+        (see the module docstring); ``sink`` returns False to have a batch buffered instead."""
+        self._sink = sink
 
     @property
     def closed(self) -> bool:
@@ -60,6 +72,15 @@ class Watch:
                 return
             events = [e for e in events if e.record.mod_revision > floor]
             self._floor = 0
+        sink = self._sink
+        if sink is not None and not self._buf:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                try:
+                    if sink(events):
+                        return
+                except Exception:  # a broken sink must not break the fan-out: buffer from now on
+                    self._sink = None
         if len(self._buf) + len(events) > self._cap:
             self._finish(f"watch queue overflow ({self._cap} events pending): consumer too slow", True)
             return
