@@ -52,6 +52,7 @@ class ServerProc:
         self.data_dir = data_dir
         self.root = root
         self.cprofile = cprofile
+        self.profile_module = "bench.api.cprof_server"  # bench.cluster.cprof_toggle: profile on SIGUSR1/2 only
         self.storage = storage
         self.extra = list(extra or [])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -69,7 +70,7 @@ class ServerProc:
         # the first server of a data dir writes the kubeconfig; the others find it there
         out = self.log_path = self.data_dir / f"apiserver-{self.storage}-{time.monotonic_ns()}.out"
         kubeconfig = self.data_dir / "kubeconfig"
-        entry = ["-m", "bench.api.cprof_server", self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
+        entry = ["-m", self.profile_module, self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
         cmd = [sys.executable, *entry, "apiserver", "--data-dir", str(self.data_dir),
                "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning", *self.extra]
         t0 = time.monotonic()

@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ import grpc
 from aetcd import rpc
 
 from bench.api.server_proc import ROOT, ServerProc, rss_bytes
-from bench.cluster import cpu, hollow
+from bench.cluster import cpu, hollow, stages
 from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
 from bench.cluster.run import save_results
 from servicenet.api import wellknown as wk
@@ -62,9 +63,10 @@ class Procs:
         self.work = work
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str], cprofile: str | None = None) -> subprocess.Popen[bytes]:
+        entry = ["bench.cluster.cprof_toggle", cprofile] if cprofile else ["servicenet.cli"]
         with open(self.work / f"{name}.log", "wb") as f:
-            p = subprocess.Popen([sys.executable, "-m", "servicenet.cli", *args], stdout=f, stderr=subprocess.STDOUT,
+            p = subprocess.Popen([sys.executable, "-m", *entry, *args], stdout=f, stderr=subprocess.STDOUT,
                                  cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         self.procs.append((name, p))
         return p
@@ -185,7 +187,8 @@ async def observe(ip: str, ready: bool, t0: float, name: str, probes: list[DnsPr
 
 
 async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.HollowNodes,
-                probes: list[DnsProbe], monitors: list[NftMonitor]) -> dict[str, Any]:
+                probes: list[DnsProbe], monitors: list[NftMonitor],
+                flip_log: list[tuple[float, str, str, bool]]) -> dict[str, Any]:
     name = f"probe-h.{NS}.svc.cluster.local"
     watch = SliceWatch(clients[-1], NS, "probe-h")  # through the API server the writes do not go to (half the time)
     watch.start()
@@ -206,6 +209,7 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
             pod["status"] = hollow.pod_status(ip, ready, hollow.now_rfc3339())
             pod["status"]["hostIP"] = node.ip
             t0 = time.monotonic()
+            flip_log.append((t0, f"probe-{k}", ip, ready))
             await c.update_status("v1", "pods", NS, f"probe-{k}", pod)
             acked.append(time.monotonic() - t0)
             ts, res = await asyncio.gather(watch.wait_for(ip, ready, t0, 10),
@@ -249,7 +253,8 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
     try:
         procs.spawn("controller-manager", ["controller-manager", "--kubeconfig", str(kcs[0]), "--health-listen",
                                            f"127.0.0.1:{free_port()}", "--log-level", "warning",
-                                           "--leader-elect=false"])  # one instance: no Lease to lose under load
+                                           "--leader-elect=false"],  # one instance: no Lease to lose under load
+                    cprofile=args.cprofile_cm)
         res: dict[str, Any] = {"load": await load(args, clients, hn)}
         print(f"loaded: {res['load']}", flush=True)
         cidrs = [a for c in wk.address_plan("netns").service_cidrs for a in ("--service-cidr", c)]
@@ -293,11 +298,22 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
         roots.update({f"etcd-{i}": m.proc.pid for i, m in enumerate(etcd.members) if m.proc is not None}
                      if etcd is not None else {})
         roots["bench (hollow nodes, probes)"] = os.getpid()
+        observer = stages.Stages([str(k) for k in kcs], NS)
         t_bg, bg0 = time.monotonic(), cpu.snapshot(roots)
         await asyncio.sleep(args.idle_seconds)  # the background: heartbeats only
         t_fl, bg1 = time.monotonic(), cpu.snapshot(roots)
-        res["latency"] = await flips(args, clients, hn, probes, monitors)
+        flip_log: list[tuple[float, str, str, bool]] = []
+        if args.cprofile_cm:
+            os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR1)
+        if args.cprofile_api:
+            os.kill(servers[0].pid, signal.SIGUSR1)
+        res["latency"] = await flips(args, clients, hn, probes, monitors, flip_log)
         t_end, fl1 = time.monotonic(), cpu.snapshot(roots)
+        if args.cprofile_cm:
+            os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR2)
+        if args.cprofile_api:
+            os.kill(servers[0].pid, signal.SIGUSR2)
+        res["stages"] = stages.split(flip_log, await asyncio.to_thread(observer.stop), len(kcs))
         res["cpu"] = cpu_split(cpu.delta(bg0, bg1), t_fl - t_bg, cpu.delta(bg1, fl1), t_end - t_fl,
                                res["latency"]["flips"])
         res["rss_mib"] = {f"apiserver-{i}": round(s.rss_mib(), 1) for i, s in enumerate(servers)}
@@ -331,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", choices=["etcd", "sqlite"], default="etcd")
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--min-sync-period", type=float, default=0.0)
+    ap.add_argument("--cprofile-cm", default=None, help="thread-CPU cProfile of the controller manager's flips")
+    ap.add_argument("--cprofile-api", default=None, help="thread-CPU cProfile of API server 0's flips")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="background CPU window before the flips")
     ap.add_argument("--quick", action="store_true", help="(the defaults are the quick run)")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -358,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
             etcd.start()
             extra = ["--etcd-servers", ",".join(etcd.endpoints)]
         n_servers = 2 if etcd is not None else 1
-        servers = [ServerProc(work / "shared-config", args.storage, extra=extra) for _ in range(n_servers)]
+        servers = [ServerProc(work / "shared-config", args.storage, extra=extra,
+                              cprofile=args.cprofile_api if i == 0 else None) for i in range(n_servers)]
+        servers[0].profile_module = "bench.cluster.cprof_toggle"
         for s in servers:
             s.start()
         res.update(asyncio.run(run(args, work, servers, procs, netns, etcd)))
@@ -395,6 +415,8 @@ def report(res: dict[str, Any]) -> None:
     both = lat["dns_and_proxy_all_nodes"]["p99_ms"]
     print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
           f"({lat['flips']} flips, {lat['missed']} observations missed)")
+    for label, st in res.get("stages", {}).items():
+        print(f"  stage: {label:34s} p50 {st['p50_ms']:7.1f}  p99 {st['p99_ms']:7.1f} ms  (n={st['n']})")
     if "cpu" in res:
         print("CPU per component: background cores / added ms per flip: " + ", ".join(
             f"{k} {v['idle_cores']:.2f}/{v['flip_ms']:.1f}" for k, v in res["cpu"].items()))

@@ -396,7 +396,7 @@ def update_managed_fields(live_before: Mapping[str, Any] | None, live_after: Map
     k = kind or kind_of(live_after.get("kind", ""))
     zero = {"metadata": {}, "spec": {}, "status": {}}
     before = dict(live_before) if live_before is not None else zero
-    after = _copy_json(live_after)
+    after = copy_json(live_after)
     strip = ({"metadata": {**meta_of(before), "managedFields": None}},
              {"metadata": {**meta_of(after), "managedFields": None}})
     changed, removed = _diff(k, {**before, **strip[0]}, {**after, **strip[1]})
@@ -431,7 +431,7 @@ def _under_stripped(p: Path) -> bool:
     return any(p[:n] in _STRIPPED for n in _STRIPPED_LENS if len(p) >= n)
 
 
-def _copy_json(value: Mapping[str, Any]) -> dict[str, Any]:
+def copy_json(value: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of a JSON-shaped object: an orjson round-trip when it reproduces ``value``
     exactly (same types and values), else ``copy.deepcopy`` (tuples, NaN, subclasses, big ints)."""
     try:

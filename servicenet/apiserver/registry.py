@@ -8,7 +8,6 @@ from the pure cores in :mod:`servicenet.api` and from hooks (the service registr
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import os
 import random
@@ -324,14 +323,14 @@ class Registry:
                           subresource: str | None) -> dict[str, Any]:
         has_status = _STATUS_SUBRESOURCE in info.subresources
         if subresource == "status":
-            new = copy.deepcopy(old)
+            new = apply.copy_json(old)  # an orjson round trip: ~10x cheaper than copy.deepcopy
             if "status" in obj:
                 new["status"] = obj["status"]
             else:
                 new.pop("status", None)
             # status writers may also touch labels/annotations? upstream: no — keep metadata.
             return new
-        new = copy.deepcopy(obj)
+        new = apply.copy_json(obj)  # deepcopy only for values JSON cannot carry exactly
         new["apiVersion"] = info.api_version
         new["kind"] = info.kind
         nmd = new.setdefault("metadata", {})

@@ -6,6 +6,7 @@ Objects are plain Kubernetes wire dicts (see docs/contracts.md).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -155,6 +156,7 @@ def pod_ips(pod: Obj) -> list[str]:
     return ips
 
 
+@functools.lru_cache(maxsize=65536)  # asked for every pod of a Service on each of its syncs
 def is_ipv6(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).version == 6
