@@ -305,13 +305,13 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
         flip_log: list[tuple[float, str, str, bool]] = []
         if args.cprofile_cm:
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR1)
-        if args.cprofile_api:
+        if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR1)
         res["latency"] = await flips(args, clients, hn, probes, monitors, flip_log)
         t_end, fl1 = time.monotonic(), cpu.snapshot(roots)
         if args.cprofile_cm:
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR2)
-        if args.cprofile_api:
+        if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR2)
         res["stages"] = stages.split(flip_log, await asyncio.to_thread(observer.stop), len(kcs))
         res["cpu"] = cpu_split(cpu.delta(bg0, bg1), t_fl - t_bg, cpu.delta(bg1, fl1), t_end - t_fl,
@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-sync-period", type=float, default=0.0)
     ap.add_argument("--cprofile-cm", default=None, help="thread-CPU cProfile of the controller manager's flips")
     ap.add_argument("--cprofile-api", default=None, help="thread-CPU cProfile of API server 0's flips")
+    ap.add_argument("--gc-probe", default=None, help="API server 0's collector pauses during the flips, to a file")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="background CPU window before the flips")
     ap.add_argument("--quick", action="store_true", help="(the defaults are the quick run)")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -377,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--etcd-servers", ",".join(etcd.endpoints)]
         n_servers = 2 if etcd is not None else 1
         servers = [ServerProc(work / "shared-config", args.storage, extra=extra,
-                              cprofile=args.cprofile_api if i == 0 else None) for i in range(n_servers)]
-        servers[0].profile_module = "bench.cluster.cprof_toggle"
+                              cprofile=(args.cprofile_api or args.gc_probe) if i == 0 else None)
+                   for i in range(n_servers)]
+        servers[0].profile_module = "bench.cluster.gc_probe" if args.gc_probe else "bench.cluster.cprof_toggle"
         for s in servers:
             s.start()
         res.update(asyncio.run(run(args, work, servers, procs, netns, etcd)))

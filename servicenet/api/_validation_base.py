@@ -4,6 +4,7 @@ metadata/label/selector validators every kind uses (private; use ``servicenet.ap
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -198,8 +199,11 @@ def is_config_map_key(k: str) -> list[str]:
 
 
 def _parse_ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not isinstance(v, str):
-        return None
+    return _parse_ip_str(v) if isinstance(v, str) else None
+
+
+@functools.lru_cache(maxsize=65536)  # every endpoint address of every slice/Endpoints write; values are immutable
+def _parse_ip_str(v: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(v)
     except ValueError:

@@ -28,6 +28,7 @@ from servicenet.common.runner import run_until_signal
 
 from . import (
     deployment_core,
+    echoes,
     endpoints_core,
     endpointslice_core,
     mirroring_core,
@@ -166,6 +167,7 @@ class ControllerManager:
         self._trackers: dict[str, _Tracker] = {c: _Tracker() for c in ALL_CONTROLLERS}
         self._trigger: dict[str, dict[str, datetime]] = {"endpointslice": {}, "endpoints": {}}
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
+        self._echoes = echoes.EchoHold()  # ... and those that overtake the write's response
         self._assumed: dict[str, Obj] = {}  # pod key -> the pod as bound, not yet seen so in the cache
         self._started = False
         f = self.factory
@@ -238,7 +240,10 @@ class ControllerManager:
             elif plural == "endpoints" and self._echo("ep:", etype, obj):
                 return
             for w in wakeup.wakes(plural, etype, obj, old, self):
-                self._add(w.controller, w.key)
+                q = self.queues.get(w.controller)
+                busy = q is not None and q.processing(w.key)
+                if etype == "DELETED" or not self._echoes.hold(plural, w.controller, w.key, _key(obj), rv_int(obj), busy):
+                    self._add(w.controller, w.key)
             if plural == "pods" and etype != "DELETED":
                 self._pod_on_tainted_node(obj)
         return on_event
@@ -336,6 +341,8 @@ class ControllerManager:
             finally:
                 self._syncs.labels(name).inc()
                 self._dur.labels(name).observe(time.perf_counter() - t0)
+            if self._echoes.release(name, key, self._own_rv):
+                self._add(name, key)
             q.done(key)
 
     # -- performing actions ---------------------------------------------------------------------

@@ -62,6 +62,9 @@ class WorkQueue:
     def forget(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def processing(self, key: str) -> bool:
+        return key in self._processing
+
     def failures(self, key: str) -> int:
         return self._failures.get(key, 0)
 
