@@ -202,7 +202,7 @@ def _parse_ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return _parse_ip_str(v) if isinstance(v, str) else None
 
 
-@functools.lru_cache(maxsize=65536)  # every endpoint address of every slice/Endpoints write; values are immutable
+@functools.lru_cache(maxsize=16384)  # every endpoint address of every slice/Endpoints write; values are immutable
 def _parse_ip_str(v: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(v)

@@ -156,7 +156,7 @@ def pod_ips(pod: Obj) -> list[str]:
     return ips
 
 
-@functools.lru_cache(maxsize=65536)  # asked for every pod of a Service on each of its syncs
+@functools.lru_cache(maxsize=16384)  # asked for every pod of a Service on each of its syncs
 def is_ipv6(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).version == 6
