@@ -90,6 +90,8 @@ async def data_path(ctl: IngressController, nginx: Nginx, ports: dict[str, int],
         if only and not any(o in name for o in only):
             continue
         runs: list[dict[str, Any]] = []
+        for p, s in sides.values():  # warm both (backend connections, TLS tickets, caches), unmeasured
+            await asyncio.to_thread(wrk, url.format(p=p, s=s), conns, 1, *headers)
         for k in range(rounds):
             res = {}
             for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
