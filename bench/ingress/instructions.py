@@ -92,7 +92,8 @@ def per_request(d: Path, name: str, argv: list[str], port: int, url: str, conns:
                     pass
             except BlockingIOError:
                 pass
-    threading.Thread(target=drain, daemon=True).start()
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--trace-children=yes",
                              f"--callgrind-out-file={out}.%p", *argv], stdout=wfd, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -111,6 +112,7 @@ def per_request(d: Path, name: str, argv: list[str], port: int, url: str, conns:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)
         stop.set()
+        reader.join()
         os.close(rfd)
     total = 0
     for f in glob.glob(f"{out}.*.[0-9]*"):  # the dumps made after the counters were zeroed
