@@ -339,11 +339,14 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
                            f"{{ var(txn.w) -m int lt {lo + w} }}")
                 lo += w
     out += [
-        # the walkthrough's headers (as its nginx.conf sets them): each set-header costs ~1-2k
-        # instructions per request, a constant value the least
+        # the walkthrough's headers and ingress-nginx's: each set-header costs ~1-2k instructions
+        # per request (callgrind), a constant value the least
         "    http-request set-header X-Real-IP %[src]",
         "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
         "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
+        # as ingress-nginx sets them (applications build their absolute URLs from these)
+        "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
+        "    http-request set-header X-Forwarded-Port %[dst_port]",
         # Connection is hop-by-hop: a client's "close" must not close the kept-alive backend
         # connection (HAProxy would forward it and then close); an upgrade passes (websockets)
         "    http-request del-header Connection if !{ req.hdr(upgrade) -m found }",
