@@ -17,6 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
 from servicenet.api.pb import convert, types
+from servicenet.api.pb.decode import Fallback, decode_message
 from servicenet.api.pb.encode import encode_message
 
 MAGIC = b"k8s\x00"
@@ -99,6 +100,15 @@ def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
     name = types.message_for(av, kind)
     if name is None:
         raise ProtobufError(f'no kind "{kind}" is registered for version "{av}"')
+    try:  # the fast path reads Go's canonical bytes; anything else takes the reference path below
+        return Decoded({"apiVersion": av, "kind": kind, **decode_message(raw, name)}, av, kind, [])
+    except Fallback:
+        pass
+    return _decode_reference(raw, name, av, kind, find_unknown)
+
+
+def _decode_reference(raw: bytes, name: str, av: str, kind: str, find_unknown: bool) -> Decoded:
+    """Through ``protobuf`` message objects: the unknown-field report and the errors of bad bytes."""
     cls = types.message_class(name)
     try:
         msg = cls.FromString(raw)
