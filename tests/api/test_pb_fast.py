@@ -174,3 +174,15 @@ def test_memo_switches_off_for_types_that_never_repeat() -> None:
     assert kept is not None and kept.off > 0
     # whatever the memo's state, answers stay the same
     assert orjson.dumps([wire.decode(b).obj for b in bodies]) == orjson.dumps(pods)
+
+
+def test_memos_stay_within_their_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    memo.clear()
+    monkeypatch.setattr(memo, "BUDGET", 4096)
+    objs = [o for o in REALISTIC if o["kind"] != "CustomResourceDefinition"]
+    bodies = [wire.encode(o) for o in objs]
+    assert [wire.decode(b).obj for b in bodies] == objs
+    assert 0 < memo._held[0] <= 4096
+    assert memo._held[0] == sum(m.size for m in memo._all)
+    memo.clear()
+    assert memo._held[0] == 0

@@ -219,6 +219,8 @@ def _map_reader(fd: FieldDescriptor) -> Reader:
         vtag, vname = 0x10 | wt, None
     read_key = _str_reader(False)
     zero: Any = _ZEROS.get(vfd.type, 0)
+    if vfd.type == FieldDescriptor.TYPE_STRING:
+        return _str_map_entry
 
     def default_value() -> Any:  # an entry without its value: the value type's zero
         return _message(_plan(vname), b"", 0, 0) if vname else zero
@@ -241,6 +243,37 @@ def _map_reader(fd: FieldDescriptor) -> Reader:
             raise Fallback  # out of order, repeated or unknown fields in the entry
         return (key, default_value() if value is _SKIP else value), stop
     return read_entry
+
+
+def _str_map_entry(data: bytes, pos: int, end: int) -> tuple[Any, int]:
+    """One entry of a string → string map (labels, annotations, data, selectors), short lengths inline."""
+    n = data[pos]
+    pos += 1
+    if n >= 0x80:
+        n, pos = _varint(data, pos - 1)
+    stop = pos + n
+    if stop > end:
+        raise Fallback
+    key = value = ""
+    if pos < stop and data[pos] == 0x0A:
+        n = data[pos + 1]
+        if n >= 0x80:
+            n, pos = _varint(data, pos + 1)
+        else:
+            pos += 2
+        key = data[pos:pos + n].decode()
+        pos += n
+    if pos < stop and data[pos] == 0x12:
+        n = data[pos + 1]
+        if n >= 0x80:
+            n, pos = _varint(data, pos + 1)
+        else:
+            pos += 2
+        value = data[pos:pos + n].decode()
+        pos += n
+    if pos != stop:
+        raise Fallback  # out of order, repeated, unknown or overlong fields in the entry
+    return (key, value), stop
 
 
 _ZEROS = {FieldDescriptor.TYPE_STRING: "", FieldDescriptor.TYPE_BYTES: "", FieldDescriptor.TYPE_BOOL: False}

@@ -46,6 +46,9 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+varint = _varint
+
+
 def _tag(number: int, wire_type: int) -> bytes:
     return _varint((number << 3) | wire_type)
 

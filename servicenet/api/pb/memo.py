@@ -22,12 +22,14 @@ MAX_ENTRIES = 512
 WINDOW = 256  # lookups per hit-rate check
 MIN_HITS = WINDOW // 16  # fewer hits than this in a window: off for OFF_FOR lookups
 OFF_FOR = 4096
+BUDGET = 32 * 1024 * 1024  # bytes kept by all memos together (keys and values)
+_held = [0]  # bytes kept now, all memos
 
 
 class Memo:
     """Kept conversions of one message type, by key (the message's bytes or its JSON text)."""
 
-    __slots__ = ("name", "kept", "tries", "hits", "off")
+    __slots__ = ("name", "kept", "tries", "hits", "off", "size")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -35,6 +37,12 @@ class Memo:
         self.tries = 0
         self.hits = 0
         self.off = 0
+        self.size = 0  # bytes of keys and values kept
+
+    def forget(self) -> None:
+        _held[0] -= self.size
+        self.size = 0
+        self.kept.clear()
 
     def active(self) -> bool:
         """Whether to look this conversion up (counts down a switched-off period)."""
@@ -51,7 +59,7 @@ class Memo:
         elif self.tries >= WINDOW:
             if self.hits < MIN_HITS:
                 self.off = OFF_FOR
-                self.kept.clear()
+                self.forget()
             self.tries = self.hits = 0
         return out
 
@@ -59,8 +67,14 @@ class Memo:
         if len(key) > MAX_BYTES:
             return
         if len(self.kept) >= MAX_ENTRIES:
-            self.kept.clear()
+            self.forget()
+        size = len(key) + len(value)
+        if _held[0] + size > BUDGET:
+            for m in _all:
+                m.forget()
         self.kept[key] = value
+        self.size += size
+        _held[0] += size
 
 
 @cache
@@ -84,7 +98,7 @@ def has_float(desc: Descriptor) -> bool:
 def clear() -> None:
     """Forget every kept conversion (tests)."""
     for m in _all:
-        m.kept.clear()
+        m.forget()
         m.tries = m.hits = m.off = 0
 
 
