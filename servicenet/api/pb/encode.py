@@ -199,6 +199,28 @@ def _special_payload(name: str) -> Callable[[Any], bytes] | None:
 _memos: dict[str, memo.Memo] = {}
 
 
+def _kept(enc: Enc, name: str) -> Enc:
+    """``enc`` with its answers kept by the JSON text of the value (see :mod:`.memo`)."""
+    kept = _memos.get(name) or _memos.setdefault(name, memo.new(name))
+
+    def kept_enc(v: Any) -> bytes:
+        if kept.off:  # switched off for a while: this value's kind rarely repeats
+            kept.off -= 1
+            return enc(v)
+        try:
+            key = orjson.dumps(v)
+        except TypeError:  # not JSON (nested too deeply, a huge int): encoded, not kept
+            return enc(v)
+        if not _MIN <= len(key) <= _MAX:
+            return enc(v)
+        out = kept.get(key)
+        if out is None:
+            out = enc(v)
+            kept.put(key, out)
+        return out
+    return kept_enc
+
+
 def _message_payload(desc: Descriptor) -> Callable[[Any], bytes]:
     special = _special_payload(desc.full_name)
     if special is not None:
@@ -210,33 +232,19 @@ def _message_payload(desc: Descriptor) -> Callable[[Any], bytes]:
             raise ConversionError("", f"expected an object, got {type(v).__name__}")
         return encode_message(v, name)
 
-    if memo.has_float(desc):
-        return payload
-    kept = _memos.get(name) or _memos.setdefault(name, memo.new(name))
-
-    def kept_payload(v: Any) -> bytes:
-        if type(v) is not dict:
-            raise ConversionError("", f"expected an object, got {type(v).__name__}")
-        if not kept.active():
-            return encode_message(v, name)
-        try:
-            key = orjson.dumps(v)
-        except TypeError:  # not JSON (nested too deeply): encoded, not kept
-            return encode_message(v, name)
-        if not _MIN <= len(key) <= _MAX:
-            return encode_message(v, name)
-        out = kept.get(key)
-        if out is None:
-            out = encode_message(v, name)
-            kept.put(key, out)
-        return out
-    return kept_payload
+    return payload if memo.has_float(desc) else _kept(payload, name)
 
 
 def _field_encoder(fd: FieldDescriptor) -> Enc:
+    """The encoder of one field; whole lists of messages and whole maps are kept too (a pod's env,
+    ports, tolerations, labels repeat as a whole)."""
     number = fd.number
+    where = f"{fd.containing_type.full_name}.{fd.name}"
     if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-        return _map_encoder(fd)
+        vfd = fd.message_type.fields_by_name["value"]
+        if vfd.type == FieldDescriptor.TYPE_MESSAGE and memo.has_float(vfd.message_type):
+            return _map_encoder(fd)
+        return _kept(_map_encoder(fd), where)
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
         pay = _message_payload(fd.message_type)
         tag = _tag(number, 2)
@@ -266,6 +274,8 @@ def _field_encoder(fd: FieldDescriptor) -> Enc:
             except ConversionError as exc:
                 raise exc.under(f"[{i}]") from None
         return b"".join(out)
+    if fd.type == FieldDescriptor.TYPE_MESSAGE and not memo.has_float(fd.message_type):
+        return _kept(enc_list, where)
     return enc_list
 
 
