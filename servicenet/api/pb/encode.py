@@ -202,6 +202,7 @@ _memos: dict[str, memo.Memo] = {}
 def _kept(enc: Enc, name: str) -> Enc:
     """``enc`` with its answers kept by the JSON text of the value (see :mod:`.memo`)."""
     kept = _memos.get(name) or _memos.setdefault(name, memo.new(name))
+    table = kept.kept  # cleared in place, never replaced
 
     def kept_enc(v: Any) -> bytes:
         if kept.off:  # switched off for a while: this value's kind rarely repeats
@@ -213,10 +214,14 @@ def _kept(enc: Enc, name: str) -> Enc:
             return enc(v)
         if not _MIN <= len(key) <= _MAX:
             return enc(v)
-        out = kept.get(key)
-        if out is None:
-            out = enc(v)
-            kept.put(key, out)
+        out = table.get(key)
+        if out is not None:  # Memo.get inlined: the hit is the common case
+            kept.tries += 1
+            kept.hits += 1
+            return out
+        kept.get(key)  # counts the miss (and may switch the memo off)
+        out = enc(v)
+        kept.put(key, out)
         return out
     return kept_enc
 
