@@ -52,7 +52,7 @@ def test_kubectl_bytes_take_the_fast_path() -> None:
 
 
 @pytest.mark.parametrize("kind", SERVED, ids=[r.kind for r in SERVED])
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_fast_decoder_matches_reference_generated(kind: resources.ResourceInfo, data: st.DataObject) -> None:
     name = types.message_for(kind.api_version, kind.kind)
