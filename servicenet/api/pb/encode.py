@@ -244,7 +244,7 @@ def _field_encoder(fd: FieldDescriptor) -> Enc:
     """The encoder of one field; whole lists of messages and whole maps are kept too (a pod's env,
     ports, tolerations, labels repeat as a whole)."""
     number = fd.number
-    where = f"{fd.containing_type.full_name}.{fd.name}"
+    where = f"{fd.containing_type.full_name}.{fd.name}[]"  # a field's memo: never a message type's name
     if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
         vfd = fd.message_type.fields_by_name["value"]
         if vfd.type == FieldDescriptor.TYPE_MESSAGE and memo.has_float(vfd.message_type):
