@@ -133,8 +133,9 @@ def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.Str
     if not isinstance(body, bytes | bytearray) or not body:
         return resp
     try:
-        obj = _written(request, body) or orjson.loads(body)
-        encoded = wire.encode(obj)
+        encoded = _encode_written(request, body)
+        if encoded is None:
+            encoded = wire.encode(orjson.loads(body))
     except wire.NotEncodable as exc:
         if wire.only_protobuf(accept):
             return _status(errors.not_acceptable(str(exc)), protobuf=True)
@@ -175,6 +176,17 @@ def _written(request: web.Request, body: bytes | bytearray) -> dict[str, Any] | 
     except (TypeError, ValueError):
         return None
     return out
+
+
+def _encode_written(request: web.Request, body: bytes | bytearray) -> bytes | None:
+    """The answer encoded from the dict :func:`keep_written` noted, or None (then from the body)."""
+    obj = _written(request, body)
+    if obj is None:
+        return None
+    try:
+        return wire.encode(obj)
+    except (ConversionError, TypeError, ValueError, RecursionError):  # a non-JSON value in the dict
+        return None
 
 
 def _status(err: errors.ApiStatusError, protobuf: bool) -> web.Response:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp.test_utils import make_mocked_request
 
+from servicenet.api.pb import memo
 from servicenet.apiserver import negotiation
 from servicenet.store import Record
 from servicenet.store._plan import encode_at
@@ -44,3 +45,13 @@ def test_anything_else_is_decoded_from_the_answer() -> None:
     dry = make_mocked_request("POST", "/api/v1/x", headers={"Accept": PB_ACCEPT})
     negotiation.keep_written(dry, obj, obj)  # a dry run answers the dict itself: nothing noted
     assert negotiation._written(dry, orjson.dumps(obj) + b"\n") is None
+
+
+def test_a_dict_the_encoder_refuses_falls_back_to_the_stored_bytes() -> None:
+    obj, rec = _stored(REALISTIC[0])
+    memo.clear()  # nothing kept that would answer for the fragment's JSON text
+    req = make_mocked_request("POST", "/api/v1/x", headers={"Accept": PB_ACCEPT})
+    obj["data"] = orjson.Fragment(orjson.dumps(obj["data"]))  # writes the same JSON, but is not a dict
+    negotiation.keep_written(req, obj, rec)
+    assert negotiation._written(req, rec.value + b"\n") is not None
+    assert negotiation._encode_written(req, rec.value + b"\n") is None  # the answer is decoded instead
