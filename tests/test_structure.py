@@ -70,6 +70,11 @@ CORES = [
     "servicenet.proxy.planner", "servicenet.proxy.published",
     "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
     "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",
+    "servicenet.ingress.core", "servicenet.ingress.model", "servicenet.ingress.annotations",
+    "servicenet.ingress.match", "servicenet.ingress.render", "servicenet.ingress.status",
+    "servicenet.ingress.maps", "servicenet.ingress.incremental", "servicenet.ingress.gateway_core",
+    "servicenet.ingress.gateway_compile", "servicenet.ingress.gateway_match", "servicenet.ingress.gateway_maps",
+    "servicenet.ingress.gateway_status", "servicenet.ingress.render_gateway", "servicenet.ingress.gateway_lua",
 ]
 IO_MODULES = {"asyncio", "socket", "subprocess", "aiohttp", "multiprocessing", "ssl", "selectors", "shutil",
               "tempfile", "os", "pathlib", "io", "fcntl", "signal", "servicenet.client", "servicenet.store",

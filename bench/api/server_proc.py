@@ -44,15 +44,16 @@ class ServerProc:
 
     Several may share ``data_dir`` (API servers on one etcd share the CA, keys and tokens): each
     writes its own log and is found at the port its log names, with the shared kubeconfig's
-    credentials. ``cprofile``: a CPU-clock cProfile of the server's main thread goes there.
+    credentials. ``cprofile``: a CPU-clock cProfile of the server's main thread goes there (or, with
+    ``wrapper``, whatever that module writes: ``python -m <wrapper> <cprofile> apiserver ...``).
     ``root``: the checkout whose servicenet package the server runs (an A/B's base)."""
 
     def __init__(self, data_dir: Path, storage: str = "sqlite", cprofile: str | None = None,
-                 extra: list[str] | None = None, root: Path = ROOT) -> None:
+                 extra: list[str] | None = None, root: Path = ROOT, wrapper: str = "bench.api.cprof_server") -> None:
         self.data_dir = data_dir
         self.root = root
         self.cprofile = cprofile
-        self.profile_module = "bench.api.cprof_server"  # bench.cluster.cprof_toggle: profile on SIGUSR1/2 only
+        self.wrapper = wrapper
         self.storage = storage
         self.extra = list(extra or [])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,7 +71,7 @@ class ServerProc:
         # the first server of a data dir writes the kubeconfig; the others find it there
         out = self.log_path = self.data_dir / f"apiserver-{self.storage}-{time.monotonic_ns()}.out"
         kubeconfig = self.data_dir / "kubeconfig"
-        entry = ["-m", self.profile_module, self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
+        entry = ["-m", self.wrapper, self.cprofile] if self.cprofile else ["-m", "servicenet.cli"]
         cmd = [sys.executable, *entry, "apiserver", "--data-dir", str(self.data_dir),
                "--api-listen", "127.0.0.1:0", "--storage", self.storage, "--log-level", "warning", *self.extra]
         t0 = time.monotonic()

@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = [ServerProc(work / "shared-config", args.storage, extra=extra,
                               cprofile=(args.cprofile_api or args.gc_probe) if i == 0 else None)
                    for i in range(n_servers)]
-        servers[0].profile_module = "bench.cluster.gc_probe" if args.gc_probe else "bench.cluster.cprof_toggle"
+        servers[0].wrapper = "bench.cluster.gc_probe" if args.gc_probe else "bench.cluster.cprof_toggle"
         for s in servers:
             s.start()
         res.update(asyncio.run(run(args, work, servers, procs, netns, etcd)))

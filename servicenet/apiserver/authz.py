@@ -80,10 +80,15 @@ def node_name_of(user: User) -> str | None:
     return None
 
 
+_DECISIONS_MAX = 4096
+
+
 class Authorizer:
     def __init__(self, server: Any) -> None:
         self.server = server
         self._index: RbacIndex | None = None
+        # decisions of the current index by (user, attributes): forgotten with it on any RBAC change
+        self._decisions: dict[tuple[User, Attributes], tuple[bool, str]] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -172,6 +177,7 @@ class Authorizer:
         idx = self._index
         if idx is None:
             idx = self._index = RbacIndex.build(*(_objs(self.store, p) for p in _KINDS))
+            self._decisions = {}
         return idx
 
     def authorize(self, user: User, attrs: Attributes) -> tuple[bool, str]:
@@ -181,7 +187,15 @@ class Authorizer:
         if node is not None and attrs.resource_request and attrs.api_group == "" \
                 and attrs.resource in ("secrets", "configmaps") and not attrs.subresource:
             return self._node_object(node, attrs)
-        return self.index.authorize(user, attrs)
+        idx = self.index  # rebuilt, and the kept decisions forgotten, after any RBAC change
+        key = (user, attrs)
+        got = self._decisions.get(key)
+        if got is None:
+            got = idx.authorize(user, attrs)
+            if len(self._decisions) >= _DECISIONS_MAX:
+                self._decisions.clear()
+            self._decisions[key] = got
+        return got
 
     def _node_object(self, node: str, attrs: Attributes) -> tuple[bool, str]:
         """Node restriction: get of a Secret/ConfigMap referenced by a pod bound to this node."""

@@ -14,7 +14,7 @@ from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo, all_resources, dynamic_generation, dynamic_resources
 from servicenet.api.views import meta as meta_of
 from servicenet.apiserver.registry import Registry, WriteOptions
-from servicenet.apiserver.responses import view_obj
+from servicenet.apiserver.responses import metadata_view
 from servicenet.common import log
 from servicenet.store import Event, WatchClosed
 
@@ -127,7 +127,7 @@ class GarbageCollector:
                 for dep in list(self.dependents.get(uid, ())):
                     self.queue.put_nowait(("owner-gone", dep))
                 # a deleted dependent may unblock a foreground owner
-            obj = view_obj(ev.record)  # managedFields (half the bytes) left undecoded: never read here
+            obj = metadata_view(ev.record)  # only metadata is read here
             for ref in meta_of(obj).get("ownerReferences") or []:
                 okey = self.uid_key.get(ref.get("uid", ""))
                 if okey is not None:
@@ -136,7 +136,7 @@ class GarbageCollector:
             if ns is not None:
                 self.queue.put_nowait(("ns-check", f"/registry/core/namespaces/{ns}"))
             return
-        obj = view_obj(ev.record)
+        obj = metadata_view(ev.record)
         self._track(key, obj)
         self._consider(key, obj)
 

@@ -172,6 +172,7 @@ class ResourceHandlers:
         opts = self.write_options(request)
         self.check_unknown_fields(t.info, obj, opts)
         rec = await self.registry.create(t.info, t.namespace, obj, opts)
+        negotiation.keep_written(request, obj, rec)
         return record_response(as_requested(t.info, rec), 201, self.warning_headers(opts))
 
     async def update(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:

@@ -27,6 +27,7 @@ PROTOBUF = wire.PROTOBUF
 MAX_BODY = wire.MAX_BODY
 ACCEPTED_BODIES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
 _WARNINGS = web.RequestKey("servicenet.body_warnings", list)
+_WRITTEN = web.RequestKey("servicenet.written", tuple)
 _JSON_TYPES = frozenset({"", "application/json", "text/json"})
 _YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml"})
 
@@ -132,8 +133,9 @@ def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.Str
     if not isinstance(body, bytes | bytearray) or not body:
         return resp
     try:
-        obj = orjson.loads(body)
-        encoded = wire.encode(obj)
+        encoded = _encode_written(request, body)
+        if encoded is None:
+            encoded = wire.encode(orjson.loads(body))
     except wire.NotEncodable as exc:
         if wire.only_protobuf(accept):
             return _status(errors.not_acceptable(str(exc)), protobuf=True)
@@ -146,6 +148,45 @@ def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.Str
         if k.lower() not in ("content-type", "content-length"):
             out.headers.add(k, v)
     return out
+
+
+def keep_written(request: web.Request, obj: dict[str, Any], rec: Any) -> None:
+    """Note the dict a create handed to the store, for a protobuf answer: with the store's
+    resourceVersion added it is the stored object, so the answer need not decode the stored JSON
+    (an update stores a merged copy instead: not noted)."""
+    if isinstance(rec, Record) and "protobuf" in request.headers.get("Accept", ""):
+        request[_WRITTEN] = (obj, rec)
+
+
+def _written(request: web.Request, body: bytes | bytearray) -> dict[str, Any] | None:
+    """The stored object as a dict from :func:`keep_written`, when the answer is that record and the
+    dict (resourceVersion stamped as the store does) encodes to exactly its bytes."""
+    kept = request.get(_WRITTEN)
+    if kept is None:
+        return None
+    obj, rec = kept
+    value = rec.value
+    md = obj.get("metadata")
+    if len(body) != len(value) + 1 or body[-1:] != b"\n" or not body.startswith(value) or type(md) is not dict:
+        return None
+    out = {**obj, "metadata": {**md, "resourceVersion": str(rec.mod_revision)}}
+    try:
+        if orjson.dumps(out) != value:  # cheaper than decoding it: orjson writes in C without allocating
+            return None
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def _encode_written(request: web.Request, body: bytes | bytearray) -> bytes | None:
+    """The answer encoded from the dict :func:`keep_written` noted, or None (then from the body)."""
+    obj = _written(request, body)
+    if obj is None:
+        return None
+    try:
+        return wire.encode(obj)
+    except (ConversionError, TypeError, ValueError, RecursionError):  # a non-JSON value in the dict
+        return None
 
 
 def _status(err: errors.ApiStatusError, protobuf: bool) -> web.Response:

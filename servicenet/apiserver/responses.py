@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,6 +126,51 @@ def _array_end(value: bytes, start: int) -> int:
         if (value.count(b'"', start + 1, end) - value.count(b'\\"', start + 1, end)) % 2 == 0:
             return end + 1
         pos = end + 1
+
+
+# how the store writes nearly every object: apiVersion, kind, then metadata (strings without escapes)
+_HEAD = re.compile(rb'\{"apiVersion":"[^"\\]*","kind":"[^"\\]*","metadata":\{')
+
+
+def metadata_view(rec: Record) -> dict[str, Any]:
+    """``{"metadata": ...}`` of ``rec`` without ``managedFields``, decoding only the metadata's bytes,
+    for readers of metadata alone (the garbage collector reads every write).
+
+    The store writes ``resourceVersion`` last in metadata, so its metadata is the bytes from the
+    ``{`` after a leading ``"metadata":`` to the first ``"resourceVersion":"<revision>"}``: if that
+    text closed an object nested inside metadata instead, the bytes would not be one JSON object and
+    would not decode. Anything unexpected falls back to :func:`view_obj`.
+    """
+    value = rec.value
+    m = _HEAD.match(value)
+    if m is not None:
+        start = m.end() - 1
+        tail = b'"resourceVersion":"%d"}' % rec.mod_revision
+        end = value.find(tail, start)
+        if end > 0:
+            md = _metadata_only(value[start:end + len(tail)])
+            if md is not None and md.get("resourceVersion") == str(rec.mod_revision):
+                return {"metadata": md}
+    return view_obj(rec)
+
+
+def _metadata_only(piece: bytes) -> dict[str, Any] | None:
+    i = piece.find(_MANAGED_FIELDS)
+    try:
+        if i < 0:
+            md = orjson.loads(piece)
+        else:
+            start = i + len(_MANAGED_FIELDS) - 1
+            end = _array_end(piece, start)
+            if end < 0:
+                return None
+            md = orjson.loads(piece[:start] + _PLACEHOLDER_JSON + piece[end:])
+            if not isinstance(md, dict) or md.get("managedFields") != _PLACEHOLDER:
+                return None
+            del md["managedFields"]
+    except orjson.JSONDecodeError:
+        return None
+    return md if isinstance(md, dict) else None
 
 
 def view_obj(rec: Record) -> dict[str, Any]:

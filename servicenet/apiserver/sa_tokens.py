@@ -73,6 +73,17 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+_VERIFIED_MAX = 4096
+
+
+def _check_time(exp: int, nbf: int, now: float | None) -> None:
+    t = int(now if now is not None else time.time())
+    if exp < t:
+        raise TokenError("service account token has expired")
+    if nbf > t + 60:
+        raise TokenError("service account token is not valid yet")
+
+
 class Signer:
     def __init__(self, key: ec.EllipticCurvePrivateKey, issuer: str = ISSUER) -> None:
         self.key = key
@@ -80,6 +91,9 @@ class Signer:
         self.issuer = issuer
         der = self.public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.kid = b64url(hashlib.sha256(der).digest())
+        # tokens whose signature, issuer and audiences checked out: (bound, nbf) by (token, audiences).
+        # An ECDSA verify costs ~100 us per request; the times are checked again on every use.
+        self._verified: dict[tuple[str, tuple[str, ...]], tuple[Bound, int]] = {}
 
     # -- discovery -----------------------------------------------------------------------------------
     def jwks(self) -> dict[str, Any]:
@@ -115,6 +129,22 @@ class Signer:
     # -- verify --------------------------------------------------------------------------------------
     def verify(self, token: str, audiences: list[str], now: float | None = None) -> Bound:
         """Check signature, issuer, audience and time; returns the bound objects (not yet looked up)."""
+        key = (token, tuple(audiences))
+        kept = self._verified.get(key)
+        if kept is not None:
+            return self._in_time(kept[0], kept[1], now)
+        bound, nbf = self._verify(token, audiences, now)
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[key] = (bound, nbf)
+        return bound
+
+    @staticmethod
+    def _in_time(b: Bound, nbf: int, now: float | None) -> Bound:
+        _check_time(b.exp, nbf, now)
+        return b
+
+    def _verify(self, token: str, audiences: list[str], now: float | None) -> tuple[Bound, int]:
         parts = token.split(".")
         if len(parts) != 3:
             raise TokenError("not a JWT")
@@ -137,11 +167,8 @@ class Signer:
         auds = [aud] if isinstance(aud, str) else list(aud or [])
         if not set(auds) & set(audiences):
             raise TokenError("token audiences is invalid for the target audience")
-        t = int(now if now is not None else time.time())
-        if int(claims.get("exp", 0)) < t:
-            raise TokenError("service account token has expired")
-        if int(claims.get("nbf", 0)) > t + 60:
-            raise TokenError("service account token is not valid yet")
+        exp, nbf = int(claims.get("exp", 0)), int(claims.get("nbf", 0))
+        _check_time(exp, nbf, now)
         k8s = claims.get("kubernetes.io") or {}
         sa = k8s.get("serviceaccount") or {}
         pod = k8s.get("pod") or {}
@@ -150,4 +177,4 @@ class Signer:
             raise TokenError("token lacks the kubernetes.io claim")
         return Bound(k8s["namespace"], sa["name"], sa.get("uid", ""), pod.get("name", ""), pod.get("uid", ""),
                      node.get("name", ""), node.get("uid", ""), str(claims.get("jti", "")),
-                     tuple(a for a in auds if a in audiences), int(claims["exp"]))
+                     tuple(a for a in auds if a in audiences), exp), nbf

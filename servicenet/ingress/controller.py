@@ -113,6 +113,7 @@ class IngressController:
         self.last_error = ""
         self._syncing = False
         self._good_rv: dict[str, str] = {}
+        self._compiled_rv: dict[str, str] = {}
         self._quarantine: dict[str, str] = {}  # Ingress key -> resourceVersion HAProxy refused
         self._full = True  # something other than EndpointSlice contents changed
         self._dirty_services: set[str] = set()  # Services whose EndpointSlices changed
@@ -239,7 +240,7 @@ class IngressController:
         self.table, self.slots, self.files, self.maps = table, slots, files, m
         self._inc = None
         self._status_todo = None
-        self._good_rv = {k: self._rv(k) for k in table.ingresses}
+        self._good_rv = {k: self._compiled_rv.get(k) or self._rv(k) for k in table.ingresses}
         self.structure = structure
         self.cert_pems = {c.name: c.pem for c in table.certs}
 
@@ -264,6 +265,9 @@ class IngressController:
         inp = self._inputs()
         if exclude:
             inp = replace(inp, ingresses=tuple(i for i in inp.ingresses if _obj_key(i) not in exclude))
+        # the versions this table is made of (the status writes that land before it is applied must
+        # not make the incremental state look stale: the first change after would compile in full)
+        self._compiled_rv = {_obj_key(i): str(meta_of(i).get("resourceVersion", "")) for i in inp.ingresses}
         return compile_table(inp)
 
     async def _isolate(self, table: Table) -> tuple[Table, str] | None:
@@ -391,6 +395,8 @@ class IngressController:
             self._commit()
         self.synced_generation += 1
         self._report()
+        if not self._dirty.is_set():  # idle: build the incremental state now (~50 ms at 1,000 Ingresses),
+            self._inc = incremental.state_of(self.table, self._inputs(), self._good_rv)  # not in the next change's time
 
     def _report(self) -> None:
         """Events and Ingress status (API writes) in a task of their own, so that the next change does

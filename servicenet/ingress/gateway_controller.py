@@ -105,8 +105,8 @@ class GatewayController:
         self.metrics = GatewayMetrics()
         self.registry = self.metrics.registry
         self._route_names: dict[str, str] = {}
-        self.access = AccessLog(Path(config.state_dir) / "log.sock", self.metrics.access,
-                                lambda rid: self._route_names.get(rid, rid or "-"), config.access_log_file)
+        self.access = AccessLog(self.metrics.access, lambda rid: self._route_names.get(rid, rid or "-"),
+                                config.access_log_file)
 
     @property
     def informers(self) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class GatewayController:
         await self.factory.start()
         await self.factory.wait_synced(60)
         d = Path(self.cfg.state_dir)
-        self.haproxy = HAProxy(d, netns=self.cfg.netns)
+        self.haproxy = HAProxy(d, netns=self.cfg.netns, log_pipe=self.cfg.access_log)
         self.haproxy.prepare()
         default = d / "certs" / "default.pem"
         if not default.exists():
@@ -129,8 +129,7 @@ class GatewayController:
             default.chmod(0o600)
         self.haproxy.write_files({"gateway.lua": rg.LUA})
         if self.cfg.access_log:
-            await self.access.start()
-            self.files = replace(self.files, log_socket=str(self.access.path))
+            self.files = replace(self.files, log_socket="stdout")
         plan = self._compile(True)
         text = self._prepare(plan)
         err = await self.haproxy.check(text)
@@ -140,6 +139,8 @@ class GatewayController:
             plan = isolated if isolated is not None else Plan(addresses=self.cfg.addresses)
             text = self._prepare(plan)
         await self.haproxy.start(text)
+        if self.haproxy.log_fd is not None:
+            await self.access.start(self.haproxy.log_fd)
         self._commit(plan)
         self.synced_generation = 1
         await self._statuses(plan)
@@ -150,9 +151,9 @@ class GatewayController:
         self._task = None
         await cancel_and_wait(self._report_task)
         await self.factory.stop()
+        await self.access.stop()
         if self.haproxy is not None:
             await self.haproxy.stop()
-        await self.access.stop()
 
     def describe(self) -> dict[str, str]:
         return {f"gateway {fe.mode}": ", ".join(f"{a}:{fe.port}" for a in self.cfg.addresses)

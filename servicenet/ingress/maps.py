@@ -9,7 +9,8 @@ Lookups, per request (the renderer writes these rules once):
 
 - ``hosts``: the request host → its host group (the rule host itself; the wildcard form ``*.a.b``
   on a wildcard hit; no entry: ``@``, the group of the rules without a host);
-- ``exact``: ``<group><path>`` → route id (``map_str``: an exact key);
+- ``exact``: ``<group><path>/`` → route id (``map_str``: an exact key; the same key as the prefix
+  lookup's, so the request key is built once);
 - ``prefix``: ``<group><path>/`` → route id (``map_beg``, which HAProxy indexes as a prefix tree
   and answers with the *longest* matching key). A Prefix path ``/foo`` is the key ``<group>/foo/``:
   it matches ``/foo`` and ``/foo/bar`` but not ``/foobar``, element-wise as Kubernetes wants;
@@ -63,8 +64,10 @@ def map_groups(table: Table) -> frozenset[str]:
 
 
 def key_path(r: Route) -> str:
-    """A route's key in the exact or prefix map, after its host group."""
-    return r.path if r.kind == EXACT else r.path.rstrip("/") + "/"
+    """A route's key in the exact or prefix map, after its host group. Both end in "/", so that one
+    request key (``<group><path>/``) serves both lookups: an Exact ``/foo`` is ``/foo/``, which only
+    the request path ``/foo`` gives (appending "/" is one to one)."""
+    return r.path + "/" if r.kind == EXACT else r.path.rstrip("/") + "/"
 
 
 @functools.lru_cache(maxsize=1 << 17)

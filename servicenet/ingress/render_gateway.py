@@ -180,10 +180,8 @@ def render(plan: Plan, slots: Slots, files: GwFiles, *, with_servers: bool = Tru
            "    stats timeout 2m", "    hard-stop-after 1h", "    ssl-default-bind-options ssl-min-ver TLSv1.2",
            "    tune.bufsize 32768"]
     out.append(f"    lua-load {files.lua}")
-    if files.log_socket:  # the access log: a memory ring whose forwarder streams batches to the controller
-        out += ["    log ring@gwlog len 4096 format raw local0 info", "", "ring gwlog"] + [
-            f"    {x}" for x in ("format raw", "maxlen 4096", "size 8388608", "timeout connect 5s",
-                               "timeout server 24h", f"server controller unix@{files.log_socket}")]
+    if files.log_socket:  # the access log: one write per request to stdout, a pipe the controller drains
+        out.append("    log stdout len 4096 format raw local0 info")
     out += ["", "defaults http", "    mode http", "    log global", "    option dontlognull",
             f"    log-format \"{LOG_FORMAT.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}\"",
             "    option http-keep-alive", "    option idle-close-on-response", "    option forwardfor",

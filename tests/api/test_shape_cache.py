@@ -83,20 +83,18 @@ def test_unencodable_objects_are_computed_not_kept() -> None:
 
 
 def test_protobuf_specs_kept_encode_and_decode_as_fresh_ones() -> None:
-    from servicenet.api.pb import convert, encode, wire
+    from servicenet.api.pb import memo, wire
 
     pods = [objects.pod(f"p{i}") for i in range(3)]
-    encode._SPECS.clear()
-    convert._SPECS.clear()
+    memo.clear()
     first = wire.encode(pods[0])
-    assert encode._SPECS  # the PodSpec was kept
+    assert any(m.kept for m in memo._all)  # sub-messages were kept
     for p in pods[1:]:
         body = wire.encode(p)
-        encode._SPECS.clear()
+        memo.clear()
         assert body == wire.encode(p)  # a hit writes what a miss writes
     a = wire.decode(first).obj
-    assert convert._SPECS
     a["spec"]["containers"][0]["image"] = "mutated"  # the caller's dict is its own
     b = wire.decode(first).obj
-    convert._SPECS.clear()
+    memo.clear()
     assert b == wire.decode(first).obj == pods[0]

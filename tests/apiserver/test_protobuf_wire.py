@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from servicenet.api.pb import decode as pb_decode
 from servicenet.api.pb import types, wire
 from servicenet.testing import RunningApi, kubectl, tls_files
 from tests.api.test_pb_codec import REALISTIC
@@ -118,6 +119,9 @@ users: [{{name: u, user: {{token: t}}}}]
             assert ctype == PB and accept == PB_ACCEPT, (cmd, ctype, accept)
             decoded = wire.decode(body)
             assert decoded.unknown == []
+            av, kind, raw = wire.split_envelope(body)  # kubectl's bytes are canonical: the fast decoder reads them
+            fast = pb_decode.decode_message(raw, types.message_for(av, kind) or "")
+            assert {"apiVersion": av, "kind": kind, **fast} == decoded.obj, cmd
             _, out, _ = await kubectl(kc, *cmd, "--dry-run=client", "-o", "json")
             expected = json.loads(out)
             # kubectl v1.32's JSON still writes a zero creationTimestamp as null; since v1.33 the Go

@@ -30,9 +30,9 @@ def _lookup(m: maps.Maps, host: str, req_path: str, wildcard_labels: int = 1) ->
         if g is None and len(labels) > k:
             g = m.hosts.get("*." + ".".join(labels[k:]))
     g = g or maps.NO_HOST
-    rid = m.exact.get(g + req_path)
+    key = g + req_path + "/"  # one key for both lookups
+    rid = m.exact.get(key)
     if rid is None:
-        key = g + req_path + "/"
         hits = [k for k in m.prefix if key.startswith(k)]
         rid = m.prefix[max(hits, key=len)] if hits else None
     return rid
@@ -74,7 +74,7 @@ def test_many_ingresses_one_host_longest_prefix_and_exact_first() -> None:
     for req in ("/", "/a", "/a/", "/ab", "/a/b", "/a/b/c", "/a/b/c/d", "/a/bc", "/x"):
         assert _lookup(m, "a.test", req) == _id_of(t, route_for(t, "a.test", req)), req
     assert _lookup(m, "other.test", "/x/y") == _id_of(t, route_for(t, "other.test", "/x/y")) is not None
-    assert m.prefix["@/x/"] and m.prefix["a.test/a/b/c/"] and m.exact["a.test/a/b/c"]
+    assert m.prefix["@/x/"] and m.prefix["a.test/a/b/c/"] and m.exact["a.test/a/b/c/"]
 
 
 def test_routes_needing_rules_keep_their_group_out_of_the_maps() -> None:
@@ -101,9 +101,9 @@ def test_ids_are_stable_and_changes_are_ordered() -> None:
     add = maps.ops(m1, m2, paths)
     rid = maps.route_ids(two)[1]
     assert add == [f"add map /s/routes.map {rid} {m2.routes[rid]}", f"add map /s/body.map {rid} 5242880",
-                   f"add map /s/exact.map b.test/x {rid}", "add map /s/hosts.map b.test b.test"]
+                   f"add map /s/exact.map b.test/x/ {rid}", "add map /s/hosts.map b.test b.test"]
     back = maps.ops(m2, m1, paths)
-    assert back == ["del map /s/hosts.map b.test", "del map /s/exact.map b.test/x",
+    assert back == ["del map /s/hosts.map b.test", "del map /s/exact.map b.test/x/",
                     f"del map /s/routes.map {rid}", f"del map /s/body.map {rid}"]
     assert maps.ops(m1, m1, paths) == []
 

@@ -108,6 +108,7 @@ async def check_walkthrough(curl_prefix: list[str], ca: Path, node: str, https_p
         host = "bbs.test.com" if https_port == 443 else f"bbs.test.com:{https_port}"
         assert h["host"] == host and h["x-forwarded-proto"] == "https", h
         assert body["x_forwarded_for"] and h["x-real-ip"], h
+        assert h["x-forwarded-host"] == host and h["x-forwarded-port"] == str(https_port), h
     # plain HTTP answers with a 308 to the HTTPS URL (with the port when it is not 443)
     url_port = "" if http_port == 80 else f":{http_port}"
     rc, out = await run(*curl_prefix, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",

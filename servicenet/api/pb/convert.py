@@ -50,6 +50,13 @@ class ConversionError(ValueError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+        self.detail = message
+
+    def under(self, key: str) -> ConversionError:
+        """The same error seen from the parent: ``key`` prefixed to its path."""
+        sub = self.path
+        path = key if not sub else (key + sub if sub.startswith("[") else f"{key}.{sub}")
+        return ConversionError(path, self.detail)
 
 
 # -- scalar shapes -----------------------------------------------------------------------------------
@@ -172,24 +179,6 @@ def _make_special_to_json(name: str) -> ToJson | None:
     return None
 
 
-# Decoded ``…Spec`` messages as JSON, by their serialized bytes: the pods a controller creates share
-# their spec (most of a pod's bytes). Decoded afresh from the kept JSON each time: callers own the dict.
-_SPECS: dict[tuple[str, bytes], bytes] = {}
-_SPECS_MAX = 1024
-
-
-def _spec_to_json(m: Any, name: str) -> Any:
-    key = (name, m.SerializeToString())
-    kept = _SPECS.get(key)
-    if kept is None:
-        out = to_json(m, name)
-        if len(_SPECS) >= _SPECS_MAX:
-            _SPECS.clear()
-        _SPECS[key] = orjson.dumps(out)
-        return out
-    return orjson.loads(kept)
-
-
 def _value_to_json(fd: FieldDescriptor) -> ToJson:
     """How one element (scalar or message) of field ``fd`` becomes JSON."""
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
@@ -197,8 +186,6 @@ def _value_to_json(fd: FieldDescriptor) -> ToJson:
         special = _special_to_json(name)
         if special is not None:
             return special
-        if name.endswith("Spec"):
-            return lambda m: _spec_to_json(m, name)
         return lambda m: to_json(m, name)
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return lambda b: base64.b64encode(b).decode()

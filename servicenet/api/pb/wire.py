@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from google.protobuf import unknown_fields
@@ -17,7 +18,9 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
 from servicenet.api.pb import convert, types
+from servicenet.api.pb.decode import Fallback, decode_message
 from servicenet.api.pb.encode import encode_message
+from servicenet.api.pb.encode import varint as _varint
 
 MAGIC = b"k8s\x00"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -99,6 +102,15 @@ def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
     name = types.message_for(av, kind)
     if name is None:
         raise ProtobufError(f'no kind "{kind}" is registered for version "{av}"')
+    try:  # the fast path reads Go's canonical bytes; anything else takes the reference path below
+        return Decoded({"apiVersion": av, "kind": kind, **decode_message(raw, name)}, av, kind, [])
+    except Fallback:
+        pass
+    return _decode_reference(raw, name, av, kind, find_unknown)
+
+
+def _decode_reference(raw: bytes, name: str, av: str, kind: str, find_unknown: bool) -> Decoded:
+    """Through ``protobuf`` message objects: the unknown-field report and the errors of bad bytes."""
     cls = types.message_class(name)
     try:
         msg = cls.FromString(raw)
@@ -140,22 +152,26 @@ def encode(obj: dict[str, Any]) -> bytes:
     return envelope(av, kind, encode_message(obj, name))
 
 
+@lru_cache(maxsize=256)
+def _type_meta(api_version: str, kind: str) -> bytes:
+    """The envelope's ``typeMeta`` field (1), tag and length included."""
+    av, k = api_version.encode(), kind.encode()
+    tm = b"\x0a" + _varint(len(av)) + av + b"\x12" + _varint(len(k)) + k
+    return b"\x0a" + _varint(len(tm)) + tm
+
+
 def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
-    env = types.message_class(types.UNKNOWN)()
-    env.typeMeta.apiVersion = api_version
-    env.typeMeta.kind = kind
-    env.raw = raw
-    env.contentEncoding = ""
-    env.contentType = ""
-    return MAGIC + env.SerializeToString()
+    """``k8s\\0`` and a ``runtime.Unknown``: typeMeta, raw, and contentEncoding and contentType written
+    empty, as Go does."""
+    return b"".join((MAGIC, _type_meta(api_version, kind), b"\x12", _varint(len(raw)), raw, b"\x1a\x00\x22\x00"))
 
 
 def watch_frame(event_type: str, enveloped: bytes) -> bytes:
-    """One length-prefixed watch frame carrying an already enveloped object."""
-    ev = types.message_class(types.WATCH_EVENT)()
-    ev.type = event_type
-    ev.object.raw = enveloped
-    data = ev.SerializeToString()
+    """One length-prefixed watch frame carrying an already enveloped object: a ``WatchEvent`` of
+    ``type`` (1) and ``object`` (2, a RawExtension whose ``raw`` (1) is the enveloped object)."""
+    t = event_type.encode()
+    obj = b"\x0a" + _varint(len(enveloped)) + enveloped
+    data = b"".join((b"\x0a", _varint(len(t)), t, b"\x12", _varint(len(obj)), obj))
     return _LEN.pack(len(data)) + data
 
 
@@ -200,6 +216,7 @@ def _media_ranges(accept: str) -> list[tuple[str, dict[str, str], float]]:
     return out
 
 
+@lru_cache(maxsize=64)  # clients send the same few Accept headers
 def wants_protobuf(accept: str) -> bool:
     """Whether the client's Accept header prefers protobuf over JSON for a plain object answer."""
     if "protobuf" not in accept:
@@ -214,6 +231,7 @@ def wants_protobuf(accept: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=64)
 def only_protobuf(accept: str) -> bool:
     """The Accept header allows protobuf and nothing we could answer with instead."""
     ranges = [(m, q) for m, _, q in _media_ranges(accept) if q > 0]
