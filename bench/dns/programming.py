@@ -460,6 +460,14 @@ def next_change(i: int, st: State, headless: list[SvcPlan], namespaces: int) -> 
     return Change(kind, svc, eps, expected_a(svc, eps, None))
 
 
+async def _timed(write: Any, replied: list[float]) -> Any:
+    """Await ``write`` and note when its answer arrived. (A done-callback would not do: when the task
+    has finished before ``await task``, the await returns before the callback has run.)"""
+    res = await write
+    replied.append(time.perf_counter())
+    return res
+
+
 async def measure(client: Any, port: int, st: State, samples: int, bound: float, interval: float,
                   deadline: float, namespaces: int) -> list[Sample]:
     """Rotate the write kinds; per sample: time before the write → answer reflects it."""
@@ -480,10 +488,9 @@ async def measure(client: Any, port: int, st: State, samples: int, bound: float,
             body = {"endpoints": ch.eps, "metadata": {"annotations": {TRIGGER: _rfc3339_now()}}}
             write = client.patch("discovery.k8s.io/v1", "endpointslices", ch.svc.namespace, ch.svc.slice_name,
                                  body, patch_type="merge")
-        t0 = time.perf_counter()
-        task = asyncio.ensure_future(write)
         replied: list[float] = []
-        task.add_done_callback(lambda _t, r=replied: r.append(time.perf_counter()))  # type: ignore[misc]
+        t0 = time.perf_counter()
+        task = asyncio.ensure_future(_timed(write, replied))
         seen, polls = await _poll(asker, ch.svc.fqdn, ch.seen, t0, bound, interval)
         res = await task
         if ch.eps is None:  # the answer seen must be the allocated address
