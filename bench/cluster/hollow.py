@@ -13,13 +13,13 @@ The builders are pure (tested in tests/bench/test_cluster_hollow.py); :class:`Ho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from servicenet.client import ApiClient
+from servicenet.common.component import cancel_all
 from servicenet.node.lease import NodeLease
 
 POD_BASE = ipaddress.ip_network("10.64.0.0/10")  # /24 per node: room for 16,384 nodes
@@ -130,11 +130,7 @@ class HollowNodes:
             self._leases.append(asyncio.create_task(lease.run(), name=f"lease-{node.name}"))
 
     async def stop(self) -> None:
-        for t in self._leases:
-            t.cancel()
-        for t in self._leases:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._leases)
         self._leases = []
 
     async def set_ready(self, namespace: str, name: str, pod_ip: str, ready: bool,

@@ -15,10 +15,13 @@ import math
 import re
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dns.message
 import dns.rdatatype
+
+from servicenet.common.component import cancel_all
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -43,6 +46,27 @@ def element_line_has(line: str, ip: str, verb: str) -> bool:
         return False
     return re.search(r"(?<![\d.])" + re.escape(ip) + r"(?![\d])", line) is not None
 
+
+
+T = TypeVar("T")
+
+async def first_after(timeline: list[tuple[float, T]], changed: asyncio.Event, match: Callable[[T], bool],
+                      since: float, timeout: float) -> float | None:
+    """The time of the first entry of ``timeline`` (appended to, with ``changed`` set, as events
+    arrive) at or after ``since`` that ``match``es; None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        for t, item in timeline[seen:]:
+            if t >= since and match(item):
+                return t
+        seen = len(timeline)
+        changed.clear()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), left)
 
 class DnsProbe:
     def __init__(self, host: str, port: int) -> None:
@@ -97,19 +121,8 @@ class NftMonitor:
 
     async def wait_for(self, ip: str, verb: str, since: float, timeout: float) -> float | None:
         """The time of the first line after ``since`` that ``verb``s an element holding ``ip``."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for t, line in self.lines[seen:]:
-                if t >= since and element_line_has(line, ip, verb):
-                    return t
-            seen = len(self.lines)
-            self._changed.clear()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+        return await first_after(self.lines, self._changed, lambda line: element_line_has(line, ip, verb),
+                                 since, timeout)
 
     def trim(self) -> None:
         self.lines.clear()
@@ -119,10 +132,7 @@ class NftMonitor:
             self._proc.terminate()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._proc.wait(), 5)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        await cancel_all([self._reader])
 
 
 class SliceWatch:
@@ -155,23 +165,10 @@ class SliceWatch:
             self._changed.set()
 
     async def wait_for(self, ip: str, ready: bool, since: float, timeout: float) -> float | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            for t, ips in self.changes:
-                if t >= since and (ip in ips) == ready:
-                    return t
-            self._changed.clear()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+        return await first_after(self.changes, self._changed, lambda ips: (ip in ips) == ready, since, timeout)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_all([self._task])
 
 
 def ready_addresses(slice_obj: dict[str, Any]) -> frozenset[str]:

@@ -7,7 +7,6 @@ see every change in revision order: an owner's ADDED always precedes its depende
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from servicenet.api.errors import ApiStatusError
@@ -16,6 +15,7 @@ from servicenet.api.views import meta as meta_of
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.responses import metadata_view
 from servicenet.common import log
+from servicenet.common.component import cancel_all
 from servicenet.store import Event, WatchClosed
 
 _log = log.get("gc")
@@ -98,11 +98,7 @@ class GarbageCollector:
                        asyncio.create_task(self._work(), name="gc-work")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
 
     async def _watch(self, rev: int) -> None:

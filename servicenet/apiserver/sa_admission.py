@@ -19,6 +19,7 @@ from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver.registry import WriteOptions
 from servicenet.apiserver.sa_tokens import PROJECTED_EXPIRATION
 from servicenet.common import log
+from servicenet.common.component import cancel_all
 
 _log = log.get("apiserver.serviceaccounts")
 
@@ -78,11 +79,7 @@ class ServiceAccounts:
         self._task3 = asyncio.create_task(self._watch("/registry/core/configmaps/"), name="root-ca-publisher")
 
     async def stop(self) -> None:
-        for t in (self._task, self._task2, self._task3):
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+        await cancel_all((self._task, self._task2, self._task3))
 
     async def admit_pod(self, info: Any, pod: Obj, old: Obj | None) -> None:
         ns = pod["metadata"].get("namespace") or "default"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -31,6 +31,17 @@ async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) 
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
+    """Cancel every background task, then wait for each to finish; what they raise on the way out
+    (their cancellation, or an error they died of) is swallowed: a stop must not fail on it."""
+    live = [t for t in tasks if t is not None]
+    for t in live:
+        t.cancel()
+    for t in live:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
 
 
 async def bounded(aw: Awaitable[T], timeout: float | None) -> T:

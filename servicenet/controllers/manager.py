@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from servicenet.api.selectors import equality_selector_matches
 from servicenet.client import ApiClient, ApiError, Informer, InformerFactory, object_path
 from servicenet.client import leaderelection as le
 from servicenet.common import log
+from servicenet.common.component import cancel_all
 from servicenet.common.health import HealthServer
 from servicenet.common.runner import run_until_signal
 
@@ -300,11 +300,7 @@ class ControllerManager:
     async def stop(self) -> None:
         for q in self.queues.values():
             q.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks.clear()
         if self._own_factory:
             await self.factory.stop()
