@@ -86,3 +86,21 @@ async def slice_endpoints(client: Any, ns: str, svc: str) -> list[Obj]:
     lst = await client.list("discovery.k8s.io/v1", "endpointslices", ns,
                             label_selector=f"kubernetes.io/service-name={svc}")
     return [e for s in lst["items"] for e in s.get("endpoints") or []]
+
+
+def redis_primary_links(ip: str, kube: str) -> dict[str, str]:
+    """The Docker-link env vars a pod gets for the walkthrough's ``redis-primary`` Service (ports
+    6379 ``redis`` and 9121 ``metrics`` at ``ip``) and the ``kubernetes`` Service at ``kube``."""
+    return {
+        "REDIS_PRIMARY_SERVICE_HOST": ip, "REDIS_PRIMARY_SERVICE_PORT": "6379",
+        "REDIS_PRIMARY_SERVICE_PORT_REDIS": "6379", "REDIS_PRIMARY_SERVICE_PORT_METRICS": "9121",
+        "REDIS_PRIMARY_PORT": f"tcp://{ip}:6379", "REDIS_PRIMARY_PORT_6379_TCP": f"tcp://{ip}:6379",
+        "REDIS_PRIMARY_PORT_6379_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_6379_TCP_PORT": "6379",
+        "REDIS_PRIMARY_PORT_6379_TCP_ADDR": ip, "REDIS_PRIMARY_PORT_9121_TCP": f"tcp://{ip}:9121",
+        "REDIS_PRIMARY_PORT_9121_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_9121_TCP_PORT": "9121",
+        "REDIS_PRIMARY_PORT_9121_TCP_ADDR": ip,
+        "KUBERNETES_SERVICE_HOST": kube, "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+        "KUBERNETES_PORT": f"tcp://{kube}:443", "KUBERNETES_PORT_443_TCP": f"tcp://{kube}:443",
+        "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
+        "KUBERNETES_PORT_443_TCP_ADDR": kube,
+    }

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from . import userns_setup
+from .cluster import redis_primary_links
 from .userns_setup import SUBID_BASE, SUBID_COUNT, USER
 
 # root: it creates a user; loopback_vips: the fallback run binds the loopback plan's fixed ClusterIPs
@@ -195,18 +196,7 @@ def test_seed_walkthrough_workloads(run: Any) -> None:  # issue 3
     assert r["web0_hostname"] == "web-0"
     assert r["mirrored"] == [["endpointslicemirroring-controller.k8s.io", ["127.0.0.50", "127.0.0.51"]]]
     ip, kube = r["redis_ip"], r["kube_ip"]
-    assert r["links"] == {
-        "REDIS_PRIMARY_SERVICE_HOST": ip, "REDIS_PRIMARY_SERVICE_PORT": "6379",
-        "REDIS_PRIMARY_SERVICE_PORT_REDIS": "6379", "REDIS_PRIMARY_SERVICE_PORT_METRICS": "9121",
-        "REDIS_PRIMARY_PORT": f"tcp://{ip}:6379", "REDIS_PRIMARY_PORT_6379_TCP": f"tcp://{ip}:6379",
-        "REDIS_PRIMARY_PORT_6379_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_6379_TCP_PORT": "6379",
-        "REDIS_PRIMARY_PORT_6379_TCP_ADDR": ip, "REDIS_PRIMARY_PORT_9121_TCP": f"tcp://{ip}:9121",
-        "REDIS_PRIMARY_PORT_9121_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_9121_TCP_PORT": "9121",
-        "REDIS_PRIMARY_PORT_9121_TCP_ADDR": ip,
-        "KUBERNETES_SERVICE_HOST": kube, "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-        "KUBERNETES_PORT": f"tcp://{kube}:443", "KUBERNETES_PORT_443_TCP": f"tcp://{kube}:443",
-        "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
-        "KUBERNETES_PORT_443_TCP_ADDR": kube}
+    assert r["links"] == redis_primary_links(ip, kube)
 
 
 def test_seed_walkthrough_dns(run: Any) -> None:  # issue 4

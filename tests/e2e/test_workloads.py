@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import Cluster, ready, running_cluster, slice_endpoints, until
+from .cluster import Cluster, ready, redis_primary_links, running_cluster, slice_endpoints, until
 
 MANIFESTS = Path(__file__).parent.parent / "apiserver" / "manifests"
 
@@ -183,19 +183,7 @@ async def test_service_links_for_pod_created_after_service(cluster: Cluster) -> 
     out = await until(logs, 20, what="env output")
     got = {k: v for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line)
            if ("_SERVICE_" in k or "_PORT" in k) and (k.startswith("REDIS_PRIMARY") or k.startswith("KUBERNETES"))}
-    want = {
-        "REDIS_PRIMARY_SERVICE_HOST": ip, "REDIS_PRIMARY_SERVICE_PORT": "6379",
-        "REDIS_PRIMARY_SERVICE_PORT_REDIS": "6379", "REDIS_PRIMARY_SERVICE_PORT_METRICS": "9121",
-        "REDIS_PRIMARY_PORT": f"tcp://{ip}:6379", "REDIS_PRIMARY_PORT_6379_TCP": f"tcp://{ip}:6379",
-        "REDIS_PRIMARY_PORT_6379_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_6379_TCP_PORT": "6379",
-        "REDIS_PRIMARY_PORT_6379_TCP_ADDR": ip, "REDIS_PRIMARY_PORT_9121_TCP": f"tcp://{ip}:9121",
-        "REDIS_PRIMARY_PORT_9121_TCP_PROTO": "tcp", "REDIS_PRIMARY_PORT_9121_TCP_PORT": "9121",
-        "REDIS_PRIMARY_PORT_9121_TCP_ADDR": ip,
-        "KUBERNETES_SERVICE_HOST": kube, "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443",
-        "KUBERNETES_PORT": f"tcp://{kube}:443", "KUBERNETES_PORT_443_TCP": f"tcp://{kube}:443",
-        "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_PORT_443_TCP_PORT": "443",
-        "KUBERNETES_PORT_443_TCP_ADDR": kube,
-    }
+    want = redis_primary_links(ip, kube)
     assert got == want
 
 

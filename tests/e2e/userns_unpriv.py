@@ -40,14 +40,11 @@ def free_port() -> int:
 
 
 def until(fn: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(interval)
+    """``walks.wait``, ending the script with the one line that says what did not happen."""
+    try:
+        return walks.wait(fn, timeout, what, interval)
+    except AssertionError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 CHECKOUT = Path(".")  # set by main(): the user's checkout, where `make up` runs
