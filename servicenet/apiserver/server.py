@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 import prometheus_client
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from servicenet import __version__
 from servicenet.api import errors, openapi, resources
 from servicenet.api import wellknown as wk
 from servicenet.api.errors import ApiStatusError
-from servicenet.apiserver import certs, encryption, filters, negotiation
+from servicenet.apiserver import certs, encryption, filters, front, negotiation
 from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.crds import CrdManager
 from servicenet.apiserver.flowcontrol import MAX_BODY
@@ -78,7 +78,7 @@ class ApiServer:
         self.gc: GarbageCollector | None = None
         self.crds: CrdManager | None = None
         self.creds: certs.Credentials | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self.security: Any = None
         self._sa_controller: Any = None
         self.loopback_token = ""
@@ -87,14 +87,10 @@ class ApiServer:
         self.ssl_context: ssl.SSLContext | None = None
         self.health = HealthServer(registry=prometheus_client.CollectorRegistry())
         self.metrics_registry = self.health.registry
-        self.m_requests = prometheus_client.Counter(
-            "apiserver_request_total", "API requests by verb, resource and code",
-            ["verb", "resource", "code"], registry=self.metrics_registry)
-        self.m_latency = prometheus_client.Histogram(
-            "apiserver_request_duration_seconds", "API request latency by verb and resource",
-            ["verb", "resource"], registry=self.metrics_registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
-        self._m_children: dict[tuple[Any, ...], Any] = {}
+        self.request_metrics = front.RequestMetrics()
+        self.metrics_registry.register(self.request_metrics)
+        self._path_labels = front.PathLabels()
+        self._chain: front.Handler = self._dispatch
         self.started = 0.0
         self.port = config.port
 
@@ -153,10 +149,11 @@ class ApiServer:
         self.gc = GarbageCollector(self.registry)
         await self.gc.start()
         self.handlers = ResourceHandlers(self.registry, self.store)
-        app = web.Application(middlewares=[self._middleware, *filters.build(self)], client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                    shutdown_timeout=self.config.shutdown_timeout)
+        self._chain = front.compose(self._dispatch, filters.build(self))
+        loop = asyncio.get_running_loop()
+        http = web.Server(self._handle, request_factory=front.request_factory(loop, MAX_BODY),  # type: ignore[arg-type]
+                          handler_cancellation=True, access_log=None)
+        self._runner = web.ServerRunner(http, shutdown_timeout=self.config.shutdown_timeout)
         await self._runner.setup()
         ssl_ctx = None
         if self.config.tls and self.creds is not None:
@@ -248,13 +245,15 @@ class ApiServer:
             }, WriteOptions())
 
     # -- HTTP plumbing -------------------------------------------------------------------------------
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Every request: errors as Status objects, protobuf answers, the request metrics, then the
+        filter chain (``filters.build``) and :meth:`_dispatch`."""
         t0 = time.perf_counter()
-        resource = "-"
         code = 500
         try:
-            resp = negotiation.protobuf_response(request, await handler(request))
+            if request.headers.get(hdrs.EXPECT):
+                await front.expect_continue(request)
+            resp = negotiation.protobuf_response(request, await self._chain(request))
             code = resp.status
             return resp
         except ApiStatusError as exc:
@@ -270,30 +269,9 @@ class ApiServer:
             err = errors.internal(repr(exc))
             return json_response(err.status(), 500)
         finally:
-            parts = request.path.split("/")
-            resource = parts[-1] if len(parts) < 4 else (parts[4] if parts[1] == "apis" and len(parts) > 4 else
-                                                         parts[3] if len(parts) > 3 else "-")
-            if resource == "namespaces" and len(parts) > 5:
-                resource = parts[6] if parts[1] == "apis" and len(parts) > 6 else parts[5]
-            verb = request.method if request.query.get("watch") not in ("true", "1") else "WATCH"
-            self._counter(verb, resource[:40], code).inc()
-            if verb != "WATCH":
-                self._histogram(verb, resource[:40]).observe(time.perf_counter() - t0)
-
-    def _counter(self, verb: str, resource: str, code: int) -> Any:
-        """The labelled request counter, looked up once per label set (``labels()`` is not free)."""
-        key = (verb, resource, code)
-        child = self._m_children.get(key)
-        if child is None:
-            child = self._m_children[key] = self.m_requests.labels(verb, resource, str(code))
-        return child
-
-    def _histogram(self, verb: str, resource: str) -> Any:
-        key = (verb, resource)
-        child = self._m_children.get(key)
-        if child is None:
-            child = self._m_children[key] = self.m_latency.labels(verb, resource)
-        return child
+            verb = front.verb_label(request)
+            self.request_metrics.record(verb, self._path_labels(request.path), code,
+                                        None if verb == "WATCH" else time.perf_counter() - t0)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
