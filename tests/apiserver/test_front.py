@@ -1,0 +1,114 @@
+"""The API server's HTTP front: request metrics, path labels, the composed filter chain."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import prometheus_client
+import pytest
+
+from servicenet.apiserver import front
+from servicenet.client import ApiError
+from servicenet.testing import RunningApi
+
+
+def _exposition(registry: prometheus_client.CollectorRegistry) -> list[str]:
+    """The text exposition without the ``_created`` timestamps (they differ by construction time)."""
+    text = prometheus_client.generate_latest(registry).decode()
+    return [line for line in text.splitlines() if "_created{" not in line]
+
+
+OBSERVATIONS = [("POST", "pods", 201, 0.0004), ("POST", "pods", 201, 0.001), ("POST", "pods", 409, 0.0031),
+                ("GET", "pods", 200, 0.25), ("GET", "configmaps", 404, 61.0), ("WATCH", "pods", 200, None),
+                ("PUT", "services", 200, 0.0025), ("GET", "pods", 200, 7.5)]
+
+
+def test_request_metrics_expose_what_the_client_library_would() -> None:
+    ours = prometheus_client.CollectorRegistry()
+    metrics = front.RequestMetrics()
+    ours.register(metrics)
+    lib = prometheus_client.CollectorRegistry()
+    counter = prometheus_client.Counter("apiserver_request_total", "API requests by verb, resource and code",
+                                        ["verb", "resource", "code"], registry=lib)
+    hist = prometheus_client.Histogram("apiserver_request_duration_seconds", "API request latency by verb and resource",
+                                       ["verb", "resource"], registry=lib, buckets=front.LATENCY_BUCKETS)
+    for verb, resource, code, seconds in OBSERVATIONS:
+        metrics.record(verb, resource, code, seconds)
+        counter.labels(verb, resource, str(code)).inc()
+        if seconds is not None:
+            hist.labels(verb, resource).observe(seconds)
+    assert _exposition(ours) == _exposition(lib)
+    full = prometheus_client.generate_latest(ours).decode()
+    assert 'apiserver_request_created{code="201",resource="pods",verb="POST"}' in full
+    assert 'apiserver_request_duration_seconds_created{resource="pods",verb="POST"}' in full
+
+
+@pytest.mark.parametrize(("path", "label"), [
+    ("/api/v1/namespaces/p/pods", "pods"),
+    ("/api/v1/namespaces/p/pods/x-1", "pods"),
+    ("/api/v1/namespaces/p/pods/x-1/status", "pods"),
+    ("/api/v1/namespaces/p", "namespaces"),
+    ("/api/v1/namespaces", "namespaces"),
+    ("/api/v1/nodes/n1", "nodes"),
+    ("/apis/apps/v1/namespaces/p/deployments/web", "deployments"),
+    ("/apis/apps/v1/deployments", "deployments"),
+    ("/apis/apps/v1", "v1"),
+    ("/healthz", "healthz"),
+    ("/", ""),
+    ("/api/v1/namespaces/p/" + "x" * 60, "x" * 40),
+])
+def test_resource_label(path: str, label: str) -> None:
+    assert front.resource_label(path) == label
+    assert front.PathLabels()(path) == label
+
+
+def test_path_labels_are_kept_and_bounded() -> None:
+    labels = front.PathLabels(limit=3)
+    for i in range(3):
+        assert labels(f"/api/v1/namespaces/n{i}/pods") == "pods"
+    assert len(labels._kept) == 3
+    assert labels("/api/v1/namespaces/n9/services") == "services"  # over the limit: forgotten, then kept
+    assert len(labels._kept) == 1
+
+
+def test_compose_runs_the_middlewares_outermost_first() -> None:
+    seen: list[str] = []
+
+    def mw(name: str) -> Any:
+        async def m(request: Any, handler: Any) -> Any:
+            seen.append(f"{name} in")
+            out = await handler(request)
+            seen.append(f"{name} out")
+            return out
+        return m
+
+    async def handler(request: Any) -> Any:
+        seen.append("handler")
+        return request + 1
+
+    chain = front.compose(handler, [mw("a"), mw("b")])
+    assert asyncio.run(chain(1)) == 2
+    assert seen == ["a in", "b in", "handler", "b out", "a out"]
+
+
+async def test_expect_100_continue_then_create(api: RunningApi) -> None:
+    url = api.url + "/api/v1/namespaces/default/configmaps"
+    body = orjson.dumps({"metadata": {"name": "expecting"}, "data": {"k": "v" * 2000}})
+    async with asyncio.timeout(20):
+        async with api.client.session.post(url, data=body, expect100=True,
+                                           headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 201, await resp.text()
+    assert (await api.client.get("v1", "configmaps", "default", "expecting"))["data"]["k"] == "v" * 2000
+
+
+async def test_metrics_count_requests_by_verb_resource_and_code(api: RunningApi) -> None:
+    await api.client.create("v1", "configmaps", "default", {"metadata": {"name": "m1"}})
+    with pytest.raises(ApiError):
+        await api.client.create("v1", "configmaps", "default", {"metadata": {"name": "m1"}})
+    async with api.client.session.get(api.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'apiserver_request_total{code="201",resource="configmaps",verb="POST"} 1.0' in text
+    assert 'apiserver_request_total{code="409",resource="configmaps",verb="POST"} 1.0' in text
+    assert 'apiserver_request_duration_seconds_count{resource="configmaps",verb="POST"} 2.0' in text
