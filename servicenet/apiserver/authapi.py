@@ -29,6 +29,7 @@ from servicenet.api.wire import meta as meta_of
 from servicenet.apiserver import kubelet_proxy, sa_tokens
 from servicenet.apiserver.authn import Authenticator, impersonation
 from servicenet.apiserver.authz import CURRENT_USER, Authorizer, node_name_of
+from servicenet.apiserver.front import Kept
 from servicenet.apiserver.identities import kubelet_client_ssl
 from servicenet.apiserver.responses import json_response
 from servicenet.apiserver.sa_admission import ServiceAccounts
@@ -41,6 +42,9 @@ _AUTHN = "/apis/authentication.k8s.io/v1/"
 _AUTHZ = "/apis/authorization.k8s.io/v1/"
 _TOKEN = re.compile(r"^/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token/?$")
 _LSAR = re.compile(r"^/apis/authorization\.k8s\.io/v1/namespaces/([^/]+)/localsubjectaccessreviews/?$")
+
+
+_UNKNOWN = object()
 
 
 def _public(path: str) -> bool:
@@ -68,6 +72,10 @@ class Security:
         self.authn = authn
         self.authz = authz
         self.signer = signer
+        # what a request asks (pure on method, path and query) and which identity API answers it
+        # (pure on method and path), kept per request line: they repeat
+        self._attrs: Kept[tuple[str, str, str], Attributes] = Kept()
+        self._specials: Kept[tuple[str, str], Any] = Kept()
 
     # -- the filter ----------------------------------------------------------------------------------
     @web.middleware
@@ -78,7 +86,11 @@ class Security:
             raise errors.unauthorized()
         user = impersonation(request, user, self.authz.authorize)
         request[USER] = user
-        attrs = attributes_of(request.method, path, request.query)
+        method = request.method
+        key = (method, path, request.query_string)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = self._attrs.put(key, attributes_of(method, path, request.query))
         request[ATTRS] = attrs
         if not (user.name == ANONYMOUS and _public(path)):
             ok, reason = self.authz.authorize(user, attrs)
@@ -88,15 +100,16 @@ class Security:
                 raise errors.forbidden_error(msg, res, group, name)
         token = CURRENT_USER.set(user)
         try:
-            special = self._special(request, path)
+            special = self._specials.get((method, path), _UNKNOWN)
+            if special is _UNKNOWN:
+                special = self._specials.put((method, path), self._special(method, path))
             if special is not None:
                 return await special(request)
             return await handler(request)  # type: ignore[no-any-return]
         finally:
             CURRENT_USER.reset(token)
 
-    def _special(self, request: web.Request, path: str) -> Any:
-        m = request.method
+    def _special(self, m: str, path: str) -> Any:
         if m == "GET" and path.rstrip("/") == "/.well-known/openid-configuration":
             return self._openid
         if m == "GET" and path.rstrip("/") == "/openid/v1/jwks":

@@ -31,6 +31,7 @@ from servicenet.api import errors
 from servicenet.api import rbac_policy as policy
 from servicenet.api.rbac import MASTERS, User
 from servicenet.apiserver.authapi import USER
+from servicenet.apiserver.front import Kept
 from servicenet.common.component import bounded
 
 MAX_BODY = 3 * 1024 * 1024
@@ -130,6 +131,7 @@ class FlowControl:
         self.queue_wait = queue_wait
         self.default_timeout = default_timeout
         self.rejected = 0
+        self._long: Kept[tuple[str, str], bool] = Kept()  # is_long_running per (path, query string)
 
     async def _acquire(self, pool: Pool, user: str) -> bool:
         if pool.can_take(user) and not pool.queues:
@@ -164,10 +166,14 @@ class FlowControl:
         if length is not None and length > MAX_BODY:
             raise errors.ApiStatusError(413, "RequestEntityTooLarge",
                                         f"Request entity too large: limit is {MAX_BODY}")
-        if is_long_running(request) or request.path in ("/healthz", "/livez", "/readyz"):
+        key = (request.path, request.query_string)
+        long = self._long.get(key)
+        if long is None:
+            long = self._long.put(key, is_long_running(request) or key[0] in ("/healthz", "/livez", "/readyz"))
+        if long:
             return await handler(request)  # type: ignore[no-any-return]
         timeout = self.default_timeout
-        if request.query.get("timeout"):
+        if key[1] and request.query.get("timeout"):
             t = parse_duration(request.query["timeout"])
             if t is None:
                 raise errors.bad_request(f"invalid timeout specified in the request URL: {request.query['timeout']}")

@@ -13,7 +13,7 @@ import bisect
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import prometheus_client
 from aiohttp import hdrs, web
@@ -28,6 +28,8 @@ Middleware = Callable[..., Awaitable[web.StreamResponse]]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 _WATCH = ("true", "1")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def compose(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
@@ -72,20 +74,41 @@ def resource_label(path: str) -> str:
     return resource[:40]
 
 
-class PathLabels:
-    """``resource_label`` per path, kept (request paths repeat: every create in a namespace has one)."""
+class Kept(Generic[K, V]):
+    """Results per request key (method, path, query string...: they repeat, every create in a
+    namespace has the same path), all forgotten at once past ``limit`` entries."""
+
+    __slots__ = ("limit", "_kept")
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
-        self._kept: dict[str, str] = {}
+        self._kept: dict[K, V] = {}
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        return self._kept.get(key, default)
+
+    def put(self, key: K, value: V) -> V:
+        if len(self._kept) >= self.limit:
+            self._kept.clear()
+        self._kept[key] = value
+        return value
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+class PathLabels:
+    """``resource_label`` per path, kept."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._kept: Kept[str, str] = Kept(limit)
 
     def __call__(self, path: str) -> str:
         got = self._kept.get(path)
-        if got is None:
-            if len(self._kept) >= self.limit:
-                self._kept.clear()
-            got = self._kept[path] = resource_label(path)
-        return got
+        return got if got is not None else self._kept.put(path, resource_label(path))
 
 
 def verb_label(request: web.Request) -> str:

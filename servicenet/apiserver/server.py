@@ -25,7 +25,7 @@ from servicenet.apiserver.authapi import start_security
 from servicenet.apiserver.crds import CrdManager
 from servicenet.apiserver.flowcontrol import MAX_BODY
 from servicenet.apiserver.gc import GarbageCollector
-from servicenet.apiserver.handlers import ResourceHandlers, json_response, parse_target
+from servicenet.apiserver.handlers import ResourceHandlers, Target, json_response, parse_target
 from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.services import ServiceRegistry
 from servicenet.apiserver.shared_alloc import SharedServiceRegistry
@@ -90,6 +90,7 @@ class ApiServer:
         self.request_metrics = front.RequestMetrics()
         self.metrics_registry.register(self.request_metrics)
         self._path_labels = front.PathLabels()
+        self._targets: front.Kept[str, tuple[int, Target]] = front.Kept()
         self._chain: front.Handler = self._dispatch
         self.started = 0.0
         self.port = config.port
@@ -274,6 +275,9 @@ class ApiServer:
                                         None if verb == "WATCH" else time.perf_counter() - t0)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        kept = self._targets.get(request.path)
+        if kept is not None and kept[0] == resources.dynamic_generation():
+            return await self.handlers.handle(request, kept[1])
         path = request.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         if path in ("/healthz", "/livez", "/readyz", "/metrics") or path.startswith(("/healthz/", "/livez/",
@@ -319,6 +323,8 @@ class ApiServer:
         target = parse_target(group, version, rest)
         if target is None:
             raise errors.unserved()
+        # a resource URL's target depends only on the path and the served kinds (CRDs: the generation)
+        self._targets.put(request.path, (resources.dynamic_generation(), target))
         return await self.handlers.handle(request, target)
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:

@@ -71,6 +71,7 @@ def test_path_labels_are_kept_and_bounded() -> None:
     assert len(labels._kept) == 3
     assert labels("/api/v1/namespaces/n9/services") == "services"  # over the limit: forgotten, then kept
     assert len(labels._kept) == 1
+    assert labels("/api/v1/namespaces/n9/services") == "services"
 
 
 def test_compose_runs_the_middlewares_outermost_first() -> None:
