@@ -8,8 +8,12 @@ from typing import Any
 import orjson
 import prometheus_client
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
+from servicenet.api.rbac import Attributes, User
 from servicenet.apiserver import front
+from servicenet.apiserver.authapi import ATTRS, Security
+from servicenet.apiserver.flowcontrol import FlowControl
 from servicenet.client import ApiError
 from servicenet.testing import RunningApi
 
@@ -113,3 +117,61 @@ async def test_metrics_count_requests_by_verb_resource_and_code(api: RunningApi)
     assert 'apiserver_request_total{code="201",resource="configmaps",verb="POST"} 1.0' in text
     assert 'apiserver_request_total{code="409",resource="configmaps",verb="POST"} 1.0' in text
     assert 'apiserver_request_duration_seconds_count{resource="configmaps",verb="POST"} 2.0' in text
+
+
+class _Authn:
+    def authenticate(self, request: Any) -> User:
+        return User("jane", ("system:authenticated",))
+
+
+class _Authz:
+    def __init__(self) -> None:
+        self.seen: list[Attributes] = []
+
+    def authorize(self, user: User, attrs: Attributes) -> tuple[bool, str]:
+        self.seen.append(attrs)
+        return True, ""
+
+
+def test_security_keeps_request_attributes_per_method_path_and_query() -> None:
+    authz = _Authz()
+    sec = Security(None, _Authn(), authz, None)  # type: ignore[arg-type]
+
+    async def handler(request: Any) -> Any:
+        return request[ATTRS]
+
+    async def run() -> list[Attributes]:
+        out = []
+        for method, url in [("GET", "/api/v1/namespaces/a/pods"), ("GET", "/api/v1/namespaces/a/pods"),
+                            ("GET", "/api/v1/namespaces/a/pods?watch=1"),
+                            ("GET", "/api/v1/namespaces/a/pods?fieldSelector=metadata.name%3Dweb"),
+                            ("DELETE", "/api/v1/namespaces/a/pods"), ("POST", "/api/v1/namespaces/a/pods")]:
+            out.append(await sec.middleware(make_mocked_request(method, url), handler))
+        return out
+
+    got = asyncio.run(run())
+    assert [(a.verb, a.name) for a in got] == [("list", ""), ("list", ""), ("watch", ""), ("list", "web"),
+                                               ("deletecollection", ""), ("create", "")]
+    assert got[0] is got[1]  # the same request line: the kept attributes
+    assert authz.seen == got
+    # the identity APIs are still found (kept per method and path)
+    assert sec._specials.get(("POST", "/api/v1/namespaces/a/pods")) is None
+    assert sec._special("POST", "/apis/authentication.k8s.io/v1/tokenreviews") == sec._token_review
+
+
+def test_flow_control_keeps_the_long_running_check_per_path_and_query() -> None:
+    fc = FlowControl()
+    calls: list[str] = []
+
+    async def handler(request: Any) -> Any:
+        calls.append(request.path_qs)
+        return fc.pools["ro"].in_use
+
+    async def run() -> list[int]:
+        return [await fc.middleware(make_mocked_request("GET", url), handler)
+                for url in ("/api/v1/pods", "/api/v1/pods?watch=1", "/api/v1/pods", "/api/v1/pods?watch=true")]
+
+    # a seat is held by the plain LIST (no user: not exempt), never by the watches
+    assert asyncio.run(run()) == [1, 0, 1, 0]
+    assert fc._long.get(("/api/v1/pods", "watch=1")) is True
+    assert fc._long.get(("/api/v1/pods", "")) is False
