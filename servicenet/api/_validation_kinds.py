@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from servicenet.api import rbac_validation
+from servicenet.api import rbac_validation, spec_cache
 from servicenet.api._validation_base import (
     IP_MSG,
     Errs,
@@ -333,7 +333,9 @@ def validate_pod_spec(spec: Any, path: str) -> Errs:
 
 
 def validate_pod(obj: Obj) -> Errs:
-    return validate_object_meta(obj, True, is_dns1123_subdomain) + validate_pod_spec(obj.get("spec"), "spec")
+    spec = obj.get("spec")
+    return validate_object_meta(obj, True, is_dns1123_subdomain) + spec_cache.spec_valid(
+        spec, "pod", lambda: validate_pod_spec(spec, "spec"))
 
 
 _POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`,"

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import apply, defaults, errors, shape_cache, tolerations, validation
+from servicenet.api import apply, defaults, errors, shape_cache, spec_cache, tolerations, validation
 from servicenet.api.errors import ApiStatusError
 from servicenet.api.resources import ResourceInfo
 from servicenet.api.views import meta as meta_of
@@ -182,10 +182,11 @@ class Registry:
         self._check_namespace(info, namespace, creating=True)
         if info.plural in _STATUS_RESET_ON_CREATE:
             obj.pop("status", None)
-        defaults.apply_defaults(info.api_version, info.kind, obj)
-        defaults.prepare_for_create(info.api_version, info.kind, obj)
-        if info.plural == "pods" and not info.group and isinstance(obj.get("spec"), dict):
-            tolerations.add_default_tolerations(obj["spec"], *self.default_toleration_seconds)
+        if info.plural == "pods" and not info.group:  # from the spec alone: kept per spec
+            spec_cache.pod_create_defaults(obj, self.default_toleration_seconds, self._default_pod)
+        else:
+            defaults.apply_defaults(info.api_version, info.kind, obj)
+            defaults.prepare_for_create(info.api_version, info.kind, obj)
         if self.admission is not None:
             self.admission.mutate_validate(info, obj, None, opts, None)
         errs = validation.validate_create(info, obj)
@@ -215,6 +216,13 @@ class Registry:
             if _too_deep(e):
                 raise errors.bad_request(_TOO_DEEP) from None
             raise
+
+    def _default_pod(self, obj: dict[str, Any]) -> None:
+        """A pod create's defaulting: reads and rewrites the spec, sets the status (spec_cache)."""
+        defaults.apply_defaults("v1", "Pod", obj)
+        defaults.prepare_for_create("v1", "Pod", obj)
+        if isinstance(obj.get("spec"), dict):
+            tolerations.add_default_tolerations(obj["spec"], *self.default_toleration_seconds)
 
     def _managed_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
                         opts: WriteOptions, operation: str) -> None:

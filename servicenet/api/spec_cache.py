@@ -1,0 +1,81 @@
+"""Per-spec results of a pod create, kept for the next pod with the same spec.
+
+Pods are written in bulk from templates (a ReplicaSet's, a Job's, a DaemonSet's): their specs are
+equal, only the metadata differs. Two steps of a pod create read nothing but the spec:
+
+* the create-time defaulting (``defaults.apply_defaults`` + ``prepare_for_create`` and the
+  DefaultTolerationSeconds admission): it rewrites ``spec`` and sets ``status`` from it alone;
+* the spec's validation (``validate_pod_spec``): a spec found valid once is valid again.
+
+Both are kept under the spec's JSON text, so the second pod of a ReplicaSet costs an ``orjson.dumps``
+of its spec (and an ``orjson.loads`` of the kept result: nothing is shared between objects) instead
+of walking it. A key is the whole spec: two specs share a result only when they encode alike. Specs
+that orjson cannot encode, or encodes lossily (datetimes, subclasses, NaN or infinities as ``null``:
+any ``null`` in the text), are never kept; their results are computed every time.
+
+Pure functions and two bounded dicts; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import orjson
+
+MAX_ENTRIES = 512
+# what plain JSON cannot hold makes orjson raise instead of writing a look-alike
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+_created: dict[tuple[Hashable, bytes], tuple[bytes, bytes]] = {}
+_valid: dict[tuple[Hashable, bytes], bool] = {}
+
+
+def spec_key(spec: Any) -> bytes | None:
+    """The spec's JSON text, or None when it is not a dict or does not encode exactly."""
+    if type(spec) is not dict:
+        return None
+    try:
+        text = orjson.dumps(spec, option=_STRICT)
+    except TypeError:  # orjson.JSONEncodeError: unencodable, too deep, a non-str key, a big int...
+        return None
+    return None if b"null" in text else text
+
+
+def _put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= MAX_ENTRIES:
+        cache.clear()
+    cache[key] = value
+
+
+def pod_create_defaults(obj: dict[str, Any], context: Hashable, fill: Callable[[dict[str, Any]], None]) -> None:
+    """``fill(obj)``, or its kept result. ``fill`` must read only ``obj["spec"]`` (and ``context``,
+    which is part of the key), rewrite only ``spec`` and set ``status``; ``obj["status"]`` is replaced."""
+    key = spec_key(obj.get("spec"))
+    if key is None:
+        fill(obj)
+        return
+    hit = _created.get((context, key))
+    if hit is not None:
+        obj["spec"] = orjson.loads(hit[0])
+        obj["status"] = orjson.loads(hit[1])
+        return
+    fill(obj)
+    spec, status = obj.get("spec"), obj.get("status")
+    if type(spec) is dict and type(status) is dict:
+        try:
+            _put(_created, (context, key), (orjson.dumps(spec, option=_STRICT), orjson.dumps(status, option=_STRICT)))
+        except TypeError:
+            pass
+
+
+def spec_valid(spec: Any, context: Hashable, validate: Callable[[], list[Any]]) -> list[Any]:
+    """``validate()`` (the errors of ``spec``, which it alone decides), skipped for a spec found valid
+    before. Only valid specs are kept: errors are computed afresh."""
+    key = spec_key(spec)
+    if key is not None and (context, key) in _valid:
+        return []
+    errs = validate()
+    if key is not None and not errs:
+        _put(_valid, (context, key), True)
+    return errs

@@ -1,0 +1,121 @@
+"""A pod create's defaulting and spec validation kept per spec: equal to fresh results, never shared,
+never kept for specs whose JSON text is not exact."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+import orjson
+import pytest
+
+from bench.api import objects
+from servicenet.api import defaults, resources, spec_cache, tolerations, validation
+from servicenet.api._validation_kinds import validate_pod_spec
+from tests.api.test_pb_codec import REALISTIC
+
+PODS = [o for o in REALISTIC if o["kind"] == "Pod"] + [objects.pod("p")]
+TOLERATIONS = (300, 300)
+
+
+def _fill(obj: dict[str, Any], seconds: tuple[int | None, int | None] = TOLERATIONS) -> None:
+    defaults.apply_defaults("v1", "Pod", obj)
+    defaults.prepare_for_create("v1", "Pod", obj)
+    if isinstance(obj.get("spec"), dict):
+        tolerations.add_default_tolerations(obj["spec"], *seconds)
+
+
+def _renamed(o: dict[str, Any], i: int) -> dict[str, Any]:
+    c = copy.deepcopy(o)
+    c.setdefault("metadata", {}).update(name=f"pod-{i}", namespace=f"ns-{i}")
+    c["status"] = {"phase": "Running", "podIP": f"10.0.0.{i}"}  # a client's status is replaced
+    return c
+
+
+@pytest.fixture(autouse=True)
+def _empty() -> None:
+    spec_cache._created.clear()
+    spec_cache._valid.clear()
+
+
+@pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
+def test_kept_defaults_equal_fresh_ones(pod: dict[str, Any]) -> None:
+    for i in range(3):  # a miss, then hits
+        kept, fresh = _renamed(pod, i), _renamed(pod, i)
+        spec_cache.pod_create_defaults(kept, TOLERATIONS, _fill)
+        _fill(fresh)
+        assert orjson.dumps(kept) == orjson.dumps(fresh)
+    assert len(spec_cache._created) == 1
+
+
+def test_kept_defaults_are_not_shared_and_depend_on_the_context() -> None:
+    pod = objects.pod("p")
+    first = copy.deepcopy(pod)
+    spec_cache.pod_create_defaults(first, TOLERATIONS, _fill)
+    second = copy.deepcopy(pod)
+    spec_cache.pod_create_defaults(second, TOLERATIONS, _fill)
+    second["spec"]["containers"][0]["image"] = "changed"
+    second["status"]["phase"] = "changed"
+    third = copy.deepcopy(pod)
+    spec_cache.pod_create_defaults(third, TOLERATIONS, _fill)
+    assert third == first
+    other = copy.deepcopy(pod)  # another toleration config: another entry, its own result
+    spec_cache.pod_create_defaults(other, (60, None), lambda o: _fill(o, (60, None)))
+    fresh = copy.deepcopy(pod)
+    _fill(fresh, (60, None))
+    assert other == fresh != first
+    assert len(spec_cache._created) == 2
+
+
+@pytest.mark.parametrize("spec", [
+    {"containers": [{"name": "a", "image": "i", "command": None}]},  # null (NaN and inf are written so too)
+    {"containers": [{"name": "a", "image": "i", "args": [float("nan")]}]},
+    {"containers": [{"name": "a", "image": "i"}], "x": dt.datetime(2026, 1, 1)},  # YAML timestamps
+    {"containers": [{"name": "a", "image": "i"}], 1: "non-str key"},
+    {"containers": [{"name": "a", "image": "i"}], "big": 1 << 70},
+])
+def test_inexact_specs_are_never_kept(spec: dict[Any, Any]) -> None:
+    assert spec_cache.spec_key(spec) is None
+    calls = []
+
+    def fill(obj: dict[str, Any]) -> None:
+        calls.append(1)
+        obj["status"] = {"phase": "Pending"}
+
+    for _ in range(2):
+        spec_cache.pod_create_defaults({"spec": spec}, TOLERATIONS, fill)
+        assert spec_cache.spec_valid(spec, "pod", lambda: calls.append(1) or []) == []
+    assert len(calls) == 4 and not spec_cache._created and not spec_cache._valid
+
+
+def test_only_valid_specs_are_kept() -> None:
+    bad = {"containers": [{"name": "Bad_Name", "image": "i"}], "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}
+    good = {**bad, "containers": [{"name": "good", "image": "i"}]}
+    calls: list[str] = []
+
+    def check(spec: dict[str, Any]) -> Any:
+        def run() -> list[Any]:
+            calls.append(spec["containers"][0]["name"])
+            return validate_pod_spec(spec, "spec")
+        return run
+
+    for _ in range(3):
+        assert spec_cache.spec_valid(bad, "pod", check(bad))
+        assert spec_cache.spec_valid(good, "pod", check(good)) == []
+    assert calls == ["Bad_Name", "good", "Bad_Name", "Bad_Name"]
+
+
+def test_pod_validation_through_the_cache_equals_fresh() -> None:
+    info = resources.by_plural("", "v1", "pods")
+    assert info is not None
+    pod = objects.pod("p")
+    pod["metadata"]["namespace"] = "default"
+    _fill(pod)
+    for _ in range(2):  # a miss, then a hit
+        assert validation.validate_create(info, pod) == []
+    broken = copy.deepcopy(pod)
+    broken["spec"]["restartPolicy"] = "Sometimes"
+    broken["metadata"]["name"] = "UPPER"
+    errs = validation.validate_create(info, broken)
+    assert {e.field for e in errs} == {"metadata.name", "spec.restartPolicy"}
