@@ -90,6 +90,9 @@ class ResourceHandlers:
         return negotiation.decode_body(request, await negotiation.read_raw(request))
 
     def write_options(self, request: web.Request) -> WriteOptions:
+        if not request.query_string:  # no parameters: the defaults, without parsing a query
+            return WriteOptions(field_manager=_manager_from_ua(request), field_validation="Warn",
+                                warnings=negotiation.body_warnings(request))
         q = request.query
         fv = q.get("fieldValidation") or "Warn"
         if fv not in ("Strict", "Warn", "Ignore"):

@@ -28,6 +28,18 @@ ROOT_CA = "kube-root-ca.crt"
 _ALNUM = string.ascii_lowercase + string.digits
 
 
+_SUFFIXES: list[str] = []
+
+
+def _suffix() -> str:
+    """Five characters drawn uniformly from ``_ALNUM`` (as ``random.choices(_ALNUM, k=5)``), drawn
+    1,024 suffixes at a time."""
+    if not _SUFFIXES:
+        chars = "".join(random.choices(_ALNUM, k=5 * 1024))
+        _SUFFIXES.extend(chars[i:i + 5] for i in range(0, len(chars), 5))
+    return _SUFFIXES.pop()
+
+
 def token_volume(name: str) -> Obj:
     return {"name": name, "projected": {"defaultMode": 420, "sources": [
         {"serviceAccountToken": {"expirationSeconds": PROJECTED_EXPIRATION, "path": "token"}},
@@ -51,7 +63,7 @@ def mount_token(pod: Obj, sa: Obj | None) -> None:
     containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
     # upstream draws this suffix from a non-cryptographic generator too; secrets.choice asked the OS
     # for entropy five times per pod (each a GIL release under load)
-    vol = "kube-api-access-" + "".join(random.choices(_ALNUM, k=5))
+    vol = "kube-api-access-" + _suffix()
     mounted = False
     for c in containers:
         if any((m.get("mountPath") or "").rstrip("/") == MOUNT_PATH for m in c.get("volumeMounts") or ()):

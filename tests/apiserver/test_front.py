@@ -11,9 +11,11 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from servicenet.api.rbac import Attributes, User
-from servicenet.apiserver import front
+from servicenet.apiserver import front, sa_admission
 from servicenet.apiserver.authapi import ATTRS, Security
 from servicenet.apiserver.flowcontrol import FlowControl
+from servicenet.apiserver.handlers import ResourceHandlers
+from servicenet.apiserver.registry import WriteOptions
 from servicenet.client import ApiError
 from servicenet.testing import RunningApi
 
@@ -175,3 +177,28 @@ def test_flow_control_keeps_the_long_running_check_per_path_and_query() -> None:
     assert asyncio.run(run()) == [1, 0, 1, 0]
     assert fc._long.get(("/api/v1/pods", "watch=1")) is True
     assert fc._long.get(("/api/v1/pods", "")) is False
+
+
+def test_token_volume_suffixes_are_drawn_in_batches() -> None:
+    sa_admission._SUFFIXES.clear()
+    got = [sa_admission._suffix() for _ in range(1500)]  # more than one batch
+    assert all(len(s) == 5 and set(s) <= set(sa_admission._ALNUM) for s in got)
+    assert len(set(got)) > 1400  # 36^5 values: repeats are rare
+    pod: dict[str, Any] = {"spec": {"containers": [{"name": "a", "image": "i"}]}}
+    sa_admission.mount_token(pod, None)
+    vol = pod["spec"]["volumes"][0]["name"]
+    assert vol.startswith("kube-api-access-") and len(vol) == len("kube-api-access-") + 5
+    assert pod["spec"]["containers"][0]["volumeMounts"][0]["name"] == vol
+
+
+@pytest.mark.parametrize("url", ["/api/v1/namespaces/p/pods", "/api/v1/namespaces/p/pods?",
+                                 "/api/v1/namespaces/p/pods?pretty=true"])
+def test_write_options_without_parameters(url: str) -> None:
+    handlers = ResourceHandlers(None, None)  # type: ignore[arg-type]
+    opts = handlers.write_options(make_mocked_request("POST", url, headers={"User-Agent": "kubectl/v1.32.4 (linux)"}))
+    assert opts == WriteOptions(field_manager="kubectl", field_validation="Warn", dry_run=False, warnings=[])
+    opts = handlers.write_options(make_mocked_request("POST", url))
+    assert opts == WriteOptions(field_manager=None, field_validation="Warn", dry_run=False, warnings=[])
+    with_query = handlers.write_options(make_mocked_request(
+        "POST", "/api/v1/namespaces/p/pods?fieldManager=m&fieldValidation=Strict&dryRun=All"))
+    assert with_query == WriteOptions(field_manager="m", field_validation="Strict", dry_run=True, warnings=[])
