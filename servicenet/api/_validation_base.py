@@ -268,7 +268,10 @@ def validate_labels(labels: Any, path: str) -> Errs:
     errs: Errs = []
     if not isinstance(labels, dict):
         return errs
+    names, values = _VALID["qn"], _VALID["lv"]
     for k, v in labels.items():
+        if type(k) is str and type(v) is str and k in names and v in values:
+            continue  # both seen valid before: what the two checks below would find
         errs += [invalid(path, k, m) for m in is_qualified_name(str(k))]
         errs += [invalid(path, v, m) for m in is_valid_label_value(str(v) if v is not None else "")]
     return errs
@@ -279,7 +282,11 @@ def validate_annotations(ann: Any, path: str) -> Errs:
     if not isinstance(ann, dict):
         return errs
     total = 0
+    names = _VALID["qn"]
     for k, v in ann.items():
+        if type(k) is str and type(v) is str and k.lower() in names:  # seen valid before
+            total += len(k) + len(v)
+            continue
         errs += [invalid(path, k, m) for m in is_qualified_name(str(k).lower())]
         total += len(str(k)) + len(str(v))
     if total > 256 * 1024:

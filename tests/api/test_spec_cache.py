@@ -12,6 +12,7 @@ import pytest
 
 from bench.api import objects
 from servicenet.api import defaults, resources, spec_cache, tolerations, validation
+from servicenet.api._validation_base import validate_annotations, validate_labels
 from servicenet.api._validation_kinds import validate_pod_spec
 from tests.api.test_pb_codec import REALISTIC
 
@@ -119,3 +120,16 @@ def test_pod_validation_through_the_cache_equals_fresh() -> None:
     broken["metadata"]["name"] = "UPPER"
     errs = validation.validate_create(info, broken)
     assert {e.field for e in errs} == {"metadata.name", "spec.restartPolicy"}
+
+
+def test_labels_and_annotations_seen_valid_before_are_skipped_exactly() -> None:
+    good = {"app": "web", "example.com/tier": "front"}
+    for _ in range(2):  # the second pass takes the seen-valid path
+        assert validate_labels(good, "metadata.labels") == []
+        assert validate_annotations(good, "metadata.annotations") == []
+    bad = {"app": "not valid!", "Bad Key": "web", "example.com/tier": 7}
+    assert [(e.field, e.value) for e in validate_labels(bad, "metadata.labels")] == [
+        ("metadata.labels", "not valid!"), ("metadata.labels", "Bad Key")]
+    assert [e.value for e in validate_annotations({"app": "x", "Bad Key": "y"}, "metadata.annotations")] == ["Bad Key"]
+    big = {"app": "v" * (256 * 1024)}
+    assert [e.kind for e in validate_annotations(big, "metadata.annotations")] == ["TooLong"]
