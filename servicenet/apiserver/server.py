@@ -249,11 +249,11 @@ class ApiServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Every request: errors as Status objects, protobuf answers, the request metrics, then the
         filter chain (``filters.build``) and :meth:`_dispatch`."""
+        if request.headers.get(hdrs.EXPECT):  # before the filters and the metrics, as web.Application did
+            await front.expect_continue(request)
         t0 = time.perf_counter()
         code = 500
         try:
-            if request.headers.get(hdrs.EXPECT):
-                await front.expect_continue(request)
             resp = negotiation.protobuf_response(request, await self._chain(request))
             code = resp.status
             return resp

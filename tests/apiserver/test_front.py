@@ -202,3 +202,12 @@ def test_write_options_without_parameters(url: str) -> None:
     with_query = handlers.write_options(make_mocked_request(
         "POST", "/api/v1/namespaces/p/pods?fieldManager=m&fieldValidation=Strict&dryRun=All"))
     assert with_query == WriteOptions(field_manager="m", field_validation="Strict", dry_run=True, warnings=[])
+
+
+async def test_unknown_expectation_is_refused_before_the_filters(api: RunningApi) -> None:
+    url = api.url + "/api/v1/namespaces/default/configmaps"
+    async with api.client.session.post(url, data=b"{}", headers={"Expect": "something-else",
+                                                                 "Content-Type": "application/json"}) as resp:
+        assert resp.status == 417
+    assert 'apiserver_request_total{code="500"' not in prometheus_client.generate_latest(
+        api.server.metrics_registry).decode()
