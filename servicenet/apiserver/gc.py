@@ -132,9 +132,22 @@ class GarbageCollector:
             if ns is not None:
                 self.queue.put_nowait(("ns-check", f"/registry/core/namespaces/{ns}"))
             return
-        obj = metadata_view(ev.record)
+        obj = self._committed_metadata(ev) or metadata_view(ev.record)
         self._track(key, obj)
         self._consider(key, obj)
+
+    def _committed_metadata(self, ev: Event) -> dict[str, Any] | None:
+        """The metadata a create of this process handed to the store, when ``ev`` is that create's
+        ADDED event: the same key, and the record carries the object's (random, new) uid."""
+        if ev.type != "ADDED":
+            return None
+        md = self.registry.committing.get(ev.record.key)
+        if md is None:
+            return None
+        uid = md.get("uid")
+        if type(uid) is not str or f'"uid":"{uid}"'.encode() not in ev.record.value:
+            return None
+        return {"metadata": md}
 
     def _consider(self, key: str, obj: dict[str, Any]) -> None:
         md = meta_of(obj)

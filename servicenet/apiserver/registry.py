@@ -118,6 +118,9 @@ class Registry:
         # DefaultTolerationSeconds admission: (not-ready, unreachable) seconds, None = off
         self.default_toleration_seconds: tuple[int | None, int | None] = (
             tolerations.DEFAULT_SECONDS, tolerations.DEFAULT_SECONDS)
+        # key -> metadata of the object a create is handing to the store, while it commits: the GC
+        # controller reads it for that create's ADDED event instead of decoding the record (gc.py)
+        self.committing: dict[str, dict[str, Any]] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def get_record(self, info: ResourceInfo, namespace: str | None, name: str) -> Record:
@@ -206,6 +209,8 @@ class Registry:
             if undo:
                 undo()
             return obj
+        md = obj["metadata"]
+        self.committing[key] = md
         try:
             return await self.store.create(key, obj)
         except BaseException as e:
@@ -216,6 +221,9 @@ class Registry:
             if _too_deep(e):
                 raise errors.bad_request(_TOO_DEEP) from None
             raise
+        finally:
+            if self.committing.get(key) is md:
+                del self.committing[key]
 
     def _default_pod(self, obj: dict[str, Any]) -> None:
         """A pod create's defaulting: reads and rewrites the spec, sets the status (spec_cache)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -12,12 +13,16 @@ from aiohttp.test_utils import make_mocked_request
 
 from servicenet.api.rbac import Attributes, User
 from servicenet.apiserver import front, sa_admission
+from servicenet.apiserver import gc as gc_module
 from servicenet.apiserver.authapi import ATTRS, Security
 from servicenet.apiserver.flowcontrol import FlowControl
+from servicenet.apiserver.gc import GarbageCollector
 from servicenet.apiserver.handlers import ResourceHandlers
 from servicenet.apiserver.registry import WriteOptions
+from servicenet.apiserver.responses import metadata_view
 from servicenet.client import ApiError
-from servicenet.testing import RunningApi
+from servicenet.store import ADDED, MODIFIED, Event, Record
+from servicenet.testing import RunningApi, running_apiserver
 
 
 def _exposition(registry: prometheus_client.CollectorRegistry) -> list[str]:
@@ -211,3 +216,48 @@ async def test_unknown_expectation_is_refused_before_the_filters(api: RunningApi
         assert resp.status == 417
     assert 'apiserver_request_total{code="500"' not in prometheus_client.generate_latest(
         api.server.metrics_registry).decode()
+
+
+def test_gc_reads_a_committing_create_s_metadata_only_for_its_own_record() -> None:
+    md = {"name": "a", "namespace": "p", "uid": "0b9c6c6e-8a6e-4f0e-9d55-0c4d1f2e3a4b",
+          "ownerReferences": [{"uid": "owner-1", "name": "o", "kind": "ReplicaSet", "apiVersion": "apps/v1"}]}
+    key = "/registry/core/pods/p/a"
+    mine = Record(key, orjson.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {**md, "resourceVersion": "7"}}),
+                  7, 7)
+    other = Record(key, orjson.dumps({"apiVersion": "v1", "kind": "Pod",
+                                      "metadata": {**md, "uid": "another", "resourceVersion": "8"}}), 8, 8)
+
+    class _Registry:
+        store = None
+        committing = {key: md}
+
+    gc_ = GarbageCollector(_Registry())  # type: ignore[arg-type]
+    assert gc_._committed_metadata(Event(ADDED, mine, None)) == {"metadata": md}
+    assert gc_._committed_metadata(Event(ADDED, other, None)) is None  # not this create's record
+    assert gc_._committed_metadata(Event(MODIFIED, mine, mine)) is None
+    _Registry.committing = {}
+    assert gc_._committed_metadata(Event(ADDED, mine, None)) is None
+    gc_._on_event(Event(ADDED, mine, None))  # decoded from the record: the same bookkeeping
+    assert gc_.uid_key[md["uid"]] == key and gc_.owner_refs[key] == ["owner-1"]
+
+
+async def test_creates_on_sqlite_are_tracked_by_the_gc_mostly_without_decoding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+
+    def counting(rec: Record) -> dict[str, Any]:
+        decoded.append(rec.key)
+        return metadata_view(rec)
+
+    monkeypatch.setattr(gc_module, "metadata_view", counting)
+    async with running_apiserver(tmp_path, storage="sqlite") as api:
+        names = [f"cm-{i}" for i in range(40)]
+        made = await asyncio.gather(*(api.client.create("v1", "configmaps", "default", {"metadata": {"name": n}})
+                                      for n in names))
+        assert api.server.gc is not None and not api.server.registry.committing
+        deadline = asyncio.get_running_loop().time() + 10
+        while not all(m["metadata"]["uid"] in api.server.gc.uid_key for m in made):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        mine = [k for k in decoded if k.startswith("/registry/core/configmaps/default/cm-")]
+        assert len(mine) < len(names)  # the committing creates' metadata was read, not decoded
