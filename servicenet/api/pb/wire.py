@@ -9,6 +9,7 @@ envelope) whose ``object.raw`` is an enveloped object. Pure functions: bytes in,
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,9 +18,8 @@ from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
-from servicenet.api.pb import convert, types
-from servicenet.api.pb.decode import Fallback, decode_message
-from servicenet.api.pb.encode import encode_message
+from servicenet.api.pb import convert, decode, encode, native, types
+from servicenet.api.pb.decode import Fallback
 from servicenet.api.pb.encode import varint as _varint
 
 MAGIC = b"k8s\x00"
@@ -28,6 +28,26 @@ PROTOBUF_WATCH = PROTOBUF + ";stream=watch"
 #: upstream's request body limit (``MaxRequestBodyBytes``)
 MAX_BODY = 3 * 1024 * 1024
 _LEN = struct.Struct(">I")
+
+# the fast paths: C (servicenet.api.pb.native) when built, else pure Python; same answers either way
+_decode_message: Callable[[bytes, str], dict[str, Any]] = decode.decode_message
+_encode_message: Callable[[dict[str, Any], str], bytes] = encode.encode_message
+
+
+def use_native(on: bool) -> bool:
+    """Take the C fast paths (when built) or the pure-Python ones; returns whether C is now in use."""
+    global _decode_message, _encode_message
+    on = on and native.BUILT
+    _decode_message = native.decode_message if on else decode.decode_message
+    _encode_message = native.encode_message if on else encode.encode_message
+    return on
+
+
+def native_in_use() -> bool:
+    return _decode_message is native.decode_message
+
+
+use_native(native.ENABLED)
 
 
 class ProtobufError(ValueError):
@@ -103,7 +123,7 @@ def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
     if name is None:
         raise ProtobufError(f'no kind "{kind}" is registered for version "{av}"')
     try:  # the fast path reads Go's canonical bytes; anything else takes the reference path below
-        return Decoded({"apiVersion": av, "kind": kind, **decode_message(raw, name)}, av, kind, [])
+        return Decoded({"apiVersion": av, "kind": kind, **_decode_message(raw, name)}, av, kind, [])
     except Fallback:
         pass
     return _decode_reference(raw, name, av, kind, find_unknown)
@@ -149,7 +169,7 @@ def encode(obj: dict[str, Any]) -> bytes:
     if name is None:
         raise NotEncodable(f"object {av}/{kind} does not implement the protobuf marshalling interface and "
                            "cannot be encoded to a protobuf message")
-    return envelope(av, kind, encode_message(obj, name))
+    return envelope(av, kind, _encode_message(obj, name))
 
 
 @lru_cache(maxsize=256)
