@@ -71,6 +71,7 @@ struct DecPlan {
     DecField *fields;
     Py_ssize_t ntags;
     int16_t *by_tag;   /* full tag -> index in fields, or -1 */
+    Py_ssize_t hint;   /* keys in the last object decoded: its dict is made that size (no regrowth) */
 };
 
 static int
@@ -488,7 +489,7 @@ dec_fields(DecPlan *plan, const uint8_t *d, Py_ssize_t pos, Py_ssize_t end, int 
         return fallback();
     PyObject *sv[SPECIAL_SLOTS] = {NULL};
     PyObject *out = NULL;
-    if (special == S_NONE && (out = PyDict_New()) == NULL)
+    if (special == S_NONE && (out = plan->hint > 5 ? _PyDict_NewPresized(plan->hint) : PyDict_New()) == NULL)
         return NULL;
     int last = 0;
     while (pos < end) {
@@ -600,6 +601,7 @@ dec_fields(DecPlan *plan, const uint8_t *d, Py_ssize_t pos, Py_ssize_t end, int 
             Py_XDECREF(sv[i]);
         return res;
     }
+    plan->hint = PyDict_GET_SIZE(out) < 64 ? PyDict_GET_SIZE(out) : 64;
     return out;
 fail:
     for (int i = 0; i < SPECIAL_SLOTS; i++)

@@ -18,7 +18,9 @@ from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
-from servicenet.api.pb import convert, decode, encode, native, types
+from servicenet.api.pb import convert, native, types
+from servicenet.api.pb import decode as _py_decode
+from servicenet.api.pb import encode as _py_encode
 from servicenet.api.pb.decode import Fallback
 from servicenet.api.pb.encode import varint as _varint
 
@@ -30,16 +32,16 @@ MAX_BODY = 3 * 1024 * 1024
 _LEN = struct.Struct(">I")
 
 # the fast paths: C (servicenet.api.pb.native) when built, else pure Python; same answers either way
-_decode_message: Callable[[bytes, str], dict[str, Any]] = decode.decode_message
-_encode_message: Callable[[dict[str, Any], str], bytes] = encode.encode_message
+_decode_message: Callable[[bytes, str], dict[str, Any]] = _py_decode.decode_message
+_encode_message: Callable[[dict[str, Any], str], bytes] = _py_encode.encode_message
 
 
 def use_native(on: bool) -> bool:
     """Take the C fast paths (when built) or the pure-Python ones; returns whether C is now in use."""
     global _decode_message, _encode_message
     on = on and native.BUILT
-    _decode_message = native.decode_message if on else decode.decode_message
-    _encode_message = native.encode_message if on else encode.encode_message
+    _decode_message = native.decode_message if on else _py_decode.decode_message
+    _encode_message = native.encode_message if on else _py_encode.encode_message
     return on
 
 
