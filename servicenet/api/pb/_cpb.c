@@ -1424,6 +1424,87 @@ cpb_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* a string field's payload at *pos (past its tag) as str; NULL without an exception when it is not
+ * there in one piece or not UTF-8 */
+static PyObject *
+env_str(const uint8_t *d, Py_ssize_t *pos, Py_ssize_t end)
+{
+    Py_ssize_t n;
+    if (rd_len(d, pos, end, &n) < 0)
+        return NULL;
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)d + *pos, n, NULL);
+    if (s == NULL)
+        PyErr_Clear();
+    *pos += n;
+    return s;
+}
+
+static PyObject *
+cpb_split_envelope(PyObject *mod, PyObject *body)
+{
+    if (!PyBytes_Check(body)) {
+        PyErr_SetString(PyExc_TypeError, "split_envelope(body: bytes)");
+        return NULL;
+    }
+    const uint8_t *d = (const uint8_t *)PyBytes_AS_STRING(body);
+    Py_ssize_t end = PyBytes_GET_SIZE(body), pos = 4, n;
+    PyObject *av = NULL, *kind = NULL, *raw = NULL;
+    if (end < 4 || memcmp(d, "k8s\0", 4) != 0)
+        Py_RETURN_NONE;
+    if (pos < end && d[pos] == 0x0A) {  /* typeMeta */
+        pos++;
+        if (rd_len(d, &pos, end, &n) < 0)
+            Py_RETURN_NONE;
+        Py_ssize_t stop = pos + n;
+        if (pos < stop && d[pos] == 0x0A) {
+            pos++;
+            if ((av = env_str(d, &pos, stop)) == NULL)
+                goto odd;
+        }
+        if (pos < stop && d[pos] == 0x12) {
+            pos++;
+            if ((kind = env_str(d, &pos, stop)) == NULL)
+                goto odd;
+        }
+        if (pos != stop)
+            goto odd;
+    }
+    if (pos < end && d[pos] == 0x12) {  /* raw */
+        pos++;
+        if (rd_len(d, &pos, end, &n) < 0)
+            goto odd;
+        if ((raw = PyBytes_FromStringAndSize((const char *)d + pos, n)) == NULL)
+            goto fail;
+        pos += n;
+    }
+    if (pos + 1 < end && d[pos] == 0x1A && d[pos + 1] == 0)  /* contentEncoding "" */
+        pos += 2;
+    if (pos + 1 < end && d[pos] == 0x22 && d[pos + 1] == 0)  /* contentType "" */
+        pos += 2;
+    /* anything else (other fields or orders, a content type, no kind): the message-object path decides */
+    if (pos != end || kind == NULL || PyUnicode_GET_LENGTH(kind) == 0)
+        goto odd;
+    if (av == NULL && (av = PyUnicode_New(0, 0)) == NULL)
+        goto fail;
+    if (raw == NULL && (raw = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        goto fail;
+    PyObject *out = PyTuple_Pack(3, av, kind, raw);
+    Py_DECREF(av);
+    Py_DECREF(kind);
+    Py_DECREF(raw);
+    return out;
+odd:
+    Py_XDECREF(av);
+    Py_XDECREF(kind);
+    Py_XDECREF(raw);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(av);
+    Py_XDECREF(kind);
+    Py_XDECREF(raw);
+    return NULL;
+}
+
 static PyObject *
 cpb_configure(PyObject *mod, PyObject *args)
 {
@@ -1456,6 +1537,8 @@ static PyMethodDef cpb_methods[] = {
      "decode(plan, raw) -> dict: the message's JSON object; raises Fallback unless raw is canonical."},
     {"encode", (PyCFunction)(void (*)(void))cpb_encode, METH_FASTCALL,
      "encode(plan, obj) -> bytes: the message's bytes; raises Fallback when a value does not fit."},
+    {"split_envelope", cpb_split_envelope, METH_O,
+     "split_envelope(body) -> (apiVersion, kind, raw) of a canonical k8s\\0 envelope, else None."},
     {"configure", cpb_configure, METH_VARARGS,
      "configure(Fallback, fmt_time, format_duration, go_float, json_loads, b64decode, json_dumps)."},
     {NULL, NULL, 0, NULL},

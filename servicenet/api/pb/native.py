@@ -160,6 +160,14 @@ def decode_message(raw: bytes, name: str) -> dict[str, Any]:
         return decode.decode_message(raw, name)
 
 
+def split_envelope(body: bytes) -> tuple[str, str, bytes] | None:
+    """``(apiVersion, kind, raw)`` of an envelope as Go writes it (typeMeta with a kind, raw, empty
+    content encoding and type), else None: the message-object path in :mod:`.wire` decides."""
+    assert _cpb is not None
+    out: tuple[str, str, bytes] | None = _cpb.split_envelope(body)
+    return out
+
+
 # -- encoding ----------------------------------------------------------------------------------------
 
 _enc: dict[str, Any] = {}

@@ -34,12 +34,14 @@ _LEN = struct.Struct(">I")
 # the fast paths: C (servicenet.api.pb.native) when built, else pure Python; same answers either way
 _decode_message: Callable[[bytes, str], dict[str, Any]] = _py_decode.decode_message
 _encode_message: Callable[[dict[str, Any], str], bytes] = _py_encode.encode_message
+_split_envelope: Callable[[bytes], tuple[str, str, bytes] | None] | None = None
 
 
 def use_native(on: bool) -> bool:
     """Take the C fast paths (when built) or the pure-Python ones; returns whether C is now in use."""
-    global _decode_message, _encode_message
+    global _decode_message, _encode_message, _split_envelope
     on = on and native.BUILT
+    _split_envelope = native.split_envelope if on else None
     _decode_message = native.decode_message if on else _py_decode.decode_message
     _encode_message = native.encode_message if on else _py_encode.encode_message
     return on
@@ -104,6 +106,10 @@ def split_envelope(body: bytes) -> tuple[str, str, bytes]:
     if not body.startswith(MAGIC):
         raise ProtobufError("the body does not appear to be a protobuf message: it does not start with the "
                             "prefix [107 56 115 0] (k8s\\x00)")
+    if _split_envelope is not None and type(body) is bytes:
+        canonical = _split_envelope(body)
+        if canonical is not None:
+            return canonical
     try:
         env = types.message_class(types.UNKNOWN).FromString(body[4:])
     except DecodeError as exc:
