@@ -1088,7 +1088,10 @@ DecPlan_fill(DecPlan *self, PyObject *args)
     PyObject *fields;
     if (!PyArg_ParseTuple(args, "iO!", &special, &PyList_Type, &fields))
         return NULL;
-    dec_clear_fields(self);
+    if (self->fields != NULL) {  /* a decode paused in a Python helper may be reading these tables */
+        PyErr_SetString(PyExc_RuntimeError, "a plan is filled once");
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(fields);
     self->fields = PyMem_Calloc(n ? n : 1, sizeof(DecField));
     if (self->fields == NULL)
@@ -1257,7 +1260,10 @@ EncPlan_fill(EncPlan *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!nO!O!", &PyDict_Type, &keys, &size, &PyList_Type, &fields,
                           &PyList_Type, &inlines))
         return NULL;
-    enc_clear_fields(self);
+    if (self->fields != NULL) {  /* an encode paused in a Python helper may be reading these tables */
+        PyErr_SetString(PyExc_RuntimeError, "a plan is filled once");
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(fields);
     self->size = size;
     self->fields = PyMem_Calloc(n ? n : 1, sizeof(EncField));
