@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +31,10 @@ from servicenet.api.pb import memo, native, wire
 
 def stored_pod() -> dict[str, Any]:
     """The benchmark pod as the server stores it (one create through a real server)."""
-    srv = ServerProc(Path(tempfile.mkdtemp(prefix="sn-pbcodec-")))
-    target = srv.start()
+    work = Path(tempfile.mkdtemp(prefix="sn-pbcodec-"))
+    srv = ServerProc(work)
     try:
+        target = srv.start()
         ensure_namespaces(target, ["p"])
 
         async def create(c: Any) -> bytes:
@@ -42,6 +44,7 @@ def stored_pod() -> dict[str, Any]:
         return out
     finally:
         srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def variants(stored: dict[str, Any], n: int) -> list[dict[str, Any]]:
