@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up test bench lint deps venv clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles the protobuf codec's C loops (servicenet/api/pb/_cpb.c) into the checkout: a changed
+# C file reinstalls, which rebuilds it
+$(STAMP): pyproject.toml setup.py servicenet/api/pb/_cpb.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

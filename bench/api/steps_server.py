@@ -20,6 +20,7 @@ from typing import Any
 
 from servicenet import cli
 from servicenet.api import defaults, shape_cache, validation
+from servicenet.api.pb import wire
 from servicenet.apiserver import gc as gc_controller
 from servicenet.apiserver import handlers, negotiation, registry, sa_admission
 from servicenet.store import _plan
@@ -40,7 +41,8 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _STEPS: list[tuple[Any, list[str]]] = [
-    (negotiation, ["decode_body", "protobuf_response"]),
+    (negotiation, ["decode_body", "protobuf_response", "_written"]),
+    (wire, ["decode", "encode"]),  # the protobuf codec inside decode_body / protobuf_response
     (defaults, ["apply_defaults", "prepare_for_create"]),
     (validation, ["validate_create"]),
     (shape_cache, ["unknown_fields", "create_managed_fields"]),

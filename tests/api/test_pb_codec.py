@@ -19,6 +19,9 @@ from servicenet.api.pb import convert, types, wire
 
 SERVED = [r for r in resources.all_resources()]
 
+# every test here runs against the pure-Python fast paths and the C ones (tests/api/conftest.py)
+pytestmark = pytest.mark.usefixtures("pb_codec")
+
 
 def test_every_served_kind_and_its_list_has_a_message() -> None:
     for r in SERVED:

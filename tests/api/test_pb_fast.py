@@ -19,6 +19,9 @@ from tests.api.test_pb_codec import KUBECTL_CONFIGMAP, REALISTIC, _obj_strategy
 
 SERVED = list(resources.all_resources())
 
+# every test here runs against the pure-Python fast paths and the C ones (tests/api/conftest.py)
+pytestmark = pytest.mark.usefixtures("pb_codec")
+
 
 def _reference(body: bytes) -> dict[str, Any]:
     av, kind, raw = wire.split_envelope(body)
@@ -163,7 +166,9 @@ def test_kept_conversions_answer_what_fresh_ones_do(obj: dict[str, Any], seed: i
     assert wire.decode(warm[0]).obj == seq[0] and wire.decode(warm[1]).obj == seq[1]
 
 
-def test_memo_switches_off_for_types_that_never_repeat() -> None:
+def test_memo_switches_off_for_types_that_never_repeat(pb_codec: str) -> None:
+    if pb_codec == "c":
+        pytest.skip("the memos are the pure-Python paths' (the C paths keep nothing)")
     memo.clear()
     pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{i}", "uid": f"u-{i:08d}-xxxxxxxx"}}
             for i in range(memo.WINDOW + 2)]
@@ -176,7 +181,9 @@ def test_memo_switches_off_for_types_that_never_repeat() -> None:
     assert orjson.dumps([wire.decode(b).obj for b in bodies]) == orjson.dumps(pods)
 
 
-def test_memos_stay_within_their_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memos_stay_within_their_byte_budget(monkeypatch: pytest.MonkeyPatch, pb_codec: str) -> None:
+    if pb_codec == "c":
+        pytest.skip("the memos are the pure-Python paths' (the C paths keep nothing)")
     memo.clear()
     monkeypatch.setattr(memo, "BUDGET", 4096)
     objs = [o for o in REALISTIC if o["kind"] != "CustomResourceDefinition"]

@@ -9,6 +9,7 @@ envelope) whose ``object.raw`` is an enveloped object. Pure functions: bytes in,
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,9 +18,10 @@ from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
-from servicenet.api.pb import convert, types
-from servicenet.api.pb.decode import Fallback, decode_message
-from servicenet.api.pb.encode import encode_message
+from servicenet.api.pb import convert, native, types
+from servicenet.api.pb import decode as _py_decode
+from servicenet.api.pb import encode as _py_encode
+from servicenet.api.pb.decode import Fallback
 from servicenet.api.pb.encode import varint as _varint
 
 MAGIC = b"k8s\x00"
@@ -28,6 +30,28 @@ PROTOBUF_WATCH = PROTOBUF + ";stream=watch"
 #: upstream's request body limit (``MaxRequestBodyBytes``)
 MAX_BODY = 3 * 1024 * 1024
 _LEN = struct.Struct(">I")
+
+# the fast paths: C (servicenet.api.pb.native) when built, else pure Python; same answers either way
+_decode_message: Callable[[bytes, str], dict[str, Any]] = _py_decode.decode_message
+_encode_message: Callable[[dict[str, Any], str], bytes] = _py_encode.encode_message
+_split_envelope: Callable[[bytes], tuple[str, str, bytes] | None] | None = None
+
+
+def use_native(on: bool) -> bool:
+    """Take the C fast paths (when built) or the pure-Python ones; returns whether C is now in use."""
+    global _decode_message, _encode_message, _split_envelope
+    on = on and native.BUILT
+    _split_envelope = native.split_envelope if on else None
+    _decode_message = native.decode_message if on else _py_decode.decode_message
+    _encode_message = native.encode_message if on else _py_encode.encode_message
+    return on
+
+
+def native_in_use() -> bool:
+    return _decode_message is native.decode_message
+
+
+use_native(native.ENABLED)
 
 
 class ProtobufError(ValueError):
@@ -82,6 +106,10 @@ def split_envelope(body: bytes) -> tuple[str, str, bytes]:
     if not body.startswith(MAGIC):
         raise ProtobufError("the body does not appear to be a protobuf message: it does not start with the "
                             "prefix [107 56 115 0] (k8s\\x00)")
+    if _split_envelope is not None and type(body) is bytes:
+        canonical = _split_envelope(body)
+        if canonical is not None:
+            return canonical
     try:
         env = types.message_class(types.UNKNOWN).FromString(body[4:])
     except DecodeError as exc:
@@ -103,7 +131,7 @@ def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
     if name is None:
         raise ProtobufError(f'no kind "{kind}" is registered for version "{av}"')
     try:  # the fast path reads Go's canonical bytes; anything else takes the reference path below
-        return Decoded({"apiVersion": av, "kind": kind, **decode_message(raw, name)}, av, kind, [])
+        return Decoded({"apiVersion": av, "kind": kind, **_decode_message(raw, name)}, av, kind, [])
     except Fallback:
         pass
     return _decode_reference(raw, name, av, kind, find_unknown)
@@ -149,7 +177,7 @@ def encode(obj: dict[str, Any]) -> bytes:
     if name is None:
         raise NotEncodable(f"object {av}/{kind} does not implement the protobuf marshalling interface and "
                            "cannot be encoded to a protobuf message")
-    return envelope(av, kind, encode_message(obj, name))
+    return envelope(av, kind, _encode_message(obj, name))
 
 
 @lru_cache(maxsize=256)
