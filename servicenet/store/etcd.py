@@ -155,7 +155,11 @@ class EtcdStore(BaseStore):
         self._last_response = 0.0
         self._watching = False
         self.cache_resets = 0
-        self._own: dict[int, Record] = {}  # revision -> record of a write of ours its event has not brought yet
+        # revision -> record of a write of ours the cache has not applied yet: applied straight from
+        # etcd's answer once the cache reaches the revision before it, else by its watch event
+        self._own: dict[int, Record] = {}
+        self._resetting = False
+        self.own_applied = 0  # writes of ours applied from their answer (their watch events are skipped)
         # In-flight transactions: more would only queue inside etcd and run into their deadlines.
         self._inflight = asyncio.Semaphore(max_inflight)
 
@@ -263,7 +267,11 @@ class EtcdStore(BaseStore):
         """The watch cannot resume (history compacted away): rebuild the cache from a fresh list and
         end every watch, as the API server's cacher does; clients re-list."""
         log.warning("etcd watch cache reset: %s", reason)
-        records, revision = await self._range_all()
+        self._resetting = True  # our writes wait for the fresh cache, not the one being replaced
+        try:
+            records, revision = await self._range_all()
+        finally:
+            self._resetting = False
         old = self._index
         fresh = Index(history_seconds=old.history_seconds, min_history=old.min_history,
                       max_history=old.max_history)
@@ -362,7 +370,32 @@ class EtcdStore(BaseStore):
         if out:
             self._publish(out)
         index.raise_floor(last)
+        self._apply_own()
         self._wake_waiters()
+
+    def _apply_own(self) -> None:
+        """Apply our own committed writes that follow the cache's revision directly, without their
+        watch events (which are then skipped as already applied). Exact: with the cache at revision
+        r - 1, every change before ours is in it, so the previous record and the event type are
+        known; a record the cache contradicts is left to its watch event."""
+        own = self._own
+        if not own or self._resetting:
+            return
+        index = self._index
+        while True:
+            rec = own.get(index.revision + 1)
+            if rec is None:
+                return
+            prev = index.get(rec.key)
+            if rec.create_revision == rec.mod_revision:
+                if prev is not None:
+                    return
+                self._publish([Event(ADDED, rec, None)])
+            else:
+                if prev is None or prev.create_revision != rec.create_revision:
+                    return
+                self._publish([Event(MODIFIED, rec, prev)])
+            self.own_applied += 1
 
     def _wake_waiters(self) -> None:
         rev = self._index.revision
@@ -403,6 +436,8 @@ class EtcdStore(BaseStore):
         encoded with its resourceVersion) instead of decoding etcd's copy again."""
         if rec.mod_revision > self._index.revision:
             self._own[rec.mod_revision] = rec
+            self._apply_own()
+            self._wake_waiters()
         try:
             await self._caught_up(rec.mod_revision)
         finally:
