@@ -109,6 +109,15 @@ def _stamp(obj: dict[str, Any], revision: int) -> bytes:
     return _tight(orjson.dumps(out))
 
 
+@dataclass(frozen=True, slots=True)
+class _OwnWrite:
+    """A write of ours etcd committed: its cache event, and the previous record's mod_revision the
+    transaction compared against (0: the key was absent)."""
+
+    event: Event
+    prev_mod: int
+
+
 class _NeedsReload(Exception):
     """The watch delivered something the cache cannot apply event by event."""
 
@@ -157,7 +166,7 @@ class EtcdStore(BaseStore):
         self.cache_resets = 0
         # revision -> record of a write of ours the cache has not applied yet: applied straight from
         # etcd's answer once the cache reaches the revision before it, else by its watch event
-        self._own: dict[int, Record] = {}
+        self._own: dict[int, _OwnWrite] = {}
         self._resetting = False
         self.own_applied = 0  # writes of ours applied from their answer (their watch events are skipped)
         # In-flight transactions: more would only queue inside etcd and run into their deadlines.
@@ -364,7 +373,8 @@ class EtcdStore(BaseStore):
                 out.append(Event(DELETED, rec, prev))
             else:
                 own = self._own.pop(kv.mod_revision, None)
-                rec = own if own is not None and own.key == key else self._decode(kv)
+                mine = own.event.record if own is not None and own.event.type != DELETED else None
+                rec = mine if mine is not None and mine.key == key else self._decode(kv)
                 out.append(Event(ADDED if kv.create_revision == kv.mod_revision else MODIFIED, rec, prev))
             last = kv.mod_revision
         if out:
@@ -383,18 +393,14 @@ class EtcdStore(BaseStore):
             return
         index = self._index
         while True:
-            rec = own.get(index.revision + 1)
-            if rec is None:
+            w = own.get(index.revision + 1)
+            if w is None:
                 return
-            prev = index.get(rec.key)
-            if rec.create_revision == rec.mod_revision:
-                if prev is not None:
-                    return
-                self._publish([Event(ADDED, rec, None)])
-            else:
-                if prev is None or prev.create_revision != rec.create_revision:
-                    return
-                self._publish([Event(MODIFIED, rec, prev)])
+            ev = w.event
+            prev = index.get(ev.record.key)
+            if (prev.mod_revision if prev is not None else 0) != w.prev_mod:
+                return
+            self._publish([Event(ev.type, ev.record, prev)])
             self.own_applied += 1
 
     def _wake_waiters(self) -> None:
@@ -431,17 +437,19 @@ class EtcdStore(BaseStore):
             self._expire(time.monotonic())
 
     # ------------------------------------------------------------------- writes
-    async def _written(self, rec: Record) -> Record:
-        """Wait for the cache to apply our own write; its watch event reuses ``rec`` (already
+    async def _written(self, kind: str, rec: Record, prev_mod: int) -> Record:
+        """Have the cache apply our own write: at once when it directly follows the cache's revision
+        (:meth:`_apply_own`), else when its watch event comes, which then reuses ``rec`` (already
         encoded with its resourceVersion) instead of decoding etcd's copy again."""
-        if rec.mod_revision > self._index.revision:
-            self._own[rec.mod_revision] = rec
+        rev = rec.mod_revision
+        if rev > self._index.revision:
+            self._own[rev] = _OwnWrite(Event(kind, rec, None), prev_mod)  # (prev: the cache's, when applied)
             self._apply_own()
             self._wake_waiters()
         try:
-            await self._caught_up(rec.mod_revision)
+            await self._caught_up(rev)
         finally:
-            self._own.pop(rec.mod_revision, None)
+            self._own.pop(rev, None)
         return rec
 
     def _encode(self, key: str, obj: dict[str, Any]) -> bytes:
@@ -465,7 +473,7 @@ class EtcdStore(BaseStore):
                 await self._caught_up(kvs[0].mod_revision)
             raise KeyExists(key)
         rev = resp.header.revision
-        return await self._written(Record(key, _stamp(obj, rev), rev, rev))
+        return await self._written(ADDED, Record(key, _stamp(obj, rev), rev, rev), 0)
 
     async def _current(self, key: str, expected: int | None) -> int:
         if expected is not None:
@@ -503,8 +511,9 @@ class EtcdStore(BaseStore):
         op = wire.put_op(self._key(key), self._encode(key, obj), prev_kv=True)
         resp, r = await self._guarded(key, expected_mod_revision, op, "update")
         rev = resp.header.revision
-        crev = r.response_put.prev_kv.create_revision or rev
-        return await self._written(Record(key, _stamp(obj, rev), crev, rev))
+        was = r.response_put.prev_kv
+        return await self._written(MODIFIED, Record(key, _stamp(obj, rev), was.create_revision or rev, rev),
+                                   was.mod_revision)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record:
         self._check_open()
@@ -515,8 +524,8 @@ class EtcdStore(BaseStore):
         if not prev_kvs:
             raise KeyNotFound(key)
         prev = self._decode(prev_kvs[0])
-        await self._caught_up(rev)
-        return Record(key, reencode_at(prev.value, rev), prev.create_revision, rev)
+        return await self._written(DELETED, Record(key, reencode_at(prev.value, rev), prev.create_revision, rev),
+                                   prev.mod_revision)
 
     # --------------------------------------------------------------- compaction
     async def compact(self, revision: int) -> None:

@@ -177,11 +177,14 @@ async def test_concurrent_writes_through_two_stores_give_both_caches_one_identic
                 rec = await s.update(key, {"metadata": {"name": name}, "data": {"i": str(i)}})
                 assert s.get(key) == rec  # read-your-writes: the cache holds exactly what was returned
                 revs.append(rec.mod_revision)
+            gone = await s.delete(key)
+            assert s.get(key) is None
+            revs.append(gone.mod_revision)
             return revs
 
         done = await asyncio.gather(*(writer(s, f"{tag}{i}") for i in range(24) for s, tag in ((a, "a"), (b, "b"))))
         revs = sorted(r for rs in done for r in rs)
-        assert revs == list(range(start + 1, start + 1 + 24 * 2 * 4))
+        assert revs == list(range(start + 1, start + 1 + 24 * 2 * 5))
         await _caught_up(a, revs[-1])
         await _caught_up(b, revs[-1])
         seen = []

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aetcd import rpc
 
-from servicenet.store import ADDED, MODIFIED, Record
+from servicenet.store import ADDED, DELETED, MODIFIED, Event, Record
 from servicenet.store._plan import encode_at
-from servicenet.store.etcd import EtcdStore
+from servicenet.store.etcd import EtcdStore, _OwnWrite
 
 
 def _store(revision: int) -> EtcdStore:
@@ -21,6 +21,11 @@ def _rec(key: str, rev: int, crev: int | None = None, data: str = "x") -> Record
     return Record(key, encode_at({"metadata": {"name": key}, "data": {"d": data}}, rev), crev or rev, rev)
 
 
+def _own(s: EtcdStore, rec: Record, prev_mod: int = 0, kind: str = "") -> None:
+    kind = kind or (ADDED if rec.create_revision == rec.mod_revision else MODIFIED)
+    s._own[rec.mod_revision] = _OwnWrite(Event(kind, rec, None), prev_mod)
+
+
 def _put(key: str, value: bytes, mod: int, create: int) -> rpc.Event:
     return rpc.Event(type=rpc.Event.PUT, kv=rpc.KeyValue(key=key.encode(), value=value, mod_revision=mod,
                                                          create_revision=create))
@@ -31,7 +36,7 @@ def test_next_revision_is_applied_at_once_and_its_watch_event_skipped() -> None:
     s._is_open = True
     w = s.watch("/registry/", 10)
     rec = _rec("/registry/cm/a", 11)
-    s._own[11] = rec
+    _own(s, rec)
     s._apply_own()
     assert s.revision == 11 and s.get("/registry/cm/a") is rec and s.own_applied == 1
     ev = w._buf.popleft()
@@ -46,7 +51,7 @@ def test_a_gap_waits_for_the_watch_then_the_chain_follows() -> None:
     s._is_open = True
     w = s.watch("/registry/", 10)
     mine = _rec("/registry/cm/b", 12)
-    s._own[12] = mine
+    _own(s, mine)
     s._apply_own()
     assert s.revision == 10 and s.own_applied == 0  # revision 11 (someone else's) is not known yet
     other = b'{"metadata":{"name":"o"}}'
@@ -60,25 +65,32 @@ def test_update_gets_the_cached_previous_record() -> None:
     s = _store(10)
     s._is_open = True
     first = _rec("/registry/cm/a", 11)
-    s._own[11] = first
+    _own(s, first)
     s._apply_own()
     w = s.watch("/registry/", 11)
     second = _rec("/registry/cm/a", 12, crev=11, data="y")
-    s._own[12] = second
+    _own(s, second, prev_mod=11)
     s._apply_own()
     ev = w._buf.popleft()
     assert (ev.type, ev.record, ev.prev) == (MODIFIED, second, first)
+    gone = _rec("/registry/cm/a", 13, crev=11, data="y")
+    _own(s, gone, prev_mod=12, kind=DELETED)
+    s._apply_own()
+    ev = w._buf.popleft()
+    assert (ev.type, ev.record, ev.prev) == (DELETED, gone, second)
+    assert s.get("/registry/cm/a") is None and s.revision == 13
 
 
 def test_a_record_the_cache_contradicts_is_left_to_the_watch() -> None:
     s = _store(10)
     s._is_open = True
-    s._own[11] = _rec("/registry/cm/a", 11)
+    _own(s, _rec("/registry/cm/a", 11))
     s._apply_own()
-    s._own[12] = _rec("/registry/cm/a", 12)  # a create of a key the cache holds: not applied
+    _own(s, _rec("/registry/cm/a", 12))  # a create of a key the cache holds: not applied
     s._apply_own()
-    s._own[13] = _rec("/registry/cm/b", 13, crev=5)  # an update of a key the cache lacks
-    s._own[12] = _rec("/registry/cm/c", 12, crev=3)  # (and an update whose create revision differs)
+    _own(s, _rec("/registry/cm/a", 12, crev=11), prev_mod=10)  # an update that replaced another revision
+    s._apply_own()
+    _own(s, _rec("/registry/cm/b", 12, crev=5), prev_mod=5, kind=DELETED)  # a delete of a key the cache lacks
     s._apply_own()
     assert s.revision == 11 and s.own_applied == 1
 
@@ -86,6 +98,6 @@ def test_a_record_the_cache_contradicts_is_left_to_the_watch() -> None:
 def test_not_applied_while_the_cache_is_being_rebuilt() -> None:
     s = _store(10)
     s._resetting = True
-    s._own[11] = _rec("/registry/cm/a", 11)
+    _own(s, _rec("/registry/cm/a", 11))
     s._apply_own()
     assert s.revision == 10 and s.get("/registry/cm/a") is None
