@@ -111,11 +111,12 @@ def _stamp(obj: dict[str, Any], revision: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _OwnWrite:
-    """A write of ours etcd committed: its cache event, and the previous record's mod_revision the
-    transaction compared against (0: the key was absent)."""
+    """A write of ours etcd committed: the record it leaves (for a delete: the tombstone record),
+    and the mod_revision of the record it replaced (0: the key was absent)."""
 
-    event: Event
+    record: Record
     prev_mod: int
+    deleted: bool = False
 
 
 class _NeedsReload(Exception):
@@ -373,7 +374,7 @@ class EtcdStore(BaseStore):
                 out.append(Event(DELETED, rec, prev))
             else:
                 own = self._own.pop(kv.mod_revision, None)
-                mine = own.event.record if own is not None and own.event.type != DELETED else None
+                mine = own.record if own is not None and not own.deleted else None
                 rec = mine if mine is not None and mine.key == key else self._decode(kv)
                 out.append(Event(ADDED if kv.create_revision == kv.mod_revision else MODIFIED, rec, prev))
             last = kv.mod_revision
@@ -396,11 +397,13 @@ class EtcdStore(BaseStore):
             w = own.get(index.revision + 1)
             if w is None:
                 return
-            ev = w.event
-            prev = index.get(ev.record.key)
+            rec = w.record
+            prev = index.get(rec.key)
             if (prev.mod_revision if prev is not None else 0) != w.prev_mod:
                 return
-            self._publish([Event(ev.type, ev.record, prev)])
+            # the event type as the watch event would give it (a put creating the key is ADDED)
+            kind = DELETED if w.deleted else ADDED if rec.create_revision == rec.mod_revision else MODIFIED
+            self._publish([Event(kind, rec, prev)])
             self.own_applied += 1
 
     def _wake_waiters(self) -> None:
@@ -437,13 +440,13 @@ class EtcdStore(BaseStore):
             self._expire(time.monotonic())
 
     # ------------------------------------------------------------------- writes
-    async def _written(self, kind: str, rec: Record, prev_mod: int) -> Record:
+    async def _written(self, rec: Record, prev_mod: int, deleted: bool = False) -> Record:
         """Have the cache apply our own write: at once when it directly follows the cache's revision
         (:meth:`_apply_own`), else when its watch event comes, which then reuses ``rec`` (already
         encoded with its resourceVersion) instead of decoding etcd's copy again."""
         rev = rec.mod_revision
         if rev > self._index.revision:
-            self._own[rev] = _OwnWrite(Event(kind, rec, None), prev_mod)  # (prev: the cache's, when applied)
+            self._own[rev] = _OwnWrite(rec, prev_mod, deleted)
             self._apply_own()
             self._wake_waiters()
         try:
@@ -473,7 +476,7 @@ class EtcdStore(BaseStore):
                 await self._caught_up(kvs[0].mod_revision)
             raise KeyExists(key)
         rev = resp.header.revision
-        return await self._written(ADDED, Record(key, _stamp(obj, rev), rev, rev), 0)
+        return await self._written(Record(key, _stamp(obj, rev), rev, rev), 0)
 
     async def _current(self, key: str, expected: int | None) -> int:
         if expected is not None:
@@ -512,8 +515,7 @@ class EtcdStore(BaseStore):
         resp, r = await self._guarded(key, expected_mod_revision, op, "update")
         rev = resp.header.revision
         was = r.response_put.prev_kv
-        return await self._written(MODIFIED, Record(key, _stamp(obj, rev), was.create_revision or rev, rev),
-                                   was.mod_revision)
+        return await self._written(Record(key, _stamp(obj, rev), was.create_revision or rev, rev), was.mod_revision)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record:
         self._check_open()
@@ -524,8 +526,8 @@ class EtcdStore(BaseStore):
         if not prev_kvs:
             raise KeyNotFound(key)
         prev = self._decode(prev_kvs[0])
-        return await self._written(DELETED, Record(key, reencode_at(prev.value, rev), prev.create_revision, rev),
-                                   prev.mod_revision)
+        return await self._written(Record(key, reencode_at(prev.value, rev), prev.create_revision, rev),
+                                   prev.mod_revision, deleted=True)
 
     # --------------------------------------------------------------- compaction
     async def compact(self, revision: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aetcd import rpc
 
-from servicenet.store import ADDED, DELETED, MODIFIED, Event, Record
+from servicenet.store import ADDED, DELETED, MODIFIED, Record
 from servicenet.store._plan import encode_at
 from servicenet.store.etcd import EtcdStore, _OwnWrite
 
@@ -21,9 +21,8 @@ def _rec(key: str, rev: int, crev: int | None = None, data: str = "x") -> Record
     return Record(key, encode_at({"metadata": {"name": key}, "data": {"d": data}}, rev), crev or rev, rev)
 
 
-def _own(s: EtcdStore, rec: Record, prev_mod: int = 0, kind: str = "") -> None:
-    kind = kind or (ADDED if rec.create_revision == rec.mod_revision else MODIFIED)
-    s._own[rec.mod_revision] = _OwnWrite(Event(kind, rec, None), prev_mod)
+def _own(s: EtcdStore, rec: Record, prev_mod: int = 0, deleted: bool = False) -> None:
+    s._own[rec.mod_revision] = _OwnWrite(rec, prev_mod, deleted)
 
 
 def _put(key: str, value: bytes, mod: int, create: int) -> rpc.Event:
@@ -74,7 +73,7 @@ def test_update_gets_the_cached_previous_record() -> None:
     ev = w._buf.popleft()
     assert (ev.type, ev.record, ev.prev) == (MODIFIED, second, first)
     gone = _rec("/registry/cm/a", 13, crev=11, data="y")
-    _own(s, gone, prev_mod=12, kind=DELETED)
+    _own(s, gone, prev_mod=12, deleted=True)
     s._apply_own()
     ev = w._buf.popleft()
     assert (ev.type, ev.record, ev.prev) == (DELETED, gone, second)
@@ -90,9 +89,20 @@ def test_a_record_the_cache_contradicts_is_left_to_the_watch() -> None:
     s._apply_own()
     _own(s, _rec("/registry/cm/a", 12, crev=11), prev_mod=10)  # an update that replaced another revision
     s._apply_own()
-    _own(s, _rec("/registry/cm/b", 12, crev=5), prev_mod=5, kind=DELETED)  # a delete of a key the cache lacks
+    _own(s, _rec("/registry/cm/b", 12, crev=5), prev_mod=5, deleted=True)  # a delete of a key the cache lacks
     s._apply_own()
     assert s.revision == 11 and s.own_applied == 1
+
+
+def test_a_put_that_creates_the_key_is_added_as_its_watch_event_would_be() -> None:
+    s = _store(10)
+    s._is_open = True
+    w = s.watch("/registry/", 10)
+    rec = _rec("/registry/cm/a", 11)  # an update expecting revision 0 creates the key in etcd
+    _own(s, rec, prev_mod=0)
+    s._apply_own()
+    ev = w._buf.popleft()
+    assert (ev.type, ev.record, ev.prev) == (ADDED, rec, None)
 
 
 def test_not_applied_while_the_cache_is_being_rebuilt() -> None:
