@@ -1,7 +1,8 @@
 """A/B of the etcd create path: two API servers on one etcd, this checkout against another one
-(``--base``, e.g. /work/main), in alternating rounds so both see the same machine.
+(``--base``), in alternating rounds so both see the same machine.
 
-    .venv/bin/python -m bench.cluster.etcd_ab [--base /work/main] [-n 1500] [--rounds 2] [--profile DIR]
+    git archive main | tar -x -C /tmp/base      # the other side: its servers run from that tree
+    .venv/bin/python -m bench.cluster.etcd_ab --base /tmp/base [-n 1500] [--rounds 2] [--one-writer] [--profile DIR]
 
 Each round and side gets a fresh one-member etcd and two fresh API servers (one shared config dir),
 then ``bench.cluster.run.creates`` (2 client processes x 32 connections, ConfigMaps). Printed per
@@ -57,7 +58,7 @@ def one(root: Path, work: Path, n: int, profile: Path | None, one_writer: bool =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--base", type=Path, default=Path("/work/main"))
+    ap.add_argument("--base", type=Path, required=True, help="the other checkout (its servicenet runs the B side)")
     ap.add_argument("-n", type=int, default=1500)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--profile", type=Path, default=None)
