@@ -109,6 +109,16 @@ def _stamp(obj: dict[str, Any], revision: int) -> bytes:
     return _tight(orjson.dumps(out))
 
 
+@dataclass(frozen=True, slots=True)
+class _OwnWrite:
+    """A write of ours etcd committed: the record it leaves (for a delete: the tombstone record),
+    and the mod_revision of the record it replaced (0: the key was absent)."""
+
+    record: Record
+    prev_mod: int
+    deleted: bool = False
+
+
 class _NeedsReload(Exception):
     """The watch delivered something the cache cannot apply event by event."""
 
@@ -155,7 +165,11 @@ class EtcdStore(BaseStore):
         self._last_response = 0.0
         self._watching = False
         self.cache_resets = 0
-        self._own: dict[int, Record] = {}  # revision -> record of a write of ours its event has not brought yet
+        # revision -> record of a write of ours the cache has not applied yet: applied straight from
+        # etcd's answer once the cache reaches the revision before it, else by its watch event
+        self._own: dict[int, _OwnWrite] = {}
+        self._resetting = False
+        self.own_applied = 0  # writes of ours applied from their answer (their watch events are skipped)
         # In-flight transactions: more would only queue inside etcd and run into their deadlines.
         self._inflight = asyncio.Semaphore(max_inflight)
 
@@ -263,7 +277,11 @@ class EtcdStore(BaseStore):
         """The watch cannot resume (history compacted away): rebuild the cache from a fresh list and
         end every watch, as the API server's cacher does; clients re-list."""
         log.warning("etcd watch cache reset: %s", reason)
-        records, revision = await self._range_all()
+        self._resetting = True  # our writes wait for the fresh cache, not the one being replaced
+        try:
+            records, revision = await self._range_all()
+        finally:
+            self._resetting = False
         old = self._index
         fresh = Index(history_seconds=old.history_seconds, min_history=old.min_history,
                       max_history=old.max_history)
@@ -356,13 +374,37 @@ class EtcdStore(BaseStore):
                 out.append(Event(DELETED, rec, prev))
             else:
                 own = self._own.pop(kv.mod_revision, None)
-                rec = own if own is not None and own.key == key else self._decode(kv)
+                mine = own.record if own is not None and not own.deleted else None
+                rec = mine if mine is not None and mine.key == key else self._decode(kv)
                 out.append(Event(ADDED if kv.create_revision == kv.mod_revision else MODIFIED, rec, prev))
             last = kv.mod_revision
         if out:
             self._publish(out)
         index.raise_floor(last)
+        self._apply_own()
         self._wake_waiters()
+
+    def _apply_own(self) -> None:
+        """Apply our own committed writes that follow the cache's revision directly, without their
+        watch events (which are then skipped as already applied). Exact: with the cache at revision
+        r - 1, every change before ours is in it, so the previous record and the event type are
+        known; a record the cache contradicts is left to its watch event."""
+        own = self._own
+        if not own or self._resetting:
+            return
+        index = self._index
+        while True:
+            w = own.get(index.revision + 1)
+            if w is None:
+                return
+            rec = w.record
+            prev = index.get(rec.key)
+            if (prev.mod_revision if prev is not None else 0) != w.prev_mod:
+                return
+            # the event type as the watch event would give it (a put creating the key is ADDED)
+            kind = DELETED if w.deleted else ADDED if rec.create_revision == rec.mod_revision else MODIFIED
+            self._publish([Event(kind, rec, prev)])
+            self.own_applied += 1
 
     def _wake_waiters(self) -> None:
         rev = self._index.revision
@@ -398,15 +440,19 @@ class EtcdStore(BaseStore):
             self._expire(time.monotonic())
 
     # ------------------------------------------------------------------- writes
-    async def _written(self, rec: Record) -> Record:
-        """Wait for the cache to apply our own write; its watch event reuses ``rec`` (already
+    async def _written(self, rec: Record, prev_mod: int, deleted: bool = False) -> Record:
+        """Have the cache apply our own write: at once when it directly follows the cache's revision
+        (:meth:`_apply_own`), else when its watch event comes, which then reuses ``rec`` (already
         encoded with its resourceVersion) instead of decoding etcd's copy again."""
-        if rec.mod_revision > self._index.revision:
-            self._own[rec.mod_revision] = rec
+        rev = rec.mod_revision
+        if rev > self._index.revision:
+            self._own[rev] = _OwnWrite(rec, prev_mod, deleted)
+            self._apply_own()
+            self._wake_waiters()
         try:
-            await self._caught_up(rec.mod_revision)
+            await self._caught_up(rev)
         finally:
-            self._own.pop(rec.mod_revision, None)
+            self._own.pop(rev, None)
         return rec
 
     def _encode(self, key: str, obj: dict[str, Any]) -> bytes:
@@ -430,7 +476,7 @@ class EtcdStore(BaseStore):
                 await self._caught_up(kvs[0].mod_revision)
             raise KeyExists(key)
         rev = resp.header.revision
-        return await self._written(Record(key, _stamp(obj, rev), rev, rev))
+        return await self._written(Record(key, _stamp(obj, rev), rev, rev), 0)
 
     async def _current(self, key: str, expected: int | None) -> int:
         if expected is not None:
@@ -468,8 +514,8 @@ class EtcdStore(BaseStore):
         op = wire.put_op(self._key(key), self._encode(key, obj), prev_kv=True)
         resp, r = await self._guarded(key, expected_mod_revision, op, "update")
         rev = resp.header.revision
-        crev = r.response_put.prev_kv.create_revision or rev
-        return await self._written(Record(key, _stamp(obj, rev), crev, rev))
+        was = r.response_put.prev_kv
+        return await self._written(Record(key, _stamp(obj, rev), was.create_revision or rev, rev), was.mod_revision)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> Record:
         self._check_open()
@@ -480,8 +526,8 @@ class EtcdStore(BaseStore):
         if not prev_kvs:
             raise KeyNotFound(key)
         prev = self._decode(prev_kvs[0])
-        await self._caught_up(rev)
-        return Record(key, reencode_at(prev.value, rev), prev.create_revision, rev)
+        return await self._written(Record(key, reencode_at(prev.value, rev), prev.create_revision, rev),
+                                   prev.mod_revision, deleted=True)
 
     # --------------------------------------------------------------- compaction
     async def compact(self, revision: int) -> None:

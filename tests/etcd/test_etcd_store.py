@@ -155,3 +155,45 @@ async def test_a_foreign_multi_key_transaction_reloads_the_cache(etcd: Cluster) 
         assert a.get("/registry/cm/next") == r
     finally:
         await a.close()
+
+
+async def test_concurrent_writes_through_two_stores_give_both_caches_one_identical_stream(etcd: Cluster) -> None:
+    """Writes applied from etcd's answer (their watch events skipped) and writes followed through the
+    watch interleave into one stream: every revision once, in order, with the same records and
+    previous records on both servers, and each write's returned record is the cached one."""
+    a, b = _store(etcd), _store(etcd)
+    await a.open()
+    await b.open()
+    try:
+        start = max(a.revision, b.revision)
+        await _caught_up(a, start)
+        await _caught_up(b, start)
+        wa, wb = a.watch("/registry/", start), b.watch("/registry/", start)
+
+        async def writer(s: EtcdStore, name: str) -> list[int]:
+            key = f"/registry/cm/{name}"
+            revs = [(await s.create(key, {"metadata": {"name": name}})).mod_revision]
+            for i in range(3):
+                rec = await s.update(key, {"metadata": {"name": name}, "data": {"i": str(i)}})
+                assert s.get(key) == rec  # read-your-writes: the cache holds exactly what was returned
+                revs.append(rec.mod_revision)
+            gone = await s.delete(key)
+            assert s.get(key) is None
+            revs.append(gone.mod_revision)
+            return revs
+
+        done = await asyncio.gather(*(writer(s, f"{tag}{i}") for i in range(24) for s, tag in ((a, "a"), (b, "b"))))
+        revs = sorted(r for rs in done for r in rs)
+        assert revs == list(range(start + 1, start + 1 + 24 * 2 * 5))
+        await _caught_up(a, revs[-1])
+        await _caught_up(b, revs[-1])
+        seen = []
+        for w in (wa, wb):
+            evs = [await w.next(1) for _ in revs]
+            assert [e.record.mod_revision for e in evs] == revs and w.pending == 0
+            seen.append([(e.type, e.record, e.prev) for e in evs])
+        assert seen[0] == seen[1]
+        assert a.own_applied + b.own_applied > 0  # most writes skip the wait for their own watch event
+    finally:
+        await a.close()
+        await b.close()
