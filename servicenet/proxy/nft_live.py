@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from servicenet.proxy.nft_commands import AddrPair, Key, PortKey, Rule
-from servicenet.proxy.nft_encode import PROTOS, Unsupported, _Ctx, rule_body, strip_nested
+from servicenet.proxy.nft_encode import NEWSETELEM, PROTOS, Unsupported, _Ctx, rule_body, strip_nested
 
 _HDR = struct.Struct("=HH")
 NESTED = 0x8000
+SET_ANONYMOUS = 0x1  # NFT_SET_ANONYMOUS
 LiveRule = tuple[bytes, bytes]  # (NFTA_RULE_EXPRESSIONS payload, NFTA_RULE_USERDATA payload or b"")
 
 
@@ -58,6 +59,7 @@ class LiveTable:
     sets: dict[str, int] = field(default_factory=dict)  # name -> NFTA_SET_FLAGS
     rules: dict[str, list[LiveRule]] = field(default_factory=dict)
     elements: dict[str, list[bytes]] = field(default_factory=dict)
+    anonymous: dict[str, frozenset[bytes]] = field(default_factory=dict)  # anonymous set -> its elements
 
 
 def parse_rules(table: str, bodies: Iterable[bytes]) -> list[tuple[str, LiveRule]]:
@@ -173,23 +175,35 @@ _NAT_MAP_IPS, _NAT_PROTO_SPECIFIED = 1, 2
 
 
 class _Anonymous(Exception):
-    """A rule reads an anonymous set."""
+    """A rule reads an anonymous set whose elements are not known."""
 
 
-def expr_form(elem: bytes) -> tuple[object, ...]:
+Anonymous = Mapping[str, frozenset[bytes]]  # anonymous set name -> its elements (dump form)
+
+
+def expr_form(elem: bytes, anonymous: Anonymous | None = None) -> tuple[object, ...]:
     """One expression (an NFTA_LIST_ELEM payload, ours or the kernel's) in the form both
-    reduce to. Raises :class:`_Anonymous` for a lookup into an anonymous set."""
+    reduce to. A lookup into an anonymous set is reduced to that set's elements (its name and
+    transaction id are ours alone); raises :class:`_Anonymous` if they are not in ``anonymous``."""
     top = dict(attrs(elem))
     name = _text(top.get(1, b""))
-    data = {k: strip_nested(v) if k_nested else v
-            for (k, v), k_nested in _with_nested(top.get(2, b""))}
+    data: dict[int, object] = {k: strip_nested(v) if k_nested else v
+                               for (k, v), k_nested in _with_nested(top.get(2, b""))}
     for k, dflt in _DEFAULTS.get(name, {}).items():
         if data.get(k) == dflt:
             del data[k]
-    if name in ("lookup", "dynset") and data.get(1, b"").startswith(b"__"):
+    set_name = data.get(1)
+    if name == "lookup" and isinstance(set_name, bytes) and set_name.startswith(b"__"):
+        content = (anonymous or {}).get(_text(set_name))
+        if content is None:
+            raise _Anonymous
+        data[1] = content
+        data.pop(4, None)  # NFTA_LOOKUP_SET_ID: the id within the transaction that made it
+    elif name == "dynset" and isinstance(set_name, bytes) and set_name.startswith(b"__"):
         raise _Anonymous
     if name == "nat":
-        flags = struct.unpack("!I", data.pop(7, _ZERO32))[0]
+        raw = data.pop(7, _ZERO32)
+        flags = struct.unpack("!I", raw)[0] if isinstance(raw, bytes) and len(raw) == 4 else -1
         if 3 in data:
             flags |= _NAT_MAP_IPS
             if data.get(4) == data[3]:
@@ -200,7 +214,7 @@ def expr_form(elem: bytes) -> tuple[object, ...]:
                 del data[6]
         if flags:
             data[7] = struct.pack("!I", flags)
-    return (name, *sorted(data.items()))
+    return (name, *sorted(data.items(), key=lambda kv: kv[0]))
 
 
 def _with_nested(data: bytes) -> list[tuple[tuple[int, bytes], bool]]:
@@ -251,36 +265,46 @@ class RuleMatcher:
         self._kform: dict[bytes, bytes] = {}  # one expression as we encode it -> as the kernel lists it
         self._exprs: dict[bytes, tuple[object, ...]] = {}
 
-    def _form(self, elem: bytes) -> tuple[object, ...]:
+    def _form(self, elem: bytes, anonymous: Anonymous | None) -> tuple[object, ...]:
         f = self._exprs.get(elem)
         if f is None:
-            f = self._exprs[elem] = expr_form(elem[4:])
+            try:
+                f = self._exprs[elem] = expr_form(elem[4:])
+            except _Anonymous:
+                if not anonymous:
+                    raise
+                f = expr_form(elem[4:], anonymous)  # (not kept: an anonymous set's name may be reused)
         return f
 
-    def _encoded(self, rule: Rule) -> tuple[list[bytes], bytes] | None:
-        """Our expressions of ``rule`` (whole attributes) and its user data; None when it has an
-        anonymous set or is left to ``nft``."""
+    def _encoded(self, rule: Rule) -> tuple[list[bytes], bytes, dict[str, frozenset[bytes]]] | None:
+        """Our expressions of ``rule`` (whole attributes), its user data and the elements of its
+        anonymous sets; None when it is left to ``nft``."""
         ctx = _Ctx(self.family, "")
         try:
             body = rule_body(ctx, rule)
         except Unsupported:
             return None
-        if ctx.msgs:  # an anonymous set of its own
-            return None
+        anonymous: dict[str, frozenset[bytes]] = {}
+        for kind, _flags, msg in ctx.msgs:
+            if kind == NEWSETELEM:
+                a = dict(attrs(msg))
+                anonymous[_text(a.get(2, b""))] = frozenset(strip_nested(e) for e in whole_attrs(a.get(3, b"")))
         a = dict(attrs(body))
-        return whole_attrs(a.get(4, b"")), a.get(7, b"")
+        return whole_attrs(a.get(4, b"")), a.get(7, b""), anonymous
 
-    def same_chain(self, chain: str, have: list[LiveRule], want: Sequence[Rule]) -> bool:
-        """Whether ``chain``, holding ``have`` (dumped, in order), holds exactly ``want``."""
+    def same_chain(self, chain: str, have: list[LiveRule], want: Sequence[Rule],
+                   anonymous: Anonymous | None = None) -> bool:
+        """Whether ``chain``, holding ``have`` (dumped, in order), holds exactly ``want``
+        (``anonymous``: the elements of the table's anonymous sets)."""
         k = self._chains.get(chain)
         if k is not None and k[0] is want and k[1] == have:
             return True
-        if not self.same(have, want):
+        if not self.same(have, want, anonymous):
             return False
         self._chains[chain] = (want, have)
         return True
 
-    def same(self, have: Sequence[LiveRule], want: Sequence[Rule]) -> bool:
+    def same(self, have: Sequence[LiveRule], want: Sequence[Rule], anonymous: Anonymous | None = None) -> bool:
         """Whether a chain holding ``have`` (dumped, in order) holds exactly ``want``."""
         if len(have) != len(want):
             return False
@@ -291,26 +315,27 @@ class RuleMatcher:
             enc = self._encoded(r)
             if enc is None or enc[1] != h[1]:
                 return False
-            ours = enc[0]
+            ours, _, ours_anon = enc
             expected = b"".join([kform.get(e) or strip_nested(e) for e in ours])
-            if expected != h[0] and not self._learn(ours, h[0]):
+            if expected != h[0] and not self._learn(ours, h[0], ours_anon, anonymous):
                 return False
             known[r] = h
         return True
 
-    def _learn(self, ours: list[bytes], exprs: bytes) -> bool:
+    def _learn(self, ours: list[bytes], exprs: bytes, ours_anon: Anonymous, anonymous: Anonymous | None) -> bool:
         """Whether the kernel's ``exprs`` are our expressions ``ours``; if so, remember how the
-        kernel lists each of them."""
+        kernel lists each of them (those without anonymous sets)."""
         theirs = whole_attrs(exprs)
         if len(theirs) != len(ours):
             return False
         try:
-            if any(self._form(o) != self._form(t) for o, t in zip(ours, theirs, strict=True)):
+            if any(self._form(o, ours_anon) != self._form(t, anonymous) for o, t in zip(ours, theirs, strict=True)):
                 return False
         except _Anonymous:
             return False
         for o, t in zip(ours, theirs, strict=True):
-            self._kform[o] = t
+            if o in self._exprs:  # (one whose form did not need an anonymous set)
+                self._kform[o] = t
         return True
 
     def trim(self) -> None:

@@ -142,7 +142,7 @@ def repair_transaction(live: LiveTable, rs: NftRuleset, cfg: NftConfig, matcher:
     for c, rules in rs.chains.items():
         if c not in live.chains:
             added.append(c)
-        elif not matcher.same_chain(c, live.rules.get(c, []), rules):
+        elif not matcher.same_chain(c, live.rules.get(c, []), rules, live.anonymous):
             rewritten.append(c)
     stale = sorted(c for c in live.chains if "/" in c and c not in rs.chains)
 

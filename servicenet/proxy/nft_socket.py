@@ -175,6 +175,10 @@ class NetlinkSession:
             if name in live.sets:
                 bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
                 live.elements[name] = nft_live.element_blobs(bodies or [])
+        for name, flags in live.sets.items():
+            if flags & nft_live.SET_ANONYMOUS:  # (the rules' anonymous maps: few, one per affinity service)
+                bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
+                live.anonymous[name] = frozenset(nft_live.split_elements(nft_live.element_blobs(bodies or [])))
         return live
 
     def chain_rules(self, family: str, table: str, chains: Iterable[str]) -> dict[str, list[nft_live.LiveRule]]:
@@ -184,6 +188,28 @@ class NetlinkSession:
             bodies = self.dump(GETRULE, family, s(1, table) + s(2, c)) or []
             out[c] = [r for _, r in nft_live.parse_rules(table, bodies)]
         return out
+
+    def generation(self) -> int:
+        """The ruleset's generation id: every committed transaction (of any table) raises it. Blocking."""
+        seq = self._seq
+        self._seq += 1
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, F_REQUEST, seq, 0, b""))
+        while True:
+            data = self.sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                if ln < 16:
+                    break
+                if mseq == seq:
+                    if typ == 2:
+                        err = struct.unpack_from("=i", data, off + 16)[0]
+                        raise NetlinkError(-err, f"GETGEN failed: {os.strerror(-err)}")
+                    gen = _attrs(data[off + 20:off + ln]).get(1)
+                    if gen is None:
+                        raise NetlinkError(errno.EPROTO, "GETGEN answer without a generation id")
+                    return int(struct.unpack("!I", gen)[0])
+                off += (ln + 3) & ~3
 
     def _drain(self, barrier: int) -> None:
         while True:

@@ -397,6 +397,8 @@ class NftablesBackend:
                 if skel_task is not None:
                     await skel_task
                     skel_task = None
+                    # the fixed chains as just written: a resync re-applies the skeleton only if they drift
+                    self._fixed_rules = session.chain_rules(cfg.family, cfg.table, nft_skeleton.FIXED_CHAINS)
                 if pending is not None:
                     await bounded(pending, self.timeout)
                 pending = loop.run_in_executor(None, session.send, batch, seqs)
