@@ -162,10 +162,15 @@ def _generation(backend: NftablesBackend) -> int:
     return backend._open_session().generation()
 
 
-def _service_chain(ns: str, svc: str) -> str:
+def _service_chain(ns: str, svc: str, kind: str = "service") -> str:
     listing = _sh("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "kube-proxy")
     return next(ln.split()[1] for ln in listing.splitlines()
-                if ln.strip().startswith("chain service-") and f"/{svc}/" in ln)
+                if ln.strip().startswith(f"chain {kind}-") and f"/{svc}/" in ln)
+
+
+def _last_handle(ns: str, chain: str) -> int:
+    listing = _sh("ip", "netns", "exec", ns, "nft", "-a", "list", "chain", "ip", "kube-proxy", chain)
+    return [int(ln.rsplit("# handle ", 1)[1]) for ln in listing.splitlines() if "# handle" in ln][-1]
 
 
 @pytest.mark.root
@@ -196,7 +201,11 @@ async def test_a_resync_repairs_every_kind_of_drift(netns: str) -> None:
     t = "ip kube-proxy"
     s5, s6, s7 = _service_chain(netns, "s5"), _service_chain(netns, "s6"), _service_chain(netns, "s7")
     emap = next(m for m in b._blocks.maps)  # type: ignore[union-attr]
+    ep11, ext3 = _service_chain(netns, "s11", "endpoint"), _service_chain(netns, "s3", "external")
     _nft(netns, "\n".join([
+        f"delete rule {t} {ep11} handle {_last_handle(netns, ep11)}",  # the last of a chain's 3 rules
+        f"delete rule {t} {ext3} handle {_last_handle(netns, ext3)}",  # (a rule with a comment)
+        f'add rule {t} {ext3} fib saddr type local jump mark-for-masquerade comment "other"',
         f"delete element {t} service-ips {{ 172.30.1.6 . tcp . 80 }}",  # s5: its dispatch element and its chain
         f"flush chain {t} {s5}", f"delete chain {t} {s5}",
         f"flush chain {t} {s6}",  # s6: its rule
