@@ -108,6 +108,15 @@ class WantedElements:
 
     def __init__(self) -> None:
         self._sets: dict[str, tuple[object, list[bytes], frozenset[bytes], Picker]] = {}
+        self._verified: dict[str, list[bytes]] = {}  # set -> the dump that matched its wanted elements
+
+    def verified(self, name: str, blobs: list[bytes]) -> bool:
+        """Whether ``blobs`` is byte for byte the dump of ``name`` that last matched its wanted
+        elements (which have not changed since): then it still matches."""
+        return self._verified.get(name) == blobs
+
+    def mark_verified(self, name: str, blobs: list[bytes]) -> None:
+        self._verified[name] = blobs
 
     def of(self, rs: NftRuleset, family: str) -> dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]:
         """Per set or map: its wanted elements (list and set), how to add some of them (by
@@ -125,9 +134,11 @@ class WantedElements:
             if hit is None or hit[0] != source:
                 want, pick = make(family, name, source)
                 hit = self._sets[name] = (source, want, frozenset(want), pick)
+                self._verified.pop(name, None)
             out[name] = (hit[1], hit[2], hit[3], is_map)
         for gone in [n for n in self._sets if n not in out]:
             del self._sets[gone]
+            self._verified.pop(gone, None)
         return out
 
 
@@ -149,13 +160,16 @@ def repair_transaction(live: LiveTable, rs: NftRuleset, cfg: NftConfig, matcher:
     dels: list[Command] = []
     adds: list[Command] = []
     flushed: list[Command] = []
-    for name, (want, want_set, pick, is_map) in (wanted or WantedElements()).of(rs, cfg.family).items():
+    wanted = wanted or WantedElements()
+    for name, (want, want_set, pick, is_map) in wanted.of(rs, cfg.family).items():
         blobs = live.elements.get(name, [])
-        if not want and not blobs:
+        if (not want and not blobs) or wanted.verified(name, blobs):
             continue
         have_set = set(split_elements(blobs, want_set))
         missing = [] if want_set <= have_set else [i for i, e in enumerate(want) if e not in have_set]
         stray = sorted(have_set - want_set)
+        if not missing and not stray:
+            wanted.mark_verified(name, blobs)
         stray_keys = [element_key(e, name, cfg.family) for e in stray]
         if any(k is None for k in stray_keys):  # unreadable: start that set afresh
             flushed.append(FlushSet(name, is_map=is_map))

@@ -307,9 +307,20 @@ class NftablesBackend:
         except ApplyError:
             self._forget()
             raise
-        self._programmed = nft.Programmed.of(state, cfg, self._fragments)
+        self._programmed = self._reuse_programmed(state) or nft.Programmed.of(state, cfg, self._fragments)
         total = time.perf_counter() - t0
         return ApplyResult(True, size, render_s, total - render_s)
+
+    def _reuse_programmed(self, state: DesiredState) -> nft.Programmed | None:
+        """The record of the last sync if every service's fragment is still the same object
+        (a resync over an unchanged world): it already says what the table now holds."""
+        prog, frags = self._programmed, self._fragments
+        if prog is None or len(prog.fragments) != len(frags) or any(prog.fragments.get(n) is not f
+                                                                      for n, f in frags.items()):
+            return None
+        if prog.node_ips != (frozenset(state.node_ips) if self.cfg.nodeport_primary else frozenset()):
+            return None
+        return prog
 
     async def _full_apply(self, state: DesiredState, rs: nft.NftRuleset,
                           existing: tuple[list[str], list[str]] | None, t0: float) -> ApplyResult:
