@@ -92,7 +92,10 @@ def _address_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[lis
 
 def _pair_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[bytes], Picker]:
     keys = list(addrs)
-    return nft_encode.kernel_pair_elements(family, keys), _picker(name, [AddrPair(a, a) for a in keys], None)
+
+    def pick(idx: Sequence[int]) -> AddElements:
+        return AddElements(name, tuple(AddrPair(keys[i], keys[i]) for i in idx))
+    return nft_encode.kernel_pair_elements(family, keys), pick
 
 
 def _endpoint_elements(family: str, name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]
