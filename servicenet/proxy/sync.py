@@ -263,6 +263,9 @@ class NftablesBackend:
             self._close_session()
             self._forget()
             raise ApplyError(f"dumping the table failed: {e}") from e
+        except asyncio.CancelledError:
+            self._close_session()  # (the dump may still be reading: the next sync gets a socket of its own)
+            raise
         if live is None or not live.chains:
             if not any(st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
                 return await self._cold_start(state, shards, t0)
