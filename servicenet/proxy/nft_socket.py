@@ -35,6 +35,7 @@ from servicenet.proxy.nft_encode import encode as encode_batch
 from servicenet.proxy.nft_live import LiveTable
 
 NETLINK_NETFILTER = 12
+NLM_F_DUMP_INTR = 0x10
 _NLMSG = struct.Struct("=IHHII")
 _HDR = struct.Struct("=HH")
 
@@ -141,15 +142,19 @@ class NetlinkSession:
         self._seq += 1
         self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | F_DUMP, seq, FAMILIES[family], body))
         out: list[bytes] = []
+        interrupted = False
         while True:
             data = self.sock.recv(1 << 20)
             off = 0
             while off + 16 <= len(data):
-                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                ln, typ, flags, mseq, _pid = _NLMSG.unpack_from(data, off)
                 if ln < 16:
                     break
                 if mseq == seq:
+                    interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
                     if typ == 3:  # NLMSG_DONE
+                        if interrupted:  # the ruleset changed while it was being dumped
+                            raise NetlinkError(errno.EINTR, "dump interrupted by a ruleset change")
                         return out
                     if typ == 2:  # NLMSG_ERROR
                         err = struct.unpack_from("=i", data, off + 16)[0]
