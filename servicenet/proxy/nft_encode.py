@@ -257,8 +257,24 @@ def _nat_from_map(family: str) -> bytes:
 
 
 def _e_dnat_map(ctx: _Ctx, e: DnatMap) -> bytes:
+    return b"".join(dnat_map_parts(ctx.family, e))
+
+
+def dnat_map_parts(family: str, e: DnatMap, nested: bool = True) -> tuple[bytes, bytes, bytes]:
+    """The three expressions of a :class:`DnatMap` (numgen, lookup, nat), each a whole
+    NFTA_LIST_ELEM; with ``nested=False`` the numgen one without NLA_F_NESTED flags (the others
+    repeat across rules: callers keep their own forms of them)."""
+    head, mid = _numgen_template() if nested else _numgen_template_flat()
+    return (head + _BE32.pack(e.mod) + mid + _BE32.pack(e.offset), _lookup_data(e.map), _nat_from_map(family))
+
+
+@functools.cache
+def _numgen_template_flat() -> tuple[bytes, bytes]:
+    """:func:`_numgen_template` without NLA_F_NESTED flags (only headers change: the split
+    points stay)."""
     head, mid = _numgen_template()
-    return head + _BE32.pack(e.mod) + mid + _BE32.pack(e.offset) + _lookup_data(e.map) + _nat_from_map(ctx.family)
+    return strip_nested(head + b"\x5a" * 4 + mid + b"\xa5" * 4)[:len(head)], \
+        strip_nested(head + b"\x5a" * 4 + mid + b"\xa5" * 4)[len(head) + 4:len(head) + 4 + len(mid)]
 
 
 @functools.lru_cache(maxsize=16)

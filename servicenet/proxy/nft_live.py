@@ -22,8 +22,17 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from servicenet.proxy.nft_commands import AddrPair, Key, PortKey, Rule
-from servicenet.proxy.nft_encode import NEWSETELEM, PROTOS, Unsupported, _Ctx, rule_body, strip_nested
+from servicenet.proxy.nft_commands import AddrPair, DnatMap, Expr, Key, PortKey, Rule
+from servicenet.proxy.nft_encode import (
+    _EXPR,
+    NEWSETELEM,
+    PROTOS,
+    Unsupported,
+    _Ctx,
+    dnat_map_parts,
+    rule_body,
+    strip_nested,
+)
 
 _HDR = struct.Struct("=HH")
 NESTED = 0x8000
@@ -244,6 +253,14 @@ def whole_attrs(data: bytes) -> list[bytes]:
     return out
 
 
+def _comment(text: str) -> bytes:
+    """NFTA_RULE_USERDATA of a rule comment, as :func:`nft_encode.rule_body` writes it."""
+    if not text:
+        return b""
+    b = text.encode() + b"\0"
+    return bytes([0, len(b)]) + b
+
+
 class RuleMatcher:
     """Whether dumped rules are the wanted :class:`Rule` values, with what it learnt.
 
@@ -263,6 +280,8 @@ class RuleMatcher:
         self._known: dict[Rule, LiveRule] = {}
         self._chains: dict[str, tuple[Sequence[Rule], list[LiveRule]]] = {}
         self._kform: dict[bytes, bytes] = {}  # one expression as we encode it -> as the kernel lists it
+        self._kexpr: dict[tuple[type, Expr], bytes] = {}
+        self._flats: dict[bytes, bytes] = {}  # an expression that repeats -> without nested flags  # one typed expression -> as the kernel is expected to list it
         self._exprs: dict[bytes, tuple[object, ...]] = {}
 
     def _form(self, elem: bytes, anonymous: Anonymous | None) -> tuple[object, ...]:
@@ -308,19 +327,46 @@ class RuleMatcher:
         """Whether a chain holding ``have`` (dumped, in order) holds exactly ``want``."""
         if len(have) != len(want):
             return False
-        known, kform = self._known, self._kform
+        known = self._known
         for h, r in zip(have, want, strict=True):
             if known.get(r) == h:
                 continue
-            enc = self._encoded(r)
-            if enc is None or enc[1] != h[1]:
-                return False
-            ours, _, ours_anon = enc
-            expected = b"".join([kform.get(e) or strip_nested(e) for e in ours])
-            if expected != h[0] and not self._learn(ours, h[0], ours_anon, anonymous):
-                return False
+            if self._expected(r) != h:
+                enc = self._encoded(r)
+                if enc is None or enc[1] != h[1] or not self._learn(enc[0], h[0], enc[2], anonymous):
+                    return False
             known[r] = h
         return True
+
+    def _flat(self, x: bytes) -> bytes:
+        f = self._flats.get(x)
+        if f is None:
+            f = self._flats[x] = strip_nested(x)
+        return f
+
+    def _expected(self, rule: Rule) -> LiveRule | None:
+        """What the kernel is expected to list for ``rule``, expression by expression (None if
+        an expression has an anonymous set or is left to ``nft``)."""
+        kexpr, kform = self._kexpr, self._kform
+        parts = []
+        for e in rule.exprs:
+            if e.__class__ is DnatMap:  # (one per service: its numgen is made flat directly)
+                ng, lk, nat = dnat_map_parts(self.family, e, nested=False)  # type: ignore[arg-type]
+                parts += [ng, kform.get(lk) or self._flat(lk), kform.get(nat) or self._flat(nat)]
+                continue
+            key = (e.__class__, e)  # (named tuples of different classes may compare equal)
+            kb = kexpr.get(key)
+            if kb is None:
+                ctx = _Ctx(self.family, "")
+                try:
+                    ours = _EXPR[type(e)](ctx, e)
+                except Unsupported:
+                    return None
+                if ctx.msgs:
+                    return None
+                kb = kexpr[key] = b"".join([kform.get(x) or strip_nested(x) for x in whole_attrs(ours)])
+            parts.append(kb)
+        return b"".join(parts), _comment(rule.comment)
 
     def _learn(self, ours: list[bytes], exprs: bytes, ours_anon: Anonymous, anonymous: Anonymous | None) -> bool:
         """Whether the kernel's ``exprs`` are our expressions ``ours``; if so, remember how the
@@ -336,6 +382,7 @@ class RuleMatcher:
         for o, t in zip(ours, theirs, strict=True):
             if o in self._exprs:  # (one whose form did not need an anonymous set)
                 self._kform[o] = t
+        self._kexpr.clear()  # (built from what was known before)
         return True
 
     def trim(self) -> None:
@@ -343,6 +390,8 @@ class RuleMatcher:
         if len(self._known) > self.limit or len(self._chains) > self.limit:
             self._known.clear()
             self._chains.clear()
-        if len(self._exprs) > self.limit or len(self._kform) > self.limit:
+        if len(self._exprs) > self.limit or len(self._kform) > self.limit or len(self._kexpr) > self.limit:
             self._exprs.clear()
             self._kform.clear()
+            self._kexpr.clear()
+            self._flats.clear()

@@ -100,8 +100,11 @@ def _pair_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[b
 
 def _endpoint_elements(family: str, name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]
                        ) -> tuple[list[bytes], Picker]:
-    pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
-    return nft_encode.kernel_endpoint_elements(family, pairs), _endpoint_picker(name, pairs)
+    def pick(idx: Sequence[int]) -> AddElements:
+        pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
+        return _endpoint_picker(name, pairs)(idx)
+    items = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
+    return nft_encode.kernel_endpoint_elements(family, items), pick
 
 
 class WantedElements:

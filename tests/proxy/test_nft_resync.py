@@ -250,3 +250,10 @@ async def test_a_resync_follows_a_changed_world_like_a_full_rewrite(netns: str) 
         assert got == _table(ref)
     finally:
         subprocess.run(["ip", "netns", "del", ref], check=False)
+
+
+def test_the_flat_numgen_of_a_dnat_map_is_the_encoded_one_without_nested_flags() -> None:
+    from servicenet.proxy.nft_encode import dnat_map_parts
+    for e in (DnatMap(9, 123456, "service-endpoints-3"), DnatMap(2, 0, "m"), DnatMap(1 << 20, 0xFFFFFFF0, "x")):
+        nested, flat = dnat_map_parts("ip", e), dnat_map_parts("ip", e, nested=False)
+        assert flat[0] == strip_nested(nested[0]) != nested[0] and flat[1:] == nested[1:]
