@@ -472,38 +472,6 @@ def strip_nested(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def kernel_elements(family: str, keys: Sequence[Key], values: Sequence[Value] | None) -> list[bytes]:
-    """Each element as a dump from the kernel lists it (one NFTA_LIST_ELEM without NLA_F_NESTED
-    flags): the same bytes as :func:`encoded_elements`, flags cleared. The kernel takes this
-    form in a NEWSETELEM too."""
-    ctx = _Ctx(family, "")
-    if keys:
-        k0 = keys[0]
-        try:
-            if values is not None:
-                if type(k0) is PortKey and type(values[0]) is Verdict:
-                    return _verdict_elems(ctx, keys, values, 0)  # type: ignore[arg-type]
-                if type(k0) is int and type(values[0]) is Target:
-                    return _endpoint_elems(ctx, zip(keys, values, strict=True), 0)  # type: ignore[arg-type]
-            elif type(k0) is str:
-                return _address_elems(ctx, keys, 0)  # type: ignore[arg-type]
-        except (AttributeError, KeyError, TypeError, OSError):
-            pass
-    if values is None:
-        return [strip_nested(element(ctx, k, None)) for k in keys]
-    return [strip_nested(element(ctx, k, v)) for k, v in zip(keys, values, strict=True)]
-
-
-def kernel_endpoint_elements(family: str, items: Iterable[tuple[int, EndpointLike]]) -> list[bytes]:
-    """Endpoint map elements from ``(index, endpoint)`` pairs, in the kernel's dump form."""
-    return _endpoint_elems(_Ctx(family, ""), items, 0)
-
-
-def kernel_pair_elements(family: str, addresses: Iterable[str]) -> list[bytes]:
-    """``addr . addr`` elements (the hairpin set), in the kernel's dump form."""
-    return _pair_elems(_Ctx(family, ""), addresses, 0)
-
-
 def _grouped(ctx: _Ctx, kind: int, flags: int, name: str, encoded: list[bytes]) -> list[Message]:
     """(NEW|DEL)SETELEM messages for encoded elements, each under 64 KiB of attributes."""
     if not encoded:

@@ -22,14 +22,20 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from servicenet.proxy.nft_commands import AddrPair, DnatMap, Expr, Key, PortKey, Rule
+from servicenet.proxy.nft_commands import AddrPair, DnatMap, Expr, Key, PortKey, Rule, Target, Value, Verdict
 from servicenet.proxy.nft_encode import (
     _EXPR,
     NEWSETELEM,
     PROTOS,
+    EndpointLike,
     Unsupported,
+    _address_elems,
     _Ctx,
+    _endpoint_elems,
+    _pair_elems,
+    _verdict_elems,
     dnat_map_parts,
+    element,
     rule_body,
     strip_nested,
 )
@@ -170,6 +176,38 @@ def element_key(element: bytes, set_name: str, family: str) -> Key | None:
         return PortKey(socket.inet_ntop(af, data[:n]), protos[data[n]], int.from_bytes(data[n + 4:n + 6], "big"))
     except (OSError, ValueError):
         return None
+
+
+def kernel_elements(family: str, keys: Sequence[Key], values: Sequence[Value] | None) -> list[bytes]:
+    """Each element as a dump from the kernel lists it (one NFTA_LIST_ELEM without NLA_F_NESTED
+    flags): the same bytes as :func:`encoded_elements`, flags cleared. The kernel takes this
+    form in a NEWSETELEM too."""
+    ctx = _Ctx(family, "")
+    if keys:
+        k0 = keys[0]
+        try:
+            if values is not None:
+                if type(k0) is PortKey and type(values[0]) is Verdict:
+                    return _verdict_elems(ctx, keys, values, 0)  # type: ignore[arg-type]
+                if type(k0) is int and type(values[0]) is Target:
+                    return _endpoint_elems(ctx, zip(keys, values, strict=True), 0)  # type: ignore[arg-type]
+            elif type(k0) is str:
+                return _address_elems(ctx, keys, 0)  # type: ignore[arg-type]
+        except (AttributeError, KeyError, TypeError, OSError):
+            pass
+    if values is None:
+        return [strip_nested(element(ctx, k, None)) for k in keys]
+    return [strip_nested(element(ctx, k, v)) for k, v in zip(keys, values, strict=True)]
+
+
+def kernel_endpoint_elements(family: str, items: Iterable[tuple[int, EndpointLike]]) -> list[bytes]:
+    """Endpoint map elements from ``(index, endpoint)`` pairs, in the kernel's dump form."""
+    return _endpoint_elems(_Ctx(family, ""), items, 0)
+
+
+def kernel_pair_elements(family: str, addresses: Iterable[str]) -> list[bytes]:
+    """``addr . addr`` elements (the hairpin set), in the kernel's dump form."""
+    return _pair_elems(_Ctx(family, ""), addresses, 0)
 
 
 # --- rules ---------------------------------------------------------------------------------------

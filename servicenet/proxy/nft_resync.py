@@ -22,7 +22,7 @@ import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from servicenet.proxy import nft_encode
+from servicenet.proxy import nft_live
 from servicenet.proxy.nft_commands import (
     AddChain,
     AddElements,
@@ -82,12 +82,12 @@ def _endpoint_picker(name: str, pairs: Sequence[tuple[int, EndpointLike]]) -> Pi
 
 def _map_elements(family: str, name: str, elems: Mapping[Key, Value]) -> tuple[list[bytes], Picker]:
     keys, values = list(elems), list(elems.values())
-    return nft_encode.kernel_elements(family, keys, values), _picker(name, keys, values)
+    return nft_live.kernel_elements(family, keys, values), _picker(name, keys, values)
 
 
 def _address_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[bytes], Picker]:
     keys = list(addrs)
-    return nft_encode.kernel_elements(family, keys, None), _picker(name, keys, None)
+    return nft_live.kernel_elements(family, keys, None), _picker(name, keys, None)
 
 
 def _pair_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[bytes], Picker]:
@@ -95,7 +95,7 @@ def _pair_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[b
 
     def pick(idx: Sequence[int]) -> AddElements:
         return AddElements(name, tuple(AddrPair(keys[i], keys[i]) for i in idx))
-    return nft_encode.kernel_pair_elements(family, keys), pick
+    return nft_live.kernel_pair_elements(family, keys), pick
 
 
 def _endpoint_elements(family: str, name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]
@@ -104,7 +104,7 @@ def _endpoint_elements(family: str, name: str, runs: Sequence[tuple[int, Sequenc
         pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
         return _endpoint_picker(name, pairs)(idx)
     items = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
-    return nft_encode.kernel_endpoint_elements(family, items), pick
+    return nft_live.kernel_endpoint_elements(family, items), pick
 
 
 class WantedElements:

@@ -20,7 +20,8 @@ from servicenet.proxy import nft_live, nft_resync
 from servicenet.proxy import render_nftables as nft
 from servicenet.proxy.model import compute
 from servicenet.proxy.nft_commands import L4, AddElements, DnatMap, Rule, Target
-from servicenet.proxy.nft_encode import kernel_elements, strip_nested
+from servicenet.proxy.nft_encode import _Ctx, dnat_map_parts, encoded_elements, strip_nested
+from servicenet.proxy.nft_live import kernel_elements
 from servicenet.proxy.sync import NftablesBackend
 
 from . import helpers as h
@@ -51,7 +52,6 @@ def _world(n: int, *, affinity: bool = True, extra_eps: int = 0) -> Any:
 # --- pure ----------------------------------------------------------------------------------------
 
 def test_kernel_elements_are_the_encoded_elements_without_nested_flags() -> None:
-    from servicenet.proxy.nft_encode import _Ctx, encoded_elements
     cases: list[tuple[tuple[Any, ...], tuple[Any, ...] | None]] = [
         ((7, 8), (Target("10.0.0.1", 80), Target("10.0.0.2", 8080))),
         (("10.0.0.1", "10.0.0.2"), None),
@@ -253,7 +253,6 @@ async def test_a_resync_follows_a_changed_world_like_a_full_rewrite(netns: str) 
 
 
 def test_the_flat_numgen_of_a_dnat_map_is_the_encoded_one_without_nested_flags() -> None:
-    from servicenet.proxy.nft_encode import dnat_map_parts
     for e in (DnatMap(9, 123456, "service-endpoints-3"), DnatMap(2, 0, "m"), DnatMap(1 << 20, 0xFFFFFFF0, "x")):
         nested, flat = dnat_map_parts("ip", e), dnat_map_parts("ip", e, nested=False)
         assert flat[0] == strip_nested(nested[0]) != nested[0] and flat[1:] == nested[1:]
