@@ -4,15 +4,16 @@
 GETSETELEM dumps (:meth:`nft_socket.NetlinkSession.table` fetches them). Rules are kept as
 the kernel's bytes; :class:`RuleMatcher` decides whether a dumped rule is a wanted
 :class:`~nft_commands.Rule`. Elements are kept as the dump's element lists and split into
-one ``bytes`` per element, the form :func:`nft_encode.kernel_elements` writes, so a set is
-compared as two sets of ``bytes``.
+one ``bytes`` per element, the form :func:`kernel_elements` writes (our encoding without
+NLA_F_NESTED flags), so a set is compared as two sets of ``bytes``.
 
 The kernel does not dump a rule exactly as it was sent: no NLA_F_NESTED flags, some
 attributes added with their default or derived value (``lookup`` flags 0, ``numgen`` offset
 0, ``dynset`` timeout and flags 0, ``nat`` max registers and range flags), some in another
-order. :func:`expr_form` reduces both sides to one form; a rule that reads an anonymous set
-(whose name and content the dump does not tie to the rule) has no form and never compares
-equal, so its chain is rewritten by every resync.
+order. :func:`expr_form` reduces both sides to one form. A lookup into an anonymous set
+(ClientIP affinity's ``numgen ... vmap``) is reduced to that set's elements, dumped with the
+table; a rule whose expressions the encoder leaves to ``nft`` (LoadBalancer source ranges)
+has no form and never compares equal, so its chain is rewritten by every resync.
 """
 
 from __future__ import annotations

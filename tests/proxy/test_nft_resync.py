@@ -256,3 +256,19 @@ def test_the_flat_numgen_of_a_dnat_map_is_the_encoded_one_without_nested_flags()
     for e in (DnatMap(9, 123456, "service-endpoints-3"), DnatMap(2, 0, "m"), DnatMap(1 << 20, 0xFFFFFFF0, "x")):
         nested, flat = dnat_map_parts("ip", e), dnat_map_parts("ip", e, nested=False)
         assert flat[0] == strip_nested(nested[0]) != nested[0] and flat[1:] == nested[1:]
+
+
+@pytest.mark.root
+async def test_loadbalancer_source_ranges_are_rewritten_through_nft_and_stay_the_same(netns: str) -> None:
+    """The firewall chain's anonymous interval set is left to nft: a resync cannot compare that
+    rule, rewrites its chain (through ``nft -f``) and leaves the table as it was."""
+    fw = h.service("ns1", "fw", "172.30.2.1", [h.port(80, "http", node_port=30500)], type_="LoadBalancer",
+                   lb_ips=["5.6.7.9"], source_ranges=["203.0.113.0/25", "198.51.100.0/24"])
+    es = h.eslice("ns1", "fw", [h.endpoint("10.181.0.1"), h.endpoint("10.181.0.2")], [{"name": "http", "port": 80}])
+    world = compute([fw], [es], "node1", ["192.168.0.2"])
+    b = NftablesBackend(netns, CFG)
+    await b.apply(world, None)
+    before = _table(netns)
+    await b.apply(world, None)
+    assert b.last_repairs == 2  # (flush the firewall chain, add its rule)
+    assert _table(netns) == before
