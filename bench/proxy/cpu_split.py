@@ -4,7 +4,8 @@
 
 Wall times on a shared machine mostly say who got the CPU; this prints the process's user and
 system time (``getrusage``; the kernel's netlink work runs in the sending thread, so it is
-system time here) for a cold full sync, two resyncs over the populated table, and partial syncs
+system time here) for a cold full sync, two resyncs over the populated table, one by a new
+backend (a restarted proxy), and partial syncs
 of two kinds, interleaved: an endpoint count change (the service's rule is rewritten) and an
 endpoint address change with the count kept (map elements only).
 """
@@ -55,7 +56,9 @@ async def bench(n: int, changes: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         b = NftablesBackend(ns, NftConfig(cluster_cidr="10.244.0.0/16"), 120)
-        for what in ("full", "resync", "resync2"):
+        for what in ("full", "resync", "resync2", "restart"):
+            if what == "restart":  # a new backend (a restarted proxy) over the populated table
+                b = NftablesBackend(ns, NftConfig(cluster_cidr="10.244.0.0/16"), 120)
             u0, s0 = _ru()
             await b.apply(s1, None)
             u1, s1_ = _ru()

@@ -58,8 +58,8 @@ from servicenet.proxy.nft_commands import (
 
 NFNL_SUBSYS_NFTABLES = 10
 BATCH_BEGIN, BATCH_END = 0x10, 0x11
-GETCHAIN, NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, NEWSET, GETSET, DELSET = 4, 3, 5, 6, 8, 9, 10, 11
-NEWSETELEM, DELSETELEM, GETGEN = 12, 14, 16
+GETCHAIN, NEWCHAIN, DELCHAIN, NEWRULE, GETRULE, DELRULE, NEWSET, GETSET, DELSET = 4, 3, 5, 6, 7, 8, 9, 10, 11
+NEWSETELEM, GETSETELEM, DELSETELEM, GETGEN = 12, 13, 14, 16
 F_REQUEST, F_ACK, F_DUMP, F_CREATE, F_APPEND = 0x1, 0x4, 0x300, 0x400, 0x800
 NESTED = 0x8000
 FAMILIES = {"ip": 2, "ip6": 10}
@@ -257,8 +257,24 @@ def _nat_from_map(family: str) -> bytes:
 
 
 def _e_dnat_map(ctx: _Ctx, e: DnatMap) -> bytes:
+    return b"".join(dnat_map_parts(ctx.family, e))
+
+
+def dnat_map_parts(family: str, e: DnatMap, nested: bool = True) -> tuple[bytes, bytes, bytes]:
+    """The three expressions of a :class:`DnatMap` (numgen, lookup, nat), each a whole
+    NFTA_LIST_ELEM; with ``nested=False`` the numgen one without NLA_F_NESTED flags (the others
+    repeat across rules: callers keep their own forms of them)."""
+    head, mid = _numgen_template() if nested else _numgen_template_flat()
+    return (head + _BE32.pack(e.mod) + mid + _BE32.pack(e.offset), _lookup_data(e.map), _nat_from_map(family))
+
+
+@functools.cache
+def _numgen_template_flat() -> tuple[bytes, bytes]:
+    """:func:`_numgen_template` without NLA_F_NESTED flags (only headers change: the split
+    points stay)."""
     head, mid = _numgen_template()
-    return head + _BE32.pack(e.mod) + mid + _BE32.pack(e.offset) + _lookup_data(e.map) + _nat_from_map(ctx.family)
+    return strip_nested(head + b"\x5a" * 4 + mid + b"\xa5" * 4)[:len(head)], \
+        strip_nested(head + b"\x5a" * 4 + mid + b"\xa5" * 4)[len(head) + 4:len(head) + 4 + len(mid)]
 
 
 @functools.lru_cache(maxsize=16)
@@ -317,8 +333,7 @@ _EP_KEY = struct.Struct("=HHHHHHI")  # element{ key{ value: u32 } } headers and 
 # a whole IPv4 endpoint map element: element{key{value: u32}} headers, the key (host order),
 # data{value} headers, address, port (network order), padding
 _EP4 = struct.Struct("=12sI8s4s2s2x")
-_EP4_KEY_HDRS = _H6.pack(32, 1 | NESTED, 12, 1 | NESTED, 8, 1)
-_EP4_DATA_HDRS = _H4.pack(16, 2 | NESTED, 12, 1)
+_EP4_HDRS = {f: (_H6.pack(32, 1 | f, 12, 1 | f, 8, 1), _H4.pack(16, 2 | f, 12, 1)) for f in (NESTED, 0)}
 _PROTO_KEY = {p: bytes([v, 0, 0, 0]) for p, v in PROTOS.items()}
 _VCODE = {c: _HDR.pack(8, 1) + struct.pack("!i", v) for c, v in VERDICTS.items()}  # NFTA_VERDICT_CODE
 
@@ -365,23 +380,25 @@ class EndpointLike(Protocol):
     port: int
 
 
-def _endpoint_elems(ctx: _Ctx, items: Iterable[tuple[int, EndpointLike]]) -> list[bytes]:
+def _endpoint_elems(ctx: _Ctx, items: Iterable[tuple[int, EndpointLike]], flag: int = NESTED) -> list[bytes]:
     """Endpoint map elements ``index : ip . port`` from ``(index, endpoint)`` pairs.
 
-    The hot path of a full sync (10^5 elements): one ``struct`` call per IPv4 element."""
+    The hot path of a full sync (10^5 elements): one ``struct`` call per IPv4 element. With
+    ``flag=0`` the nested attributes carry no NLA_F_NESTED flag: the form the kernel's dumps
+    use (:func:`kernel_elements`)."""
     pton = ctx.pton
     if ctx.addr_len == 4:
-        pk, kh, dh = _EP4.pack, _EP4_KEY_HDRS, _EP4_DATA_HDRS
+        pk, kh, dh = _EP4.pack, _EP4_HDRS[flag][0], _EP4_HDRS[flag][1]
         return [pk(kh, k, dh, pton(ep.ip), _port16(ep.port)) for k, ep in items]
     out = []
     for k, ep in items:
         v = ctx.ip(ep.ip) + ep.port.to_bytes(2, "big") + b"\0\0"
         n = len(v)
-        out.append(_EP_KEY.pack(24 + n, 1 | NESTED, 12, 1 | NESTED, 8, 1, k) + _H4.pack(8 + n, 2 | NESTED, 4 + n, 1) + v)
+        out.append(_EP_KEY.pack(24 + n, 1 | flag, 12, 1 | flag, 8, 1, k) + _H4.pack(8 + n, 2 | flag, 4 + n, 1) + v)
     return out
 
 
-def _verdict_elems(ctx: _Ctx, keys: Sequence[PortKey], values: Sequence[Verdict]) -> list[bytes]:
+def _verdict_elems(ctx: _Ctx, keys: Sequence[PortKey], values: Sequence[Verdict], flag: int = NESTED) -> list[bytes]:
     """Dispatch map elements ``[addr . ]proto . port : goto|jump chain`` (10^4 in a full sync):
     the same bytes as :func:`element`, with the attribute headers packed by hand."""
     pton, pk, pk6, protos, codes = ctx.pton, _HDR.pack, _H6.pack, _PROTO_KEY, _VCODE
@@ -395,17 +412,25 @@ def _verdict_elems(ctx: _Ctx, keys: Sequence[PortKey], values: Sequence[Verdict]
             cb = v.chain.encode() + b"\0"
             inner += pk(4 + len(cb), 2) + cb + b"\0" * (-len(cb) % 4)  # NFTA_VERDICT_CHAIN
         n, m = len(kb), len(inner)
-        out.append(pk6(20 + n + m, 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1) + kb
-                   + pk(8 + m, 2 | NESTED) + pk(4 + m, 2 | NESTED) + inner)
+        out.append(pk6(20 + n + m, 1 | flag, 8 + n, 1 | flag, 4 + n, 1) + kb
+                   + pk(8 + m, 2 | flag) + pk(4 + m, 2 | flag) + inner)
     return out
 
 
-def _address_elems(ctx: _Ctx, keys: Sequence[str]) -> list[bytes]:
+def _address_elems(ctx: _Ctx, keys: Sequence[str], flag: int = NESTED) -> list[bytes]:
     """Address set elements (cluster-ips, nodeport-ips)."""
     pton, pk6 = ctx.pton, _H6.pack
     n = ctx.addr_len
-    head = pk6(12 + n, 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1)
+    head = pk6(12 + n, 1 | flag, 8 + n, 1 | flag, 4 + n, 1)
     return [head + pton(k) for k in keys]
+
+
+def _pair_elems(ctx: _Ctx, addresses: Iterable[str], flag: int = NESTED) -> list[bytes]:
+    """``addr . addr`` set elements, one pair per address (the hairpin set)."""
+    n = 2 * ctx.addr_len
+    pair = struct.Struct(f"=12s{n // 2}s{n // 2}s").pack
+    head = _H6.pack(12 + n, 1 | flag, 8 + n, 1 | flag, 4 + n, 1)
+    return [pair(head, b, b) for b in map(ctx.pton, addresses)]
 
 
 def encoded_elements(ctx: _Ctx, keys: Sequence[Key], values: Sequence[Value] | None) -> list[bytes]:
@@ -426,6 +451,25 @@ def encoded_elements(ctx: _Ctx, keys: Sequence[Key], values: Sequence[Value] | N
     if values is None:
         return [element(ctx, k, None) for k in keys]
     return [element(ctx, k, v) for k, v in zip(keys, values, strict=True)]
+
+
+def strip_nested(data: bytes) -> bytes:
+    """``data`` (attributes) with the NLA_F_NESTED flag cleared at every level: the kernel's
+    dumps set it nowhere. Recurses only into attributes flagged nested."""
+    out: list[bytes] = []
+    off, end = 0, len(data)
+    while off + 4 <= end:
+        ln, kind = _HDR.unpack_from(data, off)
+        if ln < 4:
+            break
+        nxt = off + ((ln + 3) & ~3)
+        if kind & NESTED:
+            body = strip_nested(data[off + 4:off + ln])
+            out.append(_HDR.pack(ln, kind & ~NESTED) + body + data[off + ln:nxt])
+        else:
+            out.append(data[off:nxt])
+        off = nxt
+    return b"".join(out)
 
 
 def _grouped(ctx: _Ctx, kind: int, flags: int, name: str, encoded: list[bytes]) -> list[Message]:
@@ -458,14 +502,10 @@ def bulk_messages(family: str, table: str,
     per address (the hairpin set)."""
     ctx = _Ctx(family, table)
     out: list[Message] = []
-    pton = ctx.pton
     for name, runs in endpoint_maps.items():
         pairs = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
         out += _grouped(ctx, NEWSETELEM, F_CREATE, name, _endpoint_elems(ctx, pairs))
-    n = 2 * ctx.addr_len
-    pair = struct.Struct(f"=12s{n // 2}s{n // 2}s").pack
-    head = _H6.pack(12 + n, 1 | NESTED, 8 + n, 1 | NESTED, 4 + n, 1)
-    out += _grouped(ctx, NEWSETELEM, F_CREATE, pair_set, [pair(head, b, b) for b in map(pton, addresses)])
+    out += _grouped(ctx, NEWSETELEM, F_CREATE, pair_set, _pair_elems(ctx, addresses))
     return out
 
 

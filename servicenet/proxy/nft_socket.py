@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from servicenet.common.netns import run_in_netns
+from servicenet.proxy import nft_live
 from servicenet.proxy.nft_commands import Command
 from servicenet.proxy.nft_encode import (
     F_ACK,
@@ -23,14 +24,18 @@ from servicenet.proxy.nft_encode import (
     FAMILIES,
     GETCHAIN,
     GETGEN,
+    GETRULE,
     GETSET,
+    GETSETELEM,
     NFNL_SUBSYS_NFTABLES,
     nfmsg,
     s,
 )
 from servicenet.proxy.nft_encode import encode as encode_batch
+from servicenet.proxy.nft_live import LiveTable
 
 NETLINK_NETFILTER = 12
+NLM_F_DUMP_INTR = 0x10
 _NLMSG = struct.Struct("=IHHII")
 _HDR = struct.Struct("=HH")
 
@@ -119,29 +124,96 @@ class NetlinkSession:
         from a netlink dump (declarations only: no rules, no elements), or None if there is no
         such table. Blocking."""
         kind, name_attr = (GETCHAIN, 3) if what == "chains" else (GETSET, 2)
+        bodies = self.dump(kind, family, s(1, table))
+        if bodies is None:
+            return None
+        out: list[str] = []
+        for body in bodies:
+            attrs = _attrs(body)
+            if attrs.get(1, b"").rstrip(b"\0").decode() == table and name_attr in attrs:
+                out.append(attrs[name_attr].rstrip(b"\0").decode())
+        return out
+
+    def dump(self, kind: int, family: str, body: bytes) -> list[bytes] | None:
+        """The messages of a netlink dump request (``kind``: GETCHAIN, GETRULE, GETSETELEM, ...,
+        filtered by the attributes in ``body``), each without its netlink and nfgenmsg headers;
+        None if the kernel says there is no such object (ENOENT). Blocking."""
         seq = self._seq
         self._seq += 1
-        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | F_DUMP, seq, FAMILIES[family],
-                            s(1, table)))
-        out: list[str] = []
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST | F_DUMP, seq, FAMILIES[family], body))
+        out: list[bytes] = []
+        interrupted = False
         while True:
             data = self.sock.recv(1 << 20)
             off = 0
             while off + 16 <= len(data):
-                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                ln, typ, flags, mseq, _pid = _NLMSG.unpack_from(data, off)
                 if ln < 16:
                     break
                 if mseq == seq:
+                    interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
                     if typ == 3:  # NLMSG_DONE
+                        if interrupted:  # the ruleset changed while it was being dumped
+                            raise NetlinkError(errno.EINTR, "dump interrupted by a ruleset change")
                         return out
                     if typ == 2:  # NLMSG_ERROR
                         err = struct.unpack_from("=i", data, off + 16)[0]
                         if err == -errno.ENOENT:
                             return None
                         raise NetlinkError(-err, f"dump failed: {os.strerror(-err)}")
-                    attrs = _attrs(data[off + 20:off + ln])
-                    if attrs.get(1, b"").rstrip(b"\0").decode() == table and name_attr in attrs:
-                        out.append(attrs[name_attr].rstrip(b"\0").decode())
+                    out.append(data[off + 20:off + ln])
+                off += (ln + 3) & ~3
+
+    def table(self, family: str, table: str, element_sets: Iterable[str],
+              fixed_chains: Iterable[str] = ()) -> LiveTable | None:
+        """What ``table`` holds now (see :class:`nft_live.LiveTable`): chains, sets, every rule,
+        and the elements of those of ``element_sets`` that exist; None if there is no table.
+        Blocking."""
+        tbl = s(1, table)
+        chains = self.dump(GETCHAIN, family, tbl)
+        sets = self.dump(GETSET, family, tbl)
+        rules = self.dump(GETRULE, family, tbl)
+        if chains is None or sets is None or rules is None:
+            return None
+        live = nft_live.parse_table(table, chains, sets, rules)
+        for name in element_sets:
+            if name in live.sets:
+                bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
+                live.elements[name] = nft_live.element_blobs(bodies or [])
+        for name, flags in live.sets.items():
+            if flags & nft_live.SET_ANONYMOUS:  # (the rules' anonymous maps: few, one per affinity service)
+                bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
+                live.anonymous[name] = frozenset(nft_live.split_elements(nft_live.element_blobs(bodies or [])))
+        return live
+
+    def chain_rules(self, family: str, table: str, chains: Iterable[str]) -> dict[str, list[nft_live.LiveRule]]:
+        """The rules of each of ``chains`` (a dump per chain). Blocking."""
+        out: dict[str, list[nft_live.LiveRule]] = {}
+        for c in chains:
+            bodies = self.dump(GETRULE, family, s(1, table) + s(2, c)) or []
+            out[c] = [r for _, r in nft_live.parse_rules(table, bodies)]
+        return out
+
+    def generation(self) -> int:
+        """The ruleset's generation id: every committed transaction (of any table) raises it. Blocking."""
+        seq = self._seq
+        self._seq += 1
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, F_REQUEST, seq, 0, b""))
+        while True:
+            data = self.sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                if ln < 16:
+                    break
+                if mseq == seq:
+                    if typ == 2:
+                        err = struct.unpack_from("=i", data, off + 16)[0]
+                        raise NetlinkError(-err, f"GETGEN failed: {os.strerror(-err)}")
+                    gen = _attrs(data[off + 20:off + ln]).get(1)
+                    if gen is None:
+                        raise NetlinkError(errno.EPROTO, "GETGEN answer without a generation id")
+                    return int(struct.unpack("!I", gen)[0])
                 off += (ln + 3) & ~3
 
     def _drain(self, barrier: int) -> None:

@@ -184,7 +184,7 @@ class Fragment:
     shards: int = 1
 
     def current(self, st: ServiceState, blocks: Blocks) -> bool:
-        return (self.state == st and self.shards == blocks.shards
+        return ((self.state is st or self.state == st) and self.shards == blocks.shards
                 and all(blocks.holds(c, b) for c, _, b, _ in self.lbs))
 
 

@@ -18,12 +18,13 @@ from typing import Protocol
 
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
-from servicenet.proxy import nft_encode, nft_skeleton
+from servicenet.proxy import nft_encode, nft_resync, nft_skeleton
 from servicenet.proxy import render_iptables as ipt
 from servicenet.proxy import render_nftables as nft
 from servicenet.proxy.conntrack import FlowFilter
 from servicenet.proxy.model import DesiredState, ServicePortName
 from servicenet.proxy.nft_commands import Command, render
+from servicenet.proxy.nft_live import LiveRule, LiveTable, RuleMatcher
 from servicenet.proxy.nft_socket import NetlinkSession
 
 _log = log.get("proxy.sync")
@@ -168,6 +169,10 @@ class NftablesBackend:
         self._programmed: nft.Programmed | None = None
         self._fragments: nft.FragmentCache = {}
         self._blocks: nft.Blocks | None = None
+        self._matcher = RuleMatcher(cfg.family)  # learns how the kernel lists our rules (resyncs)
+        self._wanted = nft_resync.WantedElements()  # the wanted elements as the kernel lists them (resyncs)
+        self._fixed_rules: dict[str, list[LiveRule]] | None = None  # fixed chains right after our skeleton
+        self.last_repairs = 0  # commands the last resync sent (0: the table was intact)
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
         """Chains and sets (maps included) of our table, or None if there is no table.
@@ -217,9 +222,6 @@ class NftablesBackend:
         return await self._full(state, t0)
 
     async def _full(self, state: DesiredState, t0: float) -> ApplyResult:
-        t_list = time.perf_counter()
-        existing = self._programmed_names() or await self._existing()
-        t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
         shards = nft.shards_for(state)
         if self._programmed is not None:  # partial syncs since the last full one rendered these
             self._fragments = dict(self._programmed.fragments)
@@ -229,14 +231,99 @@ class NftablesBackend:
         gc_was = gc.isenabled()
         gc.disable()  # a full sync allocates ~10^6 objects: collections in between only cost time
         try:
-            if existing is None and self.netlink and not any(
-                    st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
-                return await self._cold_start(state, shards, t0)
-            rs = nft.build(state, self.cfg, self._fragments, self._blocks, endpoints=not self.netlink)
+            if self.netlink:
+                return await self._full_netlink(state, shards, t0)
+            t_list = time.perf_counter()
+            existing = self._programmed_names() or await self._existing()
+            t0 += time.perf_counter() - t_list  # listing counts as apply time, not render time
+            rs = nft.build(state, self.cfg, self._fragments, self._blocks)
             return await self._full_apply(state, rs, existing, t0)
         finally:
             if gc_was:
                 gc.enable()
+
+    async def _full_netlink(self, state: DesiredState, shards: int, t0: float) -> ApplyResult:
+        """A full sync over netlink: a cold start into a new table, or a resync over the one
+        there (dumped, compared, repaired: :mod:`nft_resync`)."""
+        assert self._blocks is not None
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        session = self._open_session()
+        wanted = nft_resync.element_sets(cfg, self._blocks.maps)
+        dump = loop.run_in_executor(None, session.table, cfg.family, cfg.table, wanted)
+        render_s = 0.0
+        rs: nft.NftRuleset | None = None
+        if self._programmed is not None:  # most likely a populated table: render while the kernel dumps it
+            r0 = time.perf_counter()
+            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            render_s += time.perf_counter() - r0
+        try:
+            live = await bounded(dump, self.timeout)
+        except (OSError, TimeoutError) as e:
+            self._close_session()
+            self._forget()
+            raise ApplyError(f"dumping the table failed: {e}") from e
+        except asyncio.CancelledError:
+            self._close_session()  # (the dump may still be reading: the next sync gets a socket of its own)
+            raise
+        if live is None or not live.chains:
+            if not any(st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
+                return await self._cold_start(state, shards, t0)
+            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            return await self._full_apply(state, rs, None, t0)
+        if rs is None:
+            r0 = time.perf_counter()
+            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            render_s += time.perf_counter() - r0
+        return await self._resync(state, rs, live, t0, render_s)
+
+    async def _resync(self, state: DesiredState, rs: nft.NftRuleset, live: LiveTable, t0: float,
+                      render_s: float) -> ApplyResult:
+        """Repair ``live`` into ``rs`` in one transaction (none when nothing drifted). The
+        skeleton goes through ``nft -f`` first unless its declarations and fixed rules are intact."""
+        cfg = self.cfg
+        size = 0
+        try:
+            if not nft_resync.skeleton_intact(live, rs, cfg, self._fixed_rules):
+                skeleton = nft_skeleton.skeleton_transaction(cfg, rs.endpoint_maps, rs.affinity_sets)
+                size += len(skeleton)
+                self._fixed_rules = None
+                await self._nft_f(skeleton)
+                session = self._open_session()
+                loop = asyncio.get_running_loop()
+                self._fixed_rules = await bounded(loop.run_in_executor(
+                    None, session.chain_rules, cfg.family, cfg.table, nft_skeleton.FIXED_CHAINS), self.timeout)
+            r0 = time.perf_counter()
+            tx = nft_resync.repair_transaction(live, rs, cfg, self._matcher, self._wanted)
+            render_s += time.perf_counter() - r0
+            self.last_repairs = len(tx)
+            if tx:
+                sent = await self._apply_netlink(tx)
+                if sent is None:
+                    text = render(tx, cfg.family, cfg.table)
+                    sent = len(text)
+                    await self._nft_f(text)
+                size += sent
+        except (OSError, TimeoutError) as e:
+            self._forget()
+            raise ApplyError(f"resync failed: {e}") from e
+        except ApplyError:
+            self._forget()
+            raise
+        self._programmed = self._reuse_programmed(state) or nft.Programmed.of(state, cfg, self._fragments)
+        total = time.perf_counter() - t0
+        return ApplyResult(True, size, render_s, total - render_s)
+
+    def _reuse_programmed(self, state: DesiredState) -> nft.Programmed | None:
+        """The record of the last sync if every service's fragment is still the same object
+        (a resync over an unchanged world): it already says what the table now holds."""
+        prog, frags = self._programmed, self._fragments
+        if prog is None or len(prog.fragments) != len(frags) or any(prog.fragments.get(n) is not f
+                                                                      for n, f in frags.items()):
+            return None
+        if prog.node_ips != (frozenset(state.node_ips) if self.cfg.nodeport_primary else frozenset()):
+            return None
+        return prog
 
     async def _full_apply(self, state: DesiredState, rs: nft.NftRuleset,
                           existing: tuple[list[str], list[str]] | None, t0: float) -> ApplyResult:
@@ -324,6 +411,8 @@ class NftablesBackend:
                 if skel_task is not None:
                     await skel_task
                     skel_task = None
+                    # the fixed chains as just written: a resync re-applies the skeleton only if they drift
+                    self._fixed_rules = session.chain_rules(cfg.family, cfg.table, nft_skeleton.FIXED_CHAINS)
                 if pending is not None:
                     await bounded(pending, self.timeout)
                 pending = loop.run_in_executor(None, session.send, batch, seqs)
@@ -369,6 +458,7 @@ class NftablesBackend:
     def _forget(self) -> None:
         """After a failure the kernel state is unknown: the next sync is full and lists the table."""
         self._programmed = None
+        self._fixed_rules = None
 
     async def _nft_f(self, text: str) -> None:
         await run_cmd(self.netns, ["nft", "-f", "-"], text.encode(), timeout=self.timeout)
