@@ -1,7 +1,7 @@
 """The ingress without its access log (``--no-access-log``): HAProxy gets no log target and no pipe,
 requests are still routed with every reverse-proxy header (a client's own values replaced), and
 X-Forwarded-Port is the listener's port on both listeners (a constant per listener, not a kernel
-lookup)."""
+lookup); per-backend counters come from HAProxy's statistics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from servicenet.ingress import cli
@@ -68,5 +69,13 @@ async def test_served_without_access_log(tmp_path: Path) -> None:
                 assert h["x-forwarded-proto"] == scheme and h["x-forwarded-port"] == str(listener), h
                 assert h["x-real-ip"] == "127.0.0.1" and h["x-forwarded-host"] == f"{HOST}:{listener}", h
             assert s.ctl.access.lines == 0
+            # per-backend counters come from HAProxy's own statistics instead (2 requests, both 200)
+            await s.ctl.read_backend_stats()
+            async with aiohttp.ClientSession() as sess, sess.get(s.ctl.health.url + "/metrics") as r:
+                text = await r.text()
+            lines = [ln for ln in text.splitlines() if ln.startswith("servicenet_ingress_backend_responses_total")
+                     and 'code_class="2xx"' in ln and "be_default_echo_" in ln]
+            assert len(lines) == 1 and lines[0].endswith(" 2.0"), text
+            assert "servicenet_ingress_requests_total{" not in text  # the per-route ones need the log
     finally:
         await echo.cleanup()
