@@ -55,6 +55,18 @@ def _bare(text: str) -> str:
             f"    server s1 {server[1]}\n")
 
 
+def _static_routing(text: str) -> str:
+    """The routing maps and variables replaced by the walkthrough's paths written as rules."""
+    text = _drop(r"set-var\(txn\.(host|hg|k|r|bl)\)", r"set-var-fmt\(txn\.k\)", r"redirect location https",
+                 r"deny deny_status 413")(text)
+    api = re.search(r"^backend (be_default_api\S*)", text, re.M)
+    ui = re.search(r"^backend (be_default_ui\S*)", text, re.M)
+    assert api is not None and ui is not None
+    return re.sub(r"^    use_backend .*\n    default_backend .*$",
+                  f"    use_backend {api[1]} if {{ path_beg /api /signin /signout }}\n    default_backend {ui[1]}",
+                  text, flags=re.M)
+
+
 VARIANTS: dict[str, Callable[[str], str]] = {
     "full": lambda text: text,
     "nolog": _drop(r"^    log stdout", r"log-format"),  # what --no-access-log renders
@@ -75,6 +87,11 @@ VARIANTS: dict[str, Callable[[str], str]] = {
         "    http-request set-header X-Real-IP",
         "    http-request del-header ^(x-real-ip|x-forwarded-(proto|host|port))$ -m reg\n"
         "    http-request set-header X-Real-IP").replace("set-header X-Forwarded-", "add-header X-Forwarded-"),
+    "static_routing": _static_routing,
+    "no_host_variable_and_group": lambda text: _drop(r"set-var\(txn\.hg\)")(text).replace(
+        '%[var(txn.hg)]%[path]/', '%[var(txn.host)]%[path]/'),
+    "no_redirect_check": _drop(r"redirect location https"),
+    "no_body_limit_rules": _drop(r"set-var\(txn\.bl\)", r"deny deny_status 413"),
     "no_checks": _sub("default-server check inter", "default-server inter"),
     "no_observe": _sub(" observe layer4 error-limit 3 on-error mark-down", ""),
     "bufsize_16k": _sub("tune.bufsize 32768", "tune.bufsize 16384"),
