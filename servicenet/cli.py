@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ingress-http-port", type=int, default=None, help="ingress HTTP port (netns 80, loopback 8080)")
     up.add_argument("--ingress-https-port", type=int, default=None,
                     help="ingress HTTPS port (netns 443, loopback 8443)")
+    up.add_argument("--ingress-no-access-log", action="store_true",
+                    help="ingress without its per-request JSON log and per-route metrics (docs/ingress.md)")
     up.add_argument("--only", default="", help="comma-separated components to run (default: all available)")
     up.add_argument("--nodes", type=int, default=0,
                     help="netns mode: N node namespaces on an underlay bridge, each with its own node agent, "

@@ -48,7 +48,9 @@ def build_for_up(client: ApiClient, args: Any, network: str, admin: ApiClient | 
     https = getattr(args, "ingress_https_port", None) or (443 if netns else 8443)
     cfg = IngressConfig(state_dir=Path(args.data_dir) / "ingress", http_port=http, https_port=https,
                         node_name=getattr(args, "node_name", "node-1") if netns else "",
-                        access_log_file=Path(args.data_dir) / "ingress" / "access.log")
+                        access_log=not getattr(args, "ingress_no_access_log", False),
+                        access_log_file=(None if getattr(args, "ingress_no_access_log", False)
+                                         else Path(args.data_dir) / "ingress" / "access.log"))
     gateway = GatewayController(client, GatewayConfig(state_dir=Path(args.data_dir) / "gateway"))
     return WithGateway(UpIngress(client, cfg, admin), gateway, wait_for_api=True)
 
@@ -63,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default="", help="follow this Node: listen on its InternalIP in its netns")
     p.add_argument("--health-listen", default="127.0.0.1:10254")
     p.add_argument("--access-log", type=Path, default=None, help="also append JSON access log lines here")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no per-request log line and no per-route metrics (less CPU per request; docs/ingress.md)")
     p.add_argument("--create-class", action="store_true", help="create the servicenet IngressClass")
     p.add_argument("--gateway", action="store_true",
                    help="also serve the Gateway API (the gateway.networking.k8s.io CRDs must be installed)")
@@ -70,11 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def config(args: argparse.Namespace, health: tuple[str, int]) -> IngressConfig:
+    """The controller's configuration from ``servicenet ingress``'s arguments."""
+    if args.no_access_log and args.access_log is not None:
+        raise SystemExit("servicenet ingress: --access-log and --no-access-log exclude each other")
+    return IngressConfig(state_dir=args.state_dir, http_port=args.http_port, https_port=args.https_port,
+                         addresses=tuple(args.listen or ()), node_name=args.node_name,
+                         health=health, access_log_file=args.access_log, access_log=not args.no_access_log)
+
+
 def main(argv: list[str]) -> int:
     args, health = main_args(_parser(), argv)
-    cfg = IngressConfig(state_dir=args.state_dir, http_port=args.http_port, https_port=args.https_port,
-                        addresses=tuple(args.listen or ()), node_name=args.node_name,
-                        health=health, access_log_file=args.access_log)
+    cfg = config(args, health)
 
     async def run() -> None:
         client = ApiClient.from_kubeconfig(args.kubeconfig)

@@ -23,7 +23,7 @@ from servicenet.client import object_key as _obj_key
 from servicenet.common import log
 from servicenet.common.component import bounded, cancel_and_wait
 from servicenet.common.health import HealthServer
-from servicenet.ingress import incremental, maps
+from servicenet.ingress import backend_stats, incremental, maps
 from servicenet.ingress import render as rd
 from servicenet.ingress.accesslog import AccessLog
 from servicenet.ingress.certs import self_signed
@@ -49,6 +49,7 @@ class IngressConfig:
     health: tuple[str, int] = ("127.0.0.1", 0)
     access_log_file: Path | None = None
     access_log: bool = True  # False: no access log and no per-route metrics (saves a little CPU per request)
+    backend_stats_period: float = 5.0  # without the access log: read HAProxy's backend counters this often
     publish_status: bool = True
     haproxy_global: tuple[str, ...] = ()  # extra lines for HAProxy's global section (tuning, benchmarks)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +110,10 @@ class IngressController:
         self.m_rejected = prometheus_client.Counter("servicenet_ingress_rejected_configs",
                                                     "Configurations haproxy refused", registry=self.registry)
         self.access = AccessLog(self.registry, self._route_name, config.access_log_file)
+        self.backend_totals = backend_stats.Totals()  # without the access log: HAProxy's own counters
+        if not config.access_log:
+            self.registry.register(backend_stats.Collector(self.backend_totals))
+        self._stats_task: asyncio.Task[None] | None = None
         self.synced_generation = 0  # bumps after every applied sync (tests wait on it)
         self.last_error = ""
         self._syncing = False
@@ -164,10 +169,14 @@ class IngressController:
         self.synced_generation = 1
         await self._after_apply()
         self._task = asyncio.create_task(self._run(), name="ingress-sync")
+        if not self.cfg.access_log:
+            self._stats_task = asyncio.create_task(self._stats_loop(), name="ingress-backend-stats")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        await cancel_and_wait(self._stats_task)
+        self._stats_task = None
         await cancel_and_wait(self._report_task)
         await self.factory.stop()
         await self.access.stop()
@@ -252,6 +261,19 @@ class IngressController:
         if not extra:
             return table
         return replace(table, upstreams=tuple(sorted(table.upstreams + extra, key=lambda u: u.name)))
+
+    async def read_backend_stats(self) -> None:
+        """One reading of HAProxy's per-backend counters into :attr:`backend_totals`."""
+        assert self.haproxy is not None
+        self.backend_totals.update(backend_stats.parse(await self.haproxy.command(backend_stats.COMMAND)))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.backend_stats_period)
+            try:
+                await self.read_backend_stats()
+            except OSError as e:  # a reload in progress (TimeoutError is one too): the next reading
+                _log.debug("backend stats not read", error=str(e))
 
     async def _run(self) -> None:
         await sync_loop(self, self.sync, self.m_sync_seconds, "ingress", lambda: setattr(self, "_full", True))

@@ -346,7 +346,10 @@ def render(table: Table, slots: Slots, listen: Listen, files: Files, *, with_ser
         "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
         # as ingress-nginx sets them (applications build their absolute URLs from these)
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
-        "    http-request set-header X-Forwarded-Port %[dst_port]",
+        # the listener's port as a constant: %[dst_port] asks the kernel (getsockname, and a
+        # getsockopt for SO_ORIGINAL_DST) once per client connection
+        f"    http-request set-header X-Forwarded-Port {listen.https_port} if {{ ssl_fc }}",
+        f"    http-request set-header X-Forwarded-Port {listen.http_port} if !{{ ssl_fc }}",
         # Connection is hop-by-hop: a client's "close" must not close the kept-alive backend
         # connection (HAProxy would forward it and then close); an upgrade passes (websockets)
         "    http-request del-header Connection if !{ req.hdr(upgrade) -m found }",

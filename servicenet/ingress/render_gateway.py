@@ -126,7 +126,9 @@ def _http_frontend(fe: Frontend, addresses: tuple[str, ...], files: GwFiles, beh
         "    http-request set-header X-Forwarded-Proto https if { ssl_fc }",
         "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
-        "    http-request set-header X-Forwarded-Port %[dst_port]",
+        # the listener's port (behind the SNI split too, where the PROXY header carries it): a
+        # constant, where %[dst_port] asked the kernel (getsockname) once per client connection
+        f"    http-request set-header X-Forwarded-Port {port}",
         "    use_backend %[var(txn.b)] if { var(txn.b) -m found }",
         f"    use_backend %[var(txn.r),map_str({files.map(port, 'routes')})] if {{ var(txn.r) -m found }}",
         f"    default_backend {NOT_FOUND}",

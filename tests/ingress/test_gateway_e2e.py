@@ -295,6 +295,7 @@ async def test_gateway_http_and_https_listeners_end_to_end(gs: GwStack, tmp_path
         body, _, code = out.rpartition("\n")
         assert code == "200" and json.loads(body)["name"] == "s:b", out
         assert json.loads(body)["headers"]["x-forwarded-proto"] == "https"
+        assert json.loads(body)["headers"]["x-forwarded-port"] == str(https_port)
         rc, out = await run("curl", "-sS", "--cacert", str(tmp_path / "ca.pem"), "--resolve", resolve,
                             "-H", "Host: f.test", "-o", "/dev/null", "-w", "%{http_code}",
                             f"https://secure.test:{https_port}/hdr")

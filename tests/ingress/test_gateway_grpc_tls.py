@@ -125,6 +125,7 @@ async def test_grpcroute_and_tlsroute_passthrough(tmp_path: Path) -> None:
                 body = json.loads(out)
                 assert body["name"] == "web" and body["headers"]["x-forwarded-proto"] == "https", body
                 assert body["headers"]["x-forwarded-for"] == "127.0.0.1", body  # the PROXY header kept the client
+                assert body["headers"]["x-forwarded-port"] == str(tls_port), body  # the listener's port
             rc, out = await run("curl", "-sS", "-k", "--resolve", f"other.example:{tls_port}:127.0.0.1",
                                 f"https://other.example:{tls_port}/")
             assert rc != 0, out  # no listener for this SNI: the connection is closed
