@@ -257,6 +257,8 @@ def _run(coro: Any) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("SERVICENET_PB_NATIVE", "1") == "0":  # A/B runs: the pure-Python protobuf paths
+        importlib.import_module("servicenet.api.pb.wire").use_native(False)
     if argv and argv[0] in COMPONENT_COMMANDS:
         log.setup()
         mod = importlib.import_module(COMPONENT_COMMANDS[argv[0]])

@@ -3,8 +3,10 @@ without one it is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +66,12 @@ async def test_store_over_tls_with_client_certificate(tmp_path: Path, etcd_membe
     try:
         rec = await store.create("/registry/configmaps/default/a", {"metadata": {"name": "a"}})
         assert store.get("/registry/configmaps/default/a") == rec
-        assert store.ready()[0]
+        # a create no longer waits for its own watch event (it is applied from etcd's answer), so the
+        # watch stream may still be opening: readiness must follow within a deadline
+        deadline = time.monotonic() + 10
+        while not store.ready()[0] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert store.ready() == (True, "ok")
     finally:
         await store.close()
     anonymous = EtcdStore(cluster.endpoints, tls=EtcdTLS(pki["ca"]), request_timeout=2,

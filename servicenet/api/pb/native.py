@@ -13,13 +13,13 @@ The pure-Python paths stay the reference and the fallback:
 * :func:`encode_message` answers what :func:`.encode.encode_message` answers: when a value does not
   fit, the Python encoder runs again and raises its descriptive :class:`.convert.ConversionError`.
 
-``SERVICENET_PB_NATIVE=0`` in the environment turns the C paths off (A/B measurements).
+``SERVICENET_PB_NATIVE=0`` in a servicenet process's environment turns the C paths off (A/B
+measurements; servicenet.cli reads it).
 """
 
 from __future__ import annotations
 
 import base64
-import os
 from typing import Any
 
 import orjson
@@ -34,8 +34,9 @@ except ImportError:  # not built (no C compiler at install time): the pure-Pytho
 
 #: the C module is importable
 BUILT = _cpb is not None
-#: the C paths are in use (built, and not turned off by SERVICENET_PB_NATIVE=0)
-ENABLED = BUILT and os.environ.get("SERVICENET_PB_NATIVE", "1") != "0"
+#: the C paths are in use when built; a process started with SERVICENET_PB_NATIVE=0 turns them off
+#: through ``wire.use_native(False)`` (the CLI reads the environment: this core does no I/O)
+ENABLED = BUILT
 
 # reader, mode and special kinds: the enums at the top of _cpb.c
 R_UNSUPPORTED, R_INT32, R_INT64, R_BOOL, R_STR, R_BYTES, R_RAW, R_DOUBLE, R_FLOAT, R_MSG, R_MAP_SS, R_MAP = range(12)
