@@ -83,3 +83,22 @@ GOLDEN_CASES = [
      [eslice("ns1", "svc5", [endpoint("10.180.0.1", node="node1"), endpoint("10.180.1.1", node="node2")],
              [{"name": "p80", "port": 80}])]),
 ]
+
+
+def big_world_objects(n: int, *, affinity: bool = True, extra_eps: int = 0) -> tuple[list[dict], list[dict]]:
+    """n Services and their slices: 1-4 endpoints each (plus ``extra_eps``), one NodePort, one
+    eTP=Local LoadBalancer and, with ``affinity``, every fifth one ClientIP affinity."""
+    svcs, slices = [], []
+    for i in range(n):
+        kw: dict = {}
+        if affinity and i % 5 == 1:
+            kw = {"affinity": 60}
+        if i == 2:
+            kw = {"type_": "NodePort"}
+        if i == 3:
+            kw = {"type_": "LoadBalancer", "lb_ips": ["5.6.7.8"], "etp": "Local", "hcnp": 30100}
+        p = port(80, "http", node_port=30000 + i if "type_" in kw else None)
+        svcs.append(service("ns1", f"s{i}", f"172.30.1.{i + 1}", [p], **kw))
+        eps = [endpoint(f"10.180.{i}.{j}", node="node1" if j else "node2") for j in range(1 + i % 4 + extra_eps)]
+        slices.append(eslice("ns1", f"s{i}", eps, [{"name": "http", "port": 80}]))
+    return svcs, slices

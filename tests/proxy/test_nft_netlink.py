@@ -292,19 +292,7 @@ def _slices_of(state) -> list[dict]:
 
 def _big_world(n: int):
     """n services: most with 3 endpoints, some with affinity, one NodePort, one eTP=Local LoadBalancer."""
-    svcs, slices = [], []
-    for i in range(n):
-        kw: dict = {}
-        if i % 5 == 1:
-            kw = {"affinity": 60}
-        if i == 2:
-            kw = {"type_": "NodePort"}
-        if i == 3:
-            kw = {"type_": "LoadBalancer", "lb_ips": ["5.6.7.8"], "etp": "Local", "hcnp": 30100}
-        port = h.port(80, "http", node_port=30000 + i if "type_" in kw else None)
-        svcs.append(h.service("ns1", f"s{i}", f"172.30.1.{i + 1}", [port], **kw))
-        eps = [h.endpoint(f"10.180.{i}.{j}", node="node1" if j else "node2") for j in range(1 + i % 4)]
-        slices.append(h.eslice("ns1", f"s{i}", eps, [{"name": "http", "port": 80}]))
+    svcs, slices = h.big_world_objects(n)
     state = compute(svcs, slices, "node1", ["192.168.0.2"])
     _WORLD_OBJECTS[id(state)] = (svcs, slices)
     return state

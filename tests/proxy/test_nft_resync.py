@@ -33,19 +33,7 @@ def _world(n: int, *, affinity: bool = True, extra_eps: int = 0) -> Any:
     """n services: 1-4 endpoints (a direct DNAT or a numgen map read), a NodePort, an eTP=Local
     LoadBalancer (fib rules, comments), and with ``affinity`` some ClientIP-affinity services
     (endpoint chains, affinity sets, an anonymous verdict map)."""
-    svcs, slices = [], []
-    for i in range(n):
-        kw: dict[str, Any] = {}
-        if affinity and i % 5 == 1:
-            kw = {"affinity": 60}
-        if i == 2:
-            kw = {"type_": "NodePort"}
-        if i == 3:
-            kw = {"type_": "LoadBalancer", "lb_ips": ["5.6.7.8"], "etp": "Local", "hcnp": 30100}
-        port = h.port(80, "http", node_port=30000 + i if "type_" in kw else None)
-        svcs.append(h.service("ns1", f"s{i}", f"172.30.1.{i + 1}", [port], **kw))
-        eps = [h.endpoint(f"10.180.{i}.{j}", node="node1" if j else "node2") for j in range(1 + i % 4 + extra_eps)]
-        slices.append(h.eslice("ns1", f"s{i}", eps, [{"name": "http", "port": 80}]))
+    svcs, slices = h.big_world_objects(n, affinity=affinity, extra_eps=extra_eps)
     return compute(svcs, slices, "node1", ["192.168.0.2"])
 
 
