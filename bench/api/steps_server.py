@@ -41,7 +41,7 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _STEPS: list[tuple[Any, list[str]]] = [
-    (negotiation, ["decode_body", "protobuf_response", "_written"]),
+    (negotiation, ["decode_body", "protobuf_response", "created_answer"]),
     (wire, ["decode", "encode"]),  # the protobuf codec inside decode_body / protobuf_response
     (defaults, ["apply_defaults", "prepare_for_create"]),
     (validation, ["validate_create"]),

@@ -66,8 +66,10 @@ def unknown_fields(api_version: str, kind: str, obj: dict[str, Any]) -> list[str
 
 def create_managed_fields(obj: dict[str, Any], manager: str, *, api_version: str, now: str,
                           kind: str) -> list[dict[str, Any]]:
-    """:func:`servicenet.api.managed_create.create_managed_fields`, its ``fieldsV1`` kept per shape (as
-    JSON, decoded afresh for each object: nothing is shared between objects)."""
+    """:func:`servicenet.api.managed_create.create_managed_fields`, its ``fieldsV1`` kept per shape as
+    JSON text and handed out as an ``orjson.Fragment`` of it: FieldsV1 is an opaque JSON blob that
+    a create only writes out (the store's ``orjson.dumps``, the protobuf encoder's raw field), so it
+    is never decoded here, and an immutable fragment shares nothing that could be changed."""
     shape = shape_key(obj)
     if shape is None:
         return managed_create.create_managed_fields(obj, manager, api_version=api_version, now=now, kind=kind)
@@ -81,4 +83,4 @@ def create_managed_fields(obj: dict[str, Any], manager: str, *, api_version: str
     if fields is None:
         return []
     return [{"manager": manager, "operation": "Update", "apiVersion": api_version, "time": now,
-             "fieldsType": "FieldsV1", "fieldsV1": orjson.loads(fields)}]
+             "fieldsType": "FieldsV1", "fieldsV1": orjson.Fragment(fields)}]

@@ -173,17 +173,24 @@ class ResourceHandlers:
         obj = await self.read_body(request)
         self.check_kind(t.info, obj, t)
         opts = self.write_options(request)
-        self.check_unknown_fields(t.info, obj, opts)
+        if not negotiation.fields_checked(request):
+            self.check_unknown_fields(t.info, obj, opts)
         rec = await self.registry.create(t.info, t.namespace, obj, opts)
-        negotiation.keep_written(request, obj, rec)
-        return record_response(as_requested(t.info, rec), 201, self.warning_headers(opts))
+        shown = as_requested(t.info, rec)
+        headers = self.warning_headers(opts)
+        if shown is rec:
+            answer = negotiation.created_answer(request, obj, rec, 201, headers)
+            if answer is not None:
+                return answer
+        return record_response(shown, 201, headers)
 
     async def update(self, request: web.Request, t: Target, subresource: str | None = None) -> web.Response:
         assert t.name is not None
         obj = await self.read_body(request)
         self.check_kind(t.info, obj, t)
         opts = self.write_options(request)
-        self.check_unknown_fields(t.info, obj, opts)
+        if not negotiation.fields_checked(request):
+            self.check_unknown_fields(t.info, obj, opts)
         key = key_for(t.info, t.namespace, t.name)
         if self.store.latest(key) is None and subresource is None:
             # PUT on a missing object creates it for kinds that allow it (upstream AllowCreateOnUpdate);

@@ -27,7 +27,7 @@ PROTOBUF = wire.PROTOBUF
 MAX_BODY = wire.MAX_BODY
 ACCEPTED_BODIES = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
 _WARNINGS = web.RequestKey("servicenet.body_warnings", list)
-_WRITTEN = web.RequestKey("servicenet.written", tuple)
+_PROTOBUF_BODY = web.RequestKey("servicenet.protobuf_body", bool)
 _JSON_TYPES = frozenset({"", "application/json", "text/json"})
 _YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml"})
 
@@ -79,7 +79,8 @@ def decode_body(request: web.Request, raw: bytes) -> dict[str, Any]:
 
 
 def _decode_protobuf(request: web.Request, raw: bytes) -> dict[str, Any]:
-    fv = request.query.get("fieldValidation") or "Warn"
+    request[_PROTOBUF_BODY] = True
+    fv = request.query.get("fieldValidation") or "Warn" if request.query_string else "Warn"
     try:
         decoded = wire.decode(raw, find_unknown=fv != "Ignore")
     except wire.ProtobufError as exc:
@@ -94,6 +95,13 @@ def _decode_protobuf(request: web.Request, raw: bytes) -> dict[str, Any]:
                                      + ", ".join(names))
         request[_WARNINGS] = names
     return decoded.obj
+
+
+def fields_checked(request: web.Request) -> bool:
+    """Whether the body's unknown fields were already found while decoding it: a protobuf body can
+    only carry fields its messages define, and :func:`decode_body` reported any other field number
+    under the request's ``fieldValidation``; the JSON-schema walk would find nothing more."""
+    return request.get(_PROTOBUF_BODY, False)
 
 
 def body_warnings(request: web.Request) -> list[str]:
@@ -133,9 +141,7 @@ def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.Str
     if not isinstance(body, bytes | bytearray) or not body:
         return resp
     try:
-        encoded = _encode_written(request, body)
-        if encoded is None:
-            encoded = wire.encode(orjson.loads(body))
+        encoded = wire.encode(orjson.loads(body))
     except wire.NotEncodable as exc:
         if wire.only_protobuf(accept):
             return _status(errors.not_acceptable(str(exc)), protobuf=True)
@@ -150,43 +156,25 @@ def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.Str
     return out
 
 
-def keep_written(request: web.Request, obj: dict[str, Any], rec: Any) -> None:
-    """Note the dict a create handed to the store, for a protobuf answer: with the store's
-    resourceVersion added it is the stored object, so the answer need not decode the stored JSON
-    (an update stores a merged copy instead: not noted)."""
-    if isinstance(rec, Record) and "protobuf" in request.headers.get("Accept", ""):
-        request[_WRITTEN] = (obj, rec)
+def created_answer(request: web.Request, obj: dict[str, Any], rec: Any, status: int,
+                   headers: dict[str, str] | None) -> web.Response | None:
+    """A create's answer in protobuf, encoded straight from the dict the store wrote, for a client
+    that prefers protobuf; None when the JSON answer (and :func:`protobuf_response`) must serve.
 
-
-def _written(request: web.Request, body: bytes | bytearray) -> dict[str, Any] | None:
-    """The stored object as a dict from :func:`keep_written`, when the answer is that record and the
-    dict (resourceVersion stamped as the store does) encodes to exactly its bytes."""
-    kept = request.get(_WRITTEN)
-    if kept is None:
+    A store's ``create(key, obj)`` returns the record of exactly ``obj`` with its resourceVersion set
+    (the Store contract, tests/store/test_store_api.py), and nothing touches ``obj`` after the write,
+    so ``obj`` stamped with the record's revision is the stored object: no JSON answer is built, and
+    the stored JSON is not decoded to encode it."""
+    if type(rec) is not Record or not wire.wants_protobuf(request.headers.get("Accept", "")):
         return None
-    obj, rec = kept
-    value = rec.value
     md = obj.get("metadata")
-    if len(body) != len(value) + 1 or body[-1:] != b"\n" or not body.startswith(value) or type(md) is not dict:
-        return None
-    out = {**obj, "metadata": {**md, "resourceVersion": str(rec.mod_revision)}}
-    try:
-        if orjson.dumps(out) != value:  # cheaper than decoding it: orjson writes in C without allocating
-            return None
-    except (TypeError, ValueError):
-        return None
-    return out
-
-
-def _encode_written(request: web.Request, body: bytes | bytearray) -> bytes | None:
-    """The answer encoded from the dict :func:`keep_written` noted, or None (then from the body)."""
-    obj = _written(request, body)
-    if obj is None:
+    if type(md) is not dict:
         return None
     try:
-        return wire.encode(obj)
-    except (ConversionError, TypeError, ValueError, RecursionError):  # a non-JSON value in the dict
-        return None
+        encoded = wire.encode({**obj, "metadata": {**md, "resourceVersion": str(rec.mod_revision)}})
+    except (wire.NotEncodable, ConversionError, TypeError, ValueError, RecursionError):
+        return None  # the JSON path answers (and says 406 where protobuf was the only choice)
+    return web.Response(body=encoded, status=status, content_type=PROTOBUF, headers=headers)
 
 
 def _status(err: errors.ApiStatusError, protobuf: bool) -> web.Response:

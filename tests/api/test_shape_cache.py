@@ -51,10 +51,25 @@ def test_a_different_shape_is_not_a_hit() -> None:
 def test_kept_managed_fields_are_not_shared() -> None:
     o = objects.pod("a")
     first = shape_cache.create_managed_fields(o, "m", api_version="v1", now="T", kind="Pod")
-    first[0]["fieldsV1"]["f:spec"].clear()
+    assert isinstance(first[0]["fieldsV1"], orjson.Fragment)  # immutable: nothing to change in place
+    first[0]["fieldsV1"] = {"f:spec": {}}  # an entry replaced: the kept text is not affected
+    first[0]["time"] = "changed"
     again = shape_cache.create_managed_fields(_renamed(o, 1), "m", api_version="v1", now="T", kind="Pod")
     assert orjson.dumps(again) == orjson.dumps(
         managed_create.create_managed_fields(o, "m", api_version="v1", now="T", kind="Pod"))
+
+
+def test_kept_managed_fields_encode_in_protobuf_as_the_fresh_ones() -> None:
+    from servicenet.api.pb import wire
+    NOW = "2026-12-04T10:00:00Z"
+    o = objects.pod("a")
+    shape_cache.create_managed_fields(o, "m", api_version="v1", now=NOW, kind="Pod")  # kept
+    kept = {**o, "metadata": {**o["metadata"], "managedFields": shape_cache.create_managed_fields(
+        _renamed(o, 0), "m", api_version="v1", now=NOW, kind="Pod")}}
+    fresh = {**o, "metadata": {**o["metadata"], "managedFields": managed_create.create_managed_fields(
+        o, "m", api_version="v1", now=NOW, kind="Pod")}}
+    assert isinstance(kept["metadata"]["managedFields"][0]["fieldsV1"], orjson.Fragment)
+    assert wire.encode(kept) == wire.encode(fresh)
 
 
 def test_unknown_fields_equal_fresh_ones() -> None:

@@ -25,6 +25,15 @@ from servicenet.store import (
 P = "/registry/pods/"
 
 
+async def test_a_create_returns_exactly_the_object_given_with_its_revision(store) -> None:
+    """What a protobuf create's answer relies on (apiserver/negotiation.created_answer): the record a
+    create returns decodes to the caller's dict with ``metadata.resourceVersion`` added, nothing else."""
+    for i, body in enumerate([pod("exact-0"), {**pod("exact-1"), "spec": {"f": 1.5, "l": [1, "x", None, True]}}]):
+        rec = await store.create(P + f"default/exact-{i}", body)
+        md = body["metadata"]
+        assert rec.obj() == {**body, "metadata": {**md, "resourceVersion": str(rec.mod_revision)}}
+
+
 async def test_crud_and_resource_version(store) -> None:
     b = store.revision  # 0 on a fresh memory/SQLite store; etcd's revision when the store opened
     body = pod("web-0")
