@@ -20,12 +20,26 @@ from aiohttp import web
 
 from servicenet.api.audit_policy import Decision, Policy
 from servicenet.api.errors import ApiStatusError
+from servicenet.api.pb import wire
 from servicenet.api.rbac import ANONYMOUS, UNAUTHENTICATED, Attributes, User, attributes_of
 from servicenet.apiserver.authapi import ATTRS, DECISION, USER
 from servicenet.apiserver.flowcontrol import is_long_running
 from servicenet.common import log
 
 _log = log.get("apiserver.audit")
+
+
+def _as_json(body: bytes, media_type: str) -> Any:
+    """A request or response body as the JSON object an audit event shows (upstream logs objects as
+    JSON whatever the wire format), or None when it is neither JSON nor a decodable protobuf object."""
+    try:
+        if media_type == wire.PROTOBUF:
+            return wire.decode(body, find_unknown=False).obj
+        if media_type.endswith("json") or not media_type:
+            return orjson.loads(body)
+    except (orjson.JSONDecodeError, wire.ProtobufError, ValueError, RecursionError):
+        pass
+    return None
 
 
 def micro_time(t: dt.datetime) -> str:
@@ -119,19 +133,16 @@ class AuditLog:
         if decision.at_least("Request"):
             body = getattr(request, "_read_bytes", None)
             if body:
-                try:
-                    ev["requestObject"] = orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    pass
+                obj = _as_json(body, wire.body_media_type(request.headers.get("Content-Type", "")))
+                if obj is not None:
+                    ev["requestObject"] = obj
         if decision.at_least("RequestResponse"):
             if status_obj is not None:
                 ev["responseObject"] = status_obj
-            elif isinstance(resp, web.Response) and isinstance(resp.body, bytes | bytearray) \
-                    and (resp.content_type or "").endswith("json"):
-                try:
-                    ev["responseObject"] = orjson.loads(resp.body)
-                except orjson.JSONDecodeError:
-                    pass
+            elif isinstance(resp, web.Response) and isinstance(resp.body, bytes | bytearray):
+                obj = _as_json(bytes(resp.body), resp.content_type or "")
+                if obj is not None:
+                    ev["responseObject"] = obj
         ev["requestReceivedTimestamp"] = micro_time(received)
         dec = request.get(DECISION)
         if dec is not None:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from servicenet.api.audit_policy import Policy, PolicyError
+from servicenet.api.pb import wire
 from servicenet.api.rbac import User, attributes_of
 from servicenet.apiserver.server import ApiServer, ApiServerConfig
 from servicenet.client import ApiClient, ApiError
@@ -46,6 +47,11 @@ async def test_audit_log_records_who_did_what(tmp_path: Path) -> None:
     client = ApiClient.from_kubeconfig(server.kubeconfig_path, user_agent="audit-test")
     try:
         await client.create("v1", "configmaps", "default", {"metadata": {"name": "c"}, "data": {"k": "v"}})
+        # as kubectl's typed clients: a protobuf body, a protobuf answer; the audit log shows both as JSON
+        pb = wire.encode({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb"}, "data": {"p": "b"}})
+        async with client.session.post(server.url + "/api/v1/namespaces/default/configmaps", data=pb, headers={
+                "Content-Type": wire.PROTOBUF, "Accept": wire.PROTOBUF + ",application/json"}) as r:
+            assert r.status == 201 and r.content_type == wire.PROTOBUF
         await client.create("v1", "secrets", "default", {"metadata": {"name": "s"}, "stringData": {"k": "hidden"}})
         await client.create("v1", "services", "default", {"metadata": {"name": "svc"},
                                                           "spec": {"ports": [{"port": 80}]}})
@@ -60,7 +66,12 @@ async def test_audit_log_records_who_did_what(tmp_path: Path) -> None:
         assert all(e["stage"] == "ResponseComplete" for e in evs)  # RequestReceived omitted by policy
         assert not any(e["requestURI"].startswith("/healthz") for e in evs)
         by = {(e["verb"], (e.get("objectRef") or {}).get("resource")): e for e in evs}
-        cm = by[("create", "configmaps")]
+        pbev = next(e for e in evs if e["verb"] == "create" and e.get("objectRef", {}).get("name") != "c"
+                    and (e.get("requestObject") or {}).get("metadata", {}).get("name") == "pb")
+        assert pbev["requestObject"]["data"] == {"p": "b"} and pbev["responseObject"]["data"] == {"p": "b"}
+        assert pbev["responseObject"]["metadata"]["resourceVersion"]
+        cm = next(e for e in evs if e["verb"] == "create" and (e.get("requestObject") or {}).get("metadata", {})
+                  .get("name") == "c")
         assert cm["level"] == "RequestResponse" and cm["user"]["username"] == "admin"
         assert cm["requestObject"]["data"] == {"k": "v"} and cm["responseObject"]["metadata"]["name"] == "c"
         assert cm["responseStatus"]["code"] == 201 and cm["userAgent"] == "audit-test"
