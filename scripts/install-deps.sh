@@ -16,6 +16,7 @@ have haproxy   || need+=(haproxy)
 have curl      || need+=(curl)
 have etcd      || need+=(etcd-server)  # --storage etcd tests and bench: etcd 3.4.23 (docs/etcd.md says why)
 have wrk       || need+=(wrk)
+have valgrind  || need+=(valgrind)  # bench: instructions per request/create (bench.ingress.instructions, bench.api.instructions)
 # rootless mode (--network userns) and its test: unshare/nsenter/setpriv
 have nsenter   || need+=(util-linux)
 have setpriv   || need+=(util-linux)
