@@ -16,6 +16,7 @@ name, namespace, uid and timestamps. Pure functions and two bounded dicts; no I/
 
 from __future__ import annotations
 
+import copyreg
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,16 @@ _IDENTITY = frozenset({"name", "generateName", "namespace", "uid", "creationTime
 MAX_ENTRIES = 512
 
 _unknown: dict[tuple[str, str, bytes], tuple[str, ...]] = {}
+
+
+def _reduce_fragment(f: orjson.Fragment) -> tuple[type[orjson.Fragment], tuple[bytes]]:
+    return orjson.Fragment, (orjson.dumps(f),)
+
+
+# A created object's FieldsV1 is an orjson.Fragment (below), and code after a create's managedFields
+# may copy the object (e.g. the shared service-IP allocator's trial copies): copy.deepcopy and pickle
+# find how to rebuild a Fragment here (orjson offers no copy of its own).
+copyreg.pickle(orjson.Fragment, _reduce_fragment)
 _fields: dict[tuple[str, str, str, bytes], bytes | None] = {}
 
 

@@ -52,6 +52,8 @@ def test_kept_managed_fields_are_not_shared() -> None:
     o = objects.pod("a")
     first = shape_cache.create_managed_fields(o, "m", api_version="v1", now="T", kind="Pod")
     assert isinstance(first[0]["fieldsV1"], orjson.Fragment)  # immutable: nothing to change in place
+    copied = copy.deepcopy(first)  # what code after a create may do (the shared allocator's trial copy)
+    assert orjson.dumps(copied) == orjson.dumps(first) and copied[0]["fieldsV1"] is not first[0]["fieldsV1"]
     first[0]["fieldsV1"] = {"f:spec": {}}  # an entry replaced: the kept text is not affected
     first[0]["time"] = "changed"
     again = shape_cache.create_managed_fields(_renamed(o, 1), "m", api_version="v1", now="T", kind="Pod")
