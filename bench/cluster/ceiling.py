@@ -9,9 +9,10 @@ allow when nothing else runs.
 
 - ``python txn``: the API server's create transaction (``If(mod_revision == 0) Then(Put) Else(Range)``,
   hand-encoded as the store sends it) from one grpc.aio client, ``--inflight`` in flight;
-- ``python txn + N watchers [prev_kv]``: the same with ``--watchers`` prefix watches open on the
-  keys in the same client process, as ``N`` API servers each hold one (with and without
-  ``prev_kv``, alternately); their reading is counted in the client's CPU;
+- ``python txn + N watchers``: the same with ``--watchers`` prefix watches (``prev_kv``) open on
+  the keys in the same client process, as ``N`` API servers each hold one; their reading is
+  counted in the client's CPU. ``, N channels``: each watcher on its own gRPC connection and the
+  writes spread over them, as ``N`` API servers send them; ``no prev_kv``: watches without it;
 - ``etcdctl check perf --load L`` (etcd's Go client, Debian's ``etcd-client``; 60 s of puts at
   the workload's fixed rate and client count): the Go client's ceiling, with etcdctl's own CPU.
 """
@@ -44,17 +45,18 @@ def _self_cpu() -> float:
 
 
 async def _txn_loop(endpoint: str, n: int, inflight: int, watchers: int, size: int,
-                    prev_kv: bool) -> dict[str, float]:
+                    prev_kv: bool, channels: int) -> dict[str, float]:
     target = endpoint.split("://", 1)[-1]
     run = f"/ceiling/{time.monotonic_ns()}/".encode()
     value = b"x" * size
     seen = [0] * watchers
-    async with grpc.aio.insecure_channel(target) as ch:
-        txn = ch.unary_unary("/etcdserverpb.KV/Txn", request_serializer=None,
-                             response_deserializer=rpc.TxnResponse.FromString)
+    chans = [grpc.aio.insecure_channel(target) for _ in range(channels)]
+    try:
+        txns = [ch.unary_unary("/etcdserverpb.KV/Txn", request_serializer=None,
+                               response_deserializer=rpc.TxnResponse.FromString) for ch in chans]
         calls = []
-        for _ in range(watchers):
-            call = rpc.WatchStub(ch).Watch()
+        for k in range(watchers):
+            call = rpc.WatchStub(chans[k % channels]).Watch()
             await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
                 key=run, range_end=prefix_end(run), prev_kv=prev_kv)))
             await call.read()  # created
@@ -70,29 +72,32 @@ async def _txn_loop(endpoint: str, n: int, inflight: int, watchers: int, size: i
         readers = [asyncio.create_task(follow(k)) for k in range(watchers)]
         todo = iter(range(n))
 
-        async def worker() -> None:
+        async def worker(txn: Any) -> None:
             for i in todo:
                 k = run + b"%d" % i
                 await txn(wire.txn_if_mod(k, 0, wire.put_op(k, value)), timeout=30)
 
         c0, t0 = _self_cpu(), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(inflight)))
+        await asyncio.gather(*(worker(txns[j % channels]) for j in range(inflight)))
         await asyncio.wait_for(asyncio.gather(*readers), 30)
         wall, cpu = time.perf_counter() - t0, _self_cpu() - c0
         for call in calls:
             call.cancel()
+    finally:
+        for ch in chans:
+            await ch.close()
     return {"rate": n / wall, "client_cpu": cpu, "wall": wall}
 
 
 def python_txn(endpoint: str, etcd_pid: int, n: int, inflight: int, watchers: int, size: int,
-               prev_kv: bool = True) -> dict[str, float]:
+               prev_kv: bool = True, channels: int = 1) -> dict[str, float]:
     try:
         import uvloop
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
     e0, l0 = cpu_seconds(etcd_pid), os.getloadavg()[0]
-    out = runner(_txn_loop(endpoint, n, inflight, watchers, size, prev_kv))
+    out = runner(_txn_loop(endpoint, n, inflight, watchers, size, prev_kv, channels))
     out["etcd_cpu"] = cpu_seconds(etcd_pid) - e0
     out["load"] = (l0 + os.getloadavg()[0]) / 2
     out["n"] = n
@@ -121,7 +126,7 @@ def etcdctl_perf(endpoint: str, etcd_pid: int, load: str) -> dict[str, Any]:
 def _row(label: str, o: dict[str, float]) -> str:
     n = o["n"]
     e, c = o["etcd_cpu"] / n * 1e6, o["client_cpu"] / n * 1e6
-    return (f"{label:28s}{o['rate']:9,.0f}/s  load {o['load']:4.1f}  etcd {e:4.0f} us  client {c:4.0f} us  "
+    return (f"{label:52s}{o['rate']:9,.0f}/s  load {o['load']:4.1f}  etcd {e:4.0f} us  client {c:4.0f} us  "
             f"sum {e + c:5.0f} us = {2e6 / (e + c):6,.0f}/s on 2 cores")
 
 
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--inflight", type=int, default=64)
     ap.add_argument("--watchers", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=1, help="rounds of the watched loops (with and without prev_kv)")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of the watched loops")
     ap.add_argument("--size", type=int, default=400, help="value bytes (a bench ConfigMap is ~400)")
     ap.add_argument("--etcdctl", default="", help="also run `etcdctl check perf --load L` (s, m, l, xl; 60 s)")
     args = ap.parse_args(argv)
@@ -142,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         proc = cluster.members[0].proc
         assert proc is not None
         print(_row("python txn", python_txn(ep, proc.pid, args.n, args.inflight, 0, args.size)), flush=True)
-        for _ in range(args.rounds if args.watchers else 0):
-            for prev_kv in (True, False):
-                o = python_txn(ep, proc.pid, args.n, args.inflight, args.watchers, args.size, prev_kv)
-                print(_row(f"python txn + {args.watchers} watchers{' prev_kv' if prev_kv else ''}", o), flush=True)
+        w = args.watchers
+        for _ in range(args.rounds if w else 0):
+            for label, prev_kv, chans in ((f"+ {w} watchers", True, 1), (f"+ {w} watchers, {w} channels", True, w),
+                                          (f"+ {w} watchers, {w} channels, no prev_kv", False, w)):
+                o = python_txn(ep, proc.pid, args.n, args.inflight, w, args.size, prev_kv, chans)
+                print(_row("python txn " + label, o), flush=True)
         if args.etcdctl:
             c0 = os.times()
             o = etcdctl_perf(ep, proc.pid, args.etcdctl)
@@ -154,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(o["text"])
             w = max(1, o["writes"])
             e, c = o["etcd_cpu"] / w * 1e6, child / w * 1e6
-            print(f"{'etcdctl check perf ' + args.etcdctl:28s}{w / 60:9,.0f}/s  load {o['load']:4.1f}  etcd {e:4.0f} us  "
+            print(f"{'etcdctl check perf ' + args.etcdctl:52s}{w / 60:9,.0f}/s  load {o['load']:4.1f}  etcd {e:4.0f} us  "
                   f"client {c:4.0f} us  sum {e + c:5.0f} us = {2e6 / (e + c):6,.0f}/s on 2 cores", flush=True)
     finally:
         cluster.stop()
