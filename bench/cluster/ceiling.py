@@ -50,6 +50,7 @@ async def _txn_loop(endpoint: str, n: int, inflight: int, watchers: int, size: i
     run = f"/ceiling/{time.monotonic_ns()}/".encode()
     value = b"x" * size
     seen = [0] * watchers
+    msgs = [0] * watchers
     chans = [grpc.aio.insecure_channel(target) for _ in range(channels)]
     try:
         txns = [ch.unary_unary("/etcdserverpb.KV/Txn", request_serializer=None,
@@ -68,6 +69,7 @@ async def _txn_loop(endpoint: str, n: int, inflight: int, watchers: int, size: i
                 if resp is grpc.aio.EOF:
                     return
                 seen[k] += len(resp.events)
+                msgs[k] += 1
 
         readers = [asyncio.create_task(follow(k)) for k in range(watchers)]
         todo = iter(range(n))
@@ -86,7 +88,8 @@ async def _txn_loop(endpoint: str, n: int, inflight: int, watchers: int, size: i
     finally:
         for ch in chans:
             await ch.close()
-    return {"rate": n / wall, "client_cpu": cpu, "wall": wall}
+    return {"rate": n / wall, "client_cpu": cpu, "wall": wall,
+            "events_per_msg": sum(seen) / max(1, sum(msgs)) if watchers else 0.0}
 
 
 def python_txn(endpoint: str, etcd_pid: int, n: int, inflight: int, watchers: int, size: int,
@@ -127,7 +130,8 @@ def _row(label: str, o: dict[str, float]) -> str:
     n = o["n"]
     e, c = o["etcd_cpu"] / n * 1e6, o["client_cpu"] / n * 1e6
     return (f"{label:52s}{o['rate']:9,.0f}/s  load {o['load']:4.1f}  etcd {e:4.0f} us  client {c:4.0f} us  "
-            f"sum {e + c:5.0f} us = {2e6 / (e + c):6,.0f}/s on 2 cores")
+            f"sum {e + c:5.0f} us = {2e6 / (e + c):6,.0f}/s on 2 cores"
+            + (f"  {o['events_per_msg']:.2f} events per watch message" if o.get("events_per_msg") else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
