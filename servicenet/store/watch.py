@@ -228,9 +228,15 @@ class WatchHub:
                         w._push(events)
             return
         matched: dict[str, tuple[list[Watch], list[Event]]] = {}
+        # A key under the previous key's root reuses its route: every prefix of such a key is a
+        # prefix of that root or extends it, so it is in the route.
+        root, route = "", ()
         for e in events:
             key = e.record.key
-            for prefix, watchers, whole in self._route(key):
+            if not (root and key.startswith(root)):
+                root = _resource_root(key)
+                route = self._route(key)
+            for prefix, watchers, whole in route:
                 if whole or key.startswith(prefix):
                     m = matched.get(prefix)
                     if m is None:
