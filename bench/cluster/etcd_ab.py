@@ -8,7 +8,7 @@ Each round and side gets a fresh one-member etcd and two fresh API servers (one 
 then ``bench.cluster.run.creates`` (2 client processes x 32 connections, ConfigMaps). Printed per
 side: wall creates/s with the load average, and the load-independent figures from /proc: API-server
 CPU per create summed over both servers (main threads = the event loops; the rest is gRPC's and
-the other threads), and etcd's CPU per create. ``--profile DIR``: a main-thread cProfile of each
+the other threads), etcd's CPU per create and the client processes' CPU per create. ``--profile DIR``: a main-thread cProfile of each
 server of this checkout (last round), as ``DIR/a0.prof`` and ``DIR/a1.prof``.
 """
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sides = [("this", ROOT), ("base", args.base)]
     print(f"{'round side':12s}{'creates/s':>10s}{'load':>6s}{'API CPU us/create':>19s}{'main thr':>9s}"
-          f"{'other thr':>10s}{'etcd us':>9s}{'errors':>7s}  per server", flush=True)
+          f"{'other thr':>10s}{'etcd us':>9s}{'clients':>8s}{'errors':>7s}  per server", flush=True)
     for r in range(args.rounds):
         for label, root in (sides if r % 2 == 0 else sides[::-1]):
             work = Path(tempfile.mkdtemp(prefix="bench-etcd-ab-"))
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(work, ignore_errors=True)
             cpu, main_ = o["server_cpu_us_per_create"], o["main_us_per_create"]
             print(f"{r:<5d} {label:6s}{o['rate']:10,.0f}{o['load']:6.1f}{cpu:19,.0f}{main_:9,.0f}"
-                  f"{cpu - main_:10,.0f}{o['etcd_us_per_create']:9,.0f}{o['errors']:7d}  "
+                  f"{cpu - main_:10,.0f}{o['etcd_us_per_create']:9,.0f}{o['client_cpu_us_per_create']:8,.0f}"
+                  f"{o['errors']:7d}  "
                   f"{' + '.join(f'{x:,.0f}' for x in o['each_us_per_create'])}", flush=True)
     return 0
 

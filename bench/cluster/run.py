@@ -54,6 +54,7 @@ def creates(servers: list[ServerProc], n: int, conns: int = 32) -> dict[str, Any
     cpu = sum(s.cpu() for s in servers) - cpu0
     return {"done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
             "errors": sum(len(o["errors"]) for o in outs), "server_cpu_us_per_create": cpu / max(1, done) * 1e6,
+            "client_cpu_us_per_create": sum(o["cpu"] for o in outs) / max(1, done) * 1e6,
             "rss_mib": [round(s.rss_mib(), 1) for s in servers]}
 
 

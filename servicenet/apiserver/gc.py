@@ -7,6 +7,7 @@ see every change in revision order: an owner's ADDED always precedes its depende
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from servicenet.api.errors import ApiStatusError
@@ -47,6 +48,7 @@ class GarbageCollector:
         self.owner_refs: dict[str, list[str]] = {}  # dependent key → owner uids
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._rev = 0  # the last revision seen by the watch
 
     @property
     def infos(self) -> dict[tuple[str, str], ResourceInfo]:
@@ -102,17 +104,30 @@ class GarbageCollector:
         self._tasks = []
 
     async def _watch(self, rev: int) -> None:
+        self._rev = rev
         while True:
-            w = self.store.watch("/registry/", rev)
+            w = self.store.watch("/registry/", self._rev)
+            # every change in the cluster passes here: the fan-out hands each batch to _take while
+            # this task waits, instead of waking it once per event (its work never awaits)
+            w.set_sink(self._take)
             try:
                 async for ev in w:
-                    rev = ev.revision
-                    self._on_event(ev)
+                    self._on_events((ev,))
             except WatchClosed:
                 pass
             finally:
                 w.close()
             await asyncio.sleep(0.05)
+
+    def _take(self, events: Sequence[Event]) -> bool:
+        self._on_events(events)
+        return True
+
+    def _on_events(self, events: Sequence[Event]) -> None:
+        for ev in events:
+            if ev.revision > self._rev:  # (a batch a failing sink handed back is not seen twice)
+                self._on_event(ev)
+                self._rev = ev.revision
 
     def _on_event(self, ev: Event) -> None:
         key = ev.record.key

@@ -26,6 +26,8 @@ _log = log.get("apiserver.serviceaccounts")
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 ROOT_CA = "kube-root-ca.crt"
 _ALNUM = string.ascii_lowercase + string.digits
+# the one object name each watched prefix is kept for (a namespace's default ServiceAccount, its root CA)
+_KEPT = {"/registry/core/serviceaccounts/": "default", "/registry/core/configmaps/": ROOT_CA}
 
 
 _SUFFIXES: list[str] = []
@@ -150,6 +152,11 @@ class ServiceAccounts:
         while True:
             try:
                 w = store.watch(prefix, store.revision)
+                kept = _KEPT.get(prefix)
+                if kept is not None:
+                    # one name matters under this prefix: the fan-out drops batches without it
+                    # instead of waking this task for every ConfigMap or ServiceAccount change
+                    w.set_sink(lambda evs, end="/" + kept: not any(e.record.key.endswith(end) for e in evs))
                 async for ev in w:
                     key = ev.record.key
                     if prefix.endswith("/namespaces/"):

@@ -151,18 +151,43 @@ class Watch:
         return ev
 
 
+def _resource_root(key: str) -> str:
+    """``/registry/<group>/<resource>/`` of a store key (the key itself when it is shorter)."""
+    i = key.find("/", 1)
+    if i > 0:
+        i = key.find("/", i + 1)
+        if i > 0:
+            i = key.find("/", i + 1)
+    return key[: i + 1] if i > 0 else key
+
+
+_Route = tuple[tuple[str, list[Watch], bool], ...]
+
+
 class WatchHub:
-    """Registry of live watchers grouped by prefix."""
+    """Registry of live watchers grouped by prefix.
+
+    Fan-out finds a key's watchers through a route cached per resource root (``/registry/<group>/
+    <resource>/``): the prefixes that hold every key of that resource, and the longer ones (a
+    namespace, a name) that need a check per key. Prefixes of other resources are never looked at,
+    so an event costs the same however many other resources are watched."""
+
+    _MAX_ROUTES = 4096
 
     def __init__(self) -> None:
         self._by_prefix: dict[str, list[Watch]] = {}
+        self._routes: dict[str, _Route] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_prefix.values())
 
     def add(self, prefix: str, replay: list[Event], queue_size: int, floor: int = 0) -> Watch:
         w = Watch(prefix, replay, queue_size, self._remove, floor)
-        self._by_prefix.setdefault(prefix, []).append(w)
+        lst = self._by_prefix.get(prefix)
+        if lst is None:
+            lst = self._by_prefix[prefix] = []
+            self._routes.clear()  # a new prefix: every route may gain it
+        lst.append(w)
         return w
 
     def _remove(self, w: Watch) -> None:
@@ -175,23 +200,56 @@ class WatchHub:
             return
         if not lst:
             del self._by_prefix[w.prefix]
+            self._routes.clear()
+
+    def _route(self, key: str) -> _Route:
+        """(prefix, its watchers, whether every key of ``key``'s resource matches it) for each
+        prefix that can match ``key``. Exact: a prefix of the key is either a prefix of its root
+        (matches every key under the root) or extends the root (checked per key)."""
+        root = _resource_root(key)
+        route = self._routes.get(root)
+        if route is None:
+            route = tuple((p, ws, root.startswith(p)) for p, ws in self._by_prefix.items()
+                          if root.startswith(p) or p.startswith(root))
+            if len(self._routes) >= self._MAX_ROUTES:
+                self._routes.clear()
+            self._routes[root] = route
+        return route
 
     def publish(self, events: Sequence[Event]) -> None:
         """Deliver a committed batch (revision order) to every matching watcher."""
         if not events or not self._by_prefix:
             return
-        for prefix, watchers in list(self._by_prefix.items()):
-            if prefix:
-                matched: Sequence[Event] = [e for e in events if e.record.key.startswith(prefix)]
-                if not matched:
-                    continue
-            else:
-                matched = events
-            for w in list(watchers):
-                w._push(matched)
+        if len(events) == 1:  # the usual batch: every matching watcher gets this same sequence
+            key = events[0].record.key
+            for prefix, watchers, whole in self._route(key):
+                if whole or key.startswith(prefix):
+                    for w in tuple(watchers):
+                        w._push(events)
+            return
+        matched: dict[str, tuple[list[Watch], list[Event]]] = {}
+        # A key under the previous key's root reuses its route: every prefix of such a key is a
+        # prefix of that root or extends it, so it is in the route.
+        root, route = "", ()
+        for e in events:
+            key = e.record.key
+            if not (root and key.startswith(root)):
+                root = _resource_root(key)
+                route = self._route(key)
+            for prefix, watchers, whole in route:
+                if whole or key.startswith(prefix):
+                    m = matched.get(prefix)
+                    if m is None:
+                        matched[prefix] = (watchers, [e])
+                    else:
+                        m[1].append(e)
+        for watchers, evs in matched.values():
+            for w in tuple(watchers):
+                w._push(evs)
 
     def close_all(self, reason: str) -> None:
         for watchers in list(self._by_prefix.values()):
             for w in list(watchers):
                 w._finish(reason, False)
         self._by_prefix.clear()
+        self._routes.clear()

@@ -80,3 +80,17 @@ async def test_namespace_deletion_cascades(api: RunningApi) -> None:
         raise AssertionError("created into a deleted namespace")
     except ApiError as exc:
         assert exc.status == 404 and exc.message == 'namespaces "team" not found'
+
+
+async def test_gc_and_the_keepers_take_changes_inside_the_fan_out(api: RunningApi) -> None:
+    """The GC (every change) and the default-ServiceAccount / root-CA keepers (one name each) get
+    the store's batches from the fan-out itself: no task wake-up per change in the cluster."""
+    store = api.server.store
+    with_sink = {p for p, ws in store._hub._by_prefix.items() for w in ws if w._sink is not None}
+    assert {"/registry/", "/registry/core/configmaps/", "/registry/core/serviceaccounts/"} <= with_sink
+    uid = "6b1c4e8e-0000-4000-8000-00000000a11c"
+    key = "/registry/core/configmaps/default/inline"
+    await store.create(key, {"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "inline", "namespace": "default", "uid": uid}})
+    # no await in between: the GC tracked the new object while the store published it
+    assert api.server.gc is not None and api.server.gc.uid_key.get(uid) == key
