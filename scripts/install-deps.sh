@@ -15,6 +15,7 @@ have nginx     || need+=(nginx-light)
 have haproxy   || need+=(haproxy)
 have curl      || need+=(curl)
 have etcd      || need+=(etcd-server)  # --storage etcd tests and bench: etcd 3.4.23 (docs/etcd.md says why)
+have etcdctl   || need+=(etcd-client)  # bench.cluster.ceiling --etcdctl: etcd's own Go client as the raw ceiling
 have wrk       || need+=(wrk)
 have valgrind  || need+=(valgrind)  # bench: instructions per request/create (bench.ingress.instructions, bench.api.instructions)
 # rootless mode (--network userns) and its test: unshare/nsenter/setpriv
