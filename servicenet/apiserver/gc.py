@@ -17,7 +17,7 @@ from servicenet.apiserver.registry import Registry, WriteOptions
 from servicenet.apiserver.responses import metadata_view
 from servicenet.common import log
 from servicenet.common.component import cancel_all
-from servicenet.store import Event, WatchClosed
+from servicenet.store import Compacted, Event, WatchClosed
 
 _log = log.get("gc")
 
@@ -90,14 +90,22 @@ class GarbageCollector:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
-        recs, rev, _ = self.store.list("/registry/")
-        for r in recs:
-            obj = r.obj()
-            self._track(r.key, obj)
-        for r in recs:
-            self._consider(r.key, r.obj())
+        rev = self._relist()
         self._tasks = [asyncio.create_task(self._watch(rev), name="gc-watch"),
                        asyncio.create_task(self._work(), name="gc-work")]
+
+    def _relist(self) -> int:
+        """Track every object from a fresh list (what it knew is dropped); the list's revision."""
+        self.uid_key.clear()
+        self.key_uid.clear()
+        self.dependents.clear()
+        self.owner_refs.clear()
+        recs, rev, _ = self.store.list("/registry/")
+        for r in recs:
+            self._track(r.key, r.obj())
+        for r in recs:
+            self._consider(r.key, r.obj())
+        return rev
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)
@@ -106,7 +114,12 @@ class GarbageCollector:
     async def _watch(self, rev: int) -> None:
         self._rev = rev
         while True:
-            w = self.store.watch("/registry/", self._rev)
+            try:
+                w = self.store.watch("/registry/", self._rev)
+            except Compacted:  # fell behind a compaction (e.g. the etcd watch cache was reset): list again
+                _log.warning("gc watch compacted, listing again", revision=self._rev)
+                self._rev = self._relist()
+                continue
             # every change in the cluster passes here: the fan-out hands each batch to _take while
             # this task waits, instead of waking it once per event (its work never awaits)
             w.set_sink(self._take)
