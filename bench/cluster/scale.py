@@ -199,6 +199,14 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
     all_dns: list[float] = []
     all_nft: list[float] = []
     missed = 0
+    per_flip: list[dict[str, Any]] = []
+    renew_log: list[tuple[float, int]] = []
+
+    async def sample_renewals() -> None:
+        while True:
+            renew_log.append((time.monotonic(), hn.renewals()))
+            await asyncio.sleep(0.05)
+    sampler = asyncio.create_task(sample_renewals())
     for f in range(args.flips):
         k = f % 3
         node = hn.members[k % len(hn.members)]
@@ -224,14 +232,50 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
                 all_dns.append(max(d))  # type: ignore[type-var]
             if all(x is not None for x in n):
                 all_nft.append(max(n))  # type: ignore[type-var]
+            per_flip.append({"t0": t0, "ready": ready, "acked_ms": round(acked[-1] * 1e3, 1),
+                             "slice_ms": None if ts is None else round((ts - t0) * 1e3, 1),
+                             "all_ms": None if None in res else round(max(res) * 1e3, 1)})  # type: ignore[type-var]
             for m in monitors:
                 m.trim()
             await asyncio.sleep(0.1)
     await watch.stop()
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    for rec in per_flip:  # heartbeats that completed while the flip was under way (and 0.5 s before)
+        end = rec["t0"] + (rec["all_ms"] or 0) / 1e3
+        rec["renewals_near"] = renewals_between(renew_log, rec["t0"] - 0.5, end)
+    t_first = per_flip[0]["t0"] if per_flip else 0.0
+    for rec in per_flip:
+        rec["t0"] = round(rec["t0"] - t_first, 3)
     both = [max(a, b) for a, b in zip(all_dns, all_nft, strict=False)]
     return {"flips": args.flips * 2, "missed": missed, "status_write_acked": summary(acked),
             "endpointslice_seen": summary(sliced), "dns_per_node": summary(per_dns), "proxy_per_node": summary(per_nft),
-            "dns_all_nodes": summary(all_dns), "proxy_all_nodes": summary(all_nft), "dns_and_proxy_all_nodes": summary(both)}
+            "dns_all_nodes": summary(all_dns), "proxy_all_nodes": summary(all_nft), "dns_and_proxy_all_nodes": summary(both),
+            "per_flip": per_flip, "heartbeats": renewal_rates(renew_log)}
+
+
+def renewals_between(log: list[tuple[float, int]], start: float, end: float) -> int:
+    """Renewals counted between ``start`` and ``end`` in a (time, running total) log."""
+    inside = [n for t, n in log if start <= t <= end]
+    before = [n for t, n in log if t < start]
+    if not inside:
+        return 0
+    return inside[-1] - (before[-1] if before else inside[0])
+
+
+def renewal_rates(log: list[tuple[float, int]], window: float = 0.5) -> dict[str, float]:
+    """Heartbeats per second over the flips: the mean, and the busiest ``window`` as a rate."""
+    if len(log) < 2:
+        return {}
+    span = log[-1][0] - log[0][0]
+    peak, j = 0, 0
+    for i in range(len(log)):
+        while log[i][0] - log[j][0] > window:
+            j += 1
+        peak = max(peak, log[i][1] - log[j][1])
+    return {"mean_per_s": round((log[-1][1] - log[0][1]) / max(span, 1e-9), 1),
+            f"peak_per_s_over_{window}s": round(peak / window, 1)}
 
 
 def cpu_split(bg: dict[str, float], bg_s: float, fl: dict[str, float], fl_s: float, n: int) -> dict[str, Any]:
@@ -415,6 +459,13 @@ def report(res: dict[str, Any]) -> None:
                        ("  (EndpointSlice seen by a watch)", "endpointslice_seen")):
         print(f"{label:36s}{lat[key]['p99_ms']:10.1f}   p50 {lat[key]['p50_ms']:.1f}")
     both = lat["dns_and_proxy_all_nodes"]["p99_ms"]
+    hb = lat.get("heartbeats") or {}
+    if hb:
+        print("lease heartbeats during the flips per s: " + ", ".join(f"{k} {v}" for k, v in hb.items()))
+    slow = sorted(lat.get("per_flip") or [], key=lambda r: -(r["all_ms"] or 1e9))[:5]
+    for r in slow:
+        print(f"  slow flip at +{r['t0']:.1f}s: acked {r['acked_ms']} slice {r['slice_ms']} all {r['all_ms']} ms; "
+              f"{r['renewals_near']} heartbeats near")
     print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
           f"({lat['flips']} flips, {lat['missed']} observations missed)")
     for label, st in res.get("stages", {}).items():
