@@ -140,6 +140,17 @@ class HollowNodes:
             offset = stagger(i, len(self.members), lease.interval)
             self._leases.append(asyncio.create_task(lease.run(offset), name=f"lease-{node.name}"))
 
+    async def restagger(self) -> None:
+        """Spread the heartbeats over the interval again. A long overload bunches them: renews held up
+        by a busy API server finish together and then keep renewing together (at 1,000 nodes,
+        after loading 30,000 pods, every renew fell within half the interval); a cluster that has
+        run for a while has its nodes' renews spread like their start-up times."""
+        await cancel_all(self._leases)
+        self._leases = []
+        for i, (node, lease) in enumerate(zip(self.members, self.leases, strict=True)):
+            offset = stagger(i, len(self.members), lease.interval)
+            self._leases.append(asyncio.create_task(lease.run(offset), name=f"lease-{node.name}"))
+
     def renewals(self) -> int:
         """Lease renewals done so far by every node."""
         return sum(lease.renewals for lease in self.leases)

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,23 @@ async def ready_endpoints(c: ApiClient) -> int:
     return sum(1 for s in items for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
 
 
+SLOW_DISK_S = 0.064  # a WAL fsync or backend commit slower than this holds every write behind it
+
+
+def etcd_disk(endpoint: str) -> dict[str, tuple[int, int]]:
+    """etcd's WAL fsyncs and backend commits so far: (count, count slower than SLOW_DISK_S), from
+    its Prometheus histograms (a shared disk's stalls show here, not in any CPU figure)."""
+    with urllib.request.urlopen(endpoint.rstrip("/") + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, tuple[int, int]] = {}
+    for name in ("etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds"):
+        total = re.search(rf"^{name}_count (\S+)$", text, re.M)
+        fast = re.search(rf'^{name}_bucket{{le="{SLOW_DISK_S}"}} (\S+)$', text, re.M)
+        if total and fast:
+            out[name.split("_")[2]] = (int(float(total.group(1))), int(float(total.group(1)) - float(fast.group(1))))
+    return out
+
+
 def etcd_db_size(endpoint: str) -> int:
     async def go() -> int:
         async with grpc.aio.insecure_channel(endpoint.split("://", 1)[-1]) as ch:
@@ -160,6 +178,7 @@ async def load(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.Ho
         print(f"{len(slices)} slices, {await ready_endpoints(c)} ready endpoints; first: "
               f"{slices[:1]}; a pod: {(await c.get('v1', 'pods', NS, 'probe-0'))}", file=sys.stderr)
         raise
+    await hn.restagger()
     return {"nodes_s": round(t_nodes, 1), "services_s": round(t_svc, 1), "service_create_retries": retries, "pods_s": round(t_pods, 1),
             "all_ready_s": round(time.monotonic() - t0, 1), "pods": len(pods), "services": len(svc)}
 
@@ -351,8 +370,13 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR1)
         if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR1)
+        disk0 = etcd_disk(etcd.endpoints[0]) if etcd is not None else {}
         res["latency"] = await flips(args, clients, hn, probes, monitors, flip_log)
         t_end, fl1 = time.monotonic(), cpu.snapshot(roots)
+        if etcd is not None:
+            disk1 = etcd_disk(etcd.endpoints[0])
+            res["etcd_disk_during_flips"] = {k: {"n": disk1[k][0] - v[0], f"over_{SLOW_DISK_S * 1e3:.0f}ms": disk1[k][1] - v[1]}
+                                             for k, v in disk0.items() if k in disk1}
         if args.cprofile_cm:
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR2)
         if args.cprofile_api or args.gc_probe:
@@ -474,6 +498,8 @@ def report(res: dict[str, Any]) -> None:
         print("CPU per component: background cores / added ms per flip: " + ", ".join(
             f"{k} {v['idle_cores']:.2f}/{v['flip_ms']:.1f}" for k, v in res["cpu"].items()))
     print("RSS MiB: " + ", ".join(f"{k} {v}" for k, v in res["rss_mib"].items()))
+    if "etcd_disk_during_flips" in res:
+        print("etcd disk during the flips: " + ", ".join(f"{k} {v}" for k, v in res["etcd_disk_during_flips"].items()))
     if "etcd_db_bytes" in res:
         print(f"etcd db size: {res['etcd_db_bytes'] / 2**20:.1f} MiB")
 
