@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.api.server_proc import ROOT, ServerProc, cpu_seconds
 from bench.cluster import hollow
-from servicenet.client import ApiClient
+from servicenet.client import ApiClient, ApiError
 from servicenet.node.lease import NodeLease
 from servicenet.store.etcdlaunch import Cluster
 
@@ -49,6 +49,12 @@ async def _phases(clients: list[ApiClient], servers: list[ServerProc], etcd_pid:
 
     await asyncio.gather(*(limited(le.renew_once()) for le in leases))
     await clients[0].create("v1", "namespaces", None, {"metadata": {"name": NS}})
+    for _ in range(200):  # the other server sees it through its etcd watch
+        try:
+            await clients[1].get("v1", "namespaces", None, NS)
+            break
+        except ApiError:
+            await asyncio.sleep(0.05)
     pods = [f"p-{i:04d}" for i in range(args.pods)]
     hn = hollow.HollowNodes(clients, members)
     await hn.start_pods(NS, [(p, members[i % len(members)], i // len(members), {"app": "x"}) for i, p in enumerate(pods)])
