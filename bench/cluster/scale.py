@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,23 @@ async def ready_endpoints(c: ApiClient) -> int:
     return sum(1 for s in items for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
 
 
+SLOW_DISK_S = 0.064  # a WAL fsync or backend commit slower than this holds every write behind it
+
+
+def etcd_disk(endpoint: str) -> dict[str, tuple[int, int]]:
+    """etcd's WAL fsyncs and backend commits so far: (count, count slower than SLOW_DISK_S), from
+    its Prometheus histograms (a shared disk's stalls show here, not in any CPU figure)."""
+    with urllib.request.urlopen(endpoint.rstrip("/") + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, tuple[int, int]] = {}
+    for name in ("etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds"):
+        total = re.search(rf"^{name}_count (\S+)$", text, re.M)
+        fast = re.search(rf'^{name}_bucket{{le="{SLOW_DISK_S}"}} (\S+)$', text, re.M)
+        if total and fast:
+            out[name.split("_")[2]] = (int(float(total.group(1))), int(float(total.group(1)) - float(fast.group(1))))
+    return out
+
+
 def etcd_db_size(endpoint: str) -> int:
     async def go() -> int:
         async with grpc.aio.insecure_channel(endpoint.split("://", 1)[-1]) as ch:
@@ -164,6 +182,10 @@ async def load(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.Ho
             "all_ready_s": round(time.monotonic() - t0, 1), "pods": len(pods), "services": len(svc)}
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def _eq(coro: Any, want: int) -> bool:
     return bool(await coro == want)
 
@@ -192,6 +214,10 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
     name = f"probe-h.{NS}.svc.cluster.local"
     watch = SliceWatch(clients[-1], NS, "probe-h")  # through the API server the writes do not go to (half the time)
     watch.start()
+    # its opening (a filtered scan of the namespace's slices, 3,000 at full size) must not land on
+    # the first flip: wait for the initial state
+    await until(lambda: _true(bool(watch.slices)), 30, "the probe slice watch's initial state", interval=0.05)
+    await asyncio.sleep(1.0)
     acked: list[float] = []
     sliced: list[float] = []
     per_dns: list[float] = []
@@ -199,6 +225,14 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
     all_dns: list[float] = []
     all_nft: list[float] = []
     missed = 0
+    per_flip: list[dict[str, Any]] = []
+    renew_log: list[tuple[float, int]] = []
+
+    async def sample_renewals() -> None:
+        while True:
+            renew_log.append((time.monotonic(), hn.renewals()))
+            await asyncio.sleep(0.05)
+    sampler = asyncio.create_task(sample_renewals())
     for f in range(args.flips):
         k = f % 3
         node = hn.members[k % len(hn.members)]
@@ -224,14 +258,50 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
                 all_dns.append(max(d))  # type: ignore[type-var]
             if all(x is not None for x in n):
                 all_nft.append(max(n))  # type: ignore[type-var]
+            per_flip.append({"t0": t0, "ready": ready, "acked_ms": round(acked[-1] * 1e3, 1),
+                             "slice_ms": None if ts is None else round((ts - t0) * 1e3, 1),
+                             "all_ms": None if None in res else round(max(res) * 1e3, 1)})  # type: ignore[type-var]
             for m in monitors:
                 m.trim()
             await asyncio.sleep(0.1)
     await watch.stop()
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    for rec in per_flip:  # heartbeats that completed while the flip was under way (and 0.5 s before)
+        end = rec["t0"] + (rec["all_ms"] or 0) / 1e3
+        rec["renewals_near"] = renewals_between(renew_log, rec["t0"] - 0.5, end)
+    t_first = per_flip[0]["t0"] if per_flip else 0.0
+    for rec in per_flip:
+        rec["t0"] = round(rec["t0"] - t_first, 3)
     both = [max(a, b) for a, b in zip(all_dns, all_nft, strict=False)]
     return {"flips": args.flips * 2, "missed": missed, "status_write_acked": summary(acked),
             "endpointslice_seen": summary(sliced), "dns_per_node": summary(per_dns), "proxy_per_node": summary(per_nft),
-            "dns_all_nodes": summary(all_dns), "proxy_all_nodes": summary(all_nft), "dns_and_proxy_all_nodes": summary(both)}
+            "dns_all_nodes": summary(all_dns), "proxy_all_nodes": summary(all_nft), "dns_and_proxy_all_nodes": summary(both),
+            "per_flip": per_flip, "heartbeats": renewal_rates(renew_log)}
+
+
+def renewals_between(log: list[tuple[float, int]], start: float, end: float) -> int:
+    """Renewals counted between ``start`` and ``end`` in a (time, running total) log."""
+    inside = [n for t, n in log if start <= t <= end]
+    before = [n for t, n in log if t < start]
+    if not inside:
+        return 0
+    return inside[-1] - (before[-1] if before else inside[0])
+
+
+def renewal_rates(log: list[tuple[float, int]], window: float = 0.5) -> dict[str, float]:
+    """Heartbeats per second over the flips: the mean, and the busiest ``window`` as a rate."""
+    if len(log) < 2:
+        return {}
+    span = log[-1][0] - log[0][0]
+    peak, j = 0, 0
+    for i in range(len(log)):
+        while log[i][0] - log[j][0] > window:
+            j += 1
+        peak = max(peak, log[i][1] - log[j][1])
+    return {"mean_per_s": round((log[-1][1] - log[0][1]) / max(span, 1e-9), 1),
+            f"peak_per_s_over_{window}s": round(peak / window, 1)}
 
 
 def cpu_split(bg: dict[str, float], bg_s: float, fl: dict[str, float], fl_s: float, n: int) -> dict[str, Any]:
@@ -299,6 +369,10 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
                      if etcd is not None else {})
         roots["bench (hollow nodes, probes)"] = os.getpid()
         observer = stages.Stages([str(k) for k in kcs], NS)
+        # loading and the observers' first syncs held renews up until they bunched (at 1,000 nodes
+        # every renew fell within a third of the interval); a cluster in steady state has them spread
+        await hn.restagger()
+        await asyncio.sleep(hn.members and hn.leases[0].interval or 0)  # one round of spread renews
         t_bg, bg0 = time.monotonic(), cpu.snapshot(roots)
         await asyncio.sleep(args.idle_seconds)  # the background: heartbeats only
         t_fl, bg1 = time.monotonic(), cpu.snapshot(roots)
@@ -307,8 +381,13 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR1)
         if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR1)
+        disk0 = etcd_disk(etcd.endpoints[0]) if etcd is not None else {}
         res["latency"] = await flips(args, clients, hn, probes, monitors, flip_log)
         t_end, fl1 = time.monotonic(), cpu.snapshot(roots)
+        if etcd is not None:
+            disk1 = etcd_disk(etcd.endpoints[0])
+            res["etcd_disk_during_flips"] = {k: {"n": disk1[k][0] - v[0], f"over_{SLOW_DISK_S * 1e3:.0f}ms": disk1[k][1] - v[1]}
+                                             for k, v in disk0.items() if k in disk1}
         if args.cprofile_cm:
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR2)
         if args.cprofile_api or args.gc_probe:
@@ -415,6 +494,13 @@ def report(res: dict[str, Any]) -> None:
                        ("  (EndpointSlice seen by a watch)", "endpointslice_seen")):
         print(f"{label:36s}{lat[key]['p99_ms']:10.1f}   p50 {lat[key]['p50_ms']:.1f}")
     both = lat["dns_and_proxy_all_nodes"]["p99_ms"]
+    hb = lat.get("heartbeats") or {}
+    if hb:
+        print("lease heartbeats during the flips per s: " + ", ".join(f"{k} {v}" for k, v in hb.items()))
+    slow = sorted(lat.get("per_flip") or [], key=lambda r: -(r["all_ms"] or 1e9))[:5]
+    for r in slow:
+        print(f"  slow flip at +{r['t0']:.1f}s: acked {r['acked_ms']} slice {r['slice_ms']} all {r['all_ms']} ms; "
+              f"{r['renewals_near']} heartbeats near")
     print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
           f"({lat['flips']} flips, {lat['missed']} observations missed)")
     for label, st in res.get("stages", {}).items():
@@ -423,6 +509,8 @@ def report(res: dict[str, Any]) -> None:
         print("CPU per component: background cores / added ms per flip: " + ", ".join(
             f"{k} {v['idle_cores']:.2f}/{v['flip_ms']:.1f}" for k, v in res["cpu"].items()))
     print("RSS MiB: " + ", ".join(f"{k} {v}" for k, v in res["rss_mib"].items()))
+    if "etcd_disk_during_flips" in res:
+        print("etcd disk during the flips: " + ", ".join(f"{k} {v}" for k, v in res["etcd_disk_during_flips"].items()))
     if "etcd_db_bytes" in res:
         print(f"etcd db size: {res['etcd_db_bytes'] / 2**20:.1f} MiB")
 

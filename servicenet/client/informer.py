@@ -244,6 +244,16 @@ def metadata_stub(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": keep}
 
 
+def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """A cache transform dropping ``metadata.managedFields`` (as kube-controller-manager's informers
+    do since Kubernetes 1.28): controllers never read them, and an update sent without them keeps
+    the stored ones. Pod managedFields are about a third of a cached pod's objects."""
+    md = obj.get("metadata")
+    if type(md) is dict and "managedFields" in md:
+        obj = {**obj, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
+    return obj
+
+
 class InformerFactory:
     """Shares one informer per (apiVersion, plural, namespace, selectors) among components."""
 

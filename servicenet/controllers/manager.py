@@ -19,7 +19,14 @@ import prometheus_client
 
 from servicenet.api import wellknown as wk
 from servicenet.api.selectors import equality_selector_matches
-from servicenet.client import ApiClient, ApiError, Informer, InformerFactory, object_path
+from servicenet.client import (
+    ApiClient,
+    ApiError,
+    Informer,
+    InformerFactory,
+    object_path,
+    strip_managed_fields,
+)
 from servicenet.client import leaderelection as le
 from servicenet.common import log
 from servicenet.common.component import cancel_all
@@ -153,7 +160,8 @@ class ControllerManager:
         unknown = self.enabled - set(ALL_CONTROLLERS)
         if unknown:
             raise ValueError(f"unknown controllers: {sorted(unknown)}")
-        self.factory = factory or InformerFactory(client)
+        # as kube-controller-manager, the caches hold no managedFields (memory; nothing reads them)
+        self.factory = factory or InformerFactory(client, cache_transform=strip_managed_fields)
         self._own_factory = factory is None
         self.registry = prometheus_client.CollectorRegistry()
         self.health = HealthServer(health_host, health_port, registry=self.registry)

@@ -1,14 +1,17 @@
 """The node's heartbeat Lease (``coordination.k8s.io/v1`` in ``kube-node-lease``), as the kubelet keeps it.
 
 The Lease is named after the node, owned by the Node object, held by the node, lasts
-``leaseDurationSeconds`` (upstream 40) and is renewed every quarter of that. A failed
-renew retries with a doubling backoff from 200 ms up to 7 s, then the normal interval.
+``leaseDurationSeconds`` (upstream 40) and is renewed every quarter of that, plus a random
+0-4 % after each renew as the kubelet's lease controller waits (so nodes started together do
+not keep renewing together). A failed renew retries with a doubling backoff from 200 ms up to
+7 s, then the normal interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +24,18 @@ from servicenet.common import log
 NAMESPACE = "kube-node-lease"
 DEFAULT_DURATION = 40
 RENEW_FRACTION = 0.25
+JITTER = 0.04  # the kubelet's lease controller: each wait is interval x (1 + up to 4 %)
 _log = log.get("node")
 
 
 def micro_time(t: datetime) -> str:
     """``MicroTime``: RFC 3339 with microseconds."""
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def renew_wait(interval: float, jitter: float, draw: float) -> float:
+    """Seconds to wait after a renew: ``interval`` stretched by ``jitter`` x ``draw`` (``draw`` in [0, 1))."""
+    return interval * (1.0 + jitter * draw)
 
 
 def lease_object(node_name: str, node_uid: str | None, duration: int, now: datetime) -> Obj:
@@ -53,11 +62,14 @@ class NodeLease:
     """Keeps ``kube-node-lease/<node>`` renewed until cancelled."""
 
     def __init__(self, client: Any, node_name: str, *, duration: int = DEFAULT_DURATION,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), jitter: float = JITTER,
+                 draw: Callable[[], float] = random.random) -> None:
         self.client = client
         self.node_name = node_name
         self.duration = duration
         self.interval = duration * RENEW_FRACTION
+        self.jitter = jitter
+        self._draw = draw
         self._clock = clock
         self._cached: Obj | None = None
         self.renewals = 0
@@ -95,13 +107,16 @@ class NodeLease:
                                                     renewed(cur, self.node_name, uid, self.duration, now))
         self.renewals += 1
 
-    async def run(self) -> None:
+    async def run(self, first_delay: float = 0.0) -> None:
+        """Renew until cancelled; the first renew after ``first_delay`` seconds."""
+        if first_delay > 0:
+            await asyncio.sleep(first_delay)
         backoff = 0.2
         while True:
             try:
                 await self.renew_once()
                 backoff = 0.2
-                await asyncio.sleep(self.interval)
+                await asyncio.sleep(renew_wait(self.interval, self.jitter, self._draw()))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

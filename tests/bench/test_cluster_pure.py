@@ -54,3 +54,9 @@ def test_percentiles() -> None:
     assert math.isnan(pct([], 99))
     s = summary(xs)
     assert s == {"n": 100, "p50_ms": 50.0, "p99_ms": 99.0, "max_ms": 100.0}
+
+
+def test_hollow_heartbeats_start_spread_over_one_interval() -> None:
+    offsets = [hollow.stagger(i, 1000, 10.0) for i in range(1000)]
+    assert offsets[0] == 0.0 and max(offsets) < 10.0
+    assert sum(1 for o in offsets if o < 1.0) == 100  # a tenth of the nodes in each tenth of the interval
