@@ -200,9 +200,14 @@ def proxy_more(up: Any, ctx: dict[str, Any], r: dict[str, Any]) -> None:
     tag = f"/tmp/sn-unready-{int(time.time() * 1000)}"  # the flip's flag files (pod /tmp, by exec)
     probe = {"exec": {"command": ["sh", "-c", f"! test -e {tag}-$(hostname)"]}, "periodSeconds": 1,
              "failureThreshold": 1, "successThreshold": 1}
-    roll_tmpl = {"metadata": {"labels": {"app": "roll"}}, "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+    # upstream's recipe for a rollout without failed requests: readiness gates new pods, and the preStop
+    # sleep outlasts the proxy's reaction to a terminating endpoint. `servicenet up` runs its proxy with
+    # kube-proxy's default --min-sync-period of 1 s, so during a rollout's stream of changes a removal
+    # may wait up to 1 s for its sync, plus the slice's way there: a 1 s sleep had no margin (CI once saw
+    # one refused connection under load), 3 s has.
+    roll_tmpl = {"metadata": {"labels": {"app": "roll"}}, "spec": {"terminationGracePeriodSeconds": 6, "containers": [{
         "name": "c", "image": "registry.k8s.io/serve_hostname", "env": [{"name": "V", "value": "1"}],
-        "ports": [{"containerPort": 9376}], "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+        "ports": [{"containerPort": 9376}], "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},
         "readinessProbe": {"httpGet": {"path": "/", "port": 9376}, "periodSeconds": 1}}]}}
     _apply(up, _pod("self", {"app": "self"}), _svc("self", {"app": "self"}),
            *(_pod(f"flip-{i}", {"app": "flip"}, readinessProbe=probe) for i in range(3)), _svc("flip", {"app": "flip"}),
