@@ -20,6 +20,7 @@ measurements; servicenet.cli reads it).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -92,13 +93,18 @@ def _scalar_reader(fd: FieldDescriptor) -> int:
     return _SCALAR_READERS.get(fd.type, R_UNSUPPORTED)
 
 
-def _dec_plan(name: str) -> Any:
-    plan = _dec.get(name)
+def _kept_plan(kept: dict[str, Any], name: str, make: Callable[[], Any], fill: Callable[[Any, str], None]) -> Any:
+    """The C plan of message ``name``, made once: registered before it is filled (types can be recursive)."""
+    plan = kept.get(name)
     if plan is None:
-        assert _cpb is not None
-        plan = _dec[name] = _cpb.DecPlan()  # registered before it is filled: types can be recursive
-        _dec_fill(plan, name)
+        plan = kept[name] = make()
+        fill(plan, name)
     return plan
+
+
+def _dec_plan(name: str) -> Any:
+    assert _cpb is not None
+    return _kept_plan(_dec, name, _cpb.DecPlan, _dec_fill)
 
 
 def _dec_fill(plan: Any, name: str) -> None:
@@ -203,12 +209,8 @@ def _message_val(desc: Descriptor, number: int) -> tuple[int, int, bytes, Any, A
 
 
 def _enc_plan(name: str) -> Any:
-    plan = _enc.get(name)
-    if plan is None:
-        assert _cpb is not None
-        plan = _enc[name] = _cpb.EncPlan()  # registered before it is filled: types can be recursive
-        _enc_fill(plan, name)
-    return plan
+    assert _cpb is not None
+    return _kept_plan(_enc, name, _cpb.EncPlan, _enc_fill)
 
 
 def _enc_fill(plan: Any, name: str) -> None:
