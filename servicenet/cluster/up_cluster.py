@@ -246,12 +246,13 @@ class Topology:
             # and recreates the pods the API binds to its node
             shutil.rmtree(nodes_dir / node.name, ignore_errors=True)
             # the node's way to the control plane: a relay on a loopback port that connects from the
-            # node's namespace to the first API server that answers (as kubelets use an LB)
+            # node's namespace to the first API server that answers and passes its /readyz check
+            # (as kubelets use an LB with health checks)
             port = free_port()
             await self.procs.spawn(f"{node.name}/apiserver-relay", [
                 *PY, "servicenet.cluster.relay", "--netns", node.netns, "--listen", f"127.0.0.1:{port}",
                 *[a for h in self.api_candidates(node) for a in ("--to", f"{h.ip}:{API_PORT}")],
-                "--log-level", self.opts.log_level])
+                "--check-readyz", "1", "--log-level", self.opts.log_level])
             self.api_ports[f"{node.name}/apiserver-relay"] = port
             await self._wait_port(port, f"{node.name}/apiserver-relay")
             url = f"https://127.0.0.1:{port}"
