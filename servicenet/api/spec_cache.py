@@ -8,8 +8,9 @@ equal, only the metadata differs. Two steps of a pod create read nothing but the
 * the spec's validation (``validate_pod_spec``): a spec found valid once is valid again.
 
 Both are kept under the spec's JSON text, so the second pod of a ReplicaSet costs an ``orjson.dumps``
-of its spec (and an ``orjson.loads`` of the kept result: nothing is shared between objects) instead
-of walking it. A key is the whole spec: two specs share a result only when they encode alike. Specs
+of its spec (and a copy of the kept result: nothing is shared between objects) instead of walking
+it. The kept result is a tree copied by :func:`servicenet.api.jsontree.copy` (containers copied,
+immutable leaves shared) when that is built in C, else its text, parsed again. A key is the whole spec: two specs share a result only when they encode alike. Specs
 that orjson cannot encode, or encodes lossily (datetimes, subclasses, NaN or infinities as ``null``:
 any ``null`` in the text), are never kept; their results are computed every time.
 
@@ -23,11 +24,13 @@ from typing import Any
 
 import orjson
 
+from servicenet.api import jsontree
+
 MAX_ENTRIES = 512
 # what plain JSON cannot hold makes orjson raise instead of writing a look-alike
 _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
 
-_created: dict[tuple[Hashable, bytes], tuple[bytes, bytes]] = {}
+_created: dict[tuple[Hashable, bytes], tuple[bytes, bytes, Any, Any]] = {}  # texts, trees
 _valid: dict[tuple[Hashable, bytes], bool] = {}
 
 
@@ -39,7 +42,7 @@ def spec_key(spec: Any) -> bytes | None:
         text = orjson.dumps(spec, option=_STRICT)
     except TypeError:  # orjson.JSONEncodeError: unencodable, too deep, a non-str key, a big int...
         return None
-    return None if b"null" in text else text
+    return None if jsontree.has_null(text) else text
 
 
 def _put(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -57,16 +60,24 @@ def pod_create_defaults(obj: dict[str, Any], context: Hashable, fill: Callable[[
         return
     hit = _created.get((context, key))
     if hit is not None:
-        obj["spec"] = orjson.loads(hit[0])
-        obj["status"] = orjson.loads(hit[1])
+        if hit[2] is not None:
+            try:
+                obj["spec"], obj["status"] = jsontree.copy(hit[2]), jsontree.copy(hit[3])
+                return
+            except (TypeError, RecursionError):  # deeper than the C copy goes: parse the text
+                pass
+        obj["spec"], obj["status"] = orjson.loads(hit[0]), orjson.loads(hit[1])
         return
     fill(obj)
     spec, status = obj.get("spec"), obj.get("status")
     if type(spec) is dict and type(status) is dict:
         try:
-            _put(_created, (context, key), (orjson.dumps(spec, option=_STRICT), orjson.dumps(status, option=_STRICT)))
+            texts = orjson.dumps(spec, option=_STRICT), orjson.dumps(status, option=_STRICT)
         except TypeError:
-            pass
+            return
+        # the kept trees are parsed from the texts: plain JSON, shared with no caller, never changed
+        trees = (orjson.loads(texts[0]), orjson.loads(texts[1])) if jsontree.FAST else (None, None)
+        _put(_created, (context, key), (*texts, *trees))
 
 
 def spec_valid(spec: Any, context: Hashable, validate: Callable[[], list[Any]]) -> list[Any]:

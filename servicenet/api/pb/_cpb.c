@@ -1511,6 +1511,85 @@ fail:
     return NULL;
 }
 
+/* ---- JSON trees (servicenet/api/jsontree.py) ---------------------------------------------- */
+
+/* a copy of a JSON tree (exact dicts and lists, copied; str, int, float, bool and None, shared: they
+ * are immutable), for handing out a kept tree without parsing its text again; TypeError for any
+ * other type, RecursionError past MAX_DEPTH */
+static PyObject *
+copy_tree(PyObject *v, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_RecursionError, "JSON tree nested too deeply to copy");
+        return NULL;
+    }
+    if (PyDict_CheckExact(v)) {
+        PyObject *out = PyDict_Copy(v);  /* keys and leaves shared; containers replaced below */
+        if (out == NULL)
+            return NULL;
+        Py_ssize_t i = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &i, &k, &x)) {
+            if (PyDict_CheckExact(x) || PyList_CheckExact(x)) {
+                PyObject *c = copy_tree(x, depth + 1);
+                if (c == NULL || PyDict_SetItem(out, k, c) < 0) {
+                    Py_XDECREF(c);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                Py_DECREF(c);
+            } else if (!(PyUnicode_CheckExact(x) || PyLong_CheckExact(x) || PyFloat_CheckExact(x)
+                         || PyBool_Check(x) || x == Py_None)) {
+                PyErr_Format(PyExc_TypeError, "not a JSON value: %.100s", Py_TYPE(x)->tp_name);
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        return out;
+    }
+    if (PyList_CheckExact(v)) {
+        Py_ssize_t n = PyList_GET_SIZE(v);
+        PyObject *out = PyList_New(n);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *c = copy_tree(PyList_GET_ITEM(v, i), depth + 1);
+            if (c == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, i, c);
+        }
+        return out;
+    }
+    if (PyUnicode_CheckExact(v) || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || PyBool_Check(v)
+        || v == Py_None) {
+        Py_INCREF(v);
+        return v;
+    }
+    PyErr_Format(PyExc_TypeError, "not a JSON value: %.100s", Py_TYPE(v)->tp_name);
+    return NULL;
+}
+
+static PyObject *
+cpb_copy_json(PyObject *mod, PyObject *v)
+{
+    return copy_tree(v, 0);
+}
+
+/* whether bytes hold b"null" (memmem: several times faster than bytes.__contains__ for this needle) */
+static PyObject *
+cpb_has_null(PyObject *mod, PyObject *v)
+{
+    if (!PyBytes_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "has_null() takes bytes");
+        return NULL;
+    }
+    if (memmem(PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v), "null", 4) != NULL)
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
 static PyObject *
 cpb_configure(PyObject *mod, PyObject *args)
 {
@@ -1545,6 +1624,9 @@ static PyMethodDef cpb_methods[] = {
      "encode(plan, obj) -> bytes: the message's bytes; raises Fallback when a value does not fit."},
     {"split_envelope", cpb_split_envelope, METH_O,
      "split_envelope(body) -> (apiVersion, kind, raw) of a canonical k8s\\0 envelope, else None."},
+    {"copy_json", cpb_copy_json, METH_O,
+     "copy_json(tree) -> a copy: dicts and lists copied, str/int/float/bool/None shared; TypeError otherwise."},
+    {"has_null", cpb_has_null, METH_O, "has_null(b: bytes) -> bool: whether b holds b'null'."},
     {"configure", cpb_configure, METH_VARARGS,
      "configure(Fallback, fmt_time, format_duration, go_float, json_loads, b64decode, json_dumps)."},
     {NULL, NULL, 0, NULL},
@@ -1552,7 +1634,8 @@ static PyMethodDef cpb_methods[] = {
 
 static struct PyModuleDef cpb_module = {
     PyModuleDef_HEAD_INIT, "_cpb",
-    "The protobuf codec's table-driven loops in C (see servicenet/api/pb/native.py).", -1, cpb_methods,
+    "The protobuf codec's table-driven loops in C (see servicenet/api/pb/native.py), and two JSON-tree "
+    "helpers (servicenet/api/jsontree.py).", -1, cpb_methods,
 };
 
 PyMODINIT_FUNC
