@@ -107,7 +107,8 @@ class ServiceAccounts:
             raise errors.forbidden_error(
                 f'pods "{pod["metadata"].get("name", "")}" is forbidden: error looking up service account '
                 f'{ns}/{name}: serviceaccount "{name}" not found', "pods", "", pod["metadata"].get("name", ""))
-        mount_token(pod, rec.obj())
+        # only the account's automountServiceAccountToken is read: most accounts do not set it
+        mount_token(pod, rec.obj() if b'"automountServiceAccountToken"' in rec.value else None)
         return None
 
     async def _create_default_sa(self, ns: str) -> None:

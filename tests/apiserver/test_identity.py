@@ -311,3 +311,13 @@ async def test_default_service_account_and_root_ca_come_back(api: RunningApi) ->
     for ctr in pod["spec"]["containers"]:
         assert {"name": vols[0]["name"], "readOnly": True,
                 "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"} in ctr["volumeMounts"]
+    # an account with automountServiceAccountToken: false mounts nothing unless the pod asks for it
+    await c.create("v1", "serviceaccounts", "fresh", {"metadata": {"name": "quiet"},
+                                                     "automountServiceAccountToken": False})
+    quiet = await c.create("v1", "pods", "fresh", {"metadata": {"name": "r"}, "spec": {
+        "serviceAccountName": "quiet", "containers": [{"name": "c", "image": "busybox"}]}})
+    assert not any(v["name"].startswith("kube-api-access-") for v in quiet["spec"].get("volumes") or [])
+    asked = await c.create("v1", "pods", "fresh", {"metadata": {"name": "s"}, "spec": {
+        "serviceAccountName": "quiet", "automountServiceAccountToken": True,
+        "containers": [{"name": "c", "image": "busybox"}]}})
+    assert any(v["name"].startswith("kube-api-access-") for v in asked["spec"]["volumes"])
