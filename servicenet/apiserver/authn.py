@@ -162,7 +162,7 @@ def impersonation(request: web.Request, user: User, authorize: Any) -> User:
     uid = h.get("Impersonate-Uid", "")
     extras: dict[str, list[str]] = {}
     for k in h:
-        if k.lower().startswith("impersonate-extra-"):
+        if k[:1] in "Ii" and k.lower().startswith("impersonate-extra-"):
             extras.setdefault(k[len("impersonate-extra-"):].lower(), []).extend(h.getall(k))
     if not name and not groups and not uid and not extras:
         return user

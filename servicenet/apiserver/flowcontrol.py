@@ -21,7 +21,6 @@ import asyncio
 import collections
 import contextlib
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,9 +122,49 @@ class Pool:
             rounds = len(self.order)
 
 
+class Deadlines:
+    """The requests' deadlines, enforced by one sweep every ``tick`` seconds while any is pending
+    (``asyncio.timeout`` would arm and cancel a loop timer per request, a measurable share of a
+    create). A task past its deadline is cancelled and remembered as expired; a deadline is thus
+    met within one tick late."""
+
+    def __init__(self, tick: float = 0.05) -> None:
+        self.tick = tick
+        self._due: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweep_at: asyncio.TimerHandle | None = None
+
+    def add(self, task: asyncio.Task[Any], deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        self._due[task] = deadline
+        if self._sweep_at is None:
+            self._sweep_at = loop.call_later(self.tick, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        late = [t for t, d in self._due.items() if d <= now]
+        for t in late:
+            del self._due[t]
+            self._expired.add(t)
+            t.cancel()
+        self._sweep_at = loop.call_later(self.tick, self._sweep, loop) if self._due else None
+
+    def finish(self, task: asyncio.Task[Any]) -> bool:
+        """Forget ``task``'s deadline; whether it had expired (and so cancelled the task)."""
+        if self._due.pop(task, None) is not None:
+            return False
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def pending(self) -> int:
+        return len(self._due)
+
+
 class FlowControl:
     def __init__(self, max_readonly: int = 400, max_mutating: int = 200, queue_length: int = 50,
                  queue_wait: float = 5.0, default_timeout: float = 60.0) -> None:
+        self.deadlines = Deadlines()
         self.pools = {"ro": Pool(max_readonly), "mut": Pool(max_mutating)}
         self.queue_length = queue_length
         self.queue_wait = queue_wait
@@ -188,16 +227,27 @@ class FlowControl:
                 resp = web.Response(status=429, text=TOO_MANY, headers={"Retry-After": "1"})
                 resp.force_close()  # a rejected (slow) client does not keep its connection either
                 return resp
-        start = time.monotonic()
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        loop = asyncio.get_running_loop()
+        self.deadlines.add(task, loop.time() + timeout, loop)
         try:
-            async with asyncio.timeout(timeout):
-                return await handler(request)  # type: ignore[no-any-return]
-        except TimeoutError:
-            if time.monotonic() - start < timeout * 0.99:
+            try:
+                resp = await handler(request)
+            except asyncio.CancelledError:
+                # past its deadline: the sweep's cancellation becomes a 504, unless another one (the
+                # client went away, the server stops) is pending too (asyncio.timeout's rule)
+                if self.deadlines.finish(task) and task.uncancel() <= cancelling:
+                    raise errors.ApiStatusError(504, "Timeout", "Timeout: request did not complete within "
+                                                                "requested timeout - context deadline exceeded") from None
                 raise
-            raise errors.ApiStatusError(504, "Timeout", "Timeout: request did not complete within requested "
-                                                        "timeout - context deadline exceeded") from None
+            if self.deadlines.finish(task):
+                task.uncancel()  # it finished as its deadline passed: it keeps its answer
+            return resp  # type: ignore[no-any-return]
         finally:
+            if self.deadlines.finish(task):  # another error as the deadline passed
+                task.uncancel()
             if not exempt:
                 with contextlib.suppress(Exception):
                     pool.give_back(name)

@@ -133,7 +133,10 @@ def wants_protobuf(request: web.Request) -> bool:
 def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
     """``resp`` re-encoded as protobuf when the client prefers it and its kind has a message."""
     accept = request.headers.get("Accept", "")
-    if "protobuf" not in accept or not isinstance(resp, web.Response) or resp.content_type != JSON:
+    if "protobuf" not in accept or not isinstance(resp, web.Response):
+        return resp
+    ctype = resp.headers.get("Content-Type", "")  # the raw header: aiohttp's content_type parses it
+    if ctype != JSON and ctype.partition(";")[0].strip().lower() != JSON:
         return resp
     if not wire.wants_protobuf(accept):
         return resp
