@@ -124,7 +124,13 @@ RESUME = object()  # the loop has dropped its pending state after a failure: acc
 
 
 class LogWriter(threading.Thread):
-    """Owns the connection after open. Feed it with ``put``; it reports through the callbacks."""
+    """Owns the connection after open. Feed it with ``put`` (from the loop's thread); it reports
+    through the callbacks.
+
+    The writes of one pass of the event loop reach the thread together: ``put`` of a write adds it
+    to an outbox that a ``call_soon`` hands over as one list, so the loop wakes the thread (a futex
+    call) once per pass rather than once per write. Any other item hands the outbox over first, so
+    the queue keeps the order in which items were put."""
 
     def __init__(
         self,
@@ -146,6 +152,7 @@ class LogWriter(threading.Thread):
         self._on_failed = on_failed
         self._on_compacted = on_compacted
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._outbox: list[Pending] = []
         self._max_batch = max_batch
         self._compact_batch = compact_batch
         self._compacted = compacted
@@ -157,7 +164,18 @@ class LogWriter(threading.Thread):
         self.rows = 0
 
     def put(self, item: Any) -> None:
+        if type(item) is Pending:
+            self._outbox.append(item)
+            if len(self._outbox) == 1:
+                self._loop.call_soon(self._hand_over)
+            return
+        self._hand_over()
         self._q.put(item)
+
+    def _hand_over(self) -> None:
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            self._q.put(batch)
 
     def _notify(self, fn: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # loop already closed
@@ -176,13 +194,19 @@ class LogWriter(threading.Thread):
                 else:
                     first = q.get()
                 items = [first]
-                while len(items) < self._max_batch:
+                rows = len(first) if type(first) is list else 1
+                while rows < self._max_batch:
                     try:
-                        items.append(q.get_nowait())
+                        it = q.get_nowait()
                     except queue.Empty:
                         break
+                    items.append(it)
+                    rows += len(it) if type(it) is list else 1
                 chunk: list[Pending] = []
                 for it in items:
+                    if type(it) is list:  # one loop pass's writes
+                        chunk.extend(it)
+                        continue
                     if type(it) is Pending:
                         chunk.append(it)
                         continue
