@@ -1,8 +1,9 @@
 """The steady load one pod runs (stdlib only; started as the pod's command, so it runs in the pod's
 network namespace with the pod's resolv.conf).
 
-Every ``1/rate`` seconds it sends one HTTP GET to a ClusterIP and one DNS A query for a Service name
-to the pod's nameserver, each with a 1 s deadline, and appends one line per request to ``--out``::
+Every ``1/rate`` seconds it sends one HTTP GET to a ClusterIP (2.5 s deadline: one lost SYN is
+retransmitted after 1 s, see ``HTTP_TIMEOUT``) and one DNS A query for a Service name to the pod's
+nameserver (1 s deadline), and appends one line per request to ``--out``::
 
     <unix time sent> http|dns ok|fail <ms> <detail>
 
@@ -20,6 +21,11 @@ import random
 import socket
 import struct
 import time
+
+# A new connection whose SYN is lost is retried by the kernel after 1 s (then 3 s): the deadline covers
+# one retransmission, as a client with default socket settings would wait; a black hole (a rule to a
+# dead pod) still fails every request.
+HTTP_TIMEOUT = 2.5
 
 
 def dns_query(qid: int, name: str) -> bytes:
@@ -71,16 +77,22 @@ def nameserver(path: str = "/etc/resolv.conf") -> str:
     raise SystemExit("no nameserver in " + path)
 
 
-def http_once(ip: str, port: int) -> tuple[bool, str]:
+def http_once(ip: str, port: int, timeout: float = HTTP_TIMEOUT) -> tuple[bool, str]:
+    """One GET on a new connection within ``timeout`` seconds; the detail of a failure says whether
+    it was the connect or the exchange that failed."""
+    deadline = time.monotonic() + timeout
+    phase = "connect"
     try:
-        with socket.create_connection((ip, port), timeout=1.0) as s:
-            s.settimeout(1.0)
+        with socket.create_connection((ip, port), timeout=timeout) as s:
+            phase = "read"
+            s.settimeout(max(0.01, deadline - time.monotonic()))
             s.sendall(b"GET / HTTP/1.0\r\nHost: load\r\n\r\n")
             data = b""
             while chunk := s.recv(4096):
                 data += chunk
+                s.settimeout(max(0.01, deadline - time.monotonic()))
     except OSError as e:
-        return False, type(e).__name__
+        return False, f"{phase}:{type(e).__name__}"
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.") or head.split()[1:2] != [b"200"]:
         return False, "status:" + head[:20].decode(errors="replace")
