@@ -32,7 +32,7 @@ from servicenet.apiserver.shared_alloc import SharedServiceRegistry
 from servicenet.client.kubeconfig import render as render_kubeconfig
 from servicenet.common import log
 from servicenet.common.health import HealthServer
-from servicenet.store import MemoryStore, SQLiteStore
+from servicenet.store import CommitFailed, MemoryStore, SQLiteStore
 
 _log = log.get("apiserver")
 
@@ -265,6 +265,10 @@ class ApiServer:
             raise
         except (asyncio.CancelledError, ConnectionResetError):
             raise
+        except CommitFailed as exc:  # the storage refused or timed out (etcd unreachable): no bug, no trace
+            _log.warning("write not committed", method=request.method, path=request.path, error=str(exc))
+            err = errors.internal(str(exc))
+            return negotiation.protobuf_response(request, json_response(err.status(), 500))
         except Exception as exc:
             _log.exception("request failed", method=request.method, path=request.path)
             err = errors.internal(repr(exc))
