@@ -16,7 +16,6 @@ Needs valgrind (scripts/install-deps.sh installs it). About a minute per kind an
 from __future__ import annotations
 
 import argparse
-import glob
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import callgrind
 from bench.api import load, server_proc
 from bench.api.run import ensure_namespaces, run_children
 from bench.api.server_proc import ROOT, ServerProc
@@ -63,12 +63,7 @@ def measure(root: Path, kind: str, n: int, work: Path) -> tuple[float, int]:
         subprocess.run(["callgrind_control", "-d", str(srv.pid)], capture_output=True)
     finally:
         srv.stop()
-    total = 0
-    for f in glob.glob(str(out) + "*"):
-        with open(f, errors="replace") as fh:
-            for line in fh:
-                if line.startswith(("summary:", "totals:")):
-                    total = max(total, int(line.split()[1]))
+    total = max(callgrind.totals(str(out) + "*"), default=0)  # the dump made after instrumentation began
     if not total:
         raise RuntimeError(f"no callgrind totals in {out}*")
     return total / max(1, o["done"]), o["done"]

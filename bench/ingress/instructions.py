@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import glob
 import os
 import re
 import signal
@@ -30,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench import callgrind  # noqa: E402
 from bench.ingress.peers import BACKEND_CONF, PROXY_CONF, Nginx, wait_port, write_1m  # noqa: E402
 from bench.ingress.run import HOST, _bbs, _secret  # noqa: E402
 from servicenet.ingress import render as rd  # noqa: E402
@@ -114,12 +114,7 @@ def per_request(d: Path, name: str, argv: list[str], port: int, url: str, conns:
         stop.set()
         reader.join()
         os.close(rfd)
-    total = 0
-    for f in glob.glob(f"{out}.*.[0-9]*"):  # the dumps made after the counters were zeroed
-        for line in Path(f).read_text(errors="replace").splitlines():
-            if line.startswith(("summary:", "totals:")):
-                total += int(line.split()[1])
-                break
+    total = sum(callgrind.totals(f"{out}.*.[0-9]*"))  # the dumps made after the counters were zeroed
     return n, total / max(n, 1)
 
 
