@@ -39,7 +39,7 @@ from servicenet.proxy.nft_commands import (
     Value,
 )
 from servicenet.proxy.nft_encode import EndpointLike
-from servicenet.proxy.nft_live import LiveRule, LiveTable, RuleMatcher, element_key, split_elements
+from servicenet.proxy.nft_live import LiveRule, LiveTable, RuleMatcher, element_key, element_set
 from servicenet.proxy.nft_skeleton import ENDPOINT_MAP, FIXED_CHAINS, HAIRPIN_SET, MAPS, SETS, NftConfig
 from servicenet.proxy.render_nftables import NftRuleset
 
@@ -115,6 +115,7 @@ class WantedElements:
     def __init__(self) -> None:
         self._sets: dict[str, tuple[object, list[bytes], frozenset[bytes], Picker]] = {}
         self._verified: dict[str, list[bytes]] = {}  # set -> the dump that matched its wanted elements
+        self._last: tuple[NftRuleset, str, dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]] | None = None
 
     def verified(self, name: str, blobs: list[bytes]) -> bool:
         """Whether ``blobs`` is byte for byte the dump of ``name`` that last matched its wanted
@@ -127,7 +128,11 @@ class WantedElements:
     def of(self, rs: NftRuleset, family: str) -> dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]:
         """Per set or map: its wanted elements (list and set), how to add some of them (by
         position in the list), and whether it is a map (``rs`` built with ``endpoints=False``:
-        endpoint maps from the runs)."""
+        endpoint maps from the runs). Asked again for the same ``rs`` (the same object), the
+        same answer at once: the caller may make it ahead of :func:`repair_transaction`."""
+        last = self._last
+        if last is not None and last[0] is rs and last[1] == family:
+            return last[2]
         runs, hairpin = rs.bulk()
         sources: list[tuple[str, object, Callable[[str, str, Any], tuple[list[bytes], Picker]], bool]] = []
         sources += [(m, rs.maps.get(m, {}), _map_elements, True) for m in MAPS]
@@ -145,6 +150,7 @@ class WantedElements:
         for gone in [n for n in self._sets if n not in out]:
             del self._sets[gone]
             self._verified.pop(gone, None)
+        self._last = (rs, family, out)
         return out
 
 
@@ -171,11 +177,12 @@ def repair_transaction(live: LiveTable, rs: NftRuleset, cfg: NftConfig, matcher:
         blobs = live.elements.get(name, [])
         if (not want and not blobs) or wanted.verified(name, blobs):
             continue
-        have_set = set(split_elements(blobs, want_set))
+        have_set = element_set(blobs, want_set)
+        if have_set == want_set:
+            wanted.mark_verified(name, blobs)
+            continue
         missing = [] if want_set <= have_set else [i for i, e in enumerate(want) if e not in have_set]
         stray = sorted(have_set - want_set)
-        if not missing and not stray:
-            wanted.mark_verified(name, blobs)
         stray_keys = [element_key(e, name, cfg.family) for e in stray]
         if any(k is None for k in stray_keys):  # unreadable: start that set afresh
             flushed.append(FlushSet(name, is_map=is_map))

@@ -173,6 +173,7 @@ class NftablesBackend:
         self._wanted = nft_resync.WantedElements()  # the wanted elements as the kernel lists them (resyncs)
         self._fixed_rules: dict[str, list[LiveRule]] | None = None  # fixed chains right after our skeleton
         self.last_repairs = 0  # commands the last resync sent (0: the table was intact)
+        self._lean: nft.NftRuleset | None = None  # the last ruleset built with endpoints=False
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
         """Chains and sets (maps included) of our table, or None if there is no table.
@@ -255,7 +256,10 @@ class NftablesBackend:
         rs: nft.NftRuleset | None = None
         if self._programmed is not None:  # most likely a populated table: render while the kernel dumps it
             r0 = time.perf_counter()
-            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            rs = self._lean_build(state)
+            # and the wanted elements in the dump's form (repair_transaction finds them made):
+            # most of the dump is the kernel's work, which leaves this thread the interpreter
+            self._wanted.of(rs, cfg.family)
             render_s += time.perf_counter() - r0
         try:
             live = await bounded(dump, self.timeout)
@@ -269,13 +273,20 @@ class NftablesBackend:
         if live is None or not live.chains:
             if not any(st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
                 return await self._cold_start(state, shards, t0)
-            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            rs = self._lean_build(state)
             return await self._full_apply(state, rs, None, t0)
         if rs is None:
             r0 = time.perf_counter()
-            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            rs = self._lean_build(state)
             render_s += time.perf_counter() - r0
         return await self._resync(state, rs, live, t0, render_s)
+
+    def _lean_build(self, state: DesiredState) -> nft.NftRuleset:
+        """The wanted ruleset without endpoint map elements (:meth:`NftRuleset.bulk` has them),
+        the last one again when it was made of the same fragments."""
+        rs = nft.build(state, self.cfg, self._fragments, self._blocks, endpoints=False, previous=self._lean)
+        self._lean = rs
+        return rs
 
     async def _resync(self, state: DesiredState, rs: nft.NftRuleset, live: LiveTable, t0: float,
                       render_s: float) -> ApplyResult:
@@ -388,7 +399,7 @@ class NftablesBackend:
             for piece in [*pieces, None]:
                 r0 = time.perf_counter()
                 if piece is None:  # the switch
-                    rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, endpoints=False)
+                    rs = self._lean = nft.assemble(frags, state.node_ips, cfg, blocks.maps, endpoints=False)
                     cmds = nft.switch_transaction(rs, cfg)
                     extra = []  # (every hairpin pair went with its piece)
                 else:
