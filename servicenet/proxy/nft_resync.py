@@ -92,19 +92,26 @@ def _address_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[lis
 
 def _pair_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[bytes], Picker]:
     keys = list(addrs)
+    return nft_live.kernel_pair_elements(family, keys), _pairs_picker(name, keys)
 
+
+def _runs_picker(name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]) -> Picker:
     def pick(idx: Sequence[int]) -> AddElements:
-        return AddElements(name, tuple(AddrPair(keys[i], keys[i]) for i in idx))
-    return nft_live.kernel_pair_elements(family, keys), pick
+        pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
+        return _endpoint_picker(name, pairs)(idx)
+    return pick
 
 
 def _endpoint_elements(family: str, name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]
                        ) -> tuple[list[bytes], Picker]:
-    def pick(idx: Sequence[int]) -> AddElements:
-        pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
-        return _endpoint_picker(name, pairs)(idx)
     items = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
-    return nft_live.kernel_endpoint_elements(family, items), pick
+    return nft_live.kernel_endpoint_elements(family, items), _runs_picker(name, runs)
+
+
+def _pairs_picker(name: str, keys: Sequence[str]) -> Picker:
+    def pick(idx: Sequence[int]) -> AddElements:
+        return AddElements(name, tuple(AddrPair(keys[i], keys[i]) for i in idx))
+    return pick
 
 
 class WantedElements:
@@ -124,6 +131,26 @@ class WantedElements:
 
     def mark_verified(self, name: str, blobs: list[bytes]) -> None:
         self._verified[name] = blobs
+
+    def seed(self, rs: NftRuleset, kept: Mapping[str, list[bytes]], hairpin: Sequence[str]) -> None:
+        """Take the endpoint map and hairpin elements a cold start of ``rs`` (built with
+        ``endpoints=False``) sent in the dump's form (:func:`nft_encode.bulk_messages` with
+        ``kept``), the hairpin set's in the order of the addresses ``hairpin``: the first
+        resync then encodes only the other sets. Each endpoint map's elements must be in the
+        order of its runs (:meth:`NftRuleset.bulk`), as a cold start in name order sends them."""
+        runs, addrs = rs.bulk()
+        for name in rs.endpoint_maps:
+            want = kept.get(name, [])
+            source = runs.get(name, [])
+            if len(want) == sum(len(eps) for _, eps in source):
+                self._sets[name] = (source, want, frozenset(want), _runs_picker(name, source))
+                self._verified.pop(name, None)
+        want = kept.get(HAIRPIN_SET, [])
+        if len(want) == len(hairpin) == len(addrs):
+            keys = list(hairpin)
+            self._sets[HAIRPIN_SET] = (addrs, want, frozenset(want), _pairs_picker(HAIRPIN_SET, keys))
+            self._verified.pop(HAIRPIN_SET, None)
+        self._last = None
 
     def of(self, rs: NftRuleset, family: str) -> dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]:
         """Per set or map: its wanted elements (list and set), how to add some of them (by

@@ -168,18 +168,27 @@ class NetlinkSession:
               fixed_chains: Iterable[str] = ()) -> LiveTable | None:
         """What ``table`` holds now (see :class:`nft_live.LiveTable`): chains, sets, every rule,
         and the elements of those of ``element_sets`` that exist; None if there is no table.
-        Blocking."""
+        Blocking.
+
+        The elements come first: most of their cost is the kernel's (a set's dump walks it
+        from its start for every message), during which a caller's other threads have the
+        interpreter; the chains and rules cost more parsing here."""
         tbl = s(1, table)
-        chains = self.dump(GETCHAIN, family, tbl)
         sets = self.dump(GETSET, family, tbl)
+        if sets is None:
+            return None
+        declared = nft_live.parse_table(table, (), sets, ()).sets
+        elements: dict[str, list[bytes]] = {}
+        for name in element_sets:
+            if name in declared:
+                bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
+                elements[name] = nft_live.element_blobs(bodies or [])
+        chains = self.dump(GETCHAIN, family, tbl)
         rules = self.dump(GETRULE, family, tbl)
-        if chains is None or sets is None or rules is None:
+        if chains is None or rules is None:
             return None
         live = nft_live.parse_table(table, chains, sets, rules)
-        for name in element_sets:
-            if name in live.sets:
-                bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
-                live.elements[name] = nft_live.element_blobs(bodies or [])
+        live.elements.update((n, b) for n, b in elements.items() if n in live.sets)
         for name, flags in live.sets.items():
             if flags & nft_live.SET_ANONYMOUS:  # (the rules' anonymous maps: few, one per affinity service)
                 bodies = self.dump(GETSETELEM, family, tbl + s(2, name))

@@ -391,6 +391,8 @@ class NftablesBackend:
         session = self._open_session()
         frags: list[nft.Fragment] = []
         hairpin: set[str] = set()  # addresses whose pair is already on its way
+        hairpin_order: list[str] = []
+        kept: dict[str, list[bytes]] = {}  # the bulk elements as sent (the dump's form), for the first resync
         pending: asyncio.Future[int] | None = None
         size, render = len(skeleton), 0.0
         per = self.cold_piece
@@ -408,10 +410,11 @@ class NftablesBackend:
                     cmds = nft.prepare_transaction(new, cfg)
                     # the hairpin pairs go with their piece: they only ever match DNATed connections,
                     # and none exist before the switch
-                    pairs = {a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin
-                    hairpin |= pairs
+                    pairs = sorted({a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin)
+                    hairpin.update(pairs)
+                    hairpin_order += pairs
                     extra = nft_encode.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET,
-                                                     sorted(pairs))
+                                                     pairs, kept)
                 try:
                     batch, seqs = nft_encode.encode(cmds, cfg.family, cfg.table, session.next_seq(), extra)
                 except nft_encode.Unsupported as e:  # the next full sync lists the table and repairs
@@ -432,6 +435,7 @@ class NftablesBackend:
             r0 = time.perf_counter()
             fragments = dict(zip(names_, frags, strict=True))
             programmed = nft.Programmed.of(state, cfg, fragments)
+            self._wanted.seed(rs, kept, hairpin_order)
             render += time.perf_counter() - r0
             await bounded(pending, self.timeout)
             pending = None
