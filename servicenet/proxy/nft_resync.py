@@ -120,7 +120,8 @@ class WantedElements:
     time's reuses its encoding instead of encoding 10^5 elements again."""
 
     def __init__(self) -> None:
-        self._sets: dict[str, tuple[object, list[bytes], frozenset[bytes], Picker]] = {}
+        # set -> (source, wanted elements, the same as a frozenset (None: not made yet), picker)
+        self._sets: dict[str, tuple[object, list[bytes], frozenset[bytes] | None, Picker]] = {}
         self._verified: dict[str, list[bytes]] = {}  # set -> the dump that matched its wanted elements
         self._last: tuple[NftRuleset, str, dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]] | None = None
 
@@ -143,12 +144,12 @@ class WantedElements:
             want = kept.get(name, [])
             source = runs.get(name, [])
             if len(want) == sum(len(eps) for _, eps in source):
-                self._sets[name] = (source, want, frozenset(want), _runs_picker(name, source))
+                self._sets[name] = (source, want, None, _runs_picker(name, source))
                 self._verified.pop(name, None)
         want = kept.get(HAIRPIN_SET, [])
         if len(want) == len(hairpin) == len(addrs):
             keys = list(hairpin)
-            self._sets[HAIRPIN_SET] = (addrs, want, frozenset(want), _pairs_picker(HAIRPIN_SET, keys))
+            self._sets[HAIRPIN_SET] = (addrs, want, None, _pairs_picker(HAIRPIN_SET, keys))
             self._verified.pop(HAIRPIN_SET, None)
         self._last = None
 
@@ -173,7 +174,11 @@ class WantedElements:
                 want, pick = make(family, name, source)
                 hit = self._sets[name] = (source, want, frozenset(want), pick)
                 self._verified.pop(name, None)
-            out[name] = (hit[1], hit[2], hit[3], is_map)
+            want_set = hit[2]
+            if want_set is None:  # (seeded: the frozenset is made by the resync, not by the cold start)
+                want_set = frozenset(hit[1])
+                self._sets[name] = (hit[0], hit[1], want_set, hit[3])
+            out[name] = (hit[1], want_set, hit[3], is_map)
         for gone in [n for n in self._sets if n not in out]:
             del self._sets[gone]
             self._verified.pop(gone, None)
