@@ -165,6 +165,7 @@ class NftablesBackend:
         self.netlink = netlink
         self.cold_piece = cold_piece  # services per transaction when filling a new table
         self._session: NetlinkSession | None = None
+        self._side: NetlinkSession | None = None  # a second socket for dumps (resyncs)
         self.netlink_syncs = 0  # transactions sent over netlink (the rest went through nft -f)
         self._programmed: nft.Programmed | None = None
         self._fragments: nft.FragmentCache = {}
@@ -250,11 +251,18 @@ class NftablesBackend:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         session = self._open_session()
+        # most likely a populated table (a resync, a restart): then render while the kernel dumps it
+        populated = self._programmed is not None or await self._table_exists(session)
         wanted = nft_resync.element_sets(cfg, self._blocks.maps)
-        dump = loop.run_in_executor(None, session.table, cfg.family, cfg.table, wanted)
+        # the elements on a second socket, in a second thread: most of their cost is the kernel's
+        # (it walks a set from its start for every 32 KiB message of a dump: the hairpin set, one
+        # element per endpoint, is the largest piece), the chains and rules mostly parsing here
+        dump = loop.run_in_executor(None, session.table, cfg.family, cfg.table, ())
+        side_dump = loop.run_in_executor(None, self._open_session(side=True).elements, cfg.family, cfg.table, wanted)
+        both = asyncio.gather(dump, side_dump)
         render_s = 0.0
         rs: nft.NftRuleset | None = None
-        if self._programmed is not None:  # most likely a populated table: render while the kernel dumps it
+        if populated:
             r0 = time.perf_counter()
             rs = self._lean_build(state)
             # and the wanted elements in the dump's form (repair_transaction finds them made):
@@ -262,7 +270,7 @@ class NftablesBackend:
             self._wanted.of(rs, cfg.family)
             render_s += time.perf_counter() - r0
         try:
-            live = await bounded(dump, self.timeout)
+            live, side = await bounded(both, self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             self._forget()
@@ -270,6 +278,8 @@ class NftablesBackend:
         except asyncio.CancelledError:
             self._close_session()  # (the dump may still be reading: the next sync gets a socket of its own)
             raise
+        if live is not None:
+            live.elements.update((n, blobs) for n, blobs in side.items() if n in live.sets)
         if live is None or not live.chains:
             if not any(st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
                 return await self._cold_start(state, shards, t0)
@@ -280,6 +290,15 @@ class NftablesBackend:
             rs = self._lean_build(state)
             render_s += time.perf_counter() - r0
         return await self._resync(state, rs, live, t0, render_s)
+
+    async def _table_exists(self, session: NetlinkSession) -> bool:
+        """Whether our table is there (False when that cannot be told: the dump will)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await bounded(loop.run_in_executor(None, session.has_table, self.cfg.family, self.cfg.table),
+                                 self.timeout)
+        except (OSError, TimeoutError):
+            return False
 
     def _lean_build(self, state: DesiredState) -> nft.NftRuleset:
         """The wanted ruleset without endpoint map elements (:meth:`NftRuleset.bulk` has them),
@@ -456,7 +475,12 @@ class NftablesBackend:
         total = time.perf_counter() - t0
         return ApplyResult(True, size, render, total - render)
 
-    def _open_session(self) -> NetlinkSession:
+    def _open_session(self, side: bool = False) -> NetlinkSession:
+        """The netlink socket (``side``: a second one, for a dump that runs beside the first)."""
+        if side:
+            if self._side is None:
+                self._side = NetlinkSession(self.netns)
+            return self._side
         if self._session is None:
             self._session = NetlinkSession(self.netns)
         return self._session
@@ -498,9 +522,10 @@ class NftablesBackend:
         return len(batch[0])
 
     def _close_session(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        for session in (self._session, self._side):
+            if session is not None:
+                session.close()
+        self._session = self._side = None
 
     async def cleanup(self) -> None:
         await run_cmd(self.netns, ["nft", "-f", "-"], nft_skeleton.cleanup_transaction(self.cfg).encode(), check=False)
