@@ -22,6 +22,7 @@ from servicenet.proxy.model import compute
 from servicenet.proxy.nft_commands import L4, AddElements, DnatMap, Rule, Target
 from servicenet.proxy.nft_encode import _Ctx, dnat_map_parts, encoded_elements, strip_nested
 from servicenet.proxy.nft_live import kernel_elements
+from servicenet.proxy.nft_socket import NetlinkSession
 from servicenet.proxy.sync import NftablesBackend
 
 from . import helpers as h
@@ -229,6 +230,18 @@ async def test_a_resync_over_an_intact_table_commits_nothing(netns: str) -> None
     again = NftablesBackend(netns, CFG)
     await again.apply(world, None)
     assert again.last_repairs == 0 and _table(netns) == before
+
+
+@pytest.mark.root
+def test_the_table_is_asked_for_without_a_dump(netns: str) -> None:
+    session = NetlinkSession(netns)
+    try:
+        assert not session.has_table("ip", "kube-proxy")
+        _nft(netns, "add table ip kube-proxy\n")
+        assert session.has_table("ip", "kube-proxy") and not session.has_table("ip6", "kube-proxy")
+        assert session.generation() > 0  # (the socket goes on answering in order)
+    finally:
+        session.close()
 
 
 @pytest.mark.root
