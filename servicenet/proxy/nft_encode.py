@@ -517,8 +517,7 @@ def bulk_messages(family: str, table: str,
     elems = _pair_elems(ctx, addresses, flag)
     if kept is not None:
         kept.setdefault(pair_set, []).extend(elems)
-    out += _grouped(ctx, NEWSETELEM, F_CREATE, pair_set, elems)
-    return out
+    return out + _grouped(ctx, NEWSETELEM, F_CREATE, pair_set, elems)
 
 
 # --- commands -------------------------------------------------------------------------------------

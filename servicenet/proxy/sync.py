@@ -10,6 +10,7 @@ any failure makes the next sync a full one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -252,14 +253,15 @@ class NftablesBackend:
         loop = asyncio.get_running_loop()
         session = self._open_session()
         # most likely a populated table (a resync, a restart): then render while the kernel dumps it
-        populated = self._programmed is not None or await self._table_exists(session)
+        populated = self._programmed is not None
+        with contextlib.suppress(OSError, TimeoutError):  # (a restarted proxy asks; if it cannot, the dump tells)
+            populated = populated or await bounded(
+                loop.run_in_executor(None, session.has_table, cfg.family, cfg.table), self.timeout)
         wanted = nft_resync.element_sets(cfg, self._blocks.maps)
-        # the elements on a second socket, in a second thread: most of their cost is the kernel's
-        # (it walks a set from its start for every 32 KiB message of a dump: the hairpin set, one
-        # element per endpoint, is the largest piece), the chains and rules mostly parsing here
+        # the elements on a second socket, in a second thread: mostly the kernel's work (it walks a
+        # set from its start for every 32 KiB message: the hairpin set is the largest piece)
         dump = loop.run_in_executor(None, session.table, cfg.family, cfg.table, ())
         side_dump = loop.run_in_executor(None, self._open_session(side=True).elements, cfg.family, cfg.table, wanted)
-        both = asyncio.gather(dump, side_dump)
         render_s = 0.0
         rs: nft.NftRuleset | None = None
         if populated:
@@ -270,7 +272,7 @@ class NftablesBackend:
             self._wanted.of(rs, cfg.family)
             render_s += time.perf_counter() - r0
         try:
-            live, side = await bounded(both, self.timeout)
+            live, side = await bounded(asyncio.gather(dump, side_dump), self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             self._forget()
@@ -291,18 +293,8 @@ class NftablesBackend:
             render_s += time.perf_counter() - r0
         return await self._resync(state, rs, live, t0, render_s)
 
-    async def _table_exists(self, session: NetlinkSession) -> bool:
-        """Whether our table is there (False when that cannot be told: the dump will)."""
-        loop = asyncio.get_running_loop()
-        try:
-            return await bounded(loop.run_in_executor(None, session.has_table, self.cfg.family, self.cfg.table),
-                                 self.timeout)
-        except (OSError, TimeoutError):
-            return False
-
     def _lean_build(self, state: DesiredState) -> nft.NftRuleset:
-        """The wanted ruleset without endpoint map elements (:meth:`NftRuleset.bulk` has them),
-        the last one again when it was made of the same fragments."""
+        """The ruleset without endpoint map elements; the last one again if made of the same fragments."""
         rs = nft.build(state, self.cfg, self._fragments, self._blocks, endpoints=False, previous=self._lean)
         self._lean = rs
         return rs
@@ -409,8 +401,7 @@ class NftablesBackend:
         loop = asyncio.get_running_loop()
         session = self._open_session()
         frags: list[nft.Fragment] = []
-        hairpin: set[str] = set()  # addresses whose pair is already on its way
-        hairpin_order: list[str] = []
+        hairpin: dict[str, None] = {}  # addresses whose pair is already on its way, in that order
         kept: dict[str, list[bytes]] = {}  # the bulk elements as sent (the dump's form), for the first resync
         pending: asyncio.Future[int] | None = None
         size, render = len(skeleton), 0.0
@@ -429,9 +420,8 @@ class NftablesBackend:
                     cmds = nft.prepare_transaction(new, cfg)
                     # the hairpin pairs go with their piece: they only ever match DNATed connections,
                     # and none exist before the switch
-                    pairs = sorted({a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin)
-                    hairpin.update(pairs)
-                    hairpin_order += pairs
+                    pairs = sorted({a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin.keys())
+                    hairpin.update(dict.fromkeys(pairs))
                     extra = nft_encode.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET,
                                                      pairs, kept)
                 try:
@@ -454,7 +444,7 @@ class NftablesBackend:
             r0 = time.perf_counter()
             fragments = dict(zip(names_, frags, strict=True))
             programmed = nft.Programmed.of(state, cfg, fragments)
-            self._wanted.seed(rs, kept, hairpin_order)
+            self._wanted.seed(rs, kept, list(hairpin))
             render += time.perf_counter() - r0
             await bounded(pending, self.timeout)
             pending = None
@@ -478,11 +468,9 @@ class NftablesBackend:
     def _open_session(self, side: bool = False) -> NetlinkSession:
         """The netlink socket (``side``: a second one, for a dump that runs beside the first)."""
         if side:
-            if self._side is None:
-                self._side = NetlinkSession(self.netns)
+            self._side = self._side or NetlinkSession(self.netns)
             return self._side
-        if self._session is None:
-            self._session = NetlinkSession(self.netns)
+        self._session = self._session or NetlinkSession(self.netns)
         return self._session
 
     def _programmed_names(self) -> tuple[list[str], list[str]] | None:
