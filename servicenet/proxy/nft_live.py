@@ -118,10 +118,11 @@ def element_blobs(bodies: Iterable[bytes]) -> list[bytes]:
     return out
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _cutter(size: int, count: int) -> Callable[[bytes], tuple[bytes, ...]]:
     """Cuts ``size * count`` bytes into ``count`` pieces in one call (a dump's 32 KiB messages
-    mostly hold the same number of elements: a few formats serve them all)."""
+    mostly hold the same number of elements: a few formats serve them all; a set's last
+    message may need its own, made in microseconds)."""
     return struct.Struct(f"{size}s" * count).unpack
 
 
