@@ -67,6 +67,7 @@ CORES = [
     "servicenet.store.index", "servicenet.store._plan", "servicenet.store._types",
     "servicenet.proxy.model", "servicenet.proxy.names", "servicenet.proxy.render_iptables",
     "servicenet.proxy.render_nftables", "servicenet.proxy.nft_commands", "servicenet.proxy.nft_skeleton",
+    "servicenet.proxy.nft_blocks",
     "servicenet.proxy.planner", "servicenet.proxy.published",
     "servicenet.lb.model", "servicenet.lb.hashing", "servicenet.lb.policies", "servicenet.lb.outlier",
     "servicenet.lb.budget", "servicenet.lb.balancer", "servicenet.lb.roles",

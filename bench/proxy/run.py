@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -75,9 +76,16 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def cpu() -> float:
+    """User + system CPU seconds of this process so far (its netlink work is system time here; a
+    shared machine moves this much less than wall time)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 async def bench_backend(name: str, backend: object, s1: DesiredState, changes: int, limit: float) -> None:
     """Full sync, then ``changes`` single-endpoint changes; each apply is bounded by ``limit`` seconds."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu()
     try:
         r = await asyncio.wait_for(backend.apply(s1, None), limit)  # type: ignore[attr-defined]
     except (TimeoutError, ApplyError) as e:
@@ -85,33 +93,36 @@ async def bench_backend(name: str, backend: object, s1: DesiredState, changes: i
         return
     full = time.perf_counter() - t0
     print(f"{name:16s} full sync: {full:7.2f}s (render {r.render_seconds:.2f}s, apply {r.apply_seconds:.2f}s, "
-          f"{r.bytes / 1e6:.1f} MB)", flush=True)
+          f"{r.bytes / 1e6:.1f} MB; CPU {cpu() - c0:.2f}s)", flush=True)
     # full syncs over the populated table (what a restart or a periodic resync does): the first one
     # after the cold start, then another (nftables: what it learnt the first time is reused)
     for label in ("full resync:", "resync again:"):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         try:
             r = await asyncio.wait_for(backend.apply(s1, None), limit)  # type: ignore[attr-defined]
             repairs = getattr(backend, "last_repairs", None)
             print(f"{name:16s} {label:12s}{time.perf_counter() - t0:7.2f}s (render {r.render_seconds:.2f}s, "
-                  f"apply {r.apply_seconds:.2f}s{'' if repairs is None else f', {repairs} repairs'})", flush=True)
+                  f"apply {r.apply_seconds:.2f}s{'' if repairs is None else f', {repairs} repairs'}; "
+                  f"CPU {cpu() - c0:.2f}s)", flush=True)
         except (TimeoutError, ApplyError) as e:
             print(f"{name:16s} {label} >{limit:.0f}s ({type(e).__name__})", flush=True)
     totals, renders, applies = [], [], []
-    state = s1
+    state, used = s1, 0.0
     deadline = time.monotonic() + limit
     for k in range(changes):
         state, changed = drop_endpoint(state, k * 7919)  # one endpoint less in a different service each time
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         r = await asyncio.wait_for(backend.apply(state, changed), limit)  # type: ignore[attr-defined]
         totals.append(time.perf_counter() - t0)
+        used += cpu() - c0
         renders.append(r.render_seconds)
         applies.append(r.apply_seconds)
         if time.monotonic() > deadline:
             break
     print(f"{name:16s} one endpoint changed x{len(totals)}: p50 {pct(totals, 50) * 1e3:7.1f} ms, "
           f"p99 {pct(totals, 99) * 1e3:7.1f} ms (render p50 {pct(renders, 50) * 1e3:.1f} ms, "
-          f"apply p50 {pct(applies, 50) * 1e3:.1f} ms)", flush=True)
+          f"apply p50 {pct(applies, 50) * 1e3:.1f} ms; CPU {used / max(1, len(totals)) * 1e3:.1f} ms each)",
+          flush=True)
 
 
 async def bench_sync(n_svc: int, n_ep: int, modes: list[str], limit: float, changes: int) -> None:

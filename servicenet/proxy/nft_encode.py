@@ -60,6 +60,7 @@ NFNL_SUBSYS_NFTABLES = 10
 BATCH_BEGIN, BATCH_END = 0x10, 0x11
 GETCHAIN, NEWCHAIN, DELCHAIN, NEWRULE, GETRULE, DELRULE, NEWSET, GETSET, DELSET = 4, 3, 5, 6, 7, 8, 9, 10, 11
 NEWSETELEM, GETSETELEM, DELSETELEM, GETGEN = 12, 13, 14, 16
+GETTABLE = 1
 F_REQUEST, F_ACK, F_DUMP, F_CREATE, F_APPEND = 0x1, 0x4, 0x300, 0x400, 0x800
 NESTED = 0x8000
 FAMILIES = {"ip": 2, "ip6": 10}
@@ -496,17 +497,27 @@ def _grouped(ctx: _Ctx, kind: int, flags: int, name: str, encoded: list[bytes]) 
 
 def bulk_messages(family: str, table: str,
                   endpoint_maps: Mapping[str, Iterable[tuple[int, Iterable[EndpointLike]]]],
-                  pair_set: str, addresses: Iterable[str]) -> list[Message]:
+                  pair_set: str, addresses: Iterable[str], kept: dict[str, list[bytes]] | None = None) -> list[Message]:
     """Elements added straight from data: endpoint maps (runs of endpoints, the i-th of a run
     under key ``base + i``, as ``key : ip . port``) and an ``addr . addr`` set with one pair
-    per address (the hairpin set)."""
+    per address (the hairpin set).
+
+    With ``kept`` the elements are written in the form the kernel's dumps list them (no
+    NLA_F_NESTED flags; the kernel takes that form too) and also appended, per set, to
+    ``kept``: what a later resync compares a dump with, without encoding it all again."""
     ctx = _Ctx(family, table)
+    flag = NESTED if kept is None else 0
     out: list[Message] = []
     for name, runs in endpoint_maps.items():
         pairs = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
-        out += _grouped(ctx, NEWSETELEM, F_CREATE, name, _endpoint_elems(ctx, pairs))
-    out += _grouped(ctx, NEWSETELEM, F_CREATE, pair_set, _pair_elems(ctx, addresses))
-    return out
+        elems = _endpoint_elems(ctx, pairs, flag)
+        if kept is not None:
+            kept.setdefault(name, []).extend(elems)
+        out += _grouped(ctx, NEWSETELEM, F_CREATE, name, elems)
+    elems = _pair_elems(ctx, addresses, flag)
+    if kept is not None:
+        kept.setdefault(pair_set, []).extend(elems)
+    return out + _grouped(ctx, NEWSETELEM, F_CREATE, pair_set, elems)
 
 
 # --- commands -------------------------------------------------------------------------------------

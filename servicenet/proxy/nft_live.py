@@ -18,9 +18,10 @@ has no form and never compares equal, so its chain is rewritten by every resync.
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from servicenet.proxy.nft_commands import AddrPair, DnatMap, Expr, Key, PortKey, Rule, Target, Value, Verdict
@@ -117,6 +118,40 @@ def element_blobs(bodies: Iterable[bytes]) -> list[bytes]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _cutter(size: int, count: int) -> Callable[[bytes], tuple[bytes, ...]]:
+    """Cuts ``size * count`` bytes into ``count`` pieces in one call (a dump's 32 KiB messages
+    mostly hold the same number of elements: a few formats serve them all; a set's last
+    message may need its own, made in microseconds)."""
+    return struct.Struct(f"{size}s" * count).unpack
+
+
+def _stride(blob: bytes) -> int:
+    """The size of the first element of ``blob`` if it divides the whole list, else 0."""
+    if len(blob) < 4:
+        return 0
+    size = (_HDR.unpack_from(blob, 0)[0] + 3) & ~3
+    return size if size >= 4 and len(blob) % size == 0 else 0
+
+
+def _cut(blob: bytes, size: int) -> Sequence[bytes]:
+    count = len(blob) // size
+    return _cutter(size, count)(blob) if count <= 4096 else [blob[i:i + size] for i in range(0, len(blob), size)]
+
+
+def _walk(blob: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    off, end = 0, len(blob)
+    while off + 4 <= end:
+        n = _HDR.unpack_from(blob, off)[0]
+        if n < 4:
+            break
+        nxt = off + ((n + 3) & ~3)
+        out.append(blob[off:nxt])
+        off = nxt
+    return out
+
+
 def split_elements(blobs: Sequence[bytes], probe: set[bytes] | frozenset[bytes] = frozenset()) -> list[bytes]:
     """Every element (a whole NFTA_LIST_ELEM attribute) of the element lists ``blobs``.
 
@@ -127,24 +162,37 @@ def split_elements(blobs: Sequence[bytes], probe: set[bytes] | frozenset[bytes] 
     """
     out: list[bytes] = []
     for blob in blobs:
-        if len(blob) < 4:
-            continue
-        ln = _HDR.unpack_from(blob, 0)[0]
-        size = (ln + 3) & ~3
-        if size >= 4 and len(blob) % size == 0:
-            pieces = [blob[i:i + size] for i in range(0, len(blob), size)]
+        size = _stride(blob)
+        if size:
+            pieces = _cut(blob, size)
             if probe and probe.issuperset(pieces):
                 out += pieces
                 continue
-        off, end = 0, len(blob)
-        while off + 4 <= end:
-            n = _HDR.unpack_from(blob, off)[0]
-            if n < 4:
-                break
-            nxt = off + ((n + 3) & ~3)
-            out.append(blob[off:nxt])
-            off = nxt
+        out += _walk(blob)
     return out
+
+
+def element_set(blobs: Sequence[bytes], probe: set[bytes] | frozenset[bytes]) -> set[bytes]:
+    """The elements of the element lists ``blobs`` as a set: what :func:`split_elements` finds,
+    made with fewer passes over them. Lists are cut at their stride first; when every piece
+    of every cut list is in ``probe`` the cuts are right (as in :func:`split_elements`),
+    otherwise every list is walked. The usual resync case, a set holding exactly ``probe``,
+    costs one cut per message, one set and one comparison."""
+    cut: set[bytes] = set()
+    rest: list[bytes] = []
+    for blob in blobs:
+        size = _stride(blob)
+        if size:
+            cut.update(_cut(blob, size))
+        elif len(blob) >= 4:
+            rest.append(blob)
+    if not rest and cut == probe:
+        return cut
+    if not cut <= probe:  # some cut was wrong (or a stray element): walk every list
+        return {e for blob in blobs for e in _walk(blob)}
+    for blob in rest:
+        cut.update(_walk(blob))
+    return cut
 
 
 def element_key(element: bytes, set_name: str, family: str) -> Key | None:

@@ -39,7 +39,7 @@ from servicenet.proxy.nft_commands import (
     Value,
 )
 from servicenet.proxy.nft_encode import EndpointLike
-from servicenet.proxy.nft_live import LiveRule, LiveTable, RuleMatcher, element_key, split_elements
+from servicenet.proxy.nft_live import LiveRule, LiveTable, RuleMatcher, element_key, element_set
 from servicenet.proxy.nft_skeleton import ENDPOINT_MAP, FIXED_CHAINS, HAIRPIN_SET, MAPS, SETS, NftConfig
 from servicenet.proxy.render_nftables import NftRuleset
 
@@ -92,19 +92,26 @@ def _address_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[lis
 
 def _pair_elements(family: str, name: str, addrs: Iterable[str]) -> tuple[list[bytes], Picker]:
     keys = list(addrs)
+    return nft_live.kernel_pair_elements(family, keys), _pairs_picker(name, keys)
 
+
+def _runs_picker(name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]) -> Picker:
     def pick(idx: Sequence[int]) -> AddElements:
-        return AddElements(name, tuple(AddrPair(keys[i], keys[i]) for i in idx))
-    return nft_live.kernel_pair_elements(family, keys), pick
+        pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
+        return _endpoint_picker(name, pairs)(idx)
+    return pick
 
 
 def _endpoint_elements(family: str, name: str, runs: Sequence[tuple[int, Sequence[EndpointLike]]]
                        ) -> tuple[list[bytes], Picker]:
-    def pick(idx: Sequence[int]) -> AddElements:
-        pairs = list(itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs))
-        return _endpoint_picker(name, pairs)(idx)
     items = itertools.chain.from_iterable(enumerate(eps, base) for base, eps in runs)
-    return nft_live.kernel_endpoint_elements(family, items), pick
+    return nft_live.kernel_endpoint_elements(family, items), _runs_picker(name, runs)
+
+
+def _pairs_picker(name: str, keys: Sequence[str]) -> Picker:
+    def pick(idx: Sequence[int]) -> AddElements:
+        return AddElements(name, tuple(AddrPair(keys[i], keys[i]) for i in idx))
+    return pick
 
 
 class WantedElements:
@@ -113,8 +120,10 @@ class WantedElements:
     time's reuses its encoding instead of encoding 10^5 elements again."""
 
     def __init__(self) -> None:
-        self._sets: dict[str, tuple[object, list[bytes], frozenset[bytes], Picker]] = {}
+        # set -> (source, wanted elements, the same as a frozenset (None: not made yet), picker)
+        self._sets: dict[str, tuple[object, list[bytes], frozenset[bytes] | None, Picker]] = {}
         self._verified: dict[str, list[bytes]] = {}  # set -> the dump that matched its wanted elements
+        self._last: tuple[NftRuleset, str, dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]] | None = None
 
     def verified(self, name: str, blobs: list[bytes]) -> bool:
         """Whether ``blobs`` is byte for byte the dump of ``name`` that last matched its wanted
@@ -124,10 +133,34 @@ class WantedElements:
     def mark_verified(self, name: str, blobs: list[bytes]) -> None:
         self._verified[name] = blobs
 
+    def seed(self, rs: NftRuleset, kept: Mapping[str, list[bytes]], hairpin: Sequence[str]) -> None:
+        """Take the endpoint map and hairpin elements a cold start of ``rs`` (built with
+        ``endpoints=False``) sent in the dump's form (:func:`nft_encode.bulk_messages` with
+        ``kept``), the hairpin set's in the order of the addresses ``hairpin``: the first
+        resync then encodes only the other sets. Each endpoint map's elements must be in the
+        order of its runs (:meth:`NftRuleset.bulk`), as a cold start in name order sends them."""
+        runs, addrs = rs.bulk()
+        for name in rs.endpoint_maps:
+            want = kept.get(name, [])
+            source = runs.get(name, [])
+            if len(want) == sum(len(eps) for _, eps in source):
+                self._sets[name] = (source, want, None, _runs_picker(name, source))
+                self._verified.pop(name, None)
+        want = kept.get(HAIRPIN_SET, [])
+        if len(want) == len(hairpin) == len(addrs):
+            keys = list(hairpin)
+            self._sets[HAIRPIN_SET] = (addrs, want, None, _pairs_picker(HAIRPIN_SET, keys))
+            self._verified.pop(HAIRPIN_SET, None)
+        self._last = None
+
     def of(self, rs: NftRuleset, family: str) -> dict[str, tuple[list[bytes], frozenset[bytes], Picker, bool]]:
         """Per set or map: its wanted elements (list and set), how to add some of them (by
         position in the list), and whether it is a map (``rs`` built with ``endpoints=False``:
-        endpoint maps from the runs)."""
+        endpoint maps from the runs). Asked again for the same ``rs`` (the same object), the
+        same answer at once: the caller may make it ahead of :func:`repair_transaction`."""
+        last = self._last
+        if last is not None and last[0] is rs and last[1] == family:
+            return last[2]
         runs, hairpin = rs.bulk()
         sources: list[tuple[str, object, Callable[[str, str, Any], tuple[list[bytes], Picker]], bool]] = []
         sources += [(m, rs.maps.get(m, {}), _map_elements, True) for m in MAPS]
@@ -141,10 +174,15 @@ class WantedElements:
                 want, pick = make(family, name, source)
                 hit = self._sets[name] = (source, want, frozenset(want), pick)
                 self._verified.pop(name, None)
-            out[name] = (hit[1], hit[2], hit[3], is_map)
+            want_set = hit[2]
+            if want_set is None:  # (seeded: the frozenset is made by the resync, not by the cold start)
+                want_set = frozenset(hit[1])
+                self._sets[name] = (hit[0], hit[1], want_set, hit[3])
+            out[name] = (hit[1], want_set, hit[3], is_map)
         for gone in [n for n in self._sets if n not in out]:
             del self._sets[gone]
             self._verified.pop(gone, None)
+        self._last = (rs, family, out)
         return out
 
 
@@ -171,11 +209,12 @@ def repair_transaction(live: LiveTable, rs: NftRuleset, cfg: NftConfig, matcher:
         blobs = live.elements.get(name, [])
         if (not want and not blobs) or wanted.verified(name, blobs):
             continue
-        have_set = set(split_elements(blobs, want_set))
+        have_set = element_set(blobs, want_set)
+        if have_set == want_set:
+            wanted.mark_verified(name, blobs)
+            continue
         missing = [] if want_set <= have_set else [i for i, e in enumerate(want) if e not in have_set]
         stray = sorted(have_set - want_set)
-        if not missing and not stray:
-            wanted.mark_verified(name, blobs)
         stray_keys = [element_key(e, name, cfg.family) for e in stray]
         if any(k is None for k in stray_keys):  # unreadable: start that set afresh
             flushed.append(FlushSet(name, is_map=is_map))

@@ -27,6 +27,7 @@ from servicenet.proxy.nft_encode import (
     GETRULE,
     GETSET,
     GETSETELEM,
+    GETTABLE,
     NFNL_SUBSYS_NFTABLES,
     nfmsg,
     s,
@@ -168,23 +169,39 @@ class NetlinkSession:
               fixed_chains: Iterable[str] = ()) -> LiveTable | None:
         """What ``table`` holds now (see :class:`nft_live.LiveTable`): chains, sets, every rule,
         and the elements of those of ``element_sets`` that exist; None if there is no table.
-        Blocking."""
+        Blocking.
+
+        The elements come first: most of their cost is the kernel's (a set's dump walks it
+        from its start for every message), during which a caller's other threads have the
+        interpreter; the chains and rules cost more parsing here."""
         tbl = s(1, table)
-        chains = self.dump(GETCHAIN, family, tbl)
         sets = self.dump(GETSET, family, tbl)
+        if sets is None:
+            return None
+        declared = nft_live.parse_table(table, (), sets, ()).sets
+        elements = self.elements(family, table, [n for n in element_sets if n in declared])
+        chains = self.dump(GETCHAIN, family, tbl)
         rules = self.dump(GETRULE, family, tbl)
-        if chains is None or sets is None or rules is None:
+        if chains is None or rules is None:
             return None
         live = nft_live.parse_table(table, chains, sets, rules)
-        for name in element_sets:
-            if name in live.sets:
-                bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
-                live.elements[name] = nft_live.element_blobs(bodies or [])
+        live.elements.update((n, b) for n, b in elements.items() if n in live.sets)
         for name, flags in live.sets.items():
             if flags & nft_live.SET_ANONYMOUS:  # (the rules' anonymous maps: few, one per affinity service)
                 bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
                 live.anonymous[name] = frozenset(nft_live.split_elements(nft_live.element_blobs(bodies or [])))
         return live
+
+    def elements(self, family: str, table: str, names: Iterable[str]) -> dict[str, list[bytes]]:
+        """The element lists (one per dump message) of each of the sets or maps ``names`` that
+        exists. Blocking."""
+        out: dict[str, list[bytes]] = {}
+        tbl = s(1, table)
+        for name in names:
+            bodies = self.dump(GETSETELEM, family, tbl + s(2, name))
+            if bodies is not None:
+                out[name] = nft_live.element_blobs(bodies)
+        return out
 
     def chain_rules(self, family: str, table: str, chains: Iterable[str]) -> dict[str, list[nft_live.LiveRule]]:
         """The rules of each of ``chains`` (a dump per chain). Blocking."""
@@ -193,6 +210,27 @@ class NetlinkSession:
             bodies = self.dump(GETRULE, family, s(1, table) + s(2, c)) or []
             out[c] = [r for _, r in nft_live.parse_rules(table, bodies)]
         return out
+
+    def has_table(self, family: str, table: str) -> bool:
+        """Whether ``table`` exists (one GETTABLE request, no dump). Blocking."""
+        seq = self._seq
+        self._seq += 1
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETTABLE, F_REQUEST, seq, FAMILIES[family], s(1, table)))
+        while True:
+            data = self.sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(data):
+                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
+                if ln < 16:
+                    break
+                if mseq == seq:
+                    if typ != 2:  # the table's description
+                        return True
+                    err = struct.unpack_from("=i", data, off + 16)[0]
+                    if err == -errno.ENOENT:
+                        return False
+                    raise NetlinkError(-err, f"GETTABLE failed: {os.strerror(-err)}")
+                off += (ln + 3) & ~3
 
     def generation(self) -> int:
         """The ruleset's generation id: every committed transaction (of any table) raises it. Blocking."""

@@ -23,8 +23,8 @@ layout: per-endpoint chains, per-endpoint ``affinity-`` sets and ``numgen ... vm
 traffic (a pod reaching itself through a service) is recognised after DNAT by the
 ``hairpin-connections`` set of ``ip . ip`` pairs and masqueraded.
 
-The key ranges are handed out by :class:`Blocks` (state as data, kept by the caller between
-syncs). :func:`build` computes an :class:`NftRuleset` (the per-service part as data);
+The key ranges are handed out by :class:`nft_blocks.Blocks` (state as data, kept by the caller
+between syncs). :func:`build` computes an :class:`NftRuleset` (the per-service part as data);
 :func:`content_transaction` writes every service's objects, :func:`incremental_transaction`
 only the difference between two rulesets, :func:`partial_transaction` the difference for a few
 services: as typed commands (:mod:`nft_commands`), which :func:`nft_commands.render` writes as
@@ -33,8 +33,7 @@ chains, sets, maps) is :mod:`nft_skeleton`.
 """
 from __future__ import annotations
 
-import math
-import zlib
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import Any
 
 from servicenet.proxy import names
 from servicenet.proxy.model import DesiredState, Endpoint, ServicePortName, ServiceState
+from servicenet.proxy.nft_blocks import Blocks, NeedFullSync, shards_for  # noqa: F401 (shards_for: for callers)
 from servicenet.proxy.nft_commands import (
     JUMP_MASQ,
     L4,
@@ -88,64 +88,6 @@ ElementMap = dict[Key, Value]
 GOTO_REJECT, DROP = Verdict("goto", "reject-chain"), Verdict("drop")
 
 
-class Blocks:
-    """Where each load-balancing chain's endpoints live: shard map and key range.
-
-    A chain with N >= 2 endpoints owns keys ``[base, base + cap)`` (one key space across
-    shards), ``cap`` the power of two >= N, so most endpoint changes keep the range; freed
-    ranges are reused per size. The shard is a stable hash of the chain name. The only
-    mutable state of the renderer; the caller keeps one per table.
-    """
-
-    def __init__(self, shards: int = 1) -> None:
-        self.shards = shards
-        self._maps = tuple(f"{ENDPOINT_MAP}-{k}" for k in range(shards))
-        self.owned: dict[str, tuple[int, int]] = {}  # chain -> (base, cap)
-        self._free: dict[int, list[int]] = {}
-        self._top = 0
-
-    @property
-    def maps(self) -> tuple[str, ...]:
-        return self._maps
-
-    def map_for(self, chain: str) -> str:
-        return f"{ENDPOINT_MAP}-{zlib.crc32(chain.encode()) % self.shards}"
-
-    def fit(self, chain: str, n: int) -> int:
-        cap = 1 << max(0, n - 1).bit_length()
-        cur = self.owned.get(chain)
-        if cur is not None:
-            if cur[1] == cap:
-                return cur[0]
-            self.release(chain)
-        free = self._free.get(cap)
-        if free:
-            base = free.pop()
-        else:
-            base, self._top = self._top, self._top + cap
-            if self._top > 0xFFFFFFFF:
-                raise NeedFullSync("endpoint map key space exhausted")
-        self.owned[chain] = (base, cap)
-        return base
-
-    def release(self, chain: str) -> None:
-        cur = self.owned.pop(chain, None)
-        if cur is not None:
-            self._free.setdefault(cur[1], []).append(cur[0])
-
-    def holds(self, chain: str, base: int) -> bool:
-        cur = self.owned.get(chain)
-        return cur is not None and cur[0] == base
-
-
-def shards_for(state: DesiredState) -> int:
-    """How many endpoint maps suit ``state``: a power of two near sqrt(2 x map elements)."""
-    elems = sum(len(st.cluster) + len(st.local) for st in state.services.values()
-                if st.port.affinity_timeout is None)
-    want = math.isqrt(2 * elems)
-    return 1 if want < 16 else 1 << (want.bit_length() - 1)
-
-
 @dataclass(frozen=True, slots=True)
 class NftRuleset:
     """The per-service part of the table, as data."""
@@ -156,6 +98,7 @@ class NftRuleset:
     sets: Mapping[str, frozenset[str]] = field(default_factory=dict)  # (hairpin: addresses, not pairs)
     endpoint_maps: tuple[str, ...] = (f"{ENDPOINT_MAP}-0",)  # every shard map the table needs
     fragments: tuple[Fragment, ...] = field(default=(), compare=False, repr=False)  # what it was made from
+    endpoints: bool = field(default=True, compare=False, repr=False)  # whether ``maps`` has the endpoint maps
 
     def bulk(self) -> tuple[dict[str, list[tuple[int, tuple[Endpoint, ...]]]], frozenset[str]]:
         """The endpoint map elements as ``(base, endpoints)`` runs per map, and the hairpin addresses.
@@ -184,8 +127,14 @@ class Fragment:
     shards: int = 1
 
     def current(self, st: ServiceState, blocks: Blocks) -> bool:
-        return ((self.state is st or self.state == st) and self.shards == blocks.shards
-                and all(blocks.holds(c, b) for c, _, b, _ in self.lbs))
+        if not (self.state is st or self.state == st) or self.shards != blocks.shards:
+            return False
+        owned = blocks.owned  # (inline Blocks.holds: 10^4 calls per full sync)
+        for c, _, b, _ in self.lbs:
+            cur = owned.get(c)
+            if cur is None or cur[0] != b:
+                return False
+        return True
 
 
 FragmentCache = dict[Any, Fragment]
@@ -315,17 +264,31 @@ def assemble(frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
     if cfg.nodeport_primary:
         out["nodeport-ips"] = frozenset(node_ips)
     return NftRuleset(chains=chains, affinity_sets=aff, maps=maps, sets=out, endpoint_maps=endpoint_maps,
-                      fragments=tuple(frags))
+                      fragments=tuple(frags), endpoints=endpoints)
+
+
+def _same_assembly(rs: NftRuleset, frags: Sequence[Fragment], node_ips: Iterable[str], cfg: NftConfig,
+                   endpoint_maps: tuple[str, ...], endpoints: bool) -> bool:
+    """Whether ``assemble(frags, node_ips, cfg, endpoint_maps, endpoints)`` would give ``rs``
+    (assembled from the very same fragment objects, in the same order)."""
+    if rs.endpoints != endpoints or rs.endpoint_maps != endpoint_maps or len(rs.fragments) != len(frags):
+        return False
+    if cfg.nodeport_primary and rs.sets.get("nodeport-ips") != frozenset(node_ips):
+        return False
+    return all(map(operator.is_, rs.fragments, frags))
 
 
 def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = None,
-          blocks: Blocks | None = None, *, endpoints: bool = True) -> NftRuleset:
+          blocks: Blocks | None = None, *, endpoints: bool = True, previous: NftRuleset | None = None) -> NftRuleset:
     """The per-service objects of ``state``.
 
     With ``cache`` (kept by the caller between syncs, with its ``blocks``) services whose
     :class:`ServiceState` did not change reuse their previous fragment, so a sync renders
     O(changed) rules. Without ``blocks`` the key ranges are allocated afresh. With
     ``endpoints=False`` the endpoint maps are left out of ``maps`` (see :meth:`NftRuleset.bulk`).
+    ``previous`` (an earlier result for this ``cfg``, never modified) is returned as it is when
+    it was assembled from exactly the fragments this build ends with: a resync over an
+    unchanged world does not assemble 10^4 fragments again.
     """
     if blocks is None:
         blocks, cache = Blocks(), None
@@ -349,7 +312,10 @@ def build(state: DesiredState, cfg: NftConfig, cache: FragmentCache | None = Non
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    return assemble([fresh[n] for n in names_], state.node_ips, cfg, blocks.maps, endpoints)
+    frags = [fresh[n] for n in names_]
+    if previous is not None and _same_assembly(previous, frags, state.node_ips, cfg, blocks.maps, endpoints):
+        return previous
+    return assemble(frags, state.node_ips, cfg, blocks.maps, endpoints)
 
 
 @dataclass(slots=True)
@@ -555,10 +521,6 @@ def _touched_maps(old: NftRuleset, new: NftRuleset) -> list[str]:
 
 
 _ORDERS: dict[tuple[str, ...], dict[str, int]] = {}  # endpoint maps -> position (one entry per sharding)
-
-
-class NeedFullSync(Exception):
-    """An incremental transaction cannot express this change."""
 
 
 def incremental_transaction(old: NftRuleset, new: NftRuleset, cfg: NftConfig) -> list[Command]:

@@ -10,6 +10,7 @@ any failure makes the next sync a full one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -165,6 +166,7 @@ class NftablesBackend:
         self.netlink = netlink
         self.cold_piece = cold_piece  # services per transaction when filling a new table
         self._session: NetlinkSession | None = None
+        self._side: NetlinkSession | None = None  # a second socket for dumps (resyncs)
         self.netlink_syncs = 0  # transactions sent over netlink (the rest went through nft -f)
         self._programmed: nft.Programmed | None = None
         self._fragments: nft.FragmentCache = {}
@@ -173,6 +175,7 @@ class NftablesBackend:
         self._wanted = nft_resync.WantedElements()  # the wanted elements as the kernel lists them (resyncs)
         self._fixed_rules: dict[str, list[LiveRule]] | None = None  # fixed chains right after our skeleton
         self.last_repairs = 0  # commands the last resync sent (0: the table was intact)
+        self._lean: nft.NftRuleset | None = None  # the last ruleset built with endpoints=False
 
     async def _existing(self) -> tuple[list[str], list[str]] | None:
         """Chains and sets (maps included) of our table, or None if there is no table.
@@ -249,16 +252,27 @@ class NftablesBackend:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         session = self._open_session()
+        # most likely a populated table (a resync, a restart): then render while the kernel dumps it
+        populated = self._programmed is not None
+        with contextlib.suppress(OSError, TimeoutError):  # (a restarted proxy asks; if it cannot, the dump tells)
+            populated = populated or await bounded(
+                loop.run_in_executor(None, session.has_table, cfg.family, cfg.table), self.timeout)
         wanted = nft_resync.element_sets(cfg, self._blocks.maps)
-        dump = loop.run_in_executor(None, session.table, cfg.family, cfg.table, wanted)
+        # the elements on a second socket, in a second thread: mostly the kernel's work (it walks a
+        # set from its start for every 32 KiB message: the hairpin set is the largest piece)
+        dump = loop.run_in_executor(None, session.table, cfg.family, cfg.table, ())
+        side_dump = loop.run_in_executor(None, self._open_session(side=True).elements, cfg.family, cfg.table, wanted)
         render_s = 0.0
         rs: nft.NftRuleset | None = None
-        if self._programmed is not None:  # most likely a populated table: render while the kernel dumps it
+        if populated:
             r0 = time.perf_counter()
-            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            rs = self._lean_build(state)
+            # and the wanted elements in the dump's form (repair_transaction finds them made):
+            # most of the dump is the kernel's work, which leaves this thread the interpreter
+            self._wanted.of(rs, cfg.family)
             render_s += time.perf_counter() - r0
         try:
-            live = await bounded(dump, self.timeout)
+            live, side = await bounded(asyncio.gather(dump, side_dump), self.timeout)
         except (OSError, TimeoutError) as e:
             self._close_session()
             self._forget()
@@ -266,16 +280,24 @@ class NftablesBackend:
         except asyncio.CancelledError:
             self._close_session()  # (the dump may still be reading: the next sync gets a socket of its own)
             raise
+        if live is not None:
+            live.elements.update((n, blobs) for n, blobs in side.items() if n in live.sets)
         if live is None or not live.chains:
             if not any(st.port.lb_source_ranges and st.port.lb_ips for st in state.services.values()):
                 return await self._cold_start(state, shards, t0)
-            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            rs = self._lean_build(state)
             return await self._full_apply(state, rs, None, t0)
         if rs is None:
             r0 = time.perf_counter()
-            rs = nft.build(state, cfg, self._fragments, self._blocks, endpoints=False)
+            rs = self._lean_build(state)
             render_s += time.perf_counter() - r0
         return await self._resync(state, rs, live, t0, render_s)
+
+    def _lean_build(self, state: DesiredState) -> nft.NftRuleset:
+        """The ruleset without endpoint map elements; the last one again if made of the same fragments."""
+        rs = nft.build(state, self.cfg, self._fragments, self._blocks, endpoints=False, previous=self._lean)
+        self._lean = rs
+        return rs
 
     async def _resync(self, state: DesiredState, rs: nft.NftRuleset, live: LiveTable, t0: float,
                       render_s: float) -> ApplyResult:
@@ -379,7 +401,8 @@ class NftablesBackend:
         loop = asyncio.get_running_loop()
         session = self._open_session()
         frags: list[nft.Fragment] = []
-        hairpin: set[str] = set()  # addresses whose pair is already on its way
+        hairpin: dict[str, None] = {}  # addresses whose pair is already on its way, in that order
+        kept: dict[str, list[bytes]] = {}  # the bulk elements as sent (the dump's form), for the first resync
         pending: asyncio.Future[int] | None = None
         size, render = len(skeleton), 0.0
         per = self.cold_piece
@@ -388,7 +411,7 @@ class NftablesBackend:
             for piece in [*pieces, None]:
                 r0 = time.perf_counter()
                 if piece is None:  # the switch
-                    rs = nft.assemble(frags, state.node_ips, cfg, blocks.maps, endpoints=False)
+                    rs = self._lean = nft.assemble(frags, state.node_ips, cfg, blocks.maps, endpoints=False)
                     cmds = nft.switch_transaction(rs, cfg)
                     extra = []  # (every hairpin pair went with its piece)
                 else:
@@ -397,10 +420,10 @@ class NftablesBackend:
                     cmds = nft.prepare_transaction(new, cfg)
                     # the hairpin pairs go with their piece: they only ever match DNATed connections,
                     # and none exist before the switch
-                    pairs = {a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin
-                    hairpin |= pairs
+                    pairs = sorted({a for f in new for a in f.sets[nft.HAIRPIN_SET]} - hairpin.keys())
+                    hairpin.update(dict.fromkeys(pairs))
                     extra = nft_encode.bulk_messages(cfg.family, cfg.table, nft.endpoint_runs(new), nft.HAIRPIN_SET,
-                                                     sorted(pairs))
+                                                     pairs, kept)
                 try:
                     batch, seqs = nft_encode.encode(cmds, cfg.family, cfg.table, session.next_seq(), extra)
                 except nft_encode.Unsupported as e:  # the next full sync lists the table and repairs
@@ -421,6 +444,7 @@ class NftablesBackend:
             r0 = time.perf_counter()
             fragments = dict(zip(names_, frags, strict=True))
             programmed = nft.Programmed.of(state, cfg, fragments)
+            self._wanted.seed(rs, kept, list(hairpin))
             render += time.perf_counter() - r0
             await bounded(pending, self.timeout)
             pending = None
@@ -441,9 +465,12 @@ class NftablesBackend:
         total = time.perf_counter() - t0
         return ApplyResult(True, size, render, total - render)
 
-    def _open_session(self) -> NetlinkSession:
-        if self._session is None:
-            self._session = NetlinkSession(self.netns)
+    def _open_session(self, side: bool = False) -> NetlinkSession:
+        """The netlink socket (``side``: a second one, for a dump that runs beside the first)."""
+        if side:
+            self._side = self._side or NetlinkSession(self.netns)
+            return self._side
+        self._session = self._session or NetlinkSession(self.netns)
         return self._session
 
     def _programmed_names(self) -> tuple[list[str], list[str]] | None:
@@ -483,9 +510,10 @@ class NftablesBackend:
         return len(batch[0])
 
     def _close_session(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        for session in (self._session, self._side):
+            if session is not None:
+                session.close()
+        self._session = self._side = None
 
     async def cleanup(self) -> None:
         await run_cmd(self.netns, ["nft", "-f", "-"], nft_skeleton.cleanup_transaction(self.cfg).encode(), check=False)

@@ -115,6 +115,15 @@ def test_bulk_elements_equal_the_commands() -> None:
     nft_encode._c_add_elements(ctx, AddElements("hairpin-connections", (AddrPair("10.180.0.1", "10.180.0.1"),
                                                                          AddrPair("10.180.0.3", "10.180.0.3"))))
     assert bulk == ctx.msgs
+    # kept in the dump's form: the same messages without nested flags, and the elements one by one
+    kept: dict[str, list[bytes]] = {}
+    flat = nft_encode.bulk_messages("ip", "kube-proxy", {"service-endpoints-0": [(4, eps[:2]), (9, eps[2:])]},
+                                    "hairpin-connections", ["10.180.0.1", "10.180.0.3"], kept)
+    assert [(k, f) for k, f, _ in flat] == [(k, f) for k, f, _ in bulk]
+    assert [body for _, _, body in flat] != [body for _, _, body in bulk]
+    assert kept == {"service-endpoints-0": [nft_encode.strip_nested(e) for e in nft_encode.encoded_elements(ctx, (4, 5, 9), tuple(eps))],
+                    "hairpin-connections": [nft_encode.strip_nested(e) for e in nft_encode.encoded_elements(
+                        ctx, (AddrPair("10.180.0.1", "10.180.0.1"), AddrPair("10.180.0.3", "10.180.0.3")), None)]}
 
 
 def test_text_of_every_command() -> None:

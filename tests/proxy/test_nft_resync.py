@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from servicenet.proxy import nft_live, nft_resync
+from servicenet.proxy import nft_encode, nft_live, nft_resync
 from servicenet.proxy import render_nftables as nft
 from servicenet.proxy.model import compute
 from servicenet.proxy.nft_commands import L4, AddElements, DnatMap, Rule, Target
 from servicenet.proxy.nft_encode import _Ctx, dnat_map_parts, encoded_elements, strip_nested
 from servicenet.proxy.nft_live import kernel_elements
+from servicenet.proxy.nft_socket import NetlinkSession
 from servicenet.proxy.sync import NftablesBackend
 
 from . import helpers as h
@@ -58,6 +59,58 @@ def test_split_elements_cuts_at_the_stride_only_when_every_piece_is_known() -> N
     b = kernel_elements("ip", (1,), (Target("10.0.0.1", 80),))
     mixed = blob + b[0]  # elements of two sizes: the walk
     assert nft_live.split_elements([mixed], set(a)) == [*a, b[0]]
+
+
+def test_element_set_is_what_the_split_finds() -> None:
+    a = kernel_elements("ip", ("10.0.0.1", "10.0.0.2", "10.0.0.3"), None)
+    b = kernel_elements("ip", (1,), (Target("10.0.0.1", 80),))
+    blob = b"".join(a)
+    cases: list[tuple[list[bytes], set[bytes]]] = [
+        ([blob], set(a)),  # exactly the wanted: cut and compared
+        ([blob[: 2 * len(a[0])], a[2]], set(a)),  # over two messages
+        ([blob], set(a[:2])),  # a stray element (the cuts are not all known): walked
+        ([blob + b[0]], set(a)),  # elements of two sizes in one message: walked
+        ([b[0] + b[0][:8] + b[0][:8]], {b[0]}),  # cut pieces that are not elements
+        ([b"", blob], set()),
+    ]
+    for blobs, probe in cases:
+        assert nft_live.element_set(blobs, probe) == set(nft_live.split_elements(blobs, probe)) == \
+            set(nft_live.split_elements(blobs))
+
+
+def test_wanted_elements_are_made_once_per_ruleset_and_seeded_by_a_cold_start() -> None:
+    state = _world(6, affinity=False)
+    blocks = nft.Blocks(2)
+    rs = nft.build(state, CFG, {}, blocks, endpoints=False)
+    fresh = nft_resync.WantedElements()
+    want = fresh.of(rs, "ip")
+    assert fresh.of(rs, "ip") is want  # (asked again for the same ruleset: made once)
+    # the bulk elements as a cold start sends them, kept in the dump's form, seed another one
+    runs, hairpin = rs.bulk()
+    kept: dict[str, list[bytes]] = {}
+    order = sorted(hairpin, reverse=True)  # (any order: the seed keeps it)
+    msgs = nft_encode.bulk_messages("ip", "kube-proxy", runs, nft.HAIRPIN_SET, order, kept)
+    assert msgs and set(kept) == {*runs, nft.HAIRPIN_SET}
+    seeded = nft_resync.WantedElements()
+    seeded.seed(rs, kept, order)
+    got = seeded.of(rs, "ip")
+    assert got.keys() == want.keys()
+    for name, (elems, elem_set, pick, is_map) in got.items():
+        assert elem_set == want[name][1] and is_map == want[name][3]
+        if name == nft.HAIRPIN_SET:
+            assert elems == kept[name]
+        # whatever the order, a position picks the key of the element at that position
+        idx = list(range(len(elems)))
+        assert kernel_elements("ip", pick(idx).keys, pick(idx).values) == elems
+    # and a resync over a dump of exactly those elements repairs nothing
+    live = nft_live.LiveTable(chains=set(rs.chains), sets={s: 0 for s in nft_resync.element_sets(CFG, rs.endpoint_maps)})
+    m = nft_live.RuleMatcher()
+    for c, rules in rs.chains.items():
+        enc = [m._encoded(r) for r in rules]
+        live.rules[c] = [(b"".join(strip_nested(x) for x in e[0]), e[1]) for e in enc if e is not None]
+    for name, (elems, _, _, _) in got.items():
+        live.elements[name] = [b"".join(elems)] if elems else []
+    assert nft_resync.repair_transaction(live, rs, CFG, m, seeded) == []
 
 
 def test_element_keys_read_back() -> None:
@@ -177,6 +230,18 @@ async def test_a_resync_over_an_intact_table_commits_nothing(netns: str) -> None
     again = NftablesBackend(netns, CFG)
     await again.apply(world, None)
     assert again.last_repairs == 0 and _table(netns) == before
+
+
+@pytest.mark.root
+def test_the_table_is_asked_for_without_a_dump(netns: str) -> None:
+    session = NetlinkSession(netns)
+    try:
+        assert not session.has_table("ip", "kube-proxy")
+        _nft(netns, "add table ip kube-proxy\n")
+        assert session.has_table("ip", "kube-proxy") and not session.has_table("ip6", "kube-proxy")
+        assert session.generation() > 0  # (the socket goes on answering in order)
+    finally:
+        session.close()
 
 
 @pytest.mark.root

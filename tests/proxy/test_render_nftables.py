@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from servicenet.proxy import nft_skeleton
@@ -320,3 +322,26 @@ def test_partial_transaction_matches_whole_ruleset_diff() -> None:
     cmds3, prog3 = nft.partial_transaction(prog2, st1, changed_services(st2, st1), CFG, blocks)
     rs3 = nft.build(st1, CFG, dict(prog3.fragments), blocks)
     assert _lines(render(cmds3)) == _lines(render(nft.incremental_transaction(rs2, rs3, CFG)))
+
+
+def test_build_returns_the_previous_ruleset_made_of_the_same_fragments() -> None:
+    svcs = [h.service("ns1", f"s{i}", f"172.30.0.{i}", P80) for i in range(1, 4)]
+    st = _state(svcs, [_es(f"s{i}", [f"10.180.0.{i}", "10.180.1.1"]) for i in range(1, 4)])
+    cache: nft.FragmentCache = {}
+    blocks = nft.Blocks()
+    lean = nft.build(st, CFG, cache, blocks, endpoints=False)
+    assert nft.build(st, CFG, cache, blocks, endpoints=False, previous=lean) is lean
+    # made with the endpoint map elements, or of other fragments: assembled afresh (and equal to a fresh build)
+    full = nft.build(st, CFG, cache, blocks, previous=lean)
+    assert full is not lean and full == nft.build(st, CFG, dict(cache), blocks)
+    st2 = _state(svcs, [_es(f"s{i}", [f"10.180.0.{i}"]) for i in range(1, 4)])
+    again = nft.build(st2, CFG, cache, blocks, endpoints=False, previous=lean)
+    assert again is not lean and again == nft.build(st2, CFG, blocks=nft.Blocks(), endpoints=False)
+    # the node's addresses are part of the ruleset where NodePorts listen on them only
+    primary = replace(CFG, nodeport_primary=True)
+    cache, blocks = {}, nft.Blocks()
+    lean = nft.build(st, primary, cache, blocks, endpoints=False)
+    moved = replace(st, node_ips=("192.168.0.9",))
+    moved_rs = nft.build(moved, primary, cache, blocks, endpoints=False, previous=lean)
+    assert moved_rs is not lean and moved_rs.sets["nodeport-ips"] == {"192.168.0.9"}
+    assert nft.build(moved, primary, cache, blocks, endpoints=False, previous=moved_rs) is moved_rs
