@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from servicenet.api import managed_create, schema
+from servicenet.api import managed_create, schema, spec_cache
 
 # ObjectMeta fields that are plain scalars in the schema (nothing below them to check) and that a
 # create's managedFields leave out: their values are never part of either result
@@ -50,6 +50,9 @@ def shape_key(obj: Mapping[str, Any]) -> bytes | None:
     md = obj.get("metadata")
     if type(md) is dict and not _IDENTITY.isdisjoint(md):
         obj = {**obj, "metadata": {k: v for k, v in md.items() if k not in _IDENTITY}}
+    spec_text = spec_cache.known_text(obj.get("spec"))
+    if spec_text is not None:  # a pod create's defaulted spec: its text is known, not written again
+        obj = {**obj, "spec": orjson.Fragment(spec_text)}
     try:
         return orjson.dumps(obj)
     except (TypeError, ValueError):  # nested too deeply, a key that is not a string: not kept

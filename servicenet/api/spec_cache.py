@@ -34,8 +34,28 @@ _created: dict[tuple[Hashable, bytes], tuple[bytes, bytes, Any, Any]] = {}  # te
 _valid: dict[tuple[Hashable, bytes], bool] = {}
 
 
+# The JSON text of the spec a pod create's defaulting just handed out, while the create's synchronous
+# steps run (defaulting, validation, managedFields: none of them changes the spec): (spec, text).
+# The registry clears it before anything that may change the spec (the service-account admission).
+_hint: tuple[Any, bytes] | None = None
+
+
+def known_text(spec: Any) -> bytes | None:
+    """The JSON text of ``spec`` if it is the spec the current pod create's defaulting handed out."""
+    h = _hint
+    return h[1] if h is not None and h[0] is spec else None
+
+
+def clear_hint() -> None:
+    global _hint
+    _hint = None
+
+
 def spec_key(spec: Any) -> bytes | None:
     """The spec's JSON text, or None when it is not a dict or does not encode exactly."""
+    h = _hint
+    if h is not None and h[0] is spec:  # the text of the defaulted spec, already known
+        return h[1]
     if type(spec) is not dict:
         return None
     try:
@@ -53,20 +73,27 @@ def _put(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 def pod_create_defaults(obj: dict[str, Any], context: Hashable, fill: Callable[[dict[str, Any]], None]) -> None:
     """``fill(obj)``, or its kept result. ``fill`` must read only ``obj["spec"]`` (and ``context``,
-    which is part of the key), rewrite only ``spec`` and set ``status``; ``obj["status"]`` is replaced."""
+    which is part of the key), rewrite only ``spec`` and set ``status``; ``obj["status"]`` is replaced.
+
+    When the defaulted spec's text is known (kept), it is noted for :func:`spec_key` and
+    :func:`known_text` until :func:`clear_hint`: the caller must clear it before anything may change
+    ``obj["spec"]``."""
     key = spec_key(obj.get("spec"))
     if key is None:
         fill(obj)
         return
+    global _hint
     hit = _created.get((context, key))
     if hit is not None:
         if hit[2] is not None:
             try:
                 obj["spec"], obj["status"] = jsontree.copy(hit[2]), jsontree.copy(hit[3])
-                return
             except (TypeError, RecursionError):  # deeper than the C copy goes: parse the text
-                pass
-        obj["spec"], obj["status"] = orjson.loads(hit[0]), orjson.loads(hit[1])
+                obj["spec"], obj["status"] = orjson.loads(hit[0]), orjson.loads(hit[1])
+        else:
+            obj["spec"], obj["status"] = orjson.loads(hit[0]), orjson.loads(hit[1])
+        if not jsontree.has_null(hit[0]):  # what spec_key would answer for it
+            _hint = (obj["spec"], hit[0])
         return
     fill(obj)
     spec, status = obj.get("spec"), obj.get("status")
@@ -78,6 +105,8 @@ def pod_create_defaults(obj: dict[str, Any], context: Hashable, fill: Callable[[
         # the kept trees are parsed from the texts: plain JSON, shared with no caller, never changed
         trees = (orjson.loads(texts[0]), orjson.loads(texts[1])) if jsontree.FAST else (None, None)
         _put(_created, (context, key), (*texts, *trees))
+        if not jsontree.has_null(texts[0]):
+            _hint = (spec, texts[0])
 
 
 def spec_valid(spec: Any, context: Hashable, validate: Callable[[], list[Any]]) -> list[Any]:

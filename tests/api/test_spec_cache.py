@@ -38,6 +38,7 @@ def _renamed(o: dict[str, Any], i: int) -> dict[str, Any]:
 def _empty() -> None:
     spec_cache._created.clear()
     spec_cache._valid.clear()
+    spec_cache.clear_hint()
 
 
 @pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
@@ -133,3 +134,52 @@ def test_labels_and_annotations_seen_valid_before_are_skipped_exactly() -> None:
     assert [e.value for e in validate_annotations({"app": "x", "Bad Key": "y"}, "metadata.annotations")] == ["Bad Key"]
     big = {"app": "v" * (256 * 1024)}
     assert [e.kind for e in validate_annotations(big, "metadata.annotations")] == ["TooLong"]
+
+
+@pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
+def test_the_noted_spec_text_is_what_spec_key_and_shape_key_would_write(pod: dict[str, Any]) -> None:
+    from servicenet.api import shape_cache
+
+    for i in range(3):  # a miss (the text just kept), then hits (the kept text)
+        obj = _renamed(pod, i)
+        spec_cache.pod_create_defaults(obj, TOLERATIONS, _fill)
+        noted = spec_cache.known_text(obj["spec"])
+        with_hint = spec_cache.spec_key(obj["spec"]), shape_cache.shape_key(obj)
+        spec_cache.clear_hint()
+        assert spec_cache.known_text(obj["spec"]) is None
+        without = spec_cache.spec_key(obj["spec"]), shape_cache.shape_key(obj)
+        assert with_hint == without and noted == without[0]
+        assert noted is not None or b"null" in orjson.dumps(obj["spec"])
+
+
+def test_the_note_is_for_that_spec_object_only() -> None:
+    obj = objects.pod("p")
+    spec_cache.pod_create_defaults(obj, TOLERATIONS, _fill)
+    other = copy.deepcopy(obj["spec"])  # equal, but not the object the note is for
+    assert spec_cache.known_text(other) is None
+    other["containers"][0]["image"] = "changed"
+    assert spec_cache.spec_key(other) == orjson.dumps(other)
+
+
+async def test_the_registry_clears_the_note_after_a_create_and_after_a_refused_one() -> None:
+    from servicenet.api import errors
+    from servicenet.apiserver.registry import Registry, WriteOptions
+    from servicenet.store import MemoryStore
+
+    store = MemoryStore()
+    await store.open()
+    reg = Registry(store)
+    info = resources.by_plural("", "v1", "pods")
+    ns = resources.by_plural("", "v1", "namespaces")
+    assert info is not None and ns is not None
+    try:
+        await reg.create(ns, None, {"metadata": {"name": "default"}}, WriteOptions())
+        await reg.create(info, "default", objects.pod("a"), WriteOptions(field_manager="t"))
+        assert spec_cache._hint is None
+        bad = objects.pod("b")
+        bad["metadata"]["labels"] = {"-bad": "x"}
+        with pytest.raises(errors.ApiStatusError):
+            await reg.create(info, "default", bad, WriteOptions(field_manager="t"))
+        assert spec_cache._hint is None
+    finally:
+        await store.close()
