@@ -8,7 +8,10 @@ Recorded, each with its CLOCK_MONOTONIC time (the benchmark's flip times are on 
 * ``pod``: a probe pod's event reached the controller manager's handler (``ready``: its Ready);
 * ``sync``: an EndpointSlice sync of a probe Service started (``t``) and ended (``end``), with
   the time its slice writes took (``write_ms``) and whether it returned early as stale;
-* ``gc``: a collection of the interpreter's garbage collector (generation, pause);
+* ``gc``: a collection of the interpreter's garbage collector (generation, pause); full
+  (generation 2) collections from the process's start (``before``: ahead of the recording, with
+  the objects frozen out of the collector then);
+* ``connect``: a new connection to the API server (a TCP connect and TLS handshake);
 * ``stall``: the event loop did not run a 2 ms timer for ``ms`` (with the main thread's
   innermost frames when it was caught mid-stall by the sampling thread).
 
@@ -28,6 +31,8 @@ import threading
 import time
 import traceback
 from typing import Any
+
+import aiohttp
 
 from servicenet import cli
 from servicenet.controllers import manager as cm_mod
@@ -49,9 +54,13 @@ def main() -> int:
     def on_gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             state["gc_t0"] = time.monotonic()
+            return
+        r = {"kind": "gc", "t": state["gc_t0"], "gen": info["generation"],
+             "ms": round((time.monotonic() - state["gc_t0"]) * 1e3, 3), "collected": info["collected"]}
+        if info["generation"] == 2 and not state["on"]:
+            recs.append({**r, "before": True, "frozen": gc.get_freeze_count()})  # full collections: the whole run
         else:
-            rec(kind="gc", t=state["gc_t0"], gen=info["generation"],
-                ms=round((time.monotonic() - state["gc_t0"]) * 1e3, 3), collected=info["collected"])
+            rec(**r)
 
     orig_handler = cm_mod.ControllerManager._handler
     orig_sync = cm_mod.ControllerManager._sync_endpointslice
@@ -99,6 +108,10 @@ def main() -> int:
 
         async def beat() -> None:
             while True:
+                if not state["on"]:
+                    await asyncio.sleep(0.2)
+                    state["beat"] = time.monotonic()
+                    continue
                 t = time.monotonic()
                 await asyncio.sleep(TICK)
                 now = time.monotonic()
@@ -111,8 +124,11 @@ def main() -> int:
 
     main_id = threading.get_ident()
 
+    recording = threading.Event()
+
     def sampler() -> None:  # catches what the main thread runs while the loop is stalled
         while True:
+            recording.wait()
             time.sleep(0.005)
             if state["on"] and time.monotonic() - state["beat"] > STALL and state["stack"] is None:
                 frame = sys._current_frames().get(main_id)
@@ -120,6 +136,16 @@ def main() -> int:
                     state["stack"] = [f"{f.filename.rsplit('/', 2)[-2:]}:{f.lineno} {f.name}"
                                       for f in traceback.extract_stack(frame)[-8:]]
 
+    orig_connect = aiohttp.TCPConnector._create_connection
+
+    async def _connect(self: Any, *a: Any, **kw: Any) -> Any:
+        t = time.monotonic()
+        try:
+            return await orig_connect(self, *a, **kw)
+        finally:
+            rec(kind="connect", t=t, ms=round((time.monotonic() - t) * 1e3, 2))
+
+    aiohttp.TCPConnector._create_connection = _connect  # type: ignore[method-assign]
     cm_mod.ControllerManager._handler = _handler  # type: ignore[method-assign]
     cm_mod.ControllerManager._sync_endpointslice = _sync  # type: ignore[method-assign]
     cm_mod.ControllerManager._perform = _perform  # type: ignore[method-assign]
@@ -128,10 +154,13 @@ def main() -> int:
     threading.Thread(target=sampler, daemon=True).start()
 
     def start(*_: Any) -> None:
+        state["beat"] = time.monotonic()
         state["on"] = True
+        recording.set()
 
     def stop(*_: Any) -> None:
         state["on"] = False
+        recording.clear()
         with open(out + ".tmp", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
         os.replace(out + ".tmp", out)  # the benchmark waits for the name
@@ -183,8 +212,13 @@ def gc_summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
     """Collections per generation over the recording: count, total and longest pause."""
     res: dict[str, Any] = {}
     for g in (0, 1, 2):
-        ms = [r["ms"] for r in recs if r["kind"] == "gc" and r["gen"] == g]
+        ms = [r["ms"] for r in recs if r["kind"] == "gc" and r["gen"] == g and not r.get("before")]
         res[f"gen{g}"] = {"n": len(ms), "total_ms": round(sum(ms), 1), "max_ms": round(max(ms, default=0), 1)}
+    full = [r for r in recs if r["kind"] == "gc" and r.get("before")]
+    res["gen2_before"] = {"n": len(full), "total_ms": round(sum(r["ms"] for r in full), 1),
+                          "last5_ms": [r["ms"] for r in full[-5:]], "frozen": full[-1]["frozen"] if full else 0}
+    conns = [r["ms"] for r in recs if r["kind"] == "connect"]
+    res["new_connections"] = {"n": len(conns), "max_ms": round(max(conns, default=0), 1)}
     st = [r["ms"] for r in recs if r["kind"] == "stall"]
     res["stalls"] = {"n": len(st), "total_ms": round(sum(st), 1), "max_ms": round(max(st, default=0), 1)}
     return res

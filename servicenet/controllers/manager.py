@@ -28,7 +28,7 @@ from servicenet.client import (
     strip_managed_fields,
 )
 from servicenet.client import leaderelection as le
-from servicenet.common import log
+from servicenet.common import gcfreeze, log
 from servicenet.common.component import cancel_all
 from servicenet.common.health import HealthServer
 from servicenet.common.runner import run_until_signal
@@ -78,6 +78,7 @@ ALL_CONTROLLERS = (
 )
 STALE_RETRY = 0.05
 TRACK_TIMEOUT = 30.0
+GC_CHECK = 5.0  # seconds between looks at the caches' size for the collector (common.gcfreeze)
 
 
 _key = wakeup.key_of
@@ -177,6 +178,8 @@ class ControllerManager:
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
         self._echoes = echoes.EchoHold()  # ... and those that overtake the write's response
         self._assumed: dict[str, Obj] = {}  # pod key -> the pod as bound, not yet seen so in the cache
+        self._gc_policy = gcfreeze.FreezePolicy()
+        self.gc_freezes = 0
         self._started = False
         f = self.factory
         self.services = f.informer("v1", "services")
@@ -299,6 +302,7 @@ class ControllerManager:
             "nodelifecycle": self._sync_node,
             **(self.workloads.syncs() if self.workloads is not None else {}),
         }
+        self._tasks.append(asyncio.create_task(self._gc_keeper(), name="gc-freeze"))
         for name, q in self.queues.items():
             n = 1 if name == "scheduler" else self.workers
             for i in range(n):
@@ -322,6 +326,18 @@ class ControllerManager:
     def idle(self) -> bool:
         """True when no queue holds or processes work (timers not counted); for tests."""
         return all(len(q) == 0 and not q._processing for q in self.queues.values())
+
+    async def _gc_keeper(self) -> None:
+        """Keep the caches out of the collector's full passes as they settle (common.gcfreeze):
+        at 1,000 nodes a full pass over them is a pause of a quarter second or more."""
+        while True:
+            cached, relists = self.factory.cache_stats()
+            if self._gc_policy.due(cached, relists):
+                pause = gcfreeze.freeze()
+                self._gc_policy.record(cached, relists)
+                self.gc_freezes += 1
+                _log.info("caches frozen out of the collector", objects=cached, pause_ms=round(pause * 1e3))
+            await asyncio.sleep(GC_CHECK)
 
     async def _worker(self, name: str, q: WorkQueue, sync: Callable[[str], Awaitable[None]]) -> None:
         while True:

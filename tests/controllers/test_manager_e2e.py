@@ -391,3 +391,32 @@ async def _bound(c: Any, name: str) -> dict[str, Any] | None:
 
 async def _empty(aw: Awaitable[list[Any]]) -> bool:
     return not await aw
+
+
+async def test_caches_frozen_out_of_the_collector_once_synced_and_again_as_they_grow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from servicenet.common import gcfreeze
+    from servicenet.controllers import manager as manager_mod
+
+    monkeypatch.setattr(manager_mod, "GC_CHECK", 0.02)
+    async with testing.running_apiserver(tmp_path) as api:
+        c = api.client
+        try:
+            async with manager(c) as cm:
+                cm._gc_policy = gcfreeze.FreezePolicy(min_objects=1, settle=1.0)
+                await poll(lambda: _true(cm.gc_freezes == 1))
+                cached = cm.factory.cache_stats()[0]
+                assert gc.get_freeze_count() > 0
+                # a quarter more objects in the caches: frozen again
+                for i in range((cached + 3) // 4):
+                    await c.create("v1", "services", NS, {"metadata": {"name": f"s{i}"},
+                                                          "spec": {"ports": [{"port": 80}]}})
+                await poll(lambda: _true(cm.gc_freezes == 2))
+        finally:
+            gc.unfreeze()
+
+
+async def _true(v: bool) -> bool:
+    return v
