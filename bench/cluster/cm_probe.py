@@ -11,6 +11,7 @@ Recorded, each with its CLOCK_MONOTONIC time (the benchmark's flip times are on 
 * ``gc``: a collection of the interpreter's garbage collector (generation, pause); full
   (generation 2) collections from the process's start (``before``: ahead of the recording, with
   the objects frozen out of the collector then);
+* ``freeze``: the controller manager froze its caches out of the collector (common.gcfreeze);
 * ``connect``: a new connection to the API server (a TCP connect and TLS handshake);
 * ``stall``: the event loop did not run a 2 ms timer for ``ms`` (with the main thread's
   innermost frames when it was caught mid-stall by the sampling thread).
@@ -35,6 +36,11 @@ from typing import Any
 import aiohttp
 
 from servicenet import cli
+
+try:
+    from servicenet.common import gcfreeze
+except ImportError:  # a checkout from before it (an A/B base)
+    gcfreeze = None  # type: ignore[assignment]
 from servicenet.controllers import manager as cm_mod
 
 PROBES = ("scale/probe", "scale/probe-h")
@@ -145,6 +151,16 @@ def main() -> int:
         finally:
             rec(kind="connect", t=t, ms=round((time.monotonic() - t) * 1e3, 2))
 
+    if gcfreeze is not None:
+        orig_freeze = gcfreeze.freeze
+
+        def _freeze() -> float:
+            pause = orig_freeze()
+            recs.append({"kind": "freeze", "t": time.monotonic(), "ms": round(pause * 1e3, 1),
+                         "frozen": gc.get_freeze_count()})
+            return pause
+
+        gcfreeze.freeze = _freeze  # the manager calls it through the module
     aiohttp.TCPConnector._create_connection = _connect  # type: ignore[method-assign]
     cm_mod.ControllerManager._handler = _handler  # type: ignore[method-assign]
     cm_mod.ControllerManager._sync_endpointslice = _sync  # type: ignore[method-assign]
@@ -214,6 +230,8 @@ def gc_summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
     for g in (0, 1, 2):
         ms = [r["ms"] for r in recs if r["kind"] == "gc" and r["gen"] == g and not r.get("before")]
         res[f"gen{g}"] = {"n": len(ms), "total_ms": round(sum(ms), 1), "max_ms": round(max(ms, default=0), 1)}
+    fr = [r for r in recs if r["kind"] == "freeze"]
+    res["freezes"] = {"n": len(fr), "ms": [r["ms"] for r in fr], "frozen": fr[-1]["frozen"] if fr else 0}
     full = [r for r in recs if r["kind"] == "gc" and r.get("before")]
     res["gen2_before"] = {"n": len(full), "total_ms": round(sum(r["ms"] for r in full), 1),
                           "last5_ms": [r["ms"] for r in full[-5:]], "frozen": full[-1]["frozen"] if full else 0}

@@ -30,8 +30,8 @@ __all__ = ["FreezePolicy", "freeze"]
 @dataclass
 class FreezePolicy:
     min_objects: int = 5_000
-    change: float = 0.25
-    settle: float = 0.05
+    change: float = 2.0  # a factor: doubled or halved
+    settle: float = 0.05  # a share of the objects at the last freeze
     frozen_at: int = 0  # cached objects at the last freeze (0: never frozen)
     relists: int = 0  # the caches' re-list count at the last freeze
     seen: int = 0  # cached objects at the previous check
@@ -44,8 +44,9 @@ class FreezePolicy:
             return False
         if self.frozen_at == 0 or relists != self.relists:
             return True
-        moved = abs(cached - self.frozen_at)
-        return moved >= self.change * self.frozen_at or (still and moved >= self.settle * self.frozen_at)
+        if cached >= self.change * self.frozen_at or cached * self.change <= self.frozen_at:
+            return True
+        return still and abs(cached - self.frozen_at) >= self.settle * self.frozen_at
 
     def record(self, cached: int, relists: int) -> None:
         self.frozen_at, self.relists = cached, relists

@@ -22,10 +22,15 @@ def test_small_caches_are_left_to_the_collector() -> None:
     assert checks(FreezePolicy(min_objects=5_000), [10, 4_999, 4_999]) == []
 
 
-def test_frozen_once_big_enough_then_each_quarter_of_growth_and_once_more_when_loading_stops() -> None:
-    # a cluster being loaded: the caches grow by 1,000 objects per check, then stay at 41,000
-    sizes = list(range(1_000, 41_001, 1_000)) + [41_000] * 5
-    assert checks(FreezePolicy(), sizes) == [5_000, 7_000, 9_000, 12_000, 15_000, 19_000, 24_000, 30_000, 38_000, 41_000]
+def test_frozen_once_big_enough_then_at_each_doubling_and_once_more_when_loading_stops() -> None:
+    # a cluster being loaded: the caches grow by 1,000 objects per check, then stay at 45,000
+    sizes = list(range(1_000, 45_001, 1_000)) + [45_000] * 5
+    assert checks(FreezePolicy(), sizes) == [5_000, 10_000, 20_000, 40_000, 45_000]
+
+
+def test_a_load_with_pauses_freezes_at_each_pause_past_the_settle_threshold() -> None:
+    sizes = [6_000, 6_000, 6_200, 6_200, 6_400, 6_400, 6_600, 6_600]
+    assert checks(FreezePolicy(), sizes) == [6_000, 6_400]
 
 
 def test_steady_churn_does_not_freeze_again() -> None:
@@ -45,7 +50,8 @@ def test_a_relist_replaces_every_object_and_freezes_again() -> None:
 def test_a_shrinking_cluster_freezes_again() -> None:
     p = FreezePolicy()
     checks(p, [40_000])
-    assert checks(p, [35_000, 29_000]) == [29_000]
+    # held still 11,000 lower, then halved while moving
+    assert checks(p, [35_000, 29_000, 29_000, 20_000, 14_000]) == [29_000, 14_000]
 
 
 def test_freeze_collects_first_and_the_next_freeze_collects_what_died_frozen() -> None:

@@ -393,7 +393,7 @@ async def _empty(aw: Awaitable[list[Any]]) -> bool:
     return not await aw
 
 
-async def test_caches_frozen_out_of_the_collector_once_synced_and_again_as_they_grow(
+async def test_caches_frozen_out_of_the_collector_once_synced_and_again_when_grown_and_settled(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
 
@@ -405,15 +405,15 @@ async def test_caches_frozen_out_of_the_collector_once_synced_and_again_as_they_
         c = api.client
         try:
             async with manager(c) as cm:
-                cm._gc_policy = gcfreeze.FreezePolicy(min_objects=1, settle=1.0)
+                cm._gc_policy = gcfreeze.FreezePolicy(min_objects=1)
                 await poll(lambda: _true(cm.gc_freezes == 1))
                 cached = cm.factory.cache_stats()[0]
                 assert gc.get_freeze_count() > 0
-                # a quarter more objects in the caches: frozen again
+                # a quarter more objects in the caches (over the 5 % that counts), then still: frozen again
                 for i in range((cached + 3) // 4):
                     await c.create("v1", "services", NS, {"metadata": {"name": f"s{i}"},
                                                           "spec": {"ports": [{"port": 80}]}})
-                await poll(lambda: _true(cm.gc_freezes == 2))
+                await poll(lambda: _true(cm.gc_freezes >= 2))
         finally:
             gc.unfreeze()
 
