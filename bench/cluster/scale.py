@@ -15,6 +15,8 @@ writes one probe pod's Ready condition (as its kubelet would) and times, on ever
 until its DNS answer for ``probe-h`` and its kernel rules (``nft monitor``) reflect it. Reported:
 per node and "all nodes" (the slowest node of each flip) p50/p99, the API servers' RSS, etcd's
 database size, and how long loading took. Results: stdout and bench/results/cluster.json.
+``--probe-cm FILE`` runs the controller manager under :mod:`bench.cluster.cm_probe` and splits each
+slow flip through it (pod event, sync start, slice write, collections, loop stalls, connections).
 """
 
 from __future__ import annotations

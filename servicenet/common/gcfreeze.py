@@ -20,11 +20,17 @@ wait for the next freeze.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FreezePolicy", "freeze"]
+from servicenet.common import log
+
+__all__ = ["FreezePolicy", "freeze", "keep"]
+
+_log = log.get("gc")
 
 
 @dataclass
@@ -35,6 +41,7 @@ class FreezePolicy:
     frozen_at: int = 0  # cached objects at the last freeze (0: never frozen)
     relists: int = 0  # the caches' re-list count at the last freeze
     seen: int = 0  # cached objects at the previous check
+    freezes: int = 0
 
     def due(self, cached: int, relists: int) -> bool:
         """Freeze now, with ``cached`` objects in the caches and ``relists`` re-lists so far?
@@ -50,6 +57,7 @@ class FreezePolicy:
 
     def record(self, cached: int, relists: int) -> None:
         self.frozen_at, self.relists = cached, relists
+        self.freezes += 1
 
 
 def freeze() -> float:
@@ -60,3 +68,15 @@ def freeze() -> float:
     gc.collect()
     gc.freeze()
     return time.perf_counter() - t0
+
+
+async def keep(stats: Callable[[], tuple[int, int]], policy: FreezePolicy, interval: float) -> None:
+    """Every ``interval`` seconds: ``stats()`` gives (cached objects, re-lists); freeze when the
+    policy says so."""
+    while True:
+        cached, relists = stats()
+        if policy.due(cached, relists):
+            pause = freeze()
+            policy.record(cached, relists)
+            _log.info("caches frozen out of the collector", objects=cached, pause_ms=round(pause * 1e3))
+        await asyncio.sleep(interval)

@@ -178,8 +178,7 @@ class ControllerManager:
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
         self._echoes = echoes.EchoHold()  # ... and those that overtake the write's response
         self._assumed: dict[str, Obj] = {}  # pod key -> the pod as bound, not yet seen so in the cache
-        self._gc_policy = gcfreeze.FreezePolicy()
-        self.gc_freezes = 0
+        self._gc_policy = gcfreeze.FreezePolicy()  # a full collection over 1,000 nodes' caches: a second or more
         self._started = False
         f = self.factory
         self.services = f.informer("v1", "services")
@@ -302,7 +301,7 @@ class ControllerManager:
             "nodelifecycle": self._sync_node,
             **(self.workloads.syncs() if self.workloads is not None else {}),
         }
-        self._tasks.append(asyncio.create_task(self._gc_keeper(), name="gc-freeze"))
+        self._tasks.append(asyncio.create_task(gcfreeze.keep(self.factory.cache_stats, self._gc_policy, GC_CHECK)))
         for name, q in self.queues.items():
             n = 1 if name == "scheduler" else self.workers
             for i in range(n):
@@ -326,18 +325,6 @@ class ControllerManager:
     def idle(self) -> bool:
         """True when no queue holds or processes work (timers not counted); for tests."""
         return all(len(q) == 0 and not q._processing for q in self.queues.values())
-
-    async def _gc_keeper(self) -> None:
-        """Keep the caches out of the collector's full passes as they settle (common.gcfreeze):
-        at 1,000 nodes a full pass over them is a pause of a quarter second or more."""
-        while True:
-            cached, relists = self.factory.cache_stats()
-            if self._gc_policy.due(cached, relists):
-                pause = gcfreeze.freeze()
-                self._gc_policy.record(cached, relists)
-                self.gc_freezes += 1
-                _log.info("caches frozen out of the collector", objects=cached, pause_ms=round(pause * 1e3))
-            await asyncio.sleep(GC_CHECK)
 
     async def _worker(self, name: str, q: WorkQueue, sync: Callable[[str], Awaitable[None]]) -> None:
         while True:
