@@ -15,6 +15,8 @@ writes one probe pod's Ready condition (as its kubelet would) and times, on ever
 until its DNS answer for ``probe-h`` and its kernel rules (``nft monitor``) reflect it. Reported:
 per node and "all nodes" (the slowest node of each flip) p50/p99, the API servers' RSS, etcd's
 database size, and how long loading took. Results: stdout and bench/results/cluster.json.
+``--probe-cm FILE`` runs the controller manager under :mod:`bench.cluster.cm_probe` and splits each
+slow flip through it (pod event, sync start, slice write, collections, loop stalls, connections).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import grpc
 from aetcd import rpc
 
 from bench.api.server_proc import ROOT, ServerProc, rss_bytes
-from bench.cluster import cpu, hollow, stages
+from bench.cluster import cm_probe, cpu, hollow, stages
 from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
 from bench.cluster.run import save_results
 from servicenet.api import wellknown as wk
@@ -64,8 +66,9 @@ class Procs:
         self.work = work
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, args: list[str], cprofile: str | None = None) -> subprocess.Popen[bytes]:
-        entry = ["bench.cluster.cprof_toggle", cprofile] if cprofile else ["servicenet.cli"]
+    def spawn(self, name: str, args: list[str], cprofile: str | None = None,
+              wrapper: str = "bench.cluster.cprof_toggle") -> subprocess.Popen[bytes]:
+        entry = [wrapper, cprofile] if cprofile else ["servicenet.cli"]
         with open(self.work / f"{name}.log", "wb") as f:
             p = subprocess.Popen([sys.executable, "-m", *entry, *args], stdout=f, stderr=subprocess.STDOUT,
                                  cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -324,7 +327,8 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
         procs.spawn("controller-manager", ["controller-manager", "--kubeconfig", str(kcs[0]), "--health-listen",
                                            f"127.0.0.1:{free_port()}", "--log-level", "warning",
                                            "--leader-elect=false"],  # one instance: no Lease to lose under load
-                    cprofile=args.cprofile_cm)
+                    cprofile=args.cprofile_cm or args.probe_cm,
+                    wrapper="bench.cluster.cm_probe" if args.probe_cm else "bench.cluster.cprof_toggle")
         res: dict[str, Any] = {"load": await load(args, clients, hn)}
         print(f"loaded: {res['load']}", flush=True)
         cidrs = [a for c in wk.address_plan("netns").service_cidrs for a in ("--service-cidr", c)]
@@ -377,7 +381,7 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
         await asyncio.sleep(args.idle_seconds)  # the background: heartbeats only
         t_fl, bg1 = time.monotonic(), cpu.snapshot(roots)
         flip_log: list[tuple[float, str, str, bool]] = []
-        if args.cprofile_cm:
+        if args.cprofile_cm or args.probe_cm:
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR1)
         if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR1)
@@ -388,8 +392,12 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
             disk1 = etcd_disk(etcd.endpoints[0])
             res["etcd_disk_during_flips"] = {k: {"n": disk1[k][0] - v[0], f"over_{SLOW_DISK_S * 1e3:.0f}ms": disk1[k][1] - v[1]}
                                              for k, v in disk0.items() if k in disk1}
-        if args.cprofile_cm:
+        if args.cprofile_cm or args.probe_cm:
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR2)
+        if args.probe_cm:
+            await until(lambda: _true(Path(args.probe_cm).exists()), 30, "the controller manager's probe file", interval=0.1)
+            recs = cm_probe.load(args.probe_cm)
+            res["cm_probe"] = {"flips": cm_probe.split(flip_log, recs), "summary": cm_probe.gc_summary(recs)}
         if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR2)
         res["stages"] = stages.split(flip_log, await asyncio.to_thread(observer.stop), len(kcs))
@@ -427,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--min-sync-period", type=float, default=0.0)
     ap.add_argument("--cprofile-cm", default=None, help="thread-CPU cProfile of the controller manager's flips")
+    ap.add_argument("--probe-cm", default=None, help="the controller manager's probe timeline (cm_probe) to a file")
     ap.add_argument("--cprofile-api", default=None, help="thread-CPU cProfile of API server 0's flips")
     ap.add_argument("--gc-probe", default=None, help="API server 0's collector pauses during the flips, to a file")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="background CPU window before the flips")
@@ -511,6 +520,12 @@ def report(res: dict[str, Any]) -> None:
     print("RSS MiB: " + ", ".join(f"{k} {v}" for k, v in res["rss_mib"].items()))
     if "etcd_disk_during_flips" in res:
         print("etcd disk during the flips: " + ", ".join(f"{k} {v}" for k, v in res["etcd_disk_during_flips"].items()))
+    if "cm_probe" in res:
+        cp = res["cm_probe"]
+        print("controller manager during the flips: " + ", ".join(f"{k} {v}" for k, v in cp["summary"].items()))
+        for r in sorted(cp["flips"], key=lambda r: -max(r.get("probe_end_ms") or 0, r.get("probe-h_end_ms") or 0))[:6]:
+            print("  cm split (ms): " + ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("t0", "stalls"))
+                  + "".join(f"\n    stall at {a} ms: {b} ms {c}" for a, b, c in r["stalls"]))
     if "etcd_db_bytes" in res:
         print(f"etcd db size: {res['etcd_db_bytes'] / 2**20:.1f} MiB")
 

@@ -288,6 +288,11 @@ class InformerFactory:
     def synced(self) -> bool:
         return all(i.synced for i in self._informers.values())
 
+    def cache_stats(self) -> tuple[int, int]:
+        """Objects held in all the caches, and the re-lists done so far (every cache's included)."""
+        infs = list(self._informers.values())
+        return sum(len(i.cache.items) for i in infs), sum(i.relists for i in infs)
+
     async def stop(self) -> None:
         for inf in self._informers.values():
             await inf.stop()

@@ -7,8 +7,10 @@ annotation; the write is skipped when nothing that matters changed.
 
 from __future__ import annotations
 
-import json
 import math
+from typing import Any
+
+import orjson
 
 from servicenet.api import wellknown as wk
 
@@ -90,8 +92,15 @@ def desired_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
     return repack(raw)
 
 
-def _port_id(p: Obj | None) -> str:
-    return "" if p is None else json.dumps(p, sort_keys=True)
+def _canon(o: Any) -> bytes:
+    """A canonical encoding (sorted keys) to group, sort and compare by. orjson's compact form
+    orders ASCII content as ``json.dumps(sort_keys=True)``'s spaced one does (a separator's space
+    never is the first difference) at a fifth of the cost."""
+    return orjson.dumps(o, option=orjson.OPT_SORT_KEYS)
+
+
+def _port_id(p: Obj | None) -> bytes:
+    return b"" if p is None else _canon(p)
 
 
 def _addr_id(a: Obj) -> tuple[str, str]:
@@ -101,8 +110,8 @@ def _addr_id(a: Obj) -> tuple[str, str]:
 def repack(raw: list[tuple[Obj, Obj | None, bool]]) -> list[Obj]:
     """Group addresses by the exact set of ports they serve (upstream ``RepackSubsets``)."""
     addrs: dict[tuple[str, str], Obj] = {}
-    ports: dict[str, Obj | None] = {}
-    port_addrs: dict[str, dict[tuple[str, str], bool]] = {}
+    ports: dict[bytes, Obj | None] = {}
+    port_addrs: dict[bytes, dict[tuple[str, str], bool]] = {}
     for addr, port, ready in raw:
         aid = _addr_id(addr)
         addrs.setdefault(aid, addr)
@@ -111,9 +120,9 @@ def repack(raw: list[tuple[Obj, Obj | None, bool]]) -> list[Obj]:
         seen = port_addrs.setdefault(pid, {})
         if aid not in seen or not seen[aid]:
             seen[aid] = ready
-    groups: dict[str, tuple[dict[tuple[str, str], bool], list[Obj]]] = {}
+    groups: dict[bytes, tuple[dict[tuple[str, str], bool], list[Obj]]] = {}
     for pid, amap in port_addrs.items():
-        key = json.dumps(sorted([list(k) + [v] for k, v in amap.items()]))
+        key = _canon(sorted([list(k) + [v] for k, v in amap.items()]))
         entry = groups.setdefault(key, (amap, []))
         p = ports[pid]
         if p is not None:
@@ -130,7 +139,7 @@ def repack(raw: list[tuple[Obj, Obj | None, bool]]) -> list[Obj]:
         if plist:
             sub["ports"] = sorted(plist, key=lambda p: (p["name"], p["port"], p["protocol"]))
         subsets.append(sub)
-    subsets.sort(key=lambda s: json.dumps(s, sort_keys=True))
+    subsets.sort(key=_canon)
     return subsets
 
 
@@ -160,7 +169,7 @@ def truncate(subsets: list[Obj], max_capacity: int = MAX_CAPACITY) -> tuple[list
     return out, True
 
 
-def _norm_subsets(subsets: list[Obj]) -> str:
+def _norm_subsets(subsets: list[Obj]) -> bytes:
     def norm_addr(a: Obj) -> Obj:
         ref = {k: v for k, v in (a.get("targetRef") or {}).items() if k != "resourceVersion" and v}
         return {k: v for k, v in {**a, "targetRef": ref}.items() if v}
@@ -169,17 +178,17 @@ def _norm_subsets(subsets: list[Obj]) -> str:
     for s in subsets:
         norm.append(
             {
-                "addresses": sorted((norm_addr(a) for a in s.get("addresses") or []), key=lambda a: json.dumps(a, sort_keys=True)),
+                "addresses": sorted((norm_addr(a) for a in s.get("addresses") or []), key=_canon),
                 "notReadyAddresses": sorted(
-                    (norm_addr(a) for a in s.get("notReadyAddresses") or []), key=lambda a: json.dumps(a, sort_keys=True)
+                    (norm_addr(a) for a in s.get("notReadyAddresses") or []), key=_canon
                 ),
                 "ports": sorted(
                     ({"protocol": "TCP", **{k: v for k, v in p.items() if v not in (None, "")}} for p in s.get("ports") or []),
-                    key=lambda p: json.dumps(p, sort_keys=True),
+                    key=_canon,
                 ),
             }
         )
-    return json.dumps(sorted(norm, key=lambda s: json.dumps(s, sort_keys=True)), sort_keys=True)
+    return _canon(sorted(norm, key=_canon))
 
 
 def reconcile(svc: Obj, pods: list[Obj], current: Obj | None, *, trigger_time: str | None = None) -> Result:

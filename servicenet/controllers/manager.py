@@ -28,7 +28,7 @@ from servicenet.client import (
     strip_managed_fields,
 )
 from servicenet.client import leaderelection as le
-from servicenet.common import log
+from servicenet.common import gcfreeze, log
 from servicenet.common.component import cancel_all
 from servicenet.common.health import HealthServer
 from servicenet.common.runner import run_until_signal
@@ -78,6 +78,7 @@ ALL_CONTROLLERS = (
 )
 STALE_RETRY = 0.05
 TRACK_TIMEOUT = 30.0
+GC_CHECK = 5.0  # seconds between looks at the caches' size for the collector (common.gcfreeze)
 
 
 _key = wakeup.key_of
@@ -177,6 +178,7 @@ class ControllerManager:
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
         self._echoes = echoes.EchoHold()  # ... and those that overtake the write's response
         self._assumed: dict[str, Obj] = {}  # pod key -> the pod as bound, not yet seen so in the cache
+        self._gc_policy = gcfreeze.FreezePolicy()  # a full collection over 1,000 nodes' caches: a second or more
         self._started = False
         f = self.factory
         self.services = f.informer("v1", "services")
@@ -299,6 +301,7 @@ class ControllerManager:
             "nodelifecycle": self._sync_node,
             **(self.workloads.syncs() if self.workloads is not None else {}),
         }
+        self._tasks.append(asyncio.create_task(gcfreeze.keep(self.factory.cache_stats, self._gc_policy, GC_CHECK)))
         for name, q in self.queues.items():
             n = 1 if name == "scheduler" else self.workers
             for i in range(n):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from ctrl_fixtures import FakeStore, pod, svc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servicenet.controllers import endpoints_core as ec
 
@@ -117,3 +121,23 @@ def test_truncate_not_ready_proportionally() -> None:
 
 def test_selectorless_service_is_left_alone() -> None:
     assert ec.reconcile(svc(selector={}), [pod("web-0")], None).actions == ()
+
+
+# the canonical encoding that groups, sorts and compares subsets orders them exactly as the
+# json.dumps(sort_keys=True) it replaced (compact vs spaced separators), for the ASCII content
+# Endpoints hold (IPs, DNS names, port names, numbers, booleans)
+_ascii = st.text(alphabet=st.sampled_from("0123456789abcdefghijklmnopqrstuvwxyz.-:/ _AZ"), max_size=6)
+_leaf = st.one_of(_ascii, st.integers(-5, 70000), st.booleans(), st.none())
+_json = st.recursive(_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(_ascii, inner, max_size=3)), max_leaves=8)
+
+
+@given(st.lists(_json, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_canonical_order_is_json_dumps_order(items: list[object]) -> None:
+    by_json = [json.dumps(x, sort_keys=True) for x in sorted(items, key=lambda x: json.dumps(x, sort_keys=True))]
+    by_canon = [json.dumps(x, sort_keys=True) for x in sorted(items, key=ec._canon)]
+    assert by_canon == by_json
+    for a in items:
+        for b in items:
+            assert (ec._canon(a) == ec._canon(b)) == (json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from servicenet.controllers import manager as manager_mod
 from servicenet.controllers.manager import ControllerManager
 
 testing = pytest.importorskip("servicenet.testing")
@@ -391,3 +393,27 @@ async def _bound(c: Any, name: str) -> dict[str, Any] | None:
 
 async def _empty(aw: Awaitable[list[Any]]) -> bool:
     return not await aw
+
+
+async def test_caches_frozen_out_of_the_collector_once_synced_and_again_when_grown_and_settled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_mod, "GC_CHECK", 0.02)
+    async with testing.running_apiserver(tmp_path) as api:
+        c = api.client
+        try:
+            async with manager(c) as cm:
+                cm._gc_policy.min_objects = 1  # the caches of this small cluster count
+                await poll(lambda: _true(cm._gc_policy.freezes == 1))
+                cached = cm.factory.cache_stats()[0]
+                assert gc.get_freeze_count() > 0
+                # a quarter more objects in the caches (over the 5 % that counts), then still: frozen again
+                for i in range((cached + 3) // 4):
+                    await c.create("v1", "services", NS, {"metadata": {"name": f"s{i}"},
+                                                          "spec": {"ports": [{"port": 80}]}})
+                await poll(lambda: _true(cm._gc_policy.freezes >= 2))
+        finally:
+            gc.unfreeze()
+
+
+async def _true(v: bool) -> bool:
+    return v
