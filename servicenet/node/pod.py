@@ -15,7 +15,7 @@ from servicenet.api.views import Obj
 from servicenet.common import log
 from servicenet.common.component import cancel_and_wait
 from servicenet.node import container as ct
-from servicenet.node import projected, reaper
+from servicenet.node import podinit, projected, reaper
 from servicenet.node.envvars import EnvError, container_env, expand_command
 from servicenet.node.host import PodHost
 from servicenet.node.network import PodSandbox
@@ -291,7 +291,7 @@ class PodWorker:
                 if m["name"] in volumes:
                     src = os.path.join(volumes[m["name"]], m.get("subPath") or "")
                     mounts.append((src.rstrip("/") or "/", m["mountPath"], bool(m.get("readOnly"))))
-                    if not os.path.lexists(m["mountPath"]):
+                    if podinit.made_on_host(m["mountPath"]):  # others are made in the pod's namespace
                         self._created_paths.append(m["mountPath"])
         else:
             env.setdefault("POD_IP", self.pod_ip())

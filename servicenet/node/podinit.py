@@ -9,8 +9,12 @@ Spec keys: ``netns`` (path), ``hostname``, ``mounts`` ([src, dst, read_only]), `
 ([[closed dir, [trees]]]: the closed directory is covered by an empty tmpfs in the pod's mount
 namespace and only the trees are bound back, read-only, at their paths, so the user reaches the
 interpreter without seeing the rest of, say, a 0700 ``/root``).
-Missing mount points are created (``mkdir -p``) and listed in ``created`` so the runtime can
-remove them when the pod goes away.
+A missing mount point is made in the pod's own mount namespace, never on the host: the deepest
+directory above it that exists is covered by a tmpfs with its entries put back (directories and
+files bound, symlinks recreated), and the path is made inside (:func:`shadow`). Creating it on the
+host instead failed in a user namespace (``/run`` is the real root's) and let one pod's teardown
+remove a path another pod had mounted (an ``rmdir`` of a mount point detaches it in every mount
+namespace). Only a path right below ``/`` is still made on the host (:func:`made_on_host`).
 """
 
 from __future__ import annotations
@@ -76,6 +80,71 @@ def expose(closed: str, trees: list[str]) -> None:
             os.close(fd)
 
 
+def deepest_existing(path: str) -> str:
+    """The deepest directory above ``path`` that exists (``/`` at the latest)."""
+    here = os.path.dirname(path.rstrip("/")) or "/"
+    while not os.path.isdir(here):
+        here = os.path.dirname(here) or "/"
+    return here
+
+
+def made_on_host(path: str) -> bool:
+    """Whether a missing mount point ``path`` is made on the host (right below ``/``, which is not
+    shadowed) rather than in the pod's mount namespace; the runtime removes those when the pod goes."""
+    return not os.path.lexists(path) and deepest_existing(path) == "/"
+
+
+def shadow(directory: str) -> None:
+    """Cover ``directory`` with a tmpfs (same mode and owner) holding what it held: each entry is
+    bound back (directories recursively, with what is mounted below them) or, for a symlink,
+    recreated. In the calling process's mount namespace only (after ``unshare``)."""
+    st = os.stat(directory)
+    kept: list[tuple[str, str, Any]] = []
+    try:
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            try:
+                if os.path.islink(path):
+                    kept.append((name, "link", os.readlink(path)))
+                else:
+                    kind = "dir" if os.path.isdir(path) else "file"
+                    kept.append((name, kind, os.open(path, os.O_PATH | os.O_NOFOLLOW)))
+            except FileNotFoundError:  # gone meanwhile
+                continue
+        _mount_tmpfs(directory, oct(st.st_mode & 0o7777)[2:])
+        try:
+            os.chown(directory, st.st_uid, st.st_gid)
+        except OSError:  # an owner this user namespace does not map (the host's root seen as nobody)
+            pass
+        for name, kind, what in kept:
+            path = os.path.join(directory, name)
+            if kind == "link":
+                os.symlink(what, path)
+                continue
+            if kind == "dir":
+                os.mkdir(path)
+            else:
+                open(path, "a").close()
+            _mount(f"/proc/self/fd/{what}", path, MS_BIND | MS_REC)
+    finally:
+        for _, kind, what in kept:
+            if kind != "link":
+                os.close(what)
+
+
+def make_mount_point(dst: str, directory: bool) -> None:
+    """Make the missing mount point ``dst`` (a directory or an empty file), in the pod's mount
+    namespace unless it lies right below ``/``."""
+    above = deepest_existing(dst)
+    if above != "/":
+        shadow(above)
+    if directory:
+        os.makedirs(dst, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        open(dst, "a").close()
+
+
 def enter_pod(spec: dict[str, Any]) -> None:
     """Do the namespace work for ``spec`` in the calling process (single-threaded)."""
     if spec.get("netns"):
@@ -97,11 +166,7 @@ def enter_pod(spec: dict[str, Any]) -> None:
         expose(closed, trees)
     for fd, src, dst, read_only in mounts:
         if not os.path.lexists(dst):
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.makedirs(dst, exist_ok=True)
-            else:
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                open(dst, "a").close()
+            make_mount_point(dst, os.path.isdir(f"/proc/self/fd/{fd}"))
         try:
             _mount(f"/proc/self/fd/{fd}", dst, MS_BIND | MS_REC)
         except OSError as e:
