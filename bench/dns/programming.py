@@ -235,14 +235,27 @@ def start_apiserver(tmp: Path, procs: list[Proc]) -> tuple[Proc, Path]:
     return proc, kubeconfig
 
 
-def start_dns(tmp: Path, kubeconfig: Path, tag: str, procs: list[Proc]) -> tuple[Proc, int, int]:
-    dns_port, health_port = free_port(), free_port()
-    proc = Proc(f"dns-{tag}", [PY, "-m", "servicenet.cli", "dns", "--kubeconfig", str(kubeconfig),
-                               "--dns-listen", f"127.0.0.1:{dns_port}", "--health-listen",
-                               f"127.0.0.1:{health_port}", "--no-forward", "--log-level", "warning"],
-                tmp / f"dns-{tag}.log").start()
-    procs.append(proc)
-    return proc, dns_port, health_port
+def start_dns(tmp: Path, kubeconfig: Path, tag: str, procs: list[Proc], ready_by: float, others: list[Proc],
+              interval: float = 0.05) -> tuple[Proc, int, int]:
+    """A DNS process whose /readyz answers by ``ready_by``. Its ports come from :func:`free_port`,
+    which another process may take before the DNS binds them: then it starts again on new ports."""
+    for attempt in range(3):
+        dns_port, health_port = free_port(), free_port()
+        proc = Proc(f"dns-{tag}", [PY, "-m", "servicenet.cli", "dns", "--kubeconfig", str(kubeconfig),
+                                   "--dns-listen", f"127.0.0.1:{dns_port}", "--health-listen",
+                                   f"127.0.0.1:{health_port}", "--no-forward", "--log-level", "warning"],
+                    tmp / f"dns-{tag}-{attempt}.log").start()
+        procs.append(proc)
+        try:
+            wait_until(lambda port=health_port: http_ok(f"http://127.0.0.1:{port}/readyz"), ready_by,
+                       f"dns-{tag} not ready", [*others, proc], interval)
+        except RuntimeError as exc:  # it exited
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            procs.remove(proc)
+            continue
+        return proc, dns_port, health_port
+    raise AssertionError("unreachable")
 
 
 def http_ok(url: str) -> bool:
@@ -516,9 +529,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             api, kubeconfig = start_apiserver(tmp, procs)
             # baseline: the DNS process on an empty cluster
-            base, _, hport = start_dns(tmp, kubeconfig, "empty", procs)
-            wait_until(lambda: http_ok(f"http://127.0.0.1:{hport}/readyz"), time.monotonic() + 60,
-                       "empty-cluster dns not ready", [api, base])
+            base, _, _ = start_dns(tmp, kubeconfig, "empty", procs, time.monotonic() + 60, [api])
             res["dns_rss_empty_mib"] = round(rss_bytes(base.pid)[0] / 2**20, 1)
             base.stop()
             procs.remove(base)
@@ -533,9 +544,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  loaded {res['load']}", flush=True)
                 res["apiserver_rss_mib"] = round(rss_bytes(api.pid)[0] / 2**20, 1)
 
-                dns, dport, hport = start_dns(tmp, kubeconfig, "loaded", procs)
-                wait_until(lambda: http_ok(f"http://127.0.0.1:{hport}/readyz"),
-                           min(deadline, time.monotonic() + 120), "dns not ready", [api, dns], interval=0.1)
+                dns, dport, hport = start_dns(tmp, kubeconfig, "loaded", procs,
+                                              min(deadline, time.monotonic() + 120), [api], interval=0.1)
                 res["dns_ready_s"] = round(time.monotonic() - dns.started, 2)
                 res["dns_rss_synced_mib"] = round(rss_bytes(dns.pid)[0] / 2**20, 1)
                 print(f"  dns ready in {res['dns_ready_s']} s, RSS {res['dns_rss_synced_mib']} MiB", flush=True)
