@@ -139,19 +139,6 @@ def _cut(blob: bytes, size: int) -> Sequence[bytes]:
     return _cutter(size, count)(blob) if count <= 4096 else [blob[i:i + size] for i in range(0, len(blob), size)]
 
 
-def _walk(blob: bytes) -> list[bytes]:
-    out: list[bytes] = []
-    off, end = 0, len(blob)
-    while off + 4 <= end:
-        n = _HDR.unpack_from(blob, off)[0]
-        if n < 4:
-            break
-        nxt = off + ((n + 3) & ~3)
-        out.append(blob[off:nxt])
-        off = nxt
-    return out
-
-
 def split_elements(blobs: Sequence[bytes], probe: set[bytes] | frozenset[bytes] = frozenset()) -> list[bytes]:
     """Every element (a whole NFTA_LIST_ELEM attribute) of the element lists ``blobs``.
 
@@ -168,7 +155,7 @@ def split_elements(blobs: Sequence[bytes], probe: set[bytes] | frozenset[bytes] 
             if probe and probe.issuperset(pieces):
                 out += pieces
                 continue
-        out += _walk(blob)
+        out += whole_attrs(blob)
     return out
 
 
@@ -189,9 +176,9 @@ def element_set(blobs: Sequence[bytes], probe: set[bytes] | frozenset[bytes]) ->
     if not rest and cut == probe:
         return cut
     if not cut <= probe:  # some cut was wrong (or a stray element): walk every list
-        return {e for blob in blobs for e in _walk(blob)}
+        return {e for blob in blobs for e in whole_attrs(blob)}
     for blob in rest:
-        cut.update(_walk(blob))
+        cut.update(whole_attrs(blob))
     return cut
 
 

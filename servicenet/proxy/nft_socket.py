@@ -211,11 +211,12 @@ class NetlinkSession:
             out[c] = [r for _, r in nft_live.parse_rules(table, bodies)]
         return out
 
-    def has_table(self, family: str, table: str) -> bool:
-        """Whether ``table`` exists (one GETTABLE request, no dump). Blocking."""
+    def _ask(self, kind: int, family_num: int, body: bytes, what: str) -> bytes | None:
+        """One request, one answer: the answer's body (without its netlink and nfgenmsg headers), or
+        None if the kernel says there is no such object (ENOENT). Blocking."""
         seq = self._seq
         self._seq += 1
-        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETTABLE, F_REQUEST, seq, FAMILIES[family], s(1, table)))
+        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | kind, F_REQUEST, seq, family_num, body))
         while True:
             data = self.sock.recv(1 << 16)
             off = 0
@@ -224,35 +225,25 @@ class NetlinkSession:
                 if ln < 16:
                     break
                 if mseq == seq:
-                    if typ != 2:  # the table's description
-                        return True
+                    if typ != 2:  # the object's description
+                        return data[off + 20:off + ln]
                     err = struct.unpack_from("=i", data, off + 16)[0]
                     if err == -errno.ENOENT:
-                        return False
-                    raise NetlinkError(-err, f"GETTABLE failed: {os.strerror(-err)}")
+                        return None
+                    raise NetlinkError(-err, f"{what} failed: {os.strerror(-err)}")
                 off += (ln + 3) & ~3
+
+    def has_table(self, family: str, table: str) -> bool:
+        """Whether ``table`` exists (one GETTABLE request, no dump). Blocking."""
+        return self._ask(GETTABLE, FAMILIES[family], s(1, table), "GETTABLE") is not None
 
     def generation(self) -> int:
         """The ruleset's generation id: every committed transaction (of any table) raises it. Blocking."""
-        seq = self._seq
-        self._seq += 1
-        self.sock.send(nfmsg((NFNL_SUBSYS_NFTABLES << 8) | GETGEN, F_REQUEST, seq, 0, b""))
-        while True:
-            data = self.sock.recv(1 << 16)
-            off = 0
-            while off + 16 <= len(data):
-                ln, typ, _flags, mseq, _pid = _NLMSG.unpack_from(data, off)
-                if ln < 16:
-                    break
-                if mseq == seq:
-                    if typ == 2:
-                        err = struct.unpack_from("=i", data, off + 16)[0]
-                        raise NetlinkError(-err, f"GETGEN failed: {os.strerror(-err)}")
-                    gen = _attrs(data[off + 20:off + ln]).get(1)
-                    if gen is None:
-                        raise NetlinkError(errno.EPROTO, "GETGEN answer without a generation id")
-                    return int(struct.unpack("!I", gen)[0])
-                off += (ln + 3) & ~3
+        body = self._ask(GETGEN, 0, b"", "GETGEN")
+        gen = _attrs(body).get(1) if body is not None else None
+        if gen is None:
+            raise NetlinkError(errno.EPROTO, "GETGEN answer without a generation id")
+        return int(struct.unpack("!I", gen)[0])
 
     def _drain(self, barrier: int) -> None:
         while True:
