@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from servicenet import cli
-from servicenet.api import defaults, shape_cache, validation
+from servicenet.api import defaults, shape_cache, spec_cache, validation
 from servicenet.api.pb import wire
 from servicenet.apiserver import gc as gc_controller
 from servicenet.apiserver import handlers, negotiation, registry, sa_admission
@@ -48,7 +48,8 @@ _STEPS: list[tuple[Any, list[str]]] = [
     (shape_cache, ["unknown_fields", "create_managed_fields"]),
     (_plan, ["encode_at"]),
     (gc_controller, ["view_obj", "metadata_view"]),
-    (sa_admission, ["mount_token"]),
+    (sa_admission, ["mount_token", "mount_token_spec"]),
+    (spec_cache, ["admitted_spec"]),
     (registry.Registry, ["_prepare_meta_create", "_managed_fields"]),
     (handlers.ResourceHandlers, ["write_options", "check_unknown_fields"]),
 ]

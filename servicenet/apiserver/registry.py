@@ -185,28 +185,26 @@ class Registry:
         self._check_namespace(info, namespace, creating=True)
         if info.plural in _STATUS_RESET_ON_CREATE:
             obj.pop("status", None)
-        try:
-            if info.plural == "pods" and not info.group:  # from the spec alone: kept per spec
-                # notes the defaulted spec's JSON text for validation and managedFields (until the
-                # finally below; none of the steps up to there changes a pod's spec: mutate_validate
-                # changes only custom resources)
-                spec_cache.pod_create_defaults(obj, self.default_toleration_seconds, self._default_pod)
-            else:
-                defaults.apply_defaults(info.api_version, info.kind, obj)
-                defaults.prepare_for_create(info.api_version, info.kind, obj)
-            if self.admission is not None:
-                self.admission.mutate_validate(info, obj, None, opts, None)
-            errs = validation.validate_create(info, obj)
-            if errs:
-                raise errors.invalid_object(info.kind, info.group, name, errs)
-            if self.admission is not None:
-                self.admission.validating(info, obj, None, opts, None)
-            key = key_for(info, namespace, name)
-            if self.store.latest(key) is not None:
-                raise errors.already_exists(info.plural, info.group, name)
-            self._managed_fields(info, None, obj, opts, "Update")
-        finally:
-            spec_cache.clear_hint()  # before the service-account admission adds its volume
+        if info.plural == "pods" and not info.group:  # from the spec alone: kept per spec
+            # the defaulted spec may be the kept one, shared, with its JSON text noted for
+            # validation, managedFields and the store: no step below changes a pod's spec in
+            # place (mutate_validate changes only custom resources; the service-account
+            # admission goes through spec_cache.admitted_spec)
+            spec_cache.pod_create_defaults(obj, self.default_toleration_seconds, self._default_pod)
+        else:
+            defaults.apply_defaults(info.api_version, info.kind, obj)
+            defaults.prepare_for_create(info.api_version, info.kind, obj)
+        if self.admission is not None:
+            self.admission.mutate_validate(info, obj, None, opts, None)
+        errs = validation.validate_create(info, obj)
+        if errs:
+            raise errors.invalid_object(info.kind, info.group, name, errs)
+        if self.admission is not None:
+            self.admission.validating(info, obj, None, opts, None)
+        key = key_for(info, namespace, name)
+        if self.store.latest(key) is not None:
+            raise errors.already_exists(info.plural, info.group, name)
+        self._managed_fields(info, None, obj, opts, "Update")
         undo = None
         hook = self.before_create.get(info.plural)
         if hook is not None:

@@ -12,7 +12,7 @@ import random
 import string
 from typing import Any
 
-from servicenet.api import errors
+from servicenet.api import errors, spec_cache
 from servicenet.api.resources import by_plural
 from servicenet.api.wire import Obj
 from servicenet.api.wire import meta as meta_of
@@ -53,27 +53,42 @@ def token_volume(name: str) -> Obj:
 
 def mount_token(pod: Obj, sa: Obj | None) -> None:
     """Set ``serviceAccountName`` and add the projected token volume unless automount is off (pure)."""
-    spec = pod.setdefault("spec", {})
+    mount_token_spec(pod.setdefault("spec", {}), _automount(sa), "kube-api-access-" + _suffix())
+
+
+# the token volume's name in a kept admission result (spec_cache.admitted_spec): as long as a real
+# one, and never one (a real suffix is lower-case letters and digits)
+PLACEHOLDER = "kube-api-access-@@@@@"
+
+
+def _automount(sa: Obj | None) -> bool | None:
+    return sa.get("automountServiceAccountToken") if sa is not None else None
+
+
+def mount_token_spec(spec: Obj, sa_automount: Any, vol: str) -> list[tuple[Any, ...]]:
+    """:func:`mount_token` on a spec, with the volume's name given; returns the paths (within the
+    spec) where that name was written. Reads only the spec and ``sa_automount`` (pure)."""
     name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = name
     spec["serviceAccount"] = name
     auto = spec.get("automountServiceAccountToken")
-    if auto is None and sa is not None:
-        auto = sa.get("automountServiceAccountToken")
+    if auto is None:
+        auto = sa_automount
     if auto is False:
-        return
-    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    # upstream draws this suffix from a non-cryptographic generator too; secrets.choice asked the OS
-    # for entropy five times per pod (each a GIL release under load)
-    vol = "kube-api-access-" + _suffix()
-    mounted = False
-    for c in containers:
-        if any((m.get("mountPath") or "").rstrip("/") == MOUNT_PATH for m in c.get("volumeMounts") or ()):
-            continue
-        c.setdefault("volumeMounts", []).append({"name": vol, "readOnly": True, "mountPath": MOUNT_PATH})
-        mounted = True
-    if mounted:
-        spec.setdefault("volumes", []).append(token_volume(vol))
+        return []
+    paths: list[tuple[Any, ...]] = []
+    for field in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(field) or ()):
+            if any((m.get("mountPath") or "").rstrip("/") == MOUNT_PATH for m in c.get("volumeMounts") or ()):
+                continue
+            mounts = c.setdefault("volumeMounts", [])
+            mounts.append({"name": vol, "readOnly": True, "mountPath": MOUNT_PATH})
+            paths.append((field, i, "volumeMounts", len(mounts) - 1, "name"))
+    if paths:
+        vols = spec.setdefault("volumes", [])
+        vols.append(token_volume(vol))
+        paths.append(("volumes", len(vols) - 1, "name"))
+    return paths
 
 
 class ServiceAccounts:
@@ -108,7 +123,11 @@ class ServiceAccounts:
                 f'pods "{pod["metadata"].get("name", "")}" is forbidden: error looking up service account '
                 f'{ns}/{name}: serviceaccount "{name}" not found', "pods", "", pod["metadata"].get("name", ""))
         # only the account's automountServiceAccountToken is read: most accounts do not set it
-        mount_token(pod, rec.obj() if b'"automountServiceAccountToken"' in rec.value else None)
+        auto = _automount(rec.obj()) if b'"automountServiceAccountToken"' in rec.value else None
+        # upstream draws this suffix from a non-cryptographic generator too; secrets.choice asked the OS
+        # for entropy five times per pod (each a GIL release under load)
+        spec_cache.admitted_spec(pod, ("serviceaccount", auto), lambda spec, vol: mount_token_spec(spec, auto, vol),
+                                 "kube-api-access-" + _suffix(), PLACEHOLDER)
         return None
 
     async def _create_default_sa(self, ns: str) -> None:

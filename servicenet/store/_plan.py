@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from servicenet.api import known
+
 from ._types import ADDED, DELETED, MODIFIED, Event, KeyExists, KeyNotFound, Record, RevisionConflict
 
 
@@ -30,6 +32,9 @@ def encode_at(obj: dict[str, Any], revision: int) -> bytes:
         raise TypeError("object metadata must be a mapping")
     out = dict(obj)
     out["metadata"] = {**meta, "resourceVersion": str(revision)}
+    spec_text = known.text(out.get("spec"))
+    if spec_text is not None:  # a pod create's spec, its text already written (servicenet.api.spec_cache)
+        out["spec"] = orjson.Fragment(spec_text)
     return _tight(orjson.dumps(out))
 
 

@@ -1,5 +1,6 @@
-"""A pod create's defaulting and spec validation kept per spec: equal to fresh results, never shared,
-never kept for specs whose JSON text is not exact."""
+"""A pod create's defaulting, spec validation and service-account admission kept per spec: equal to
+fresh results, kept trees handed out shared but never changed, never kept for specs whose JSON text
+is not exact."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from bench.api import objects
-from servicenet.api import defaults, resources, spec_cache, tolerations, validation
+from servicenet.api import defaults, jsontree, known, resources, spec_cache, tolerations, validation
 from servicenet.api._validation_base import validate_annotations, validate_labels
 from servicenet.api._validation_kinds import validate_pod_spec
 from tests.api.test_pb_codec import REALISTIC
@@ -38,7 +39,8 @@ def _renamed(o: dict[str, Any], i: int) -> dict[str, Any]:
 def _empty() -> None:
     spec_cache._created.clear()
     spec_cache._valid.clear()
-    spec_cache.clear_hint()
+    spec_cache._admitted.clear()
+    known.clear()
 
 
 @pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
@@ -51,13 +53,18 @@ def test_kept_defaults_equal_fresh_ones(pod: dict[str, Any]) -> None:
     assert len(spec_cache._created) == 1
 
 
-def test_kept_defaults_are_not_shared_and_depend_on_the_context() -> None:
+def test_kept_defaults_are_shared_until_owned_and_depend_on_the_context() -> None:
     pod = objects.pod("p")
     first = copy.deepcopy(pod)
     spec_cache.pod_create_defaults(first, TOLERATIONS, _fill)
     second = copy.deepcopy(pod)
     spec_cache.pod_create_defaults(second, TOLERATIONS, _fill)
-    second["spec"]["containers"][0]["image"] = "changed"
+    if jsontree.FAST:  # the kept tree itself, not a copy; the status is the pod's own
+        assert second["spec"] is spec_cache._created[next(iter(spec_cache._created))][2]
+    assert second["status"] is not first["status"]
+    owned = spec_cache.own_spec(second)
+    assert owned is second["spec"] and known.text(owned) is None
+    owned["containers"][0]["image"] = "changed"
     second["status"]["phase"] = "changed"
     third = copy.deepcopy(pod)
     spec_cache.pod_create_defaults(third, TOLERATIONS, _fill)
@@ -144,11 +151,11 @@ def test_the_noted_spec_text_is_what_spec_key_and_shape_key_would_write(pod: dic
         obj = _renamed(pod, i)
         spec_cache.pod_create_defaults(obj, TOLERATIONS, _fill)
         noted = spec_cache.known_text(obj["spec"])
-        with_hint = spec_cache.spec_key(obj["spec"]), shape_cache.shape_key(obj)
-        spec_cache.clear_hint()
+        with_note = spec_cache.spec_key(obj["spec"]), shape_cache.shape_key(obj)
+        obj["spec"] = copy.deepcopy(obj["spec"])  # an equal tree whose text nobody noted
         assert spec_cache.known_text(obj["spec"]) is None
         without = spec_cache.spec_key(obj["spec"]), shape_cache.shape_key(obj)
-        assert with_hint == without and noted == without[0]
+        assert with_note == without and noted == without[0]
         assert noted is not None or b"null" in orjson.dumps(obj["spec"])
 
 
@@ -161,25 +168,88 @@ def test_the_note_is_for_that_spec_object_only() -> None:
     assert spec_cache.spec_key(other) == orjson.dumps(other)
 
 
-async def test_the_registry_clears_the_note_after_a_create_and_after_a_refused_one() -> None:
-    from servicenet.api import errors
-    from servicenet.apiserver.registry import Registry, WriteOptions
-    from servicenet.store import MemoryStore
+# -- the service-account admission, kept -----------------------------------------------------------
 
-    store = MemoryStore()
-    await store.open()
-    reg = Registry(store)
-    info = resources.by_plural("", "v1", "pods")
-    ns = resources.by_plural("", "v1", "namespaces")
-    assert info is not None and ns is not None
-    try:
-        await reg.create(ns, None, {"metadata": {"name": "default"}}, WriteOptions())
-        await reg.create(info, "default", objects.pod("a"), WriteOptions(field_manager="t"))
-        assert spec_cache._hint is None
-        bad = objects.pod("b")
-        bad["metadata"]["labels"] = {"-bad": "x"}
-        with pytest.raises(errors.ApiStatusError):
-            await reg.create(info, "default", bad, WriteOptions(field_manager="t"))
-        assert spec_cache._hint is None
-    finally:
-        await store.close()
+PLACEHOLDER = "vol-@@@@@"
+
+
+def _admit(spec: dict[str, Any], vol: str) -> list[tuple[Any, ...]]:
+    """A stand-in admission: a volume and a mount in every container, as the token admission adds."""
+    paths: list[tuple[Any, ...]] = []
+    for i, c in enumerate(spec.get("containers") or []):
+        mounts = c.setdefault("volumeMounts", [])
+        mounts.append({"name": vol, "mountPath": "/m"})
+        paths.append(("containers", i, "volumeMounts", len(mounts) - 1, "name"))
+    vols = spec.setdefault("volumes", [])
+    vols.append({"name": vol, "emptyDir": {}})
+    paths.append(("volumes", len(vols) - 1, "name"))
+    return paths
+
+
+@pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
+def test_a_kept_admission_equals_a_fresh_one_and_its_texts_are_exact(pod: dict[str, Any]) -> None:
+    from servicenet.api.pb import wire
+
+    for i in range(4):  # a miss, then hits
+        kept, fresh = _renamed(pod, i), _renamed(pod, i)
+        spec_cache.pod_create_defaults(kept, TOLERATIONS, _fill)
+        _fill(fresh)
+        name = f"vol-{i:05d}"
+        spec_cache.admitted_spec(kept, "x", _admit, name, PLACEHOLDER)
+        _admit(fresh["spec"], name)
+        assert kept == fresh
+        assert known.text(kept["spec"]) == orjson.dumps(fresh["spec"])
+        assert known.protobuf(kept["spec"]) == wire.encode_pod_spec(fresh["spec"])
+        full = {**kept, "apiVersion": "v1", "kind": "Pod"}
+        assert wire.encode(full) == wire.encode(copy.deepcopy(full))  # spliced = encoded whole
+    assert len(spec_cache._admitted) == 1 and all(spec_cache._admitted.values())
+    t = next(iter(spec_cache._admitted.values()))
+    assert t is not None and orjson.dumps(t.tree) == t.text  # the template was never changed
+
+
+def test_an_admission_whose_stand_in_name_is_in_the_spec_is_not_kept() -> None:
+    pod = objects.pod("p")
+    pod["spec"]["containers"][0]["env"].append({"name": "X", "value": PLACEHOLDER})
+    for i in range(2):
+        kept, fresh = _renamed(pod, i), _renamed(pod, i)
+        spec_cache.pod_create_defaults(kept, TOLERATIONS, _fill)
+        _fill(fresh)
+        spec_cache.admitted_spec(kept, "x", _admit, f"vol-{i:05d}", PLACEHOLDER)
+        _admit(fresh["spec"], f"vol-{i:05d}")
+        assert kept == fresh and known.text(kept["spec"]) is None
+        assert kept["spec"]["containers"][0]["env"][-1]["value"] == PLACEHOLDER
+    assert list(spec_cache._admitted.values()) == [None]
+    assert all(orjson.dumps(v[2]) == v[0] for v in spec_cache._created.values() if v[2] is not None)
+
+
+def test_an_admission_of_an_unknown_spec_changes_the_pods_own_tree() -> None:
+    obj = {"spec": {"containers": [{"name": "a", "image": "i"}]}}
+    spec = obj["spec"]
+    spec_cache.admitted_spec(obj, "x", _admit, "vol-00000", PLACEHOLDER)
+    assert obj["spec"] is spec and spec["volumes"] == [{"name": "vol-00000", "emptyDir": {}}]
+    assert not spec_cache._admitted
+
+
+def test_the_known_table_is_by_identity_and_bounded() -> None:
+    trees = [{"i": i} for i in range(known.MAX_ENTRIES + 5)]
+    for t in trees:
+        known.note(t, orjson.dumps(t), lambda: b"pb")
+    assert len(known._known) <= known.MAX_ENTRIES
+    last = trees[-1]
+    assert known.text(last) == b'{"i":%d}' % (len(trees) - 1) and known.protobuf(last) == b"pb"
+    assert known.text({"i": len(trees) - 1}) is None  # equal, not the same object
+    known.forget(last)
+    assert known.text(last) is None
+
+
+def test_a_known_spec_is_spliced_where_go_writes_it() -> None:
+    from servicenet.api.pb import wire
+
+    for i, obj in enumerate(({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "a"}]}},
+                             {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "a"}]},
+                              "status": {"phase": "Pending"}},
+                             {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Pending"}})):
+        whole = wire.encode(obj)
+        known.note(obj["spec"], orjson.dumps(obj["spec"]), wire.encode_pod_spec(obj["spec"]))
+        assert wire.encode(obj) == whole, i

@@ -18,6 +18,7 @@ from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
+from servicenet.api import known, spec_cache
 from servicenet.api.pb import convert, native, types
 from servicenet.api.pb import decode as _py_decode
 from servicenet.api.pb import encode as _py_encode
@@ -177,7 +178,49 @@ def encode(obj: dict[str, Any]) -> bytes:
     if name is None:
         raise NotEncodable(f"object {av}/{kind} does not implement the protobuf marshalling interface and "
                            "cannot be encoded to a protobuf message")
+    if name == _POD:
+        spec = obj.get("spec")
+        if spec is not None:
+            pb = known.protobuf(spec)
+            if pb is not None:  # a pod create's spec, its bytes known (servicenet.api.spec_cache)
+                rest = _encode_message({k: v for k, v in obj.items() if k != "spec"}, name)
+                return envelope(av, kind, with_field(rest, 2, pb))
     return envelope(av, kind, _encode_message(obj, name))
+
+
+_POD = "k8s.io.api.core.v1.Pod"
+_POD_SPEC = "k8s.io.api.core.v1.PodSpec"
+
+
+def with_field(message: bytes, number: int, payload: bytes) -> bytes:
+    """``message`` (canonical: fields in number order) with the length-delimited field ``number``
+    carrying ``payload`` put where Go writes it: after the fields numbered below it. ``message`` must
+    not hold that field already, and its fields before it must be length-delimited (as ObjectMeta is
+    for a Pod's spec)."""
+    pos, end = 0, len(message)
+    while pos < end:
+        tag = message[pos]
+        if tag & 0x80 or (tag >> 3) >= number or tag & 7 != 2:  # not a one-byte length-delimited tag below it
+            break
+        pos += 1
+        n, shift = 0, 0
+        while True:
+            b = message[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        pos += n
+    return b"".join((message[:pos], _varint(number << 3 | 2), _varint(len(payload)), payload, message[pos:]))
+
+
+def encode_pod_spec(spec: dict[str, Any]) -> bytes:
+    """A PodSpec's message bytes (no envelope)."""
+    return _encode_message(spec, _POD_SPEC)
+
+
+spec_cache.spec_encoder = encode_pod_spec
 
 
 @lru_cache(maxsize=256)
