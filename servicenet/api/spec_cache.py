@@ -41,7 +41,7 @@ from servicenet.api import jsontree, known
 
 MAX_ENTRIES = 512
 # what plain JSON cannot hold makes orjson raise instead of writing a look-alike
-_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+STRICT = _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
 
 _created: dict[tuple[Hashable, bytes], tuple[bytes, bytes, Any, Any]] = {}  # texts, trees
 _valid: dict[tuple[Hashable, bytes], bool] = {}
@@ -94,6 +94,7 @@ def pod_create_defaults(obj: dict[str, Any], context: Hashable, fill: Callable[[
             obj["spec"], obj["status"] = orjson.loads(hit[0]), orjson.loads(hit[1])
         known.note(obj["spec"], hit[0])  # kept texts hold no null (below): what spec_key would answer
         return
+    own_spec(obj)  # a spec handed out shared (a protobuf body's kept spec) is filled in as a copy
     fill(obj)
     spec, status = obj.get("spec"), obj.get("status")
     if type(spec) is dict and type(status) is dict:

@@ -170,7 +170,10 @@ class ResourceHandlers:
 
     # -- verbs ---------------------------------------------------------------------------------------
     async def create(self, request: web.Request, t: Target) -> web.Response:
-        obj = await self.read_body(request)
+        # a pod's spec may come shared from the protobuf decoder: the registry's defaulting
+        # replaces it or takes it as its own before anything changes it
+        obj = negotiation.decode_body(request, await negotiation.read_raw(request),
+                                      share_pod_spec=t.info.plural == "pods" and not t.info.group)
         self.check_kind(t.info, obj, t)
         opts = self.write_options(request)
         if not negotiation.fields_checked(request):

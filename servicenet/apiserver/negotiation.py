@@ -52,17 +52,18 @@ async def read_raw(request: web.Request) -> bytes:
     return raw
 
 
-def decode_body(request: web.Request, raw: bytes) -> dict[str, Any]:
+def decode_body(request: web.Request, raw: bytes, *, share_pod_spec: bool = False) -> dict[str, Any]:
     """A create/update body as a JSON dict, whatever its media type; 4xx Status on bad input.
 
     Fields a protobuf body carries that its message does not define are handled by the request's
     ``fieldValidation`` right here (Strict: 400; Warn: a warning, see :func:`body_warnings`).
+    ``share_pod_spec``: see :func:`servicenet.api.pb.wire.decode` (pod creates only).
     """
     media = wire.body_media_type(request.headers.get("Content-Type", ""))
     if not raw:
         raise errors.bad_request("the request body is empty")
     if media == PROTOBUF:
-        return _decode_protobuf(request, raw)
+        return _decode_protobuf(request, raw, share_pod_spec)
     try:
         if media in _JSON_TYPES:
             obj = orjson.loads(raw)
@@ -78,11 +79,11 @@ def decode_body(request: web.Request, raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def _decode_protobuf(request: web.Request, raw: bytes) -> dict[str, Any]:
+def _decode_protobuf(request: web.Request, raw: bytes, share_pod_spec: bool = False) -> dict[str, Any]:
     request[_PROTOBUF_BODY] = True
     fv = request.query.get("fieldValidation") or "Warn" if request.query_string else "Warn"
     try:
-        decoded = wire.decode(raw, find_unknown=fv != "Ignore")
+        decoded = wire.decode(raw, find_unknown=fv != "Ignore", share_pod_spec=share_pod_spec)
     except wire.ProtobufError as exc:
         raise errors.ApiStatusError(exc.code, exc.reason, exc.message) from None
     except RecursionError:

@@ -253,3 +253,37 @@ def test_a_known_spec_is_spliced_where_go_writes_it() -> None:
         whole = wire.encode(obj)
         known.note(obj["spec"], orjson.dumps(obj["spec"]), wire.encode_pod_spec(obj["spec"]))
         assert wire.encode(obj) == whole, i
+
+
+@pytest.mark.parametrize("pod", PODS, ids=lambda p: p["metadata"]["name"])
+def test_a_protobuf_pods_kept_spec_decodes_as_the_whole_body_does(pod: dict[str, Any]) -> None:
+    from servicenet.api.pb import wire
+
+    wire._kept_specs.clear()
+    body = wire.encode({**pod, "apiVersion": "v1", "kind": "Pod"})
+    plain = wire.decode(body).obj
+    first, second = (wire.decode(body, share_pod_spec=True).obj for _ in range(2))
+    assert first == second == plain
+    assert list(first) == list(plain)  # the same key order: the stored JSON is written the same
+    assert second["spec"] is first["spec"] and known.text(second["spec"]) == orjson.dumps(plain["spec"])
+    assert plain["spec"] is not first["spec"] and known.text(plain["spec"]) is None
+    obj = {**second, "metadata": {"name": "p"}}  # the defaulting fills a copy, never the kept tree
+    spec_cache.pod_create_defaults(obj, TOLERATIONS, _fill)
+    assert orjson.dumps(first["spec"]) == orjson.dumps(plain["spec"])
+
+
+def test_protobuf_pods_that_are_not_canonical_are_decoded_as_without_sharing() -> None:
+    from servicenet.api.pb import wire
+
+    wire._kept_specs.clear()
+    meta = b"\x0a\x03\x0a\x01p"  # ObjectMeta{name: p} as field 1
+    spec = wire.encode_pod_spec({"containers": [{"name": "a", "image": "i"}]})
+    spec_field = b"\x12" + bytes([len(spec)]) + spec
+    odd = spec + b"\xf8\x07\x01"  # an unknown field (127) in the spec: the usual path reports it
+    for raw in (spec_field + meta, meta + spec_field, meta + b"\x12" + bytes([len(odd)]) + odd, meta):
+        body = wire.envelope("v1", "Pod", raw)
+        for _ in range(2):
+            shared, plain = wire.decode(body, share_pod_spec=True), wire.decode(body)
+            assert shared.obj == plain.obj and list(shared.obj) == list(plain.obj)
+            assert shared.unknown == plain.unknown
+    assert wire.decode(wire.envelope("v1", "Pod", meta + b"\x12" + bytes([len(odd)]) + odd)).unknown

@@ -68,6 +68,9 @@ def _kept_trees_unchanged() -> None:
             assert orjson.dumps(t.tree) == t.text
     for tree, text, _ in list(known._known.values()):
         assert orjson.dumps(tree) == text
+    for kept in wire._kept_specs.values():  # protobuf bodies' specs, decoded once
+        if kept is not None:
+            assert orjson.dumps(kept[0]) == kept[1]
 
 
 async def test_every_pod_gets_its_own_token_and_its_stored_object_back(api: RunningApi) -> None:
@@ -109,6 +112,7 @@ async def test_every_pod_gets_its_own_token_and_its_stored_object_back(api: Runn
     assert len(seen) > n // 2  # most shapes mount a token
     assert any(t is not None for t in spec_cache._admitted.values())  # the kept path was taken
     assert any(t is None for t in spec_cache._admitted.values())  # and the look-alike was not kept
+    assert any(k is not None for k in wire._kept_specs.values())  # protobuf bodies' specs were kept
     _kept_trees_unchanged()
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 
-from servicenet.api import known, spec_cache
+from servicenet.api import jsontree, known, spec_cache
 from servicenet.api.pb import convert, native, types
 from servicenet.api.pb import decode as _py_decode
 from servicenet.api.pb import encode as _py_encode
@@ -125,17 +126,103 @@ def split_envelope(body: bytes) -> tuple[str, str, bytes]:
     return av, kind, env.raw
 
 
-def decode(body: bytes, *, find_unknown: bool = True) -> Decoded:
-    """An enveloped protobuf object as the JSON dict of its kind (apiVersion and kind first)."""
+def decode(body: bytes, *, find_unknown: bool = True, share_pod_spec: bool = False) -> Decoded:
+    """An enveloped protobuf object as the JSON dict of its kind (apiVersion and kind first).
+
+    ``share_pod_spec``: a Pod's spec may be handed out as a tree kept from an earlier body with the
+    same spec bytes, shared and with its JSON text noted (:mod:`servicenet.api.known`). Only for a
+    caller that changes the spec only after taking it as its own (a pod create: the defaulting
+    replaces it, see :func:`servicenet.api.spec_cache.pod_create_defaults`)."""
     av, kind, raw = split_envelope(body)
     name = types.message_for(av, kind)
     if name is None:
         raise ProtobufError(f'no kind "{kind}" is registered for version "{av}"')
+    if share_pod_spec and name == _POD:
+        shared = _with_kept_spec(raw, av, kind)
+        if shared is not None:
+            return Decoded(shared, av, kind, [])
     try:  # the fast path reads Go's canonical bytes; anything else takes the reference path below
         return Decoded({"apiVersion": av, "kind": kind, **_decode_message(raw, name)}, av, kind, [])
     except Fallback:
         pass
     return _decode_reference(raw, name, av, kind, find_unknown)
+
+
+# a Pod body's spec bytes -> (the spec's tree, its JSON text), or None when they are not kept (not
+# Go's canonical bytes, or a text that would not be exact); bounded, emptied when full
+_kept_specs: dict[bytes, tuple[dict[str, Any], bytes] | None] = {}
+_KEPT_SPECS = 256
+_SPEC_TAG = 0x12  # PodSpec is the Pod's field 2, length-delimited
+
+
+def _with_kept_spec(raw: bytes, av: str, kind: str) -> dict[str, Any] | None:
+    """The Pod in ``raw`` decoded with its spec taken from :data:`_kept_specs`, or None for the usual
+    path (no spec, a spec not seen or not keepable, bytes the fast path does not read)."""
+    pos, end = 0, len(raw)
+    if pos < end and raw[pos] == 0x0A:  # metadata (1) first, as Go writes it
+        pos = _skip_len(raw, pos + 1)
+    if pos >= end or raw[pos] != _SPEC_TAG:
+        return None
+    start = pos
+    n, at = _read_len(raw, pos + 1)
+    body = at + n
+    if n < 0 or body > end:
+        return None
+    spec_bytes = raw[at:body]
+    kept = _kept_specs.get(spec_bytes, _NOT_SEEN)
+    if kept is _NOT_SEEN:
+        kept = _keep_spec(spec_bytes)
+    if kept is None:
+        return None
+    tree, text = kept
+    try:
+        rest = _decode_message(raw[:start] + raw[body:], _POD)
+    except Fallback:
+        return None
+    out: dict[str, Any] = {"apiVersion": av, "kind": kind}
+    if "metadata" in rest:
+        out["metadata"] = rest.pop("metadata")
+    out["spec"] = tree
+    out.update(rest)
+    known.note(tree, text)
+    return out
+
+
+_NOT_SEEN: Any = object()
+
+
+def _keep_spec(spec_bytes: bytes) -> tuple[dict[str, Any], bytes] | None:
+    try:
+        tree = _decode_message(spec_bytes, _POD_SPEC)
+        text = orjson.dumps(tree, option=spec_cache.STRICT)
+    except (Fallback, TypeError):
+        kept = None
+    else:
+        kept = None if jsontree.has_null(text) else (tree, text)
+    if len(_kept_specs) >= _KEPT_SPECS:
+        _kept_specs.clear()
+    _kept_specs[spec_bytes] = kept
+    return kept
+
+
+def _read_len(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it; (-1, pos) when it runs past the end or is
+    longer than a length can be."""
+    n, shift, at = 0, 0, pos
+    while at < len(data) and shift < 35:
+        b = data[at]
+        at += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, at
+    return -1, pos
+
+
+def _skip_len(data: bytes, pos: int) -> int:
+    """The position just past the length-delimited payload whose length starts at ``pos``."""
+    n, at = _read_len(data, pos)
+    return len(data) + 1 if n < 0 else at + n
 
 
 def _decode_reference(raw: bytes, name: str, av: str, kind: str, find_unknown: bool) -> Decoded:
