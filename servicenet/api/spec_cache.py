@@ -131,11 +131,12 @@ class _Admitted:
     """A spec as an admission left it, written with a placeholder name: the tree, the paths where the
     name stands, the text, and the protobuf bytes (made on first use; b"" when they cannot be)."""
 
-    __slots__ = ("tree", "paths", "text", "pb", "placeholder")
+    __slots__ = ("tree", "paths", "plan", "text", "pb", "placeholder")
 
     def __init__(self, tree: dict[str, Any], paths: tuple[tuple[Any, ...], ...], text: bytes,
                  placeholder: bytes) -> None:
         self.tree, self.paths, self.text, self.placeholder = tree, paths, text, placeholder
+        self.plan = _plan(paths)
         self.pb: bytes | None = None
 
     def protobuf(self, name: bytes) -> bytes | None:
@@ -165,19 +166,25 @@ def _encode_spec(tree: dict[str, Any], placeholder: bytes, count: int) -> bytes:
 def _instance(t: _Admitted, name: str) -> dict[str, Any]:
     """The template's tree with ``name`` at its paths: fresh dicts and lists along each path,
     everything else shared with the template."""
-    root = dict(t.tree)
-    made: dict[int, Any] = {id(t.tree): root}
-    for path in t.paths:
-        mine, orig = root, t.tree
+    return _fill(t.tree, t.plan, name)  # type: ignore[no-any-return]
+
+
+def _fill(node: Any, plan: dict[Any, Any], name: str) -> Any:
+    c = dict(node) if type(node) is dict else list(node)
+    for step, below in plan.items():
+        c[step] = name if below is None else _fill(node[step], below, name)
+    return c
+
+
+def _plan(paths: tuple[tuple[Any, ...], ...]) -> dict[Any, Any]:
+    """The paths as a tree of steps: ``{step: {step: None}}`` where None marks the name itself."""
+    plan: dict[Any, Any] = {}
+    for path in paths:
+        at = plan
         for step in path[:-1]:
-            child = orig[step]
-            c = made.get(id(child))
-            if c is None:
-                c = made[id(child)] = dict(child) if type(child) is dict else list(child)
-                mine[step] = c
-            mine, orig = c, child
-        mine[path[-1]] = name
-    return root
+            at = at.setdefault(step, {})
+        at[path[-1]] = None
+    return plan
 
 
 def admitted_spec(obj: dict[str, Any], inputs: Hashable, admit: Callable[[dict[str, Any], str], list[tuple[Any, ...]]],
