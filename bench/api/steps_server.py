@@ -22,7 +22,10 @@ from servicenet import cli
 from servicenet.api import defaults, shape_cache, spec_cache, validation
 from servicenet.api.pb import wire
 from servicenet.apiserver import gc as gc_controller
-from servicenet.apiserver import handlers, negotiation, registry, sa_admission
+from servicenet.apiserver import authn, authz, handlers, negotiation, registry, sa_admission
+from servicenet.store.index import Index
+from servicenet.store.sqlite import SQLiteStore
+from servicenet.store.watch import WatchHub
 from servicenet.store import _plan
 
 _acc: dict[str, list[float]] = {}
@@ -49,7 +52,15 @@ _STEPS: list[tuple[Any, list[str]]] = [
     (_plan, ["encode_at"]),
     (gc_controller, ["view_obj", "metadata_view"]),
     (sa_admission, ["mount_token", "mount_token_spec"]),
-    (spec_cache, ["admitted_spec"]),
+    (spec_cache, ["admitted_spec", "pod_create_defaults"]),
+    (shape_cache, ["shape_key"]),
+    (Index, ["apply"]),
+    (WatchHub, ["publish"]),
+    (SQLiteStore, ["_on_committed"]),
+    (gc_controller.GarbageCollector, ["_on_events"]),
+    (authn.Authenticator, ["authenticate"]),
+    (authz.Authorizer, ["authorize"]),
+    (registry.Registry, ["_check_namespace"]),
     (registry.Registry, ["_prepare_meta_create", "_managed_fields"]),
     (handlers.ResourceHandlers, ["write_options", "check_unknown_fields"]),
 ]
