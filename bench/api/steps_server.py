@@ -21,12 +21,12 @@ from typing import Any
 from servicenet import cli
 from servicenet.api import defaults, shape_cache, spec_cache, validation
 from servicenet.api.pb import wire
-from servicenet.apiserver import gc as gc_controller
 from servicenet.apiserver import authn, authz, handlers, negotiation, registry, sa_admission
+from servicenet.apiserver import gc as gc_controller
+from servicenet.store import _plan
 from servicenet.store.index import Index
 from servicenet.store.sqlite import SQLiteStore
 from servicenet.store.watch import WatchHub
-from servicenet.store import _plan
 
 _acc: dict[str, list[float]] = {}
 
