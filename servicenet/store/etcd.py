@@ -188,6 +188,10 @@ class EtcdStore(BaseStore):
             ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 8 << 20),
             ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.default_authority", authority),
+            # Only the filters an etcd client needs (no message-size, idle or service-config filters;
+            # ~9 % fewer instructions per Txn and watch message, bench.cluster.etcd_instructions);
+            # deadlines stay checked (grpc.minimal_stack alone turns that filter off too)
+            ("grpc.minimal_stack", 1), ("grpc.enable_deadline_checking", 1),
         ]
         if self.tls is not None or tls:
             t = self.tls or EtcdTLS()
