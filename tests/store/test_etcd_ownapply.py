@@ -111,3 +111,25 @@ def test_not_applied_while_the_cache_is_being_rebuilt() -> None:
     _own(s, _rec("/registry/cm/a", 11))
     s._apply_own()
     assert s.revision == 10 and s.get("/registry/cm/a") is None
+
+
+def test_applied_writes_leave_nothing_behind() -> None:
+    s = _store(10)
+    _own(s, _rec("/registry/cm/a", 11))
+    _own(s, _rec("/registry/cm/b", 12))
+    s._apply_own()
+    assert s.revision == 12 and not s._own
+    mine = _rec("/registry/cm/a", 13)  # a create of a key the cache holds: left to its watch event
+    _own(s, mine)
+    s._apply_own()
+    assert s.revision == 12 and s._own[13].record is mine
+    s._apply([_put("/registry/cm/a", b'{"metadata":{"name":"a"}}', 13, 11)])
+    assert s.revision == 13 and not s._own and s.get("/registry/cm/a") is mine
+
+
+def test_a_followed_put_is_decoded_as_a_listed_key() -> None:
+    s = _store(10)
+    ev = _put("/registry/cm/c", b'{"kind":"ConfigMap","metadata":{"name":"c"},"data":{"d":"x"}}', 11, 11)
+    s._apply([ev])
+    assert s.get("/registry/cm/c") == s._decode(ev.kv)
+    assert s.get("/registry/cm/c").obj()["metadata"] == {"name": "c", "resourceVersion": "11"}
