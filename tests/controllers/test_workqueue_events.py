@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from servicenet.controllers.events import EventRecorder
@@ -78,3 +79,38 @@ async def test_recorder_creates_then_aggregates() -> None:
     assert client.created[1]["metadata"]["namespace"] == "default"  # cluster-scoped objects
     (name, patch), = client.patched
     assert name == ev["metadata"]["name"] and patch["count"] == 2 and "lastTimestamp" in patch
+
+
+async def test_settled_waits_while_a_key_waits_or_is_processed_again() -> None:
+    q = WorkQueue("t")
+    await asyncio.wait_for(q.settled("a"), 1)  # not queued: at once
+    q.add("a")
+    assert q.busy("a")
+    waiter = asyncio.create_task(q.settled("a"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    assert await q.get() == "a"
+    q.add("a")  # changed again while processed: one more pass
+    q.done("a")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    assert await q.get() == "a"
+    q.done("a")
+    await asyncio.wait_for(waiter, 1)
+    assert not q.busy("a")
+    q.add("b")
+    other = asyncio.create_task(q.settled("b"))
+    await asyncio.sleep(0)
+    q.shutdown()  # a closing queue releases its waiters
+    await asyncio.wait_for(other, 1)
+
+
+async def test_settled_cancelled_leaves_no_waiter() -> None:
+    q = WorkQueue("t")
+    q.add("a")
+    waiter = asyncio.create_task(q.settled("a"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    assert q._settle == {}
