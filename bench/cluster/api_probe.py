@@ -12,7 +12,7 @@ writes, the probe Services' EndpointSlice and Endpoints writes):
   cache to reach the write's revision (``caught_up``, ms);
 * ``pub``: the watch cache published an event of a probe EndpointSlice to its watchers
   (``ms``: the fan-out's own time, ``watchers``: how many got it);
-* ``gc`` / ``stall``: collections and event-loop stalls (:mod:`bench.cluster.loopwatch`).
+* ``gc`` / ``stall``: collections and (with ``--probe-stalls``) event-loop stalls (:mod:`bench.cluster.loopwatch`).
 
 Nothing here changes what the server does; it only times it.
 """

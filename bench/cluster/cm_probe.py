@@ -14,7 +14,7 @@ Recorded, each with its CLOCK_MONOTONIC time (the benchmark's flip times are on 
   the objects frozen out of the collector then);
 * ``freeze``: the controller manager froze its caches out of the collector (common.gcfreeze);
 * ``connect``: a new connection to the API server (a TCP connect and TLS handshake);
-* ``stall``: the event loop did not run a 2 ms timer for ``ms`` (with the main thread's
+* ``stall`` (with ``--probe-stalls``): the event loop did not run a 2 ms timer for ``ms`` (with the main thread's
   innermost frames when it was caught mid-stall by the sampling thread).
 
 A flip's time from the pod event to the slice write is then split into queue wait, sync and

@@ -41,7 +41,7 @@ import grpc
 from aetcd import rpc
 
 from bench.api.server_proc import ROOT, ServerProc, rss_bytes
-from bench.cluster import api_probe, cm_probe, cpu, hollow, stages
+from bench.cluster import api_probe, cm_probe, cpu, hollow, loopwatch, stages
 from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
 from bench.cluster.run import save_results
 from servicenet.api import wellknown as wk
@@ -455,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cprofile-api", default=None, help="thread-CPU cProfile of API server 0's flips")
     ap.add_argument("--gc-probe", default=None, help="API server 0's collector pauses during the flips, to a file")
     ap.add_argument("--probe-api", default=None, help="both API servers' probe timelines (api_probe) to PREFIX.<i>")
+    ap.add_argument("--probe-stalls", action="store_true",
+                    help="the probes also record event-loop stalls (costs the probed processes CPU)")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="background CPU window before the flips")
     ap.add_argument("--quick", action="store_true", help="(the defaults are the quick run)")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -465,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nodes < max(3, args.observers):
         ap.error("--nodes must be at least 3 and at least --observers")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cluster-scale-"))
+    os.environ[loopwatch.ENV] = "1" if args.probe_stalls else "0"  # the probes' children read it
     tag = secrets.token_hex(3)
     netns = [f"sn-cb{tag}-{k}" for k in range(args.observers)]
     etcd = Cluster(work / "etcd", args.members) if args.storage == "etcd" else None
