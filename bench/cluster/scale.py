@@ -263,7 +263,9 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
                 all_nft.append(max(n))  # type: ignore[type-var]
             per_flip.append({"t0": t0, "ready": ready, "acked_ms": round(acked[-1] * 1e3, 1),
                              "slice_ms": None if ts is None else round((ts - t0) * 1e3, 1),
-                             "all_ms": None if None in res else round(max(res) * 1e3, 1)})  # type: ignore[type-var]
+                             "all_ms": None if None in res else round(max(res) * 1e3, 1),  # type: ignore[type-var]
+                             "dns_ms": None if None in d else round(max(d) * 1e3, 1),  # type: ignore[type-var]
+                             "rules_ms": None if None in n else round(max(n) * 1e3, 1)})  # type: ignore[type-var]
             for m in monitors:
                 m.trim()
             await asyncio.sleep(0.1)
@@ -531,7 +533,8 @@ def report(res: dict[str, Any]) -> None:
         print("lease heartbeats during the flips per s: " + ", ".join(f"{k} {v}" for k, v in hb.items()))
     slow = sorted(lat.get("per_flip") or [], key=lambda r: -(r["all_ms"] or 1e9))[:5]
     for r in slow:
-        print(f"  slow flip at +{r['t0']:.1f}s: acked {r['acked_ms']} slice {r['slice_ms']} all {r['all_ms']} ms; "
+        print(f"  slow flip at +{r['t0']:.1f}s: acked {r['acked_ms']} slice {r['slice_ms']} DNS {r.get('dns_ms')} "
+              f"rules {r.get('rules_ms')} all {r['all_ms']} ms; "
               f"{r['renewals_near']} heartbeats near")
     print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
           f"({lat['flips']} flips, {lat['missed']} observations missed)")
