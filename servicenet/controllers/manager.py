@@ -410,15 +410,15 @@ class ControllerManager:
             raise
 
     async def _after_slices(self, key: str) -> None:
-        """Let the EndpointSlice controller finish with the Service first (at most ENDPOINTS_AFTER
-        seconds): the same pod change wakes both, and their writes go to the same API server and
-        etcd at once. Nodes (proxies, DNS) read the slices; the legacy Endpoints copy is written
-        right after them instead of competing with them."""
+        """While the EndpointSlice controller syncs the same Service, wait for it (at most
+        ENDPOINTS_AFTER seconds): one pod change wakes both, and their writes would reach the same
+        API server and etcd at once. Nodes (proxies, DNS) read the slices; the legacy Endpoints
+        copy is written right after them instead of competing with them."""
         q = self.queues.get("endpointslice")
-        if q is not None and q.busy(key):
+        if q is not None and q.processing(key):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(ENDPOINTS_AFTER):
-                    await q.settled(key)
+                    await q.finished(key)
 
     async def _sync_mirroring(self, key: str) -> None:
         if self._stale("mirroring", key):

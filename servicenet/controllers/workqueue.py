@@ -2,8 +2,8 @@
 
 A key is never processed by two workers at once; adding a key that is waiting is a no-op;
 adding one that is being processed re-queues it once processing is done. ``add_rate_limited``
-re-adds with per-key exponential backoff until ``forget``. ``settled(key)`` waits until a key
-is neither waiting nor being processed (another controller can let this one go first).
+re-adds with per-key exponential backoff until ``forget``. ``finished(key)`` waits until no worker
+processes a key (another controller can let this one go first).
 """
 
 from __future__ import annotations
@@ -67,13 +67,10 @@ class WorkQueue:
     def processing(self, key: str) -> bool:
         return key in self._processing
 
-    def busy(self, key: str) -> bool:
-        """``key`` waits to be processed or is being processed (a timer of ``add_after`` does not count)."""
-        return key in self._dirty or key in self._processing
-
-    async def settled(self, key: str) -> None:
-        """Return once ``key`` is not :meth:`busy` (at once if it is not), or the queue shuts down."""
-        if self._closed or not self.busy(key):
+    async def finished(self, key: str) -> None:
+        """Return once no worker processes ``key`` (at once if none does), or the queue shuts down.
+        A key that only waits in the queue does not count: behind a backlog that could be long."""
+        if self._closed or key not in self._processing:
             return
         fut = asyncio.get_running_loop().create_future()
         self._settle.setdefault(key, []).append(fut)
@@ -110,7 +107,7 @@ class WorkQueue:
         if key in self._dirty:
             self._queue.append(key)
             self._wakeup.set()
-        elif key in self._settle:
+        if key in self._settle:
             self._wake_settled(key)
 
     def shutdown(self) -> None:

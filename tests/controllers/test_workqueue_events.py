@@ -81,34 +81,30 @@ async def test_recorder_creates_then_aggregates() -> None:
     assert name == ev["metadata"]["name"] and patch["count"] == 2 and "lastTimestamp" in patch
 
 
-async def test_settled_waits_while_a_key_waits_or_is_processed_again() -> None:
+async def test_finished_waits_while_a_worker_processes_the_key() -> None:
     q = WorkQueue("t")
-    await asyncio.wait_for(q.settled("a"), 1)  # not queued: at once
+    await asyncio.wait_for(q.finished("a"), 1)  # not processed: at once
     q.add("a")
-    assert q.busy("a")
-    waiter = asyncio.create_task(q.settled("a"))
+    await asyncio.wait_for(q.finished("a"), 1)  # only queued (maybe behind a backlog): at once
+    assert await q.get() == "a"
+    waiter = asyncio.create_task(q.finished("a"))
     await asyncio.sleep(0)
     assert not waiter.done()
-    assert await q.get() == "a"
-    q.add("a")  # changed again while processed: one more pass
-    q.done("a")
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    assert await q.get() == "a"
+    q.add("a")  # changed again while processed: queued for another pass, the waiter still goes
     q.done("a")
     await asyncio.wait_for(waiter, 1)
-    assert not q.busy("a")
-    q.add("b")
-    other = asyncio.create_task(q.settled("b"))
+    assert await q.get() == "a"
+    other = asyncio.create_task(q.finished("a"))
     await asyncio.sleep(0)
     q.shutdown()  # a closing queue releases its waiters
     await asyncio.wait_for(other, 1)
 
 
-async def test_settled_cancelled_leaves_no_waiter() -> None:
+async def test_finished_cancelled_leaves_no_waiter() -> None:
     q = WorkQueue("t")
     q.add("a")
-    waiter = asyncio.create_task(q.settled("a"))
+    assert await q.get() == "a"
+    waiter = asyncio.create_task(q.finished("a"))
     await asyncio.sleep(0)
     waiter.cancel()
     with contextlib.suppress(asyncio.CancelledError):
