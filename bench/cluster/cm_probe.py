@@ -6,6 +6,7 @@ starts recording, SIGUSR2 writes one JSON line per record to OUT.
 Recorded, each with its CLOCK_MONOTONIC time (the benchmark's flip times are on the same clock):
 
 * ``pod``: a probe pod's event reached the controller manager's handler (``ready``: its Ready);
+* ``epsync``: an Endpoints sync of a probe Service started (``t``) and ended (``end``);
 * ``sync``: an EndpointSlice sync of a probe Service started (``t``) and ended (``end``), with
   the time its slice writes took (``write_ms``) and whether it returned early as stale;
 * ``gc``: a collection of the interpreter's garbage collector (generation, pause); full
@@ -13,7 +14,7 @@ Recorded, each with its CLOCK_MONOTONIC time (the benchmark's flip times are on 
   the objects frozen out of the collector then);
 * ``freeze``: the controller manager froze its caches out of the collector (common.gcfreeze);
 * ``connect``: a new connection to the API server (a TCP connect and TLS handshake);
-* ``stall``: the event loop did not run a 2 ms timer for ``ms`` (with the main thread's
+* ``stall`` (with ``--probe-stalls``): the event loop did not run a 2 ms timer for ``ms`` (with the main thread's
   innermost frames when it was caught mid-stall by the sampling thread).
 
 A flip's time from the pod event to the slice write is then split into queue wait, sync and
@@ -28,13 +29,12 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
-import traceback
 from typing import Any
 
 import aiohttp
 
+from bench.cluster.loopwatch import LoopWatch
 from servicenet import cli
 
 try:
@@ -44,32 +44,17 @@ except ImportError:  # a checkout from before it (an A/B base)
 from servicenet.controllers import manager as cm_mod
 
 PROBES = ("scale/probe", "scale/probe-h")
-TICK = 0.002
-STALL = 0.010
 
 
 def main() -> int:
     out = sys.argv[1]
     recs: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"on": False, "gc_t0": 0.0, "beat": time.monotonic(), "stack": None}
-
-    def rec(**kw: Any) -> None:
-        if state["on"]:
-            recs.append(kw)
-
-    def on_gc(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            state["gc_t0"] = time.monotonic()
-            return
-        r = {"kind": "gc", "t": state["gc_t0"], "gen": info["generation"],
-             "ms": round((time.monotonic() - state["gc_t0"]) * 1e3, 3), "collected": info["collected"]}
-        if info["generation"] == 2 and not state["on"]:
-            recs.append({**r, "before": True, "frozen": gc.get_freeze_count()})  # full collections: the whole run
-        else:
-            rec(**r)
+    lw = LoopWatch(recs)
+    rec = lw.rec
 
     orig_handler = cm_mod.ControllerManager._handler
     orig_sync = cm_mod.ControllerManager._sync_endpointslice
+    orig_ep_sync = cm_mod.ControllerManager._sync_endpoints
     orig_perform = cm_mod.ControllerManager._perform
     orig_start = cm_mod.ControllerManager.start
     writes: dict[str, float] = {}
@@ -100,6 +85,15 @@ def main() -> int:
             rec(kind="sync", key=key, t=t, end=time.monotonic(), write_ms=round(writes.pop(key, 0.0) * 1e3, 2),
                 stale=stale)
 
+    async def _ep_sync(self: Any, key: str) -> None:
+        if key not in PROBES:
+            return await orig_ep_sync(self, key)
+        t = time.monotonic()
+        try:
+            await orig_ep_sync(self, key)
+        finally:
+            rec(kind="epsync", key=key, t=t, end=time.monotonic())
+
     async def _perform(self: Any, controller: str, a: Any) -> Any:
         key = f"{a.namespace}/{((a.body or {}).get('metadata') or {}).get('labels', {}).get('kubernetes.io/service-name', '')}"
         t = time.monotonic()
@@ -111,36 +105,7 @@ def main() -> int:
 
     async def _start(self: Any) -> None:
         await orig_start(self)
-
-        async def beat() -> None:
-            while True:
-                if not state["on"]:
-                    await asyncio.sleep(0.2)
-                    state["beat"] = time.monotonic()
-                    continue
-                t = time.monotonic()
-                await asyncio.sleep(TICK)
-                now = time.monotonic()
-                state["beat"] = now
-                late = now - t - TICK
-                if late > STALL:
-                    rec(kind="stall", t=t, ms=round(late * 1e3, 2), stack=state["stack"])
-                state["stack"] = None
-        self._tasks.append(asyncio.create_task(beat(), name="cm-probe-beat"))
-
-    main_id = threading.get_ident()
-
-    recording = threading.Event()
-
-    def sampler() -> None:  # catches what the main thread runs while the loop is stalled
-        while True:
-            recording.wait()
-            time.sleep(0.005)
-            if state["on"] and time.monotonic() - state["beat"] > STALL and state["stack"] is None:
-                frame = sys._current_frames().get(main_id)
-                if frame is not None:
-                    state["stack"] = [f"{f.filename.rsplit('/', 2)[-2:]}:{f.lineno} {f.name}"
-                                      for f in traceback.extract_stack(frame)[-8:]]
+        self._tasks.append(asyncio.create_task(lw.beat(), name="cm-probe-beat"))
 
     orig_connect = aiohttp.TCPConnector._create_connection
 
@@ -164,19 +129,15 @@ def main() -> int:
     aiohttp.TCPConnector._create_connection = _connect  # type: ignore[method-assign]
     cm_mod.ControllerManager._handler = _handler  # type: ignore[method-assign]
     cm_mod.ControllerManager._sync_endpointslice = _sync  # type: ignore[method-assign]
+    cm_mod.ControllerManager._sync_endpoints = _ep_sync  # type: ignore[method-assign]
     cm_mod.ControllerManager._perform = _perform  # type: ignore[method-assign]
     cm_mod.ControllerManager.start = _start  # type: ignore[method-assign]
-    gc.callbacks.append(on_gc)
-    threading.Thread(target=sampler, daemon=True).start()
 
     def start(*_: Any) -> None:
-        state["beat"] = time.monotonic()
-        state["on"] = True
-        recording.set()
+        lw.start()
 
     def stop(*_: Any) -> None:
-        state["on"] = False
-        recording.clear()
+        lw.stop()
         with open(out + ".tmp", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
         os.replace(out + ".tmp", out)  # the benchmark waits for the name
@@ -217,6 +178,10 @@ def split(flips: list[tuple[float, str, str, bool]], recs: list[dict[str, Any]])
                 row[f"{name}_end_ms"] = round((done["end"] - t0) * 1e3, 1)
                 row[f"{name}_write_ms"] = done["write_ms"]
                 last = max(last, done["end"])
+            ep = next((r for r in recs if r["kind"] == "epsync" and r["key"] == key and ev is not None
+                       and ev <= r["t"] < t_end), None)
+            if ep is not None:
+                row[f"{name}_ep_ms"] = (round((ep["t"] - t0) * 1e3, 1), round((ep["end"] - t0) * 1e3, 1))
         row["gc"] = [(r["gen"], r["ms"]) for r in recs if r["kind"] == "gc" and t0 <= r["t"] <= last and r["ms"] >= 1]
         row["stalls"] = [(round((r["t"] - t0) * 1e3, 1), r["ms"], r.get("stack")) for r in recs
                          if r["kind"] == "stall" and t0 - 0.05 <= r["t"] <= last]
@@ -240,3 +205,16 @@ def gc_summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
     st = [r["ms"] for r in recs if r["kind"] == "stall"]
     res["stalls"] = {"n": len(st), "total_ms": round(sum(st), 1), "max_ms": round(max(st, default=0), 1)}
     return res
+
+
+def flip_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """p50 / p99 (ms after the status write) over the flips of :func:`split`'s rows: the pod event,
+    each probe slice sync's start and end, and its write."""
+    from bench.cluster.observe import pct
+
+    out: dict[str, Any] = {}
+    for k in ("pod_ms", "probe_start_ms", "probe_end_ms", "probe_write_ms", "probe-h_start_ms", "probe-h_end_ms",
+              "probe-h_write_ms"):
+        v = [r[k] for r in rows if r.get(k) is not None]
+        out[k] = (round(pct(v, 50), 1), round(pct(v, 99), 1))
+    return out

@@ -4,7 +4,7 @@
 - :class:`NftMonitor` runs ``nft monitor`` in a node's network namespace: the kernel reports every
   ruleset change as it is committed, so a change is seen when it is in effect, without polling.
 
-:func:`summary` and :func:`element_line_has` are pure (tests/bench/test_cluster_observe.py).
+:func:`summary`, :func:`element_line_has` and :func:`a_addresses` are pure (tests/bench/test_cluster_pure.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import math
 import re
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -68,30 +69,74 @@ async def first_after(timeline: list[tuple[float, T]], changed: asyncio.Event, m
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), left)
 
+def a_query(name: str, qid: int) -> bytes:
+    """The wire form of an A query for ``name`` with id ``qid``, recursion not wanted (the cluster
+    zone is authoritative)."""
+    q = dns.message.make_query(name, dns.rdatatype.A, id=qid)
+    q.flags &= ~0x0100
+    return q.to_wire()
+
+
+def _skip_name(wire: bytes, at: int) -> int:
+    """The offset just past the (possibly compressed) domain name at ``at``."""
+    while True:
+        n = wire[at]
+        if n == 0:
+            return at + 1
+        if n & 0xC0 == 0xC0:  # a pointer ends the name
+            return at + 2
+        at += 1 + n
+
+
+def a_addresses(wire: bytes, qid: int) -> set[str] | None:
+    """The IPv4 addresses of the A records in the answer section of the DNS response ``wire``;
+    None when it is not the answer to query ``qid``. A few microseconds, against ~0.4 ms for
+    dnspython's full parse: the probe asks every 2 ms on every node while a flip is measured,
+    on the same two cores as the system under test."""
+    rid, flags, qd, an = struct.unpack_from("!HHHH", wire)
+    if rid != qid or not flags & 0x8000:
+        return None
+    at = 12
+    for _ in range(qd):
+        at = _skip_name(wire, at) + 4
+    out: set[str] = set()
+    for _ in range(an):
+        at = _skip_name(wire, at)
+        rtype, _cls, _ttl, rdlen = struct.unpack_from("!HHIH", wire, at)
+        at += 10
+        if rtype == 1 and rdlen == 4:
+            out.add(socket.inet_ntoa(wire[at:at + 4]))
+        at += rdlen
+    return out
+
+
 class DnsProbe:
     def __init__(self, host: str, port: int) -> None:
         self.addr = (host, port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.connect(self.addr)
+        self._queries: dict[str, bytes] = {}
+        self._id = 0
 
     def close(self) -> None:
         self.sock.close()
 
     async def a_records(self, name: str, timeout: float = 1.0) -> set[str]:
-        q = dns.message.make_query(name, dns.rdatatype.A)
-        q.flags &= ~0x0100  # no recursion wanted: the cluster zone is authoritative
+        q = self._queries.get(name)
+        if q is None:
+            q = self._queries[name] = a_query(name, 0)
+        self._id = (self._id + 1) & 0xFFFF
         loop = asyncio.get_running_loop()
         with contextlib.suppress(BlockingIOError):
             while True:
                 self.sock.recv(4096)  # stale replies of timed-out queries
-        await loop.sock_sendall(self.sock, q.to_wire())
-        deadline = time.monotonic() + timeout
-        while True:
-            data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), max(0.001, deadline - time.monotonic()))
-            r = dns.message.from_wire(data)
-            if r.id == q.id:
-                return {rd.address for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rd in rrset}
+        await loop.sock_sendall(self.sock, struct.pack("!H", self._id) + q[2:])
+        async with asyncio.timeout(timeout):
+            while True:
+                got = a_addresses(await loop.sock_recv(self.sock, 4096), self._id)
+                if got is not None:
+                    return got
 
 
 class NftMonitor:

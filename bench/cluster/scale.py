@@ -41,7 +41,7 @@ import grpc
 from aetcd import rpc
 
 from bench.api.server_proc import ROOT, ServerProc, rss_bytes
-from bench.cluster import cm_probe, cpu, hollow, stages
+from bench.cluster import api_probe, cm_probe, cpu, hollow, loopwatch, stages
 from bench.cluster.observe import DnsProbe, NftMonitor, SliceWatch, summary
 from bench.cluster.run import save_results
 from servicenet.api import wellknown as wk
@@ -263,7 +263,9 @@ async def flips(args: argparse.Namespace, clients: list[ApiClient], hn: hollow.H
                 all_nft.append(max(n))  # type: ignore[type-var]
             per_flip.append({"t0": t0, "ready": ready, "acked_ms": round(acked[-1] * 1e3, 1),
                              "slice_ms": None if ts is None else round((ts - t0) * 1e3, 1),
-                             "all_ms": None if None in res else round(max(res) * 1e3, 1)})  # type: ignore[type-var]
+                             "all_ms": None if None in res else round(max(res) * 1e3, 1),  # type: ignore[type-var]
+                             "dns_ms": None if None in d else round(max(d) * 1e3, 1),  # type: ignore[type-var]
+                             "rules_ms": None if None in n else round(max(n) * 1e3, 1)})  # type: ignore[type-var]
             for m in monitors:
                 m.trim()
             await asyncio.sleep(0.1)
@@ -385,6 +387,9 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
             os.kill(dict(procs.procs)["controller-manager"].pid, signal.SIGUSR1)
         if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR1)
+        if args.probe_api:
+            for s in servers:
+                os.kill(s.pid, signal.SIGUSR1)
         disk0 = etcd_disk(etcd.endpoints[0]) if etcd is not None else {}
         res["latency"] = await flips(args, clients, hn, probes, monitors, flip_log)
         t_end, fl1 = time.monotonic(), cpu.snapshot(roots)
@@ -397,9 +402,22 @@ async def run(args: argparse.Namespace, work: Path, servers: list[ServerProc], p
         if args.probe_cm:
             await until(lambda: _true(Path(args.probe_cm).exists()), 30, "the controller manager's probe file", interval=0.1)
             recs = cm_probe.load(args.probe_cm)
-            res["cm_probe"] = {"flips": cm_probe.split(flip_log, recs), "summary": cm_probe.gc_summary(recs)}
+            rows = cm_probe.split(flip_log, recs)
+            res["cm_probe"] = {"flips": rows, "summary": cm_probe.gc_summary(recs), "stages": cm_probe.flip_summary(rows)}
         if args.cprofile_api or args.gc_probe:
             os.kill(servers[0].pid, signal.SIGUSR2)
+        if args.probe_api:
+            res["api_probe"] = {}
+            for i, s in enumerate(servers):
+                os.kill(s.pid, signal.SIGUSR2)
+                path = f"{args.probe_api}.{i}"
+                await until(lambda p=path: _true(Path(p).exists()), 30, "an API server's probe file", interval=0.1)
+                recs = api_probe.load(path)
+                rows = api_probe.split(flip_log, recs)
+                st = [r["ms"] for r in recs if r["kind"] == "stall"]
+                res["api_probe"][str(i)] = {"flips": rows, "writes": api_probe.summary(rows),
+                                            "stalls": {"n": len(st), "total_ms": round(sum(st), 1),
+                                                       "max_ms": round(max(st, default=0), 1)}}
         res["stages"] = stages.split(flip_log, await asyncio.to_thread(observer.stop), len(kcs))
         res["cpu"] = cpu_split(cpu.delta(bg0, bg1), t_fl - t_bg, cpu.delta(bg1, fl1), t_end - t_fl,
                                res["latency"]["flips"])
@@ -438,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-cm", default=None, help="the controller manager's probe timeline (cm_probe) to a file")
     ap.add_argument("--cprofile-api", default=None, help="thread-CPU cProfile of API server 0's flips")
     ap.add_argument("--gc-probe", default=None, help="API server 0's collector pauses during the flips, to a file")
+    ap.add_argument("--probe-api", default=None, help="both API servers' probe timelines (api_probe) to PREFIX.<i>")
+    ap.add_argument("--probe-stalls", action="store_true",
+                    help="the probes also record event-loop stalls (costs the probed processes CPU)")
     ap.add_argument("--idle-seconds", type=float, default=5.0, help="background CPU window before the flips")
     ap.add_argument("--quick", action="store_true", help="(the defaults are the quick run)")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -448,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nodes < max(3, args.observers):
         ap.error("--nodes must be at least 3 and at least --observers")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cluster-scale-"))
+    os.environ[loopwatch.ENV] = "1" if args.probe_stalls else "0"  # the probes' children read it
     tag = secrets.token_hex(3)
     netns = [f"sn-cb{tag}-{k}" for k in range(args.observers)]
     etcd = Cluster(work / "etcd", args.members) if args.storage == "etcd" else None
@@ -469,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
                               cprofile=(args.cprofile_api or args.gc_probe) if i == 0 else None)
                    for i in range(n_servers)]
         servers[0].wrapper = "bench.cluster.gc_probe" if args.gc_probe else "bench.cluster.cprof_toggle"
+        if args.probe_api:  # instead of the two above
+            for i, s in enumerate(servers):
+                s.cprofile, s.wrapper = f"{args.probe_api}.{i}", "bench.cluster.api_probe"
         for s in servers:
             s.start()
         res.update(asyncio.run(run(args, work, servers, procs, netns, etcd)))
@@ -508,7 +533,8 @@ def report(res: dict[str, Any]) -> None:
         print("lease heartbeats during the flips per s: " + ", ".join(f"{k} {v}" for k, v in hb.items()))
     slow = sorted(lat.get("per_flip") or [], key=lambda r: -(r["all_ms"] or 1e9))[:5]
     for r in slow:
-        print(f"  slow flip at +{r['t0']:.1f}s: acked {r['acked_ms']} slice {r['slice_ms']} all {r['all_ms']} ms; "
+        print(f"  slow flip at +{r['t0']:.1f}s: acked {r['acked_ms']} slice {r['slice_ms']} DNS {r.get('dns_ms')} "
+              f"rules {r.get('rules_ms')} all {r['all_ms']} ms; "
               f"{r['renewals_near']} heartbeats near")
     print(f"{'DNS and rules on every node':36s}{'':10s}{both:11.1f}{100:9d}{both / 100:7.2f}   "
           f"({lat['flips']} flips, {lat['missed']} observations missed)")
@@ -523,8 +549,18 @@ def report(res: dict[str, Any]) -> None:
     if "cm_probe" in res:
         cp = res["cm_probe"]
         print("controller manager during the flips: " + ", ".join(f"{k} {v}" for k, v in cp["summary"].items()))
+        print("controller manager per flip (p50, p99 ms after the status write): "
+              + ", ".join(f"{k} {v}" for k, v in cp["stages"].items()))
         for r in sorted(cp["flips"], key=lambda r: -max(r.get("probe_end_ms") or 0, r.get("probe-h_end_ms") or 0))[:6]:
             print("  cm split (ms): " + ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("t0", "stalls"))
+                  + "".join(f"\n    stall at {a} ms: {b} ms {c}" for a, b, c in r["stalls"]))
+    slow_i = sorted(range(len(lat.get("per_flip") or [])), key=lambda i: -(lat["per_flip"][i]["all_ms"] or 1e9))[:3]
+    for i, ap in (res.get("api_probe") or {}).items():
+        print(f"API server {i} probe writes (p50, p99 ms; in: after the status write, took: to answer, txn: "
+              f"storage): {ap['writes']}; loop stalls {ap['stalls']}")
+        for r in [ap["flips"][k] for k in slow_i if k < len(ap["flips"])]:
+            print(f"  api {i} split (ms): writes (kind, name, in, out, txn, cache wait) {r['puts']}; "
+                  f"slice fan-outs (at, ms, watchers) {r['pubs']}; gc {r['gc']}"
                   + "".join(f"\n    stall at {a} ms: {b} ms {c}" for a, b, c in r["stalls"]))
     if "etcd_db_bytes" in res:
         print(f"etcd db size: {res['etcd_db_bytes'] / 2**20:.1f} MiB")

@@ -3,7 +3,7 @@
 Every controller is a :class:`~servicenet.controllers.workqueue.WorkQueue` of object keys
 fed by informer handlers and drained by a few workers that read the informer caches, call
 the core and perform the returned actions. Conflicts and errors are retried with per-key
-exponential backoff. Writes not yet visible in the caches (see :class:`_Tracker`) make a
+exponential backoff. Writes not yet visible in the caches (see :class:`~servicenet.controllers.tracker.WriteTracker`) make a
 sync wait instead of acting on stale data.
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import prometheus_client
@@ -54,13 +55,13 @@ from .actions import (
     controller_of,
     fmt_time_nano,
     labels_of,
-    meta,
     name_of,
     ns_of,
     rv_int,
     uid_of,
 )
 from .events import EventRecorder
+from .tracker import NodeMap, WriteTracker
 from .workqueue import WorkQueue
 
 _log = log.get("controller-manager")
@@ -77,7 +78,7 @@ ALL_CONTROLLERS = (
     *workloads.CONTROLLERS,
 )
 STALE_RETRY = 0.05
-TRACK_TIMEOUT = 30.0
+ENDPOINTS_AFTER = 0.5  # seconds an Endpoints sync waits for the same Service's EndpointSlice sync
 GC_CHECK = 5.0  # seconds between looks at the caches' size for the collector (common.gcfreeze)
 
 
@@ -87,55 +88,6 @@ _key = wakeup.key_of
 def _split(key: str) -> tuple[str, str]:
     ns, _, name = key.rpartition("/")
     return ns, name
-
-
-class _Tracker:
-    """Writes a controller made that its informer cache has not shown yet, per reconciled key."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, list[tuple[Informer, str, str, int]]] = {}
-        self._since: dict[str, float] = {}
-
-    def expect(self, key: str, inf: Informer, ns: str, name: str, rv: int) -> None:
-        """``rv`` > 0: the cache must show ``name`` at that revision or later; 0: must not show it."""
-        self._pending.setdefault(key, []).append((inf, ns, name, rv))
-        self._since.setdefault(key, time.monotonic())
-
-    def stale(self, key: str) -> bool:
-        entries = self._pending.get(key)
-        if not entries:
-            return False
-        left = []
-        for inf, ns, name, rv in entries:
-            cur = inf.get(ns, name)
-            if rv == 0:
-                if cur is not None and not meta(cur).get("deletionTimestamp"):
-                    left.append((inf, ns, name, rv))
-            elif cur is None or rv_int(cur) < rv:
-                left.append((inf, ns, name, rv))
-        if not left or time.monotonic() - self._since[key] > TRACK_TIMEOUT:
-            self._pending.pop(key, None)
-            self._since.pop(key, None)
-            return False
-        self._pending[key] = left
-        return True
-
-
-class _NodeMap(Mapping[str, Obj]):
-    def __init__(self, inf: Informer) -> None:
-        self._inf = inf
-
-    def __getitem__(self, name: str) -> Obj:
-        n = self._inf.get("", name)
-        if n is None:
-            raise KeyError(name)
-        return n
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([name_of(n) for n in self._inf.list()])
-
-    def __len__(self) -> int:
-        return len(self._inf.list())
 
 
 class ControllerManager:
@@ -173,7 +125,7 @@ class ControllerManager:
         self._dur = prometheus_client.Histogram("servicenet_controller_sync_seconds", "sync time", ["controller"], registry=self.registry)
         self.queues: dict[str, WorkQueue] = {c: WorkQueue(c) for c in ALL_CONTROLLERS if c in self.enabled}
         self._tasks: list[asyncio.Task[None]] = []
-        self._trackers: dict[str, _Tracker] = {c: _Tracker() for c in ALL_CONTROLLERS}
+        self._trackers: dict[str, WriteTracker] = {c: WriteTracker() for c in ALL_CONTROLLERS}
         self._trigger: dict[str, dict[str, datetime]] = {"endpointslice": {}, "endpoints": {}}
         self._own_rv: dict[str, int] = {}  # slice/endpoints key -> RV we wrote (skip our own echoes)
         self._echoes = echoes.EchoHold()  # ... and those that overtake the write's response
@@ -433,7 +385,7 @@ class ControllerManager:
             self._trigger["endpointslice"].pop(key, None)
             return  # the garbage collector removes slices owned by a deleted Service
         trigger = self._trigger_time("endpointslice", key)
-        res = endpointslice_core.reconcile(svc, self._selected_pods(svc), _NodeMap(self.nodes), mine, config=self.config, trigger_time=trigger)
+        res = endpointslice_core.reconcile(svc, self._selected_pods(svc), NodeMap(self.nodes), mine, config=self.config, trigger_time=trigger)
         try:
             await self._execute("endpointslice", key, svc, res, self.slices)
         except Exception:
@@ -441,6 +393,7 @@ class ControllerManager:
             raise
 
     async def _sync_endpoints(self, key: str) -> None:
+        await self._after_slices(key)
         if self._stale("endpoints", key):
             return
         ns, name = _split(key)
@@ -455,6 +408,17 @@ class ControllerManager:
         except Exception:
             self._restore_trigger("endpoints", key, trigger)
             raise
+
+    async def _after_slices(self, key: str) -> None:
+        """While the EndpointSlice controller syncs the same Service, wait for it (at most
+        ENDPOINTS_AFTER seconds): one pod change wakes both, and their writes would reach the same
+        API server and etcd at once. Nodes (proxies, DNS) read the slices; the legacy Endpoints
+        copy is written right after them instead of competing with them."""
+        q = self.queues.get("endpointslice")
+        if q is not None and q.processing(key):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ENDPOINTS_AFTER):
+                    await q.finished(key)
 
     async def _sync_mirroring(self, key: str) -> None:
         if self._stale("mirroring", key):

@@ -2,7 +2,8 @@
 
 A key is never processed by two workers at once; adding a key that is waiting is a no-op;
 adding one that is being processed re-queues it once processing is done. ``add_rate_limited``
-re-adds with per-key exponential backoff until ``forget``.
+re-adds with per-key exponential backoff until ``forget``. ``finished(key)`` waits until no worker
+processes a key (another controller can let this one go first).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class WorkQueue:
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._settle: dict[str, list[asyncio.Future[None]]] = {}
         self._wakeup = asyncio.Event()
         self._closed = False
 
@@ -65,6 +67,27 @@ class WorkQueue:
     def processing(self, key: str) -> bool:
         return key in self._processing
 
+    async def finished(self, key: str) -> None:
+        """Return once no worker processes ``key`` (at once if none does), or the queue shuts down.
+        A key that only waits in the queue does not count: behind a backlog that could be long."""
+        if self._closed or key not in self._processing:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._settle.setdefault(key, []).append(fut)
+        try:
+            await fut
+        finally:
+            waiters = self._settle.get(key)
+            if waiters is not None and fut in waiters:  # cancelled: not woken by done()
+                waiters.remove(fut)
+                if not waiters:
+                    del self._settle[key]
+
+    def _wake_settled(self, key: str) -> None:
+        for fut in self._settle.pop(key, ()):
+            if not fut.done():
+                fut.set_result(None)
+
     def failures(self, key: str) -> int:
         return self._failures.get(key, 0)
 
@@ -84,10 +107,14 @@ class WorkQueue:
         if key in self._dirty:
             self._queue.append(key)
             self._wakeup.set()
+        if key in self._settle:
+            self._wake_settled(key)
 
     def shutdown(self) -> None:
         self._closed = True
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()
+        for key in list(self._settle):
+            self._wake_settled(key)
         self._wakeup.set()

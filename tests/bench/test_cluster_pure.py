@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import dns.message
+import dns.rdatatype
+import dns.rrset
 import pytest
 
 from bench.cluster import hollow
-from bench.cluster.observe import element_line_has, pct, summary
+from bench.cluster.observe import a_addresses, a_query, element_line_has, pct, summary
 
 
 def test_hollow_addresses_do_not_overlap() -> None:
@@ -60,3 +63,21 @@ def test_hollow_heartbeats_start_spread_over_one_interval() -> None:
     offsets = [hollow.stagger(i, 1000, 10.0) for i in range(1000)]
     assert offsets[0] == 0.0 and max(offsets) < 10.0
     assert sum(1 for o in offsets if o < 1.0) == 100  # a tenth of the nodes in each tenth of the interval
+
+
+def test_a_addresses_reads_what_dnspython_reads() -> None:
+    name = "probe-h.scale.svc.cluster.local"
+    q = dns.message.from_wire(a_query(name, 4242))
+    assert q.id == 4242 and not q.flags & 0x0100 and q.question[0].rdtype == dns.rdatatype.A
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text("alias." + name + ".", 30, "IN", "CNAME", name + "."))
+    r.answer.append(dns.rrset.from_text(name + ".", 30, "IN", "A", "10.64.0.2", "10.64.1.2", "10.64.255.254"))
+    r.answer.append(dns.rrset.from_text(name + ".", 30, "IN", "AAAA", "fd00::1"))
+    wire = r.to_wire()  # names compressed against the question
+    want = {rd.address for rs in dns.message.from_wire(wire).answer if rs.rdtype == dns.rdatatype.A for rd in rs}
+    assert a_addresses(wire, 4242) == want == {"10.64.0.2", "10.64.1.2", "10.64.255.254"}
+    assert a_addresses(wire, 4243) is None  # another query's answer
+    assert a_addresses(a_query(name, 4242), 4242) is None  # not a response
+    empty = dns.message.make_response(q)
+    empty.set_rcode(3)
+    assert a_addresses(empty.to_wire(), 4242) == set()

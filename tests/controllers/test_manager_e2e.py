@@ -417,3 +417,45 @@ async def test_caches_frozen_out_of_the_collector_once_synced_and_again_when_gro
 
 async def _true(v: bool) -> bool:
     return v
+
+
+async def test_endpoints_written_after_the_slices_of_the_same_change(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A readiness change wakes both endpoint controllers; the legacy Endpoints write waits for the
+    Service's EndpointSlice sync, so the two do not reach the API server together."""
+    writes: list[tuple[str, str, float, float]] = []  # (controller, verb, start, end)
+    orig = ControllerManager._perform
+
+    async def perform(self: ControllerManager, controller: str, a: Any) -> Any:
+        t = time.monotonic()
+        try:
+            return await orig(self, controller, a)
+        finally:
+            writes.append((controller, a.verb, t, time.monotonic()))
+
+    monkeypatch.setattr(ControllerManager, "_perform", perform)
+    async with testing.running_apiserver(tmp_path) as api:
+        c = api.client
+        await make_node(c)
+        await c.create("v1", "services", NS, {"metadata": {"name": "web"},
+                                              "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+        for i in range(3):
+            await c.create("v1", "pods", NS, {"metadata": {"name": f"web-{i}", "labels": {"app": "web"}},
+                                              "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]}})
+            await c.patch("v1", "pods", NS, f"web-{i}", pod_status(f"10.244.0.{i + 2}", True), subresource="status")
+        async with manager(c, controllers=["endpointslice", "endpoints"]):
+            async def ready(n: int) -> bool:
+                with contextlib.suppress(Exception):
+                    ep = await c.get("v1", "endpoints", NS, "web")
+                    return sum(len(s.get("addresses") or []) for s in ep.get("subsets") or []) == n
+                return False
+
+            await poll(lambda: ready(3))
+            for flip in range(3):
+                del writes[:]
+                await c.patch("v1", "pods", NS, "web-1", pod_status("10.244.0.3", flip % 2 == 1), subresource="status")
+                await poll(lambda n=2 + flip % 2: ready(n))
+                sl = [w for w in writes if w[0] == "endpointslice"]
+                ep = [w for w in writes if w[0] == "endpoints"]
+                assert sl and ep, writes
+                assert min(w[2] for w in ep) >= max(w[3] for w in sl), writes

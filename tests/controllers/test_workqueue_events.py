@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from servicenet.controllers.events import EventRecorder
@@ -78,3 +79,34 @@ async def test_recorder_creates_then_aggregates() -> None:
     assert client.created[1]["metadata"]["namespace"] == "default"  # cluster-scoped objects
     (name, patch), = client.patched
     assert name == ev["metadata"]["name"] and patch["count"] == 2 and "lastTimestamp" in patch
+
+
+async def test_finished_waits_while_a_worker_processes_the_key() -> None:
+    q = WorkQueue("t")
+    await asyncio.wait_for(q.finished("a"), 1)  # not processed: at once
+    q.add("a")
+    await asyncio.wait_for(q.finished("a"), 1)  # only queued (maybe behind a backlog): at once
+    assert await q.get() == "a"
+    waiter = asyncio.create_task(q.finished("a"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    q.add("a")  # changed again while processed: queued for another pass, the waiter still goes
+    q.done("a")
+    await asyncio.wait_for(waiter, 1)
+    assert await q.get() == "a"
+    other = asyncio.create_task(q.finished("a"))
+    await asyncio.sleep(0)
+    q.shutdown()  # a closing queue releases its waiters
+    await asyncio.wait_for(other, 1)
+
+
+async def test_finished_cancelled_leaves_no_waiter() -> None:
+    q = WorkQueue("t")
+    q.add("a")
+    assert await q.get() == "a"
+    waiter = asyncio.create_task(q.finished("a"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    assert q._settle == {}
