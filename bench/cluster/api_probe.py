@@ -20,15 +20,12 @@ Nothing here changes what the server does; it only times it.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
 import sys
 import time
 from typing import Any
 
+from bench.cluster import loopwatch
 from bench.cluster.loopwatch import LoopWatch
-from servicenet import cli
 from servicenet.apiserver import handlers, server
 from servicenet.store import etcd, watch
 
@@ -109,27 +106,14 @@ def main() -> int:
     watch.WatchHub.publish = _publish  # type: ignore[method-assign]
     server.ApiServer.start = _start  # type: ignore[method-assign]
 
-    def start(*_: Any) -> None:
-        lw.start()
-
-    def stop(*_: Any) -> None:
-        lw.stop()
-        with open(out + ".tmp", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in recs)
-        os.replace(out + ".tmp", out)
-
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
-    return cli.main(sys.argv[2:])
+    return loopwatch.run_recorded(lw, recs, out, sys.argv[2:])
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-def load(path: str) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+load = loopwatch.load
 
 
 def split(flips: list[tuple[float, str, str, bool]], recs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import os
-import signal
 import sys
 import time
 from typing import Any
 
 import aiohttp
 
+from bench.cluster import loopwatch
 from bench.cluster.loopwatch import LoopWatch
-from servicenet import cli
 
 try:
     from servicenet.common import gcfreeze
@@ -133,27 +130,14 @@ def main() -> int:
     cm_mod.ControllerManager._perform = _perform  # type: ignore[method-assign]
     cm_mod.ControllerManager.start = _start  # type: ignore[method-assign]
 
-    def start(*_: Any) -> None:
-        lw.start()
-
-    def stop(*_: Any) -> None:
-        lw.stop()
-        with open(out + ".tmp", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in recs)
-        os.replace(out + ".tmp", out)  # the benchmark waits for the name
-
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
-    return cli.main(sys.argv[2:])
+    return loopwatch.run_recorded(lw, recs, out, sys.argv[2:])
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-def load(path: str) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+load = loopwatch.load
 
 
 def split(flips: list[tuple[float, str, str, bool]], recs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -91,3 +93,28 @@ class LoopWatch:
                 if frame is not None:
                     self._stack = [f"{f.filename.rsplit('/', 2)[-2:]}:{f.lineno} {f.name}"
                                    for f in traceback.extract_stack(frame)[-8:]]
+
+
+def run_recorded(lw: Any, recs: list[dict[str, Any]], out: str, argv: list[str]) -> int:
+    """Run ``servicenet.cli`` with ``argv``; SIGUSR1 starts ``lw``, SIGUSR2 stops it and writes
+    ``recs`` to ``out`` as JSON lines (under a temporary name first: the benchmark waits for ``out``)."""
+    from servicenet import cli
+
+    def start(*_: Any) -> None:
+        lw.start()
+
+    def stop(*_: Any) -> None:
+        lw.stop()
+        with open(out + ".tmp", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in recs)
+        os.replace(out + ".tmp", out)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    return cli.main(argv)
+
+
+def load(path: str) -> list[dict[str, Any]]:
+    """The records a probe wrote (JSON lines)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -289,16 +289,7 @@ def with_field(message: bytes, number: int, payload: bytes) -> bytes:
         tag = message[pos]
         if tag & 0x80 or (tag >> 3) >= number or tag & 7 != 2:  # not a one-byte length-delimited tag below it
             break
-        pos += 1
-        n, shift = 0, 0
-        while True:
-            b = message[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        pos += n
+        pos = _skip_len(message, pos + 1)
     return b"".join((message[:pos], _varint(number << 3 | 2), _varint(len(payload)), payload, message[pos:]))
 
 
