@@ -131,17 +131,17 @@ class _Admitted:
     """A spec as an admission left it, written with a placeholder name: the tree, the paths where the
     name stands, the text, and the protobuf bytes (made on first use; b"" when they cannot be)."""
 
-    __slots__ = ("tree", "paths", "plan", "text", "pb", "placeholder")
+    __slots__ = ("tree", "count", "plan", "text", "pb", "placeholder")
 
     def __init__(self, tree: dict[str, Any], paths: tuple[tuple[Any, ...], ...], text: bytes,
                  placeholder: bytes) -> None:
-        self.tree, self.paths, self.text, self.placeholder = tree, paths, text, placeholder
-        self.plan = _plan(paths)
+        self.tree, self.text, self.placeholder = tree, text, placeholder
+        self.count, self.plan = len(paths), _plan(paths)
         self.pb: bytes | None = None
 
     def protobuf(self, name: bytes) -> bytes | None:
         if self.pb is None:
-            self.pb = _encode_spec(self.tree, self.placeholder, len(self.paths))
+            self.pb = _encode_spec(self.tree, self.placeholder, self.count)
         return self.pb.replace(self.placeholder, name) if self.pb else None
 
 
@@ -163,13 +163,9 @@ def _encode_spec(tree: dict[str, Any], placeholder: bytes, count: int) -> bytes:
     return pb if pb.count(placeholder) == count else b""
 
 
-def _instance(t: _Admitted, name: str) -> dict[str, Any]:
-    """The template's tree with ``name`` at its paths: fresh dicts and lists along each path,
-    everything else shared with the template."""
-    return _fill(t.tree, t.plan, name)  # type: ignore[no-any-return]
-
-
 def _fill(node: Any, plan: dict[Any, Any], name: str) -> Any:
+    """``node`` with ``name`` at the plan's paths: fresh dicts and lists along each path, everything
+    else shared with ``node``."""
     c = dict(node) if type(node) is dict else list(node)
     for step, below in plan.items():
         c[step] = name if below is None else _fill(node[step], below, name)
@@ -207,7 +203,7 @@ def admitted_spec(obj: dict[str, Any], inputs: Hashable, admit: Callable[[dict[s
         admit(own_spec(obj), name)
         return
     assert isinstance(t, _Admitted)
-    new = _instance(t, name)
+    new = _fill(t.tree, t.plan, name)
     obj["spec"] = new
     raw = name.encode()
     known.note(new, t.text.replace(t.placeholder, raw), lambda: t.protobuf(raw))

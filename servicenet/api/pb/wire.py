@@ -24,6 +24,7 @@ from servicenet.api.pb import convert, native, types
 from servicenet.api.pb import decode as _py_decode
 from servicenet.api.pb import encode as _py_encode
 from servicenet.api.pb.decode import Fallback
+from servicenet.api.pb.decode import _varint as _read_varint
 from servicenet.api.pb.encode import varint as _varint
 
 MAGIC = b"k8s\x00"
@@ -164,9 +165,12 @@ def _with_kept_spec(raw: bytes, av: str, kind: str) -> dict[str, Any] | None:
     if pos >= end or raw[pos] != _SPEC_TAG:
         return None
     start = pos
-    n, at = _read_len(raw, pos + 1)
+    try:
+        n, at = _read_varint(raw, pos + 1)
+    except (IndexError, Fallback):
+        return None
     body = at + n
-    if n < 0 or body > end:
+    if body > end:
         return None
     spec_bytes = raw[at:body]
     kept = _kept_specs.get(spec_bytes, _NOT_SEEN)
@@ -205,24 +209,14 @@ def _keep_spec(spec_bytes: bytes) -> tuple[dict[str, Any], bytes] | None:
     return kept
 
 
-def _read_len(data: bytes, pos: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it; (-1, pos) when it runs past the end or is
-    longer than a length can be."""
-    n, shift, at = 0, 0, pos
-    while at < len(data) and shift < 35:
-        b = data[at]
-        at += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, at
-    return -1, pos
-
-
 def _skip_len(data: bytes, pos: int) -> int:
-    """The position just past the length-delimited payload whose length starts at ``pos``."""
-    n, at = _read_len(data, pos)
-    return len(data) + 1 if n < 0 else at + n
+    """The position just past the length-delimited payload whose length starts at ``pos`` (past the
+    end when the length does not read)."""
+    try:
+        n, at = _read_varint(data, pos)
+    except (IndexError, Fallback):
+        return len(data) + 1
+    return at + n
 
 
 def _decode_reference(raw: bytes, name: str, av: str, kind: str, find_unknown: bool) -> Decoded:
