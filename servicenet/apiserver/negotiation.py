@@ -18,6 +18,7 @@ from aiohttp import web
 from servicenet.api import errors
 from servicenet.api.pb import wire
 from servicenet.api.pb.convert import ConversionError
+from servicenet.apiserver.answer import Answer
 from servicenet.common import log
 from servicenet.store import Record
 
@@ -153,7 +154,7 @@ def protobuf_response(request: web.Request, resp: web.StreamResponse) -> web.Str
     except (orjson.JSONDecodeError, ConversionError, TypeError, ValueError, RecursionError) as exc:
         _log.warning("protobuf encoding failed, answering JSON", path=request.path, error=str(exc))
         return resp
-    out = web.Response(body=encoded, status=resp.status, content_type=PROTOBUF)
+    out = Answer(body=encoded, status=resp.status, content_type=PROTOBUF)
     for k, v in resp.headers.items():
         if k.lower() not in ("content-type", "content-length"):
             out.headers.add(k, v)
@@ -178,13 +179,13 @@ def created_answer(request: web.Request, obj: dict[str, Any], rec: Any, status: 
         encoded = wire.encode({**obj, "metadata": {**md, "resourceVersion": str(rec.mod_revision)}})
     except (wire.NotEncodable, ConversionError, TypeError, ValueError, RecursionError):
         return None  # the JSON path answers (and says 406 where protobuf was the only choice)
-    return web.Response(body=encoded, status=status, content_type=PROTOBUF, headers=headers)
+    return Answer(body=encoded, status=status, content_type=PROTOBUF, headers=headers)
 
 
 def _status(err: errors.ApiStatusError, protobuf: bool) -> web.Response:
     if protobuf:
-        return web.Response(body=wire.encode(err.status()), status=err.code, content_type=PROTOBUF)
-    return web.Response(body=orjson.dumps(err.status()), status=err.code, content_type=JSON)
+        return Answer(body=wire.encode(err.status()), status=err.code, content_type=PROTOBUF)
+    return Answer(body=orjson.dumps(err.status()), status=err.code, content_type=JSON)
 
 
 def watch_encoder(request: web.Request) -> tuple[str, Any] | None:

@@ -20,6 +20,7 @@ from servicenet.api import tables
 from servicenet.api.crd import present, served
 from servicenet.api.crd import schema as crd_schema
 from servicenet.api.resources import ResourceInfo
+from servicenet.apiserver.answer import Answer
 from servicenet.store import Record
 
 JSON = "application/json"
@@ -32,7 +33,7 @@ NL = b"\n"
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     body = obj + NL if isinstance(obj, bytes) else orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
-    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+    return Answer(body=body, status=status, content_type=JSON, headers=headers)
 
 
 def as_requested(info: ResourceInfo, rec: Any) -> Any:
@@ -58,7 +59,7 @@ def as_requested(info: ResourceInfo, rec: Any) -> Any:
 def record_response(rec: Record | dict[str, Any], status: int = 200,
                     headers: dict[str, str] | None = None) -> web.Response:
     if isinstance(rec, Record):
-        return web.Response(body=rec.value + NL, status=status, content_type=JSON, headers=headers)
+        return Answer(body=rec.value + NL, status=status, content_type=JSON, headers=headers)
     return json_response(rec, status, headers)
 
 
@@ -74,7 +75,7 @@ async def send_list(request: web.Request, prefix: bytes, items: list[bytes], suf
     size = len(prefix) + len(suffix) + sum(map(len, items)) + max(0, len(items) - 1)
     if size <= _STREAM_LIST_OVER or "protobuf" in request.headers.get("Accept", ""):
         # one body: a client that asked for protobuf gets it re-encoded at the edge (negotiation)
-        return web.Response(body=b"".join((prefix, b",".join(items), suffix)), content_type=JSON)
+        return Answer(body=b"".join((prefix, b",".join(items), suffix)), content_type=JSON)
     resp = web.StreamResponse(status=200)
     resp.content_type = JSON
     resp.content_length = size
