@@ -1,5 +1,12 @@
 # servicenet — the two commands a user needs are `make up` and `make test`.
-PY ?= python3
+# The interpreter the venv is made from: the distribution's CPython 3.11 when it can make a venv and
+# build the C codec (Debian builds it with profile-guided and link-time optimisation, and links the
+# interpreter statically: 15-35 % less CPU than a plain `./configure --enable-shared` build such as
+# pyenv's, for the same code; docs/benchmarks.md, "The interpreter"), else whatever `python3` is.
+DEB_PY := /usr/bin/python3.11
+PY ?= $(shell $(DEB_PY) -c 'import ensurepip, sqlite3, ssl, sysconfig, os, sys; \
+  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null \
+  && echo $(DEB_PY) || echo python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
