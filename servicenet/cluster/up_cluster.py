@@ -200,18 +200,36 @@ class Topology:
         url = api if isinstance(api, str) else self.api_url(api)
         return str(component_kubeconfig(self.config_dir, url, key, *identity))
 
-    async def _wait_port(self, port: int, name: str, timeout: float = 30.0) -> None:
+    async def _spawn_relay(self, name: str, argv: list[str], attempts: int = 5, timeout: float = 30.0) -> int:
+        """Start a relay (``argv`` and ``--listen 127.0.0.1:PORT``) on a free loopback port; its port
+        once it says it listens.
+
+        The port is chosen before the relay binds it, so another process (a parallel test run,
+        another cluster) may take it first: the relay then exits with EADDRINUSE, and a new port is
+        tried. Listening is read from the relay's own line (``relay 127.0.0.1:PORT -> ...``), not
+        from a connect that another listener on the port could answer."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                return
-            except OSError:
-                if self.procs.failed() or loop.time() > deadline:
-                    raise RuntimeError(f"{name} does not listen on 127.0.0.1:{port}") from None
+        for attempt in range(attempts):
+            port = free_port()
+            log_path = self.procs.logs / f"{name.replace('/', '-')}.log"
+            seen = log_path.stat().st_size if log_path.exists() else 0
+            p = await self.procs.spawn(name, [*argv, "--listen", f"127.0.0.1:{port}"])
+            said = f"relay 127.0.0.1:{port} ".encode()
+            deadline = loop.time() + timeout
+            while True:
+                with open(p.log_path, "rb") as f:
+                    f.seek(seen)
+                    out = f.read()
+                if said in out:
+                    return port
+                if not p.running:
+                    if b"address already in use" in out.lower() and attempt + 1 < attempts:
+                        break  # taken between the choice and the bind: another port
+                    raise RuntimeError(f"{name} exited before listening on 127.0.0.1:{port} (log {p.log_path})")
+                if loop.time() > deadline:
+                    raise RuntimeError(f"{name} does not listen on 127.0.0.1:{port} (log {p.log_path})")
                 await asyncio.sleep(0.05)
+        raise RuntimeError(f"{name}: no free port after {attempts} attempts")
 
     async def _start_controllers(self) -> None:
         duration, deadline, retry = self.opts.leader_elect
@@ -248,13 +266,11 @@ class Topology:
             # the node's way to the control plane: a relay on a loopback port that connects from the
             # node's namespace to the first API server that answers and passes its /readyz check
             # (as kubelets use an LB with health checks)
-            port = free_port()
-            await self.procs.spawn(f"{node.name}/apiserver-relay", [
-                *PY, "servicenet.cluster.relay", "--netns", node.netns, "--listen", f"127.0.0.1:{port}",
+            port = await self._spawn_relay(f"{node.name}/apiserver-relay", [
+                *PY, "servicenet.cluster.relay", "--netns", node.netns,
                 *[a for h in self.api_candidates(node) for a in ("--to", f"{h.ip}:{API_PORT}")],
                 "--check-readyz", "1", "--log-level", self.opts.log_level])
             self.api_ports[f"{node.name}/apiserver-relay"] = port
-            await self._wait_port(port, f"{node.name}/apiserver-relay")
             url = f"https://127.0.0.1:{port}"
             node_kc = self._component_kubeconfig(f"node-{node.name}", url, policy.node_identity(node.name))
             proxy_kc = self._component_kubeconfig(f"proxy-{node.name}", url, policy.PROXY)

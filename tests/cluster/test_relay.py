@@ -148,3 +148,61 @@ async def test_without_checks_the_first_that_accepts_is_used(servers: list[Serve
         w.close()
     finally:
         await relay.stop()
+
+
+# A stand-in for the relay process: binds the --listen address it is given (the last argument), says
+# so as the relay does, and waits; a taken port makes it exit with Python's EADDRINUSE message.
+_FAKE_RELAY = (
+    "import socket, sys, time\n"
+    "host, port = sys.argv[-1].rsplit(':', 1)\n"
+    "s = socket.socket(); s.bind((host, int(port))); s.listen()\n"
+    "print(f'relay {sys.argv[-1]} -> test', flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+async def test_a_relay_port_taken_before_the_relay_binds_it_is_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Topology picks a free port, then the relay binds it: another process may take it in
+    between (parallel test runs). The relay exits with EADDRINUSE and another port is tried; the
+    port returned is the one the relay said it listens on."""
+    import socket
+    import sys
+    from types import SimpleNamespace
+
+    from servicenet.cluster import up_cluster
+    from servicenet.cluster.processes import Processes
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    busy = squatter.getsockname()[1]
+    real = up_cluster.free_port
+    handed = iter([busy, busy])  # the first two choices are taken; the third is really free
+    monkeypatch.setattr(up_cluster, "free_port", lambda: next(handed, None) or real())
+    topo = SimpleNamespace(procs=Processes(tmp_path / "logs"))
+    try:
+        port = await up_cluster.Topology._spawn_relay(  # noqa: SLF001
+            topo, "node-1/apiserver-relay", [sys.executable, "-c", _FAKE_RELAY, "--netns", "x"])  # type: ignore[arg-type]
+        assert port != busy
+        _, w = await asyncio.open_connection("127.0.0.1", port)
+        w.close()
+        log = (tmp_path / "logs" / "node-1-apiserver-relay.log").read_text()
+        assert log.lower().count("address already in use") == 2
+    finally:
+        squatter.close()
+        await topo.procs.stop(["node-1/apiserver-relay"])
+
+
+async def test_a_relay_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
+    import sys
+    from types import SimpleNamespace
+
+    from servicenet.cluster import up_cluster
+    from servicenet.cluster.processes import Processes
+
+    topo = SimpleNamespace(procs=Processes(tmp_path / "logs"))
+    with pytest.raises(RuntimeError, match="exited before listening"):
+        await up_cluster.Topology._spawn_relay(  # noqa: SLF001
+            topo, "node-1/apiserver-relay", [sys.executable, "-c", "raise SystemExit('no route')"])  # type: ignore[arg-type]
+    assert (tmp_path / "logs" / "node-1-apiserver-relay.log").read_text().count("no route") == 1
