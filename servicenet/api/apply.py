@@ -250,18 +250,21 @@ def _sort_key(p: Path) -> tuple[tuple[int, str], ...]:
 
 def fields_to_set(fields: Mapping[str, Any] | None) -> FieldSet:
     out: FieldSet = set()
-
-    def walk(node: Mapping[str, Any], path: Path) -> None:
-        for k, v in node.items():
-            if k == ".":
-                out.add(path)
-            elif not v:
-                out.add((*path, k))
-            else:
-                walk(v, (*path, k))
-
-    walk(fields or {}, ())
+    _walk_fields(fields or {}, (), out)
     return out
+
+
+def _walk_fields(node: Mapping[str, Any], path: Path, out: FieldSet) -> None:
+    # a module function, not a closure calling itself: such a closure is a reference cycle (the
+    # function, its cell) holding ``out``, so every field set of every write (a managedFields entry
+    # each, on every update) would be left for the cyclic collector instead of freed at once
+    for k, v in node.items():
+        if k == ".":
+            out.add(path)
+        elif not v:
+            out.add((*path, k))
+        else:
+            _walk_fields(v, (*path, k), out)
 
 
 def path_string(p: Path) -> str:
