@@ -6,19 +6,23 @@ bodies, pooled UIDs, the per-second timestamp cache and the GC tuning.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gc
 import re
+import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
 
+from servicenet.apiserver import server
 from servicenet.apiserver.registry import new_uid, now_rfc3339
 from servicenet.apiserver.responses import view_obj
 from servicenet.apiserver.server import GC_THRESHOLD, tune_gc
 from servicenet.store import Record
-from servicenet.testing import RunningApi
+from servicenet.testing import RunningApi, running_apiserver
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
@@ -84,15 +88,41 @@ def test_now_rfc3339_matches_the_clock() -> None:
     assert before <= parsed <= after
 
 
-def test_tune_gc_raises_threshold_and_freezes_only_big_stores() -> None:
+def test_tune_gc_raises_threshold_and_freezes_nothing() -> None:
     saved = gc.get_threshold()
     frozen = gc.get_freeze_count()
     try:
         gc.set_threshold(700, 10, 10)
-        tune_gc(5)
+        tune_gc()
         assert gc.get_threshold() == GC_THRESHOLD
         assert gc.get_freeze_count() == frozen
     finally:
+        gc.set_threshold(*saved)
+
+
+async def test_the_watch_cache_is_frozen_once_it_is_big_enough(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server started empty and loaded afterwards (a cluster being created) freezes its cache
+    out of the collector when it passes the threshold, not only at startup."""
+    monkeypatch.setattr(server, "GC_CHECK", 0.02)
+    saved = gc.get_threshold()
+    try:
+        async with running_apiserver(tmp_path) as api:
+            policy = api.server.gc_policy
+            assert policy.freezes == 0  # the bootstrap objects: far below GC_FREEZE_OVER
+            start = len(api.server.store)
+            assert api.server.cache_stats() == (start, 0)
+            policy.min_objects = start + 20
+            for i in range(20):
+                await api.client.create("v1", "configmaps", "default", {"metadata": {"name": f"cm-{i}"}})
+            deadline = time.monotonic() + 10
+            while policy.freezes == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert policy.freezes >= 1
+            assert policy.frozen_at >= start + 20
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
         gc.set_threshold(*saved)
 
 
