@@ -8,6 +8,7 @@ from test_concurrent_writes import (  # noqa: F401 - re-collected against the et
     test_precondition_still_conflicts,
     test_put_without_resource_version_and_status_writes_race,
 )
+from test_cyclic_garbage import test_repeated_writes_leave_no_cyclic_garbage  # noqa: F401
 from test_kubectl import (  # noqa: F401
     test_apply_walkthrough_manifests_and_get_wide,
     test_get_watch_sees_later_changes_and_delete_waits,
