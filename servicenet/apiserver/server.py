@@ -175,7 +175,7 @@ class ApiServer:
             self.port = srv.sockets[0].getsockname()[1]
         self.started = time.time()
         tune_gc()
-        self._gc_keeper = asyncio.create_task(gcfreeze.keep(self.cache_stats, self.gc_policy, GC_CHECK),
+        self._gc_keeper = asyncio.create_task(gcfreeze.keep(self.cache_stats, self.gc_policy, gcfreeze.CHECK_INTERVAL),
                                               name="gc-freeze")
         self.write_kubeconfig()
         self.health.add_ready_check("store", self._store_ready)
@@ -373,13 +373,12 @@ GC_THRESHOLD = (10_000, 10, 10)
 # A watch cache at least this large is frozen out of the collector (common.gcfreeze: garbage is
 # collected first, so nothing leaks): its records are long-lived, and full collections would
 # otherwise walk them all (0.4-1.0 s each at 1,000 nodes / 30,000 pods, loaded 2-core machine).
-# Checked every GC_CHECK seconds from the start: at startup over a populated store, then again when
+# Checked every gcfreeze.CHECK_INTERVAL seconds from the start: at startup over a populated store, then again when
 # the cache has doubled or halved, when a load has settled (5 % moved, then held still), and after
 # the etcd watch cache is rebuilt. Replaced records (a Lease renewed, a pod's status written) are
 # still freed by reference counting; the write paths leave no reference cycles
 # (tests/apiserver/test_cyclic_garbage.py).
 GC_FREEZE_OVER = 10_000
-GC_CHECK = 5.0
 
 
 def tune_gc() -> None:

@@ -51,8 +51,12 @@ class Processes:
         root = str(Path(__file__).resolve().parents[2])  # this checkout's servicenet first
         return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
 
+    def log_path(self, name: str) -> Path:
+        """Where the process ``name`` writes its output (appended across restarts)."""
+        return self.logs / f"{name.replace('/', '-')}.log"
+
     async def spawn(self, name: str, argv: list[str]) -> Proc:
-        p = Proc(name, argv, self.logs / f"{name.replace('/', '-')}.log", self._env())
+        p = Proc(name, argv, self.log_path(name), self._env())
         self.procs[name] = p
         await self._start(p)
         return p

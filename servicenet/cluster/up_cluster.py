@@ -211,7 +211,7 @@ class Topology:
         loop = asyncio.get_running_loop()
         for attempt in range(attempts):
             port = free_port()
-            log_path = self.procs.logs / f"{name.replace('/', '-')}.log"
+            log_path = self.procs.log_path(name)
             seen = log_path.stat().st_size if log_path.exists() else 0
             p = await self.procs.spawn(name, [*argv, "--listen", f"127.0.0.1:{port}"])
             said = f"relay 127.0.0.1:{port} ".encode()

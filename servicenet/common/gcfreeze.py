@@ -28,6 +28,9 @@ from dataclasses import dataclass
 
 from servicenet.common import log
 
+#: seconds between :func:`keep`'s looks at the caches' size (the API server and the controller manager)
+CHECK_INTERVAL = 5.0
+
 __all__ = ["FreezePolicy", "freeze", "keep"]
 
 _log = log.get("gc")

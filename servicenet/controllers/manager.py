@@ -79,7 +79,6 @@ ALL_CONTROLLERS = (
 )
 STALE_RETRY = 0.05
 ENDPOINTS_AFTER = 0.5  # seconds an Endpoints sync waits for the same Service's EndpointSlice sync
-GC_CHECK = 5.0  # seconds between looks at the caches' size for the collector (common.gcfreeze)
 
 
 _key = wakeup.key_of
@@ -253,7 +252,7 @@ class ControllerManager:
             "nodelifecycle": self._sync_node,
             **(self.workloads.syncs() if self.workloads is not None else {}),
         }
-        self._tasks.append(asyncio.create_task(gcfreeze.keep(self.factory.cache_stats, self._gc_policy, GC_CHECK)))
+        self._tasks.append(asyncio.create_task(gcfreeze.keep(self.factory.cache_stats, self._gc_policy, gcfreeze.CHECK_INTERVAL)))
         for name, q in self.queues.items():
             n = 1 if name == "scheduler" else self.workers
             for i in range(n):

@@ -17,10 +17,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from servicenet.apiserver import server
 from servicenet.apiserver.registry import new_uid, now_rfc3339
 from servicenet.apiserver.responses import view_obj
 from servicenet.apiserver.server import GC_THRESHOLD, tune_gc
+from servicenet.common import gcfreeze
 from servicenet.store import Record
 from servicenet.testing import RunningApi, running_apiserver
 
@@ -104,7 +104,7 @@ async def test_the_watch_cache_is_frozen_once_it_is_big_enough(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A server started empty and loaded afterwards (a cluster being created) freezes its cache
     out of the collector when it passes the threshold, not only at startup."""
-    monkeypatch.setattr(server, "GC_CHECK", 0.02)
+    monkeypatch.setattr(gcfreeze, "CHECK_INTERVAL", 0.02)
     saved = gc.get_threshold()
     try:
         async with running_apiserver(tmp_path) as api:

@@ -8,16 +8,21 @@ on loopback whose ``/readyz`` the test turns off and on.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
 
 from servicenet.apiserver import certs
+from servicenet.cluster import up_cluster
+from servicenet.cluster.processes import Processes
 from servicenet.cluster.relay import Health, Relay
 
 A, B = ("127.0.0.1", 1), ("127.0.0.1", 2)
@@ -166,13 +171,6 @@ async def test_a_relay_port_taken_before_the_relay_binds_it_is_replaced(
     """Topology picks a free port, then the relay binds it: another process may take it in
     between (parallel test runs). The relay exits with EADDRINUSE and another port is tried; the
     port returned is the one the relay said it listens on."""
-    import socket
-    import sys
-    from types import SimpleNamespace
-
-    from servicenet.cluster import up_cluster
-    from servicenet.cluster.processes import Processes
-
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
@@ -195,12 +193,6 @@ async def test_a_relay_port_taken_before_the_relay_binds_it_is_replaced(
 
 
 async def test_a_relay_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
-    import sys
-    from types import SimpleNamespace
-
-    from servicenet.cluster import up_cluster
-    from servicenet.cluster.processes import Processes
-
     topo = SimpleNamespace(procs=Processes(tmp_path / "logs"))
     with pytest.raises(RuntimeError, match="exited before listening"):
         await up_cluster.Topology._spawn_relay(  # noqa: SLF001

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from servicenet.controllers import manager as manager_mod
+from servicenet.common import gcfreeze
 from servicenet.controllers.manager import ControllerManager
 
 testing = pytest.importorskip("servicenet.testing")
@@ -397,7 +397,7 @@ async def _empty(aw: Awaitable[list[Any]]) -> bool:
 
 async def test_caches_frozen_out_of_the_collector_once_synced_and_again_when_grown_and_settled(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manager_mod, "GC_CHECK", 0.02)
+    monkeypatch.setattr(gcfreeze, "CHECK_INTERVAL", 0.02)
     async with testing.running_apiserver(tmp_path) as api:
         c = api.client
         try:
