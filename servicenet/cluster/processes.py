@@ -55,8 +55,9 @@ class Processes:
         """Where the process ``name`` writes its output (appended across restarts)."""
         return self.logs / f"{name.replace('/', '-')}.log"
 
-    async def spawn(self, name: str, argv: list[str]) -> Proc:
-        p = Proc(name, argv, self.log_path(name), self._env())
+    async def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        """Start ``argv`` as ``name``; ``env`` is added to the inherited environment."""
+        p = Proc(name, argv, self.log_path(name), {**self._env(), **(env or {})})
         self.procs[name] = p
         await self._start(p)
         return p

@@ -40,7 +40,7 @@ from servicenet.common.netns import netns_path
 from servicenet.common.runner import wait_for_signal
 from servicenet.common.tls import ca_issuer, serving_hosts, write_pair
 from servicenet.controllers.manager import ALL_CONTROLLERS
-from servicenet.store.etcdlaunch import etcd_binary, free_port
+from servicenet.store.etcdlaunch import etcd_binary, free_port, go_env
 
 from . import addons, etcdpki, topology
 from .cpplan import API_PORT, ControlPlane, Host, control_plane, etcd_argv, host_commands
@@ -149,7 +149,7 @@ class Topology:
             data.mkdir(parents=True, exist_ok=True, mode=0o700)
             argv = ["nsenter", f"--net={netns_path(h.netns)}", "--",
                     *etcd_argv(etcd_binary(), self.cp, h, str(data), certs)]
-            await self.procs.spawn(h.name, argv)
+            await self.procs.spawn(h.name, argv, env=go_env(len(self.cp.etcd)))  # all on this machine
 
     def _apiserver_argv(self, h: Host, port: int) -> list[str]:
         client = self._etcd_client
