@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,9 +168,11 @@ class Topology:
     async def _start_apiservers(self) -> None:
         first, *rest = self.cp.apiservers
         for group in ([first], rest):  # the first one alone: it writes the shared keys
-            for h in group:
-                self.api_ports[h.name] = free_port()
-                await self.procs.spawn(h.name, self._apiserver_argv(h, self.api_ports[h.name]))
+            ports = await asyncio.gather(*(self._spawn_on_free_port(
+                h.name, functools.partial(self._apiserver_argv, h),
+                lambda port: f"listening on https://127.0.0.1:{port} ") for h in group))
+            for h, port in zip(group, ports, strict=True):
+                self.api_ports[h.name] = port
             await asyncio.gather(*(self.wait_api_ready(h.name, 90.0) for h in group))
         src = yaml.safe_load((self.config_dir / "kubeconfig").read_text())
         for h in self.cp.apiservers:
@@ -200,21 +204,28 @@ class Topology:
         url = api if isinstance(api, str) else self.api_url(api)
         return str(component_kubeconfig(self.config_dir, url, key, *identity))
 
-    async def _spawn_relay(self, name: str, argv: list[str], attempts: int = 5, timeout: float = 30.0) -> int:
+    async def _spawn_relay(self, name: str, argv: list[str]) -> int:
         """Start a relay (``argv`` and ``--listen 127.0.0.1:PORT``) on a free loopback port; its port
-        once it says it listens.
+        once it says it listens (``relay 127.0.0.1:PORT -> ...``)."""
+        return await self._spawn_on_free_port(
+            name, lambda port: [*argv, "--listen", f"127.0.0.1:{port}"], lambda port: f"relay 127.0.0.1:{port} ")
 
-        The port is chosen before the relay binds it, so another process (a parallel test run,
-        another cluster) may take it first: the relay then exits with EADDRINUSE, and a new port is
-        tried. Listening is read from the relay's own line (``relay 127.0.0.1:PORT -> ...``), not
-        from a connect that another listener on the port could answer."""
+    async def _spawn_on_free_port(self, name: str, argv_for: Callable[[int], list[str]], says: Callable[[int], str],
+                                  attempts: int = 5, timeout: float = 90.0) -> int:
+        """Start ``argv_for(port)`` on a free loopback port; the port once the process's output
+        holds ``says(port)`` (its own line that it listens).
+
+        The port is chosen before the process binds it, so another process (a parallel test run,
+        another cluster) may take it first: the process then exits with EADDRINUSE, and a new port
+        is tried. Listening is read from the process's own line, not from a connect that another
+        listener on the port could answer."""
         loop = asyncio.get_running_loop()
         for attempt in range(attempts):
             port = free_port()
             log_path = self.procs.log_path(name)
             seen = log_path.stat().st_size if log_path.exists() else 0
-            p = await self.procs.spawn(name, [*argv, "--listen", f"127.0.0.1:{port}"])
-            said = f"relay 127.0.0.1:{port} ".encode()
+            p = await self.procs.spawn(name, argv_for(port))
+            said = says(port).encode()
             deadline = loop.time() + timeout
             while True:
                 with open(p.log_path, "rb") as f:

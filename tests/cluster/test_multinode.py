@@ -9,6 +9,7 @@ from a machine outside the cluster, and pods of one Deployment on three nodes ta
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from servicenet.cluster.cpplan import API_PORT
+from servicenet.store.etcdlaunch import go_env
 from servicenet.testing_cluster import TopologyHandle, multinode
 
 pytestmark = pytest.mark.root
@@ -103,6 +105,19 @@ def test_control_plane(cluster: TopologyHandle) -> None:
     for lease in ("kube-controller-manager", "kube-scheduler"):
         holder = json.loads(c.kubectl("get", "lease", "-n", "kube-system", lease, "-o", "json").stdout)
         assert holder["spec"]["holderIdentity"]
+
+
+def test_etcd_members_share_the_machine(cluster: TopologyHandle) -> None:
+    """The three members run on this one machine: each gets its share of its CPUs (etcdlaunch.go_env)."""
+    want = go_env(len(cluster.topo.cp.etcd))
+    assert want or "GOMAXPROCS" in os.environ  # three members: a share, unless the caller set one
+    for h in cluster.topo.cp.etcd:
+        pid = cluster.pid(h.name)
+        assert pid is not None
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert Path(f"/proc/{pid}/exe").resolve().name == "etcd"
+        for k, v in want.items():
+            assert f"{k}={v}".encode() in raw, (h.name, k)
 
 
 def test_hostnames_walkthrough_across_nodes(cluster: TopologyHandle) -> None:

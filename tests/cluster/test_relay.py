@@ -8,6 +8,7 @@ on loopback whose ``/readyz`` the test turns off and on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import sys
@@ -166,6 +167,13 @@ _FAKE_RELAY = (
 )
 
 
+def _topo(tmp_path: Path) -> SimpleNamespace:
+    """The part of a Topology its port-choosing spawns use."""
+    topo = SimpleNamespace(procs=Processes(tmp_path / "logs"))
+    topo._spawn_on_free_port = functools.partial(up_cluster.Topology._spawn_on_free_port, topo)  # noqa: SLF001
+    return topo
+
+
 async def test_a_relay_port_taken_before_the_relay_binds_it_is_replaced(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Topology picks a free port, then the relay binds it: another process may take it in
@@ -178,7 +186,7 @@ async def test_a_relay_port_taken_before_the_relay_binds_it_is_replaced(
     real = up_cluster.free_port
     handed = iter([busy, busy])  # the first two choices are taken; the third is really free
     monkeypatch.setattr(up_cluster, "free_port", lambda: next(handed, None) or real())
-    topo = SimpleNamespace(procs=Processes(tmp_path / "logs"))
+    topo = _topo(tmp_path)
     try:
         port = await up_cluster.Topology._spawn_relay(  # noqa: SLF001
             topo, "node-1/apiserver-relay", [sys.executable, "-c", _FAKE_RELAY, "--netns", "x"])  # type: ignore[arg-type]
@@ -193,8 +201,43 @@ async def test_a_relay_port_taken_before_the_relay_binds_it_is_replaced(
 
 
 async def test_a_relay_that_fails_otherwise_is_not_retried(tmp_path: Path) -> None:
-    topo = SimpleNamespace(procs=Processes(tmp_path / "logs"))
+    topo = _topo(tmp_path)
     with pytest.raises(RuntimeError, match="exited before listening"):
         await up_cluster.Topology._spawn_relay(  # noqa: SLF001
             topo, "node-1/apiserver-relay", [sys.executable, "-c", "raise SystemExit('no route')"])  # type: ignore[arg-type]
     assert (tmp_path / "logs" / "node-1-apiserver-relay.log").read_text().count("no route") == 1
+
+
+_FAKE_APISERVER = (
+    "import socket, sys, time\n"
+    "port = int(sys.argv[-1])\n"
+    "s = socket.socket(); s.bind(('127.0.0.1', port)); s.listen()\n"
+    "print(f'servicenet apiserver listening on https://127.0.0.1:{port} and https://10.0.0.1:6443 (netns x)',"
+    " flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+async def test_an_api_server_port_taken_before_it_binds_is_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same race for the API servers' loopback ports (``--api-listen 127.0.0.1:PORT``): the
+    port is the one the server's own line names, after a port someone else took."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    busy = squatter.getsockname()[1]
+    real = up_cluster.free_port
+    handed = iter([busy])
+    monkeypatch.setattr(up_cluster, "free_port", lambda: next(handed, None) or real())
+    topo = _topo(tmp_path)
+    try:
+        port = await topo._spawn_on_free_port(  # noqa: SLF001
+            "apiserver-1", lambda p: [sys.executable, "-c", _FAKE_APISERVER, str(p)],
+            lambda p: f"listening on https://127.0.0.1:{p} ")
+        assert port != busy
+        log = (tmp_path / "logs" / "apiserver-1.log").read_text()
+        assert log.lower().count("address already in use") == 1
+        assert f"listening on https://127.0.0.1:{port} " in log
+    finally:
+        squatter.close()
+        await topo.procs.stop(["apiserver-1"])
