@@ -33,15 +33,14 @@ def go_env(members_here: int, cpus: int | None = None, env: Mapping[str, str] | 
     machine's ``cpus`` (pure).
 
     Go gives every process as many scheduler threads as the machine has CPUs, so several members
-    on a small machine run more busy threads than there are cores: a member's idle threads spin
-    and hand work between each other while the others wait. With two or more members here each
-    gets its share of the CPUs (at least one). On a 2-core machine with three members this cut
-    etcd's CPU per write by 10-30 % and raised the creates/s of two API servers on it by up to
-    25 % (docs/benchmarks.md, "etcd members sharing a machine"). A ``GOMAXPROCS`` already set in
-    ``env`` (the caller's own choice) is kept."""
+    on a small machine run more scheduler threads than there are cores, and an idle one spins
+    looking for work before it sleeps, on cores the other members need. With two or more members
+    here each gets its share of the CPUs this process may use (at least one). A ``GOMAXPROCS``
+    already set in ``env`` (the caller's own choice) is kept. Measured: docs/etcd.md, "Members
+    sharing one machine"."""
     if members_here < 2 or "GOMAXPROCS" in (env if env is not None else os.environ):
         return {}
-    n = cpus if cpus is not None else (os.cpu_count() or 1)
+    n = cpus if cpus is not None else len(os.sched_getaffinity(0))
     return {"GOMAXPROCS": str(max(1, n // members_here))}
 
 
