@@ -36,6 +36,13 @@ async def until(port: int, name: str, want: tuple[int, list[str]], qtype: str = 
         await asyncio.sleep(0.002)
 
 
+# The DNS server has no periodic relist: a change shows only when the watch pushes it, so without
+# the push ``until`` runs out (5 s). The bound below tells a push from anything slower; the
+# latency itself is a benchmark figure (bench/dns/programming.py, bench.cluster.scale), not a test's, because a
+# loaded CI machine stretches it.
+PUSHED = 1.0
+
+
 async def test_api_changes_reach_dns_quickly(tmp_path: Path) -> None:
     async with testing.running_apiserver(tmp_path) as api:
         dns_server = DnsServer(api.client, config=DnsConfig(forward=False), listen=[("127.0.0.1", 0)])
@@ -49,7 +56,7 @@ async def test_api_changes_reach_dns_quickly(tmp_path: Path) -> None:
                 "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                 "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}})
             ip = created["spec"]["clusterIP"]
-            assert await until(port, name, (dns.rcode.NOERROR, [ip])) < 0.1
+            assert await until(port, name, (dns.rcode.NOERROR, [ip])) < PUSHED
             await api.client.create("v1", "services", "default", {
                 "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
                 "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"name": "pg", "port": 5432}]}})
@@ -59,11 +66,11 @@ async def test_api_changes_reach_dns_quickly(tmp_path: Path) -> None:
                 "addressType": "IPv4",
                 "endpoints": [{"addresses": ["10.244.0.5"], "hostname": "db-0", "conditions": {"ready": True}}],
                 "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]})
-            assert await until(port, f"db-0.db.default.svc.{Z}", (dns.rcode.NOERROR, ["10.244.0.5"])) < 0.1
+            assert await until(port, f"db-0.db.default.svc.{Z}", (dns.rcode.NOERROR, ["10.244.0.5"])) < PUSHED
             assert await until(port, f"_pg._tcp.db.default.svc.{Z}",
-                               (dns.rcode.NOERROR, [f"0 100 5432 db-0.db.default.svc.{Z}"]), "SRV") < 0.1
+                               (dns.rcode.NOERROR, [f"0 100 5432 db-0.db.default.svc.{Z}"]), "SRV") < PUSHED
             await api.client.delete("v1", "services", "default", "web")
-            assert await until(port, name, (dns.rcode.NXDOMAIN, [])) < 0.1
+            assert await until(port, name, (dns.rcode.NXDOMAIN, [])) < PUSHED
         finally:
             await dns_server.stop()
 
