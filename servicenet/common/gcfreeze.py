@@ -73,13 +73,31 @@ def freeze() -> float:
     return time.perf_counter() - t0
 
 
-async def keep(stats: Callable[[], tuple[int, int]], policy: FreezePolicy, interval: float) -> None:
+Stats = Callable[[], tuple[int, int]]
+_keepers: list[tuple[Stats, FreezePolicy]] = []  # the running keep() loops of this process
+
+
+async def keep(stats: Stats, policy: FreezePolicy, interval: float) -> None:
     """Every ``interval`` seconds: ``stats()`` gives (cached objects, re-lists); freeze when the
-    policy says so."""
-    while True:
-        cached, relists = stats()
-        if policy.due(cached, relists):
-            pause = freeze()
-            policy.record(cached, relists)
-            _log.info("caches frozen out of the collector", objects=cached, pause_ms=round(pause * 1e3))
-        await asyncio.sleep(interval)
+    policy says so.
+
+    Components that share a process (``servicenet up`` runs the API server and the controller
+    manager in one) each keep their own policy, but a freeze is process-wide: it moves every
+    component's objects at once. So a freeze is recorded by every keeper of the process, each
+    with its own caches' size at that moment, instead of each component paying for another full
+    collection right after."""
+    me = (stats, policy)
+    _keepers.append(me)
+    try:
+        while True:
+            cached, relists = stats()
+            if policy.due(cached, relists):
+                pause = freeze()
+                for their_stats, their_policy in _keepers:
+                    n, r = (cached, relists) if their_policy is policy else their_stats()
+                    if n >= their_policy.min_objects:
+                        their_policy.record(n, r)
+                _log.info("caches frozen out of the collector", objects=cached, pause_ms=round(pause * 1e3))
+            await asyncio.sleep(interval)
+    finally:
+        _keepers.remove(me)

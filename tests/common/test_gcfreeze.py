@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 
+import pytest
+
+from servicenet.common import gcfreeze
 from servicenet.common.gcfreeze import FreezePolicy, freeze
 
 
@@ -76,3 +80,38 @@ def test_freeze_collects_first_and_the_next_freeze_collects_what_died_frozen() -
         assert later() is None
     finally:
         gc.unfreeze()
+
+
+async def test_components_in_one_process_share_a_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``servicenet up`` runs the API server and the controller manager in one process: a freeze
+    by one keeper moves both components' caches, so the other keeper records it and does not run a
+    second full collection for the same objects."""
+    calls: list[str] = []
+    monkeypatch.setattr(gcfreeze, "freeze", lambda: calls.append("freeze") or 0.0)
+    api, cm = gcfreeze.FreezePolicy(), gcfreeze.FreezePolicy()
+    sizes = {"api": 0, "cm": 0}  # both keepers running before their caches fill
+    k1 = asyncio.create_task(gcfreeze.keep(lambda: (sizes["api"], 1), api, 0.01))
+    k2 = asyncio.create_task(gcfreeze.keep(lambda: (sizes["cm"], 1), cm, 0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert calls == []
+        sizes.update(api=20_000, cm=30_000)  # a cluster loaded at once
+        deadline = asyncio.get_running_loop().time() + 5
+        while api.freezes == 0 or cm.freezes == 0:
+            assert asyncio.get_running_loop().time() < deadline, (api, cm)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # several more checks of both: nothing new to freeze
+        assert calls == ["freeze"]
+        assert (api.frozen_at, cm.frozen_at) == (20_000, 30_000)
+        sizes["cm"] = 70_000  # one component's caches more than double: one more freeze, for both
+        while cm.frozen_at != 70_000:
+            assert asyncio.get_running_loop().time() < deadline + 5
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert calls == ["freeze", "freeze"]
+        assert api.freezes == cm.freezes == 2
+    finally:
+        for k in (k1, k2):
+            k.cancel()
+        await asyncio.gather(k1, k2, return_exceptions=True)
+    assert gcfreeze._keepers == []  # noqa: SLF001
