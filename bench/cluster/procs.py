@@ -9,6 +9,8 @@ import time
 import grpc
 from aetcd import rpc
 
+from servicenet.store._etcdaddr import leader_first
+
 
 def raw_etcd_puts(endpoint: str, n: int, inflight: int = 64, size: int = 400, txn: bool = False) -> float:
     """Puts per second of ``n`` distinct keys with ``inflight`` concurrent requests (durable: each
@@ -38,3 +40,20 @@ def raw_etcd_puts(endpoint: str, n: int, inflight: int = 64, size: int = 400, tx
             await asyncio.gather(*(worker() for _ in range(inflight)))
             return n / (time.perf_counter() - t0)
     return asyncio.run(go())
+
+
+def leader_endpoint(endpoints: list[str]) -> str:
+    """The client URL of the raft leader among ``endpoints`` (plain HTTP members), as the API
+    servers' store connects to it first; the first endpoint if none says it leads."""
+    async def status(ep: str) -> tuple[int, int] | None:
+        async with grpc.aio.insecure_channel(ep.split("://", 1)[-1]) as ch:
+            try:
+                r = await rpc.MaintenanceStub(ch).Status(rpc.StatusRequest(), timeout=2)
+            except grpc.aio.AioRpcError:
+                return None
+            return int(r.header.member_id), int(r.leader)
+
+    async def go() -> list[tuple[int, int] | None]:
+        return list(await asyncio.gather(*(status(e) for e in endpoints)))
+
+    return leader_first(endpoints, asyncio.run(go()))[0]

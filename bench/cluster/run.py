@@ -31,7 +31,7 @@ import orjson
 from bench.api import load
 from bench.api.run import CTX, Child, api, ensure_namespaces, ms, pct, run_children
 from bench.api.server_proc import ServerProc, cpu_seconds
-from bench.cluster.procs import raw_etcd_puts
+from bench.cluster.procs import leader_endpoint, raw_etcd_puts
 from servicenet.store.etcdlaunch import Cluster
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         res["etcd_watch"] = watch(targets[0], targets[1], n_watch)
         for s in servers:
             s.stop()
-        res["raw_etcd_puts_per_s"] = raw_etcd_puts(cluster.endpoints[0], n)
-        res["raw_etcd_create_txns_per_s"] = raw_etcd_puts(cluster.endpoints[0], n, txn=True)
+        leader = leader_endpoint(cluster.endpoints)  # where the API servers' stores write
+        res["raw_etcd_puts_per_s"] = raw_etcd_puts(leader, n)
+        res["raw_etcd_create_txns_per_s"] = raw_etcd_puts(leader, n, txn=True)
         sq = ServerProc(work / "sqlite", "sqlite")
         servers = [sq]
         t = sq.start()

@@ -1,4 +1,5 @@
-"""Addressing etcd (pure): the key range of a prefix, and the gRPC target for a list of client URLs."""
+"""Addressing etcd (pure): the key range of a prefix, the gRPC target for a list of client URLs, and
+which of them to try first."""
 
 from __future__ import annotations
 
@@ -35,3 +36,13 @@ def grpc_target(endpoints: Sequence[str]) -> tuple[str, bool, str]:
     scheme = "ipv4" if fam == 4 else "ipv6"
     addrs = ",".join(f"{h}:{p}" if fam == 4 else f"[{h}]:{p}" for h, p in hosts)
     return f"{scheme}:{addrs}", tls, first
+
+
+def leader_first(endpoints: Sequence[str], statuses: Sequence[tuple[int, int] | None]) -> list[str]:
+    """``endpoints`` with the raft leader's first, the others in their order. ``statuses[i]`` is
+    (member id, leader id) as ``endpoints[i]``'s member answered a status request, ``None`` if it
+    did not; with no member answering that it is the leader, the order is kept."""
+    for ep, st in zip(endpoints, statuses, strict=True):
+        if st is not None and st[1] and st[0] == st[1]:
+            return [ep, *(e for e in endpoints if e != ep)]
+    return list(endpoints)

@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
+from aetcd import rpc
 
 from servicenet.client import ApiError
 from servicenet.common.component import bounded
@@ -53,7 +55,8 @@ async def test_kill9_one_member_loses_no_acknowledged_write(three: Cluster) -> N
         while len(acked) < 200:
             assert time.monotonic() < deadline, "no progress before the fault"
             await asyncio.sleep(0.05)
-        three.members[0].kill(signal.SIGKILL)  # the member the client is connected to (first address)
+        victim = next(m for m in three.members if m.client_url == store.endpoints[0])
+        victim.kill(signal.SIGKILL)  # the member the client is connected to (first address: the leader)
         at_kill, failed_before, t_kill = len(acked), failed, time.monotonic()
         while len(acked) == at_kill:
             assert time.monotonic() < t_kill + 30, "no write acknowledged after the kill"
@@ -68,7 +71,8 @@ async def test_kill9_one_member_loses_no_acknowledged_write(three: Cluster) -> N
         await asyncio.gather(*tasks)
     print(f"kill -9 member: {len(acked)} writes acknowledged, {failed - failed_before} failed (not acknowledged)")
     # every acknowledged write is in the surviving members and in the cache
-    check = EtcdStore(three.endpoints[1:], compact_interval=0, etcd_compact_interval=0)
+    check = EtcdStore([m.client_url for m in three.members if m is not victim], compact_interval=0,
+                      etcd_compact_interval=0)
     await check.open()
     try:
         missing = [k for k in acked if check.get(k) is None]
@@ -78,13 +82,41 @@ async def test_kill9_one_member_loses_no_acknowledged_write(three: Cluster) -> N
         await check.close()
         await store.close()
     # the killed member comes back and catches up
-    three.restart(three.members[0])
-    back = EtcdStore(three.endpoints[:1], compact_interval=0, etcd_compact_interval=0)
+    three.restart(victim)
+    back = EtcdStore([victim.client_url], compact_interval=0, etcd_compact_interval=0)
     await back.open()
     try:
         assert [k for k in acked if back.get(k) is None] == []
     finally:
         await back.close()
+
+
+async def _statuses(endpoints: list[str]) -> dict[str, tuple[int, int]]:
+    """(member id, leader id) of each member, by client URL."""
+    out = {}
+    for ep in endpoints:
+        async with grpc.aio.insecure_channel(ep.split("://", 1)[1]) as ch:
+            r = await rpc.MaintenanceStub(ch).Status(rpc.StatusRequest(), timeout=5)
+            out[ep] = (int(r.header.member_id), int(r.leader))
+    return out
+
+
+async def test_the_store_connects_to_the_leader_first(three: Cluster) -> None:
+    """A member that is not the leader forwards every write to it: the store puts the leader's
+    address first, whatever the order it was given, and its writes go there."""
+    statuses = await _statuses(three.endpoints)
+    leader = next(ep for ep, (me, lead) in statuses.items() if me == lead)
+    followers_first = [ep for ep in three.endpoints if ep != leader] + [leader]
+    store = EtcdStore(followers_first, compact_interval=0, etcd_compact_interval=0)
+    await store.open()
+    try:
+        assert store.endpoints[0] == leader
+        assert store.endpoints[1:] == followers_first[:-1]
+        await store.create("/registry/configmaps/default/to-leader", {"metadata": {"name": "to-leader"}})
+        status = await store.etcd_status()  # asked through the store's own channel
+        assert int(status.header.member_id) == statuses[leader][0]
+    finally:
+        await store.close()
 
 
 async def test_apiserver_partitioned_from_etcd(three: Cluster, tmp_path: Path) -> None:
