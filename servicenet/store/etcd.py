@@ -13,7 +13,8 @@ applied its revision, so a client reads its own writes through the same server; 
 any server sees writes made through every other one. History the cache no longer holds (older
 than its window or than the revision it was started at) is answered with ``Compacted`` (410).
 
-gRPC comes from grpcio with the generated etcd stubs shipped by ``aetcd`` (:mod:`aetcd.rpc`).
+gRPC comes from grpcio with the generated etcd stubs shipped by ``aetcd`` (:mod:`aetcd.rpc`), through one
+connection to the raft leader (:mod:`._etcdconn`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from servicenet.common.component import cancel_and_wait
 
 from . import _etcdwire as wire
 from ._base import BaseStore, log
-from ._etcdaddr import grpc_target, leader_first, prefix_end
+from ._etcdaddr import prefix_end
+from ._etcdconn import Connection, EtcdTLS
 from ._plan import reencode_at
 from ._types import (
     ADDED,
@@ -52,15 +54,6 @@ from .index import Index
 _PAGE = 10_000
 _CMP = rpc.Compare
 _DELETE = rpc.Event.DELETE
-
-
-@dataclass(frozen=True)
-class EtcdTLS:
-    """Client TLS: the CA that signed etcd's serving certificate, and our client cert and key."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
 
 
 def _value_without_rv(obj: dict[str, Any]) -> bytes:
@@ -115,12 +108,13 @@ class EtcdStore(BaseStore):
         progress_interval: float = 1.0,
         etcd_compact_interval: float = 300.0,
         max_inflight: int = 256,
+        leader_check_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
-        self.endpoints = list(endpoints)
+        self._conn = Connection(endpoints, tls, request_timeout)
         self.prefix = prefix
         self._pfx = prefix.encode()
         self.tls = tls
@@ -128,12 +122,9 @@ class EtcdStore(BaseStore):
         self._timeout = request_timeout
         self._progress_interval = progress_interval
         self._etcd_compact_interval = etcd_compact_interval
-        self._channel: grpc.aio.Channel | None = None
-        self._kv: Any = None
-        self._txn_bytes: Any = None  # KV.Txn taking a TxnRequest already serialized (see _etcdwire)
-        self._watch_stub: Any = None
-        self._maint: Any = None
+        self._leader_check_interval = leader_check_interval
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch_task: asyncio.Task[None] | None = None
         # (revision, seq, future, deadline): writers waiting for the cache to reach their revision
         self._waiters: list[tuple[int, int, asyncio.Future[None], float]] = []
         self._seq = 0
@@ -149,89 +140,61 @@ class EtcdStore(BaseStore):
         self._inflight = asyncio.Semaphore(max_inflight)
 
     # ---------------------------------------------------------------- lifecycle
-    def _open_channel(self, endpoints: Sequence[str] | None = None) -> grpc.aio.Channel:
-        target, tls, authority = grpc_target(endpoints or self.endpoints)
-        opts = [
-            ("grpc.keepalive_time_ms", 6000), ("grpc.keepalive_timeout_ms", 3000),
-            ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 8 << 20),
-            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
-            ("grpc.default_authority", authority),
-            # Only the filters an etcd client needs (no message-size, idle or service-config filters;
-            # ~9 % fewer instructions per Txn and watch message, bench.cluster.etcd_instructions);
-            # deadlines stay checked (grpc.minimal_stack alone turns that filter off too)
-            ("grpc.minimal_stack", 1), ("grpc.enable_deadline_checking", 1),
-        ]
-        if self.tls is not None or tls:
-            t = self.tls or EtcdTLS()
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=_read(t.ca_file), private_key=_read(t.key_file),
-                certificate_chain=_read(t.cert_file))
-            return grpc.aio.secure_channel(target, creds, options=opts)
-        return grpc.aio.insecure_channel(target, options=opts)
+    @property
+    def endpoints(self) -> list[str]:
+        """The etcd client URLs, in the order the connection tries them (the leader's first)."""
+        return self._conn.endpoints
 
-    async def _leader_first(self, timeout: float = 1.0) -> None:
-        """Order the endpoints with the raft leader's first, so that the channel (pick_first)
-        connects to it: a member that is not the leader forwards every write to the leader, which
-        on one machine costs etcd 10-15 % more CPU per write (docs/etcd.md, "Which member the API
-        server talks to"). Asked once, when the store opens; a member that does not answer within
-        ``timeout`` counts as not the leader. Later leader changes keep the connection (correct,
-        one hop longer) until it fails over."""
-        if len(self.endpoints) < 2:
-            return
+    @property
+    def leader_moves(self) -> int:
+        """Times the connection followed the leader to another member."""
+        return self._conn.moves
 
-        async def status(ep: str) -> tuple[int, int] | None:
-            ch = self._open_channel([ep])
-            try:
-                r = await rpc.MaintenanceStub(ch).Status(rpc.StatusRequest(), timeout=timeout)
-                return int(r.header.member_id), int(r.leader)
-            except grpc.aio.AioRpcError:
-                return None
-            finally:
-                await ch.close()
-
-        self.endpoints = leader_first(self.endpoints, await asyncio.gather(*(status(e) for e in self.endpoints)))
+    async def _follow_leader(self) -> None:
+        """Every ``leader_check_interval`` seconds: when the member the connection is on no longer
+        leads (an election moved the leader), move to the one that does. Writes in flight finish
+        on the old channel; the watch restarts on the new one from the revision the cache has
+        reached, so no event is lost or applied twice."""
+        while True:
+            await asyncio.sleep(self._leader_check_interval)
+            if await self._conn.off_leader():
+                await cancel_and_wait(self._watch_task)
+                self._conn.move()
+                self._watch_task = asyncio.create_task(self._watch_loop(), name="etcd-watch")
 
     async def open(self) -> None:
         if self._is_open:
             return
-        await self._leader_first()
-        self._channel = self._open_channel()
-        self._kv = rpc.KVStub(self._channel)
-        self._txn_bytes = self._channel.unary_unary(
-            "/etcdserverpb.KV/Txn", request_serializer=None, response_deserializer=rpc.TxnResponse.FromString,
-            _registered_method=True)
-        self._watch_stub = rpc.WatchStub(self._channel)
-        self._maint = rpc.MaintenanceStub(self._channel)
+        await self._conn.connect()
         try:
             await self._load()
         except BaseException as e:
-            await self._channel.close()
-            self._channel = None
+            await self._conn.close()
             if isinstance(e, grpc.aio.AioRpcError):
                 raise StoreError(f"cannot read from etcd at {','.join(self.endpoints)} "
                                  f"({e.code().name}): {e.details()}") from None
             raise
         await self._start()
-        self._tasks = [asyncio.create_task(self._watch_loop(), name="etcd-watch"),
-                       asyncio.create_task(self._expire_waiters(), name="etcd-write-deadlines")]
+        self._watch_task = asyncio.create_task(self._watch_loop(), name="etcd-watch")
+        self._tasks = [asyncio.create_task(self._expire_waiters(), name="etcd-write-deadlines")]
+        if self._leader_check_interval > 0 and len(self.endpoints) > 1:
+            self._tasks.append(asyncio.create_task(self._follow_leader(), name="etcd-follow-leader"))
         if self._etcd_compact_interval > 0:
             self._tasks.append(asyncio.create_task(self._etcd_compactor(), name="etcd-compactor"))
 
     async def close(self) -> None:
         was_open = self._is_open
         await self._stop()
-        for t in self._tasks:
+        for t in [*self._tasks, self._watch_task]:
             await cancel_and_wait(t)
         self._tasks = []
+        self._watch_task = None
         for _, _, fut, _ in self._waiters:
             if not fut.done():
                 fut.set_exception(CommitFailed("store closed before the watch cache caught up"))
                 fut.exception()  # retrieved: its writer may have been cancelled already
         self._waiters = []
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._conn.close()
         if was_open:
             self._hub.close_all("store closed")
 
@@ -262,7 +225,7 @@ class EtcdStore(BaseStore):
         out: list[Record] = []
         revision = 0
         while True:
-            resp = await self._kv.Range(
+            resp = await self._conn.kv.Range(
                 rpc.RangeRequest(key=start, range_end=end, limit=_PAGE, revision=revision), timeout=self._timeout)
             if revision == 0:
                 revision = resp.header.revision
@@ -313,7 +276,7 @@ class EtcdStore(BaseStore):
 
     async def _watch_once(self) -> None:
         start = self._pfx + b"/"
-        call = self._watch_stub.Watch()
+        call = self._conn.watch.Watch()
         ticker: asyncio.Task[None] | None = None
         try:
             await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
@@ -490,7 +453,7 @@ class EtcdStore(BaseStore):
     async def _txn(self, req: bytes, what: str) -> Any:
         try:
             async with self._inflight:
-                return await self._txn_bytes(req, timeout=self._timeout)
+                return await self._conn.txn(req, timeout=self._timeout)
         except grpc.aio.AioRpcError as e:
             raise _unavailable(e, what) from None
 
@@ -513,7 +476,7 @@ class EtcdStore(BaseStore):
         if rec is not None:
             return rec.mod_revision
         try:
-            resp = await self._kv.Range(rpc.RangeRequest(key=self._key(key)), timeout=self._timeout)
+            resp = await self._conn.kv.Range(rpc.RangeRequest(key=self._key(key)), timeout=self._timeout)
         except grpc.aio.AioRpcError as e:
             raise _unavailable(e, "read") from None
         if not resp.kvs:
@@ -563,7 +526,7 @@ class EtcdStore(BaseStore):
         self._check_open()
         revision = min(revision, self._index.revision)
         try:
-            await self._kv.Compact(rpc.CompactionRequest(revision=revision, physical=True), timeout=self._timeout)
+            await self._conn.kv.Compact(rpc.CompactionRequest(revision=revision, physical=True), timeout=self._timeout)
         except grpc.aio.AioRpcError as e:
             if "compacted" not in (e.details() or ""):
                 raise CommitFailed(f"etcd compaction failed: {e.details()}") from None
@@ -574,7 +537,7 @@ class EtcdStore(BaseStore):
         ``compact_rev_key`` version by CAS compacts etcd to the revision recorded one round earlier.
         Returns the new (recorded revision, expected version)."""
         key = b"compact_rev_key"
-        resp = await self._kv.Txn(rpc.TxnRequest(
+        resp = await self._conn.kv.Txn(rpc.TxnRequest(
             compare=[_CMP(key=key, target=_CMP.VERSION, result=_CMP.EQUAL, version=version)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=b"%d" % self._index.revision))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))]), timeout=self._timeout)
@@ -583,7 +546,7 @@ class EtcdStore(BaseStore):
             return self._index.revision, (int(kvs[0].version) if kvs else 0)
         if last_rev > 0:
             try:
-                await self._kv.Compact(rpc.CompactionRequest(revision=last_rev), timeout=self._timeout)
+                await self._conn.kv.Compact(rpc.CompactionRequest(revision=last_rev), timeout=self._timeout)
                 log.info("etcd compacted to revision %d", last_rev)
             except grpc.aio.AioRpcError as e:
                 log.info("etcd compaction to %d skipped: %s", last_rev, e.details())
@@ -599,11 +562,5 @@ class EtcdStore(BaseStore):
                 log.warning("etcd compaction round failed: %s", e.details())
 
     async def etcd_status(self) -> Any:
-        return await self._maint.Status(rpc.StatusRequest(), timeout=self._timeout)
+        return await self._conn.maint.Status(rpc.StatusRequest(), timeout=self._timeout)
 
-
-def _read(path: str | None) -> bytes | None:
-    if not path:
-        return None
-    with open(path, "rb") as f:
-        return f.read()

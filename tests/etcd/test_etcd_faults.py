@@ -119,6 +119,63 @@ async def test_the_store_connects_to_the_leader_first(three: Cluster) -> None:
         await store.close()
 
 
+async def test_the_store_follows_the_leader_when_it_moves(three: Cluster) -> None:
+    """An election moves the leader (etcd's MoveLeader, as a leader that restarts would): the store
+    notices at its next check, moves its connection to the new leader, and its writes and its
+    watch cache go on: every acknowledged write is in the cache, and the cache's event history
+    holds each revision once, in order."""
+    store = EtcdStore(three.endpoints, compact_interval=0, etcd_compact_interval=0, leader_check_interval=0.2)
+    await store.open()
+    acked: list[int] = []
+    stop = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                rec = await store.create(f"/registry/configmaps/move/w{w}-{i}", {"metadata": {"name": f"w{w}-{i}"}})
+                acked.append(rec.mod_revision)
+            except StoreError:  # etcd drops the proposals in flight when the leader moves: not acknowledged
+                await asyncio.sleep(0.01)
+            i += 1
+
+    tasks = [asyncio.create_task(writer(w)) for w in range(4)]
+    try:
+        first = (await store.etcd_status()).header.member_id
+        start = store.revision
+        while len(acked) < 100:
+            await asyncio.sleep(0.01)
+        statuses = await _statuses(three.endpoints)
+        leader = next(ep for ep, (me, lead) in statuses.items() if me == lead)
+        assert statuses[leader][0] == first  # the store started on the leader
+        target = next(me for ep, (me, _) in statuses.items() if ep != leader)
+        async with grpc.aio.insecure_channel(leader.split("://", 1)[1]) as ch:
+            await rpc.MaintenanceStub(ch).MoveLeader(rpc.MoveLeaderRequest(targetID=target), timeout=10)
+        deadline = time.monotonic() + 10
+        while (await store.etcd_status()).header.member_id != target:
+            assert time.monotonic() < deadline, "the store did not follow the leader"
+            await asyncio.sleep(0.05)
+        assert store.leader_moves == 1
+        at_move = len(acked)
+        while len(acked) < at_move + 100:  # writes go on through the new leader
+            assert time.monotonic() < deadline + 10, "no writes after the move"
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    try:
+        assert store.count("/registry/configmaps/move/") >= len(acked)  # (+ writes etcd applied, then failed to answer)
+        w = store.watch("/registry/configmaps/move/", start)
+        try:
+            seen = [(await asyncio.wait_for(anext(w), 5)).revision for _ in range(store.count("/registry/configmaps/move/"))]
+        finally:
+            w.close()
+        assert seen == sorted(set(seen)), "the cache's history repeated or reordered an event across the move"
+        assert set(acked) <= set(seen), "an acknowledged write is missing from the cache's history"
+    finally:
+        await store.close()
+
+
 async def test_apiserver_partitioned_from_etcd(three: Cluster, tmp_path: Path) -> None:
     # A talks to member 0, B only to member 2; SIGSTOP of member 2 cuts B off while the cluster keeps quorum
     a_srv, b_srv = await start_api_servers(tmp_path, 2, [three.endpoints[:1], three.endpoints[2:]])

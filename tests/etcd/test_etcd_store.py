@@ -69,14 +69,14 @@ async def test_cache_is_rebuilt_when_its_watch_revision_was_compacted(etcd: Clus
         await a.create("/registry/cm/gone", {"metadata": {"name": "gone"}})
         before_cut = a.revision
         client_watch = a.watch("/registry/", before_cut)
-        a._tasks[0].cancel()  # cut a's etcd watch: it misses what follows
-        await asyncio.gather(a._tasks[0], return_exceptions=True)
+        a._watch_task.cancel()  # type: ignore[union-attr]  # cut a's etcd watch: it misses what follows
+        await asyncio.gather(a._watch_task, return_exceptions=True)
         await asyncio.sleep(0.2)
         await b.delete("/registry/cm/gone")
         for i in range(5):
             await b.create(f"/registry/cm/c{i}", {"metadata": {"name": f"c{i}"}})
         await b.compact(b.revision)  # the revisions a needs are gone from etcd
-        a._tasks[0] = asyncio.create_task(a._watch_loop())
+        a._watch_task = asyncio.create_task(a._watch_loop())
         for _ in range(200):
             if a.cache_resets:
                 break
