@@ -157,7 +157,12 @@ class EtcdStore(BaseStore):
         reached, so no event is lost or applied twice."""
         while True:
             await asyncio.sleep(self._leader_check_interval)
-            if await self._conn.off_leader():
+            try:
+                moved = await self._conn.off_leader()
+            except Exception:  # checked again next round; the connection itself keeps working
+                log.exception("etcd leader check failed")
+                continue
+            if moved:
                 await cancel_and_wait(self._watch_task)
                 self._conn.move()
                 self._watch_task = asyncio.create_task(self._watch_loop(), name="etcd-watch")
