@@ -63,7 +63,8 @@ def creates(servers: list[ServerProc], n: int, conns: int = 32, warmup: int = WA
     lat = [x for o in outs for x in o["lat"]]
     cpu = sum(s.cpu() for s in servers) - cpu0
     etcd_cpu = sum(cpu_seconds(p) for p in etcd_pids or []) - etcd0
-    return {"etcd_cpu_us_per_create": etcd_cpu / max(1, done) * 1e6,"done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
+    return {"done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
+            "etcd_cpu_us_per_create": etcd_cpu / max(1, done) * 1e6,
             "errors": sum(len(o["errors"]) for o in outs), "server_cpu_us_per_create": cpu / max(1, done) * 1e6,
             "client_cpu_us_per_create": sum(o["cpu"] for o in outs) / max(1, done) * 1e6,
             "rss_mib": [round(s.rss_mib(), 1) for s in servers]}
