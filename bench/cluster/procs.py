@@ -9,7 +9,7 @@ import time
 import grpc
 from aetcd import rpc
 
-from servicenet.store._etcdaddr import leader_first
+from servicenet.store._etcdconn import Connection
 
 
 def raw_etcd_puts(endpoint: str, n: int, inflight: int = 64, size: int = 400, txn: bool = False) -> float:
@@ -43,17 +43,8 @@ def raw_etcd_puts(endpoint: str, n: int, inflight: int = 64, size: int = 400, tx
 
 
 def leader_endpoint(endpoints: list[str]) -> str:
-    """The client URL of the raft leader among ``endpoints`` (plain HTTP members), as the API
-    servers' store connects to it first; the first endpoint if none says it leads."""
-    async def status(ep: str) -> tuple[int, int] | None:
-        async with grpc.aio.insecure_channel(ep.split("://", 1)[-1]) as ch:
-            try:
-                r = await rpc.MaintenanceStub(ch).Status(rpc.StatusRequest(), timeout=2)
-            except grpc.aio.AioRpcError:
-                return None
-            return int(r.header.member_id), int(r.leader)
-
-    async def go() -> list[tuple[int, int] | None]:
-        return list(await asyncio.gather(*(status(e) for e in endpoints)))
-
-    return leader_first(endpoints, asyncio.run(go()))[0]
+    """The client URL of the raft leader among ``endpoints`` (plain HTTP members), found as the API
+    servers' store finds it (:meth:`Connection.leader_first`); the first endpoint if none says it leads."""
+    conn = Connection(endpoints, None, 2.0)
+    asyncio.run(conn.leader_first(timeout=2.0))
+    return conn.endpoints[0]

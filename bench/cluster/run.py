@@ -48,16 +48,10 @@ def creates(servers: list[ServerProc], n: int, conns: int = 32, warmup: int = WA
     targets = [s.target for s in servers]
     ensure_namespaces(targets[0], ["bench"])
     if warmup:
-        _burst(targets, [f"warm-{i:05d}" for i in range(warmup)], conns)
+        _burst(targets, [f"warm-{i:05d}" for i in range(warmup)], conns, lead=0.5, limit=60)
     cpu0 = sum(s.cpu() for s in servers)
     etcd0 = sum(cpu_seconds(p) for p in etcd_pids or [])
-    names = [f"cm-{i:05d}" for i in range(n)]
-    procs = 2
-    start_at = time.monotonic() + 1.0
-    deadline = start_at + 120
-    outs = run_children([(load.create_burst, (targets[k % len(targets)], "configmaps", "bench", names[k::procs],
-                                              conns, start_at, deadline)) for k in range(procs)],
-                        timeout=deadline - time.monotonic() + 30)
+    outs = _burst(targets, [f"cm-{i:05d}" for i in range(n)], conns, lead=1.0, limit=120)
     done = sum(o["done"] for o in outs)
     t0, t1 = min(o["t0"] for o in outs), max(o["t1"] for o in outs)
     lat = [x for o in outs for x in o["lat"]]
@@ -70,10 +64,15 @@ def creates(servers: list[ServerProc], n: int, conns: int = 32, warmup: int = WA
             "rss_mib": [round(s.rss_mib(), 1) for s in servers]}
 
 
-def _burst(targets: list[Any], names: list[str], conns: int) -> None:
-    start_at = time.monotonic() + 0.5
-    run_children([(load.create_burst, (targets[k % len(targets)], "configmaps", "bench", names[k::2],
-                                       conns, start_at, start_at + 60)) for k in range(2)], timeout=90)
+def _burst(targets: list[Any], names: list[str], conns: int, lead: float, limit: float,
+           procs: int = 2) -> list[dict[str, Any]]:
+    """Create ConfigMaps ``names`` from ``procs`` client processes (spread over ``targets``), all
+    starting ``lead`` seconds from now and stopping after ``limit``; each process's results."""
+    start_at = time.monotonic() + lead
+    deadline = start_at + limit
+    return run_children([(load.create_burst, (targets[k % len(targets)], "configmaps", "bench", names[k::procs],
+                                              conns, start_at, deadline)) for k in range(procs)],
+                        timeout=deadline - time.monotonic() + 30)
 
 
 def watch(writer: Any, reader: Any, n: int, watchers: int = 50, rate: float = 100.0) -> dict[str, Any]:

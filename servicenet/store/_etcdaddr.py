@@ -38,11 +38,16 @@ def grpc_target(endpoints: Sequence[str]) -> tuple[str, bool, str]:
     return f"{scheme}:{addrs}", tls, first
 
 
+def leads(status: tuple[int, int] | None) -> bool:
+    """Whether a member's (member id, leader id) answer says it is the raft leader."""
+    return status is not None and bool(status[1]) and status[0] == status[1]
+
+
 def leader_first(endpoints: Sequence[str], statuses: Sequence[tuple[int, int] | None]) -> list[str]:
     """``endpoints`` with the raft leader's first, the others in their order. ``statuses[i]`` is
     (member id, leader id) as ``endpoints[i]``'s member answered a status request, ``None`` if it
     did not; with no member answering that it is the leader, the order is kept."""
     for ep, st in zip(endpoints, statuses, strict=True):
-        if st is not None and st[1] and st[0] == st[1]:
+        if leads(st):
             return [ep, *(e for e in endpoints if e != ep)]
     return list(endpoints)

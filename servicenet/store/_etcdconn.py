@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from ._etcdaddr import grpc_target, leader_first
+from ._etcdaddr import grpc_target, leader_first, leads
 
 log = logging.getLogger("servicenet.store")
 
@@ -104,7 +104,7 @@ class Connection:
 
         statuses = await asyncio.gather(*(status(e) for e in self.endpoints))
         self.endpoints = leader_first(self.endpoints, statuses)
-        return any(st is not None and st[1] and st[0] == st[1] for st in statuses)
+        return any(leads(st) for st in statuses)
 
     async def off_leader(self) -> bool:
         """Whether the member the channel is connected to no longer leads and the one that does
@@ -113,7 +113,7 @@ class Connection:
             st = await self.maint.Status(rpc.StatusRequest(), timeout=self.timeout)
         except grpc.aio.AioRpcError:
             return False  # the channel fails over by itself
-        if not st.leader or st.header.member_id == st.leader:
+        if not st.leader or leads((int(st.header.member_id), int(st.leader))):
             return False
         return await self.leader_first()
 

@@ -117,7 +117,6 @@ class EtcdStore(BaseStore):
         self._conn = Connection(endpoints, tls, request_timeout)
         self.prefix = prefix
         self._pfx = prefix.encode()
-        self.tls = tls
         self.codec = codec
         self._timeout = request_timeout
         self._progress_interval = progress_interval
