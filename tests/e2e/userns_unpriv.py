@@ -145,6 +145,34 @@ class Up:
                 self.proc.kill()
 
 
+def gone(up: Up, timeout: float, what: str, res: dict[str, Any], interval: float = 0.2) -> list[str]:
+    """Wait until no process is left in ``up``'s user namespaces; on a timeout the message names
+    what is left (pid, state, parent, command line) and how ``servicenet up`` ended."""
+    try:
+        return list(walks.wait(lambda: not up.left() and ["none"], timeout, what, interval))
+    except AssertionError as exc:
+        left = [describe(p.split(":")[0]) for p in up.left()]
+        raise SystemExit(f"{exc}\nleft: {left}\nterm_rc: {res.get('term_rc')}\n"
+                         f"servicenet up's last lines:\n{''.join(up.lines[-30:])}") from None
+
+
+def describe(pid: str) -> str:
+    """``pid state=S ppid=N wchan=… cmdline`` of one process (what /proc still says)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+        try:
+            with open(f"/proc/{pid}/wchan") as f:
+                wchan = f.read().strip()
+        except OSError:
+            wchan = "?"
+        return f"{pid} state={fields[0]} ppid={fields[1]} wchan={wchan} {cmd}"
+    except (OSError, IndexError):
+        return f"{pid} (gone)"
+
+
 def own_userns() -> str:
     return os.readlink("/proc/self/ns/user")
 
@@ -252,7 +280,7 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         walks.run_all(up, holder, node_ns, manifests, res)
     finally:
         res["term_rc"] = up.stop()
-    res["procs_after_term"] = until(lambda: not up.left() and ["none"], 15, "no process left after SIGTERM")
+    res["procs_after_term"] = gone(up, 15, "no process left after SIGTERM", res)
     res["term_log_tail"] = "".join(up.lines[-5:])
 
     # kill -9: a cluster with running pods, then SIGKILL of `servicenet up`; newuidmap fails here, so
@@ -285,7 +313,7 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
     finally:
         up.stop(signal.SIGKILL)
     t0 = time.monotonic()
-    until(lambda: not up.left(), 15, "no process left after SIGKILL", interval=0.05)
+    gone(up, 15, "no process left after SIGKILL", res, interval=0.05)
     res["reaped_after_kill_s"] = round(time.monotonic() - t0, 2)
 
 
