@@ -7,7 +7,8 @@ The ``up`` process the user started becomes a small supervisor (no asyncio, no t
    into the holder's user, mount and pid namespaces
    (:func:`servicenet.common.userns.nsenter_argv`); there the cluster is uid 0 and the netns mode
    runs unchanged, in the host's network namespace (API server, DNS and forwarders on 127.0.0.1);
-3. SIGTERM/SIGINT are passed to the cluster, which tears down; then the holder is killed.
+3. SIGTERM/SIGINT are passed to the cluster, which tears down; then the holder is killed, and the
+   supervisor returns once the holder's pid namespace is empty (it is their subreaper).
 
 If the supervisor is killed with SIGKILL, the kernel's parent-death signal takes the holder
 with it, and the end of the holder's pid namespace takes the cluster process and every pod.
@@ -26,6 +27,7 @@ from servicenet.common.userns import (
     ENV_HOLDER,
     Holder,
     UsernsError,
+    become_subreaper,
     children,
     describe_maps,
     nsenter_argv,
@@ -60,6 +62,7 @@ def supervise(argv: list[str], data_dir: Path) -> int:
         print(f"servicenet up: --network userns: {why}", file=sys.stderr)
         return 2
     state = str(Path(data_dir) / "userns")
+    become_subreaper()  # so that stopping waits for the whole cluster to be gone
     maps = subid_maps()
     try:
         holder = start_holder(state, maps)
@@ -78,7 +81,9 @@ def supervise(argv: list[str], data_dir: Path) -> int:
     try:
         return _run_cluster(holder, argv)
     finally:
-        holder.stop()
+        if not holder.stop():
+            print("servicenet up: processes of the cluster still running after the holder was killed",
+                  file=sys.stderr)
 
 
 def _run_cluster(holder: Holder, argv: list[str]) -> int:

@@ -18,6 +18,11 @@ pid-1 child carries it to ``unshare`` (``--kill-child``), and the cluster proces
 are members of that pid namespace: when its pid 1 dies the kernel kills them all; the mount
 namespace then drops the netns bind mounts, and the network namespaces, links and nftables
 tables vanish with it.
+
+The supervisor is a child subreaper (:func:`become_subreaper`): the holder's pid 1 is reparented to
+it when ``unshare`` dies, so :meth:`Holder.stop` can wait until that pid 1 is reaped, which the
+kernel allows only once every other member of the pid namespace is gone. ``servicenet up``
+returns when nothing of its cluster runs any more, whatever the machine's init does with orphans.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import time
 from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 PROBE_ARGV = ("unshare", "--user", "--map-root-user", "--net", "--mount", "true")
 ENV_HOLDER = "SERVICENET_USERNS_HOLDER"  # set in the cluster process: the holder's pid
 
@@ -165,13 +171,37 @@ class Holder:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Kill the holder and wait (up to ``timeout`` s) until its pid namespace is empty: True
+        when it is. Needs :func:`become_subreaper` before :func:`start_holder` to see the end;
+        without it this returns once ``unshare`` is gone."""
+        deadline = time.monotonic() + timeout
         if self.proc.poll() is None:
             self.proc.kill()  # its pid-1 child gets SIGKILL (--kill-child), then the pid namespace
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                pass
+                return False
+        # pid 1 is now our child (we are its subreaper) until it is reaped; the kernel lets it
+        # finish only after every other member of its namespace has been reaped, including any
+        # orphan of ours (the cluster process, once nsenter is gone), so reap every child
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True  # no child left: pid 1 was reaped, here or by another reaper
+            if pid == self.pid:
+                return True
+            if pid == 0:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of this process (the holder's pid 1 once ``unshare`` dies) become its
+    children instead of init's: it can wait for them to end and reap them."""
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def start_holder(state_dir: str, maps: tuple[list[str], list[str]] | None = None, timeout: float = 10.0) -> Holder:

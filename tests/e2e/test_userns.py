@@ -143,6 +143,7 @@ def test_kubectl_logs_and_port_forward(run: Any) -> None:
 def test_nothing_left_after_sigterm_and_sigkill(run: Any) -> None:
     assert run["term_rc"] == 0, run["term_log_tail"]
     assert len(run["procs_running"]) >= 5, run["procs_running"]  # holder, cluster, pods
+    assert run["procs_at_exit"] == []  # servicenet up returned only once its namespace was empty
     assert run["procs_after_term"] == ["none"]
     assert run["procs_before_kill"] >= 5 and run["reaped_after_kill_s"] < 15
     prefix = run["node_netns"].rsplit("-", 1)[0] + "-"  # sn-<id>-

@@ -280,6 +280,7 @@ def userns_run(tmp: Path, manifests: Path, res: dict[str, Any]) -> None:
         walks.run_all(up, holder, node_ns, manifests, res)
     finally:
         res["term_rc"] = up.stop()
+        res["procs_at_exit"] = [describe(p.split(":")[0]) for p in up.left()]  # up returns when all is gone
     res["procs_after_term"] = gone(up, 15, "no process left after SIGTERM", res)
     res["term_log_tail"] = "".join(up.lines[-5:])
 
