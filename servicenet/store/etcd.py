@@ -30,7 +30,7 @@ import grpc
 import orjson
 from aetcd import rpc
 
-from servicenet.common.component import cancel_and_wait
+from servicenet.common.component import bounded, cancel_and_wait
 
 from . import _etcdwire as wire
 from ._base import BaseStore, log
@@ -122,6 +122,8 @@ class EtcdStore(BaseStore):
         self._progress_interval = progress_interval
         self._etcd_compact_interval = etcd_compact_interval
         self._leader_check_interval = leader_check_interval
+        self._term = 0  # the raft term of etcd's last answer: a higher one means an election
+        self._election = asyncio.Event()  # set then: check where the leader is now, not at the next round
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_task: asyncio.Task[None] | None = None
         # (revision, seq, future, deadline): writers waiting for the cache to reach their revision
@@ -150,12 +152,16 @@ class EtcdStore(BaseStore):
         return self._conn.moves
 
     async def _follow_leader(self) -> None:
-        """Every ``leader_check_interval`` seconds: when the member the connection is on no longer
-        leads (an election moved the leader), move to the one that does. Writes in flight finish
-        on the old channel; the watch restarts on the new one from the revision the cache has
-        reached, so no event is lost or applied twice."""
+        """Every ``leader_check_interval`` seconds, and at once when a write's answer shows a new
+        raft term (an election): when the member the connection is on no longer leads, move to the
+        one that does. Writes in flight finish on the old channel; the watch restarts on the new
+        one from the revision the cache has reached, so no event is lost or applied twice."""
         while True:
-            await asyncio.sleep(self._leader_check_interval)
+            try:
+                await bounded(self._election.wait(), self._leader_check_interval)
+            except TimeoutError:
+                pass
+            self._election.clear()
             try:
                 moved = await self._conn.off_leader()
             except Exception:  # checked again next round; the connection itself keeps working
@@ -457,9 +463,15 @@ class EtcdStore(BaseStore):
     async def _txn(self, req: bytes, what: str) -> Any:
         try:
             async with self._inflight:
-                return await self._conn.txn(req, timeout=self._timeout)
+                resp = await self._conn.txn(req, timeout=self._timeout)
         except grpc.aio.AioRpcError as e:
             raise _unavailable(e, what) from None
+        term = resp.header.raft_term
+        if term > self._term:
+            if self._term:
+                self._election.set()
+            self._term = term
+        return resp
 
     async def create(self, key: str, obj: dict[str, Any]) -> Record:
         self._check_open()

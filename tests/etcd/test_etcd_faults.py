@@ -119,12 +119,15 @@ async def test_the_store_connects_to_the_leader_first(three: Cluster) -> None:
         await store.close()
 
 
-async def test_the_store_follows_the_leader_when_it_moves(three: Cluster) -> None:
+@pytest.mark.parametrize("check_interval", [0.2, 3600.0], ids=["periodic-check", "new-term"])
+async def test_the_store_follows_the_leader_when_it_moves(three: Cluster, check_interval: float) -> None:
     """An election moves the leader (etcd's MoveLeader, as a leader that restarts would): the store
-    notices at its next check, moves its connection to the new leader, and its writes and its
-    watch cache go on: every acknowledged write is in the cache, and the cache's event history
-    holds each revision once, in order."""
-    store = EtcdStore(three.endpoints, compact_interval=0, etcd_compact_interval=0, leader_check_interval=0.2)
+    notices (at its next periodic check, or at once from the new raft term in a write's answer:
+    with an hour between checks only that can move it within the deadline), moves its connection
+    to the new leader, and its writes and its watch cache go on: every acknowledged write is in
+    the cache, and the cache's event history holds each revision once, in order."""
+    store = EtcdStore(three.endpoints, compact_interval=0, etcd_compact_interval=0,
+                      leader_check_interval=check_interval)
     await store.open()
     acked: list[int] = []
     stop = asyncio.Event()
