@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -107,6 +108,10 @@ def report(res: dict[str, Any]) -> None:
     print(f"{'etcd CPU per create (us, members)':34s}{e['etcd_cpu_us_per_create']:22,.0f}{'-':>20s}")
     print(f"{'client CPU per create (us)':34s}{e['client_cpu_us_per_create']:22,.0f}"
           f"{s['client_cpu_us_per_create']:20,.0f}")
+    total = e["server_cpu_us_per_create"] + e["etcd_cpu_us_per_create"] + e["client_cpu_us_per_create"]
+    cores = len(os.sched_getaffinity(0))
+    print(f"{'CPU per create, all processes (us)':34s}{total:22,.0f}{'':20s}   at most "
+          f"{cores * 1e6 / total:,.0f}/s on this machine's {cores} cores")
     print(f"{'create latency p99 (ms)':34s}{e['p99_ms']:22.1f}{s['p99_ms']:20.1f}")
     ew, sw = res["etcd_watch"], res["sqlite_watch"]
     print(f"{'watch delivery p50 (ms)':34s}{ew['p50_ms']:22.1f}{sw['p50_ms']:20.1f}")
