@@ -20,6 +20,7 @@ connection to the raft leader (:mod:`._etcdconn`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import time
 from collections.abc import Sequence
@@ -157,10 +158,8 @@ class EtcdStore(BaseStore):
         one that does. Writes in flight finish on the old channel; the watch restarts on the new
         one from the revision the cache has reached, so no event is lost or applied twice."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await bounded(self._election.wait(), self._leader_check_interval)
-            except TimeoutError:
-                pass
             self._election.clear()
             try:
                 moved = await self._conn.off_leader()

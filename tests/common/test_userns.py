@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,10 +70,6 @@ def test_holder_stop_returns_once_its_pid_namespace_is_empty(tmp_path: Path) -> 
     """``servicenet up`` (the supervisor) returns only when no process of its cluster is left: it is
     the subreaper of the holder's pid 1 and reaps it (and its own orphans) before returning. Run in
     a process of its own: a subreaper reaps every child, which a test worker must not do."""
-    import json
-    import subprocess
-    import sys
-
     root = str(Path(__file__).resolve().parents[2])
     proc = subprocess.run([sys.executable, "-c", _STOP_SCRIPT, str(tmp_path / "state")], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})

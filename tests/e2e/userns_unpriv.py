@@ -149,8 +149,8 @@ def gone(up: Up, timeout: float, what: str, res: dict[str, Any], interval: float
     """Wait until no process is left in ``up``'s user namespaces; on a timeout the message names
     what is left (pid, state, parent, command line) and how ``servicenet up`` ended."""
     try:
-        return list(walks.wait(lambda: not up.left() and ["none"], timeout, what, interval))
-    except AssertionError as exc:
+        return list(until(lambda: not up.left() and ["none"], timeout, what, interval))
+    except SystemExit as exc:
         left = [describe(p.split(":")[0]) for p in up.left()]
         raise SystemExit(f"{exc}\nleft: {left}\nterm_rc: {res.get('term_rc')}\n"
                          f"servicenet up's last lines:\n{''.join(up.lines[-30:])}") from None
