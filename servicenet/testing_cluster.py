@@ -99,16 +99,19 @@ class ApiProcess:
 
 
 async def start_api_servers(base: Path, n: int, etcd_servers: list[str] | list[list[str]],
-                            prefix: str = "", extra_args: list[str] | None = None) -> list[ApiProcess]:
-    """``n`` API servers sharing ``base/config``; ``etcd_servers`` is one list for all, or one per server."""
+                            prefix: str = "", extra_args: list[str] | None = None,
+                            timeout: float = 60.0) -> list[ApiProcess]:
+    """``n`` API servers sharing ``base/config``; ``etcd_servers`` is one list for all, or one per server.
+    Each must be ready within ``timeout`` seconds; if one is not, every one started is stopped."""
     config = base / "config"
     config.mkdir(parents=True, exist_ok=True, mode=0o700)
     per = etcd_servers if etcd_servers and isinstance(etcd_servers[0], list) else [etcd_servers] * n
     out: list[ApiProcess] = []
     try:
         for i in range(n):
-            out.append(await ApiProcess(config, free_port(), list(per[i]), prefix,
-                                         list(extra_args or [])).start())  # type: ignore[arg-type]
+            # listed before it starts: one that never gets ready is stopped with the rest
+            out.append(ApiProcess(config, free_port(), list(per[i]), prefix, list(extra_args or [])))  # type: ignore[arg-type]
+            await out[-1].start(timeout)
     except BaseException:
         for p in out:
             await p.stop()

@@ -190,3 +190,24 @@ async def test_a_server_answering_503_is_left_for_the_next(tmp_path: Path) -> No
                 await c.close()
     finally:
         await runner.cleanup()
+
+
+def _processes_of(data_dir: Path) -> list[int]:
+    """Pids of the processes whose command line names ``data_dir``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(data_dir).encode() in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+async def test_a_server_that_never_gets_ready_is_not_left_running(tmp_path: Path, etcd_cluster: Cluster) -> None:
+    # no server is ready 10 ms after it starts: the helper must stop the one it started, not leak it
+    with pytest.raises(TimeoutError):
+        await start_api_servers(tmp_path, 2, etcd_cluster.endpoints, prefix=f"/leak-{tmp_path.name}", timeout=0.01)
+    assert _processes_of(tmp_path / "config") == []
