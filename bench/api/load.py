@@ -64,11 +64,11 @@ async def _create_burst(target: Target, kind: str, namespace: str, names: list[s
     ctype, accept = (PROTOBUF, PROTOBUF_ACCEPT) if pb else ("application/json", "application/json")
     it = iter(range(len(names)))
     lat: list[float] = []
-    errors: list[str] = []
-    done = 0
+    errors: list[str] = []  # the first few failures' words
+    done = failed = 0
 
     async def worker(c: Conn) -> None:
-        nonlocal done
+        nonlocal done, failed
         for i in it:
             if time.monotonic() > deadline:
                 return
@@ -76,6 +76,7 @@ async def _create_burst(target: Target, kind: str, namespace: str, names: list[s
             try:
                 await c.request("POST", path, bodies[i], ctype, accept)
             except HttpError as exc:
+                failed += 1
                 if len(errors) < 5:
                     errors.append(str(exc))
                 continue
@@ -92,7 +93,7 @@ async def _create_burst(target: Target, kind: str, namespace: str, names: list[s
     cpu = time.process_time() - cpu0
     for c in pool:
         c.close()
-    return {"done": done, "errors": errors, "t0": t0, "t1": t1, "lat": lat, "cpu": cpu}
+    return {"done": done, "failed": failed, "errors": errors, "t0": t0, "t1": t1, "lat": lat, "cpu": cpu}
 
 
 # ------------------------------------------------------------------------------------ steady writes

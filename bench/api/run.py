@@ -55,7 +55,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import orjson  # noqa: E402
 
 from bench.api import load, objects, preload  # noqa: E402
-from bench.api.conn import Conn, SyncConn, Target  # noqa: E402
+from bench.api.conn import Conn, HttpError, SyncConn, Target  # noqa: E402
 from bench.api.server_proc import ROOT, ServerProc  # noqa: E402
 from bench.store_raw import raw_sqlite_insert_rate  # noqa: E402
 
@@ -129,9 +129,14 @@ def api(target: Target, fn: Any) -> Any:
 
 
 def ensure_namespaces(target: Target, names: list[str]) -> None:
+    """Create the namespaces ``names``; one that exists already is fine."""
     async def go(c: Conn) -> None:
         for n in names:
-            await c.request("POST", "/api/v1/namespaces", orjson.dumps(objects.namespace(n)))
+            try:
+                await c.request("POST", "/api/v1/namespaces", orjson.dumps(objects.namespace(n)))
+            except HttpError as e:
+                if e.status != 409:
+                    raise
     api(target, go)
 
 

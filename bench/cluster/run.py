@@ -1,11 +1,13 @@
 """``bench cluster`` part 1: storage figures of a several-API-server control plane.
 
-    .venv/bin/python -m bench.cluster.run [--quick] [--members N]
+    .venv/bin/python -m bench.cluster.run [--quick] [--members N (default 3)] [--in-flight 64,128,256]
 
 Side by side, in one run:
 - durable creates/s: two API servers on one etcd (N members on 127.0.0.1, one shared config dir),
-  half the clients on each, against one API server on SQLite with the same clients; and a raw etcd
-  put loop on the same etcd as the ceiling;
+  half the clients on each, against one API server on SQLite with the same clients, at each number
+  of creates in flight (a throughput sweep, as etcd's own figures go from 1 client to 1,000; the
+  highest default level, 256, is 128 per API server, within the 200 mutating requests an API server
+  admits by default, upstream's default too); and raw etcd loops on the same etcd as the ceiling;
 - watch delivery p99 through two API servers: watchers on server B, a writer on server A stamping
   each ConfigMap with its send time (CLOCK_MONOTONIC, shared by the processes); on SQLite both sides
   talk to the one server.
@@ -39,30 +41,45 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 WARMUP = 500
+IN_FLIGHT = (64, 128, 256)  # creates in flight, from 2 client processes
 
 
 def creates(servers: list[ServerProc], n: int, conns: int = 32, warmup: int = WARMUP,
-            etcd_pids: list[int] | None = None) -> dict[str, Any]:
-    """``n`` ConfigMap creates, half the client processes on each server; first ``warmup`` creates
-    of other names, not measured (fresh servers and a fresh etcd: first-use costs out of the figure;
-    both storage sides get the same)."""
+            etcd_pids: list[int] | None = None, tag: str = "") -> dict[str, Any]:
+    """``n`` ConfigMap creates (names ``cm<tag>-<i>``) over ``conns`` connections from each of 2 client
+    processes, half the processes on each server; first ``warmup`` creates of other names, not
+    measured (fresh servers and a fresh etcd: first-use costs out of the figure; both storage sides
+    get the same)."""
     targets = [s.target for s in servers]
     ensure_namespaces(targets[0], ["bench"])
     if warmup:
         _burst(targets, [f"warm-{i:05d}" for i in range(warmup)], conns, lead=0.5, limit=60)
     cpu0 = sum(s.cpu() for s in servers)
     etcd0 = sum(cpu_seconds(p) for p in etcd_pids or [])
-    outs = _burst(targets, [f"cm-{i:05d}" for i in range(n)], conns, lead=1.0, limit=120)
+    outs = _burst(targets, [f"cm{tag}-{i:05d}" for i in range(n)], conns, lead=1.0, limit=120)
     done = sum(o["done"] for o in outs)
     t0, t1 = min(o["t0"] for o in outs), max(o["t1"] for o in outs)
     lat = [x for o in outs for x in o["lat"]]
     cpu = sum(s.cpu() for s in servers) - cpu0
     etcd_cpu = sum(cpu_seconds(p) for p in etcd_pids or []) - etcd0
-    return {"done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
+    return {"in_flight": conns * 2, "done": done, "rate": done / (t1 - t0), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
             "etcd_cpu_us_per_create": etcd_cpu / max(1, done) * 1e6,
-            "errors": sum(len(o["errors"]) for o in outs), "server_cpu_us_per_create": cpu / max(1, done) * 1e6,
+            "errors": sum(len(o["errors"]) for o in outs), "failed": sum(o.get("failed", 0) for o in outs),
+            "server_cpu_us_per_create": cpu / max(1, done) * 1e6,
             "client_cpu_us_per_create": sum(o["cpu"] for o in outs) / max(1, done) * 1e6,
             "rss_mib": [round(s.rss_mib(), 1) for s in servers]}
+
+
+def sweep(servers: list[ServerProc], n: int, levels: tuple[int, ...],
+          etcd_pids: list[int] | None = None) -> list[dict[str, Any]]:
+    """:func:`creates` at each number of creates in flight (warm-up before the first only)."""
+    return [creates(servers, n, conns=max(1, k // 2), warmup=WARMUP if j == 0 else 0, etcd_pids=etcd_pids,
+                    tag=f"-{k}") for j, k in enumerate(levels)]
+
+
+def best(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sweep's throughput: its fastest level."""
+    return max(points, key=lambda p: p["rate"])
 
 
 def _burst(targets: list[Any], names: list[str], conns: int, lead: float, limit: float,
@@ -96,9 +113,31 @@ def watch(writer: Any, reader: Any, n: int, watchers: int = 50, rate: float = 10
     return {"events": len(lat), "expected": n * watchers, "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99))}
 
 
+def _all_cpu(p: dict[str, Any]) -> float:
+    return float(p["server_cpu_us_per_create"] + p.get("etcd_cpu_us_per_create", 0) + p["client_cpu_us_per_create"])
+
+
+def report_sweep(res: dict[str, Any]) -> None:
+    es, ss = res["etcd_sweep"], res["sqlite_sweep"]
+    print(f"{'creates in flight (2 client procs)':40s}" + "".join(f"{p['in_flight']:>10d}" for p in es))
+    rows = [("etcd, 2 API servers: creates/s", es, lambda p: f"{p['rate']:,.0f}"),
+            ("  CPU per create, all processes (us)", es, lambda p: f"{_all_cpu(p):,.0f}"),
+            ("  etcd CPU per create (us)", es, lambda p: f"{p['etcd_cpu_us_per_create']:,.0f}"),
+            ("  create latency p99 (ms)", es, lambda p: f"{p['p99_ms']:.1f}"),
+            ("  failed creates", es, lambda p: f"{p['failed']}"),
+            ("SQLite, 1 server: creates/s", ss, lambda p: f"{p['rate']:,.0f}"),
+            ("  create latency p99 (ms)", ss, lambda p: f"{p['p99_ms']:.1f}")]
+    for label, pts, cell in rows:
+        print(f"{label:40s}" + "".join(f"{cell(p):>10s}" for p in pts))
+    print()
+
+
 def report(res: dict[str, Any]) -> None:
+    if "etcd_sweep" in res:
+        report_sweep(res)
     e, s = res["etcd_creates"], res["sqlite_creates"]
     print(f"{'':34s}{'etcd (2 API servers)':>22s}{'SQLite (1 server)':>20s}")
+    print(f"{'creates in flight (fastest level)':34s}{e.get('in_flight', 64):22d}{s.get('in_flight', 64):20d}")
     print(f"{'durable creates/s':34s}{e['rate']:22,.0f}{s['rate']:20,.0f}   etcd/SQLite {e['rate'] / s['rate']:.2f}")
     print(f"{'  target on etcd: >= 2,000/s':34s}{'':22s}{'':20s}   ratio {e['rate'] / 2000:.2f} "
           f"({'PASS' if e['rate'] >= 2000 else 'MISS'})")
@@ -118,7 +157,8 @@ def report(res: dict[str, Any]) -> None:
     print(f"{'watch delivery p99 (ms)':34s}{ew['p99_ms']:22.1f}{sw['p99_ms']:20.1f}")
     print(f"{'watch events received':34s}{ew['events']:>22,}{sw['events']:>20,}   (expected {ew['expected']:,})")
     raw, txn = res["raw_etcd_puts_per_s"], res["raw_etcd_create_txns_per_s"]
-    print(f"raw etcd loops on the same etcd (64 in flight, one Python client): {raw:,.0f} puts/s, {txn:,.0f} "
+    print(f"raw etcd loops on the same etcd ({res.get('raw_in_flight', 64)} in flight, one Python client): "
+          f"{raw:,.0f} puts/s, {txn:,.0f} "
           f"create txns/s; the two API servers reach {e['rate'] / txn:.0%} of the txn loop "
           f"({res['members']} member(s))")
 
@@ -140,9 +180,12 @@ def save_results(update: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--members", type=int, default=1, help="etcd members (default 1; 3 for a real quorum)")
+    ap.add_argument("--members", type=int, default=3, help="etcd members (default 3, a real quorum)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--in-flight", default=",".join(map(str, IN_FLIGHT)),
+                    help="creates in flight to sweep, comma-separated (default %(default)s)")
     args = ap.parse_args(argv)
+    levels = tuple(int(x) for x in args.in_flight.split(","))
     n = 1500 if args.quick else 5000
     n_watch = 200 if args.quick else 600
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -154,17 +197,20 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--etcd-servers", ",".join(cluster.endpoints)]
         servers = [ServerProc(work / "shared-config", "etcd", extra=extra) for _ in range(2)]
         targets = [s.start() for s in servers]  # one after the other: the first creates the keys
-        res["etcd_creates"] = creates(servers, n, etcd_pids=[m.proc.pid for m in cluster.members if m.proc])
+        res["etcd_sweep"] = sweep(servers, n, levels, etcd_pids=[m.proc.pid for m in cluster.members if m.proc])
+        res["etcd_creates"] = best(res["etcd_sweep"])
         res["etcd_watch"] = watch(targets[0], targets[1], n_watch)
         for s in servers:
             s.stop()
         leader = leader_endpoint(cluster.endpoints)  # where the API servers' stores write
-        res["raw_etcd_puts_per_s"] = raw_etcd_puts(leader, n)
-        res["raw_etcd_create_txns_per_s"] = raw_etcd_puts(leader, n, txn=True)
+        res["raw_in_flight"] = max(64, *levels)
+        res["raw_etcd_puts_per_s"] = raw_etcd_puts(leader, n, inflight=res["raw_in_flight"])
+        res["raw_etcd_create_txns_per_s"] = raw_etcd_puts(leader, n, inflight=res["raw_in_flight"], txn=True)
         sq = ServerProc(work / "sqlite", "sqlite")
         servers = [sq]
         t = sq.start()
-        res["sqlite_creates"] = creates([sq], n)
+        res["sqlite_sweep"] = sweep([sq], n, levels)
+        res["sqlite_creates"] = best(res["sqlite_sweep"])
         res["sqlite_watch"] = watch(t, t, n_watch)
     finally:
         for s in servers:
