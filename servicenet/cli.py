@@ -49,6 +49,17 @@ def _hostport(s: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _duration(text: str) -> float:
+    """A Go duration (``1h0m0s``, ``90s``) or plain seconds, positive."""
+    try:
+        seconds: float | None = float(text)
+    except ValueError:
+        seconds = importlib.import_module("servicenet.apiserver.flowcontrol").parse_duration(text)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r} (e.g. 1h0m0s, 90s)")
+    return seconds
+
+
 def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory (default ~/.servicenet)")
     p.add_argument("--api-listen", type=_hostport, default=("127.0.0.1", 6443), metavar="HOST:PORT")
@@ -72,6 +83,8 @@ def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests-inflight", type=int, default=400)
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--event-ttl", type=_duration, default=3600.0,
+                   help="how long Events are kept after their last write (default 1h0m0s)")
     p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
                    help="NoExecute not-ready toleration added to pods (DefaultTolerationSeconds admission)")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
@@ -144,7 +157,7 @@ def _api_config(args: argparse.Namespace, network: str = "netns") -> Any:
                        audit_log_maxsize=args.audit_log_maxsize, audit_log_maxbackup=args.audit_log_maxbackup,
                        max_requests_inflight=args.max_requests_inflight,
                        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-                       request_timeout=args.request_timeout,
+                       request_timeout=args.request_timeout, event_ttl=args.event_ttl,
                        default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                        default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
 

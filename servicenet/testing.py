@@ -86,10 +86,10 @@ async def kubectl(kubeconfig: Path, *args: str, input: bytes | None = None, chec
 async def running_apiserver(data_dir: Path, *, storage: str = "memory",
                             service_cidrs: list[str] | None = None,
                             etcd_servers: list[str] | None = None, etcd_prefix: str = "",
-                            ) -> AsyncIterator[RunningApi]:
+                            event_ttl: float = 3600.0) -> AsyncIterator[RunningApi]:
     cfg = ApiServerConfig(data_dir=Path(data_dir), host="127.0.0.1", port=0, storage=storage,
                           service_cidrs=service_cidrs or list(wk.DEFAULT_SERVICE_CIDRS),
-                          etcd_servers=list(etcd_servers or []), etcd_prefix=etcd_prefix)
+                          etcd_servers=list(etcd_servers or []), etcd_prefix=etcd_prefix, event_ttl=event_ttl)
     server = ApiServer(cfg)
     await server.start()
     client = ApiClient.from_kubeconfig(server.kubeconfig_path)

@@ -70,8 +70,9 @@ def _open(kind: str, where: str, args: argparse.Namespace, codec: Any) -> Any:
     tls = None
     if args.etcd_cafile or args.etcd_certfile:
         tls = EtcdTLS(*(str(p) if p else None for p in (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)))
+    # Events copied into etcd get a lease of the default --event-ttl, as an API server would give them
     return EtcdStore(where.split(","), prefix=args.etcd_prefix, tls=tls, codec=codec, compact_interval=0,
-                     etcd_compact_interval=0)
+                     etcd_compact_interval=0, ttl={"/registry/core/events/": 3600.0})
 
 
 async def migrate(src: Any, dst: Any) -> int:

@@ -54,6 +54,7 @@ class ApiServerConfig:
     tls: bool = True
     compact_interval: float = 60.0
     history_seconds: float = 300.0
+    event_ttl: float = 3600.0  # seconds an Event is kept after its last write (upstream --event-ttl)
     encryption_config: Path | None = None  # EncryptionConfiguration; default: <data_dir>/encryption-config.yaml
     audit_policy_file: Path | None = None  # audit.k8s.io/v1 Policy; with audit_log_path: audit log on
     audit_log_path: Path | None = None
@@ -111,8 +112,9 @@ class ApiServer:
         return self.config.data_dir / "kubeconfig"
 
     async def _open_store(self) -> None:
+        ttl = {"/registry/core/events/": self.config.event_ttl}  # as upstream: Events expire
         if self.config.storage == "memory":
-            self.store = MemoryStore()
+            self.store = MemoryStore(ttl=ttl)
         else:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             enc = self.config.encryption_config
@@ -122,11 +124,11 @@ class ApiServer:
                 etcd = importlib.import_module("servicenet.store.etcd")  # grpc: ~16 MiB, loaded only for etcd
                 tls = etcd.EtcdTLS(*(str(p) if p else None for p in (c.etcd_cafile, c.etcd_certfile, c.etcd_keyfile)))
                 self.store = etcd.EtcdStore(c.etcd_servers, prefix=c.etcd_prefix, codec=codec, history_seconds=c.history_seconds,
-                                       tls=tls if any((c.etcd_cafile, c.etcd_certfile)) else None)
+                                       ttl=ttl, tls=tls if any((c.etcd_cafile, c.etcd_certfile)) else None)
                 # allocation state lives in etcd, shared by every API server
                 self.services = SharedServiceRegistry(c.service_cidrs, c.node_port_range, self.store)
             else:
-                self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec)
+                self.store = SQLiteStore(str(self.config.data_dir / "state.db"), codec=codec, ttl=ttl)
         await self.store.open()
 
     async def start(self) -> None:

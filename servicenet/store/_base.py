@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from servicenet.common.component import cancel_and_wait
 
 from ._plan import plan_create, plan_delete, plan_update
-from ._types import Event, Record, Records, StoreClosed
+from ._types import DELETED, Event, KeyNotFound, Record, Records, RevisionConflict, StoreClosed
 from .index import Index
+from .ttl import Expiry, TTLPolicy
 from .watch import Watch, WatchHub
 
 log = logging.getLogger("servicenet.store")
@@ -31,6 +32,7 @@ class BaseStore:
         max_history: int = 100_000,
         compact_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        ttl: Mapping[str, float] | None = None,
     ) -> None:
         self._index = Index(history_seconds=history_seconds, min_history=min_history, max_history=max_history)
         self._hub = WatchHub()
@@ -41,6 +43,16 @@ class BaseStore:
         # Latest planned-but-not-yet-visible record per key (None = pending delete); CAS checks see it.
         self._overlay: dict[str, tuple[int, Record | None]] = {}
         self._is_open = False
+        # Keys with a time to live (``{prefix: seconds}``, as Events): deleted here once their
+        # deadline passes, unless the backend has its own expiry (etcd's leases) (.ttl)
+        self.ttl = TTLPolicy(ttl)
+        self._expiry: Expiry | None = Expiry() if self.ttl and self._expires_locally() else None
+        self._expirer: asyncio.Task[None] | None = None
+        self.expired = 0  # keys deleted because their time to live ran out
+
+    def _expires_locally(self) -> bool:
+        """Whether this store deletes expired keys itself (a backend with leases says no)."""
+        return True
 
     # ---------------------------------------------------------------- lifecycle
     async def _start(self) -> None:
@@ -48,11 +60,18 @@ class BaseStore:
         self._is_open = True
         if self._compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop(), name="store-compactor")
+        if self._expiry is not None:
+            now = self._clock()
+            for prefix, seconds in self.ttl.prefixes.items():  # deadlines are not stored: a whole TTL again
+                self._expiry.touch_all(((r.key, r.mod_revision) for r in self._index.list(prefix)[0]), now + seconds)
+            self._expirer = asyncio.create_task(self._expire_loop(), name="store-ttl")
 
     async def _stop(self) -> None:
         self._is_open = False
         await cancel_and_wait(self._compactor)
         self._compactor = None
+        await cancel_and_wait(self._expirer)
+        self._expirer = None
 
     def _check_open(self) -> None:
         if not self._is_open:
@@ -143,7 +162,44 @@ class BaseStore:
         apply = self._index.apply
         for ev in events:
             apply(ev, now)
+        if self._expiry is not None:
+            self._track_ttl(self._expiry, events, now)
         self._hub.publish(events)
+
+    def _track_ttl(self, expiry: Expiry, events: Sequence[Event], now: float) -> None:
+        for ev in events:
+            seconds = self.ttl.seconds(ev.record.key)
+            if seconds is None:
+                continue
+            if ev.type == DELETED:
+                expiry.forget(ev.record.key)
+            else:
+                expiry.touch(ev.record.key, ev.record.mod_revision, now + seconds)
+
+    async def expire_now(self) -> int:
+        """Delete every key whose time to live has run out (what the periodic task does); returns
+        how many were deleted. A key written since its deadline was set is left alone."""
+        if self._expiry is None:
+            return 0
+        n = 0
+        for key, rev in self._expiry.due(self._clock()):
+            try:
+                await self.delete(key, expected_mod_revision=rev)
+                n += 1
+            except (KeyNotFound, RevisionConflict):
+                pass  # gone already, or written again (which set a new deadline)
+        self.expired += n
+        return n
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.expire_now()
+            except StoreClosed:
+                return
+            except Exception:  # tried again on the next tick
+                log.exception("deleting expired keys failed")
 
     # --------------------------------------------------------------- compaction
     async def compact(self, revision: int) -> None:

@@ -46,6 +46,7 @@ class Connection:
         self.txn: Any = None
         self.watch: Any = None
         self.maint: Any = None
+        self.lease: Any = None
         self.moves = 0  # times a new channel followed the leader to another member
         self._retiring: list[grpc.aio.Channel] = []  # channels moved away from, closing
         self._closers: set[asyncio.Task[None]] = set()
@@ -79,6 +80,12 @@ class Connection:
             _registered_method=True)
         self.watch = rpc.WatchStub(channel)
         self.maint = rpc.MaintenanceStub(channel)
+        self.lease = rpc.LeaseStub(channel)
+
+    async def grant_lease(self, seconds: int) -> int:
+        """A new etcd lease of ``seconds``; its id."""
+        resp = await self.lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=seconds), timeout=self.timeout)
+        return int(resp.ID)
 
     async def connect(self) -> None:
         """The channel, to the leader first when a member says it leads."""

@@ -60,11 +60,12 @@ def compare_mod(key: bytes, mod_revision: int) -> bytes:
     return b"\x10\x02" + k + b"\x30" + (_SMALL[mod_revision] if 0 <= mod_revision < 0x80 else _varint(mod_revision))
 
 
-def put_op(key: bytes, value: bytes, prev_kv: bool = False) -> bytes:
-    """RequestOp{request_put: PutRequest{key, value, prev_kv}}."""
+def put_op(key: bytes, value: bytes, prev_kv: bool = False, lease: int = 0) -> bytes:
+    """RequestOp{request_put: PutRequest{key, value, lease, prev_kv}}."""
     n, m = len(key), len(value)
     body = b"".join((b"\x0a" + (_SMALL[n] if n < 0x80 else _varint(n)) if n else b"", key,
                      b"\x12" + (_SMALL[m] if m < 0x80 else _varint(m)) if m else b"", value,
+                     b"\x18" + _varint(lease) if lease else b"",
                      b"\x20\x01" if prev_kv else b""))
     return b"\x12" + _varint(len(body)) + body
 

@@ -37,6 +37,7 @@ from . import _etcdwire as wire
 from ._base import BaseStore, log
 from ._etcdaddr import prefix_end
 from ._etcdconn import Connection, EtcdTLS
+from ._etcdlease import Leases
 from ._plan import reencode_at
 from ._types import (
     ADDED,
@@ -140,6 +141,10 @@ class EtcdStore(BaseStore):
         self.own_applied = 0  # writes of ours applied from their answer (their watch events are skipped)
         # In-flight transactions: more would only queue inside etcd and run into their deadlines.
         self._inflight = asyncio.Semaphore(max_inflight)
+        self._leases = Leases(self._conn.grant_lease) if self.ttl else None  # keys with a TTL (Events)
+
+    def _expires_locally(self) -> bool:
+        return False  # etcd deletes a key when its lease runs out; the watch brings the deletion
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -472,10 +477,20 @@ class EtcdStore(BaseStore):
             self._term = term
         return resp
 
+    async def _lease_of(self, key: str) -> int:
+        ttl = self.ttl.seconds(key) if self._leases is not None else None
+        if ttl is None or self._leases is None:
+            return 0
+        try:
+            return await self._leases.lease_for(ttl)
+        except grpc.aio.AioRpcError as e:
+            raise CommitFailed(f"etcd lease grant failed ({e.code().name}): {e.details()}") from None
+
     async def create(self, key: str, obj: dict[str, Any]) -> Record:
         self._check_open()
         k = self._key(key)
-        resp = await self._txn(wire.txn_if_mod(k, 0, wire.put_op(k, self._encode(key, obj))), "create")
+        op = wire.put_op(k, self._encode(key, obj), lease=await self._lease_of(key))
+        resp = await self._txn(wire.txn_if_mod(k, 0, op), "create")
         if not resp.succeeded:
             kvs = resp.responses[0].response_range.kvs
             if kvs:
@@ -517,7 +532,7 @@ class EtcdStore(BaseStore):
 
     async def update(self, key: str, obj: dict[str, Any], expected_mod_revision: int | None = None) -> Record:
         self._check_open()
-        op = wire.put_op(self._key(key), self._encode(key, obj), prev_kv=True)
+        op = wire.put_op(self._key(key), self._encode(key, obj), prev_kv=True, lease=await self._lease_of(key))
         resp, r = await self._guarded(key, expected_mod_revision, op, "update")
         rev = resp.header.revision
         was = r.response_put.prev_kv

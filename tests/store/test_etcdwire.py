@@ -29,6 +29,16 @@ def test_put_txn_bytes(key: bytes, rev: int, value: bytes, prev_kv: bool) -> Non
     assert parsed.compare[0].mod_revision == rev and parsed.success[0].request_put.value == value
 
 
+@pytest.mark.parametrize("lease", [1, 127, 128, 7587894829937645573, 2**63 - 1])
+@pytest.mark.parametrize("prev_kv", [False, True])
+def test_put_with_a_lease_bytes(lease: int, prev_kv: bool) -> None:
+    key, value = KEYS[0], b"v" * 300
+    op = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease, prev_kv=prev_kv))
+    mine = w.txn_if_mod(key, 0, w.put_op(key, value, prev_kv, lease=lease))
+    assert mine == reference(key, 0, op)
+    assert rpc.TxnRequest.FromString(mine).success[0].request_put.lease == lease
+
+
 @pytest.mark.parametrize("key", KEYS)
 @pytest.mark.parametrize("rev", [0, 5, 1 << 40])
 def test_delete_txn_bytes(key: bytes, rev: int) -> None:
