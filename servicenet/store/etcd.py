@@ -469,6 +469,8 @@ class EtcdStore(BaseStore):
             async with self._inflight:
                 resp = await self._conn.txn(req, timeout=self._timeout)
         except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND and self._leases is not None:
+                self._leases.forget()  # "requested lease not found": nothing applied; the next write gets a new one
             raise _unavailable(e, what) from None
         term = resp.header.raft_term
         if term > self._term:

@@ -145,3 +145,29 @@ async def test_sqlite_keys_with_a_ttl_expire_after_a_restart_too(tmp_path: Path)
         assert again.expired == 1
     finally:
         await again.close()
+
+
+async def test_a_write_whose_lease_etcd_lost_fails_cleanly_and_the_next_gets_a_new_lease(
+        etcd_cluster: object, tmp_path: Path) -> None:
+    import grpc
+    from aetcd import rpc
+    from store_helpers import ETCD_ENDPOINTS
+
+    from servicenet.store import CommitFailed
+
+    ETCD_ENDPOINTS[:] = etcd_cluster.endpoints  # type: ignore[attr-defined]
+    store = make_store("etcd", tmp_path, ttl={EVENTS: 60.0})
+    await store.open()
+    try:
+        await store.create(ev_key("a"), event("a"))
+        lease = store._leases._id  # type: ignore[union-attr]
+        async with grpc.aio.insecure_channel(ETCD_ENDPOINTS[0].split("://", 1)[-1]) as ch:
+            await rpc.LeaseStub(ch).LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease))  # as a restore from backup would
+        await _gone(store, ev_key("a"), 10)  # etcd deleted the lease's key; the watch said so
+        with pytest.raises(CommitFailed):
+            await store.create(ev_key("b"), event("b"))  # still on the revoked lease: refused, nothing applied
+        assert store.get(ev_key("b")) is None
+        rec = await store.create(ev_key("b"), event("b"))  # a new lease
+        assert store.get(ev_key("b")) == rec and store._leases._id != lease  # type: ignore[union-attr]
+    finally:
+        await store.close()
