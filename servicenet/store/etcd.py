@@ -480,8 +480,7 @@ class EtcdStore(BaseStore):
         return resp
 
     async def _lease_of(self, key: str) -> int:
-        ttl = self.ttl.seconds(key) if self._leases is not None else None
-        if ttl is None or self._leases is None:
+        if self._leases is None or (ttl := self.ttl.seconds(key)) is None:
             return 0
         try:
             return await self._leases.lease_for(ttl)
