@@ -135,8 +135,12 @@ async def test_everyday_kubectl_commands(up: Up, tmp_path: Path) -> None:  # noq
     assert (await _get(u, "v1", "services", "web-svc"))["spec"]["selector"] == {"app": "web"}
 
     async def two_endpoints() -> bool:
-        out = await u.kn("get", "ep", "web-svc", "-o", "jsonpath={.subsets[*].addresses[*].ip}")
-        return len(out.split()) == 2
+        # the endpoints controller writes the Endpoints a moment after the Service: NotFound is "not yet"
+        rc, out, err = await u.k("-n", NS, "get", "ep", "web-svc", "-o", "jsonpath={.subsets[*].addresses[*].ip}",
+                                 ok=False)
+        if rc and "NotFound" not in err:
+            raise AssertionError(f"kubectl get ep web-svc failed ({rc}): {err}")
+        return rc == 0 and len(out.split()) == 2
 
     await until(two_endpoints, 30, what="web-svc endpoints")
     assert (await u.kn("run", "one", "--image=busybox", "--restart=Never", "--", "sleep", "3600")).strip() \
